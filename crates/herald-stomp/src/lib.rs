@@ -1,0 +1,17 @@
+//! STOMP 1.0, 1.1 and 1.2 frames, with no I/O.
+//!
+//! - [`frame`]: the protocol value — [`Command`], [`Headers`], [`Frame`], [`Version`].
+//! - [`decode`]: an incremental decoder; feed it bytes as they arrive, in any split,
+//!   and it yields whole frames or a [`DecodeError`] that names the problem.
+//! - [`encode`]: writes frames, escaping header values as the version requires.
+//!
+//! Transports (WebSocket, TCP, SockJS) own the sockets; this crate only turns bytes
+//! into frames and back, so it can be property-tested and fuzzed on its own.
+
+pub mod decode;
+pub mod encode;
+pub mod frame;
+
+pub use decode::{DecodeError, Decoder, Limits};
+pub use encode::{encode, encode_header_value, write_header};
+pub use frame::{Command, Frame, Headers, Version};
