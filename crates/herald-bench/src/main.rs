@@ -1,1 +1,109 @@
-fn main() {}
+//! herald-bench: a load generator speaking STOMP 1.2 over WebSocket to any
+//! STOMP-over-WebSocket server on this machine (Herald, RabbitMQ Web-STOMP, ...).
+//!
+//! Scenarios, one module each: [`fanout`] (one topic, many subscribers),
+//! [`pairs`] (many publisher/subscriber pairs), [`connect`] (connection storm),
+//! [`idle`] (many idle sessions, memory per connection). [`client`] is the
+//! STOMP-over-WebSocket connection, [`stats`] the histograms and the report,
+//! [`proc`] the /proc sampling of the server (and of the bench itself).
+
+mod client;
+mod connect;
+mod fanout;
+mod idle;
+mod pairs;
+mod proc;
+mod pubsub;
+mod stats;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::Target;
+
+#[derive(Parser, Debug)]
+#[command(name = "herald-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// N subscribers on one topic, one publisher: delivered msg/s and latency.
+    Fanout(fanout::FanoutArgs),
+    /// N publishers, each to its own topic with one subscriber.
+    Pairs(pairs::PairsArgs),
+    /// Connection storm: CONNECT/CONNECTED per second and handshake latency.
+    Connect(connect::ConnectArgs),
+    /// N idle sessions with one subscription each: server memory per connection.
+    Idle(idle::IdleArgs),
+}
+
+/// Options every scenario takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// WebSocket URL of the server (loopback only), e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long)]
+    pub url: String,
+    /// STOMP login header (RabbitMQ: guest).
+    #[arg(long)]
+    pub login: Option<String>,
+    /// STOMP passcode header (RabbitMQ: guest).
+    #[arg(long)]
+    pub passcode: Option<String>,
+    /// STOMP host header on CONNECT (RabbitMQ reads it as the vhost).
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    /// Server process to sample: CPU% from /proc/PID/stat, VmRSS from /proc/PID/status.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Print the result as one JSON line instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Spread client sockets over local addresses 127.0.0.1..=127.0.0.N.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub source_addrs: u8,
+}
+
+impl Common {
+    pub fn target(&self) -> Result<Arc<Target>> {
+        Ok(Arc::new(Target::new(
+            &self.url,
+            self.login.clone(),
+            self.passcode.clone(),
+            self.vhost.clone(),
+            self.source_addrs,
+        )?))
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let nofile = proc::raise_nofile(1 << 20);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = cli.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.build()?;
+    stats::now_ns(); // start the shared clock
+    rt.block_on(async move {
+        let (report, json) = match cli.scenario {
+            Scenario::Fanout(a) => (fanout::run(&a).await?, a.common.json),
+            Scenario::Pairs(a) => (pairs::run(&a).await?, a.common.json),
+            Scenario::Connect(a) => (connect::run(&a).await?, a.common.json),
+            Scenario::Idle(a) => (idle::run(&a, nofile).await?, a.common.json),
+        };
+        report.print(json);
+        anyhow::Ok(())
+    })?;
+    // Do not wait for lingering connection tasks.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}

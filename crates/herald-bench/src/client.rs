@@ -1,0 +1,351 @@
+//! One STOMP 1.2 session over a WebSocket (subprotocol `v12.stomp`).
+//!
+//! [`Target`] holds where to connect and how to log in; [`Target::connect`] opens
+//! the TCP socket from one of the local source addresses 127.0.0.1..=127.0.0.k
+//! (so that more than 64k client connections fit), performs the WebSocket upgrade
+//! and the CONNECT/CONNECTED exchange, and returns a [`Session`]. A session can be
+//! [`Session::split`] into a writer and a reader for tasks that do both at once.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::BytesMut;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, Stream, StreamExt};
+use herald_stomp::{Command, Decoder, Frame, Limits, Version, encode};
+use http::header::SEC_WEBSOCKET_PROTOCOL;
+use http::{HeaderValue, Uri};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// How long a single connect (TCP + upgrade + CONNECTED) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where and how to connect. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    uri: Uri,
+    addr: SocketAddr,
+    /// Number of local source addresses to spread over: 127.0.0.1..=127.0.0.N.
+    sources: u8,
+    login: Option<String>,
+    passcode: Option<String>,
+    /// Value of the STOMP `host` header (RabbitMQ reads it as the vhost).
+    host: String,
+}
+
+/// Timings of one connect, for the connection-storm scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectTimings {
+    /// TCP connect plus WebSocket upgrade.
+    pub upgrade: Duration,
+    /// From the start to the CONNECTED frame.
+    pub total: Duration,
+}
+
+impl Target {
+    /// Parses a `ws://` URL and refuses anything that is not a loopback address:
+    /// this tool generates load and must never be pointed at another machine.
+    pub fn new(
+        url: &str,
+        login: Option<String>,
+        passcode: Option<String>,
+        host: String,
+        sources: u8,
+    ) -> Result<Target> {
+        let uri: Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some(other) => bail!("unsupported scheme {other}: only ws:// on loopback"),
+            None => bail!("URL {url} has no scheme (use ws://127.0.0.1:PORT/ws)"),
+        }
+        let hostname = uri
+            .host()
+            .ok_or_else(|| anyhow!("URL {url} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = (hostname, port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {hostname}"))?
+            .collect();
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| anyhow!("{hostname} resolves to nothing"))?;
+        if !addrs.iter().all(|a| a.ip().is_loopback()) {
+            bail!("refusing non-loopback target {url} ({addr}): herald-bench only targets loopback");
+        }
+        Ok(Target {
+            url: url.to_owned(),
+            uri,
+            addr,
+            sources: sources.max(1),
+            login,
+            passcode,
+            host,
+        })
+    }
+
+    /// The local address connection number `idx` binds to.
+    fn source_for(&self, idx: usize) -> Option<IpAddr> {
+        match self.addr.ip() {
+            IpAddr::V4(_) => {
+                let k = 1 + (idx % self.sources as usize) as u8;
+                Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, k)))
+            }
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// TCP connect (from a spread source address) and WebSocket upgrade.
+    pub async fn open_ws(&self, idx: usize) -> Result<Ws> {
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(ip) = self.source_for(idx) {
+            // Let the kernel pick the port at connect time, per 4-tuple, so each
+            // source address offers the whole ephemeral range.
+            set_bind_no_port(&socket);
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .with_context(|| format!("binding {ip}"))?;
+        }
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .with_context(|| format!("TCP connect to {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        let (ws, _resp) = ClientBuilder::from_uri(self.uri.clone())
+            .add_header(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v12.stomp"))?
+            .connect_on(stream)
+            .await
+            .context("WebSocket upgrade")?;
+        Ok(ws)
+    }
+
+    /// A CONNECT frame for STOMP 1.2 with the given heart-beat (ms, ms).
+    fn connect_frame(&self, heartbeat: (u32, u32)) -> Frame {
+        let mut f = Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", self.host.clone())
+            .header("heart-beat", format!("{},{}", heartbeat.0, heartbeat.1));
+        if let Some(l) = &self.login {
+            f = f.header("login", l.clone());
+        }
+        if let Some(p) = &self.passcode {
+            f = f.header("passcode", p.clone());
+        }
+        f
+    }
+
+    /// Opens a STOMP session: upgrade, CONNECT, wait for CONNECTED.
+    pub async fn connect(&self, idx: usize, heartbeat: (u32, u32)) -> Result<Session> {
+        Ok(self.connect_timed(idx, heartbeat).await?.0)
+    }
+
+    /// Like [`Target::connect`], also returning how long each step took.
+    pub async fn connect_timed(
+        &self,
+        idx: usize,
+        heartbeat: (u32, u32),
+    ) -> Result<(Session, ConnectTimings)> {
+        let fut = async {
+            let t0 = Instant::now();
+            let ws = self.open_ws(idx).await?;
+            let upgrade = t0.elapsed();
+            let mut s = Session::new(ws);
+            s.send(&self.connect_frame(heartbeat)).await?;
+            match s.recv().await? {
+                Some(f) if f.command == Command::Connected => {}
+                Some(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
+                Some(f) => bail!("expected CONNECTED, got {}", f.command),
+                None => bail!("connection closed before CONNECTED"),
+            }
+            Ok((s, ConnectTimings { upgrade, total: t0.elapsed() }))
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, fut)
+            .await
+            .map_err(|_| anyhow!("connect timed out after {:?}", CONNECT_TIMEOUT))?
+    }
+}
+
+fn set_bind_no_port(socket: &TcpSocket) {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd and a pointer to a c_int of the stated size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The `message` header of an ERROR frame, or its body.
+pub fn error_text(f: &Frame) -> String {
+    match f.get("message") {
+        Some(m) => m.to_owned(),
+        None => String::from_utf8_lossy(&f.body).trim().to_owned(),
+    }
+}
+
+fn decoder() -> Decoder {
+    // Accept large frames from the server: the bench's own --size may be big.
+    Decoder::new(Limits {
+        max_frame: 64 * 1024 * 1024,
+        ..Limits::default()
+    })
+}
+
+/// Encodes one frame into a WebSocket text message (our frames are UTF-8).
+fn to_message(frame: &Frame) -> Message {
+    let mut out = BytesMut::with_capacity(frame.body.len() + 128);
+    encode(frame, Version::V1_2, &mut out);
+    Message::text(out.freeze())
+}
+
+/// Reads STOMP frames from any stream of WebSocket messages.
+pub struct FrameReader<S> {
+    stream: S,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl<S> FrameReader<S>
+where
+    S: Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
+{
+    fn new(stream: S) -> Self {
+        FrameReader {
+            stream,
+            decoder: decoder(),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next frame, or `None` once the peer has closed the connection.
+    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+        loop {
+            if let Some(f) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(f));
+            }
+            match self.stream.next().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                    self.buf.extend_from_slice(m.as_payload());
+                }
+                Some(Ok(m)) if m.is_close() => return Ok(None),
+                Some(Ok(_)) => {} // ping/pong: answered by tokio-websockets
+            }
+        }
+    }
+}
+
+/// A STOMP session that is read and written from one task.
+pub struct Session {
+    reader: FrameReader<Ws>,
+}
+
+impl Session {
+    fn new(ws: Ws) -> Self {
+        Session {
+            reader: FrameReader::new(ws),
+        }
+    }
+
+    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+        self.reader.recv().await
+    }
+
+    pub async fn send(&mut self, frame: &Frame) -> Result<()> {
+        self.reader.stream.send(to_message(frame)).await?;
+        Ok(())
+    }
+
+    /// SUBSCRIBE with a receipt, and wait for that RECEIPT (MESSAGE frames that
+    /// arrive first are dropped: nothing is published before all receipts).
+    pub async fn subscribe(&mut self, id: &str, destination: &str) -> Result<()> {
+        let receipt = format!("sub-{id}");
+        let f = Frame::new(Command::Subscribe)
+            .header("id", id)
+            .header("destination", destination)
+            .header("ack", "auto")
+            .header("receipt", receipt.clone());
+        self.send(&f).await?;
+        loop {
+            match self.recv().await? {
+                Some(f) if f.command == Command::Receipt => {
+                    if f.get("receipt-id") == Some(receipt.as_str()) {
+                        return Ok(());
+                    }
+                }
+                Some(f) if f.command == Command::Error => {
+                    bail!("SUBSCRIBE refused: {}", error_text(&f))
+                }
+                Some(_) => {}
+                None => bail!("connection closed before RECEIPT of SUBSCRIBE"),
+            }
+        }
+    }
+
+    /// Sends a WebSocket close and waits briefly for the server to close too.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = self.reader.stream.close().await;
+            while let Some(Ok(_)) = self.reader.stream.next().await {}
+        })
+        .await;
+    }
+
+    /// Splits into a writer and a reader usable from two tasks.
+    pub fn split(self) -> (Writer, FrameReader<SplitStream<Ws>>) {
+        let FrameReader {
+            stream,
+            decoder,
+            buf,
+        } = self.reader;
+        let (sink, stream) = stream.split();
+        (
+            Writer { sink },
+            FrameReader {
+                stream,
+                decoder,
+                buf,
+            },
+        )
+    }
+}
+
+/// The writing half of a split session.
+pub struct Writer {
+    sink: SplitSink<Ws, Message>,
+}
+
+impl Writer {
+    /// Queues a frame without flushing (flushes by itself past a threshold).
+    pub async fn feed(&mut self, frame: &Frame) -> Result<()> {
+        self.sink.feed(to_message(frame)).await?;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<()> {
+        self.sink.flush().await?;
+        Ok(())
+    }
+
+    pub async fn close(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.sink.close()).await;
+    }
+}

@@ -1,0 +1,33 @@
+//! `pairs`: N publishers, each with its own topic and one subscriber on it.
+//! `--rate` is per publisher.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::pubsub::{self, Group, LoadArgs};
+use crate::stats::Report;
+use crate::Common;
+
+#[derive(Args, Debug, Clone)]
+pub struct PairsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Publisher/subscriber pairs.
+    #[arg(long, default_value_t = 10)]
+    pub pairs: usize,
+    /// Destination prefix: pair i uses PREFIX-i.
+    #[arg(long, default_value = "/topic/bench")]
+    pub destination: String,
+}
+
+pub async fn run(a: &PairsArgs) -> Result<Report> {
+    let groups = (0..a.pairs)
+        .map(|i| Group {
+            destination: format!("{}-{i}", a.destination),
+            subscribers: 1,
+        })
+        .collect();
+    pubsub::run("pairs", a.common.target()?, &a.load, groups, a.common.pid).await
+}

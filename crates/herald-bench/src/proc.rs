@@ -1,0 +1,175 @@
+//! Sampling a process through /proc: CPU time (utime+stime from /proc/PID/stat)
+//! and resident memory (VmRSS from /proc/PID/status); and raising our own
+//! RLIMIT_NOFILE so that many connections fit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
+
+use crate::stats::{Report, bytes};
+
+/// Which process: a PID, or the bench itself.
+#[derive(Debug, Clone, Copy)]
+pub enum Who {
+    Pid(u32),
+    Myself,
+}
+
+impl Who {
+    fn path(self, file: &str) -> String {
+        match self {
+            Who::Pid(p) => format!("/proc/{p}/{file}"),
+            Who::Myself => format!("/proc/self/{file}"),
+        }
+    }
+}
+
+/// utime+stime of a process, in clock ticks.
+pub fn cpu_ticks(who: Who) -> Result<u64> {
+    let path = who.path("stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) is in parentheses and may contain spaces: split
+    // after the last ')'. utime and stime are fields 14 and 15 of the whole line,
+    // so 12th and 13th after it.
+    let rest = &stat[stat.rfind(')').ok_or_else(|| anyhow!("bad {path}"))? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).ok_or_else(|| anyhow!("bad {path}"))?.parse()?;
+    let stime: u64 = f.get(12).ok_or_else(|| anyhow!("bad {path}"))?.parse()?;
+    Ok(utime + stime)
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// VmRSS of a process, in bytes.
+pub fn rss_bytes(who: Who) -> Result<u64> {
+    let path = who.path("status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow!("no VmRSS in {path}"))?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow!("bad VmRSS line"))?
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// CPU and memory of one process over an interval, with the peak RSS sampled
+/// every 200 ms in the background.
+pub struct Watch {
+    who: Who,
+    t0: Instant,
+    ticks0: u64,
+    pub rss_start: u64,
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What a [`Watch`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// CPU time over wall time, in percent of one core (200 = two cores busy).
+    pub cpu_pct: f64,
+    pub rss_start: u64,
+    pub rss_end: u64,
+    pub rss_peak: u64,
+}
+
+impl Watch {
+    pub fn start(who: Who) -> Result<Watch> {
+        let rss = rss_bytes(who)?;
+        let w = Watch {
+            who,
+            t0: Instant::now(),
+            ticks0: cpu_ticks(who)?,
+            rss_start: rss,
+            peak: Arc::new(AtomicU64::new(rss)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (peak, stop) = (w.peak.clone(), w.stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Relaxed) {
+                if let Ok(r) = rss_bytes(who) {
+                    peak.fetch_max(r, Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(w)
+    }
+
+    /// Usage from the start until now (the watch keeps running).
+    pub fn usage(&self) -> Result<Usage> {
+        let ticks = cpu_ticks(self.who)?;
+        let wall = self.t0.elapsed().as_secs_f64();
+        let rss_end = rss_bytes(self.who)?;
+        self.peak.fetch_max(rss_end, Relaxed);
+        Ok(Usage {
+            cpu_pct: (ticks - self.ticks0) as f64 / ticks_per_sec() / wall.max(1e-9) * 100.0,
+            rss_start: self.rss_start,
+            rss_end,
+            rss_peak: self.peak.load(Relaxed),
+        })
+    }
+
+    /// Stops sampling and returns the usage.
+    pub fn finish(self) -> Result<Usage> {
+        self.stop.store(true, Relaxed);
+        self.usage()
+    }
+}
+
+impl Usage {
+    /// Adds `<prefix>_cpu_pct` and `<prefix>_rss` to a report.
+    pub fn report(&self, r: &mut Report, prefix: &str) {
+        r.num(&format!("{prefix}_cpu_pct"), self.cpu_pct, 1, " % of one core");
+        r.field(
+            &format!("{prefix}_rss"),
+            json!({"start_bytes": self.rss_start, "end_bytes": self.rss_end,
+                   "peak_bytes": self.rss_peak}),
+            format!(
+                "start {}, end {}, peak {}",
+                bytes(self.rss_start as f64),
+                bytes(self.rss_end as f64),
+                bytes(self.rss_peak as f64)
+            ),
+        );
+    }
+}
+
+/// Raises the soft (and, when allowed, the hard) limit on open files.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out-pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        let target = want as libc::rlim_t;
+        if lim.rlim_max < target {
+            let raised = libc::rlimit {
+                rlim_cur: target,
+                rlim_max: target,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return want;
+            }
+        }
+        lim.rlim_cur = lim.rlim_max.min(target.max(lim.rlim_cur));
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur as u64
+}
