@@ -1,1 +1,125 @@
-fn main() {}
+//! The `herald` command: `herald serve` runs the server; `herald config check FILE`
+//! validates a configuration file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald::{Config, Server};
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Real-time STOMP messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (needs no configuration at all).
+    Serve(ServeArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see herald.example.toml).
+    #[arg(long, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP address: WebSocket at /ws, /health [default: 0.0.0.0:8080]
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// STOMP-over-TCP address [default: 0.0.0.0:61613]
+    #[arg(long)]
+    stomp: Option<SocketAddr>,
+    /// Turn the STOMP-over-TCP listener off.
+    #[arg(long, conflicts_with = "stomp")]
+    no_stomp: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and print the settings it results in.
+    Check { file: PathBuf },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let config = Config::load(Some(&file))?;
+            println!("{} is valid", file.display());
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(http) = args.http {
+        config.server.http = http;
+    }
+    if let Some(stomp) = args.stomp {
+        config.server.stomp = Some(stomp);
+    }
+    if args.no_stomp {
+        config.server.stomp = None;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).await?;
+        let stomp = server
+            .stomp_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        // One stable line on stdout that scripts and tests wait for.
+        println!("herald listening http={} stomp={stomp}", server.http_addr());
+        tracing::info!(
+            node = %server.node().id,
+            "serving WebSocket STOMP on ws://{}/ws, TCP STOMP on {stomp}",
+            server.http_addr()
+        );
+        let token = server.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            token.cancel();
+        });
+        server.run().await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

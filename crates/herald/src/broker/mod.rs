@@ -1,0 +1,286 @@
+//! The single-node broker: who is subscribed to what, and delivery.
+//!
+//! - Topic destinations (`/topic/**` by default) deliver every message to every
+//!   matching subscription.
+//! - Queue destinations (`/queue/**`) deliver each message to one matching subscription,
+//!   round-robin; with no subscriber the message waits (bounded); a NACKed or never-acked
+//!   queue message goes to another subscriber.
+//!
+//! Publishing never waits on a subscriber: delivery pushes encoded frames into each
+//! session's [`Outbox`] under a read lock and returns. Nothing here does I/O.
+
+pub mod destination;
+pub mod message;
+pub mod outbox;
+pub mod subscription;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::BrokerConfig;
+pub use message::Message;
+pub use outbox::{OutFrame, Outbox};
+pub use subscription::{AckMode, Recipient, Subscription, Unacked};
+
+/// How a destination delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Topic,
+    Queue,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    exact: HashMap<String, Vec<Arc<Subscription>>>,
+    wildcard: Vec<Arc<Subscription>>,
+}
+
+impl Registry {
+    fn matching<'a>(&'a self, destination: &'a str) -> impl Iterator<Item = &'a Arc<Subscription>> {
+        self.exact
+            .get(destination)
+            .into_iter()
+            .flatten()
+            .chain(self.wildcard.iter().filter(move |s| s.matches(destination)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    pending: VecDeque<Arc<Message>>,
+    next: usize,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    node_id: String,
+    next_id: AtomicU64,
+    registry: RwLock<Registry>,
+    queues: Mutex<HashMap<String, QueueState>>,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig, node_id: String) -> Self {
+        Broker {
+            config,
+            node_id,
+            next_id: AtomicU64::new(1),
+            registry: RwLock::new(Registry::default()),
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Which delivery a destination (or subscription pattern) has, `None` when no
+    /// configured prefix owns it.
+    pub fn kind(&self, destination: &str) -> Option<Kind> {
+        let has = |prefixes: &[String]| {
+            prefixes
+                .iter()
+                .any(|p| destination.starts_with(p.as_str()) && destination.len() > p.len())
+        };
+        if has(&self.config.queue_prefixes) {
+            Some(Kind::Queue)
+        } else if has(&self.config.topic_prefixes) {
+            Some(Kind::Topic)
+        } else {
+            None
+        }
+    }
+
+    /// A message id unique on this node (and, with the node id, in a cluster).
+    pub fn next_message_id(&self) -> String {
+        format!("{}-{}", self.node_id, self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn subscribe(&self, sub: Arc<Subscription>) {
+        let is_queue = self.kind(&sub.destination) == Some(Kind::Queue);
+        let mut reg = self.registry.write();
+        if sub.pattern.is_some() {
+            reg.wildcard.push(sub.clone());
+        } else {
+            reg.exact.entry(sub.destination.clone()).or_default().push(sub.clone());
+        }
+        if !is_queue {
+            return;
+        }
+        // Messages that waited for a consumer go out now.
+        let reg = parking_lot::RwLockWriteGuard::downgrade(reg);
+        let mut queues = self.queues.lock();
+        for (name, q) in queues.iter_mut().filter(|(n, q)| !q.pending.is_empty() && sub.matches(n)) {
+            while let Some(m) = q.pending.pop_front() {
+                if !deliver_one(&reg, name, &mut q.next, &m, None) {
+                    q.pending.push_front(m);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Removes `sub`, closes it and sends its unacked queue messages elsewhere.
+    pub fn unsubscribe(&self, sub: &Arc<Subscription>) {
+        {
+            let mut reg = self.registry.write();
+            if sub.pattern.is_some() {
+                reg.wildcard.retain(|s| !Arc::ptr_eq(s, sub));
+            } else if let Some(list) = reg.exact.get_mut(&sub.destination) {
+                list.retain(|s| !Arc::ptr_eq(s, sub));
+                if list.is_empty() {
+                    reg.exact.remove(&sub.destination);
+                    // The round-robin position of a queue nobody reads is not kept.
+                    let mut queues = self.queues.lock();
+                    if queues.get(&sub.destination).is_some_and(|q| q.pending.is_empty()) {
+                        queues.remove(&sub.destination);
+                    }
+                }
+            }
+        }
+        let unacked = sub.close();
+        self.redeliver(unacked, None);
+    }
+
+    /// Delivers a published message; returns how many subscriptions received it.
+    pub fn publish(&self, message: Message) -> usize {
+        let kind = self.kind(&message.destination);
+        let message = Arc::new(message);
+        match kind {
+            Some(Kind::Queue) => self.enqueue(message, None) as usize,
+            _ => {
+                let reg = self.registry.read();
+                reg.matching(&message.destination)
+                    .filter(|s| s.deliver(&message, false).is_ok())
+                    .count()
+            }
+        }
+    }
+
+    /// Queue messages that were NACKed or never acked go to another subscriber
+    /// (the one that gave them back only when no other exists); topic messages are
+    /// dropped, as there is no one else to give them to.
+    pub fn redeliver(&self, unacked: Vec<Unacked>, from_session: Option<&str>) {
+        for u in unacked.into_iter().filter(|u| u.from_queue) {
+            self.enqueue(u.message, from_session);
+        }
+    }
+
+    /// Gives a queue message to one subscriber, or keeps it until one subscribes.
+    fn enqueue(&self, message: Arc<Message>, avoid: Option<&str>) -> bool {
+        let reg = self.registry.read();
+        let mut queues = self.queues.lock();
+        let q = queues.entry(message.destination.clone()).or_default();
+        if deliver_one(&reg, &message.destination, &mut q.next, &message, avoid) {
+            return true;
+        }
+        if q.pending.len() >= self.config.queue_capacity {
+            tracing::warn!(queue = %message.destination, "queue full: dropping its oldest message");
+            q.pending.pop_front();
+        }
+        q.pending.push_back(message);
+        false
+    }
+
+    /// Subscriptions per destination pattern, for operators and tests.
+    pub fn subscription_count(&self) -> usize {
+        let reg = self.registry.read();
+        reg.exact.values().map(Vec::len).sum::<usize>() + reg.wildcard.len()
+    }
+}
+
+/// Round-robin over the subscriptions matching `destination`, skipping those that
+/// refuse (closing or overflowing sessions) and, when another exists, the session
+/// `avoid` that just gave the message back.
+fn deliver_one(
+    reg: &Registry,
+    destination: &str,
+    next: &mut usize,
+    message: &Arc<Message>,
+    avoid: Option<&str>,
+) -> bool {
+    let consumers: Vec<&Arc<Subscription>> = reg.matching(destination).collect();
+    let n = consumers.len();
+    let avoided = |s: &Subscription| avoid == Some(s.recipient.session_id.as_str());
+    let others_exist = consumers.iter().any(|s| !avoided(s));
+    for i in 0..n {
+        let sub = consumers[(*next + i) % n];
+        if others_exist && avoided(sub) {
+            continue;
+        }
+        if sub.deliver(message, true).is_ok() {
+            *next = (*next + i + 1) % n;
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use herald_stomp::{Headers, Version};
+
+    fn broker() -> Broker {
+        Broker::new(BrokerConfig::default(), "n1".into())
+    }
+
+    fn sub(id: &str, dest: &str, ack: AckMode) -> Arc<Subscription> {
+        let r = Arc::new(Recipient::new(format!("s-{id}"), Version::V1_2, Arc::new(Outbox::new(1 << 20))));
+        Arc::new(Subscription::new(id.into(), dest.into(), ack, r))
+    }
+
+    fn publish(b: &Broker, dest: &str) -> usize {
+        b.publish(Message::new(b.next_message_id(), dest.into(), &Headers::new(), Bytes::from_static(b"x")))
+    }
+
+    fn queued(s: &Subscription) -> usize {
+        let mut v = vec![];
+        s.recipient.outbox.drain(&mut v);
+        v.len()
+    }
+
+    #[test]
+    fn topic_fans_out_and_wildcards_match() {
+        let b = broker();
+        let (a, c, w) = (
+            sub("a", "/topic/x", AckMode::Auto),
+            sub("c", "/topic/y", AckMode::Auto),
+            sub("w", "/topic/*", AckMode::Auto),
+        );
+        for s in [&a, &c, &w] {
+            b.subscribe(s.clone());
+        }
+        assert_eq!(publish(&b, "/topic/x"), 2);
+        assert_eq!((queued(&a), queued(&c), queued(&w)), (1, 0, 1));
+    }
+
+    #[test]
+    fn queue_round_robins_and_waits_for_a_subscriber() {
+        let b = broker();
+        assert_eq!(publish(&b, "/queue/q"), 0);
+        let a = sub("a", "/queue/q", AckMode::Auto);
+        b.subscribe(a.clone());
+        assert_eq!(queued(&a), 1, "the waiting message goes to the first subscriber");
+        let c = sub("c", "/queue/q", AckMode::Auto);
+        b.subscribe(c.clone());
+        for _ in 0..4 {
+            publish(&b, "/queue/q");
+        }
+        assert_eq!((queued(&a), queued(&c)), (2, 2));
+    }
+
+    #[test]
+    fn unacked_queue_messages_move_to_another_subscriber() {
+        let b = broker();
+        let a = sub("a", "/queue/q", AckMode::ClientIndividual);
+        let c = sub("c", "/queue/q", AckMode::Auto);
+        b.subscribe(a.clone());
+        publish(&b, "/queue/q");
+        assert_eq!(queued(&a), 1);
+        b.subscribe(c.clone());
+        b.unsubscribe(&a);
+        assert_eq!(queued(&c), 1);
+    }
+}

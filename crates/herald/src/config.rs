@@ -1,0 +1,203 @@
+//! Settings: defaults, then a TOML file, then `HERALD_*` environment variables
+//! (`HERALD_STOMP__MAX_FRAME=1024`: sections split by a double underscore), then flags.
+//! `herald.example.toml` at the repository root documents every key; keep them in step.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub stomp: StompConfig,
+    pub broker: BrokerConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTP listener: WebSocket at `/ws`, `/health`.
+    pub http: SocketAddr,
+    /// Plain STOMP over TCP; `None` turns it off.
+    pub stomp: Option<SocketAddr>,
+    /// Node id, unique in a cluster; generated at start when empty.
+    pub node_id: String,
+    /// How long shutdown waits for sessions to close after telling them.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http: ([0, 0, 0, 0], 8080).into(),
+            stomp: Some(([0, 0, 0, 0], 61613).into()),
+            node_id: String::new(),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompConfig {
+    /// Largest inbound frame (headers and body), bytes.
+    pub max_frame: usize,
+    /// Most headers in one inbound frame.
+    pub max_headers: usize,
+    /// Longest inbound header line, bytes.
+    pub max_header_line: usize,
+    /// Bytes that may wait in a session's outbound queue before the session is
+    /// closed as a slow consumer (Spring's sendBufferSizeLimit).
+    pub outbound_queue: usize,
+    /// Longest a single write to a client may take before the session is closed
+    /// as a slow consumer (Spring's sendTimeLimit).
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// Heart-beat the server offers to send (0 = none).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_send: Duration,
+    /// Heart-beat the server asks to receive (0 = none).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_receive: Duration,
+    /// Time from connection to CONNECT frame.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        StompConfig {
+            max_frame: 64 * 1024,
+            max_headers: 64,
+            max_header_line: 8 * 1024,
+            outbound_queue: 512 * 1024,
+            send_timeout: Duration::from_secs(10),
+            heartbeat_send: Duration::from_secs(10),
+            heartbeat_receive: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Destination prefixes with publish-subscribe semantics (every subscriber).
+    pub topic_prefixes: Vec<String>,
+    /// Destination prefixes with queue semantics (one subscriber per message).
+    pub queue_prefixes: Vec<String>,
+    /// Messages a queue keeps while it has no subscriber; the oldest is dropped past it.
+    pub queue_capacity: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            topic_prefixes: vec!["/topic/".into()],
+            queue_prefixes: vec!["/queue/".into()],
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // Only sectioned names are settings, so HERALD_BIN and the like are left alone.
+        fig = fig.merge(
+            Env::prefixed("HERALD_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let config: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks relations between settings that the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.stomp;
+        let err = |key: &str, problem: &str| Err(ConfigError(format!("{key}: {problem}")));
+        if s.max_frame < 256 {
+            return err("stomp.max_frame", "must be at least 256 bytes");
+        }
+        if s.max_headers == 0 {
+            return err("stomp.max_headers", "must be at least 1");
+        }
+        if s.max_header_line < 64 {
+            return err("stomp.max_header_line", "must be at least 64 bytes");
+        }
+        if s.outbound_queue < s.max_frame {
+            return err("stomp.outbound_queue", "must be at least stomp.max_frame");
+        }
+        for p in self.broker.topic_prefixes.iter().chain(&self.broker.queue_prefixes) {
+            if !p.starts_with('/') {
+                return err("broker prefixes", &format!("'{p}' must start with '/'"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn limits(&self) -> herald_stomp::Limits {
+        herald_stomp::Limits {
+            max_frame: self.stomp.max_frame,
+            max_headers: self.stomp.max_headers,
+            max_header_line: self.stomp.max_header_line,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../herald.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let parsed: Config = toml_from_str(&text);
+        let mut expected = Config::default();
+        expected.server.node_id = parsed.server.node_id.clone();
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = std::env::temp_dir().join(format!("herald-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[stomp]\nmax_frme = 10\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("max_frme"), "{e}");
+        std::fs::write(&path, "[stomp]\nmax_frame = 10\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("stomp.max_frame"), "{e}");
+    }
+
+    fn toml_from_str(text: &str) -> Config {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .unwrap()
+    }
+}

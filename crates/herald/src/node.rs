@@ -1,0 +1,52 @@
+//! This server node: its id, settings and the services every session shares.
+//! One `Arc<Node>` is handed to every transport and session; nothing here is per
+//! connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+#[derive(Debug)]
+pub struct Node {
+    pub id: String,
+    pub config: Config,
+    pub broker: Broker,
+    next_session: AtomicU64,
+}
+
+impl Node {
+    pub fn new(mut config: Config) -> Arc<Node> {
+        if config.server.node_id.is_empty() {
+            config.server.node_id = generated_id();
+        }
+        let id = config.server.node_id.clone();
+        Arc::new(Node {
+            broker: Broker::new(config.broker.clone(), id.clone()),
+            id,
+            config,
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// A session id unique on this node and, with the node id, in a cluster.
+    pub fn next_session_id(&self) -> String {
+        format!("{}-s{}", self.id, self.next_session.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Eight hex digits from the clock and the process id: distinct across nodes
+/// started at different moments or on different hosts.
+fn generated_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}

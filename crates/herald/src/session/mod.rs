@@ -1,0 +1,361 @@
+//! One STOMP session, whatever transport carries it.
+//!
+//! [`Session::handle`] takes one decoded client frame and either succeeds (queueing
+//! CONNECTED, RECEIPT, … on the session's outbox) or returns a [`StompError`] that the
+//! connection turns into the one ERROR frame before closing. The session owns the
+//! protocol state — version, subscriptions, open transactions — and never touches a
+//! socket or a timer: the connection loop in `transport` does that.
+
+pub mod heartbeat;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use herald_stomp::{Command, Frame, Version, encode};
+
+use crate::broker::{AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
+use crate::node::Node;
+pub use heartbeat::Heartbeat;
+
+/// A protocol error: the `message` header of the ERROR frame, and the receipt of the
+/// frame that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StompError {
+    pub message: String,
+    pub receipt: Option<String>,
+    /// Further headers for the ERROR frame (e.g. `version` after a failed negotiation).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl StompError {
+    pub fn new(message: impl Into<String>) -> Self {
+        StompError {
+            message: message.into(),
+            receipt: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// What the connection should do after a frame was handled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// CONNECT succeeded: decode with this version from now on, keep these heart-beats.
+    Connected { version: Version, heartbeat: Heartbeat },
+    /// DISCONNECT: flush what is queued and close.
+    Close,
+}
+
+pub struct Session {
+    node: Arc<Node>,
+    id: String,
+    outbox: Arc<Outbox>,
+    /// Present once CONNECT succeeded.
+    recipient: Option<Arc<Recipient>>,
+    user: Option<String>,
+    subscriptions: HashMap<String, Arc<Subscription>>,
+    transactions: HashMap<String, Vec<Frame>>,
+}
+
+impl Session {
+    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>) -> Session {
+        Session {
+            id: node.next_session_id(),
+            node,
+            outbox,
+            recipient: None,
+            user: None,
+            subscriptions: HashMap::new(),
+            transactions: HashMap::new(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn version(&self) -> Version {
+        self.recipient.as_ref().map_or(Version::V1_2, |r| r.version)
+    }
+
+    pub fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
+        let receipt = frame.get("receipt").map(str::to_owned);
+        let result = self.dispatch(frame);
+        match (&result, receipt) {
+            (Err(_), receipt) => {
+                return result.map_err(|mut e| {
+                    e.receipt = e.receipt.or(receipt);
+                    e
+                });
+            }
+            (Ok(Flow::Connected { .. }), _) | (Ok(_), None) => {}
+            (Ok(_), Some(id)) => self.reply(Frame::new(Command::Receipt).header("receipt-id", id)),
+        }
+        result
+    }
+
+    fn dispatch(&mut self, frame: Frame) -> Result<Flow, StompError> {
+        use Command::*;
+        if self.recipient.is_none() && !matches!(frame.command, Connect | Stomp) {
+            return Err(StompError::new(format!(
+                "expected a CONNECT or STOMP frame first, got {}",
+                frame.command
+            )));
+        }
+        match frame.command {
+            Connect | Stomp => self.connect(&frame),
+            Send | Ack | Nack if frame.get("transaction").is_some() => {
+                let tx = frame.get("transaction").unwrap_or_default().to_owned();
+                if !self.transactions.contains_key(&tx) {
+                    return Err(StompError::new(format!("unknown transaction '{tx}'")));
+                }
+                // Checked now, so the error names the frame that was wrong.
+                if frame.command == Send {
+                    self.check_send(&frame)?;
+                }
+                self.transactions.get_mut(&tx).expect("checked above").push(frame);
+                Ok(Flow::Continue)
+            }
+            Send => self.send(&frame).map(|_| Flow::Continue),
+            Subscribe => self.subscribe(&frame).map(|_| Flow::Continue),
+            Unsubscribe => self.unsubscribe(&frame).map(|_| Flow::Continue),
+            Ack | Nack => self.ack(&frame).map(|_| Flow::Continue),
+            Begin => {
+                let tx = required(&frame, "transaction")?;
+                if self.transactions.contains_key(tx) {
+                    return Err(StompError::new(format!("transaction '{tx}' is already open")));
+                }
+                self.transactions.insert(tx.to_owned(), Vec::new());
+                Ok(Flow::Continue)
+            }
+            Commit => {
+                let ops = self.take_transaction(&frame)?;
+                for op in ops {
+                    match op.command {
+                        Send => self.send(&op)?,
+                        _ => self.ack(&op)?,
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+            Abort => self.take_transaction(&frame).map(|_| Flow::Continue),
+            Disconnect => Ok(Flow::Close),
+            Connected | Message | Receipt | Error => Err(StompError::new(format!(
+                "{} is a server frame; a client may not send it",
+                frame.command
+            ))),
+        }
+    }
+
+    fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        if self.recipient.is_some() {
+            return Err(StompError::new("already connected: a second CONNECT is not allowed"));
+        }
+        let version = negotiate_version(frame.get("accept-version"))?;
+        let client_hb = match frame.get("heart-beat") {
+            Some(v) if version > Version::V1_0 => heartbeat::parse(v).map_err(StompError::new)?,
+            _ => (0, 0),
+        };
+        let cfg = &self.node.config.stomp;
+        let heartbeat = heartbeat::negotiate(client_hb, cfg.heartbeat_send, cfg.heartbeat_receive);
+        self.user = frame.get("login").filter(|l| !l.is_empty()).map(str::to_owned);
+        self.recipient = Some(Arc::new(Recipient::new(
+            self.id.clone(),
+            version,
+            self.outbox.clone(),
+        )));
+        let mut connected = Frame::new(Command::Connected)
+            .header("version", version.as_str())
+            .header("session", self.id.clone())
+            .header("server", concat!("Herald/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "heart-beat",
+                format!(
+                    "{},{}",
+                    cfg.heartbeat_send.as_millis(),
+                    cfg.heartbeat_receive.as_millis()
+                ),
+            );
+        if let Some(user) = &self.user {
+            connected = connected.header("user-name", user.clone());
+        }
+        self.reply(connected);
+        Ok(Flow::Connected { version, heartbeat })
+    }
+
+    fn check_send(&self, frame: &Frame) -> Result<(), StompError> {
+        let destination = required(frame, "destination")?;
+        self.node.broker.kind(destination).ok_or_else(|| unknown_destination(destination, self.node.as_ref()))?;
+        Ok(())
+    }
+
+    fn send(&mut self, frame: &Frame) -> Result<(), StompError> {
+        self.check_send(frame)?;
+        let broker = &self.node.broker;
+        let destination = required(frame, "destination")?;
+        broker.publish(Message::new(
+            broker.next_message_id(),
+            destination.to_owned(),
+            &frame.headers,
+            frame.body.clone(),
+        ));
+        Ok(())
+    }
+
+    fn subscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let destination = required(frame, "destination")?;
+        let id = match frame.get("id") {
+            Some(id) => id,
+            // STOMP 1.0 made the id optional: the destination names the subscription.
+            None if self.version() == Version::V1_0 => destination,
+            None => return Err(StompError::new("SUBSCRIBE frame has no id header")),
+        };
+        if self.subscriptions.contains_key(id) {
+            return Err(StompError::new(format!("subscription id '{id}' is already in use")));
+        }
+        let ack: AckMode = frame.get("ack").unwrap_or("auto").parse().map_err(StompError::new)?;
+        self.node.broker.kind(destination).ok_or_else(|| unknown_destination(destination, self.node.as_ref()))?;
+        let recipient = self.recipient.clone().expect("connected");
+        let sub = Arc::new(Subscription::new(id.to_owned(), destination.to_owned(), ack, recipient));
+        self.subscriptions.insert(id.to_owned(), sub.clone());
+        self.node.broker.subscribe(sub);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let id = match (frame.get("id"), self.version()) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => required(frame, "destination")?,
+            (None, _) => return Err(StompError::new("UNSUBSCRIBE frame has no id header")),
+        };
+        let sub = self
+            .subscriptions
+            .remove(id)
+            .ok_or_else(|| StompError::new(format!("no subscription with id '{id}'")))?;
+        self.node.broker.unsubscribe(&sub);
+        Ok(())
+    }
+
+    fn ack(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let (id, by_message_id, subscription) = match self.version() {
+            Version::V1_2 => (required(frame, "id")?, false, None),
+            Version::V1_1 => (
+                required(frame, "message-id")?,
+                true,
+                Some(required(frame, "subscription")?),
+            ),
+            Version::V1_0 => (required(frame, "message-id")?, true, frame.get("subscription")),
+        };
+        let mut found: Option<Vec<Unacked>> = None;
+        for (sub_id, sub) in &self.subscriptions {
+            if subscription.is_some_and(|s| s != sub_id) {
+                continue;
+            }
+            if let Some(u) = sub.take_acked(id, by_message_id) {
+                found = Some(u);
+                break;
+            }
+        }
+        let acked = found.ok_or_else(|| {
+            StompError::new(format!(
+                "{} of unknown id '{id}': no unacknowledged message has it",
+                frame.command
+            ))
+        })?;
+        if frame.command == Command::Nack {
+            self.node.broker.redeliver(acked, Some(&self.id));
+        }
+        Ok(())
+    }
+
+    fn take_transaction(&mut self, frame: &Frame) -> Result<Vec<Frame>, StompError> {
+        let tx = required(frame, "transaction")?;
+        self.transactions
+            .remove(tx)
+            .ok_or_else(|| StompError::new(format!("unknown transaction '{tx}'")))
+    }
+
+    fn reply(&self, frame: Frame) {
+        self.outbox.push_reply(OutFrame::text(self.encode(&frame)));
+    }
+
+    fn encode(&self, frame: &Frame) -> Bytes {
+        let mut out = BytesMut::new();
+        encode(frame, self.version(), &mut out);
+        out.freeze()
+    }
+
+    /// The ERROR frame for `err`, to be written last before the connection closes.
+    pub fn error_frame(&self, err: &StompError) -> OutFrame {
+        let mut frame = Frame::new(Command::Error)
+            .header("message", err.message.clone())
+            .header("content-type", "text/plain");
+        if let Some(r) = &err.receipt {
+            frame = frame.header("receipt-id", r.clone());
+        }
+        for (k, v) in &err.headers {
+            frame = frame.header(*k, v.clone());
+        }
+        frame.body = Bytes::from(err.message.clone());
+        OutFrame::text(self.encode(&frame))
+    }
+
+    /// Ends the session: its subscriptions go, unacked queue messages are redelivered,
+    /// open transactions are dropped, and nothing more is queued for it.
+    pub fn close(&mut self) {
+        self.outbox.close();
+        self.transactions.clear();
+        for (_, sub) in self.subscriptions.drain() {
+            self.node.broker.unsubscribe(&sub);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn required<'a>(frame: &'a Frame, header: &str) -> Result<&'a str, StompError> {
+    frame
+        .get(header)
+        .ok_or_else(|| StompError::new(format!("{} frame has no {header} header", frame.command)))
+}
+
+fn unknown_destination(destination: &str, node: &Node) -> StompError {
+    let b = &node.config.broker;
+    let prefixes: Vec<&str> = b
+        .topic_prefixes
+        .iter()
+        .chain(&b.queue_prefixes)
+        .map(String::as_str)
+        .collect();
+    StompError::new(format!(
+        "unknown destination '{destination}': destinations start with {}",
+        prefixes.join(" or ")
+    ))
+}
+
+/// Picks the highest version both sides speak; no `accept-version` means 1.0.
+fn negotiate_version(accept: Option<&str>) -> Result<Version, StompError> {
+    let Some(accept) = accept else {
+        return Ok(Version::V1_0);
+    };
+    accept
+        .split(',')
+        .filter_map(Version::parse)
+        .max()
+        .ok_or_else(|| StompError {
+            headers: vec![("version", "1.0,1.1,1.2".to_owned())],
+            ..StompError::new(format!(
+                "unsupported STOMP version '{accept}': this server speaks 1.0, 1.1 and 1.2"
+            ))
+        })
+}

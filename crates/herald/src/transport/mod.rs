@@ -1,0 +1,188 @@
+//! Transports carry bytes; [`drive`] turns them into a STOMP session.
+//!
+//! Each connection is one task running [`drive`]: it reads bytes from its
+//! [`Transport`], decodes frames (herald-stomp) and hands them to the [`Session`],
+//! drains the session's outbox into one write, keeps the heart-beats and the time to
+//! CONNECT with a single timer, and on any ending — DISCONNECT, bad input, slow
+//! consumer, heart-beat timeout, shutdown — writes at most one ERROR and closes.
+//! A transport (WebSocket, TCP, later SockJS) only implements read, write and close.
+
+pub mod tcp;
+pub mod websocket;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use herald_stomp::Decoder;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::broker::outbox::Drained;
+use crate::broker::{OutFrame, Outbox};
+use crate::node::Node;
+use crate::session::{Flow, Heartbeat, Session, StompError};
+
+/// Time allowed for the last frames (an ERROR, a RECEIPT) before closing.
+const FINAL_WRITE: Duration = Duration::from_secs(2);
+
+pub trait Transport: Send {
+    /// Appends received bytes to `buf`; `Ok(false)` when the peer closed.
+    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<bool>> + Send;
+    /// Writes every frame and flushes.
+    fn write(&mut self, frames: &[OutFrame]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes a heart-beat EOL.
+    fn heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Closes the connection politely.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Why a connection ended.
+enum End {
+    /// The peer went away or DISCONNECTed; nothing more to say.
+    Quiet,
+    /// Say this ERROR, then close.
+    Error(StompError),
+}
+
+/// Runs one connection to its end.
+pub async fn drive<T: Transport>(transport: T, node: Arc<Node>, shutdown: CancellationToken) {
+    let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
+    let session = Session::new(node.clone(), outbox.clone());
+    let span = tracing::debug_span!("session", id = %session.id());
+    run(transport, node, shutdown, session, outbox).instrument(span).await
+}
+
+async fn run<T: Transport>(
+    mut transport: T,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    mut session: Session,
+    outbox: Arc<Outbox>,
+) {
+    let cfg = &node.config.stomp;
+    let mut decoder = Decoder::new(node.config.limits());
+    let mut buf = BytesMut::new();
+    let mut pending: Vec<OutFrame> = Vec::new();
+
+    let mut connected = false;
+    let mut heartbeat = Heartbeat::default();
+    let mut last_read = Instant::now();
+    let mut last_write = Instant::now();
+    let timer = sleep_until(last_read + cfg.connect_timeout);
+    tokio::pin!(timer);
+    let mut timer_armed = true;
+
+    let end = 'conn: loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break End::Error(StompError::new("server shutting down")),
+            _ = outbox.ready() => {
+                if outbox.drain(&mut pending) == Drained::Overflowed {
+                    break End::Error(slow_consumer(outbox.limit()));
+                }
+                match timeout(cfg.send_timeout, transport.write(&pending)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break End::Quiet,
+                    Err(_) => break End::Error(StompError::new(format!(
+                        "slow consumer: a write took longer than {:?}", cfg.send_timeout
+                    ))),
+                }
+                pending.clear();
+                last_write = Instant::now();
+            }
+            read = transport.read(&mut buf) => {
+                match read {
+                    Ok(true) => last_read = Instant::now(),
+                    Ok(false) | Err(_) => break End::Quiet,
+                }
+                loop {
+                    let frame = match decoder.decode(&mut buf) {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(e) => break 'conn End::Error(StompError::new(e.to_string())),
+                    };
+                    match session.handle(frame) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Connected { version, heartbeat: hb }) => {
+                            connected = true;
+                            decoder.set_version(version);
+                            heartbeat = hb;
+                            timer_armed = next_deadline(&heartbeat, last_read, last_write)
+                                .map(|d| timer.as_mut().reset(d))
+                                .is_some();
+                        }
+                        Ok(Flow::Close) => break 'conn End::Quiet,
+                        Err(e) => break 'conn End::Error(e),
+                    }
+                }
+                if buf.is_empty() && buf.capacity() > 0 {
+                    // An idle connection keeps no read buffer.
+                    buf = BytesMut::new();
+                }
+            }
+            _ = &mut timer, if timer_armed => {
+                let now = Instant::now();
+                if !connected {
+                    break End::Error(StompError::new(format!(
+                        "no CONNECT frame within {:?}", cfg.connect_timeout
+                    )));
+                }
+                if let Some(r) = heartbeat.receive {
+                    if now.duration_since(last_read) >= r * 2 {
+                        break End::Error(StompError::new(format!(
+                            "heart-beat timeout: nothing received for {} ms (expected every {} ms)",
+                            now.duration_since(last_read).as_millis(), r.as_millis()
+                        )));
+                    }
+                }
+                if let Some(s) = heartbeat.send {
+                    if now.duration_since(last_write) >= s {
+                        if transport.heartbeat().await.is_err() {
+                            break End::Quiet;
+                        }
+                        last_write = Instant::now();
+                    }
+                }
+                timer_armed = next_deadline(&heartbeat, last_read, last_write)
+                    .map(|d| timer.as_mut().reset(d))
+                    .is_some();
+            }
+        }
+    };
+
+    // Whatever the session queued last (a RECEIPT for DISCONNECT), then the ERROR.
+    pending.clear();
+    if outbox.drain(&mut pending) == Drained::Overflowed {
+        pending.clear();
+    }
+    if let End::Error(e) = &end {
+        tracing::debug!(error = %e.message, "closing session with ERROR");
+        pending.push(session.error_frame(e));
+    }
+    session.close();
+    if !pending.is_empty() {
+        let _ = timeout(FINAL_WRITE, transport.write(&pending)).await;
+    }
+    let _ = timeout(FINAL_WRITE, transport.close()).await;
+}
+
+fn slow_consumer(limit: usize) -> StompError {
+    StompError::new(format!(
+        "slow consumer: more than {limit} bytes waiting to be sent to this session"
+    ))
+}
+
+/// The next moment the timer must look at the connection: when a heart-beat is due
+/// or when the client's silence would pass two intervals.
+fn next_deadline(hb: &Heartbeat, last_read: Instant, last_write: Instant) -> Option<Instant> {
+    let send = hb.send.map(|s| last_write + s);
+    let recv = hb.receive.map(|r| last_read + r * 2);
+    match (send, recv) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

@@ -1,0 +1,186 @@
+//! STOMP over WebSocket (RFC 6455) at `/ws`.
+//!
+//! The HTTP upgrade is answered here (axum/hyper hand over the socket); frames are
+//! read and written by `tokio-websockets`, which is the only code that knows the
+//! WebSocket wire format — swapping it touches this file alone. Subprotocols
+//! `v10.stomp`, `v11.stomp`, `v12.stomp` are negotiated; a client offering none
+//! (stomp.py) is still served STOMP. One WebSocket message may carry several STOMP
+//! frames and one frame may span several messages: the decoder sees only bytes.
+
+use std::io;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use base64::Engine;
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use herald_stomp::Version;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_websockets::{Limits, Message, WebSocketStream};
+
+use super::Transport;
+use crate::broker::OutFrame;
+
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A validated upgrade request: the response to send and the socket to come.
+pub struct Upgrade {
+    pub response: Response<Body>,
+    pub on_upgrade: OnUpgrade,
+}
+
+/// Checks an upgrade request and builds the 101 response, or an error response
+/// whose body names the problem.
+pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
+    let headers = req.headers();
+    let bad = |msg: &str| {
+        Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(msg.to_owned()))
+            .expect("static response")
+    };
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        return Err(bad("expected a WebSocket upgrade (Upgrade: websocket)"));
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(bad("expected 'Connection: Upgrade'"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(Response::builder()
+            .status(StatusCode::UPGRADE_REQUIRED)
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .body(Body::from("unsupported Sec-WebSocket-Version: this server speaks 13"))
+            .expect("static response"));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(bad("missing Sec-WebSocket-Key header"));
+    };
+    let accept_key = accept_key(key.as_bytes());
+    let protocol = choose_subprotocol(headers);
+    let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+        return Err(bad("this connection cannot be upgraded (HTTP/1.1 required)"));
+    };
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key);
+    if let Some(v) = protocol {
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, v.subprotocol());
+    }
+    Ok(Upgrade {
+        response: response.body(Body::empty()).expect("valid response"),
+        on_upgrade,
+    })
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn accept_key(key: &[u8]) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
+}
+
+/// The highest STOMP version among the offered subprotocols.
+fn choose_subprotocol(headers: &HeaderMap) -> Option<Version> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(Version::from_subprotocol)
+        .max()
+}
+
+pub struct WebSocket {
+    ws: WebSocketStream<TokioIo<Upgraded>>,
+}
+
+impl WebSocket {
+    /// Wraps an upgraded connection; `max_message` bounds one WebSocket message.
+    pub fn new(upgraded: Upgraded, max_message: usize) -> Self {
+        let ws = tokio_websockets::ServerBuilder::new()
+            .limits(Limits::default().max_payload_len(Some(max_message)))
+            .serve(TokioIo::new(upgraded));
+        WebSocket { ws }
+    }
+}
+
+impl Transport for WebSocket {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<bool> {
+        loop {
+            match self.ws.next().await {
+                None => return Ok(false),
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Ok(msg)) if msg.is_text() || msg.is_binary() => {
+                    let payload = msg.into_payload();
+                    if buf.is_empty() {
+                        *buf = payload.into();
+                    } else {
+                        buf.extend_from_slice(&payload);
+                    }
+                    return Ok(true);
+                }
+                Some(Ok(msg)) if msg.is_close() => return Ok(false),
+                // Pings are answered by tokio-websockets; pongs carry nothing.
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    async fn write(&mut self, frames: &[OutFrame]) -> io::Result<()> {
+        for f in frames {
+            let msg = if f.text {
+                Message::text(f.bytes.clone())
+            } else {
+                Message::binary(f.bytes.clone())
+            };
+            self.ws.feed(msg).await.map_err(io::Error::other)?;
+        }
+        self.ws.flush().await.map_err(io::Error::other)
+    }
+
+    async fn heartbeat(&mut self) -> io::Result<()> {
+        self.ws
+            .send(Message::text(bytes::Bytes::from_static(b"\n")))
+            .await
+            .map_err(io::Error::other)
+    }
+
+    async fn close(&mut self) {
+        // Sends a close frame, waits for the peer's, then shuts the socket down.
+        let _ = self.ws.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn picks_highest_offered_stomp_version() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v10.stomp, v11.stomp, my-team-custom"),
+        );
+        assert_eq!(choose_subprotocol(&h), Some(Version::V1_1));
+        assert_eq!(choose_subprotocol(&HeaderMap::new()), None);
+    }
+}
