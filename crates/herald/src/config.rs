@@ -16,6 +16,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub stomp: StompConfig,
     pub broker: BrokerConfig,
+    pub routing: RoutingConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -106,6 +107,24 @@ impl Default for BrokerConfig {
     }
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Prefixes of application destinations: a SEND there goes to a handler.
+    pub app_prefixes: Vec<String>,
+    /// Prefix of user destinations (`/user/queue/x`, `/user/{name}/queue/x`).
+    pub user_prefix: String,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            app_prefixes: vec!["/app/".into()],
+            user_prefix: "/user/".into(),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -146,9 +165,26 @@ impl Config {
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");
         }
-        for p in self.broker.topic_prefixes.iter().chain(&self.broker.queue_prefixes) {
-            if !p.starts_with('/') {
-                return err("broker prefixes", &format!("'{p}' must start with '/'"));
+        let b = &self.broker;
+        let r = &self.routing;
+        let all: Vec<&String> = b
+            .topic_prefixes
+            .iter()
+            .chain(&b.queue_prefixes)
+            .chain(&r.app_prefixes)
+            .chain([&r.user_prefix])
+            .collect();
+        for p in &all {
+            if !p.starts_with('/') || !p.ends_with('/') || p.len() < 3 {
+                return err(
+                    "broker/routing prefixes",
+                    &format!("'{p}' must start and end with '/', like \"/topic/\""),
+                );
+            }
+        }
+        for (i, p) in all.iter().enumerate() {
+            if let Some(q) = all[i + 1..].iter().find(|q| q.starts_with(p.as_str()) || p.starts_with(q.as_str())) {
+                return err("broker/routing prefixes", &format!("'{p}' and '{q}' overlap"));
             }
         }
         Ok(())

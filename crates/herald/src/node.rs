@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::router::Router;
 
 #[derive(Debug)]
 pub struct Node {
     pub id: String,
     pub config: Config,
     pub broker: Broker,
+    pub router: Router,
     next_session: AtomicU64,
 }
 
@@ -24,6 +26,7 @@ impl Node {
         let id = config.server.node_id.clone();
         Arc::new(Node {
             broker: Broker::new(config.broker.clone(), id.clone()),
+            router: Router::new(&config.broker, &config.routing),
             id,
             config,
             next_session: AtomicU64::new(1),

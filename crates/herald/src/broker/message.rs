@@ -13,6 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use herald_stomp::{Headers, Version, write_header};
 
 use super::outbox::OutFrame;
+use super::{Kind, Target};
 
 /// Headers a sender may not set on a MESSAGE: the broker owns them.
 const RESERVED: &[&str] = &[
@@ -29,6 +30,11 @@ const RESERVED: &[&str] = &[
 #[derive(Debug)]
 pub struct Message {
     pub id: String,
+    /// How the broker delivers it and under which routing key (the destination, or
+    /// for user destinations `/user/{name}/...`).
+    pub kind: Kind,
+    pub key: String,
+    /// The `destination` header subscribers see.
     pub destination: String,
     pub content_type: Option<String>,
     /// The sender's own headers, each name once (the first occurrence wins).
@@ -41,13 +47,16 @@ pub struct Message {
 
 impl Message {
     /// Builds a message from a SEND's headers, keeping the sender's own headers.
-    pub fn new(id: String, destination: String, sent: &Headers, body: Bytes) -> Message {
+    pub fn new(id: String, target: Target, sent: &Headers, body: Bytes) -> Message {
+        let Target { kind, key, destination } = target;
         let headers: Headers = sent
             .iter_first()
             .filter(|(k, _)| !RESERVED.contains(k))
             .collect();
         Message {
             id,
+            kind,
+            key,
             destination,
             content_type: sent.get("content-type").map(str::to_owned),
             utf8: std::str::from_utf8(&body).is_ok(),
@@ -109,7 +118,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let m = Message::new("m-1".into(), "/topic/a".into(), &sent, Bytes::from_static(b"hi"));
+        let m = Message::new("m-1".into(), Target::broker(Kind::Topic, "/topic/a"), &sent, Bytes::from_static(b"hi"));
         for (v, sub) in [(Version::V1_2, "s:1"), (Version::V1_0, "s1")] {
             let f = m.frame_for(sub, Some("a-7"), v);
             let mut d = Decoder::new(Limits::default());

@@ -32,6 +32,27 @@ pub enum Kind {
     Queue,
 }
 
+/// Where a message goes or a subscription listens, as the router resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub kind: Kind,
+    /// Routing key: the destination itself, or `/user/{name}/...` for user destinations.
+    pub key: String,
+    /// The `destination` header subscribers see.
+    pub destination: String,
+}
+
+impl Target {
+    /// A broker destination, routed under its own name.
+    pub fn broker(kind: Kind, destination: &str) -> Target {
+        Target {
+            kind,
+            key: destination.to_owned(),
+            destination: destination.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Registry {
     exact: HashMap<String, Vec<Arc<Subscription>>>,
@@ -74,37 +95,19 @@ impl Broker {
         }
     }
 
-    /// Which delivery a destination (or subscription pattern) has, `None` when no
-    /// configured prefix owns it.
-    pub fn kind(&self, destination: &str) -> Option<Kind> {
-        let has = |prefixes: &[String]| {
-            prefixes
-                .iter()
-                .any(|p| destination.starts_with(p.as_str()) && destination.len() > p.len())
-        };
-        if has(&self.config.queue_prefixes) {
-            Some(Kind::Queue)
-        } else if has(&self.config.topic_prefixes) {
-            Some(Kind::Topic)
-        } else {
-            None
-        }
-    }
-
     /// A message id unique on this node (and, with the node id, in a cluster).
     pub fn next_message_id(&self) -> String {
         format!("{}-{}", self.node_id, self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     pub fn subscribe(&self, sub: Arc<Subscription>) {
-        let is_queue = self.kind(&sub.destination) == Some(Kind::Queue);
         let mut reg = self.registry.write();
         if sub.pattern.is_some() {
             reg.wildcard.push(sub.clone());
         } else {
-            reg.exact.entry(sub.destination.clone()).or_default().push(sub.clone());
+            reg.exact.entry(sub.key.clone()).or_default().push(sub.clone());
         }
-        if !is_queue {
+        if sub.kind != Kind::Queue {
             return;
         }
         // Messages that waited for a consumer go out now.
@@ -126,14 +129,14 @@ impl Broker {
             let mut reg = self.registry.write();
             if sub.pattern.is_some() {
                 reg.wildcard.retain(|s| !Arc::ptr_eq(s, sub));
-            } else if let Some(list) = reg.exact.get_mut(&sub.destination) {
+            } else if let Some(list) = reg.exact.get_mut(&sub.key) {
                 list.retain(|s| !Arc::ptr_eq(s, sub));
                 if list.is_empty() {
-                    reg.exact.remove(&sub.destination);
+                    reg.exact.remove(&sub.key);
                     // The round-robin position of a queue nobody reads is not kept.
                     let mut queues = self.queues.lock();
-                    if queues.get(&sub.destination).is_some_and(|q| q.pending.is_empty()) {
-                        queues.remove(&sub.destination);
+                    if queues.get(&sub.key).is_some_and(|q| q.pending.is_empty()) {
+                        queues.remove(&sub.key);
                     }
                 }
             }
@@ -144,13 +147,19 @@ impl Broker {
 
     /// Delivers a published message; returns how many subscriptions received it.
     pub fn publish(&self, message: Message) -> usize {
-        let kind = self.kind(&message.destination);
+        self.publish_filtered(message, None)
+    }
+
+    /// Like [`Broker::publish`], but only to subscriptions of session `only_session`
+    /// when given (a reply to the sending session alone).
+    pub fn publish_filtered(&self, message: Message, only_session: Option<&str>) -> usize {
         let message = Arc::new(message);
-        match kind {
-            Some(Kind::Queue) => self.enqueue(message, None) as usize,
-            _ => {
+        match message.kind {
+            Kind::Queue => self.enqueue(message, None) as usize,
+            Kind::Topic => {
                 let reg = self.registry.read();
-                reg.matching(&message.destination)
+                reg.matching(&message.key)
+                    .filter(|s| only_session.is_none_or(|id| s.recipient.session_id == id))
                     .filter(|s| s.deliver(&message, false).is_ok())
                     .count()
             }
@@ -170,12 +179,12 @@ impl Broker {
     fn enqueue(&self, message: Arc<Message>, avoid: Option<&str>) -> bool {
         let reg = self.registry.read();
         let mut queues = self.queues.lock();
-        let q = queues.entry(message.destination.clone()).or_default();
-        if deliver_one(&reg, &message.destination, &mut q.next, &message, avoid) {
+        let q = queues.entry(message.key.clone()).or_default();
+        if deliver_one(&reg, &message.key, &mut q.next, &message, avoid) {
             return true;
         }
         if q.pending.len() >= self.config.queue_capacity {
-            tracing::warn!(queue = %message.destination, "queue full: dropping its oldest message");
+            tracing::warn!(queue = %message.key, "queue full: dropping its oldest message");
             q.pending.pop_front();
         }
         q.pending.push_back(message);
@@ -226,13 +235,18 @@ mod tests {
         Broker::new(BrokerConfig::default(), "n1".into())
     }
 
+    fn kind(dest: &str) -> Kind {
+        if dest.starts_with("/queue/") { Kind::Queue } else { Kind::Topic }
+    }
+
     fn sub(id: &str, dest: &str, ack: AckMode) -> Arc<Subscription> {
         let r = Arc::new(Recipient::new(format!("s-{id}"), Version::V1_2, Arc::new(Outbox::new(1 << 20))));
-        Arc::new(Subscription::new(id.into(), dest.into(), ack, r))
+        Arc::new(Subscription::new(id.into(), Target::broker(kind(dest), dest), ack, r))
     }
 
     fn publish(b: &Broker, dest: &str) -> usize {
-        b.publish(Message::new(b.next_message_id(), dest.into(), &Headers::new(), Bytes::from_static(b"x")))
+        let target = Target::broker(kind(dest), dest);
+        b.publish(Message::new(b.next_message_id(), target, &Headers::new(), Bytes::from_static(b"x")))
     }
 
     fn queued(s: &Subscription) -> usize {

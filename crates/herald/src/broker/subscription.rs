@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use super::destination::Pattern;
 use super::message::Message;
 use super::outbox::{Outbox, PushError};
+use super::{Kind, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckMode {
@@ -82,7 +83,11 @@ struct AckState {
 #[derive(Debug)]
 pub struct Subscription {
     pub id: String,
+    /// What the client subscribed to, as it wrote it.
     pub destination: String,
+    pub kind: Kind,
+    /// Routing key (or pattern) matched against published messages' keys.
+    pub key: String,
     pub ack: AckMode,
     pub recipient: Arc<Recipient>,
     pub(crate) pattern: Option<Pattern>,
@@ -90,21 +95,25 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn new(id: String, destination: String, ack: AckMode, recipient: Arc<Recipient>) -> Self {
+    pub fn new(id: String, target: Target, ack: AckMode, recipient: Arc<Recipient>) -> Self {
+        let Target { kind, key, destination } = target;
         Subscription {
-            pattern: Pattern::parse(&destination),
+            pattern: Pattern::parse(&key),
             id,
             destination,
+            kind,
+            key,
             ack,
             recipient,
             state: Mutex::new(AckState::default()),
         }
     }
 
-    pub fn matches(&self, destination: &str) -> bool {
+    /// Whether a message routed under `key` reaches this subscription.
+    pub fn matches(&self, key: &str) -> bool {
         match &self.pattern {
-            Some(p) => p.matches(destination),
-            None => self.destination == destination,
+            Some(p) => p.matches(key),
+            None => self.key == key,
         }
     }
 

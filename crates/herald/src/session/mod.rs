@@ -16,6 +16,7 @@ use herald_stomp::{Command, Frame, Version, encode};
 
 use crate::broker::{AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
 use crate::node::Node;
+use crate::router::SendRoute;
 pub use heartbeat::Heartbeat;
 
 /// A protocol error: the `message` header of the ERROR frame, and the receipt of the
@@ -54,7 +55,8 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Present once CONNECT succeeded.
     recipient: Option<Arc<Recipient>>,
-    user: Option<String>,
+    /// The principal's name: the `login` header, or generated (anonymous mode).
+    user: String,
     subscriptions: HashMap<String, Arc<Subscription>>,
     transactions: HashMap<String, Vec<Frame>>,
 }
@@ -66,7 +68,7 @@ impl Session {
             node,
             outbox,
             recipient: None,
-            user: None,
+            user: String::new(),
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
         }
@@ -76,8 +78,8 @@ impl Session {
         &self.id
     }
 
-    pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     pub fn version(&self) -> Version {
@@ -164,13 +166,16 @@ impl Session {
         };
         let cfg = &self.node.config.stomp;
         let heartbeat = heartbeat::negotiate(client_hb, cfg.heartbeat_send, cfg.heartbeat_receive);
-        self.user = frame.get("login").filter(|l| !l.is_empty()).map(str::to_owned);
+        self.user = match frame.get("login").filter(|l| !l.is_empty()) {
+            Some(login) => login.to_owned(),
+            None => format!("anonymous-{}", self.id),
+        };
         self.recipient = Some(Arc::new(Recipient::new(
             self.id.clone(),
             version,
             self.outbox.clone(),
         )));
-        let mut connected = Frame::new(Command::Connected)
+        let connected = Frame::new(Command::Connected)
             .header("version", version.as_str())
             .header("session", self.id.clone())
             .header("server", concat!("Herald/", env!("CARGO_PKG_VERSION")))
@@ -182,30 +187,31 @@ impl Session {
                     cfg.heartbeat_receive.as_millis()
                 ),
             );
-        if let Some(user) = &self.user {
-            connected = connected.header("user-name", user.clone());
-        }
+        let connected = connected.header("user-name", self.user.clone());
         self.reply(connected);
         Ok(Flow::Connected { version, heartbeat })
     }
 
-    fn check_send(&self, frame: &Frame) -> Result<(), StompError> {
-        let destination = required(frame, "destination")?;
-        self.node.broker.kind(destination).ok_or_else(|| unknown_destination(destination, self.node.as_ref()))?;
-        Ok(())
+    fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
+        self.node.router.for_send(required(frame, "destination")?)
     }
 
     fn send(&mut self, frame: &Frame) -> Result<(), StompError> {
-        self.check_send(frame)?;
-        let broker = &self.node.broker;
-        let destination = required(frame, "destination")?;
-        broker.publish(Message::new(
-            broker.next_message_id(),
-            destination.to_owned(),
-            &frame.headers,
-            frame.body.clone(),
-        ));
-        Ok(())
+        match self.check_send(frame)? {
+            SendRoute::Broker(target) => {
+                let broker = &self.node.broker;
+                broker.publish(Message::new(
+                    broker.next_message_id(),
+                    target,
+                    &frame.headers,
+                    frame.body.clone(),
+                ));
+                Ok(())
+            }
+            SendRoute::App { path } => Err(StompError::new(format!(
+                "no application handler for '{path}'"
+            ))),
+        }
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
@@ -220,9 +226,9 @@ impl Session {
             return Err(StompError::new(format!("subscription id '{id}' is already in use")));
         }
         let ack: AckMode = frame.get("ack").unwrap_or("auto").parse().map_err(StompError::new)?;
-        self.node.broker.kind(destination).ok_or_else(|| unknown_destination(destination, self.node.as_ref()))?;
+        let target = self.node.router.for_subscribe(destination, &self.user)?;
         let recipient = self.recipient.clone().expect("connected");
-        let sub = Arc::new(Subscription::new(id.to_owned(), destination.to_owned(), ack, recipient));
+        let sub = Arc::new(Subscription::new(id.to_owned(), target, ack, recipient));
         self.subscriptions.insert(id.to_owned(), sub.clone());
         self.node.broker.subscribe(sub);
         Ok(())
@@ -327,20 +333,6 @@ fn required<'a>(frame: &'a Frame, header: &str) -> Result<&'a str, StompError> {
     frame
         .get(header)
         .ok_or_else(|| StompError::new(format!("{} frame has no {header} header", frame.command)))
-}
-
-fn unknown_destination(destination: &str, node: &Node) -> StompError {
-    let b = &node.config.broker;
-    let prefixes: Vec<&str> = b
-        .topic_prefixes
-        .iter()
-        .chain(&b.queue_prefixes)
-        .map(String::as_str)
-        .collect();
-    StompError::new(format!(
-        "unknown destination '{destination}': destinations start with {}",
-        prefixes.join(" or ")
-    ))
 }
 
 /// Picks the highest version both sides speak; no `accept-version` means 1.0.
