@@ -549,6 +549,17 @@ impl Client {
     }
 }
 
+/// Polls `cond` until it holds; panics after [`WAIT`] naming `what`.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {WAIT:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Shorthand for a SEND frame.
 pub fn send(destination: &str, body: &str) -> Frame {
     Frame::new(Command::Send).header("destination", destination).body(body.to_owned())
