@@ -169,6 +169,8 @@ pub enum Event {
     Closed,
     /// The bytes did not decode (e.g. a frame cut short by a timed-out write).
     Garbage(String),
+    /// Heart-beat EOLs arrived (only from [`Client::wait_heartbeats`]).
+    Heartbeat,
 }
 
 pub struct Client {
@@ -412,6 +414,11 @@ impl Client {
     /// The next frame, closing or decoding failure, or `None` when nothing happened
     /// within `limit`. Heart-beat EOLs are recorded in `heartbeats`, not returned.
     pub async fn next_event(&mut self, limit: Duration) -> Option<Event> {
+        self.poll_event(limit, false).await
+    }
+
+    async fn poll_event(&mut self, limit: Duration, stop_on_heartbeat: bool) -> Option<Event> {
+        let beats = self.heartbeats.len();
         if let Some(f) = self.stash.pop_front() {
             return Some(Event::Frame(f));
         }
@@ -419,6 +426,9 @@ impl Client {
         loop {
             if let Some(e) = self.decode_buffered() {
                 return Some(e);
+            }
+            if stop_on_heartbeat && self.heartbeats.len() > beats {
+                return Some(Event::Heartbeat);
             }
             if self.closed {
                 return Some(Event::Closed);
@@ -438,8 +448,9 @@ impl Client {
         let mut frames = Vec::new();
         while self.heartbeats.len() < n {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_event(left).await {
+            match self.poll_event(left, true).await {
                 Some(Event::Frame(f)) => frames.push(f),
+                Some(Event::Heartbeat) => {}
                 Some(other) => panic!("waiting for heart-beats, got {other:?} after {} of {n}", self.heartbeats.len()),
                 None if self.heartbeats.len() >= n => break,
                 None => panic!("only {} of {n} heart-beats within {limit:?}", self.heartbeats.len()),
@@ -519,6 +530,7 @@ impl Client {
             match self.next_event(left).await {
                 Some(Event::Frame(f)) => frames.push(f),
                 Some(Event::Closed) => return frames,
+                Some(Event::Heartbeat) => {}
                 Some(Event::Garbage(e)) => panic!("undecodable bytes before close: {e}; frames: {frames:?}"),
                 None => panic!("connection still open {limit:?} later; frames received: {frames:?}"),
             }
