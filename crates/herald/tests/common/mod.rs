@@ -516,6 +516,20 @@ impl Client {
         }
     }
 
+    /// Reads raw bytes (into `received`) until the connection ends, without decoding;
+    /// `false` if it was still open after `limit`.
+    pub async fn read_raw_until_closed(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.closed {
+            match tokio::time::timeout_at(deadline, self.read_more()).await {
+                Err(_) => return false,
+                Ok(false) => self.closed = true,
+                Ok(true) => self.buf.clear(),
+            }
+        }
+        true
+    }
+
     /// Reads until the server closes the connection (bounded by [`WAIT`]) and returns
     /// the frames that came first. Panics if the connection stays open.
     pub async fn expect_closed(&mut self) -> Vec<Frame> {
