@@ -17,6 +17,7 @@ pub struct Config {
     pub stomp: StompConfig,
     pub broker: BrokerConfig,
     pub routing: RoutingConfig,
+    pub apps: AppsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -125,6 +126,66 @@ impl Default for RoutingConfig {
     }
 }
 
+/// How a handler's error reaches the sender.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorDelivery {
+    /// An ERROR frame, which closes the connection (STOMP's only error frame).
+    Frame,
+    /// A MESSAGE on the sender's `apps.error_destination` (`/user/queue/errors`), like
+    /// Spring's `@MessageExceptionHandler` + `@SendToUser("/queue/errors")`.
+    Queue,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfig {
+    /// The seeds' demo apps (chat, greeting, rooms, /ws/chat).
+    pub demo: bool,
+    /// How a handler's error reaches the sender: "frame" or "queue".
+    pub errors: ErrorDelivery,
+    /// With `errors = "queue"`: the user destination errors go to.
+    pub error_destination: String,
+    /// Longest an application handler may take.
+    #[serde(with = "humantime_serde")]
+    pub handler_timeout: Duration,
+    pub backend: BackendConfig,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        AppsConfig {
+            demo: true,
+            errors: ErrorDelivery::Frame,
+            error_destination: "/queue/errors".into(),
+            handler_timeout: Duration::from_secs(10),
+            backend: BackendConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// URL Herald POSTs application SENDs to; empty turns the proxy off.
+    pub url: String,
+    /// Longest a backend call may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Application paths the backend owns (after the prefix); in-process handlers win.
+    pub destinations: Vec<String>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            url: String::new(),
+            timeout: Duration::from_secs(5),
+            destinations: vec!["/**".into()],
+        }
+    }
+}
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -161,6 +222,13 @@ impl Config {
         }
         if s.max_header_line < 64 {
             return err("stomp.max_header_line", "must be at least 64 bytes");
+        }
+        let backend = &self.apps.backend;
+        if !backend.url.is_empty() && !backend.url.starts_with("http://") && !backend.url.starts_with("https://") {
+            return err("apps.backend.url", "must be an http:// or https:// URL");
+        }
+        if !self.apps.error_destination.starts_with('/') {
+            return err("apps.error_destination", "must start with '/'");
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");

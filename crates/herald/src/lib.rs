@@ -5,13 +5,18 @@
 //!   drives a session, its outbox, heart-beats and the final ERROR.
 //! - [`session`]: the STOMP state machine — CONNECT, SUBSCRIBE, SEND, ACK/NACK,
 //!   transactions, receipts — with no I/O.
+//! - [`handler`]: application handlers (`/app/**`), the HTTP backend proxy, and
+//!   [`handler::Messaging`] for publishing from server code.
 //! - [`router`]: destination prefixes → application handlers, user destinations, broker.
 //! - [`broker`]: subscriptions (exact and wildcard), topic fan-out, queue round-robin
 //!   and redelivery, per-session bounded outboxes.
+//! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
 //! - [`node`], [`config`], [`server`], [`http`]: the running server around them.
 
+pub mod apps;
 pub mod broker;
 pub mod config;
+pub mod handler;
 mod http;
 pub mod node;
 pub mod router;

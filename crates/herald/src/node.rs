@@ -7,26 +7,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::handler::backend::Backend;
+use crate::handler::{Handlers, Messaging};
 use crate::router::Router;
 
 #[derive(Debug)]
 pub struct Node {
     pub id: String,
     pub config: Config,
-    pub broker: Broker,
-    pub router: Router,
+    pub broker: Arc<Broker>,
+    pub router: Arc<Router>,
+    /// Publishing from server code (handlers, REST API).
+    pub messaging: Messaging,
+    /// In-process application handlers.
+    pub handlers: Handlers,
+    /// The HTTP backend that owns the application destinations no handler matched.
+    pub backend: Option<Backend>,
     next_session: AtomicU64,
 }
 
 impl Node {
-    pub fn new(mut config: Config) -> Arc<Node> {
+    pub fn new(mut config: Config, handlers: Handlers) -> Arc<Node> {
         if config.server.node_id.is_empty() {
             config.server.node_id = generated_id();
         }
         let id = config.server.node_id.clone();
+        let broker = Arc::new(Broker::new(config.broker.clone(), id.clone()));
+        let router = Arc::new(Router::new(&config.broker, &config.routing));
         Arc::new(Node {
-            broker: Broker::new(config.broker.clone(), id.clone()),
-            router: Router::new(&config.broker, &config.routing),
+            messaging: Messaging::new(broker.clone(), router.clone()),
+            backend: Backend::new(&config.apps.backend),
+            broker,
+            router,
+            handlers,
             id,
             config,
             next_session: AtomicU64::new(1),

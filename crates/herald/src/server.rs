@@ -12,21 +12,38 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::apps;
 use crate::config::Config;
+use crate::handler::Handlers;
 use crate::http::{HttpState, router};
 use crate::node::Node;
 use crate::transport::{self, tcp::Tcp};
 
 pub struct Server {
     node: Arc<Node>,
+    /// HTTP routes the apps bring.
+    app_routes: axum::Router<HttpState>,
     http: TcpListener,
     stomp: Option<TcpListener>,
     shutdown: CancellationToken,
 }
 
 impl Server {
+    /// Binds with the built-in demo apps (when `apps.demo` is on) and no other handlers.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Server::bind_with(config, Handlers::new()).await
+    }
+
+    /// Binds with `handlers` for application destinations (and the demo apps when
+    /// `apps.demo` is on).
+    pub async fn bind_with(config: Config, handlers: Handlers) -> anyhow::Result<Server> {
         config.validate()?;
+        let (handlers, app_routes) = if config.apps.demo {
+            let rooms = apps::rooms::Rooms::new();
+            (handlers.merge(apps::handlers(&rooms)), rooms.routes())
+        } else {
+            (handlers, axum::Router::new())
+        };
         let http = TcpListener::bind(config.server.http)
             .await
             .with_context(|| format!("cannot listen on {} (server.http)", config.server.http))?;
@@ -39,7 +56,8 @@ impl Server {
             None => None,
         };
         Ok(Server {
-            node: Node::new(config),
+            node: Node::new(config, handlers),
+            app_routes,
             http,
             stomp,
             shutdown: CancellationToken::new(),
@@ -65,12 +83,15 @@ impl Server {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
-        let Server { node, http, stomp, shutdown } = self;
-        let app = router(HttpState {
-            node: node.clone(),
-            shutdown: shutdown.clone(),
-            tasks: tasks.clone(),
-        });
+        let Server { node, app_routes, http, stomp, shutdown } = self;
+        let app = router(
+            HttpState {
+                node: node.clone(),
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+            },
+            app_routes,
+        );
         let http_task = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {

@@ -84,6 +84,14 @@ impl Message {
         }
     }
 
+    /// The body alone, for recipients that are not STOMP clients.
+    pub fn body_frame(&self) -> OutFrame {
+        OutFrame {
+            bytes: self.body.clone(),
+            text: self.utf8,
+        }
+    }
+
     fn encode_shared(&self, escape: bool) -> Bytes {
         let mut out = BytesMut::with_capacity(128 + self.body.len());
         write_header(&mut out, "destination", &self.destination, escape);

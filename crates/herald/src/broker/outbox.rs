@@ -130,6 +130,10 @@ impl Outbox {
         s.bytes = 0;
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
     pub fn limit(&self) -> usize {
         self.limit
     }

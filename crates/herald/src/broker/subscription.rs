@@ -46,6 +46,8 @@ pub struct Recipient {
     pub session_id: String,
     pub version: Version,
     pub outbox: Arc<Outbox>,
+    /// Receives only message bodies, not STOMP frames (the plain JSON chat socket).
+    pub bodies_only: bool,
     next_ack: AtomicU64,
 }
 
@@ -55,7 +57,16 @@ impl Recipient {
             session_id,
             version,
             outbox,
+            bodies_only: false,
             next_ack: AtomicU64::new(1),
+        }
+    }
+
+    /// A recipient that is sent each message's body alone, as one WebSocket message.
+    pub fn bodies_only(session_id: String, outbox: Arc<Outbox>) -> Self {
+        Recipient {
+            bodies_only: true,
+            ..Recipient::new(session_id, Version::V1_2, outbox)
         }
     }
 
@@ -124,6 +135,9 @@ impl Subscription {
         let mut st = self.state.lock();
         if st.closed {
             return Err(PushError::Closed);
+        }
+        if r.bodies_only {
+            return r.outbox.push(message.body_frame());
         }
         if self.ack == AckMode::Auto {
             return r.outbox.push(message.frame_for(&self.id, None, r.version));

@@ -1,5 +1,7 @@
-//! The HTTP listener's routes: `/ws` (STOMP over WebSocket) and `/health`.
-//! Later services (REST API, SockJS, web UI) add their routes here.
+//! The HTTP listener's routes: `/ws` (STOMP over WebSocket), `/health`, the publish
+//! REST API (`publish.rs`), and the routes apps bring (`/api/rooms`, `/ws/chat`).
+
+mod publish;
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, Response};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,10 +24,13 @@ pub(crate) struct HttpState {
     pub tasks: TaskTracker,
 }
 
-pub(crate) fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/health", get(health))
+        .route("/api/publish", post(publish::publish))
+        .route("/api/users/{user}/messages", post(publish::to_user))
+        .merge(apps)
         .with_state(state)
 }
 

@@ -8,13 +8,15 @@
 
 pub mod heartbeat;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use herald_stomp::{Command, Frame, Version, encode};
 
 use crate::broker::{AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
+use crate::config::ErrorDelivery;
+use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
 use crate::node::Node;
 use crate::router::SendRoute;
 pub use heartbeat::Heartbeat;
@@ -39,6 +41,14 @@ impl StompError {
     }
 }
 
+/// A SEND to an application destination, running its handler. The connection awaits
+/// it (one at a time, in order) and gives the result to [`Session::finish_call`].
+pub struct AppCall {
+    pub future: BoxFuture<Result<Vec<Reply>, HandlerError>>,
+    destination: String,
+    receipt: Option<String>,
+}
+
 /// What the connection should do after a frame was handled.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
@@ -59,6 +69,8 @@ pub struct Session {
     user: String,
     subscriptions: HashMap<String, Arc<Subscription>>,
     transactions: HashMap<String, Vec<Frame>>,
+    /// Application calls waiting to run, oldest first.
+    calls: VecDeque<AppCall>,
 }
 
 impl Session {
@@ -71,7 +83,60 @@ impl Session {
             user: String::new(),
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
+            calls: VecDeque::new(),
         }
+    }
+
+    /// Who this session is, for handlers.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.id.clone(),
+            principal: Principal {
+                name: self.user.clone(),
+                roles: Vec::new(),
+            },
+        }
+    }
+
+    /// The next application call to run, if any.
+    pub fn next_call(&mut self) -> Option<AppCall> {
+        self.calls.pop_front()
+    }
+
+    /// Publishes what a handler returned (then the SEND's RECEIPT), or reports its
+    /// error to this session as configured.
+    pub fn finish_call(&mut self, call: AppCall, result: Result<Vec<Reply>, HandlerError>) -> Result<(), StompError> {
+        let info = self.info();
+        let result = result.and_then(|replies| {
+            replies
+                .into_iter()
+                .try_for_each(|r| self.node.messaging.publish(r, Some(&info)).map(|_| ()))
+        });
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(destination = %call.destination, error = %e, "application handler failed");
+                let apps = &self.node.config.apps;
+                match apps.errors {
+                    ErrorDelivery::Frame => {
+                        return Err(StompError {
+                            receipt: call.receipt,
+                            ..StompError::new(e.message)
+                        });
+                    }
+                    ErrorDelivery::Queue => {
+                        let body = serde_json::json!({ "error": e.message, "destination": call.destination });
+                        let reply = Reply::to_sender_session(apps.error_destination.clone(), &body)
+                            .header("message", e.message);
+                        let _ = self.node.messaging.publish(reply, Some(&info));
+                    }
+                }
+            }
+        }
+        if let Some(id) = call.receipt {
+            self.reply(Frame::new(Command::Receipt).header("receipt-id", id));
+        }
+        Ok(())
     }
 
     pub fn id(&self) -> &str {
@@ -88,7 +153,17 @@ impl Session {
 
     pub fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let receipt = frame.get("receipt").map(str::to_owned);
+        let calls_before = self.calls.len();
+        let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
         let result = self.dispatch(frame);
+        // A SEND to an application destination is receipted once its handler is done.
+        let receipt = match (direct_send && self.calls.len() > calls_before, receipt) {
+            (true, Some(r)) => {
+                self.calls.back_mut().expect("a call was queued").receipt = Some(r);
+                None
+            }
+            (_, r) => r,
+        };
         match (&result, receipt) {
             (Err(_), receipt) => {
                 return result.map_err(|mut e| {
@@ -208,9 +283,42 @@ impl Session {
                 ));
                 Ok(())
             }
-            SendRoute::App { path } => Err(StompError::new(format!(
-                "no application handler for '{path}'"
-            ))),
+            SendRoute::App { path } => {
+                let destination = required(frame, "destination")?.to_owned();
+                let call = Call {
+                    destination: destination.clone(),
+                    path,
+                    headers: frame.headers.clone(),
+                    body: frame.body.clone(),
+                    session: self.info(),
+                    messaging: self.node.messaging.clone(),
+                };
+                let node = &self.node;
+                let future = match node.handlers.dispatch(call) {
+                    Ok(f) => f,
+                    Err(call) => match &node.backend {
+                        Some(b) if b.owns(&call.path) => b.call(call),
+                        _ => {
+                            return Err(StompError::new(format!(
+                                "no application handler for '{destination}'"
+                            )));
+                        }
+                    },
+                };
+                let limit = node.config.apps.handler_timeout;
+                let dest = destination.clone();
+                let future = Box::pin(async move {
+                    tokio::time::timeout(limit, future).await.unwrap_or_else(|_| {
+                        Err(HandlerError::new(format!("handler for {dest} timed out after {limit:?}")))
+                    })
+                });
+                self.calls.push_back(AppCall {
+                    future,
+                    destination,
+                    receipt: None,
+                });
+                Ok(())
+            }
         }
     }
 
@@ -315,8 +423,15 @@ impl Session {
     /// Ends the session: its subscriptions go, unacked queue messages are redelivered,
     /// open transactions are dropped, and nothing more is queued for it.
     pub fn close(&mut self) {
+        if self.outbox.is_closed() {
+            return;
+        }
         self.outbox.close();
         self.transactions.clear();
+        self.calls.clear();
+        if self.recipient.is_some() {
+            self.node.handlers.disconnected(&self.info(), &self.node.messaging);
+        }
         for (_, sub) in self.subscriptions.drain() {
             self.node.broker.unsubscribe(&sub);
         }

@@ -24,7 +24,7 @@ use tracing::Instrument;
 use crate::broker::outbox::Drained;
 use crate::broker::{OutFrame, Outbox};
 use crate::node::Node;
-use crate::session::{Flow, Heartbeat, Session, StompError};
+use crate::session::{AppCall, Flow, Heartbeat, Session, StompError};
 
 /// Time allowed for the last frames (an ERROR, a RECEIPT) before closing.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
@@ -75,6 +75,9 @@ async fn run<T: Transport>(
     let timer = sleep_until(last_read + cfg.connect_timeout);
     tokio::pin!(timer);
     let mut timer_armed = true;
+    // The application call running now; reading pauses until it is done, so a
+    // session's SENDs are handled in order and a flood of them stays bounded.
+    let mut call: Option<AppCall> = None;
 
     let end = 'conn: loop {
         tokio::select! {
@@ -94,7 +97,14 @@ async fn run<T: Transport>(
                 pending.clear();
                 last_write = Instant::now();
             }
-            read = transport.read(&mut buf) => {
+            result = async { call.as_mut().expect("guarded").future.as_mut().await }, if call.is_some() => {
+                let done = call.take().expect("guarded");
+                if let Err(e) = session.finish_call(done, result) {
+                    break End::Error(e);
+                }
+                call = session.next_call();
+            }
+            read = transport.read(&mut buf), if call.is_none() => {
                 match read {
                     Ok(true) => last_read = Instant::now(),
                     Ok(false) | Err(_) => break End::Quiet,
@@ -119,6 +129,7 @@ async fn run<T: Transport>(
                         Err(e) => break 'conn End::Error(e),
                     }
                 }
+                call = session.next_call();
                 if buf.is_empty() && buf.capacity() > 0 {
                     // An idle connection keeps no read buffer.
                     buf = BytesMut::new();

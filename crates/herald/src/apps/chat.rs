@@ -1,0 +1,62 @@
+//! Seed 000's chat: public messages with a server timestamp, and private messages to
+//! one user's `/user/queue/messages`.
+
+use serde::{Deserialize, Serialize};
+
+use super::now_rfc3339;
+use crate::handler::{HandlerError, Handlers, Reply, Request};
+
+#[derive(Deserialize)]
+pub struct ChatMessage {
+    /// Defaults to the sender's principal name.
+    #[serde(default)]
+    pub sender: Option<String>,
+    pub content: String,
+}
+
+#[derive(Deserialize)]
+pub struct PrivateMessage {
+    pub recipient: String,
+    pub content: String,
+}
+
+#[derive(Serialize)]
+struct Stamped<'a> {
+    sender: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<&'a str>,
+    content: &'a str,
+    timestamp: String,
+}
+
+pub fn handlers() -> Handlers {
+    Handlers::new()
+        .route("/chat.send", |req: Request<ChatMessage>| async move {
+            let sender = req.payload.sender.as_deref().unwrap_or(&req.session.principal.name);
+            Ok::<_, HandlerError>(Reply::to(
+                "/topic/chat",
+                &Stamped {
+                    sender,
+                    recipient: None,
+                    content: &req.payload.content,
+                    timestamp: now_rfc3339(),
+                },
+            ))
+        })
+        .route("/chat.private", |req: Request<PrivateMessage>| async move {
+            let p = &req.payload;
+            if p.recipient.trim().is_empty() {
+                return Err(HandlerError::new("recipient must not be empty"));
+            }
+            Ok(Reply::to_user(
+                p.recipient.clone(),
+                "/queue/messages",
+                &Stamped {
+                    sender: &req.session.principal.name,
+                    recipient: Some(&p.recipient),
+                    content: &p.content,
+                    timestamp: now_rfc3339(),
+                },
+            ))
+        })
+}

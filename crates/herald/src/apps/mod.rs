@@ -1,0 +1,27 @@
+//! The seeds' apps, built on the public handler API and on by default (`apps.demo`):
+//! - [`chat`] (seed 000): `/app/chat.send` → `/topic/chat`, `/app/chat.private` →
+//!   the recipient's `/user/queue/messages`;
+//! - [`greeting`] (seed 002): `/app/hello` → `/topic/greetings`;
+//! - [`rooms`] (seed 001): chat rooms over STOMP (`/app/chat/join`, `/app/chat/message`)
+//!   and over a plain JSON WebSocket (`/ws/chat`), with presence and a REST API.
+//!
+//! They are examples as much as features: nothing here reaches past `handler::` and the
+//! HTTP state, so an application written outside the crate can do the same.
+
+pub mod chat;
+pub mod greeting;
+pub mod rooms;
+
+use std::time::SystemTime;
+
+use crate::handler::Handlers;
+
+/// Every demo app's handlers.
+pub fn handlers(rooms: &rooms::Rooms) -> Handlers {
+    chat::handlers().merge(greeting::handlers()).merge(rooms.handlers())
+}
+
+/// The server's clock as RFC 3339 with milliseconds, for message timestamps.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}

@@ -1,0 +1,85 @@
+//! [`Messaging`]: publish from anywhere in the server, like Spring's
+//! `SimpMessagingTemplate.convertAndSend` / `convertAndSendToUser`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use herald_stomp::Headers;
+use serde::Serialize;
+
+use super::{HandlerError, Reply, ReplyTarget, SessionInfo};
+use crate::broker::{Broker, Message, Target};
+use crate::router::{Router, SendRoute};
+
+#[derive(Clone, Debug)]
+pub struct Messaging {
+    broker: Arc<Broker>,
+    router: Arc<Router>,
+}
+
+impl Messaging {
+    pub fn new(broker: Arc<Broker>, router: Arc<Router>) -> Self {
+        Messaging { broker, router }
+    }
+
+    /// Publishes JSON `payload` to a broker destination (or `/user/{name}/...`);
+    /// returns how many subscriptions received it.
+    pub fn convert_and_send(&self, destination: &str, payload: &impl Serialize) -> Result<usize, HandlerError> {
+        self.publish(Reply::to(destination, payload), None)
+    }
+
+    /// Publishes JSON `payload` to `destination` (like `/queue/messages`) of every
+    /// session of `user`.
+    pub fn convert_and_send_to_user(
+        &self,
+        user: &str,
+        destination: &str,
+        payload: &impl Serialize,
+    ) -> Result<usize, HandlerError> {
+        self.publish(Reply::to_user(user, destination, payload), None)
+    }
+
+    /// Publishes raw `body` with `headers` to a destination.
+    pub fn send(&self, destination: &str, headers: &Headers, body: Bytes) -> Result<usize, HandlerError> {
+        let target = self.destination_target(destination)?;
+        Ok(self.publish_to(target, headers, body, None))
+    }
+
+    /// Publishes raw `body` to `destination` of every session of `user`.
+    pub fn send_to_user(&self, user: &str, destination: &str, headers: &Headers, body: Bytes) -> usize {
+        self.publish_to(self.router.user_target(user, destination), headers, body, None)
+    }
+
+    /// Publishes a handler's reply; `sender` resolves replies addressed to the sender.
+    pub fn publish(&self, reply: Reply, sender: Option<&SessionInfo>) -> Result<usize, HandlerError> {
+        let no_sender = || HandlerError::new("a reply to the sender needs a sending session");
+        let (target, only_session) = match &reply.target {
+            ReplyTarget::Destination(d) => (self.destination_target(d)?, None),
+            ReplyTarget::User { user, destination } => (self.router.user_target(user, destination), None),
+            ReplyTarget::Sender { destination } => {
+                let s = sender.ok_or_else(no_sender)?;
+                (self.router.user_target(&s.principal.name, destination), None)
+            }
+            ReplyTarget::SenderSession { destination } => {
+                let s = sender.ok_or_else(no_sender)?;
+                (self.router.user_target(&s.principal.name, destination), Some(s.id.as_str()))
+            }
+        };
+        Ok(self.publish_to(target, &reply.headers, reply.body, only_session))
+    }
+
+    fn destination_target(&self, destination: &str) -> Result<Target, HandlerError> {
+        match self.router.for_send(destination) {
+            Ok(SendRoute::Broker(t)) => Ok(t),
+            Ok(SendRoute::App { .. }) => Err(HandlerError::new(format!(
+                "cannot publish to application destination '{destination}'"
+            ))),
+            Err(e) => Err(HandlerError::new(e.message)),
+        }
+    }
+
+    fn publish_to(&self, target: Target, headers: &Headers, body: Bytes, only_session: Option<&str>) -> usize {
+        let message = Message::new(self.broker.next_message_id(), target, headers, body);
+        self.broker.publish_filtered(message, only_session)
+    }
+}

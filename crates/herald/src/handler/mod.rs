@@ -1,0 +1,321 @@
+//! Application handlers: what a SEND to `/app/**` runs.
+//!
+//! In the spirit of Spring's `@MessageMapping` and axum's `Router`: async functions are
+//! registered by destination pattern (`/chat/rooms/{id}/send`), receive a typed JSON
+//! payload with the path variables, the principal and the session, and return
+//! [`Reply`]s that are published (`@SendTo`, `@SendToUser`). A handler's error reaches
+//! the sender alone. [`Messaging`] publishes from anywhere, like `SimpMessagingTemplate`.
+//!
+//! ```no_run
+//! use herald::handler::{Handlers, Reply, Request, HandlerError};
+//! #[derive(serde::Deserialize)] struct Hello { name: String }
+//! let handlers = Handlers::new().route("/hello", |req: Request<Hello>| async move {
+//!     Ok::<_, HandlerError>(Reply::to("/topic/greetings", &format!("Hello, {}!", req.payload.name)))
+//! });
+//! ```
+
+pub mod backend;
+mod messaging;
+mod pattern;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use herald_stomp::Headers;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use messaging::Messaging;
+use pattern::PathPattern;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Who sent a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The session a frame came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: String,
+    pub principal: Principal,
+}
+
+/// A handler failure; `message` is what the sender is told.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub message: String,
+}
+
+impl HandlerError {
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerError {
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a reply goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyTarget {
+    /// A broker destination (`@SendTo`).
+    Destination(String),
+    /// Every session of a user, e.g. `/queue/messages` of `bob` (`convertAndSendToUser`).
+    User { user: String, destination: String },
+    /// Every session of the sender (`@SendToUser`).
+    Sender { destination: String },
+    /// Only the session that sent the frame (`@SendToUser(broadcast = false)`).
+    SenderSession { destination: String },
+}
+
+/// A message a handler publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub target: ReplyTarget,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+impl Reply {
+    fn json(target: ReplyTarget, payload: &impl Serialize) -> Reply {
+        let body = serde_json::to_vec(payload).unwrap_or_else(|e| {
+            serde_json::to_vec(&serde_json::json!({ "error": e.to_string() })).unwrap_or_default()
+        });
+        let mut headers = Headers::new();
+        headers.push("content-type", "application/json");
+        Reply {
+            target,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// JSON `payload` to a broker destination.
+    pub fn to(destination: impl Into<String>, payload: &impl Serialize) -> Reply {
+        Reply::json(ReplyTarget::Destination(destination.into()), payload)
+    }
+
+    /// JSON `payload` to `destination` (like `/queue/messages`) of every session of `user`.
+    pub fn to_user(user: impl Into<String>, destination: impl Into<String>, payload: &impl Serialize) -> Reply {
+        Reply::json(
+            ReplyTarget::User {
+                user: user.into(),
+                destination: destination.into(),
+            },
+            payload,
+        )
+    }
+
+    /// JSON `payload` to `destination` of every session of the sender.
+    pub fn to_sender(destination: impl Into<String>, payload: &impl Serialize) -> Reply {
+        Reply::json(
+            ReplyTarget::Sender {
+                destination: destination.into(),
+            },
+            payload,
+        )
+    }
+
+    /// JSON `payload` to `destination` of the sending session only.
+    pub fn to_sender_session(destination: impl Into<String>, payload: &impl Serialize) -> Reply {
+        Reply::json(
+            ReplyTarget::SenderSession {
+                destination: destination.into(),
+            },
+            payload,
+        )
+    }
+
+    /// Adds a header to the published MESSAGE.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Reply {
+        self.headers.set(&name.into(), value);
+        self
+    }
+}
+
+/// What a handler may return.
+pub trait IntoReplies {
+    fn into_replies(self) -> Vec<Reply>;
+}
+
+impl IntoReplies for () {
+    fn into_replies(self) -> Vec<Reply> {
+        Vec::new()
+    }
+}
+
+impl IntoReplies for Reply {
+    fn into_replies(self) -> Vec<Reply> {
+        vec![self]
+    }
+}
+
+impl IntoReplies for Vec<Reply> {
+    fn into_replies(self) -> Vec<Reply> {
+        self
+    }
+}
+
+impl IntoReplies for Option<Reply> {
+    fn into_replies(self) -> Vec<Reply> {
+        self.into_iter().collect()
+    }
+}
+
+/// One SEND to an application destination, with its payload decoded as `T`.
+pub struct Request<T> {
+    pub payload: T,
+    /// The full destination, e.g. `/app/chat/rooms/7/send`.
+    pub destination: String,
+    /// Path variables of the matched pattern.
+    pub params: HashMap<String, String>,
+    pub headers: Headers,
+    pub body: Bytes,
+    pub session: SessionInfo,
+    pub messaging: Messaging,
+}
+
+impl<T> Request<T> {
+    pub fn principal(&self) -> &Principal {
+        &self.session.principal
+    }
+
+    /// A path variable; an error naming it when the pattern has none of that name.
+    pub fn param(&self, name: &str) -> Result<&str, HandlerError> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| HandlerError::new(format!("no path variable '{name}'")))
+    }
+}
+
+/// The untyped call a route receives before its payload is decoded.
+pub struct Call {
+    pub destination: String,
+    /// The destination without its application prefix, e.g. `/chat/rooms/7/send`.
+    pub path: String,
+    pub headers: Headers,
+    pub body: Bytes,
+    pub session: SessionInfo,
+    pub messaging: Messaging,
+}
+
+type RouteFn = dyn Fn(Call, HashMap<String, String>) -> BoxFuture<Result<Vec<Reply>, HandlerError>> + Send + Sync;
+type DisconnectFn = dyn Fn(SessionInfo, Messaging) -> BoxFuture<()> + Send + Sync;
+
+/// The registry of application handlers.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    routes: Vec<(PathPattern, Arc<RouteFn>)>,
+    on_disconnect: Vec<Arc<DisconnectFn>>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.iter().map(|(p, _)| p)).finish()
+    }
+}
+
+impl Handlers {
+    pub fn new() -> Self {
+        Handlers::default()
+    }
+
+    /// Registers `handler` for application paths matching `pattern` (after the
+    /// application prefix: `/chat.send`, `/chat/rooms/{id}/send`). The body is decoded
+    /// as JSON into `T`; a body that is not valid `T` is an error to the sender.
+    pub fn route<T, F, Fut, R>(mut self, pattern: &str, handler: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Request<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+        R: IntoReplies,
+    {
+        let pattern = PathPattern::parse(pattern);
+        let route_name = pattern.to_string();
+        let handler = Arc::new(handler);
+        let route = move |call: Call, params: HashMap<String, String>| -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+            let payload: T = match serde_json::from_slice(&call.body) {
+                Ok(p) => p,
+                Err(e) => {
+                    let msg = format!("invalid payload for {}: {e}", call.destination);
+                    return Box::pin(async move { Err(HandlerError::new(msg)) });
+                }
+            };
+            let req = Request {
+                payload,
+                destination: call.destination,
+                params,
+                headers: call.headers,
+                body: call.body,
+                session: call.session,
+                messaging: call.messaging,
+            };
+            let fut = handler(req);
+            let route_name = route_name.clone();
+            Box::pin(async move {
+                match AssertUnwindSafe(fut).catch_unwind().await {
+                    Ok(r) => r.map(IntoReplies::into_replies),
+                    Err(_) => {
+                        tracing::error!(route = %route_name, "application handler panicked");
+                        Err(HandlerError::new(format!("handler for {route_name} failed")))
+                    }
+                }
+            })
+        };
+        self.routes.push((pattern, Arc::new(route)));
+        self
+    }
+
+    /// Runs `hook` when a session ends (to announce leaves, drop presence...).
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SessionInfo, Messaging) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_disconnect.push(Arc::new(move |s, m| Box::pin(hook(s, m))));
+        self
+    }
+
+    /// Adds every route and hook of `other`.
+    pub fn merge(mut self, other: Handlers) -> Self {
+        self.routes.extend(other.routes);
+        self.on_disconnect.extend(other.on_disconnect);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The future of the first route matching `call.path`, or `None`.
+    pub fn dispatch(&self, call: Call) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
+        for (pattern, route) in &self.routes {
+            if let Some(params) = pattern.matches(&call.path) {
+                return Ok(route(call, params));
+            }
+        }
+        Err(call)
+    }
+
+    pub(crate) fn disconnected(&self, session: &SessionInfo, messaging: &Messaging) {
+        for hook in &self.on_disconnect {
+            tokio::spawn(hook(session.clone(), messaging.clone()));
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The server-side publish REST API for other services:
+//! - `POST /api/publish` {destination, body, headers?} — a broker destination or
+//!   `/user/{name}/...`;
+//! - `POST /api/users/{user}/messages` {destination, body, headers?} — `destination`
+//!   (like `/queue/messages`) of every session of `user`.
+//!
+//! `body` is a string (sent as is, `text/plain` unless `headers` say otherwise) or any
+//! other JSON value (serialized, `application/json`). Answers 202 {"delivered": n}, or
+//! 400 {"error": "..."} naming the problem.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use herald_stomp::Headers;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::HttpState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishRequest {
+    destination: String,
+    body: Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+type ApiResult = Result<(StatusCode, Json<Value>), (StatusCode, Json<Value>)>;
+
+fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg.into() })))
+}
+
+fn accepted(delivered: usize) -> (StatusCode, Json<Value>) {
+    (StatusCode::ACCEPTED, Json(json!({ "delivered": delivered })))
+}
+
+/// The message body and its headers, with a content-type chosen from the JSON type.
+fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
+    let mut headers: Headers = req.headers.into_iter().collect();
+    let (content_type, body) = match req.body {
+        Value::String(s) => ("text/plain;charset=UTF-8", Bytes::from(s)),
+        other => ("application/json", Bytes::from(other.to_string())),
+    };
+    if !headers.contains("content-type") {
+        headers.push("content-type", content_type);
+    }
+    (req.destination, headers, body)
+}
+
+pub(crate) async fn publish(State(state): State<HttpState>, req: Result<Json<PublishRequest>, JsonRejection>) -> ApiResult {
+    let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
+    let (destination, headers, body) = encode(req);
+    state
+        .node
+        .messaging
+        .send(&destination, &headers, body)
+        .map(accepted)
+        .map_err(|e| bad_request(e.message))
+}
+
+pub(crate) async fn to_user(
+    State(state): State<HttpState>,
+    Path(user): Path<String>,
+    req: Result<Json<PublishRequest>, JsonRejection>,
+) -> ApiResult {
+    let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
+    let (destination, headers, body) = encode(req);
+    if !destination.starts_with('/') {
+        return Err(bad_request(format!("destination '{destination}' must start with '/'")));
+    }
+    Ok(accepted(state.node.messaging.send_to_user(&user, &destination, &headers, body)))
+}
