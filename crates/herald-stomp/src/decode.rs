@@ -250,6 +250,23 @@ impl Decoder {
     }
 }
 
+/// The `receipt` header of the frame at the front of `buf`, read leniently, so that the
+/// ERROR for a frame that failed to decode can still name the client's receipt.
+pub fn receipt_hint(buf: &[u8]) -> Option<String> {
+    let mut rest = buf;
+    while let [b'\r' | b'\n', tail @ ..] = rest {
+        rest = tail;
+    }
+    let head_len = memchr::memmem::find(rest, b"\n\n").unwrap_or(rest.len()).min(64 * 1024);
+    rest[..head_len]
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .map(trim_cr)
+        .find_map(|line| line.strip_prefix(b"receipt:"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
 /// Drops heart-beat EOLs (`\n` or `\r\n`) at the front of the buffer. A lone
 /// trailing `\r` stays until its `\n` arrives.
 fn skip_eols(buf: &mut BytesMut) {
@@ -374,6 +391,13 @@ mod tests {
             let err = decode_all(input).unwrap_err().to_string();
             assert!(err.contains(msg), "{err:?} should contain {msg:?}");
         }
+    }
+
+    #[test]
+    fn receipt_hint_reads_a_failed_frame() {
+        assert_eq!(receipt_hint(b"\nSEND\nreceipt:r1\ncontent-length:x\n\n\0"), Some("r1".into()));
+        assert_eq!(receipt_hint(b"SEND\r\nreceipt:r2\r\n\r\n"), Some("r2".into()));
+        assert_eq!(receipt_hint(b"SEND\n\nreceipt:body\0"), None);
     }
 
     #[test]

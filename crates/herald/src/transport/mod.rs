@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_stomp::Decoder;
+use herald_stomp::{Decoder, receipt_hint};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -113,7 +113,10 @@ async fn run<T: Transport>(
                     let frame = match decoder.decode(&mut buf) {
                         Ok(Some(frame)) => frame,
                         Ok(None) => break,
-                        Err(e) => break 'conn End::Error(StompError::new(e.to_string())),
+                        Err(e) => break 'conn End::Error(StompError {
+                            receipt: receipt_hint(&buf),
+                            ..StompError::new(e.to_string())
+                        }),
                     };
                     match session.handle(frame) {
                         Ok(Flow::Continue) => {}
