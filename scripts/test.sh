@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# The project's single test command.
+#
+#   scripts/test.sh            # everything
+#
+# Steps:
+#   1. install the interop clients if missing or stale
+#        tests/interop/node        npm ci            (@stomp/stompjs, ws)
+#        tests/interop/python      .venv + pip install -r requirements.txt (stomp.py, pytest)
+#   2. cargo test --workspace
+#   3. cargo build -p herald-cli, export HERALD_BIN
+#   4. node --test   (stompjs over WebSocket against a real herald)
+#   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
+#
+# Every step runs even when an earlier one failed (steps that need the herald
+# binary are marked failed if it could not be built); the exit code is non-zero
+# if anything failed. Locally a missing tool (node, npm, python3) skips the steps
+# that need it, loudly; with CI=true a missing tool is a failure.
+#
+# Environment: CARGO_TARGET_DIR (default <repo>/target), CI, NODE_TEST_ARGS and
+# PYTEST_ARGS (extra arguments for the two interop runners).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+CI="${CI:-false}"
+is_ci() { [[ "$CI" == "true" || "$CI" == "1" ]]; }
+
+NODE_DIR="$ROOT/tests/interop/node"
+PY_DIR="$ROOT/tests/interop/python"
+LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/herald-test.XXXXXX")"
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+# rustup's default location, for non-login shells.
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+
+# ------------------------------------------------------------------ bookkeeping
+declare -a SUMMARY=()
+FAILED_STEPS=0
+SKIPPED_STEPS=0
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+TOTAL_SKIPPED=0
+
+banner() { printf '\n\033[1m==== %s ====\033[0m\n' "$*"; }
+
+# record NAME STATUS SECONDS [PASSED FAILED SKIPPED]
+record() {
+  local name=$1 status=$2 secs=$3 passed=${4:-} failed=${5:-} skipped=${6:-}
+  local counts=""
+  if [[ -n "$passed" ]]; then
+    counts="$passed passed, $failed failed"
+    [[ -n "$skipped" && "$skipped" != 0 ]] && counts+=", $skipped skipped"
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+    TOTAL_SKIPPED=$((TOTAL_SKIPPED + ${skipped:-0}))
+  fi
+  case "$status" in
+    FAIL)
+      FAILED_STEPS=$((FAILED_STEPS + 1))
+      # A step that failed without a failing test (build error, crash, no tests) still counts.
+      if [[ -z "$failed" || "$failed" == 0 ]]; then TOTAL_FAILED=$((TOTAL_FAILED + 1)); fi
+      ;;
+    SKIP) SKIPPED_STEPS=$((SKIPPED_STEPS + 1)) ;;
+  esac
+  SUMMARY+=("$(printf '  %-4s  %-34s %6ss  %s' "$status" "$name" "$secs" "$counts")")
+}
+
+# missing_tool STEP TOOL: fail under CI, skip otherwise.
+missing_tool() {
+  local step=$1 tool=$2
+  if is_ci; then
+    echo "ERROR: '$tool' is not installed; CI=true, so '$step' cannot be skipped." >&2
+    record "$step" FAIL 0
+  else
+    echo "WARNING: '$tool' is not installed; skipping '$step'." >&2
+    record "$step" SKIP 0
+  fi
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# last_count REGEX FILE: the number captured by REGEX's first group on the last
+# matching line of FILE, or empty. Never fails (safe under set -e/pipefail).
+last_count() {
+  local re=$1 file=$2 line n=""
+  while IFS= read -r line; do
+    [[ $line =~ $re ]] && n=${BASH_REMATCH[1]}
+  done <"$file"
+  echo "$n"
+}
+
+sha_of() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+
+# ------------------------------------------------------------------ 1. installs
+NODE_READY=false
+install_node() {
+  banner "install: npm ci (tests/interop/node)"
+  if ! have node; then missing_tool "install node deps" node; return; fi
+  if ! have npm; then missing_tool "install node deps" npm; return; fi
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  if ((major < 20)); then
+    echo "ERROR: Node $major is too old, the interop tests need Node >= 20." >&2
+    record "install node deps" FAIL 0
+    return
+  fi
+  local stamp="$NODE_DIR/node_modules/.herald-lock.sha256"
+  local want
+  want="$(sha_of "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json")"
+  local start=$SECONDS
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    echo "node_modules up to date"
+  elif (cd "$NODE_DIR" && npm ci --no-audit --no-fund); then
+    echo "$want" >"$stamp"
+  else
+    record "install node deps" FAIL $((SECONDS - start))
+    return
+  fi
+  NODE_READY=true
+  record "install node deps" PASS $((SECONDS - start))
+}
+
+PY_READY=false
+find_python() {
+  local p
+  for p in python3.11 python3.12 python3.13 python3.10 python3.9 python3; do
+    if have "$p" && "$p" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+install_python() {
+  banner "install: venv + pip (tests/interop/python)"
+  local py
+  if ! py="$(find_python)"; then missing_tool "install python deps" "python3 (>= 3.9)"; return; fi
+  local venv="$PY_DIR/.venv"
+  local stamp="$venv/.herald-requirements.sha256"
+  local want
+  want="$(sha_of "$PY_DIR/requirements.txt")"
+  local start=$SECONDS
+  if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$venv/bin/python" -c 'import stomp, pytest, websocket' 2>/dev/null; then
+    echo "venv up to date ($("$venv/bin/python" --version))"
+  else
+    if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+      rm -rf "$venv"
+      if ! "$py" -m venv "$venv"; then
+        echo "ERROR: '$py -m venv' failed (on Debian: apt-get install python3-venv)." >&2
+        record "install python deps" FAIL $((SECONDS - start))
+        return
+      fi
+    fi
+    if "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$PY_DIR/requirements.txt"; then
+      echo "$want" >"$stamp"
+    else
+      record "install python deps" FAIL $((SECONDS - start))
+      return
+    fi
+  fi
+  PY_READY=true
+  record "install python deps" PASS $((SECONDS - start))
+}
+
+# ------------------------------------------------------------------ 2. cargo test
+run_cargo_test() {
+  banner "cargo test --workspace"
+  if ! have cargo; then missing_tool "cargo test --workspace" cargo; return; fi
+  local log="$LOG_DIR/cargo-test.log" start=$SECONDS status=PASS
+  # --no-fail-fast: one failing test binary must not hide the results of the others.
+  cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=FAIL
+  # "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+  local passed failed ignored
+  read -r passed failed ignored < <(grep -E '^test result: ' "$log" | awk '
+    { for (i = 1; i < NF; i++) {
+        if ($(i+1) ~ /^passed/) p += $i
+        if ($(i+1) ~ /^failed/) f += $i
+        if ($(i+1) ~ /^ignored/) g += $i } }
+    END { print p+0, f+0, g+0 }')
+  if [[ $status == PASS && $passed -eq 0 ]]; then
+    echo "ERROR: cargo test ran no test." >&2
+    status=FAIL
+  fi
+  record "cargo test --workspace" "$status" $((SECONDS - start)) "$passed" "$failed" "$ignored"
+}
+
+# ------------------------------------------------------------------ 3. build
+HERALD_READY=false
+build_herald() {
+  banner "cargo build -p herald-cli"
+  if ! have cargo; then missing_tool "cargo build -p herald-cli" cargo; return; fi
+  local start=$SECONDS
+  if cargo build -p herald-cli; then
+    export HERALD_BIN="$TARGET_DIR/debug/herald"
+    if [[ -x "$HERALD_BIN" ]]; then
+      echo "HERALD_BIN=$HERALD_BIN"
+      HERALD_READY=true
+      record "cargo build -p herald-cli" PASS $((SECONDS - start))
+      return
+    fi
+    echo "ERROR: build succeeded but $HERALD_BIN is missing." >&2
+  fi
+  record "cargo build -p herald-cli" FAIL $((SECONDS - start))
+}
+
+# ------------------------------------------------------------------ 4. node
+run_node() {
+  local name="node interop (@stomp/stompjs)"
+  banner "$name"
+  if [[ $NODE_READY != true ]]; then
+    if is_ci || { have node && have npm; }; then record "$name" FAIL 0; else record "$name" SKIP 0; fi
+    echo "not run: node dependencies are not installed" >&2
+    return
+  fi
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local log="$LOG_DIR/node.log" start=$SECONDS status=PASS
+  # shellcheck disable=SC2086
+  # Human-readable spec report on the terminal, TAP into the log for the counts.
+  (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-timeout=120000 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$log" \
+    ${NODE_TEST_ARGS:-} test/) 2>&1 || status=FAIL
+  local tests passed failed skipped cancelled
+  tests=$(last_count '^# tests ([0-9]+)' "$log")
+  passed=$(last_count '^# pass ([0-9]+)' "$log")
+  failed=$(last_count '^# fail ([0-9]+)' "$log")
+  skipped=$(last_count '^# skipped ([0-9]+)' "$log")
+  cancelled=$(last_count '^# cancelled ([0-9]+)' "$log")
+  failed=$(( ${failed:-0} + ${cancelled:-0} ))
+  if [[ -z "$tests" || "$tests" -eq 0 ]]; then
+    echo "ERROR: node's test runner ran no test." >&2
+    status=FAIL
+  fi
+  record "$name" "$status" $((SECONDS - start)) "${passed:-0}" "$failed" "${skipped:-0}"
+}
+
+# ------------------------------------------------------------------ 5. python
+run_python() {
+  local name="python interop (stomp.py)"
+  banner "$name"
+  if [[ $PY_READY != true ]]; then
+    if is_ci || find_python >/dev/null; then record "$name" FAIL 0; else record "$name" SKIP 0; fi
+    echo "not run: python dependencies are not installed" >&2
+    return
+  fi
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local log="$LOG_DIR/pytest.log" start=$SECONDS rc=0
+  # shellcheck disable=SC2086
+  (cd "$PY_DIR" && .venv/bin/python -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}) 2>&1 | tee "$log" || rc=$?
+  # pytest -q closes with e.g. "2 failed, 55 passed, 1 skipped, 1 error in 14.2s"
+  local last="" line passed="" failed="" errors="" skipped="" status=PASS
+  while IFS= read -r line; do
+    [[ $line =~ [0-9]+\ (passed|failed|errors?|skipped)(,|\ in\ ) ]] && last=$line
+  done <"$log"
+  [[ $last =~ ([0-9]+)\ passed ]] && passed=${BASH_REMATCH[1]}
+  [[ $last =~ ([0-9]+)\ failed ]] && failed=${BASH_REMATCH[1]}
+  [[ $last =~ ([0-9]+)\ errors? ]] && errors=${BASH_REMATCH[1]}
+  [[ $last =~ ([0-9]+)\ skipped ]] && skipped=${BASH_REMATCH[1]}
+  failed=$(( ${failed:-0} + ${errors:-0} ))
+  if ((rc == 5)); then
+    echo "ERROR: pytest collected no tests (exit code 5)." >&2
+    status=FAIL
+  elif ((rc != 0)); then
+    status=FAIL
+  fi
+  record "$name" "$status" $((SECONDS - start)) "${passed:-0}" "$failed" "${skipped:-0}"
+}
+
+# ------------------------------------------------------------------ main
+echo "herald tests: root=$ROOT CI=$CI CARGO_TARGET_DIR=$TARGET_DIR"
+install_node
+install_python
+run_cargo_test
+build_herald
+run_node
+run_python
+
+banner "summary"
+printf '%s\n' "${SUMMARY[@]}"
+if ((FAILED_STEPS > 0)); then
+  echo "FAILED: $FAILED_STEPS step(s) failed"
+elif ((SKIPPED_STEPS > 0)); then
+  echo "PASSED, but $SKIPPED_STEPS step(s) were SKIPPED for missing tools (not allowed under CI=true)"
+else
+  echo "ALL PASSED"
+fi
+if ((TOTAL_SKIPPED > 0)); then
+  echo "result: $TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
+else
+  echo "result: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+fi
+((FAILED_STEPS == 0))
