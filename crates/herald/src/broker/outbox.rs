@@ -130,6 +130,13 @@ impl Outbox {
         s.bytes = 0;
     }
 
+    /// Re-arms [`Outbox::ready`] when frames wait (their wake-up was consumed elsewhere).
+    pub fn wake_if_pending(&self) {
+        if !self.state.lock().frames.is_empty() {
+            self.notify.notify_one();
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed
     }

@@ -87,15 +87,31 @@ async fn run<T: Transport>(
                 if outbox.drain(&mut pending) == Drained::Overflowed {
                     break End::Error(slow_consumer(outbox.limit()));
                 }
-                match timeout(cfg.send_timeout, transport.write(&pending)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break End::Quiet,
-                    Err(_) => break End::Error(StompError::new(format!(
+                // While a write is blocked by a client that does not read, publishers
+                // keep filling the outbox; its overflow ends the session at once.
+                let written = {
+                    let write = timeout(cfg.send_timeout, transport.write(&pending));
+                    tokio::pin!(write);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut write => break Some(r),
+                            _ = outbox.ready() => if outbox.is_overflowed() { break None },
+                        }
+                    }
+                };
+                match written {
+                    None => break End::Error(slow_consumer(outbox.limit())),
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(_))) => break End::Quiet,
+                    Some(Err(_)) => break End::Error(StompError::new(format!(
                         "slow consumer: a write took longer than {:?}", cfg.send_timeout
                     ))),
                 }
                 pending.clear();
                 last_write = Instant::now();
+                // Frames pushed during the write consumed their wake-up above.
+                outbox.wake_if_pending();
             }
             result = async { call.as_mut().expect("guarded").future.as_mut().await }, if call.is_some() => {
                 let done = call.take().expect("guarded");
