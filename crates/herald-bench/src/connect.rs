@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use crate::proc::{Watch, Who};
+use crate::proc::{Machine, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report};
 use crate::Common;
 
@@ -33,6 +33,7 @@ pub async fn run(a: &ConnectArgs) -> Result<Report> {
     let target = a.common.target()?;
     let server = a.common.pid.map(|p| Watch::start(Who::Pid(p))).transpose()?;
     let me = Watch::start(Who::Myself)?;
+    let machine = Machine::start()?;
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(Errors::default());
@@ -97,9 +98,16 @@ pub async fn run(a: &ConnectArgs) -> Result<Report> {
     r.latency("handshake_latency", &total.merged());
     r.latency("upgrade_latency", &upgrade.merged());
     errors.report(&mut r);
+    let machine_pct = machine.busy_pct()?;
+    let mut accounted = 0.0;
     if let Some(s) = server {
-        s.finish()?.report(&mut r, "server");
+        let u = s.finish()?;
+        accounted += u.cpu_pct;
+        u.report(&mut r, "server");
     }
-    me.finish()?.report(&mut r, "bench");
+    let u = me.finish()?;
+    accounted += u.cpu_pct;
+    u.report(&mut r, "bench");
+    report_machine(&mut r, machine_pct, accounted);
     Ok(r)
 }

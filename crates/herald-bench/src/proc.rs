@@ -63,6 +63,62 @@ pub fn rss_bytes(who: Who) -> Result<u64> {
     Ok(kb * 1024)
 }
 
+/// Busy and total jiffies of the whole machine (first line of /proc/stat).
+fn machine_ticks() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().ok_or_else(|| anyhow!("empty /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Ok((total - idle, total))
+}
+
+/// CPU use of the whole machine over an interval, to tell whether other work
+/// (builds, tests) competed with the benchmark.
+pub struct Machine {
+    t0: Instant,
+    busy0: u64,
+}
+
+impl Machine {
+    pub fn start() -> Result<Machine> {
+        Ok(Machine {
+            t0: Instant::now(),
+            busy0: machine_ticks()?.0,
+        })
+    }
+
+    /// Busy CPU of the whole machine since the start, in percent of one core.
+    pub fn busy_pct(&self) -> Result<f64> {
+        let busy = machine_ticks()?.0;
+        let wall = self.t0.elapsed().as_secs_f64();
+        Ok((busy - self.busy0) as f64 / ticks_per_sec() / wall.max(1e-9) * 100.0)
+    }
+}
+
+/// Adds `machine_cpu_pct` and `other_cpu_pct` (machine minus the processes
+/// accounted for) to a report.
+pub fn report_machine(r: &mut Report, machine_pct: f64, accounted_pct: f64) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    r.num(
+        "machine_cpu_pct",
+        machine_pct,
+        1,
+        &format!(" % of one core ({cores} cores)"),
+    );
+    r.num(
+        "other_cpu_pct",
+        (machine_pct - accounted_pct).max(0.0),
+        1,
+        " % of one core used by other processes (noise)",
+    );
+}
+
 /// CPU and memory of one process over an interval, with the peak RSS sampled
 /// every 200 ms in the background.
 pub struct Watch {

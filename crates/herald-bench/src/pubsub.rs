@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::{Session, Target, Writer, error_text};
-use crate::proc::{Watch, Who};
+use crate::proc::{Machine, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report, now_ns};
 
 /// Load shape shared by the publish/subscribe scenarios.
@@ -62,8 +62,10 @@ pub struct Group {
 /// Shared progress of one group.
 struct GroupState {
     destination: String,
-    /// Messages received by each subscriber; `u64::MAX` once it is gone.
+    /// Messages received by each subscriber.
     counts: Vec<AtomicU64>,
+    /// Subscribers that never connected or were disconnected.
+    dead: Vec<AtomicBool>,
     /// The count the publisher waits for its slowest subscriber to reach.
     target: AtomicU64,
     notify: Notify,
@@ -73,11 +75,33 @@ struct GroupState {
 impl GroupState {
     /// Count of the slowest live subscriber (`u64::MAX` if none is left).
     fn min_count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Relaxed)).min().unwrap_or(u64::MAX)
+        self.counts
+            .iter()
+            .zip(&self.dead)
+            .filter(|(_, d)| !d.load(Relaxed))
+            .map(|(c, _)| c.load(Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     fn live(&self) -> usize {
-        self.counts.iter().filter(|c| c.load(Relaxed) != u64::MAX).count()
+        self.dead.iter().filter(|d| !d.load(Relaxed)).count()
+    }
+
+    /// Deliveries that live subscribers have not received.
+    fn missing(&self) -> u64 {
+        let published = self.published.load(Relaxed);
+        self.counts
+            .iter()
+            .zip(&self.dead)
+            .filter(|(_, d)| !d.load(Relaxed))
+            .map(|(c, _)| published.saturating_sub(c.load(Relaxed)))
+            .sum()
+    }
+
+    fn kill(&self, slot: usize) {
+        self.dead[slot].store(true, Relaxed);
+        self.notify.notify_one();
     }
 }
 
@@ -107,6 +131,7 @@ pub async fn run(
             Arc::new(GroupState {
                 destination: g.destination.clone(),
                 counts: (0..g.subscribers).map(|_| AtomicU64::new(0)).collect(),
+                dead: (0..g.subscribers).map(|_| AtomicBool::new(false)).collect(),
                 target: AtomicU64::new(u64::MAX),
                 notify: Notify::new(),
                 published: AtomicU64::new(0),
@@ -151,7 +176,7 @@ pub async fn run(
             ))),
             Err(e) => {
                 shared.errors.connect_failure(format!("{e:#}"));
-                states[gi].counts[si].store(u64::MAX, Relaxed);
+                states[gi].kill(si);
             }
         }
     }
@@ -182,6 +207,7 @@ pub async fn run(
 
     let server = pid.map(|p| Watch::start(Who::Pid(p))).transpose()?;
     let me = Watch::start(Who::Myself)?;
+    let machine = Machine::start()?;
     let pub_t0 = Instant::now();
     let pub_t0_ns = now_ns();
     let deadline = pub_t0 + Duration::from_secs_f64(load.duration);
@@ -207,7 +233,11 @@ pub async fn run(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let d = shared.delivered.load(Relaxed);
+                let d: u64 = states
+                    .iter()
+                    .flat_map(|s| s.counts.iter())
+                    .map(|c| c.load(Relaxed))
+                    .sum();
                 let p: u64 = states.iter().map(|s| s.published.load(Relaxed)).sum();
                 let live: usize = states.iter().map(|s| s.live()).sum();
                 eprintln!(
@@ -230,6 +260,7 @@ pub async fn run(
     let publish_time = pub_t0.elapsed();
     let server_usage = server.as_ref().map(|w| w.usage()).transpose()?;
     let my_usage = me.usage()?;
+    let machine_pct = machine.busy_pct()?;
 
     // 3. Drain: wait until every live subscriber has everything (or time runs out).
     let drain_t0 = Instant::now();
@@ -259,10 +290,7 @@ pub async fn run(
 
     // 4. Report.
     let published: u64 = states.iter().map(|s| s.published.load(Relaxed)).sum();
-    let expected: u64 = states
-        .iter()
-        .map(|s| s.published.load(Relaxed) * s.counts.len() as u64)
-        .sum();
+    let missing: u64 = states.iter().map(|s| s.missing()).sum();
     let delivered = shared.delivered.load(Relaxed);
     let last_recv = shared.last_recv_ns.load(Relaxed);
     let deliver_secs = if last_recv > pub_t0_ns {
@@ -303,10 +331,9 @@ pub async fn run(
     r.count("delivered", delivered);
     r.field(
         "missing",
-        json!(expected.saturating_sub(delivered)),
+        json!(missing),
         format!(
-            "{} of {expected} expected deliveries (drain took {:.2} s)",
-            expected.saturating_sub(delivered),
+            "{missing} messages not received by subscribers still alive (drain took {:.2} s)",
             drain.as_secs_f64()
         ),
     );
@@ -327,6 +354,8 @@ pub async fn run(
         u.report(&mut r, "server");
     }
     my_usage.report(&mut r, "bench");
+    let accounted = my_usage.cpu_pct + server_usage.map_or(0.0, |u| u.cpu_pct);
+    report_machine(&mut r, machine_pct, accounted);
     Ok(r)
 }
 
@@ -387,16 +416,14 @@ async fn subscriber(
                 if !shared.stopping.load(Relaxed) {
                     shared.errors.disconnect("subscriber closed by server".into());
                 }
-                group.counts[slot].store(u64::MAX, Relaxed);
-                group.notify.notify_one();
+                group.kill(slot);
                 break;
             }
             Err(e) => {
                 if !shared.stopping.load(Relaxed) {
                     shared.errors.disconnect(format!("subscriber: {e:#}"));
                 }
-                group.counts[slot].store(u64::MAX, Relaxed);
-                group.notify.notify_one();
+                group.kill(slot);
                 break;
             }
         }
