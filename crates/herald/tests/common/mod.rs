@@ -45,12 +45,23 @@ impl TestServer {
 
     /// A server whose settings `tweak` adjusts first.
     pub async fn with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::with_handlers(herald::handler::Handlers::new(), tweak).await
+    }
+
+    /// A server with application `handlers` (`Server::bind_with`), settings adjusted by
+    /// `tweak`.
+    pub async fn with_handlers(
+        handlers: herald::handler::Handlers,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let mut cfg = Config::default();
         cfg.server.http = "127.0.0.1:0".parse().unwrap();
         cfg.server.stomp = Some("127.0.0.1:0".parse().unwrap());
         cfg.server.drain_timeout = Duration::from_secs(2);
         tweak(&mut cfg);
-        let server = herald::Server::bind(cfg).await.expect("server binds");
+        let server = herald::Server::bind_with(cfg, handlers)
+            .await
+            .expect("server binds");
         let http = server.http_addr();
         let stomp = server.stomp_addr().expect("STOMP listener configured");
         let node = server.node().clone();
@@ -104,7 +115,11 @@ impl TestServer {
     pub async fn connect_version(&self, transport: Transport, accept_version: &str) -> Client {
         let mut c = self.open(transport).await;
         let connected = c.connect(accept_version).await;
-        assert_eq!(connected.command, Command::Connected, "CONNECT answered by {connected:?}");
+        assert_eq!(
+            connected.command,
+            Command::Connected,
+            "CONNECT answered by {connected:?}"
+        );
         c
     }
 
@@ -116,24 +131,106 @@ impl TestServer {
         self.connect(Transport::Ws).await
     }
 
-    /// Plain HTTP GET; returns (status, body).
-    pub async fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
+    /// A client over `transport` connected (1.2) with `login` as its principal name;
+    /// also returns the CONNECTED frame (its `session` header names the session).
+    pub async fn connect_as(&self, transport: Transport, login: &str) -> (Client, Frame) {
+        let mut c = self.open(transport).await;
+        let connected = c
+            .connect_with(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("host", "localhost")
+                    .header("login", login)
+                    .header("passcode", "secret"),
+            )
+            .await;
+        assert_eq!(
+            connected.command,
+            Command::Connected,
+            "CONNECT as {login} answered by {connected:?}"
+        );
+        (c, connected)
+    }
+
+    /// Plain HTTP request with an optional content type; returns (status, body).
+    pub async fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let fut = async {
             let mut s = TcpStream::connect(self.http).await.unwrap();
-            let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http);
+            let mut req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+                self.http,
+                body.len()
+            );
+            if let Some(ct) = content_type {
+                req.push_str(&format!("Content-Type: {ct}\r\n"));
+            }
+            req.push_str("\r\n");
             s.write_all(req.as_bytes()).await.unwrap();
+            s.write_all(body).await.unwrap();
             let mut resp = Vec::new();
             s.read_to_end(&mut resp).await.unwrap();
             resp
         };
-        let resp = tokio::time::timeout(WAIT, fut).await.expect("HTTP response in time");
+        let resp = tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("HTTP response in time");
         let text = String::from_utf8_lossy(&resp);
         let status: u16 = text
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
+        (status, resp[split + 4..].to_vec())
+    }
+
+    /// POST a JSON text; returns (status, body parsed as JSON, or the text as a JSON
+    /// string when it is not JSON).
+    pub async fn http_post_json(&self, path: &str, json: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self
+            .http_request("POST", path, Some("application/json"), json.as_bytes())
+            .await;
+        let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
+        (status, v)
+    }
+
+    /// Plain HTTP GET; returns (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, Vec<u8>) {
+        let fut = async {
+            let mut s = TcpStream::connect(self.http).await.unwrap();
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.http
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).await.unwrap();
+            resp
+        };
+        let resp = tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("HTTP response in time");
+        let text = String::from_utf8_lossy(&resp);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
         (status, resp[split + 4..].to_vec())
     }
 }
@@ -273,7 +370,10 @@ impl Client {
         self.send_frame(&frame).await;
         let answer = self.recv_frame().await;
         if answer.command == Command::Connected {
-            let v = answer.get("version").and_then(Version::parse).unwrap_or(Version::V1_0);
+            let v = answer
+                .get("version")
+                .and_then(Version::parse)
+                .unwrap_or(Version::V1_0);
             self.set_version(v);
         }
         answer
@@ -348,7 +448,11 @@ impl Client {
                 self.stash.extend(before);
                 return;
             }
-            assert_ne!(f.command, Command::Error, "ERROR while waiting for RECEIPT {id}: {f:?}");
+            assert_ne!(
+                f.command,
+                Command::Error,
+                "ERROR while waiting for RECEIPT {id}: {f:?}"
+            );
             before.push(f);
         }
     }
@@ -367,7 +471,8 @@ impl Client {
     }
 
     pub async fn unsubscribe(&mut self, id: &str) {
-        self.request(Frame::new(Command::Unsubscribe).header("id", id)).await;
+        self.request(Frame::new(Command::Unsubscribe).header("id", id))
+            .await;
     }
 
     /// SEND a text body and wait for its RECEIPT (so it has been published).
@@ -381,7 +486,9 @@ impl Client {
 
     /// SEND without waiting for anything.
     pub async fn publish_nowait(&mut self, destination: &str, body: &str) {
-        let f = Frame::new(Command::Send).header("destination", destination).body(body.to_owned());
+        let f = Frame::new(Command::Send)
+            .header("destination", destination)
+            .body(body.to_owned());
         self.send_frame(&f).await;
     }
 
@@ -451,9 +558,15 @@ impl Client {
             match self.poll_event(left, true).await {
                 Some(Event::Frame(f)) => frames.push(f),
                 Some(Event::Heartbeat) => {}
-                Some(other) => panic!("waiting for heart-beats, got {other:?} after {} of {n}", self.heartbeats.len()),
+                Some(other) => panic!(
+                    "waiting for heart-beats, got {other:?} after {} of {n}",
+                    self.heartbeats.len()
+                ),
                 None if self.heartbeats.len() >= n => break,
-                None => panic!("only {} of {n} heart-beats within {limit:?}", self.heartbeats.len()),
+                None => panic!(
+                    "only {} of {n} heart-beats within {limit:?}",
+                    self.heartbeats.len()
+                ),
             }
         }
         frames
@@ -545,8 +658,12 @@ impl Client {
                 Some(Event::Frame(f)) => frames.push(f),
                 Some(Event::Closed) => return frames,
                 Some(Event::Heartbeat) => {}
-                Some(Event::Garbage(e)) => panic!("undecodable bytes before close: {e}; frames: {frames:?}"),
-                None => panic!("connection still open {limit:?} later; frames received: {frames:?}"),
+                Some(Event::Garbage(e)) => {
+                    panic!("undecodable bytes before close: {e}; frames: {frames:?}")
+                }
+                None => {
+                    panic!("connection still open {limit:?} later; frames received: {frames:?}")
+                }
             }
         }
     }
@@ -588,7 +705,9 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Shorthand for a SEND frame.
 pub fn send(destination: &str, body: &str) -> Frame {
-    Frame::new(Command::Send).header("destination", destination).body(body.to_owned())
+    Frame::new(Command::Send)
+        .header("destination", destination)
+        .body(body.to_owned())
 }
 
 /// `message` header of an ERROR frame (empty when absent).
