@@ -239,7 +239,7 @@ run_node() {
   skipped=$(last_count '^# skipped ([0-9]+)' "$log")
   cancelled=$(last_count '^# cancelled ([0-9]+)' "$log")
   failed=$(( ${failed:-0} + ${cancelled:-0} ))
-  if [[ -z "$tests" || "$tests" -eq 0 ]]; then
+  if [[ -z "$tests" || "$tests" -eq 0 || $((${passed:-0} + failed)) -eq 0 ]]; then
     echo "ERROR: node's test runner ran no test." >&2
     status=FAIL
   fi

@@ -93,3 +93,28 @@ def test_unsupported_version_is_rejected(herald, raw):
     assert f.command == "ERROR"
     assert f.headers.get("message")
     r.expect_closed()
+
+
+def test_ws_binary_mode_frames(herald):
+    """stomp.py's binary_mode sends STOMP in binary WebSocket frames; herald must take those too."""
+    import stomp  # noqa: F401
+    from stomp.adapter.ws import WSStompConnection
+
+    from herald_interop import Client, Recorder, WAIT
+
+    conn = WSStompConnection([(herald.http_host, herald.http_port)], ws_path="/ws", binary_mode=True,
+                             reconnect_attempts_max=1, timeout=WAIT)
+    rec = Recorder()
+    conn.set_listener("recorder", rec)
+    c = Client("ws", conn, rec)
+    try:
+        conn.connect(wait=False)
+        assert rec.connected.wait(WAIT), "no CONNECTED over binary WebSocket frames"
+        dest = f"/topic/{unique('py-binary-ws')}"
+        c.subscribe(dest)
+        c.send(dest, "binary frames", headers={"x-b": "1"})
+        m = rec.next_message()
+        assert m.body == "binary frames"
+        assert m.headers["x-b"] == "1"
+    finally:
+        c.close()

@@ -53,7 +53,13 @@ export async function startHerald(env = {}) {
     stderr += d;
     if (stderr.length > 200_000) stderr = stderr.slice(-100_000);
   });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let exitStatus = null;
+  const exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitStatus = { code, signal };
+      resolve(exitStatus);
+    }),
+  );
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
 
@@ -89,6 +95,8 @@ export async function startHerald(env = {}) {
     stdout: () => stdout,
     stderr: () => stderr,
     pid: child.pid,
+    /** { code, signal } once the process has exited, else null. */
+    exitStatus: () => exitStatus,
     async stop() {
       process.removeListener('exit', killOnExit);
       if (child.exitCode !== null || child.signalCode !== null) return;
