@@ -18,6 +18,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub routing: RoutingConfig,
     pub apps: AppsConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -186,6 +188,150 @@ impl Default for BackendConfig {
     }
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse handshakes and CONNECTs without a valid token.
+    pub required: bool,
+    /// Where a token is looked for, in order: "cookie", "header" (Authorization:
+    /// Bearer on the handshake), "query" (`?access_token=`), "connect" (the CONNECT
+    /// frame's `Authorization` or `passcode` header).
+    pub token_sources: Vec<TokenSource>,
+    pub cookie_name: String,
+    pub query_param: String,
+    /// Claim paths (dotted, e.g. "realm_access.roles") for the principal.
+    pub user_claim: String,
+    pub name_claim: String,
+    pub roles_claim: String,
+    /// Clock skew allowed on exp and nbf.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// How often keys from a JWKS URL or file are reloaded.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// Token issuers and their keys; none configured means anonymous mode.
+    pub issuers: Vec<IssuerConfig>,
+    /// Destination rules, first match wins (per SUBSCRIBE and SEND).
+    pub rules: Vec<RuleConfig>,
+    /// Allowed Origin patterns for WebSocket and SockJS handshakes ("https://*.example.com",
+    /// "http://localhost:*", "*"). Empty: the server's own origin and localhost.
+    pub allowed_origins: Vec<String>,
+    /// API keys accepted by the REST API (header `X-API-Key`).
+    pub api_keys: Vec<String>,
+    /// Role a token needs for the publishing REST API (the admin role works too).
+    pub service_role: String,
+    /// Role for the admin API and `/topic/admin/**`.
+    pub admin_role: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSource {
+    Cookie,
+    Header,
+    Query,
+    Connect,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: false,
+            token_sources: vec![
+                TokenSource::Cookie,
+                TokenSource::Header,
+                TokenSource::Query,
+                TokenSource::Connect,
+            ],
+            cookie_name: "access_token".into(),
+            query_param: "access_token".into(),
+            user_claim: "sub".into(),
+            name_claim: "name".into(),
+            roles_claim: "roles".into(),
+            leeway: Duration::from_secs(30),
+            jwks_refresh: Duration::from_secs(300),
+            issuers: Vec::new(),
+            rules: vec![
+                RuleConfig {
+                    pattern: "/user/{user}/**".into(),
+                    subscribe: None,
+                    send: Some("owner".into()),
+                },
+                RuleConfig {
+                    pattern: "/topic/admin/**".into(),
+                    subscribe: Some("role:ADMIN".into()),
+                    send: Some("role:ADMIN".into()),
+                },
+            ],
+            allowed_origins: Vec::new(),
+            api_keys: Vec::new(),
+            service_role: "SERVICE".into(),
+            admin_role: "ADMIN".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` the tokens carry; "" matches tokens without `iss`.
+    pub issuer: String,
+    /// Accepted audiences; empty means `aud` is not checked.
+    pub audience: Vec<String>,
+    /// HMAC secret (HS256/384/512).
+    pub secret: String,
+    /// PEM public key: RSA (RS*/PS*), EC (ES256/384) or Ed25519 (EdDSA).
+    pub public_key_file: String,
+    /// PEM private key, used only by `herald token` to mint development tokens.
+    pub private_key_file: String,
+    /// A JWKS document on disk, or at a URL; keys matched by `kid`.
+    pub jwks_file: String,
+    pub jwks_url: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Destination pattern: `*` one segment, `**` the rest, `{user}` one segment that
+    /// `owner` compares with the principal.
+    pub pattern: String,
+    /// Who may SUBSCRIBE: "anyone", "authenticated", "role:X", "owner", "deny".
+    pub subscribe: Option<String>,
+    /// Who may SEND, same values.
+    pub send: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Concurrent connections from one IP address (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Concurrent STOMP sessions of one user (0: no limit).
+    pub max_connections_per_user: usize,
+    /// Subscriptions one session may hold (0: no limit).
+    pub max_subscriptions_per_session: usize,
+    /// Inbound frames per second per session, a token bucket (0: no limit).
+    pub frame_rate: u32,
+    /// Burst the bucket allows (defaults to frame_rate when 0).
+    pub frame_burst: u32,
+    /// Time for a client to send its HTTP request headers (the WebSocket handshake).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections_per_ip: 0,
+            max_connections_per_user: 0,
+            max_subscriptions_per_session: 1000,
+            frame_rate: 0,
+            frame_burst: 0,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -224,11 +370,47 @@ impl Config {
             return err("stomp.max_header_line", "must be at least 64 bytes");
         }
         let backend = &self.apps.backend;
-        if !backend.url.is_empty() && !backend.url.starts_with("http://") && !backend.url.starts_with("https://") {
+        if !backend.url.is_empty()
+            && !backend.url.starts_with("http://")
+            && !backend.url.starts_with("https://")
+        {
             return err("apps.backend.url", "must be an http:// or https:// URL");
         }
         if !self.apps.error_destination.starts_with('/') {
             return err("apps.error_destination", "must start with '/'");
+        }
+        for (i, issuer) in self.auth.issuers.iter().enumerate() {
+            let keys = [
+                &issuer.secret,
+                &issuer.public_key_file,
+                &issuer.jwks_file,
+                &issuer.jwks_url,
+            ]
+            .iter()
+            .filter(|k| !k.is_empty())
+            .count();
+            if keys == 0 {
+                return err(
+                    &format!("auth.issuers[{i}]"),
+                    "needs a key: secret, public_key_file, jwks_file or jwks_url",
+                );
+            }
+            if !issuer.secret.is_empty() && issuer.secret.len() < 32 {
+                return err(
+                    &format!("auth.issuers[{i}].secret"),
+                    "must be at least 32 bytes",
+                );
+            }
+        }
+        if self.auth.required && self.auth.issuers.is_empty() {
+            return err("auth.required", "needs at least one entry in auth.issuers");
+        }
+        for (i, rule) in self.auth.rules.iter().enumerate() {
+            for access in rule.subscribe.iter().chain(&rule.send) {
+                if let Err(e) = crate::auth::rules::Access::parse(access) {
+                    return err(&format!("auth.rules[{i}]"), &e);
+                }
+            }
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");
@@ -251,8 +433,14 @@ impl Config {
             }
         }
         for (i, p) in all.iter().enumerate() {
-            if let Some(q) = all[i + 1..].iter().find(|q| q.starts_with(p.as_str()) || p.starts_with(q.as_str())) {
-                return err("broker/routing prefixes", &format!("'{p}' and '{q}' overlap"));
+            if let Some(q) = all[i + 1..]
+                .iter()
+                .find(|q| q.starts_with(p.as_str()) || p.starts_with(q.as_str()))
+            {
+                return err(
+                    "broker/routing prefixes",
+                    &format!("'{p}' and '{q}' overlap"),
+                );
             }
         }
         Ok(())

@@ -10,10 +10,12 @@
 //! - [`router`]: destination prefixes → application handlers, user destinations, broker.
 //! - [`broker`]: subscriptions (exact and wildcard), topic fan-out, queue round-robin
 //!   and redelivery, per-session bounded outboxes.
+//! - [`auth`]: JWT principals, destination rules, origins, abuse limits.
 //! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
 //! - [`node`], [`config`], [`server`], [`http`]: the running server around them.
 
 pub mod apps;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod handler;

@@ -16,7 +16,9 @@ use crate::session::StompError;
 pub enum SendRoute {
     Broker(Target),
     /// An application destination; `path` is what follows the prefix, with its `/`.
-    App { path: String },
+    App {
+        path: String,
+    },
 }
 
 #[derive(Debug)]
@@ -50,7 +52,9 @@ impl Router {
                     self.user_prefix
                 ))
             })?;
-            return Ok(SendRoute::Broker(self.user_target(user, &format!("/{dest}"))));
+            return Ok(SendRoute::Broker(
+                self.user_target(user, &format!("/{dest}")),
+            ));
         }
         self.broker_target(destination).map(SendRoute::Broker)
     }
@@ -106,7 +110,9 @@ impl Router {
 }
 
 fn strip<'a>(prefix: &str, destination: &'a str) -> Option<&'a str> {
-    destination.strip_prefix(prefix).filter(|rest| !rest.is_empty())
+    destination
+        .strip_prefix(prefix)
+        .filter(|rest| !rest.is_empty())
 }
 
 fn strip_any<'a>(prefixes: &[String], destination: &'a str) -> Option<&'a str> {
@@ -141,14 +147,38 @@ mod tests {
     #[test]
     fn prefixes_route_sends() {
         let r = router();
-        assert_eq!(r.for_send("/app/chat.send"), Ok(SendRoute::App { path: "/chat.send".into() }));
-        assert_eq!(r.for_send("/topic/a"), Ok(SendRoute::Broker(Target::broker(Kind::Topic, "/topic/a"))));
-        assert_eq!(r.for_send("/queue/a"), Ok(SendRoute::Broker(Target::broker(Kind::Queue, "/queue/a"))));
-        let SendRoute::Broker(t) = r.for_send("/user/bob.smith/queue/x").unwrap() else { panic!() };
-        assert_eq!((t.key.as_str(), t.destination.as_str()), ("/user/bob%2Esmith/queue/x", "/user/queue/x"));
-        assert!(r.for_send("/user/bob").unwrap_err().message.contains("names no user"));
+        assert_eq!(
+            r.for_send("/app/chat.send"),
+            Ok(SendRoute::App {
+                path: "/chat.send".into()
+            })
+        );
+        assert_eq!(
+            r.for_send("/topic/a"),
+            Ok(SendRoute::Broker(Target::broker(Kind::Topic, "/topic/a")))
+        );
+        assert_eq!(
+            r.for_send("/queue/a"),
+            Ok(SendRoute::Broker(Target::broker(Kind::Queue, "/queue/a")))
+        );
+        let SendRoute::Broker(t) = r.for_send("/user/bob.smith/queue/x").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (t.key.as_str(), t.destination.as_str()),
+            ("/user/bob%2Esmith/queue/x", "/user/queue/x")
+        );
+        assert!(
+            r.for_send("/user/bob")
+                .unwrap_err()
+                .message
+                .contains("names no user")
+        );
         let e = r.for_send("/other/x").unwrap_err().message;
-        assert!(e.contains("unknown destination '/other/x'") && e.contains("/app/"), "{e}");
+        assert!(
+            e.contains("unknown destination '/other/x'") && e.contains("/app/"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -56,7 +56,8 @@ impl Server {
             None => None,
         };
         Ok(Server {
-            node: Node::new(config, handlers),
+            node: Node::new(config, handlers)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
             app_routes,
             http,
             stomp,
@@ -69,7 +70,9 @@ impl Server {
     }
 
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
-        self.stomp.as_ref().map(|l| l.local_addr().expect("bound listener"))
+        self.stomp
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener"))
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -83,7 +86,13 @@ impl Server {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
-        let Server { node, app_routes, http, stomp, shutdown } = self;
+        let Server {
+            node,
+            app_routes,
+            http,
+            stomp,
+            shutdown,
+        } = self;
         let app = router(
             HttpState {
                 node: node.clone(),
@@ -92,16 +101,32 @@ impl Server {
             },
             app_routes,
         );
-        let http_task = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                axum::serve(http, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
-            }
-        });
+        let http_task = tokio::spawn(serve_http(http, app, node.clone(), shutdown.clone()));
+        if let Some(verifier) = &node.auth.verifier {
+            verifier.refresh().await;
+            let (node, shutdown) = (node.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(node.config.auth.jwks_refresh);
+                every.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = every.tick() => {
+                            if let Some(v) = &node.auth.verifier {
+                                v.refresh().await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
         if let Some(listener) = stomp {
-            tasks.spawn(accept_stomp(listener, node.clone(), shutdown.clone(), tasks.clone()));
+            tasks.spawn(accept_stomp(
+                listener,
+                node.clone(),
+                shutdown.clone(),
+                tasks.clone(),
+            ));
         }
         shutdown.cancelled().await;
         tracing::info!("shutting down: telling sessions, draining");
@@ -115,13 +140,69 @@ impl Server {
     }
 }
 
-async fn accept_stomp(listener: TcpListener, node: Arc<Node>, shutdown: CancellationToken, tasks: TaskTracker) {
+/// HTTP/1.1 and HTTP/2 on the HTTP listener. The request headers must arrive within
+/// `limits.handshake_timeout`; upgraded WebSocket connections leave hyper and are
+/// tracked by their own tasks. Each request carries the peer address.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use tower::ServiceExt;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(node.config.limits.handshake_timeout);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let app = app.clone();
+                    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        app.clone().oneshot(req)
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed on the HTTP listener");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(node.config.server.drain_timeout, graceful.shutdown()).await;
+}
+
+async fn accept_stomp(
+    listener: TcpListener,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    tasks.spawn(transport::drive(Tcp::new(stream), node.clone(), shutdown.clone()));
+                Ok((stream, peer)) => {
+                    let Some(slot) = node.connections_per_ip.acquire(peer.ip()) else {
+                        tasks.spawn(refuse_tcp(stream, too_many_from(&node, peer.ip())));
+                        continue;
+                    };
+                    let admission = transport::Admission { handshake: None, ip_slot: Some(slot) };
+                    tasks.spawn(transport::drive(Tcp::new(stream), node.clone(), shutdown.clone(), admission));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
@@ -131,4 +212,21 @@ async fn accept_stomp(listener: TcpListener, node: Arc<Node>, shutdown: Cancella
             }
         }
     }
+}
+
+pub(crate) fn too_many_from(node: &Node, ip: std::net::IpAddr) -> String {
+    format!(
+        "too many connections from {ip} (limit {})",
+        node.connections_per_ip.limit()
+    )
+}
+
+/// Tells a TCP client why it is refused, in the one frame it will understand.
+async fn refuse_tcp(mut stream: tokio::net::TcpStream, reason: String) {
+    use tokio::io::AsyncWriteExt;
+    let frame = herald_stomp::Frame::new(herald_stomp::Command::Error).header("message", reason);
+    let mut out = bytes::BytesMut::new();
+    herald_stomp::encode(&frame, herald_stomp::Version::V1_2, &mut out);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.write_all(&out)).await;
+    let _ = stream.shutdown().await;
 }

@@ -32,7 +32,11 @@ struct Stamped<'a> {
 pub fn handlers() -> Handlers {
     Handlers::new()
         .route("/chat.send", |req: Request<ChatMessage>| async move {
-            let sender = req.payload.sender.as_deref().unwrap_or(&req.session.principal.name);
+            let sender = req
+                .payload
+                .sender
+                .as_deref()
+                .unwrap_or(&req.session.principal.name);
             Ok::<_, HandlerError>(Reply::to(
                 "/topic/chat",
                 &Stamped {

@@ -18,7 +18,9 @@ use crate::handler::Handlers;
 
 /// Every demo app's handlers.
 pub fn handlers(rooms: &rooms::Rooms) -> Handlers {
-    chat::handlers().merge(greeting::handlers()).merge(rooms.handlers())
+    chat::handlers()
+        .merge(greeting::handlers())
+        .merge(rooms.handlers())
 }
 
 /// The server's clock as RFC 3339 with milliseconds, for message timestamps.

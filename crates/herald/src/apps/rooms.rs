@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,9 @@ use serde_json::json;
 
 use super::now_rfc3339;
 use crate::broker::{AckMode, Outbox, Recipient, Subscription};
-use crate::handler::{HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo};
+use crate::handler::{
+    HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo,
+};
 use crate::http::HttpState;
 use crate::transport::Transport;
 use crate::transport::websocket::{self, WebSocket};
@@ -145,7 +147,12 @@ impl Rooms {
 
     pub fn list(&self) -> Vec<RoomInfo> {
         let rooms = self.inner.read();
-        self.order.read().iter().filter_map(|id| rooms.get(id)).map(info).collect()
+        self.order
+            .read()
+            .iter()
+            .filter_map(|id| rooms.get(id))
+            .map(info)
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<RoomInfo> {
@@ -160,9 +167,17 @@ impl Rooms {
     pub fn join(&self, room_id: &str, session: &str, writer: &str) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
         let mut rooms = self.inner.write();
-        let room = rooms.get_mut(room_id).ok_or_else(|| Rooms::unknown(room_id))?;
+        let room = rooms
+            .get_mut(room_id)
+            .ok_or_else(|| Rooms::unknown(room_id))?;
         room.members.insert(session.to_owned(), writer.to_owned());
-        Ok(event(room, "JOIN", writer, format!("{writer} joined"), true))
+        Ok(event(
+            room,
+            "JOIN",
+            writer,
+            format!("{writer} joined"),
+            true,
+        ))
     }
 
     pub fn chat(&self, room_id: &str, writer: &str, message: &str) -> Result<Reply, HandlerError> {
@@ -175,7 +190,9 @@ impl Rooms {
     /// Removes the session from the room; the LEAVE event when it was a member.
     pub fn leave(&self, room_id: &str, session: &str) -> Result<Option<Reply>, HandlerError> {
         let mut rooms = self.inner.write();
-        let room = rooms.get_mut(room_id).ok_or_else(|| Rooms::unknown(room_id))?;
+        let room = rooms
+            .get_mut(room_id)
+            .ok_or_else(|| Rooms::unknown(room_id))?;
         Ok(room
             .members
             .remove(session)
@@ -200,7 +217,13 @@ impl Rooms {
         Handlers::new()
             .route("/chat/join", move |req: AppRequest<JoinMessage>| {
                 let rooms = join.clone();
-                async move { rooms.join(&req.payload.chat_room_id, &req.session.id, &req.payload.writer) }
+                async move {
+                    rooms.join(
+                        &req.payload.chat_room_id,
+                        &req.session.id,
+                        &req.payload.writer,
+                    )
+                }
             })
             .route("/chat/message", move |req: AppRequest<ChatMessage>| {
                 let rooms = chat.clone();
@@ -230,16 +253,21 @@ impl Rooms {
                     let rooms = list.clone();
                     async move { Json(rooms.list()) }
                 })
-                .post(move |body: Result<Json<CreateRoom>, axum::extract::rejection::JsonRejection>| {
-                    let rooms = create.clone();
-                    async move {
-                        let Json(body) = body.map_err(|e| bad_request(&e.body_text()))?;
-                        rooms
-                            .create(&body.name)
-                            .map(|r| (StatusCode::CREATED, Json(r)))
-                            .map_err(|e| bad_request(&e))
-                    }
-                }),
+                .post(
+                    move |body: Result<
+                        Json<CreateRoom>,
+                        axum::extract::rejection::JsonRejection,
+                    >| {
+                        let rooms = create.clone();
+                        async move {
+                            let Json(body) = body.map_err(|e| bad_request(&e.body_text()))?;
+                            rooms
+                                .create(&body.name)
+                                .map(|r| (StatusCode::CREATED, Json(r)))
+                                .map_err(|e| bad_request(&e))
+                        }
+                    },
+                ),
             )
             .route(
                 "/api/rooms/{id}",
@@ -247,17 +275,29 @@ impl Rooms {
                     let rooms = one.clone();
                     async move {
                         rooms.get(&id).map(Json).ok_or_else(|| {
-                            (StatusCode::NOT_FOUND, Json(json!({ "error": format!("unknown room '{id}'") })))
+                            (
+                                StatusCode::NOT_FOUND,
+                                Json(json!({ "error": format!("unknown room '{id}'") })),
+                            )
                         })
                     }
                 }),
             )
             .route(
                 "/ws/chat",
-                get(move |State(state): State<HttpState>, req: Request<Body>| {
-                    let rooms = ws.clone();
-                    async move { plain_chat_upgrade(rooms, state, req) }
-                }),
+                get(
+                    move |State(state): State<HttpState>,
+                          ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+                          req: Request<Body>| {
+                        let rooms = ws.clone();
+                        async move {
+                            match crate::http::admit(&state, peer, &req).await {
+                                Ok(admission) => plain_chat_upgrade(rooms, state, req, admission),
+                                Err(response) => response,
+                            }
+                        }
+                    },
+                ),
             )
     }
 }
@@ -303,7 +343,11 @@ fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, HandlerError> {
     }
 }
 
-fn publish_all(messaging: &Messaging, replies: impl IntoIterator<Item = Reply>, sender: Option<&SessionInfo>) {
+fn publish_all(
+    messaging: &Messaging,
+    replies: impl IntoIterator<Item = Reply>,
+    sender: Option<&SessionInfo>,
+) {
     for r in replies {
         if let Err(e) = messaging.publish(r, sender) {
             tracing::warn!(error = %e, "room event not published");
@@ -324,17 +368,27 @@ struct PlainMessage {
     message: String,
 }
 
-fn plain_chat_upgrade(rooms: Rooms, state: HttpState, req: Request<Body>) -> Response {
+fn plain_chat_upgrade(
+    rooms: Rooms,
+    state: HttpState,
+    req: Request<Body>,
+    admission: crate::transport::Admission,
+) -> Response {
     let upgrade = match websocket::accept(req) {
         Ok(u) => u,
         Err(response) => return response,
     };
-    let HttpState { node, shutdown, tasks } = state;
+    let HttpState {
+        node,
+        shutdown,
+        tasks,
+    } = state;
     tasks.spawn(async move {
         if let Ok(upgraded) = upgrade.on_upgrade.await {
             let ws = WebSocket::new(upgraded, node.config.stomp.max_frame);
             plain_chat(ws, rooms, node, shutdown).await;
         }
+        drop(admission);
     });
     upgrade.response.into_response()
 }
@@ -350,10 +404,7 @@ async fn plain_chat(
 ) {
     let session = SessionInfo {
         id: node.next_session_id(),
-        principal: crate::handler::Principal {
-            name: String::new(),
-            roles: Vec::new(),
-        },
+        principal: crate::handler::Principal::anonymous(String::new()),
     };
     let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
     let recipient = Arc::new(Recipient::bodies_only(session.id.clone(), outbox.clone()));

@@ -50,7 +50,9 @@ fn split(destination: &str) -> impl Iterator<Item = &str> {
 fn match_from(pattern: &[Segment], parts: &[&str]) -> bool {
     match pattern.split_first() {
         None => parts.is_empty(),
-        Some((Segment::Many, rest)) => (0..=parts.len()).any(|skip| match_from(rest, &parts[skip..])),
+        Some((Segment::Many, rest)) => {
+            (0..=parts.len()).any(|skip| match_from(rest, &parts[skip..]))
+        }
         Some((seg, rest)) => match parts.split_first() {
             None => false,
             Some((part, more)) => {

@@ -48,7 +48,11 @@ pub struct Message {
 impl Message {
     /// Builds a message from a SEND's headers, keeping the sender's own headers.
     pub fn new(id: String, target: Target, sent: &Headers, body: Bytes) -> Message {
-        let Target { kind, key, destination } = target;
+        let Target {
+            kind,
+            key,
+            destination,
+        } = target;
         let headers: Headers = sent
             .iter_first()
             .filter(|(k, _)| !RESERVED.contains(k))
@@ -70,7 +74,8 @@ impl Message {
     pub fn frame_for(&self, subscription: &str, ack: Option<&str>, version: Version) -> OutFrame {
         let escape = version.escapes_headers();
         let shared = self.shared[escape as usize].get_or_init(|| self.encode_shared(escape));
-        let mut out = BytesMut::with_capacity(64 + subscription.len() + self.id.len() + shared.len());
+        let mut out =
+            BytesMut::with_capacity(64 + subscription.len() + self.id.len() + shared.len());
         out.put_slice(b"MESSAGE\n");
         write_header(&mut out, "subscription", subscription, escape);
         write_header(&mut out, "message-id", &self.id, escape);
@@ -98,7 +103,12 @@ impl Message {
         if let Some(ct) = &self.content_type {
             write_header(&mut out, "content-type", ct, escape);
         }
-        write_header(&mut out, "content-length", &self.body.len().to_string(), false);
+        write_header(
+            &mut out,
+            "content-length",
+            &self.body.len().to_string(),
+            false,
+        );
         for (k, v) in self.headers.iter() {
             write_header(&mut out, k, v, escape);
         }
@@ -126,12 +136,20 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let m = Message::new("m-1".into(), Target::broker(Kind::Topic, "/topic/a"), &sent, Bytes::from_static(b"hi"));
+        let m = Message::new(
+            "m-1".into(),
+            Target::broker(Kind::Topic, "/topic/a"),
+            &sent,
+            Bytes::from_static(b"hi"),
+        );
         for (v, sub) in [(Version::V1_2, "s:1"), (Version::V1_0, "s1")] {
             let f = m.frame_for(sub, Some("a-7"), v);
             let mut d = Decoder::new(Limits::default());
             d.set_version(v);
-            let frame = d.decode(&mut BytesMut::from(&f.bytes[..])).unwrap().unwrap();
+            let frame = d
+                .decode(&mut BytesMut::from(&f.bytes[..]))
+                .unwrap()
+                .unwrap();
             assert_eq!(frame.command, Command::Message);
             assert_eq!(frame.get("subscription"), Some(sub));
             assert_eq!(frame.get("message-id"), Some("m-1"));
@@ -140,7 +158,14 @@ mod tests {
             assert_eq!(frame.get("content-type"), Some("text/plain"));
             assert_eq!(frame.get("content-length"), Some("2"));
             assert_eq!(frame.get("x-trace"), Some("a:b"));
-            assert_eq!(frame.headers.iter().filter(|(k, _)| *k == "x-trace").count(), 1);
+            assert_eq!(
+                frame
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| *k == "x-trace")
+                    .count(),
+                1
+            );
             assert_eq!(frame.get("receipt"), None);
             assert_eq!(&frame.body[..], b"hi");
         }

@@ -97,7 +97,11 @@ impl Broker {
 
     /// A message id unique on this node (and, with the node id, in a cluster).
     pub fn next_message_id(&self) -> String {
-        format!("{}-{}", self.node_id, self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.node_id,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     pub fn subscribe(&self, sub: Arc<Subscription>) {
@@ -105,7 +109,10 @@ impl Broker {
         if sub.pattern.is_some() {
             reg.wildcard.push(sub.clone());
         } else {
-            reg.exact.entry(sub.key.clone()).or_default().push(sub.clone());
+            reg.exact
+                .entry(sub.key.clone())
+                .or_default()
+                .push(sub.clone());
         }
         if sub.kind != Kind::Queue {
             return;
@@ -113,7 +120,10 @@ impl Broker {
         // Messages that waited for a consumer go out now.
         let reg = parking_lot::RwLockWriteGuard::downgrade(reg);
         let mut queues = self.queues.lock();
-        for (name, q) in queues.iter_mut().filter(|(n, q)| !q.pending.is_empty() && sub.matches(n)) {
+        for (name, q) in queues
+            .iter_mut()
+            .filter(|(n, q)| !q.pending.is_empty() && sub.matches(n))
+        {
             while let Some(m) = q.pending.pop_front() {
                 if !deliver_one(&reg, name, &mut q.next, &m, None) {
                     q.pending.push_front(m);
@@ -236,17 +246,35 @@ mod tests {
     }
 
     fn kind(dest: &str) -> Kind {
-        if dest.starts_with("/queue/") { Kind::Queue } else { Kind::Topic }
+        if dest.starts_with("/queue/") {
+            Kind::Queue
+        } else {
+            Kind::Topic
+        }
     }
 
     fn sub(id: &str, dest: &str, ack: AckMode) -> Arc<Subscription> {
-        let r = Arc::new(Recipient::new(format!("s-{id}"), Version::V1_2, Arc::new(Outbox::new(1 << 20))));
-        Arc::new(Subscription::new(id.into(), Target::broker(kind(dest), dest), ack, r))
+        let r = Arc::new(Recipient::new(
+            format!("s-{id}"),
+            Version::V1_2,
+            Arc::new(Outbox::new(1 << 20)),
+        ));
+        Arc::new(Subscription::new(
+            id.into(),
+            Target::broker(kind(dest), dest),
+            ack,
+            r,
+        ))
     }
 
     fn publish(b: &Broker, dest: &str) -> usize {
         let target = Target::broker(kind(dest), dest);
-        b.publish(Message::new(b.next_message_id(), target, &Headers::new(), Bytes::from_static(b"x")))
+        b.publish(Message::new(
+            b.next_message_id(),
+            target,
+            &Headers::new(),
+            Bytes::from_static(b"x"),
+        ))
     }
 
     fn queued(s: &Subscription) -> usize {
@@ -276,7 +304,11 @@ mod tests {
         assert_eq!(publish(&b, "/queue/q"), 0);
         let a = sub("a", "/queue/q", AckMode::Auto);
         b.subscribe(a.clone());
-        assert_eq!(queued(&a), 1, "the waiting message goes to the first subscriber");
+        assert_eq!(
+            queued(&a),
+            1,
+            "the waiting message goes to the first subscriber"
+        );
         let c = sub("c", "/queue/q", AckMode::Auto);
         b.subscribe(c.clone());
         for _ in 0..4 {

@@ -107,7 +107,11 @@ pub struct Subscription {
 
 impl Subscription {
     pub fn new(id: String, target: Target, ack: AckMode, recipient: Arc<Recipient>) -> Self {
-        let Target { kind, key, destination } = target;
+        let Target {
+            kind,
+            key,
+            destination,
+        } = target;
         Subscription {
             pattern: Pattern::parse(&key),
             id,
@@ -130,7 +134,11 @@ impl Subscription {
 
     /// Queues `message` for this subscriber, recording it as unacked when the ack
     /// mode asks for acknowledgements.
-    pub(crate) fn deliver(&self, message: &Arc<Message>, from_queue: bool) -> Result<(), PushError> {
+    pub(crate) fn deliver(
+        &self,
+        message: &Arc<Message>,
+        from_queue: bool,
+    ) -> Result<(), PushError> {
         let r = &self.recipient;
         let mut st = self.state.lock();
         if st.closed {
@@ -145,7 +153,8 @@ impl Subscription {
         let ack_id = r.next_ack_id();
         // 1.2 names the delivery by `ack`; 1.0/1.1 acknowledge by message-id.
         let ack_header = (r.version == Version::V1_2).then_some(ack_id.as_str());
-        r.outbox.push(message.frame_for(&self.id, ack_header, r.version))?;
+        r.outbox
+            .push(message.frame_for(&self.id, ack_header, r.version))?;
         st.unacked.push_back(Unacked {
             ack_id,
             message: message.clone(),

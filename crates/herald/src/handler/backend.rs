@@ -68,7 +68,11 @@ impl Backend {
                 .expect("HTTP client"),
             url: cfg.url.clone(),
             timeout: cfg.timeout,
-            patterns: cfg.destinations.iter().map(|p| PathPattern::parse(p)).collect(),
+            patterns: cfg
+                .destinations
+                .iter()
+                .map(|p| PathPattern::parse(p))
+                .collect(),
         })
     }
 
@@ -86,19 +90,27 @@ impl Backend {
             roles: &call.session.principal.roles,
             session: &call.session.id,
         };
-        let request = self.client.post(&self.url).timeout(self.timeout).json(&outgoing);
+        let request = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .json(&outgoing);
         let (destination, timeout) = (call.destination.clone(), self.timeout);
         Box::pin(async move {
             let response = request.send().await.map_err(|e| {
                 if e.is_timeout() {
-                    HandlerError::new(format!("backend for {destination} timed out after {timeout:?}"))
+                    HandlerError::new(format!(
+                        "backend for {destination} timed out after {timeout:?}"
+                    ))
                 } else {
                     HandlerError::new(format!("backend for {destination} unreachable: {e}"))
                 }
             })?;
             let status = response.status();
             let text = response.text().await.map_err(|e| {
-                HandlerError::new(format!("backend for {destination} answered unreadably: {e}"))
+                HandlerError::new(format!(
+                    "backend for {destination} answered unreadably: {e}"
+                ))
             })?;
             if !status.is_success() {
                 let reason = serde_json::from_str::<serde_json::Value>(&text)
@@ -114,7 +126,9 @@ impl Backend {
                 return Ok(Vec::new());
             }
             let answer: Answer = serde_json::from_str(&text).map_err(|e| {
-                HandlerError::new(format!("backend for {destination} answered invalid JSON: {e}"))
+                HandlerError::new(format!(
+                    "backend for {destination} answered invalid JSON: {e}"
+                ))
             })?;
             let messages = match answer {
                 Answer::Wrapped { messages } | Answer::Bare(messages) => messages,
@@ -147,5 +161,9 @@ fn to_reply(m: Outbound) -> Reply {
         },
         None => ReplyTarget::Destination(m.destination),
     };
-    Reply { target, headers, body }
+    Reply {
+        target,
+        headers,
+        body,
+    }
 }

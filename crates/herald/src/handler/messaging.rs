@@ -24,7 +24,11 @@ impl Messaging {
 
     /// Publishes JSON `payload` to a broker destination (or `/user/{name}/...`);
     /// returns how many subscriptions received it.
-    pub fn convert_and_send(&self, destination: &str, payload: &impl Serialize) -> Result<usize, HandlerError> {
+    pub fn convert_and_send(
+        &self,
+        destination: &str,
+        payload: &impl Serialize,
+    ) -> Result<usize, HandlerError> {
         self.publish(Reply::to(destination, payload), None)
     }
 
@@ -40,29 +44,57 @@ impl Messaging {
     }
 
     /// Publishes raw `body` with `headers` to a destination.
-    pub fn send(&self, destination: &str, headers: &Headers, body: Bytes) -> Result<usize, HandlerError> {
+    pub fn send(
+        &self,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<usize, HandlerError> {
         let target = self.destination_target(destination)?;
         Ok(self.publish_to(target, headers, body, None))
     }
 
     /// Publishes raw `body` to `destination` of every session of `user`.
-    pub fn send_to_user(&self, user: &str, destination: &str, headers: &Headers, body: Bytes) -> usize {
-        self.publish_to(self.router.user_target(user, destination), headers, body, None)
+    pub fn send_to_user(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> usize {
+        self.publish_to(
+            self.router.user_target(user, destination),
+            headers,
+            body,
+            None,
+        )
     }
 
     /// Publishes a handler's reply; `sender` resolves replies addressed to the sender.
-    pub fn publish(&self, reply: Reply, sender: Option<&SessionInfo>) -> Result<usize, HandlerError> {
+    pub fn publish(
+        &self,
+        reply: Reply,
+        sender: Option<&SessionInfo>,
+    ) -> Result<usize, HandlerError> {
         let no_sender = || HandlerError::new("a reply to the sender needs a sending session");
         let (target, only_session) = match &reply.target {
             ReplyTarget::Destination(d) => (self.destination_target(d)?, None),
-            ReplyTarget::User { user, destination } => (self.router.user_target(user, destination), None),
+            ReplyTarget::User { user, destination } => {
+                (self.router.user_target(user, destination), None)
+            }
             ReplyTarget::Sender { destination } => {
                 let s = sender.ok_or_else(no_sender)?;
-                (self.router.user_target(&s.principal.name, destination), None)
+                (
+                    self.router.user_target(&s.principal.name, destination),
+                    None,
+                )
             }
             ReplyTarget::SenderSession { destination } => {
                 let s = sender.ok_or_else(no_sender)?;
-                (self.router.user_target(&s.principal.name, destination), Some(s.id.as_str()))
+                (
+                    self.router.user_target(&s.principal.name, destination),
+                    Some(s.id.as_str()),
+                )
             }
         };
         Ok(self.publish_to(target, &reply.headers, reply.body, only_session))
@@ -78,7 +110,13 @@ impl Messaging {
         }
     }
 
-    fn publish_to(&self, target: Target, headers: &Headers, body: Bytes, only_session: Option<&str>) -> usize {
+    fn publish_to(
+        &self,
+        target: Target,
+        headers: &Headers,
+        body: Bytes,
+        only_session: Option<&str>,
+    ) -> usize {
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
         self.broker.publish_filtered(message, only_session)
     }

@@ -31,22 +31,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use messaging::Messaging;
-use pattern::PathPattern;
+pub use pattern::PathPattern;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// Who sent a frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub roles: Vec<String>,
-}
-
-impl Principal {
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-}
+pub use crate::auth::Principal;
 
 /// The session a frame came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +100,11 @@ impl Reply {
     }
 
     /// JSON `payload` to `destination` (like `/queue/messages`) of every session of `user`.
-    pub fn to_user(user: impl Into<String>, destination: impl Into<String>, payload: &impl Serialize) -> Reply {
+    pub fn to_user(
+        user: impl Into<String>,
+        destination: impl Into<String>,
+        payload: &impl Serialize,
+    ) -> Reply {
         Reply::json(
             ReplyTarget::User {
                 user: user.into(),
@@ -215,7 +208,9 @@ pub struct Call {
     pub messaging: Messaging,
 }
 
-type RouteFn = dyn Fn(Call, HashMap<String, String>) -> BoxFuture<Result<Vec<Reply>, HandlerError>> + Send + Sync;
+type RouteFn = dyn Fn(Call, HashMap<String, String>) -> BoxFuture<Result<Vec<Reply>, HandlerError>>
+    + Send
+    + Sync;
 type DisconnectFn = dyn Fn(SessionInfo, Messaging) -> BoxFuture<()> + Send + Sync;
 
 /// The registry of application handlers.
@@ -227,7 +222,9 @@ pub struct Handlers {
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.routes.iter().map(|(p, _)| p)).finish()
+        f.debug_list()
+            .entries(self.routes.iter().map(|(p, _)| p))
+            .finish()
     }
 }
 
@@ -249,7 +246,9 @@ impl Handlers {
         let pattern = PathPattern::parse(pattern);
         let route_name = pattern.to_string();
         let handler = Arc::new(handler);
-        let route = move |call: Call, params: HashMap<String, String>| -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+        let route = move |call: Call,
+                          params: HashMap<String, String>|
+              -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
             let payload: T = match serde_json::from_slice(&call.body) {
                 Ok(p) => p,
                 Err(e) => {
@@ -273,7 +272,9 @@ impl Handlers {
                     Ok(r) => r.map(IntoReplies::into_replies),
                     Err(_) => {
                         tracing::error!(route = %route_name, "application handler panicked");
-                        Err(HandlerError::new(format!("handler for {route_name} failed")))
+                        Err(HandlerError::new(format!(
+                            "handler for {route_name} failed"
+                        )))
                     }
                 }
             })
@@ -288,7 +289,8 @@ impl Handlers {
         F: Fn(SessionInfo, Messaging) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_disconnect.push(Arc::new(move |s, m| Box::pin(hook(s, m))));
+        self.on_disconnect
+            .push(Arc::new(move |s, m| Box::pin(hook(s, m))));
         self
     }
 
@@ -304,7 +306,10 @@ impl Handlers {
     }
 
     /// The future of the first route matching `call.path`, or `None`.
-    pub fn dispatch(&self, call: Call) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
+    pub fn dispatch(
+        &self,
+        call: Call,
+    ) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
         for (pattern, route) in &self.routes {
             if let Some(params) = pattern.matches(&call.path) {
                 return Ok(route(call, params));

@@ -1,5 +1,7 @@
-//! Application path patterns: `/chat.send`, `/chat/rooms/{id}/send`, `/orders/**`.
-//! Segments are split on `/`; `{name}` captures one segment, `*` matches one, `**`
+//! Path patterns: `/chat.send`, `/chat/rooms/{id}/send`, `/orders/**`.
+//! Application paths split segments on `/`; destination patterns (for access rules)
+//! split on `/` and `.` like the broker does, so a rule sees the same segments a
+//! wildcard subscription does. `{name}` captures one segment, `*` matches one, `**`
 //! (last) matches the rest.
 
 use std::collections::HashMap;
@@ -14,16 +16,27 @@ enum Segment {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PathPattern {
+pub struct PathPattern {
     source: String,
     segments: Vec<Segment>,
+    separators: &'static [char],
 }
 
 impl PathPattern {
-    pub(crate) fn parse(pattern: &str) -> PathPattern {
+    /// An application path pattern (segments split on `/`).
+    pub fn parse(pattern: &str) -> PathPattern {
+        PathPattern::with_separators(pattern, &['/'])
+    }
+
+    /// A destination pattern (segments split on `/` and `.`).
+    pub fn destination(pattern: &str) -> PathPattern {
+        PathPattern::with_separators(pattern, &['/', '.'])
+    }
+
+    fn with_separators(pattern: &str, separators: &'static [char]) -> PathPattern {
         let segments = pattern
             .trim_start_matches('/')
-            .split('/')
+            .split(separators)
             .map(|s| match s {
                 "*" => Segment::Any,
                 "**" => Segment::Rest,
@@ -36,12 +49,16 @@ impl PathPattern {
         PathPattern {
             source: format!("/{}", pattern.trim_start_matches('/')),
             segments,
+            separators,
         }
     }
 
     /// The path variables when `path` matches.
-    pub(crate) fn matches(&self, path: &str) -> Option<HashMap<String, String>> {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    pub fn matches(&self, path: &str) -> Option<HashMap<String, String>> {
+        let parts: Vec<&str> = path
+            .trim_start_matches('/')
+            .split(self.separators)
+            .collect();
         let mut params = HashMap::new();
         for (i, seg) in self.segments.iter().enumerate() {
             if *seg == Segment::Rest {
@@ -77,9 +94,29 @@ mod tests {
         assert_eq!(p.matches("/chat/rooms/7/send").unwrap()["id"], "7");
         assert!(p.matches("/chat/rooms//send").is_none());
         assert!(p.matches("/chat/rooms/7/send/x").is_none());
-        assert!(PathPattern::parse("/chat.send").matches("/chat.send").is_some());
-        assert!(PathPattern::parse("/chat.send").matches("/chat.sen").is_none());
+        assert!(
+            PathPattern::parse("/chat.send")
+                .matches("/chat.send")
+                .is_some()
+        );
+        assert!(
+            PathPattern::parse("/chat.send")
+                .matches("/chat.sen")
+                .is_none()
+        );
         assert!(PathPattern::parse("/**").matches("/any/thing").is_some());
-        assert!(PathPattern::parse("/orders/*").matches("/orders/1").is_some());
+        assert!(
+            PathPattern::parse("/orders/*")
+                .matches("/orders/1")
+                .is_some()
+        );
+        let d = PathPattern::destination("/topic/admin/**");
+        assert!(d.matches("/topic/admin.evil").is_some());
+        assert!(
+            PathPattern::destination("/user/{user}/**")
+                .matches("/user/bob.x/q")
+                .unwrap()["user"]
+                == "bob"
+        );
     }
 }

@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{Request, Response};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::node::Node;
-use crate::transport::{self, websocket};
+use crate::transport::{self, Admission, websocket};
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
@@ -42,18 +44,83 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     }))
 }
 
-async fn ws_upgrade(State(state): State<HttpState>, req: Request<Body>) -> Response<Body> {
+/// Checks a browser-facing handshake before it upgrades: the origin, the per-IP
+/// connection limit, and the token it carries. `Err` is the HTTP answer that says why.
+pub(crate) fn admit(
+    state: &HttpState,
+    peer: SocketAddr,
+    req: &Request<Body>,
+) -> impl std::future::Future<Output = Result<Admission, Response<Body>>> + Send + 'static {
+    // Owned copies: the request body is not Sync, so it must not be borrowed across awaits.
+    let headers = req.headers().clone();
+    let query = req.uri().query().map(str::to_owned);
+    let node = state.node.clone();
+    async move {
+        let node = &node;
+        let refuse = |status: StatusCode, reason: String| {
+            Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(reason))
+                .expect("static response")
+        };
+        node.origins
+            .check(&headers)
+            .map_err(|e| refuse(StatusCode::FORBIDDEN, e))?;
+        let ip_slot = node.connections_per_ip.acquire(peer.ip()).ok_or_else(|| {
+            refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                crate::server::too_many_from(node, peer.ip()),
+            )
+        })?;
+        let handshake = node
+            .auth
+            .handshake(&headers, query.as_deref())
+            .await
+            .map_err(|e| {
+                tracing::info!(%peer, reason = %e, "handshake refused");
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    format!("authentication failed: {e}"),
+                )
+            })?;
+        Ok(Admission {
+            handshake: Some(handshake),
+            ip_slot: Some(ip_slot),
+        })
+    }
+}
+
+async fn ws_upgrade(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response<Body> {
+    let admission = match admit(&state, peer, &req).await {
+        Ok(a) => a,
+        Err(response) => return response,
+    };
     let upgrade = match websocket::accept(req) {
         Ok(u) => u,
         Err(response) => return response,
     };
-    let max_message = state.node.config.stomp.max_frame.saturating_mul(4).max(1 << 20);
-    let HttpState { node, shutdown, tasks } = state;
+    let max_message = state
+        .node
+        .config
+        .stomp
+        .max_frame
+        .saturating_mul(4)
+        .max(1 << 20);
+    let HttpState {
+        node,
+        shutdown,
+        tasks,
+    } = state;
     tasks.spawn(async move {
         match upgrade.on_upgrade.await {
             Ok(upgraded) => {
                 let ws = websocket::WebSocket::new(upgraded, max_message);
-                transport::drive(ws, node, shutdown).await;
+                transport::drive(ws, node, shutdown, admission).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }

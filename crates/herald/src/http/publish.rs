@@ -33,11 +33,17 @@ pub(crate) struct PublishRequest {
 type ApiResult = Result<(StatusCode, Json<Value>), (StatusCode, Json<Value>)>;
 
 fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg.into() })))
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": msg.into() })),
+    )
 }
 
 fn accepted(delivered: usize) -> (StatusCode, Json<Value>) {
-    (StatusCode::ACCEPTED, Json(json!({ "delivered": delivered })))
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "delivered": delivered })),
+    )
 }
 
 /// The message body and its headers, with a content-type chosen from the JSON type.
@@ -53,7 +59,10 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
     (req.destination, headers, body)
 }
 
-pub(crate) async fn publish(State(state): State<HttpState>, req: Result<Json<PublishRequest>, JsonRejection>) -> ApiResult {
+pub(crate) async fn publish(
+    State(state): State<HttpState>,
+    req: Result<Json<PublishRequest>, JsonRejection>,
+) -> ApiResult {
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     let (destination, headers, body) = encode(req);
     state
@@ -72,7 +81,14 @@ pub(crate) async fn to_user(
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     let (destination, headers, body) = encode(req);
     if !destination.starts_with('/') {
-        return Err(bad_request(format!("destination '{destination}' must start with '/'")));
+        return Err(bad_request(format!(
+            "destination '{destination}' must start with '/'"
+        )));
     }
-    Ok(accepted(state.node.messaging.send_to_user(&user, &destination, &headers, body)))
+    Ok(accepted(state.node.messaging.send_to_user(
+        &user,
+        &destination,
+        &headers,
+        body,
+    )))
 }

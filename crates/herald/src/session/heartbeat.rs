@@ -45,14 +45,24 @@ mod tests {
         let s = Duration::from_millis;
         assert_eq!(
             negotiate((4000, 20000), s(10000), s(10000)),
-            Heartbeat { send: Some(s(20000)), receive: Some(s(10000)) }
+            Heartbeat {
+                send: Some(s(20000)),
+                receive: Some(s(10000))
+            }
         );
         assert_eq!(
             negotiate((0, 500), s(1000), s(1000)),
-            Heartbeat { send: Some(s(1000)), receive: None }
+            Heartbeat {
+                send: Some(s(1000)),
+                receive: None
+            }
         );
         assert_eq!(negotiate((500, 500), s(0), s(0)), Heartbeat::default());
-        assert!(parse("1,x").unwrap_err().contains("invalid heart-beat header '1,x'"));
+        assert!(
+            parse("1,x")
+                .unwrap_err()
+                .contains("invalid heart-beat header '1,x'")
+        );
         assert_eq!(parse("10, 20"), Ok((10, 20)));
     }
 }

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use herald_stomp::{Command, Frame, Version, encode};
 
+use crate::auth::Handshake;
+use crate::auth::limits::UserSlot;
+use crate::auth::rules::Operation;
 use crate::broker::{AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
 use crate::config::ErrorDelivery;
 use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
@@ -54,7 +57,10 @@ pub struct AppCall {
 pub enum Flow {
     Continue,
     /// CONNECT succeeded: decode with this version from now on, keep these heart-beats.
-    Connected { version: Version, heartbeat: Heartbeat },
+    Connected {
+        version: Version,
+        heartbeat: Heartbeat,
+    },
     /// DISCONNECT: flush what is queued and close.
     Close,
 }
@@ -65,8 +71,12 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Present once CONNECT succeeded.
     recipient: Option<Arc<Recipient>>,
-    /// The principal's name: the `login` header, or generated (anonymous mode).
-    user: String,
+    /// Who is connected (anonymous until CONNECT succeeds).
+    principal: Principal,
+    /// What the transport's handshake established about the token (TCP: `None`).
+    handshake: Option<Handshake>,
+    /// This session's place in the per-user session limit.
+    user_slot: Option<UserSlot>,
     subscriptions: HashMap<String, Arc<Subscription>>,
     transactions: HashMap<String, Vec<Frame>>,
     /// Application calls waiting to run, oldest first.
@@ -74,13 +84,15 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>) -> Session {
+    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, handshake: Option<Handshake>) -> Session {
         Session {
             id: node.next_session_id(),
             node,
             outbox,
             recipient: None,
-            user: String::new(),
+            principal: Principal::anonymous(String::new()),
+            handshake,
+            user_slot: None,
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             calls: VecDeque::new(),
@@ -91,11 +103,17 @@ impl Session {
     pub fn info(&self) -> SessionInfo {
         SessionInfo {
             id: self.id.clone(),
-            principal: Principal {
-                name: self.user.clone(),
-                roles: Vec::new(),
-            },
+            principal: self.principal.clone(),
         }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.recipient.is_some()
+    }
+
+    /// How long until the principal's token expires.
+    pub fn expires_in(&self) -> Option<std::time::Duration> {
+        self.principal.time_left()
     }
 
     /// The next application call to run, if any.
@@ -105,7 +123,11 @@ impl Session {
 
     /// Publishes what a handler returned (then the SEND's RECEIPT), or reports its
     /// error to this session as configured.
-    pub fn finish_call(&mut self, call: AppCall, result: Result<Vec<Reply>, HandlerError>) -> Result<(), StompError> {
+    pub fn finish_call(
+        &mut self,
+        call: AppCall,
+        result: Result<Vec<Reply>, HandlerError>,
+    ) -> Result<(), StompError> {
         let info = self.info();
         let result = result.and_then(|replies| {
             replies
@@ -144,7 +166,7 @@ impl Session {
     }
 
     pub fn user(&self) -> &str {
-        &self.user
+        &self.principal.name
     }
 
     pub fn version(&self) -> Version {
@@ -186,7 +208,10 @@ impl Session {
             )));
         }
         match frame.command {
-            Connect | Stomp => self.connect(&frame),
+            // The first CONNECT goes through `Session::connect`; this is a second one.
+            Connect | Stomp => Err(StompError::new(
+                "already connected: a second CONNECT is not allowed",
+            )),
             Send | Ack | Nack if frame.get("transaction").is_some() => {
                 let tx = frame.get("transaction").unwrap_or_default().to_owned();
                 if !self.transactions.contains_key(&tx) {
@@ -196,7 +221,10 @@ impl Session {
                 if frame.command == Send {
                     self.check_send(&frame)?;
                 }
-                self.transactions.get_mut(&tx).expect("checked above").push(frame);
+                self.transactions
+                    .get_mut(&tx)
+                    .expect("checked above")
+                    .push(frame);
                 Ok(Flow::Continue)
             }
             Send => self.send(&frame).map(|_| Flow::Continue),
@@ -206,7 +234,9 @@ impl Session {
             Begin => {
                 let tx = required(&frame, "transaction")?;
                 if self.transactions.contains_key(tx) {
-                    return Err(StompError::new(format!("transaction '{tx}' is already open")));
+                    return Err(StompError::new(format!(
+                        "transaction '{tx}' is already open"
+                    )));
                 }
                 self.transactions.insert(tx.to_owned(), Vec::new());
                 Ok(Flow::Continue)
@@ -230,21 +260,51 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
-        if self.recipient.is_some() {
-            return Err(StompError::new("already connected: a second CONNECT is not allowed"));
+    /// Handles the first CONNECT (or STOMP) frame: version, authentication, limits,
+    /// heart-beats, then CONNECTED.
+    pub async fn connect(&mut self, frame: Frame) -> Result<Flow, StompError> {
+        if self.is_connected() {
+            return self.handle(frame);
         }
         let version = negotiate_version(frame.get("accept-version"))?;
         let client_hb = match frame.get("heart-beat") {
             Some(v) if version > Version::V1_0 => heartbeat::parse(v).map_err(StompError::new)?,
             _ => (0, 0),
         };
-        let cfg = &self.node.config.stomp;
+        let node = self.node.clone();
+        let principal = node
+            .auth
+            .connect(
+                self.handshake.as_ref(),
+                frame.get("login"),
+                frame
+                    .get("authorization")
+                    .or_else(|| frame.get("Authorization")),
+                frame.get("passcode"),
+                format!("anonymous-{}", self.id),
+            )
+            .await
+            .map_err(|e| {
+                tracing::info!(session = %self.id, reason = %e, "CONNECT refused");
+                StompError::new(format!("authentication failed: {e}"))
+            })?;
+        if principal.time_left().is_some_and(|t| t.is_zero()) {
+            return Err(StompError::new("authentication failed: token expired"));
+        }
+        let slot = node
+            .sessions_per_user
+            .acquire(principal.name.clone())
+            .ok_or_else(|| {
+                StompError::new(format!(
+                    "too many sessions for user '{}' (limit {})",
+                    principal.name,
+                    node.sessions_per_user.limit()
+                ))
+            })?;
+        self.user_slot = Some(slot);
+        self.principal = principal;
+        let cfg = &node.config.stomp;
         let heartbeat = heartbeat::negotiate(client_hb, cfg.heartbeat_send, cfg.heartbeat_receive);
-        self.user = match frame.get("login").filter(|l| !l.is_empty()) {
-            Some(login) => login.to_owned(),
-            None => format!("anonymous-{}", self.id),
-        };
         self.recipient = Some(Arc::new(Recipient::new(
             self.id.clone(),
             version,
@@ -261,14 +321,27 @@ impl Session {
                     cfg.heartbeat_send.as_millis(),
                     cfg.heartbeat_receive.as_millis()
                 ),
-            );
-        let connected = connected.header("user-name", self.user.clone());
+            )
+            .header("user-name", self.principal.name.clone());
         self.reply(connected);
         Ok(Flow::Connected { version, heartbeat })
     }
 
+    fn allow(&self, op: Operation, destination: &str) -> Result<(), StompError> {
+        self.node
+            .auth
+            .rules
+            .check(op, destination, &self.principal)
+            .map_err(|e| {
+                tracing::warn!(session = %self.id, user = %self.principal.name, "{e}");
+                StompError::new(e)
+            })
+    }
+
     fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
-        self.node.router.for_send(required(frame, "destination")?)
+        let destination = required(frame, "destination")?;
+        self.allow(Operation::Send, destination)?;
+        self.node.router.for_send(destination)
     }
 
     fn send(&mut self, frame: &Frame) -> Result<(), StompError> {
@@ -308,9 +381,13 @@ impl Session {
                 let limit = node.config.apps.handler_timeout;
                 let dest = destination.clone();
                 let future = Box::pin(async move {
-                    tokio::time::timeout(limit, future).await.unwrap_or_else(|_| {
-                        Err(HandlerError::new(format!("handler for {dest} timed out after {limit:?}")))
-                    })
+                    tokio::time::timeout(limit, future)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(HandlerError::new(format!(
+                                "handler for {dest} timed out after {limit:?}"
+                            )))
+                        })
                 });
                 self.calls.push_back(AppCall {
                     future,
@@ -331,10 +408,26 @@ impl Session {
             None => return Err(StompError::new("SUBSCRIBE frame has no id header")),
         };
         if self.subscriptions.contains_key(id) {
-            return Err(StompError::new(format!("subscription id '{id}' is already in use")));
+            return Err(StompError::new(format!(
+                "subscription id '{id}' is already in use"
+            )));
         }
-        let ack: AckMode = frame.get("ack").unwrap_or("auto").parse().map_err(StompError::new)?;
-        let target = self.node.router.for_subscribe(destination, &self.user)?;
+        let ack: AckMode = frame
+            .get("ack")
+            .unwrap_or("auto")
+            .parse()
+            .map_err(StompError::new)?;
+        let limit = self.node.config.limits.max_subscriptions_per_session;
+        if limit > 0 && self.subscriptions.len() >= limit {
+            return Err(StompError::new(format!(
+                "too many subscriptions for this session (limit {limit})"
+            )));
+        }
+        self.allow(Operation::Subscribe, destination)?;
+        let target = self
+            .node
+            .router
+            .for_subscribe(destination, &self.principal.name)?;
         let recipient = self.recipient.clone().expect("connected");
         let sub = Arc::new(Subscription::new(id.to_owned(), target, ack, recipient));
         self.subscriptions.insert(id.to_owned(), sub.clone());
@@ -364,7 +457,11 @@ impl Session {
                 true,
                 Some(required(frame, "subscription")?),
             ),
-            Version::V1_0 => (required(frame, "message-id")?, true, frame.get("subscription")),
+            Version::V1_0 => (
+                required(frame, "message-id")?,
+                true,
+                frame.get("subscription"),
+            ),
         };
         let mut found: Option<Vec<Unacked>> = None;
         for (sub_id, sub) in &self.subscriptions {
@@ -430,7 +527,9 @@ impl Session {
         self.transactions.clear();
         self.calls.clear();
         if self.recipient.is_some() {
-            self.node.handlers.disconnected(&self.info(), &self.node.messaging);
+            self.node
+                .handlers
+                .disconnected(&self.info(), &self.node.messaging);
         }
         for (_, sub) in self.subscriptions.drain() {
             self.node.broker.unsubscribe(&sub);

@@ -16,11 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use herald_stomp::{Decoder, receipt_hint};
+use herald_stomp::{Command, Decoder, receipt_hint};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::auth::Handshake;
+use crate::auth::limits::{IpSlot, TokenBucket};
 use crate::broker::outbox::Drained;
 use crate::broker::{OutFrame, Outbox};
 use crate::node::Node;
@@ -48,12 +50,29 @@ enum End {
     Error(StompError),
 }
 
+/// What the accepting side learned before the STOMP session starts.
+#[derive(Default)]
+pub struct Admission {
+    /// The handshake's token check (WebSocket, SockJS); `None` for TCP.
+    pub handshake: Option<Handshake>,
+    /// The connection's place in the per-IP limit, held until it closes.
+    pub ip_slot: Option<IpSlot>,
+}
+
 /// Runs one connection to its end.
-pub async fn drive<T: Transport>(transport: T, node: Arc<Node>, shutdown: CancellationToken) {
+pub async fn drive<T: Transport>(
+    transport: T,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    admission: Admission,
+) {
     let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
-    let session = Session::new(node.clone(), outbox.clone());
+    let session = Session::new(node.clone(), outbox.clone(), admission.handshake);
     let span = tracing::debug_span!("session", id = %session.id());
-    run(transport, node, shutdown, session, outbox).instrument(span).await
+    run(transport, node, shutdown, session, outbox)
+        .instrument(span)
+        .await;
+    drop(admission.ip_slot);
 }
 
 async fn run<T: Transport>(
@@ -78,6 +97,10 @@ async fn run<T: Transport>(
     // The application call running now; reading pauses until it is done, so a
     // session's SENDs are handled in order and a flood of them stays bounded.
     let mut call: Option<AppCall> = None;
+    let limits = &node.config.limits;
+    let mut bucket = TokenBucket::new(limits.frame_rate, limits.frame_burst);
+    // When the principal's token expires (set at CONNECT).
+    let mut expiry: Option<Instant> = None;
 
     let end = 'conn: loop {
         tokio::select! {
@@ -134,13 +157,28 @@ async fn run<T: Transport>(
                             ..StompError::new(e.to_string())
                         }),
                     };
-                    match session.handle(frame) {
+                    if let Some(b) = bucket.as_mut() {
+                        if !b.take() {
+                            break 'conn End::Error(StompError::new(format!(
+                                "frame rate limit exceeded: more than {} frames per second", b.rate()
+                            )));
+                        }
+                    }
+                    let flow = if session.is_connected() {
+                        session.handle(frame)
+                    } else if matches!(frame.command, Command::Connect | Command::Stomp) {
+                        session.connect(frame).await
+                    } else {
+                        session.handle(frame)
+                    };
+                    match flow {
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Connected { version, heartbeat: hb }) => {
                             connected = true;
                             decoder.set_version(version);
                             heartbeat = hb;
-                            timer_armed = next_deadline(&heartbeat, last_read, last_write)
+                            expiry = session.expires_in().map(|left| Instant::now() + left);
+                            timer_armed = next_deadline(&heartbeat, last_read, last_write, expiry)
                                 .map(|d| timer.as_mut().reset(d))
                                 .is_some();
                         }
@@ -161,6 +199,9 @@ async fn run<T: Transport>(
                         "no CONNECT frame within {:?}", cfg.connect_timeout
                     )));
                 }
+                if expiry.is_some_and(|e| now >= e) {
+                    break End::Error(StompError::new("token expired: reconnect with a fresh token"));
+                }
                 if let Some(r) = heartbeat.receive {
                     if now.duration_since(last_read) >= r * 2 {
                         break End::Error(StompError::new(format!(
@@ -177,7 +218,7 @@ async fn run<T: Transport>(
                         last_write = Instant::now();
                     }
                 }
-                timer_armed = next_deadline(&heartbeat, last_read, last_write)
+                timer_armed = next_deadline(&heartbeat, last_read, last_write, expiry)
                     .map(|d| timer.as_mut().reset(d))
                     .is_some();
             }
@@ -206,13 +247,15 @@ fn slow_consumer(limit: usize) -> StompError {
     ))
 }
 
-/// The next moment the timer must look at the connection: when a heart-beat is due
-/// or when the client's silence would pass two intervals.
-fn next_deadline(hb: &Heartbeat, last_read: Instant, last_write: Instant) -> Option<Instant> {
+/// The next moment the timer must look at the connection: when a heart-beat is due,
+/// when the client's silence would pass two intervals, or when its token expires.
+fn next_deadline(
+    hb: &Heartbeat,
+    last_read: Instant,
+    last_write: Instant,
+    expiry: Option<Instant>,
+) -> Option<Instant> {
     let send = hb.send.map(|s| last_write + s);
     let recv = hb.receive.map(|r| last_read + r * 2);
-    match (send, recv) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    [send, recv, expiry].into_iter().flatten().min()
 }

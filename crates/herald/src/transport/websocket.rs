@@ -47,11 +47,17 @@ pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
     if !has_token(headers, header::CONNECTION, "upgrade") {
         return Err(bad("expected 'Connection: Upgrade'"));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
         return Err(Response::builder()
             .status(StatusCode::UPGRADE_REQUIRED)
             .header(header::SEC_WEBSOCKET_VERSION, "13")
-            .body(Body::from("unsupported Sec-WebSocket-Version: this server speaks 13"))
+            .body(Body::from(
+                "unsupported Sec-WebSocket-Version: this server speaks 13",
+            ))
             .expect("static response"));
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
@@ -60,7 +66,9 @@ pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
     let accept_key = accept_key(key.as_bytes());
     let protocol = choose_subprotocol(headers);
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(bad("this connection cannot be upgraded (HTTP/1.1 required)"));
+        return Err(bad(
+            "this connection cannot be upgraded (HTTP/1.1 required)",
+        ));
     };
     let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -170,7 +178,10 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

@@ -1,0 +1,324 @@
+//! Who is connecting, and what they may do.
+//!
+//! - [`jwt`]: token verification with per-issuer keys (secret, PEM, JWKS).
+//! - [`rules`]: destination rules for SUBSCRIBE and SEND.
+//! - [`limits`]: connections per IP and per user, frame rate.
+//! - [`origin`]: allowed origins for browser handshakes.
+//!
+//! Modes: with no issuer configured Herald is anonymous — each session is named by its
+//! `login` header or a generated name. With issuers, a valid token makes an
+//! authenticated [`Principal`]; `auth.required` refuses everyone else.
+
+pub mod jwt;
+pub mod limits;
+pub mod origin;
+pub mod rules;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use crate::config::{AuthConfig, TokenSource};
+use jwt::{Claims, Verifier};
+use rules::Rules;
+
+/// Who sent a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The user id (`sub` by default): user destinations and `owner` rules use it.
+    pub name: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+    /// Whether a verified token stands behind the name.
+    pub authenticated: bool,
+    /// When the token expires; the session is closed then.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Principal {
+    pub fn anonymous(name: String) -> Principal {
+        Principal {
+            display_name: name.clone(),
+            name,
+            roles: Vec::new(),
+            authenticated: false,
+            expires_at: None,
+        }
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Time left before the token expires (zero once expired).
+    pub fn time_left(&self) -> Option<Duration> {
+        self.expires_at
+            .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+}
+
+/// What a handshake said about its token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handshake {
+    /// A valid token came with the handshake.
+    Authenticated(Principal),
+    /// No token in the handshake sources; CONNECT may still bring one.
+    NoToken,
+}
+
+#[derive(Debug)]
+pub struct Auth {
+    pub config: AuthConfig,
+    pub verifier: Option<Verifier>,
+    pub rules: Rules,
+}
+
+impl Auth {
+    pub fn new(config: &AuthConfig) -> Result<Auth, String> {
+        Ok(Auth {
+            verifier: Verifier::new(config)?,
+            rules: Rules::new(config),
+            config: config.clone(),
+        })
+    }
+
+    /// Anonymous mode: no issuer configured.
+    pub fn is_anonymous(&self) -> bool {
+        self.verifier.is_none()
+    }
+
+    /// Checks the token a WebSocket or SockJS handshake carries (cookie, header or
+    /// query, in the configured order). `Err` is the reason for a 401.
+    pub async fn handshake(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Handshake, String> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(Handshake::NoToken);
+        };
+        for source in &self.config.token_sources {
+            let token = match source {
+                TokenSource::Cookie => cookie(headers, &self.config.cookie_name),
+                TokenSource::Header => {
+                    bearer(headers.get("authorization").and_then(|v| v.to_str().ok()))
+                }
+                TokenSource::Query => query_param(query, &self.config.query_param),
+                TokenSource::Connect => continue,
+            };
+            if let Some(token) = token {
+                let claims = verifier.verify(&token).await?;
+                return self.principal(&claims).map(Handshake::Authenticated);
+            }
+        }
+        if self.config.required && !self.config.token_sources.contains(&TokenSource::Connect) {
+            return Err(format!(
+                "authentication required: no access token ({})",
+                self.where_to_look()
+            ));
+        }
+        Ok(Handshake::NoToken)
+    }
+
+    /// The principal of a CONNECT frame. `handshake` is what the connection's handshake
+    /// established (TCP has none); `login`, `authorization` and `passcode` are the
+    /// frame's headers; `fallback_name` names an anonymous session.
+    pub async fn connect(
+        &self,
+        handshake: Option<&Handshake>,
+        login: Option<&str>,
+        authorization: Option<&str>,
+        passcode: Option<&str>,
+        fallback_name: String,
+    ) -> Result<Principal, String> {
+        let Some(verifier) = &self.verifier else {
+            // Anonymous mode: the login header names the session.
+            let name = login.filter(|l| !l.trim().is_empty()).map(str::to_owned);
+            return Ok(Principal::anonymous(name.unwrap_or(fallback_name)));
+        };
+        for source in &self.config.token_sources {
+            match source {
+                TokenSource::Connect => {
+                    let token = bearer(authorization)
+                        .or_else(|| passcode.filter(|p| !p.is_empty()).map(str::to_owned));
+                    if let Some(token) = token {
+                        let claims = verifier.verify(&token).await?;
+                        return self.principal(&claims);
+                    }
+                }
+                _ => {
+                    if let Some(Handshake::Authenticated(p)) = handshake {
+                        return Ok(p.clone());
+                    }
+                }
+            }
+        }
+        if self.config.required {
+            return Err(format!(
+                "authentication required: no access token ({})",
+                self.where_to_look()
+            ));
+        }
+        // Not required: an anonymous session may not pick a name (it could be a user's).
+        Ok(Principal::anonymous(fallback_name))
+    }
+
+    /// Checks a bearer token for a role (REST API). `Err` is (status, reason).
+    pub async fn bearer_with_role(
+        &self,
+        headers: &HeaderMap,
+        roles: &[&str],
+    ) -> Result<Principal, (u16, String)> {
+        let Some(verifier) = &self.verifier else {
+            return Err((401, "no token issuer is configured; use an API key".into()));
+        };
+        let token = bearer(headers.get("authorization").and_then(|v| v.to_str().ok())).ok_or((
+            401,
+            "missing Authorization: Bearer token or X-API-Key".to_owned(),
+        ))?;
+        let claims = verifier.verify(&token).await.map_err(|e| (401, e))?;
+        let principal = self.principal(&claims).map_err(|e| (401, e))?;
+        if roles.iter().any(|r| principal.has_role(r)) {
+            Ok(principal)
+        } else {
+            Err((403, format!("this needs role {}", roles.join(" or "))))
+        }
+    }
+
+    fn where_to_look(&self) -> String {
+        let c = &self.config;
+        c.token_sources
+            .iter()
+            .map(|s| match s {
+                TokenSource::Cookie => format!("cookie '{}'", c.cookie_name),
+                TokenSource::Header => "Authorization: Bearer header".to_owned(),
+                TokenSource::Query => format!("query parameter '{}'", c.query_param),
+                TokenSource::Connect => "CONNECT Authorization or passcode header".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Claims → principal.
+    pub fn principal(&self, claims: &Claims) -> Result<Principal, String> {
+        let c = &self.config;
+        let name = claim(claims, &c.user_claim)
+            .and_then(as_name)
+            .ok_or_else(|| format!("token has no '{}' claim", c.user_claim))?;
+        let display_name = claim(claims, &c.name_claim)
+            .and_then(as_name)
+            .unwrap_or_else(|| name.clone());
+        let roles = match claim(claims, &c.roles_claim) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+        Ok(Principal {
+            name,
+            display_name,
+            roles,
+            authenticated: true,
+            expires_at,
+        })
+    }
+}
+
+/// A claim by dotted path (`realm_access.roles`).
+fn claim<'a>(claims: &'a Claims, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for p in parts {
+        value = value.get(p)?;
+    }
+    Some(value)
+}
+
+fn as_name(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `Bearer x` → `x`; a bare token is accepted too (seed 000 sends one).
+fn bearer(value: Option<&str>) -> Option<String> {
+    let v = value?.trim();
+    let token = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .unwrap_or(v)
+        .trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_decode(v))
+        .filter(|v| !v.is_empty())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_sources_parse() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "a=1; access_token=tok; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, "access_token").as_deref(), Some("tok"));
+        assert_eq!(bearer(Some("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(bearer(Some("abc")).as_deref(), Some("abc"));
+        assert_eq!(
+            query_param(Some("x=1&access_token=a%2Eb"), "access_token").as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
