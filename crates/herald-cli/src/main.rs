@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the server (needs no configuration at all).
     Serve(ServeArgs),
+    /// Mint a development token with a key from the configuration.
+    Token(TokenArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -45,6 +47,28 @@ struct ServeArgs {
     log_json: bool,
 }
 
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// TOML configuration file with [[auth.issuers]] (see herald.example.toml).
+    #[arg(long, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The user id (`sub` claim).
+    #[arg(long)]
+    sub: String,
+    /// A role (repeat for several).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Lifetime, e.g. 15m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// Which issuer's key signs (its `iss`); default: the first that can sign.
+    #[arg(long)]
+    issuer: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and print the settings it results in.
@@ -55,6 +79,20 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            let token = herald::auth::jwt::mint(
+                &config.auth,
+                args.issuer.as_deref(),
+                &args.sub,
+                args.name.as_deref(),
+                &args.roles,
+                args.ttl,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {

@@ -279,3 +279,73 @@ fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
         })
         .collect())
 }
+
+/// Mints a token with a configured issuer's key, for development (`herald token`) and
+/// tests: HS256 with the issuer's `secret`, or RS256 / ES256 / EdDSA with its
+/// `private_key_file`. `issuer` picks the issuer by its `iss` (default: the first that
+/// can sign).
+pub fn mint(
+    config: &AuthConfig,
+    issuer: Option<&str>,
+    sub: &str,
+    name: Option<&str>,
+    roles: &[String],
+    ttl: Duration,
+) -> Result<String, String> {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let can_sign = |i: &&IssuerConfig| !i.secret.is_empty() || !i.private_key_file.is_empty();
+    let ic = config
+        .issuers
+        .iter()
+        .filter(can_sign)
+        .find(|i| issuer.is_none_or(|want| i.issuer == want))
+        .ok_or("no configured issuer can sign: give one a secret or a private_key_file")?;
+    let (alg, key) = if !ic.secret.is_empty() {
+        (Algorithm::HS256, EncodingKey::from_secret(ic.secret.as_bytes()))
+    } else {
+        let pem = std::fs::read(&ic.private_key_file).map_err(|e| format!("{}: {e}", ic.private_key_file))?;
+        if let Ok(k) = EncodingKey::from_rsa_pem(&pem) {
+            (Algorithm::RS256, k)
+        } else if let Ok(k) = EncodingKey::from_ec_pem(&pem) {
+            (Algorithm::ES256, k)
+        } else if let Ok(k) = EncodingKey::from_ed_pem(&pem) {
+            (Algorithm::EdDSA, k)
+        } else {
+            return Err(format!("{}: not an RSA, EC or Ed25519 private key in PEM", ic.private_key_file));
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut claims = serde_json::json!({
+        "sub": sub,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl.as_secs(),
+    });
+    let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+    set_path(&mut claims, &path(&config.roles_claim), serde_json::json!(roles));
+    if let Some(name) = name {
+        set_path(&mut claims, &path(&config.name_claim), serde_json::json!(name));
+    }
+    if !ic.issuer.is_empty() {
+        claims["iss"] = serde_json::json!(ic.issuer);
+    }
+    if let Some(aud) = ic.audience.first() {
+        claims["aud"] = serde_json::json!(aud);
+    }
+    encode(&Header::new(alg), &claims, &key).map_err(|e| e.to_string())
+}
+
+fn set_path(value: &mut Value, path: &[String], leaf: Value) {
+    match path.split_first() {
+        None => *value = leaf,
+        Some((head, rest)) => {
+            if !value.get(head).is_some_and(Value::is_object) && !rest.is_empty() {
+                value[head.as_str()] = serde_json::json!({});
+            }
+            set_path(&mut value[head.as_str()], rest, leaf);
+        }
+    }
+}

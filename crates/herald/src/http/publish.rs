@@ -4,7 +4,7 @@
 //! - `POST /api/users/{user}/messages` {destination, body, headers?} — `destination`
 //!   (like `/queue/messages`) of every session of `user`.
 //!
-//! `body` is a string (sent as is, `text/plain` unless `headers` say otherwise) or any
+//! Both need a service identity (see [`require_service`]). `body` is a string (sent as is, `text/plain` unless `headers` say otherwise) or any
 //! other JSON value (serialized, `application/json`). Answers 202 {"delivered": n}, or
 //! 400 {"error": "..."} naming the problem.
 
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use herald_stomp::Headers;
 use serde::Deserialize;
@@ -76,8 +76,10 @@ pub(crate) async fn publish(
 pub(crate) async fn to_user(
     State(state): State<HttpState>,
     Path(user): Path<String>,
+    headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
+    require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     let (destination, headers, body) = encode(req);
     if !destination.starts_with('/') {
