@@ -59,16 +59,47 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
     (req.destination, headers, body)
 }
 
+/// The REST API's caller must be a service: an `X-API-Key` from `auth.api_keys`, or a
+/// bearer token with `auth.service_role` or `auth.admin_role`. With neither keys nor
+/// issuers configured (anonymous development mode) the API is open.
+pub(crate) async fn require_service(state: &HttpState, headers: &HeaderMap) -> Result<(), (StatusCode, Json<Value>)> {
+    let auth = &state.node.auth;
+    let keys = &auth.config.api_keys;
+    let deny = |status: u16, reason: String| {
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+            Json(json!({ "error": reason })),
+        )
+    };
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return if keys.iter().any(|k| k == key) {
+            Ok(())
+        } else {
+            Err(deny(401, "unknown API key".into()))
+        };
+    }
+    if keys.is_empty() && auth.is_anonymous() {
+        return Ok(());
+    }
+    let roles = [auth.config.service_role.as_str(), auth.config.admin_role.as_str()];
+    auth.bearer_with_role(headers, &roles)
+        .await
+        .map(|_| ())
+        .map_err(|(status, reason)| deny(status, reason))
+}
+
 pub(crate) async fn publish(
     State(state): State<HttpState>,
+    headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
+    require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
-    let (destination, headers, body) = encode(req);
+    let (destination, message_headers, body) = encode(req);
     state
         .node
         .messaging
-        .send(&destination, &headers, body)
+        .send(&destination, &message_headers, body)
         .map(accepted)
         .map_err(|e| bad_request(e.message))
 }
@@ -81,7 +112,7 @@ pub(crate) async fn to_user(
 ) -> ApiResult {
     require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
-    let (destination, headers, body) = encode(req);
+    let (destination, message_headers, body) = encode(req);
     if !destination.starts_with('/') {
         return Err(bad_request(format!(
             "destination '{destination}' must start with '/'"
@@ -90,7 +121,7 @@ pub(crate) async fn to_user(
     Ok(accepted(state.node.messaging.send_to_user(
         &user,
         &destination,
-        &headers,
+        &message_headers,
         body,
     )))
 }
