@@ -114,7 +114,7 @@ impl Auth {
         }
         if self.config.required && !self.config.token_sources.contains(&TokenSource::Connect) {
             return Err(format!(
-                "authentication required: no access token ({})",
+                "no access token (looked in: {})",
                 self.where_to_look()
             ));
         }
@@ -156,7 +156,7 @@ impl Auth {
         }
         if self.config.required {
             return Err(format!(
-                "authentication required: no access token ({})",
+                "no access token (looked in: {})",
                 self.where_to_look()
             ));
         }
