@@ -29,7 +29,11 @@ async fn connect_hb(server: &TestServer, t: Transport, hb: &str) -> Client {
         )
         .await;
     assert_eq!(answer.command, Command::Connected, "{answer:?}");
-    assert_eq!(answer.get("heart-beat"), Some("200,200"), "server states its own sx,sy");
+    assert_eq!(
+        answer.get("heart-beat"),
+        Some("200,200"),
+        "server states its own sx,sy"
+    );
     c
 }
 
@@ -50,7 +54,10 @@ async fn server_sends_eols_at_the_negotiated_interval() {
             mean >= Duration::from_millis(150) && mean <= Duration::from_millis(400),
             "{t:?}: mean interval {mean:?}, gaps {gaps:?}"
         );
-        assert!(elapsed >= Duration::from_millis(900), "{t:?}: 6 heart-beats in {elapsed:?} is too fast");
+        assert!(
+            elapsed >= Duration::from_millis(900),
+            "{t:?}: 6 heart-beats in {elapsed:?} is too fast"
+        );
         // The client never sent anything and was not closed (it promised nothing).
         c.publish("/topic/hb", "alive").await;
     }
@@ -63,7 +70,10 @@ async fn larger_client_interval_wins() {
     let start = Instant::now();
     c.wait_heartbeats(3, Duration::from_secs(4)).await;
     let mean = (c.heartbeats[2] - c.heartbeats[0]) / 2;
-    assert!(mean >= Duration::from_millis(400), "asked for 500 ms, got every {mean:?}");
+    assert!(
+        mean >= Duration::from_millis(400),
+        "asked for 500 ms, got every {mean:?}"
+    );
     assert!(start.elapsed() >= Duration::from_millis(1200));
 }
 
@@ -72,13 +82,19 @@ async fn no_heart_beats_when_the_client_wants_none() {
     let server = server().await;
     for hb in [Some("0,0"), None] {
         let mut c = server.open(Transport::Tcp).await;
-        let mut f = Frame::new(Command::Connect).header("accept-version", "1.2").header("host", "h");
+        let mut f = Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", "h");
         if let Some(hb) = hb {
             f = f.header("heart-beat", hb);
         }
         assert_eq!(c.connect_with(f).await.command, Command::Connected);
         c.expect_silence(Duration::from_millis(700)).await;
-        assert!(c.heartbeats.is_empty(), "heart-beat {hb:?}: got {} EOLs", c.heartbeats.len());
+        assert!(
+            c.heartbeats.is_empty(),
+            "heart-beat {hb:?}: got {} EOLs",
+            c.heartbeats.len()
+        );
         // Not closed for silence either.
         c.publish("/topic/hb", "alive").await;
     }

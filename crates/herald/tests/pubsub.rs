@@ -10,7 +10,10 @@ use herald_stomp::{Command, Frame};
 async fn topic_delivers_to_every_subscriber() {
     let server = TestServer::start().await;
     let mut subs = Vec::new();
-    for (i, t) in [Transport::Tcp, Transport::Ws, Transport::Tcp].into_iter().enumerate() {
+    for (i, t) in [Transport::Tcp, Transport::Ws, Transport::Tcp]
+        .into_iter()
+        .enumerate()
+    {
         let mut c = server.connect(t).await;
         c.subscribe(&format!("sub-{i}"), "/topic/news").await;
         subs.push(c);
@@ -55,21 +58,42 @@ async fn message_headers() {
     assert_eq!(m.get("content-type"), Some("application/json"));
     assert_eq!(m.get("content-length"), Some("7"));
     assert_eq!(&m.body[..], b"{\"a\":1}");
-    assert_eq!(m.get("x-trace"), Some("first"), "first of repeated headers wins");
+    assert_eq!(
+        m.get("x-trace"),
+        Some("first"),
+        "first of repeated headers wins"
+    );
     assert_eq!(
         m.headers.iter().filter(|(k, _)| *k == "x-trace").count(),
         1,
         "a repeated header is passed on once: {m:?}"
     );
     assert_eq!(m.get("priority"), Some("7"));
-    assert_eq!(m.get("receipt"), None, "the sender's receipt must not leak: {m:?}");
+    assert_eq!(
+        m.get("receipt"),
+        None,
+        "the sender's receipt must not leak: {m:?}"
+    );
     assert_eq!(m.get("transaction"), None);
-    for name in ["destination", "message-id", "subscription", "content-length"] {
-        assert_eq!(m.headers.iter().filter(|(k, _)| *k == name).count(), 1, "{name} once: {m:?}");
+    for name in [
+        "destination",
+        "message-id",
+        "subscription",
+        "content-length",
+    ] {
+        assert_eq!(
+            m.headers.iter().filter(|(k, _)| *k == name).count(),
+            1,
+            "{name} once: {m:?}"
+        );
     }
 
     let m2 = sub.recv_message().await;
-    assert_ne!(m2.get("message-id"), Some(id1.as_str()), "message ids are unique");
+    assert_ne!(
+        m2.get("message-id"),
+        Some(id1.as_str()),
+        "message ids are unique"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +114,13 @@ async fn sender_cannot_override_broker_headers() {
     let m = sub.recv_message().await;
     assert_eq!(m.get("subscription"), Some("real"));
     assert_ne!(m.get("message-id"), Some("fake"));
-    assert_eq!(m.headers.iter().filter(|(k, _)| *k == "subscription").count(), 1);
+    assert_eq!(
+        m.headers
+            .iter()
+            .filter(|(k, _)| *k == "subscription")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -147,7 +177,13 @@ async fn wildcard_single_segment() {
     let got = received_destinations(
         &server,
         "/topic/chat.*",
-        &["/topic/chat.room", "/topic/chat/lobby", "/topic/chat.room.1", "/topic/chat", "/topic/other.room"],
+        &[
+            "/topic/chat.room",
+            "/topic/chat/lobby",
+            "/topic/chat.room.1",
+            "/topic/chat",
+            "/topic/other.room",
+        ],
     )
     .await;
     assert_eq!(got, ["/topic/chat.room", "/topic/chat/lobby"]);
@@ -155,7 +191,12 @@ async fn wildcard_single_segment() {
     let got = received_destinations(
         &server,
         "/topic/*/price",
-        &["/topic/aapl/price", "/topic/aapl.price", "/topic/aapl/volume", "/topic/a/b/price"],
+        &[
+            "/topic/aapl/price",
+            "/topic/aapl.price",
+            "/topic/aapl/volume",
+            "/topic/a/b/price",
+        ],
     )
     .await;
     assert_eq!(got, ["/topic/aapl/price", "/topic/aapl.price"]);
@@ -167,12 +208,30 @@ async fn wildcard_multi_segment() {
     let got = received_destinations(
         &server,
         "/topic/stocks/**",
-        &["/topic/stocks/a", "/topic/stocks/a/b.c", "/topic/stocks.x.y", "/topic/stocksx", "/topic/bonds/a"],
+        &[
+            "/topic/stocks/a",
+            "/topic/stocks/a/b.c",
+            "/topic/stocks.x.y",
+            "/topic/stocksx",
+            "/topic/bonds/a",
+        ],
     )
     .await;
-    assert_eq!(got, ["/topic/stocks/a", "/topic/stocks/a/b.c", "/topic/stocks.x.y"]);
+    assert_eq!(
+        got,
+        [
+            "/topic/stocks/a",
+            "/topic/stocks/a/b.c",
+            "/topic/stocks.x.y"
+        ]
+    );
 
-    let got = received_destinations(&server, "/topic/**.price", &["/topic/us.aapl.price", "/topic/price", "/topic/a/b/volume"]).await;
+    let got = received_destinations(
+        &server,
+        "/topic/**.price",
+        &["/topic/us.aapl.price", "/topic/price", "/topic/a/b/volume"],
+    )
+    .await;
     assert_eq!(got, ["/topic/us.aapl.price", "/topic/price"]);
 }
 
@@ -185,8 +244,16 @@ async fn exact_and_wildcard_subscriptions_of_one_session_both_receive() {
     let mut publisher = server.tcp().await;
     publisher.publish("/topic/x.y", "m").await;
     let mut ids = vec![
-        sub.recv_message().await.get("subscription").unwrap().to_owned(),
-        sub.recv_message().await.get("subscription").unwrap().to_owned(),
+        sub.recv_message()
+            .await
+            .get("subscription")
+            .unwrap()
+            .to_owned(),
+        sub.recv_message()
+            .await
+            .get("subscription")
+            .unwrap()
+            .to_owned(),
     ];
     ids.sort();
     assert_eq!(ids, ["exact", "wild"]);
@@ -194,7 +261,13 @@ async fn exact_and_wildcard_subscriptions_of_one_session_both_receive() {
 
 /// Sends `frame` with `receipt:rid` and checks the RECEIPT; MESSAGEs that come first
 /// go to `messages`, anything else fails.
-async fn receipted(c: &mut Client, t: Transport, frame: Frame, rid: &str, messages: &mut Vec<Frame>) {
+async fn receipted(
+    c: &mut Client,
+    t: Transport,
+    frame: Frame,
+    rid: &str,
+    messages: &mut Vec<Frame>,
+) {
     c.send_frame(&frame.header("receipt", rid)).await;
     loop {
         let f = c.recv_frame().await;
@@ -202,7 +275,11 @@ async fn receipted(c: &mut Client, t: Transport, frame: Frame, rid: &str, messag
             messages.push(f);
             continue;
         }
-        assert_eq!(f.command, Command::Receipt, "{t:?}: answer to receipt {rid}: {f:?}");
+        assert_eq!(
+            f.command,
+            Command::Receipt,
+            "{t:?}: answer to receipt {rid}: {f:?}"
+        );
         assert_eq!(f.get("receipt-id"), Some(rid), "{t:?}");
         return;
     }
@@ -219,24 +296,100 @@ async fn receipt_for_every_frame_that_asks() {
             .header("destination", "/queue/receipts")
             .header("ack", "client-individual");
         receipted(&mut c, t, sub, "r-subscribe", &mut msgs).await;
-        receipted(&mut c, t, send("/queue/receipts", "one"), "r-send", &mut msgs).await;
-        receipted(&mut c, t, send("/queue/receipts", "two"), "r-send2", &mut msgs).await;
+        receipted(
+            &mut c,
+            t,
+            send("/queue/receipts", "one"),
+            "r-send",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            send("/queue/receipts", "two"),
+            "r-send2",
+            &mut msgs,
+        )
+        .await;
         while msgs.len() < 2 {
             msgs.push(c.recv_message().await);
         }
         let (m1, m2) = (msgs[0].clone(), msgs[1].clone());
-        let ack1 = m1.get("ack").expect("1.2 MESSAGE in client mode has ack").to_owned();
+        let ack1 = m1
+            .get("ack")
+            .expect("1.2 MESSAGE in client mode has ack")
+            .to_owned();
         let ack2 = m2.get("ack").expect("ack").to_owned();
-        receipted(&mut c, t, Frame::new(Command::Ack).header("id", ack1), "r-ack", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Nack).header("id", ack2), "r-nack", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Begin).header("transaction", "t1"), "r-begin", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Commit).header("transaction", "t1"), "r-commit", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Begin).header("transaction", "t2"), "r-begin2", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Abort).header("transaction", "t2"), "r-abort", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Unsubscribe).header("id", "q"), "r-unsubscribe", &mut msgs).await;
-        receipted(&mut c, t, Frame::new(Command::Disconnect), "r-disconnect", &mut msgs).await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Ack).header("id", ack1),
+            "r-ack",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Nack).header("id", ack2),
+            "r-nack",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Begin).header("transaction", "t1"),
+            "r-begin",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Commit).header("transaction", "t1"),
+            "r-commit",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Begin).header("transaction", "t2"),
+            "r-begin2",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Abort).header("transaction", "t2"),
+            "r-abort",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Unsubscribe).header("id", "q"),
+            "r-unsubscribe",
+            &mut msgs,
+        )
+        .await;
+        receipted(
+            &mut c,
+            t,
+            Frame::new(Command::Disconnect),
+            "r-disconnect",
+            &mut msgs,
+        )
+        .await;
         let after = c.expect_closed().await;
-        assert!(after.is_empty(), "{t:?}: frames after DISCONNECT receipt: {after:?}");
+        assert!(
+            after.is_empty(),
+            "{t:?}: frames after DISCONNECT receipt: {after:?}"
+        );
     }
 }
 
@@ -276,12 +429,14 @@ async fn versions_mix_on_one_topic() {
 async fn stomp_1_0_subscribe_without_id_uses_destination() {
     let server = TestServer::start().await;
     let mut c = server.connect_version(Transport::Tcp, "1.0").await;
-    c.request(Frame::new(Command::Subscribe).header("destination", "/topic/ten")).await;
+    c.request(Frame::new(Command::Subscribe).header("destination", "/topic/ten"))
+        .await;
     c.publish("/topic/ten", "x").await;
     let m = c.recv_message().await;
     assert_eq!(&m.body[..], b"x");
     // UNSUBSCRIBE by destination, as 1.0 allows.
-    c.request(Frame::new(Command::Unsubscribe).header("destination", "/topic/ten")).await;
+    c.request(Frame::new(Command::Unsubscribe).header("destination", "/topic/ten"))
+        .await;
     c.subscribe("s", "/topic/ten2").await;
     c.publish("/topic/ten", "gone").await;
     c.publish("/topic/ten2", "sentinel").await;

@@ -11,7 +11,9 @@ fn ack(id: &str) -> Frame {
 }
 
 fn ack_header(m: &Frame) -> String {
-    m.get("ack").unwrap_or_else(|| panic!("1.2 MESSAGE needing an ACK has an ack header: {m:?}")).to_owned()
+    m.get("ack")
+        .unwrap_or_else(|| panic!("1.2 MESSAGE needing an ACK has an ack header: {m:?}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -25,15 +27,28 @@ async fn round_robin_across_subscribers() {
     for n in 0..6 {
         p.publish("/queue/work", &format!("job{n}")).await;
     }
-    let got_a: Vec<String> = [a.recv_body().await, a.recv_body().await, a.recv_body().await].into();
-    let got_b: Vec<String> = [b.recv_body().await, b.recv_body().await, b.recv_body().await].into();
+    let got_a: Vec<String> = [
+        a.recv_body().await,
+        a.recv_body().await,
+        a.recv_body().await,
+    ]
+    .into();
+    let got_b: Vec<String> = [
+        b.recv_body().await,
+        b.recv_body().await,
+        b.recv_body().await,
+    ]
+    .into();
     // Each message goes to exactly one subscriber, alternating.
     let mut all: Vec<String> = got_a.iter().chain(&got_b).cloned().collect();
     all.sort();
     assert_eq!(all, ["job0", "job1", "job2", "job3", "job4", "job5"]);
     let parity = |v: &[String]| v.iter().map(|s| s.as_bytes()[3] % 2).collect::<Vec<_>>();
     let pa = parity(&got_a);
-    assert!(pa.iter().all(|&x| x == pa[0]), "round-robin should alternate: a={got_a:?} b={got_b:?}");
+    assert!(
+        pa.iter().all(|&x| x == pa[0]),
+        "round-robin should alternate: a={got_a:?} b={got_b:?}"
+    );
 
     // Nobody gets a 4th: a sentinel topic message is next for both.
     a.subscribe("t", "/topic/sentinel").await;
@@ -68,7 +83,13 @@ async fn wildcard_subscriber_receives_waiting_queue_messages() {
 }
 
 /// Subscribes `c` on `queue` with `mode`, has `n` messages published, and returns them.
-async fn take(server: &TestServer, c: &mut Client, queue: &str, mode: &str, n: usize) -> Vec<Frame> {
+async fn take(
+    server: &TestServer,
+    c: &mut Client,
+    queue: &str,
+    mode: &str,
+    n: usize,
+) -> Vec<Frame> {
     c.subscribe_ack("s", queue, mode).await;
     let mut p = server.tcp().await;
     for i in 1..=n {
@@ -124,7 +145,10 @@ async fn auto_ack_needs_no_ack() {
     let server = TestServer::start().await;
     let mut a = server.tcp().await;
     let ms = take(&server, &mut a, "/queue/auto", "auto", 2).await;
-    assert!(ms.iter().all(|m| m.get("ack").is_none()), "auto mode MESSAGEs carry no ack: {ms:?}");
+    assert!(
+        ms.iter().all(|m| m.get("ack").is_none()),
+        "auto mode MESSAGEs carry no ack: {ms:?}"
+    );
     a.disconnect().await;
     assert!(leftovers(&server, "/queue/auto").await.is_empty());
 }
@@ -135,8 +159,10 @@ async fn nack_redelivers_to_the_other_subscriber() {
     let mut a = server.tcp().await;
     let ms = take(&server, &mut a, "/queue/nack", "client-individual", 1).await;
     let mut b = server.ws().await;
-    b.subscribe_ack("b", "/queue/nack", "client-individual").await;
-    a.request(Frame::new(Command::Nack).header("id", ack_header(&ms[0]))).await;
+    b.subscribe_ack("b", "/queue/nack", "client-individual")
+        .await;
+    a.request(Frame::new(Command::Nack).header("id", ack_header(&ms[0])))
+        .await;
     let m = b.recv_message().await;
     assert_eq!(&m.body[..], b"m1");
     assert_eq!(m.get("subscription"), Some("b"));
@@ -151,10 +177,15 @@ async fn nack_with_a_single_subscriber_redelivers_to_it() {
     let server = TestServer::start().await;
     let mut a = server.tcp().await;
     let ms = take(&server, &mut a, "/queue/nack1", "client-individual", 1).await;
-    a.request(Frame::new(Command::Nack).header("id", ack_header(&ms[0]))).await;
+    a.request(Frame::new(Command::Nack).header("id", ack_header(&ms[0])))
+        .await;
     let again = a.recv_message().await;
     assert_eq!(&again.body[..], b"m1");
-    assert_ne!(again.get("ack"), ms[0].get("ack"), "a redelivery is a new delivery with a new ack id");
+    assert_ne!(
+        again.get("ack"),
+        ms[0].get("ack"),
+        "a redelivery is a new delivery with a new ack id"
+    );
 }
 
 #[tokio::test]
@@ -211,7 +242,8 @@ async fn ack_in_1_0_uses_message_id() {
     let mut a = server.connect_version(Transport::Tcp, "1.0").await;
     let ms = take(&server, &mut a, "/queue/v10", "client", 2).await;
     let mid = ms[1].get("message-id").unwrap().to_owned();
-    a.request(Frame::new(Command::Ack).header("message-id", mid)).await;
+    a.request(Frame::new(Command::Ack).header("message-id", mid))
+        .await;
     a.disconnect().await;
     assert!(leftovers(&server, "/queue/v10").await.is_empty());
 }
@@ -222,8 +254,17 @@ async fn ack_in_1_2_by_message_id_is_refused() {
     let mut a = server.connect_version(Transport::Tcp, "1.2").await;
     let ms = take(&server, &mut a, "/queue/v12b", "client-individual", 1).await;
     let mid = ms[0].get("message-id").unwrap().to_owned();
-    assert_ne!(Some(mid.as_str()), ms[0].get("ack"), "ack ids and message ids differ here");
-    a.send_frame(&Frame::new(Command::Ack).header("id", mid.clone()).header("receipt", "r")).await;
+    assert_ne!(
+        Some(mid.as_str()),
+        ms[0].get("ack"),
+        "ack ids and message ids differ here"
+    );
+    a.send_frame(
+        &Frame::new(Command::Ack)
+            .header("id", mid.clone())
+            .header("receipt", "r"),
+    )
+    .await;
     let e = a.expect_error_and_close().await;
     assert!(message_of(&e).contains(&mid), "{e:?}");
     assert_eq!(e.get("receipt-id"), Some("r"));

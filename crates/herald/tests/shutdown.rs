@@ -34,7 +34,11 @@ async fn plain_get_on_ws_endpoint_is_refused() {
     let server = TestServer::start().await;
     let (status, body) = server.http_get("/ws").await;
     assert!((400..500).contains(&status), "status {status}");
-    assert!(String::from_utf8_lossy(&body).to_lowercase().contains("websocket"));
+    assert!(
+        String::from_utf8_lossy(&body)
+            .to_lowercase()
+            .contains("websocket")
+    );
 }
 
 #[tokio::test]
@@ -68,20 +72,41 @@ async fn shutdown_tells_every_session_and_closes_them() {
             .iter()
             .find(|f| f.command == Command::Error)
             .unwrap_or_else(|| panic!("client {i} closed without ERROR: {frames:?}"));
-        assert!(message_of(err).contains("server shutting down"), "client {i}: {err:?}");
-        assert_eq!(frames.last().map(|f| f.command), Some(Command::Error), "client {i}: ERROR is the last frame: {frames:?}");
+        assert!(
+            message_of(err).contains("server shutting down"),
+            "client {i}: {err:?}"
+        );
+        assert_eq!(
+            frames.last().map(|f| f.command),
+            Some(Command::Error),
+            "client {i}: ERROR is the last frame: {frames:?}"
+        );
     }
-    let frames = unconnected.expect_closed_within(drain + Duration::from_secs(1)).await;
-    assert!(frames.iter().all(|f| f.command == Command::Error), "{frames:?}");
+    let frames = unconnected
+        .expect_closed_within(drain + Duration::from_secs(1))
+        .await;
+    assert!(
+        frames.iter().all(|f| f.command == Command::Error),
+        "{frames:?}"
+    );
 
     // run() returns within the drain timeout (plus slack for the HTTP listener).
     server.shutdown_within(drain + Duration::from_secs(2)).await;
     let took = t0.elapsed();
-    assert!(took <= drain + Duration::from_secs(1), "run() took {took:?} to return");
+    assert!(
+        took <= drain + Duration::from_secs(1),
+        "run() took {took:?} to return"
+    );
 
     // Nothing listens any more.
-    assert!(tokio::net::TcpStream::connect(server.stomp).await.is_err(), "STOMP port still accepting");
-    assert!(tokio::net::TcpStream::connect(server.http).await.is_err(), "HTTP port still accepting");
+    assert!(
+        tokio::net::TcpStream::connect(server.stomp).await.is_err(),
+        "STOMP port still accepting"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(server.http).await.is_err(),
+        "HTTP port still accepting"
+    );
 }
 
 #[tokio::test]
@@ -106,5 +131,8 @@ async fn shutdown_does_not_wait_for_a_client_that_never_reads() {
         p.publish("/topic/flood", "tick").await;
     }
     let took = server.shutdown_within(drain + Duration::from_secs(3)).await;
-    assert!(took <= drain + Duration::from_millis(1500), "run() took {took:?} with drain_timeout {drain:?}");
+    assert!(
+        took <= drain + Duration::from_millis(1500),
+        "run() took {took:?} with drain_timeout {drain:?}"
+    );
 }

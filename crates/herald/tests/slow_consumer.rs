@@ -23,7 +23,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Publishes 1 KiB messages in batches (each batch confirmed by a receipt) until the
 /// slow subscriber's session is gone. The fast subscriber must receive every message,
 /// in order, after each batch. Returns how many messages were published.
-async fn publish_until_slow_one_closes(server: &TestServer, publisher: &mut Client, fast: &mut Client, limit: Duration) -> usize {
+async fn publish_until_slow_one_closes(
+    server: &TestServer,
+    publisher: &mut Client,
+    fast: &mut Client,
+    limit: Duration,
+) -> usize {
     let body = "x".repeat(1024);
     let start = Instant::now();
     let mut sent = 0usize;
@@ -33,7 +38,10 @@ async fn publish_until_slow_one_closes(server: &TestServer, publisher: &mut Clie
             "slow subscriber still open after {} MiB were published to it",
             MAX_BYTES >> 20
         );
-        assert!(start.elapsed() < limit, "slow subscriber still open after {limit:?} ({sent} messages)");
+        assert!(
+            start.elapsed() < limit,
+            "slow subscriber still open after {limit:?} ({sent} messages)"
+        );
         let batch_start = Instant::now();
         for i in 0..BATCH {
             let f = Frame::new(Command::Send)
@@ -48,7 +56,11 @@ async fn publish_until_slow_one_closes(server: &TestServer, publisher: &mut Clie
         }
         for i in 0..BATCH {
             let m = fast.recv_message().await;
-            assert_eq!(m.get("n"), Some((sent + i).to_string().as_str()), "fast subscriber lost or reordered a message");
+            assert_eq!(
+                m.get("n"),
+                Some((sent + i).to_string().as_str()),
+                "fast subscriber lost or reordered a message"
+            );
         }
         // Everyone but the slow subscriber is served promptly.
         assert!(
@@ -80,7 +92,10 @@ async fn slow_consumer_case(server: TestServer, limit: Duration) {
 
     // The slow client finds its connection closed; if the ERROR got through at all,
     // it names the reason.
-    assert!(slow.read_raw_until_closed(WAIT).await, "the slow client's connection is still open");
+    assert!(
+        slow.read_raw_until_closed(WAIT).await,
+        "the slow client's connection is still open"
+    );
     if contains(&slow.received, b"ERROR\n") {
         assert!(
             contains(&slow.received, b"slow consumer"),
@@ -133,7 +148,10 @@ async fn slow_queue_consumer_is_closed_and_others_get_the_messages() {
     let start = Instant::now();
     let mut sent = 0;
     while server.node.broker.subscription_count() > 1 {
-        assert!(start.elapsed() < Duration::from_secs(5), "slow queue consumer still open after {sent} messages");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "slow queue consumer still open after {sent} messages"
+        );
         assert!(sent * 1024 < MAX_BYTES);
         for _ in 0..BATCH {
             publisher.publish_nowait("/queue/work", &body).await;
@@ -145,7 +163,9 @@ async fn slow_queue_consumer_is_closed_and_others_get_the_messages() {
     }
     // Once the slow one is gone, everything goes to the fast one.
     for n in 0..10 {
-        publisher.publish("/queue/work", &format!("later-{n}")).await;
+        publisher
+            .publish("/queue/work", &format!("later-{n}"))
+            .await;
     }
     let mut got = Vec::new();
     while got.len() < 10 {
@@ -154,5 +174,8 @@ async fn slow_queue_consumer_is_closed_and_others_get_the_messages() {
             got.push(b);
         }
     }
-    assert!(slow.read_raw_until_closed(WAIT).await, "the slow client's connection is still open");
+    assert!(
+        slow.read_raw_until_closed(WAIT).await,
+        "the slow client's connection is still open"
+    );
 }

@@ -23,17 +23,31 @@ async fn sends_take_effect_at_commit() {
         sub.subscribe("s", "/topic/tx").await;
         let mut p = server.connect(t).await;
         p.request(begin("t1")).await;
-        p.request(send("/topic/tx", "tx-1").header("transaction", "t1")).await;
-        p.request(send("/topic/tx", "tx-2").header("transaction", "t1")).await;
+        p.request(send("/topic/tx", "tx-1").header("transaction", "t1"))
+            .await;
+        p.request(send("/topic/tx", "tx-2").header("transaction", "t1"))
+            .await;
         // Not transacted: goes out at once, so it arrives before the transacted ones.
         p.publish("/topic/tx", "plain").await;
-        assert_eq!(sub.recv_body().await, "plain", "{t:?}: transacted SENDs leaked before COMMIT");
+        assert_eq!(
+            sub.recv_body().await,
+            "plain",
+            "{t:?}: transacted SENDs leaked before COMMIT"
+        );
 
         p.request(commit("t1")).await;
         let m1 = sub.recv_message().await;
         let m2 = sub.recv_message().await;
-        assert_eq!((&m1.body[..], &m2.body[..]), (&b"tx-1"[..], &b"tx-2"[..]), "{t:?}: in order");
-        assert_eq!(m1.get("transaction"), None, "the transaction header must not leak: {m1:?}");
+        assert_eq!(
+            (&m1.body[..], &m2.body[..]),
+            (&b"tx-1"[..], &b"tx-2"[..]),
+            "{t:?}: in order"
+        );
+        assert_eq!(
+            m1.get("transaction"),
+            None,
+            "the transaction header must not leak: {m1:?}"
+        );
     }
 }
 
@@ -44,7 +58,8 @@ async fn sends_are_dropped_at_abort() {
     sub.subscribe("s", "/topic/abort").await;
     let mut p = server.tcp().await;
     p.request(begin("t1")).await;
-    p.request(send("/topic/abort", "dropped").header("transaction", "t1")).await;
+    p.request(send("/topic/abort", "dropped").header("transaction", "t1"))
+        .await;
     p.request(abort("t1")).await;
     p.publish("/topic/abort", "sentinel").await;
     assert_eq!(sub.recv_body().await, "sentinel");
@@ -62,16 +77,21 @@ async fn sends_are_dropped_at_disconnect() {
 
     let mut p = server.tcp().await;
     p.request(begin("t1")).await;
-    p.request(send("/topic/dc", "dropped-1").header("transaction", "t1")).await;
+    p.request(send("/topic/dc", "dropped-1").header("transaction", "t1"))
+        .await;
     p.disconnect().await;
 
     let mut p = server.ws().await;
     p.subscribe("marker", "/topic/marker").await; // makes its end observable
     p.request(begin("t1")).await;
-    p.request(send("/topic/dc", "dropped-2").header("transaction", "t1")).await;
+    p.request(send("/topic/dc", "dropped-2").header("transaction", "t1"))
+        .await;
     assert_eq!(server.node.broker.subscription_count(), 2);
     drop(p); // no DISCONNECT at all
-    wait_until("the dropped session to close", || server.node.broker.subscription_count() == 1).await;
+    wait_until("the dropped session to close", || {
+        server.node.broker.subscription_count() == 1
+    })
+    .await;
 
     let mut other = server.tcp().await;
     other.publish("/topic/dc", "sentinel").await;
@@ -91,7 +111,12 @@ async fn acks_take_effect_at_commit_only() {
         let ack_id = m.get("ack").expect("ack header").to_owned();
 
         a.request(begin("t")).await;
-        a.request(Frame::new(Command::Ack).header("id", ack_id).header("transaction", "t")).await;
+        a.request(
+            Frame::new(Command::Ack)
+                .header("id", ack_id)
+                .header("transaction", "t"),
+        )
+        .await;
         match tx_end {
             Some("commit") => a.request(commit("t")).await,
             Some("abort") => a.request(abort("t")).await,
@@ -105,10 +130,16 @@ async fn acks_take_effect_at_commit_only() {
         p.publish(&q, "sentinel").await;
         let first = late.recv_body().await;
         if expect_left {
-            assert_eq!(first, "m1", "ACK in a transaction that ended by {tx_end:?} must not count");
+            assert_eq!(
+                first, "m1",
+                "ACK in a transaction that ended by {tx_end:?} must not count"
+            );
             assert_eq!(late.recv_body().await, "sentinel");
         } else {
-            assert_eq!(first, "sentinel", "ACK committed in a transaction must count");
+            assert_eq!(
+                first, "sentinel",
+                "ACK committed in a transaction must count"
+            );
         }
     }
 }
@@ -120,7 +151,9 @@ async fn unknown_transaction_is_an_error() {
         send("/topic/x", "b").header("transaction", "nope"),
         commit("nope"),
         abort("nope"),
-        Frame::new(Command::Ack).header("id", "1").header("transaction", "nope"),
+        Frame::new(Command::Ack)
+            .header("id", "1")
+            .header("transaction", "nope"),
     ];
     for t in BOTH {
         for frame in &cases {
@@ -129,8 +162,17 @@ async fn unknown_transaction_is_an_error() {
             let mut c = server.connect(t).await;
             c.send_frame(&frame.clone().header("receipt", "r-1")).await;
             let e = c.expect_error_and_close().await;
-            assert!(message_of(&e).contains("transaction") && message_of(&e).contains("nope"), "{t:?} {}: {e:?}", frame.command);
-            assert_eq!(e.get("receipt-id"), Some("r-1"), "{t:?} {}: {e:?}", frame.command);
+            assert!(
+                message_of(&e).contains("transaction") && message_of(&e).contains("nope"),
+                "{t:?} {}: {e:?}",
+                frame.command
+            );
+            assert_eq!(
+                e.get("receipt-id"),
+                Some("r-1"),
+                "{t:?} {}: {e:?}",
+                frame.command
+            );
             witness.publish("/topic/witness", "still here").await;
             assert_eq!(witness.recv_body().await, "still here");
         }
