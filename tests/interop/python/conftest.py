@@ -24,8 +24,14 @@ def herald_with_env():
         return server
 
     yield start
+    errors = []
     for server in started:
-        server.stop()
+        try:
+            server.stop()
+        except Exception as e:  # stop every server, then report
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture

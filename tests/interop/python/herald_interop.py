@@ -52,7 +52,8 @@ class HeraldProcess:
         try:
             m = self._listening.get(timeout=START_TIMEOUT)
         except queue.Empty:
-            self.stop()
+            self._stopped = True
+            self.proc.kill()
             raise RuntimeError(
                 f"herald did not print its listening line within {START_TIMEOUT}s\n"
                 f"stdout: {''.join(self._stdout)!r}\nstderr:\n{self.stderr()}"
@@ -85,6 +86,16 @@ class HeraldProcess:
         return f"http://{self.http_host}:{self.http_port}"
 
     def stop(self):
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        code = self.proc.poll()
+        if code is not None:
+            # Nobody asked it to stop: it crashed or was killed. Fail loudly, with its log.
+            raise RuntimeError(
+                f"herald (pid {self.proc.pid}) died during the tests with exit status {code}\n"
+                f"--- herald stderr (tail) ---\n{self.stderr()[-8000:]}"
+            )
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

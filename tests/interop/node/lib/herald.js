@@ -54,6 +54,7 @@ export async function startHerald(env = {}) {
     if (stderr.length > 200_000) stderr = stderr.slice(-100_000);
   });
   let exitStatus = null;
+  let stopped = false;
   const exited = new Promise((resolve) =>
     child.once('exit', (code, signal) => {
       exitStatus = { code, signal };
@@ -99,7 +100,15 @@ export async function startHerald(env = {}) {
     exitStatus: () => exitStatus,
     async stop() {
       process.removeListener('exit', killOnExit);
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (stopped) return;
+      stopped = true;
+      if (exitStatus !== null) {
+        // Nobody asked it to stop: it crashed or was killed. Fail loudly, with its log.
+        throw new Error(
+          `herald (pid ${child.pid}) died during the tests: code=${exitStatus.code} signal=${exitStatus.signal}\n` +
+            `--- herald stderr (tail) ---\n${stderr.slice(-8000)}`,
+        );
+      }
       child.kill('SIGTERM');
       try {
         await withTimeout(exited, 5_000, 'herald to exit after SIGTERM');
