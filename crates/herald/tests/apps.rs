@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use herald::config::ErrorDelivery;
+use herald::config::{ErrorDelivery, RuleConfig};
 use herald::handler::{HandlerError, Handlers, Reply, Request};
 use herald_stomp::{Command, Frame};
 use serde::Deserialize;
@@ -146,6 +146,19 @@ fn test_handlers() -> Handlers {
 
 async fn app_server() -> TestServer {
     TestServer::with_handlers(test_handlers(), |_| {}).await
+}
+
+/// A server whose rules let any client SEND to any user's destinations (by default
+/// only to one's own, see the auth tests), to test how user destinations route.
+async fn open_user_sends_server() -> TestServer {
+    TestServer::with_handlers(test_handlers(), |c| {
+        c.auth.rules = vec![RuleConfig {
+            pattern: "/user/**".into(),
+            subscribe: None,
+            send: Some("anyone".into()),
+        }];
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -662,7 +675,7 @@ async fn receipt_of_an_app_send_comes_after_the_handlers_message() {
 
 #[tokio::test]
 async fn user_destinations_reach_every_session_of_that_user_only() {
-    let server = app_server().await;
+    let server = open_user_sends_server().await;
     let (mut bob_tcp, _) = server.connect_as(Transport::Tcp, "bob").await;
     let (mut bob_ws, _) = server.connect_as(Transport::Ws, "bob").await;
     let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
@@ -701,7 +714,7 @@ async fn user_destinations_reach_every_session_of_that_user_only() {
 
 #[tokio::test]
 async fn a_user_cannot_listen_to_another_users_queue() {
-    let server = app_server().await;
+    let server = open_user_sends_server().await;
     let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
     // Whatever alice subscribes under /user/, it is keyed by her own name.
     alice.subscribe("a", "/user/bob/queue/x").await;
