@@ -220,6 +220,103 @@ pub struct FrameReader<S> {
     stream: S,
     decoder: Decoder,
     buf: BytesMut,
+    /// The decoder holds the head of a frame whose body has not arrived yet.
+    in_decoder: bool,
+}
+
+/// What [`FrameReader::recv_fast`] found.
+pub enum Event {
+    /// A MESSAGE frame, skipped without decoding; its `bench-ts` header if any.
+    Message { ts: Option<u64> },
+    /// Any other frame, decoded.
+    Frame(Frame),
+}
+
+/// Outcome of scanning the front of the buffer for a MESSAGE frame.
+enum Scan {
+    /// A whole MESSAGE frame of this many bytes (EOLs before it included).
+    Message { len: usize, ts: Option<u64> },
+    /// The front is a MESSAGE frame that has not fully arrived.
+    Partial,
+    /// Something else: leave it to the decoder.
+    Other,
+}
+
+/// Finds a whole MESSAGE frame at the front of `buf` and reads only its
+/// `content-length` and `bench-ts` headers: no allocation per message, which
+/// matters when one process receives for a thousand subscribers.
+fn scan_message(buf: &[u8]) -> Scan {
+    let mut i = 0;
+    while i < buf.len() && (buf[i] == b'\n' || buf[i] == b'\r') {
+        i += 1;
+    }
+    let rest = &buf[i..];
+    const CMD: &[u8] = b"MESSAGE";
+    if rest.len() < CMD.len() + 1 {
+        return if CMD.starts_with(rest) { Scan::Partial } else { Scan::Other };
+    }
+    if !rest.starts_with(CMD) || !matches!(rest[CMD.len()], b'\n' | b'\r') {
+        return Scan::Other;
+    }
+    let mut pos = i + CMD.len();
+    if buf[pos] == b'\r' {
+        pos += 1;
+    }
+    if pos >= buf.len() {
+        return Scan::Partial;
+    }
+    pos += 1; // the command line's \n
+    let (mut content_length, mut ts) = (None, None);
+    loop {
+        let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
+            return Scan::Partial;
+        };
+        let mut line = &buf[pos..pos + nl];
+        pos += nl + 1;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if line.is_empty() {
+            break;
+        }
+        if content_length.is_none() {
+            if let Some(v) = line.strip_prefix(b"content-length:") {
+                content_length = parse_u64(v);
+                continue;
+            }
+        }
+        if ts.is_none() {
+            if let Some(v) = line.strip_prefix(b"bench-ts:") {
+                ts = parse_u64(v);
+            }
+        }
+    }
+    let end = match content_length {
+        Some(len) => {
+            let end = pos + len as usize;
+            if end >= buf.len() {
+                return Scan::Partial;
+            }
+            if buf[end] != 0 {
+                return Scan::Other; // let the decoder report it
+            }
+            end
+        }
+        None => match memchr::memchr(0, &buf[pos..]) {
+            Some(n) => pos + n,
+            None => return Scan::Partial,
+        },
+    };
+    Scan::Message { len: end + 1, ts }
+}
+
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |acc, &d| {
+        d.is_ascii_digit().then(|| acc * 10 + (d - b'0') as u64)
+    })
 }
 
 impl<S> FrameReader<S>
@@ -231,6 +328,57 @@ where
             stream,
             decoder: decoder(),
             buf: BytesMut::new(),
+            in_decoder: false,
+        }
+    }
+
+    /// Reads more from the socket; `false` once the peer has closed.
+    async fn fill(&mut self) -> Result<bool> {
+        loop {
+            match self.stream.next().await {
+                None => return Ok(false),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                    self.buf.extend_from_slice(m.as_payload());
+                    return Ok(true);
+                }
+                Some(Ok(m)) if m.is_close() => return Ok(false),
+                Some(Ok(_)) => {} // ping/pong: answered by tokio-websockets
+            }
+        }
+    }
+
+    /// Like [`FrameReader::recv`], but MESSAGE frames are only counted and their
+    /// `bench-ts` read, not decoded. `None` once the peer has closed.
+    pub async fn recv_fast(&mut self) -> Result<Option<Event>> {
+        loop {
+            if !self.in_decoder {
+                match scan_message(&self.buf) {
+                    Scan::Message { len, ts } => {
+                        let _ = self.buf.split_to(len);
+                        return Ok(Some(Event::Message { ts }));
+                    }
+                    Scan::Partial => {
+                        if !self.fill().await? {
+                            return Ok(None);
+                        }
+                        continue;
+                    }
+                    Scan::Other => {}
+                }
+            }
+            match self.decoder.decode(&mut self.buf)? {
+                Some(f) => {
+                    self.in_decoder = false;
+                    return Ok(Some(Event::Frame(f)));
+                }
+                None => {
+                    self.in_decoder = !self.buf.is_empty();
+                    if !self.fill().await? {
+                        return Ok(None);
+                    }
+                }
+            }
         }
     }
 
@@ -238,16 +386,12 @@ where
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
         loop {
             if let Some(f) = self.decoder.decode(&mut self.buf)? {
+                self.in_decoder = false;
                 return Ok(Some(f));
             }
-            match self.stream.next().await {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(m)) if m.is_text() || m.is_binary() => {
-                    self.buf.extend_from_slice(m.as_payload());
-                }
-                Some(Ok(m)) if m.is_close() => return Ok(None),
-                Some(Ok(_)) => {} // ping/pong: answered by tokio-websockets
+            self.in_decoder = !self.buf.is_empty();
+            if !self.fill().await? {
+                return Ok(None);
             }
         }
     }
@@ -267,6 +411,10 @@ impl Session {
 
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
         self.reader.recv().await
+    }
+
+    pub async fn recv_fast(&mut self) -> Result<Option<Event>> {
+        self.reader.recv_fast().await
     }
 
     pub async fn send(&mut self, frame: &Frame) -> Result<()> {
@@ -315,6 +463,7 @@ impl Session {
             stream,
             decoder,
             buf,
+            in_decoder,
         } = self.reader;
         let (sink, stream) = stream.split();
         (
@@ -323,6 +472,7 @@ impl Session {
                 stream,
                 decoder,
                 buf,
+                in_decoder,
             },
         )
     }
@@ -347,5 +497,59 @@ impl Writer {
 
     pub async fn close(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.sink.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(extra: &str, body: &str, with_len: bool) -> Vec<u8> {
+        let mut f = format!("MESSAGE\nsubscription:0\nmessage-id:1\n{extra}");
+        if with_len {
+            f.push_str(&format!("content-length:{}\n", body.len()));
+        }
+        f.push('\n');
+        f.push_str(body);
+        f.push('\0');
+        f.into_bytes()
+    }
+
+    #[test]
+    fn scans_whole_messages_and_reads_bench_ts() {
+        for with_len in [true, false] {
+            let m = msg("bench-ts:12345\nbench-ts:9\n", "hello", with_len);
+            match scan_message(&m) {
+                Scan::Message { len, ts } => {
+                    assert_eq!(len, m.len());
+                    assert_eq!(ts, Some(12345));
+                }
+                _ => panic!("not scanned"),
+            }
+            for cut in 0..m.len() {
+                assert!(matches!(scan_message(&m[..cut]), Scan::Partial), "cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn leading_eols_crlf_and_nul_in_body() {
+        let mut m = b"\r\n\nMESSAGE\r\nbench-ts:7\r\ncontent-length:3\r\n\r\na\0b\0".to_vec();
+        m.extend_from_slice(b"RECEIPT\n");
+        match scan_message(&m) {
+            Scan::Message { len, ts } => {
+                assert_eq!(&m[len..], b"RECEIPT\n");
+                assert_eq!(ts, Some(7));
+            }
+            _ => panic!("not scanned"),
+        }
+    }
+
+    #[test]
+    fn other_frames_go_to_the_decoder() {
+        assert!(matches!(scan_message(b"RECEIPT\nreceipt-id:1\n\n\0"), Scan::Other));
+        assert!(matches!(scan_message(b"MESSAGES\n"), Scan::Other));
+        assert!(matches!(scan_message(b"ERR"), Scan::Other));
+        assert!(matches!(scan_message(b"MESS"), Scan::Partial));
     }
 }

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::client::{Session, Target, Writer, error_text};
+use crate::client::{Event, Session, Target, Writer, error_text};
 use crate::proc::{Machine, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report, now_ns};
 
@@ -42,7 +42,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Most messages a publisher may be ahead of its slowest subscriber.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 32)]
     pub window: u64,
     /// After publishing stops, how long to wait for subscribers to receive the rest.
     #[arg(long, default_value_t = 10.0)]
@@ -389,10 +389,26 @@ async fn subscriber(
     loop {
         let r = tokio::select! {
             _ = stop.changed() => break,
-            r = session.recv() => r,
+            r = session.recv_fast() => r,
         };
         match r {
-            Ok(Some(f)) => match f.command {
+            Ok(Some(Event::Message { ts })) => {
+                let now = now_ns();
+                if let Some(ts) = ts {
+                    batch.push(now.saturating_sub(ts));
+                }
+                last = now;
+                count += 1;
+                unflushed += 1;
+                group.counts[slot].store(count, Relaxed);
+                if count == group.target.load(Relaxed) {
+                    group.notify.notify_one();
+                }
+                if batch.len() == batch.capacity() {
+                    flush(&mut batch, &mut unflushed);
+                }
+            }
+            Ok(Some(Event::Frame(f))) => match f.command {
                 Command::Message => {
                     let now = now_ns();
                     if let Some(ts) = f.get("bench-ts").and_then(|v| v.parse::<u64>().ok()) {
