@@ -258,6 +258,16 @@ class Client:
 
     def abort(self):
         """Drop the connection without DISCONNECT."""
+        # websocket-client's shutdown() only close()s its socket; while stomp.py's
+        # receiver thread sits in recv() the kernel then sends no FIN until that
+        # recv times out. Shut the raw socket down first so the drop is immediate.
+        t = self.conn.transport
+        raw_sock = getattr(t.socket, "sock", t.socket)
+        if raw_sock is not None:
+            try:
+                raw_sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         try:
             self.conn.transport.disconnect_socket()
         except Exception:
