@@ -279,16 +279,10 @@ fn scan_message(buf: &[u8]) -> Scan {
         if line.is_empty() {
             break;
         }
-        if content_length.is_none() {
-            if let Some(v) = line.strip_prefix(b"content-length:") {
-                content_length = parse_u64(v);
-                continue;
-            }
-        }
-        if ts.is_none() {
-            if let Some(v) = line.strip_prefix(b"bench-ts:") {
-                ts = parse_u64(v);
-            }
+        if let Some(v) = line.strip_prefix(b"content-length:") {
+            content_length = content_length.or(parse_u64(v));
+        } else if let Some(v) = line.strip_prefix(b"bench-ts:") {
+            ts = ts.or(parse_u64(v));
         }
     }
     let end = match content_length {
