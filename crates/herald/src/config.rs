@@ -20,6 +20,7 @@ pub struct Config {
     pub apps: AppsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub ops: OpsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -332,6 +333,22 @@ impl Default for LimitsConfig {
     }
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// How often a stats line is logged (like Spring's WebSocketMessageBrokerStats).
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            stats_interval: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -411,6 +428,9 @@ impl Config {
                     return err(&format!("auth.rules[{i}]"), &e);
                 }
             }
+        }
+        if self.ops.stats_interval.is_zero() {
+            return err("ops.stats_interval", "must be longer than 0s");
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");

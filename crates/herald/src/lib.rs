@@ -12,6 +12,7 @@
 //!   and redelivery, per-session bounded outboxes.
 //! - [`auth`]: JWT principals, destination rules, origins, abuse limits.
 //! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
+//! - [`ops`]: metrics, the session registry, admin API, health, stats line.
 //! - [`node`], [`config`], [`server`], [`http`]: the running server around them.
 
 pub mod apps;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod handler;
 mod http;
 pub mod node;
+pub mod ops;
 pub mod router;
 pub mod server;
 pub mod session;

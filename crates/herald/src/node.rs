@@ -4,6 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use parking_lot::RwLock;
 
 use std::net::IpAddr;
 
@@ -13,10 +17,13 @@ use crate::auth::origin::Origins;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::handler::backend::Backend;
-use crate::handler::{Handlers, Messaging};
+use crate::handler::{BoxFuture, Handlers, Messaging};
+use crate::ops::sessions::SessionRegistry;
 use crate::router::Router;
 
-#[derive(Debug)]
+/// A dependency check for `/health/ready`: `Err` says what is wrong.
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>;
+
 pub struct Node {
     pub id: String,
     pub config: Config,
@@ -33,6 +40,12 @@ pub struct Node {
     /// Open connections per client IP and sessions per user (auth limits).
     pub connections_per_ip: Arc<Counter<IpAddr>>,
     pub sessions_per_user: Arc<Counter<String>>,
+    /// Live sessions, for the admin API.
+    pub sessions: SessionRegistry,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+    ready_checks: RwLock<Vec<(&'static str, ReadyCheck)>>,
     next_session: AtomicU64,
 }
 
@@ -52,6 +65,10 @@ impl Node {
             origins: Origins::new(&config.auth.allowed_origins),
             connections_per_ip: Counter::new(config.limits.max_connections_per_ip),
             sessions_per_user: Counter::new(config.limits.max_connections_per_user),
+            sessions: SessionRegistry::default(),
+            metrics: crate::ops::metrics::install(),
+            started: Instant::now(),
+            ready_checks: RwLock::new(Vec::new()),
             broker,
             router,
             handlers,
@@ -61,6 +78,21 @@ impl Node {
         }))
     }
 
+    /// Adds a dependency `/health/ready` checks (the cluster bus, the database).
+    pub fn add_ready_check(&self, name: &'static str, check: ReadyCheck) {
+        self.ready_checks.write().push((name, check));
+    }
+
+    /// Every readiness check's result.
+    pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let checks: Vec<_> = self.ready_checks.read().iter().map(|(n, c)| (*n, c.clone())).collect();
+        let mut results = Vec::with_capacity(checks.len());
+        for (name, check) in checks {
+            results.push((name, check().await));
+        }
+        results
+    }
+
     /// A session id unique on this node and, with the node id, in a cluster.
     pub fn next_session_id(&self) -> String {
         format!(
@@ -68,6 +100,12 @@ impl Node {
             self.id,
             self.next_session.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish_non_exhaustive()
     }
 }
 

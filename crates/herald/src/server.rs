@@ -120,6 +120,11 @@ impl Server {
                 }
             });
         }
+        tokio::spawn(crate::ops::stats_loop(
+            node.clone(),
+            node.config.ops.stats_interval,
+            shutdown.clone(),
+        ));
         if let Some(listener) = stomp {
             tasks.spawn(accept_stomp(
                 listener,

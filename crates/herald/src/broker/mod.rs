@@ -164,7 +164,7 @@ impl Broker {
     /// when given (a reply to the sending session alone).
     pub fn publish_filtered(&self, message: Message, only_session: Option<&str>) -> usize {
         let message = Arc::new(message);
-        match message.kind {
+        let delivered = match message.kind {
             Kind::Queue => self.enqueue(message, None) as usize,
             Kind::Topic => {
                 let reg = self.registry.read();
@@ -173,7 +173,9 @@ impl Broker {
                     .filter(|s| s.deliver(&message, false).is_ok())
                     .count()
             }
-        }
+        };
+        crate::ops::metrics::published(delivered);
+        delivered
     }
 
     /// Queue messages that were NACKed or never acked go to another subscriber
@@ -195,10 +197,23 @@ impl Broker {
         }
         if q.pending.len() >= self.config.queue_capacity {
             tracing::warn!(queue = %message.key, "queue full: dropping its oldest message");
+            crate::ops::metrics::dropped("queue_full");
             q.pending.pop_front();
         }
         q.pending.push_back(message);
         false
+    }
+
+    /// Calls `f` for every subscription (admin listings; takes the read lock).
+    pub fn for_each_subscription(&self, mut f: impl FnMut(&Subscription)) {
+        let reg = self.registry.read();
+        reg.exact.values().flatten().chain(reg.wildcard.iter()).for_each(|s| f(s));
+    }
+
+    /// Routing keys and patterns that have subscribers.
+    pub fn destination_count(&self) -> usize {
+        let reg = self.registry.read();
+        reg.exact.len() + reg.wildcard.len()
     }
 
     /// Subscriptions per destination pattern, for operators and tests.

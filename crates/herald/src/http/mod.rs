@@ -33,6 +33,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))
         .merge(apps)
+        .merge(crate::ops::routes())
         .with_state(state)
 }
 
@@ -79,6 +80,7 @@ pub(crate) fn admit(
             .await
             .map_err(|e| {
                 tracing::info!(%peer, reason = %e, "handshake refused");
+                crate::ops::metrics::auth_failure("handshake");
                 refuse(
                     StatusCode::UNAUTHORIZED,
                     format!("authentication failed: {e}"),

@@ -266,6 +266,14 @@ impl Session {
         if self.is_connected() {
             return self.handle(frame);
         }
+        let receipt = frame.get("receipt").map(str::to_owned);
+        self.accept_connect(frame).await.map_err(|e| StompError {
+            receipt: e.receipt.clone().or(receipt),
+            ..e
+        })
+    }
+
+    async fn accept_connect(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let version = negotiate_version(frame.get("accept-version"))?;
         let client_hb = match frame.get("heart-beat") {
             Some(v) if version > Version::V1_0 => heartbeat::parse(v).map_err(StompError::new)?,

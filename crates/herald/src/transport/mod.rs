@@ -26,6 +26,8 @@ use crate::auth::limits::{IpSlot, TokenBucket};
 use crate::broker::outbox::Drained;
 use crate::broker::{OutFrame, Outbox};
 use crate::node::Node;
+use crate::ops::metrics;
+use crate::ops::sessions::SessionEntry;
 use crate::session::{AppCall, Flow, Heartbeat, Session, StompError};
 
 /// Time allowed for the last frames (an ERROR, a RECEIPT) before closing.
@@ -40,6 +42,10 @@ pub trait Transport: Send {
     fn heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     /// Closes the connection politely.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// The transport's name in metrics and the admin API.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
 }
 
 /// Why a connection ended.
@@ -68,20 +74,27 @@ pub async fn drive<T: Transport>(
 ) {
     let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
     let session = Session::new(node.clone(), outbox.clone(), admission.handshake);
-    let span = tracing::debug_span!("session", id = %session.id());
-    run(transport, node, shutdown, session, outbox)
+    let kind = transport.kind();
+    let entry = node.sessions.register(session.id(), kind, &shutdown);
+    metrics::connection_opened(kind);
+    let span = tracing::info_span!("session", id = %session.id(), user = tracing::field::Empty);
+    run(transport, node.clone(), entry.clone(), session, outbox)
         .instrument(span)
         .await;
+    node.sessions.deregister(&entry.id);
+    metrics::connection_closed(kind);
     drop(admission.ip_slot);
 }
 
 async fn run<T: Transport>(
     mut transport: T,
     node: Arc<Node>,
-    shutdown: CancellationToken,
+    entry: Arc<SessionEntry>,
     mut session: Session,
     outbox: Arc<Outbox>,
 ) {
+    // Cancelled by shutdown or by an administrator.
+    let shutdown = entry.stop.clone();
     let cfg = &node.config.stomp;
     let mut decoder = Decoder::new(node.config.limits());
     let mut buf = BytesMut::new();
@@ -105,7 +118,11 @@ async fn run<T: Transport>(
     let end = 'conn: loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break End::Error(StompError::new("server shutting down")),
+            _ = shutdown.cancelled() => break End::Error(StompError::new(if entry.was_kicked() {
+                "disconnected by an administrator"
+            } else {
+                "server shutting down"
+            })),
             _ = outbox.ready() => {
                 if outbox.drain(&mut pending) == Drained::Overflowed {
                     break End::Error(slow_consumer(outbox.limit()));
@@ -131,6 +148,7 @@ async fn run<T: Transport>(
                         "slow consumer: a write took longer than {:?}", cfg.send_timeout
                     ))),
                 }
+                metrics::bytes_out(pending.iter().map(|f| f.bytes.len()).sum());
                 pending.clear();
                 last_write = Instant::now();
                 // Frames pushed during the write consumed their wake-up above.
@@ -145,7 +163,11 @@ async fn run<T: Transport>(
             }
             read = transport.read(&mut buf), if call.is_none() => {
                 match read {
-                    Ok(true) => last_read = Instant::now(),
+                    Ok(true) => {
+                        last_read = Instant::now();
+                        entry.touch();
+                        metrics::bytes_in(buf.len());
+                    }
                     Ok(false) | Err(_) => break End::Quiet,
                 }
                 loop {
@@ -164,6 +186,7 @@ async fn run<T: Transport>(
                             )));
                         }
                     }
+                    metrics::frame_in(frame.command.as_str());
                     let flow = if session.is_connected() {
                         session.handle(frame)
                     } else if matches!(frame.command, Command::Connect | Command::Stomp) {
@@ -175,6 +198,9 @@ async fn run<T: Transport>(
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Connected { version, heartbeat: hb }) => {
                             connected = true;
+                            entry.set_user(session.user());
+                            tracing::Span::current().record("user", session.user());
+                            metrics::session_connected();
                             decoder.set_version(version);
                             heartbeat = hb;
                             expiry = session.expires_in().map(|left| Instant::now() + left);
@@ -232,9 +258,16 @@ async fn run<T: Transport>(
     }
     if let End::Error(e) = &end {
         tracing::debug!(error = %e.message, "closing session with ERROR");
+        metrics::error_frame(metrics::error_reason(&e.message));
+        if e.message.starts_with("authentication failed") {
+            metrics::auth_failure("connect");
+        }
         pending.push(session.error_frame(e));
     }
     session.close();
+    if connected {
+        metrics::session_ended();
+    }
     if !pending.is_empty() {
         let _ = timeout(FINAL_WRITE, transport.write(&pending)).await;
     }

@@ -52,6 +52,10 @@ impl Transport for Tcp {
         self.stream.write_all(b"\n").await
     }
 
+    fn kind(&self) -> &'static str {
+        "tcp"
+    }
+
     async fn close(&mut self) {
         let _ = self.stream.shutdown().await;
     }

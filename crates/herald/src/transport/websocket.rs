@@ -165,6 +165,10 @@ impl Transport for WebSocket {
             .map_err(io::Error::other)
     }
 
+    fn kind(&self) -> &'static str {
+        "websocket"
+    }
+
     async fn close(&mut self) {
         // Sends a close frame, waits for the peer's, then shuts the socket down.
         let _ = self.ws.close().await;

@@ -1,0 +1,225 @@
+//! Operators' HTTP endpoints: `/metrics`, `/health/live`, `/health/ready`, and the
+//! admin API under `/api/admin/` — sessions (list, disconnect one or a user's),
+//! destinations with subscriber counts, and server info with secrets redacted.
+//!
+//! The admin API needs an `X-API-Key` from `auth.api_keys` or a bearer token with
+//! `auth.admin_role`; in anonymous mode without API keys it answers loopback clients only.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde_json::{Value, json};
+
+use super::sessions::SubscriptionView;
+use crate::http::HttpState;
+
+type Refusal = (StatusCode, Json<Value>);
+
+pub(crate) fn routes() -> axum::Router<HttpState> {
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/api/admin/sessions", get(sessions))
+        .route("/api/admin/sessions/{id}", delete(disconnect_session))
+        .route("/api/admin/users/{user}/sessions", delete(disconnect_user))
+        .route("/api/admin/destinations", get(destinations))
+        .route("/api/admin/info", get(info))
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let node = &state.node;
+    super::metrics::registry_size(node.broker.subscription_count(), node.broker.destination_count());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        node.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "live" }))
+}
+
+/// Ready when serving and every dependency (cluster bus, database) answers.
+async fn ready(State(state): State<HttpState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting down" }))).into_response();
+    }
+    let checks = state.node.readiness().await;
+    let failing: BTreeMap<&str, &str> = checks
+        .iter()
+        .filter_map(|(name, r)| r.as_ref().err().map(|e| (*name, e.as_str())))
+        .collect();
+    if failing.is_empty() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "failing": failing }))).into_response()
+    }
+}
+
+/// Admin access: an API key, an admin token, or (anonymous mode, no keys) loopback.
+async fn require_admin(state: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refusal> {
+    let auth = &state.node.auth;
+    let deny = |status: StatusCode, reason: String| (status, Json(json!({ "error": reason })));
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return if auth.config.api_keys.iter().any(|k| k == key) {
+            Ok(())
+        } else {
+            Err(deny(StatusCode::UNAUTHORIZED, "unknown API key".into()))
+        };
+    }
+    if auth.config.api_keys.is_empty() && auth.is_anonymous() {
+        return if peer.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err(deny(
+                StatusCode::UNAUTHORIZED,
+                "the admin API needs an API key (auth.api_keys) or an admin token; without either it answers localhost only".into(),
+            ))
+        };
+    }
+    auth.bearer_with_role(headers, &[auth.config.admin_role.as_str()])
+        .await
+        .map(|_| ())
+        .map_err(|(status, reason)| deny(StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED), reason))
+}
+
+async fn sessions(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, peer, &headers).await?;
+    let node = &state.node;
+    let mut subs: BTreeMap<String, Vec<SubscriptionView>> = BTreeMap::new();
+    node.broker.for_each_subscription(|s| {
+        subs.entry(s.recipient.session_id.clone()).or_default().push(SubscriptionView {
+            id: s.id.clone(),
+            destination: s.destination.clone(),
+            ack: format!("{:?}", s.ack).to_lowercase(),
+        });
+    });
+    let mut list: Vec<_> = node
+        .sessions
+        .all()
+        .into_iter()
+        .map(|e| {
+            let s = subs.remove(&e.id).unwrap_or_default();
+            e.view(&node.id, s)
+        })
+        .collect();
+    list.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
+    Ok(Json(json!(list)))
+}
+
+async fn disconnect_session(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Refusal> {
+    require_admin(&state, peer, &headers).await?;
+    if state.node.sessions.kick(&id) {
+        tracing::info!(session = %id, "disconnected by an administrator");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err((StatusCode::NOT_FOUND, Json(json!({ "error": format!("no session '{id}'") }))))
+    }
+}
+
+async fn disconnect_user(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, peer, &headers).await?;
+    let n = state.node.sessions.kick_user(&user);
+    tracing::info!(%user, sessions = n, "user disconnected by an administrator");
+    Ok(Json(json!({ "disconnected": n })))
+}
+
+async fn destinations(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, peer, &headers).await?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    state.node.broker.for_each_subscription(|s| *counts.entry(s.key.clone()).or_default() += 1);
+    let list: Vec<Value> = counts
+        .into_iter()
+        .map(|(destination, subscribers)| json!({ "destination": destination, "subscribers": subscribers }))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+async fn info(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, peer, &headers).await?;
+    let node = &state.node;
+    let mut settings = serde_json::to_value(&node.config).unwrap_or_default();
+    redact(&mut settings);
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node": node.id,
+        "uptimeSeconds": node.started.elapsed().as_secs(),
+        "sessions": node.sessions.len(),
+        "settings": settings,
+    })))
+}
+
+/// Hides secrets: values of secret-like keys, and passwords inside URLs.
+pub fn redact(value: &mut Value) {
+    const SECRET_KEYS: &[&str] = &["secret", "api_keys", "password", "passcode"];
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let empty = matches!(v, Value::String(s) if s.is_empty()) || matches!(v, Value::Array(a) if a.is_empty());
+                if SECRET_KEYS.contains(&k.as_str()) && !empty {
+                    *v = json!("***");
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(s) => {
+            // scheme://user:password@host → scheme://user:***@host
+            if let Some((scheme, rest)) = s.split_once("://") {
+                if let Some((userinfo, host)) = rest.split_once('@') {
+                    if let Some((user, _)) = userinfo.split_once(':') {
+                        *s = format!("{scheme}://{user}:***@{host}");
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets_and_url_passwords() {
+        let mut v = json!({ "auth": { "secret": "s3cret", "api_keys": ["k"], "issuers": [{ "secret": "" }] },
+                            "cluster": { "redis_url": "redis://:pw@h:6379" }, "db": "mysql://root:pw@h/db" });
+        redact(&mut v);
+        assert_eq!(v["auth"]["secret"], "***");
+        assert_eq!(v["auth"]["api_keys"], "***");
+        assert_eq!(v["auth"]["issuers"][0]["secret"], "");
+        assert_eq!(v["cluster"]["redis_url"], "redis://:***@h:6379");
+        assert_eq!(v["db"], "mysql://root:***@h/db");
+    }
+}
