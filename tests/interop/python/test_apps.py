@@ -156,7 +156,8 @@ def test_user_destination_reaches_every_session_tcp_and_ws(herald, users):
     bob_tcp, bob_ws, alice = users("tcp12", herald, "bob"), users("ws", herald, "bob"), users("tcp11", herald, "alice")
     for c in (bob_tcp, bob_ws, alice):
         c.subscribe("/user/queue/x")
-    alice.send("/user/bob/queue/x", "for bob", confirm=True)
+    # The default rules let a client send only to its own user destinations.
+    bob_ws.send("/user/bob/queue/x", "for bob", confirm=True)
     for c in (bob_tcp, bob_ws):
         m = c.rec.next_message(what="bob's message")
         assert (m.body, m.headers["destination"]) == ("for bob", "/user/queue/x")

@@ -146,6 +146,8 @@ describe('routing by prefix', () => {
 });
 
 describe('user destinations', () => {
+  // The default rules let a client send only to its own user destinations; bob's
+  // second session sends to bob.
   test('SEND /user/bob/queue/x reaches every session of bob and not alice', async () => {
     const bob1 = await connectAs(server, 'bob');
     const bob2 = await connectAs(server, 'bob');
@@ -155,7 +157,7 @@ describe('user destinations', () => {
       const b2 = await subscribeConfirmed(bob2, '/user/queue/x');
       const a = await subscribeConfirmed(alice, '/user/queue/x');
       const s = await subscribeConfirmed(alice, '/topic/sentinel-user');
-      await publishConfirmed(alice, '/user/bob/queue/x', 'for bob');
+      await publishConfirmed(bob2, '/user/bob/queue/x', 'for bob');
       for (const inbox of [b1.inbox, b2.inbox]) {
         const m = await inbox.next(WAIT, "bob's message");
         assert.equal(m.body, 'for bob');
