@@ -714,3 +714,274 @@ pub fn send(destination: &str, body: &str) -> Frame {
 pub fn message_of(f: &Frame) -> &str {
     f.get("message").unwrap_or("")
 }
+
+// ---------------------------------------------------------------------------
+// Auth helpers (used by the auth_*.rs tests)
+// ---------------------------------------------------------------------------
+
+/// A tests-only HMAC secret (at least 32 bytes, as `auth.issuers[].secret` requires).
+pub const TEST_SECRET: &str = "herald-tests-only-hmac-secret-0123456789";
+
+/// Path of a file under `tests/fixtures/auth/`.
+pub fn auth_fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/auth/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An issuer entry verifying with `TEST_SECRET`.
+pub fn secret_issuer(iss: &str) -> herald::config::IssuerConfig {
+    herald::config::IssuerConfig {
+        issuer: iss.into(),
+        secret: TEST_SECRET.into(),
+        ..Default::default()
+    }
+}
+
+/// Signs `claims` with `alg`: HMAC algorithms use `key` as the secret bytes, the others
+/// read `key` as the path of a PEM private key.
+pub fn sign_jwt(
+    alg: jsonwebtoken::Algorithm,
+    key: &[u8],
+    kid: Option<&str>,
+    claims: &serde_json::Value,
+) -> String {
+    use jsonwebtoken::{Algorithm::*, EncodingKey, Header};
+    let encoding = match alg {
+        HS256 | HS384 | HS512 => EncodingKey::from_secret(key),
+        _ => {
+            let path = std::str::from_utf8(key).expect("key path");
+            let pem = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            match alg {
+                RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => {
+                    EncodingKey::from_rsa_pem(&pem).expect("RSA PEM")
+                }
+                ES256 | ES384 => EncodingKey::from_ec_pem(&pem).expect("EC PEM"),
+                _ => EncodingKey::from_ed_pem(&pem).expect("Ed25519 PEM"),
+            }
+        }
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &encoding).expect("token signs")
+}
+
+/// Standard claims: `sub`, `iss` (omitted when empty), `roles`, `iat`/`nbf`, and `exp`
+/// `ttl` seconds from now.
+pub fn claims(iss: &str, sub: &str, roles: &[&str], ttl: i64) -> serde_json::Value {
+    let now = unix_now() as i64;
+    let mut c = serde_json::json!({
+        "sub": sub,
+        "roles": roles,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    });
+    if !iss.is_empty() {
+        c["iss"] = serde_json::json!(iss);
+    }
+    c
+}
+
+/// An HS256 token from `TEST_SECRET` for `sub` with `roles`, valid for an hour.
+pub fn hs_token(iss: &str, sub: &str, roles: &[&str]) -> String {
+    sign_jwt(
+        jsonwebtoken::Algorithm::HS256,
+        TEST_SECRET.as_bytes(),
+        None,
+        &claims(iss, sub, roles, 3600),
+    )
+}
+
+/// The CONNECT frame (1.2) of a client with `extra` headers.
+pub fn connect_frame(extra: &[(&str, &str)]) -> Frame {
+    let mut f = Frame::new(Command::Connect)
+        .header("accept-version", "1.2")
+        .header("host", "localhost");
+    for (k, v) in extra {
+        f = f.header(*k, *v);
+    }
+    f
+}
+
+impl TestServer {
+    /// Opens `transport` and sends CONNECT with `extra` headers; returns the client and
+    /// the answer (CONNECTED or ERROR).
+    pub async fn connect_headers(
+        &self,
+        transport: Transport,
+        extra: &[(&str, &str)],
+    ) -> (Client, Frame) {
+        let mut c = self.open(transport).await;
+        let answer = c.connect_with(connect_frame(extra)).await;
+        (c, answer)
+    }
+
+    /// Like [`connect_headers`] but the CONNECT must succeed.
+    pub async fn connect_ok(
+        &self,
+        transport: Transport,
+        extra: &[(&str, &str)],
+    ) -> (Client, Frame) {
+        let (c, answer) = self.connect_headers(transport, extra).await;
+        assert_eq!(
+            answer.command,
+            Command::Connected,
+            "CONNECT with {extra:?} over {transport:?} answered by {answer:?}"
+        );
+        (c, answer)
+    }
+
+    /// A WebSocket client on `path_and_query` (like `/ws?access_token=x`) whose
+    /// handshake carries `headers`; `Err` describes a refused handshake.
+    pub async fn ws_with(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, String> {
+        let url = format!("ws://{}{path_and_query}", self.http);
+        let mut builder = ClientBuilder::new().uri(&url).unwrap();
+        for (k, v) in headers {
+            builder = builder
+                .add_header(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                )
+                .unwrap();
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, builder.connect())
+            .await
+            .expect("WebSocket handshake answered in time")
+            .map_err(|e| e.to_string())?;
+        Ok(Client::new(Conn::Ws(ws)))
+    }
+
+    /// A raw WebSocket upgrade request on `path_and_query` with `headers`; returns the
+    /// status and body of the answer (the body is empty for a 101).
+    pub async fn ws_handshake_raw(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut req = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+            self.http
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.raw_http(req.as_bytes()).await
+    }
+
+    /// HTTP request with extra `headers`; returns (status, body as text).
+    pub async fn http_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+            self.http,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.raw_http(req.as_bytes()).await
+    }
+
+    /// Writes `request` and reads one response: the status line, the headers and a
+    /// `Content-Length` (or chunked, or close-delimited) body.
+    async fn raw_http(&self, request: &[u8]) -> (u16, String) {
+        let fut = async {
+            let mut s = TcpStream::connect(self.http).await.unwrap();
+            s.write_all(request).await.unwrap();
+            let mut resp = Vec::new();
+            let mut tmp = [0u8; 4096];
+            loop {
+                if let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&resp[..end]).to_ascii_lowercase();
+                    let status: u16 = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| panic!("not an HTTP response: {head:?}"));
+                    if status == 101 {
+                        return (status, String::new());
+                    }
+                    let length = head.lines().find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    });
+                    let chunked = head.contains("transfer-encoding: chunked");
+                    let body = &resp[end + 4..];
+                    match length {
+                        Some(n) if body.len() >= n => {
+                            return (status, String::from_utf8_lossy(&body[..n]).into_owned());
+                        }
+                        None if chunked && body.ends_with(b"0\r\n\r\n") => {
+                            return (status, dechunk(body));
+                        }
+                        _ => {}
+                    }
+                }
+                match s.read(&mut tmp).await {
+                    Ok(0) | Err(_) => {
+                        let text = String::from_utf8_lossy(&resp).into_owned();
+                        let status: u16 = text
+                            .split_whitespace()
+                            .nth(1)
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+                        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                        return (status, body.to_owned());
+                    }
+                    Ok(n) => resp.extend_from_slice(&tmp[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("HTTP response in time")
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> String {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap().trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&body[eol + 2..eol + 2 + size]);
+        body = &body[eol + 2 + size + 2..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Client {
+    /// Checks the session still works: a SUBSCRIBE, a SEND to it and its MESSAGE.
+    pub async fn assert_works(&mut self, topic: &str) {
+        let id = format!("alive-{}", self.next_receipt);
+        self.subscribe(&id, topic).await;
+        self.publish(topic, "still here").await;
+        assert_eq!(self.recv_body().await, "still here");
+        self.unsubscribe(&id).await;
+    }
+}
