@@ -11,6 +11,8 @@
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
+#   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
+#                     herald binary and the floor server; fails on errors, not speed)
 #
 # Every step runs even when an earlier one failed (steps that need the herald
 # binary are marked failed if it could not be built); the exit code is non-zero
@@ -282,6 +284,80 @@ run_python() {
   record "$name" "$status" $((SECONDS - start)) "${passed:-0}" "$failed" "${skipped:-0}"
 }
 
+# ------------------------------------------------------------------ 6. bench smoke
+# wait_listening FILE PATTERN: the address printed after PATTERN in FILE (5 s max).
+wait_listening() {
+  local file=$1 re=$2 addr=""
+  for _ in $(seq 100); do
+    addr=$(sed -n -E "s|.*${re}([0-9.]+:[0-9]+).*|\1|p" "$file" | head -1)
+    [[ -n $addr ]] && { echo "$addr"; return 0; }
+    sleep 0.05
+  done
+  return 1
+}
+
+run_bench_smoke() {
+  local name="bench smoke (herald-bench)"
+  banner "$name"
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local start=$SECONDS
+  if ! cargo build -p herald-bench; then
+    record "$name" FAIL $((SECONDS - start))
+    return
+  fi
+  local bench="$TARGET_DIR/debug/herald-bench" dir="$LOG_DIR/bench"
+  mkdir -p "$dir"
+  local extra=()
+  "$HERALD_BIN" serve --help 2>/dev/null | grep -q -- '--database-url' &&
+    extra=(--database-url "sqlite://$dir/notify.db")
+  HERALD_LOG=warn "$HERALD_BIN" serve --http 127.0.0.1:0 --no-stomp "${extra[@]}" >"$dir/herald.out" 2>&1 &
+  local hpid=$!
+  "$bench" floor-server --addr 127.0.0.1:0 --max-seconds 300 >"$dir/floor.out" 2>&1 &
+  local fpid=$!
+  local haddr faddr passed=0 failed=0
+  haddr=$(wait_listening "$dir/herald.out" 'http=') || echo "ERROR: herald did not start" >&2
+  faddr=$(wait_listening "$dir/floor.out" 'ws://') || echo "ERROR: floor server did not start" >&2
+  # smoke LABEL ARGS...: one bounded run; --check fails it on errors or nothing delivered.
+  smoke() {
+    local label=$1; shift
+    printf -- '-- %s: herald-bench %s\n' "$label" "$*"
+    if timeout 60 "$bench" "$@" --check --source-addrs 2 >"$dir/$label.log" 2>&1; then
+      passed=$((passed + 1))
+      grep -E 'delivered_msgs_per_sec|connects_per_sec|per_connection|latency  ' "$dir/$label.log" | head -3
+    else
+      failed=$((failed + 1))
+      echo "FAILED: $label" >&2
+      tail -20 "$dir/$label.log" >&2
+    fi
+  }
+  if [[ -n $haddr && -n $faddr ]]; then
+    local h="ws://$haddr/ws" f="ws://$faddr/"
+    smoke fanout fanout --url "$h" --subscribers 20 --rate 50 --duration 2 --drain 5 --pid "$hpid"
+    smoke fanout-max fanout --url "$h" --subscribers 20 --max --duration 2 --drain 5
+    smoke fanout-floor fanout --url "$f" --raw --subscribers 20 --rate 50 --duration 2 --drain 5
+    smoke pairs pairs --url "$h" --pairs 5 --rate 50 --duration 2 --drain 5
+    smoke connect connect --url "$h" --connections 200 --concurrency 10 --duration 10
+    smoke connect-floor connect --url "$f" --raw --connections 200 --concurrency 10 --duration 10
+    smoke idle idle --url "$h" --connections 50 --settle 0.5 --pid "$hpid"
+    if [[ ${#extra[@]} -gt 0 ]]; then
+      smoke notify notify --url "$h" --users 20 --rate 50 --duration 2 --drain 5
+    else
+      echo "notify: skipped (this herald has no notifications API: no --database-url)"
+    fi
+  else
+    failed=$((failed + 1))
+  fi
+  kill "$hpid" "$fpid" 2>/dev/null || true
+  wait "$hpid" "$fpid" 2>/dev/null || true
+  local status=PASS
+  ((failed > 0 || passed == 0)) && status=FAIL
+  record "$name" "$status" $((SECONDS - start)) "$passed" "$failed"
+}
+
 # ------------------------------------------------------------------ main
 echo "herald tests: root=$ROOT CI=$CI CARGO_TARGET_DIR=$TARGET_DIR"
 install_node
@@ -290,6 +366,7 @@ run_cargo_test
 build_herald
 run_node
 run_python
+run_bench_smoke
 
 banner "summary"
 printf '%s\n' "${SUMMARY[@]}"

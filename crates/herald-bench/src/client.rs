@@ -37,6 +37,9 @@ pub struct Target {
     passcode: Option<String>,
     /// Value of the STOMP `host` header (RabbitMQ reads it as the vhost).
     host: String,
+    /// Raw WebSocket to the floor server: no subprotocol, no STOMP handshake; a
+    /// connection is ready once the server's `READY` message has arrived.
+    pub raw: bool,
 }
 
 /// Timings of one connect, for the connection-storm scenario.
@@ -91,7 +94,13 @@ impl Target {
             login,
             passcode,
             host,
+            raw: false,
         })
+    }
+
+    /// The server's socket address (the REST scenarios use the same port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The local address connection number `idx` binds to.
@@ -124,8 +133,12 @@ impl Target {
             .await
             .with_context(|| format!("TCP connect to {}", self.addr))?;
         stream.set_nodelay(true)?;
-        let (ws, _resp) = ClientBuilder::from_uri(self.uri.clone())
-            .add_header(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v12.stomp"))?
+        let mut builder = ClientBuilder::from_uri(self.uri.clone());
+        if !self.raw {
+            builder =
+                builder.add_header(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v12.stomp"))?;
+        }
+        let (ws, _resp) = builder
             .connect_on(stream)
             .await
             .context("WebSocket upgrade")?;
@@ -133,13 +146,13 @@ impl Target {
     }
 
     /// A CONNECT frame for STOMP 1.2 with the given heart-beat (ms, ms).
-    fn connect_frame(&self, heartbeat: (u32, u32)) -> Frame {
+    fn connect_frame(&self, heartbeat: (u32, u32), login: Option<&str>) -> Frame {
         let mut f = Frame::new(Command::Connect)
             .header("accept-version", "1.2")
             .header("host", self.host.clone())
             .header("heart-beat", format!("{},{}", heartbeat.0, heartbeat.1));
-        if let Some(l) = &self.login {
-            f = f.header("login", l.clone());
+        if let Some(l) = login.or(self.login.as_deref()) {
+            f = f.header("login", l.to_owned());
         }
         if let Some(p) = &self.passcode {
             f = f.header("passcode", p.clone());
@@ -152,18 +165,44 @@ impl Target {
         Ok(self.connect_timed(idx, heartbeat).await?.0)
     }
 
+    /// Like [`Target::connect`] with this CONNECT `login` (a user name in Herald's
+    /// anonymous mode) instead of `--login`.
+    pub async fn connect_as(&self, idx: usize, heartbeat: (u32, u32), login: &str) -> Result<Session> {
+        Ok(self.connect_timed_as(idx, heartbeat, Some(login)).await?.0)
+    }
+
     /// Like [`Target::connect`], also returning how long each step took.
     pub async fn connect_timed(
         &self,
         idx: usize,
         heartbeat: (u32, u32),
     ) -> Result<(Session, ConnectTimings)> {
+        self.connect_timed_as(idx, heartbeat, None).await
+    }
+
+    async fn connect_timed_as(
+        &self,
+        idx: usize,
+        heartbeat: (u32, u32),
+        login: Option<&str>,
+    ) -> Result<(Session, ConnectTimings)> {
         let fut = async {
             let t0 = Instant::now();
             let ws = self.open_ws(idx).await?;
             let upgrade = t0.elapsed();
-            let mut s = Session::new(ws);
-            s.send(&self.connect_frame(heartbeat)).await?;
+            let mut s = Session::new(ws, self.raw);
+            if self.raw {
+                // The floor server greets a registered connection with READY.
+                if !s.reader.fill().await? {
+                    bail!("connection closed before READY");
+                }
+                if &s.reader.buf[..] != b"READY" {
+                    bail!("expected READY from the floor server");
+                }
+                s.reader.buf.clear();
+                return Ok((s, ConnectTimings { upgrade, total: t0.elapsed() }));
+            }
+            s.send(&self.connect_frame(heartbeat, login)).await?;
             match s.recv().await? {
                 Some(f) if f.command == Command::Connected => {}
                 Some(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
@@ -301,6 +340,14 @@ fn scan_message(buf: &[u8]) -> Scan {
             None => return Scan::Partial,
         },
     };
+    // Notifications carry their timestamp in the JSON body: `"benchTs":123`.
+    let ts = ts.or_else(|| {
+        const KEY: &[u8] = b"\"benchTs\":";
+        let body = &buf[pos..end];
+        let at = memchr::memmem::find(body, KEY)? + KEY.len();
+        let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        parse_u64(&body[at..at + digits])
+    });
     Scan::Message { len: end + 1, ts }
 }
 
@@ -394,12 +441,14 @@ where
 /// A STOMP session that is read and written from one task.
 pub struct Session {
     reader: FrameReader<Ws>,
+    raw: bool,
 }
 
 impl Session {
-    fn new(ws: Ws) -> Self {
+    fn new(ws: Ws, raw: bool) -> Self {
         Session {
             reader: FrameReader::new(ws),
+            raw,
         }
     }
 
@@ -419,6 +468,9 @@ impl Session {
     /// SUBSCRIBE with a receipt, and wait for that RECEIPT (MESSAGE frames that
     /// arrive first are dropped: nothing is published before all receipts).
     pub async fn subscribe(&mut self, id: &str, destination: &str) -> Result<()> {
+        if self.raw {
+            return Ok(()); // the floor server sends everything to everyone
+        }
         let receipt = format!("sub-{id}");
         let f = Frame::new(Command::Subscribe)
             .header("id", id)
@@ -453,12 +505,13 @@ impl Session {
 
     /// Splits into a writer and a reader usable from two tasks.
     pub fn split(self) -> (Writer, FrameReader<SplitStream<Ws>>) {
+        let Session { reader, .. } = self;
         let FrameReader {
             stream,
             decoder,
             buf,
             in_decoder,
-        } = self.reader;
+        } = reader;
         let (sink, stream) = stream.split();
         (
             Writer { sink },
@@ -535,6 +588,15 @@ mod tests {
                 assert_eq!(&m[len..], b"RECEIPT\n");
                 assert_eq!(ts, Some(7));
             }
+            _ => panic!("not scanned"),
+        }
+    }
+
+    #[test]
+    fn reads_bench_ts_from_a_json_body() {
+        let m = msg("", r#"{"id":1,"payload":{"benchTs":4242},"x":2}"#, true);
+        match scan_message(&m) {
+            Scan::Message { ts, .. } => assert_eq!(ts, Some(4242)),
             _ => panic!("not scanned"),
         }
     }

@@ -86,6 +86,9 @@ pub async fn run(a: &ConnectArgs) -> Result<Report> {
     let ok = ok.load(Relaxed);
 
     let mut r = Report::new("connect");
+    if ok == 0 {
+        r.fail("no connection opened");
+    }
     r.field("url", json!(target.url), target.url.clone());
     r.field(
         "setup",

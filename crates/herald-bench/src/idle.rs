@@ -130,6 +130,9 @@ pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
     let close_secs = closing.elapsed().as_secs_f64();
 
     let mut r = Report::new("idle");
+    if alive < a.connections {
+        r.fail(format!("{alive} of {} sessions alive after settling", a.connections));
+    }
     r.field("url", json!(target.url), target.url.clone());
     r.field(
         "setup",

@@ -10,7 +10,10 @@
 mod client;
 mod connect;
 mod fanout;
+mod floor;
+mod http;
 mod idle;
+mod notify;
 mod pairs;
 mod proc;
 mod pubsub;
@@ -43,6 +46,12 @@ enum Scenario {
     Connect(connect::ConnectArgs),
     /// N idle sessions with one subscription each: server memory per connection.
     Idle(idle::IdleArgs),
+    /// Notifications through the REST API (POST /api/notifications) to N connected
+    /// users: persisted+delivered notifications/s, POST-to-arrival latency.
+    Notify(notify::NotifyArgs),
+    /// The floor: a minimal WebSocket broadcast server (no STOMP) to measure
+    /// `fanout --raw` against.
+    FloorServer(floor::FloorArgs),
 }
 
 /// Options every scenario takes.
@@ -69,17 +78,25 @@ pub struct Common {
     /// Spread client sockets over local addresses 127.0.0.1..=127.0.0.N.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
     pub source_addrs: u8,
+    /// Speak raw WebSocket to `herald-bench floor-server` instead of STOMP.
+    #[arg(long)]
+    pub raw: bool,
+    /// Exit with status 1 if the run had errors or delivered nothing (smoke tests).
+    #[arg(long)]
+    pub check: bool,
 }
 
 impl Common {
     pub fn target(&self) -> Result<Arc<Target>> {
-        Ok(Arc::new(Target::new(
+        let mut t = Target::new(
             &self.url,
             self.login.clone(),
             self.passcode.clone(),
             self.vhost.clone(),
             self.source_addrs,
-        )?))
+        )?;
+        t.raw = self.raw;
+        Ok(Arc::new(t))
     }
 }
 
@@ -93,17 +110,26 @@ fn main() -> Result<()> {
     }
     let rt = rt.build()?;
     stats::now_ns(); // start the shared clock
-    rt.block_on(async move {
-        let (report, json) = match cli.scenario {
-            Scenario::Fanout(a) => (fanout::run(&a).await?, a.common.json),
-            Scenario::Pairs(a) => (pairs::run(&a).await?, a.common.json),
-            Scenario::Connect(a) => (connect::run(&a).await?, a.common.json),
-            Scenario::Idle(a) => (idle::run(&a, nofile).await?, a.common.json),
+    let failures = rt.block_on(async move {
+        let (report, common) = match cli.scenario {
+            Scenario::Fanout(a) => (fanout::run(&a).await?, a.common),
+            Scenario::Pairs(a) => (pairs::run(&a).await?, a.common),
+            Scenario::Connect(a) => (connect::run(&a).await?, a.common),
+            Scenario::Idle(a) => (idle::run(&a, nofile).await?, a.common),
+            Scenario::Notify(a) => (notify::run(&a).await?, a.common),
+            Scenario::FloorServer(a) => {
+                floor::run(&a).await?;
+                return anyhow::Ok(Vec::new());
+            }
         };
-        report.print(json);
-        anyhow::Ok(())
+        report.print(common.json);
+        anyhow::Ok(if common.check { report.failures() } else { Vec::new() })
     })?;
     // Do not wait for lingering connection tasks.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if !failures.is_empty() {
+        eprintln!("herald-bench --check failed: {}", failures.join("; "));
+        std::process::exit(1);
+    }
     Ok(())
 }

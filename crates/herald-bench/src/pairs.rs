@@ -23,6 +23,9 @@ pub struct PairsArgs {
 }
 
 pub async fn run(a: &PairsArgs) -> Result<Report> {
+    if a.common.raw {
+        anyhow::bail!("pairs needs destinations; the floor server (--raw) only broadcasts");
+    }
     let groups = (0..a.pairs)
         .map(|i| Group {
             destination: format!("{}-{i}", a.destination),

@@ -221,6 +221,7 @@ pub async fn run(
             load.clone(),
             body.clone(),
             deadline,
+            target.raw,
         )));
     }
 
@@ -299,8 +300,13 @@ pub async fn run(
         publish_time.as_secs_f64()
     };
     let live_end: usize = states.iter().map(|s| s.live()).sum();
-
     let mut r = Report::new(scenario);
+    if delivered == 0 {
+        r.fail("nothing delivered");
+    }
+    if missing > 0 {
+        r.fail(format!("{missing} messages missing"));
+    }
     r.field("url", json!(target.url), target.url.clone());
     r.field(
         "setup",
@@ -457,6 +463,7 @@ async fn publisher(
     load: LoadArgs,
     body: Bytes,
     deadline: Instant,
+    raw: bool,
 ) -> (Writer, JoinHandle<()>) {
     let (mut w, mut reader) = session.split();
     let reader_task = {
@@ -526,10 +533,21 @@ async fn publisher(
             room
         };
         for _ in 0..n {
-            let f = Frame::new(Command::Send)
-                .header("destination", group.destination.clone())
-                .header("bench-ts", now_ns().to_string())
-                .body(body.clone());
+            let f = if raw {
+                // What Herald would deliver, so the floor forwards the same bytes.
+                Frame::new(Command::Message)
+                    .header("subscription", "0")
+                    .header("message-id", format!("0a1b2c3d-{sent}"))
+                    .header("destination", group.destination.clone())
+                    .header("content-length", body.len().to_string())
+                    .header("bench-ts", now_ns().to_string())
+                    .body(body.clone())
+            } else {
+                Frame::new(Command::Send)
+                    .header("destination", group.destination.clone())
+                    .header("bench-ts", now_ns().to_string())
+                    .body(body.clone())
+            };
             if let Err(e) = w.feed(&f).await {
                 shared.errors.disconnect(format!("publisher send: {e:#}"));
                 break 'outer;

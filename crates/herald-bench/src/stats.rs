@@ -73,6 +73,8 @@ pub struct Errors {
     pub disconnects: AtomicU64,
     /// Connections that could not be opened (TCP, upgrade, CONNECT or SUBSCRIBE).
     pub connect_failures: AtomicU64,
+    /// REST requests that failed or were answered with a non-2xx status.
+    pub http_errors: AtomicU64,
     first: Mutex<Option<String>>,
     /// Distinct error messages with their counts (bounded).
     kinds: Mutex<Vec<(String, u64)>>,
@@ -109,8 +111,14 @@ impl Errors {
         self.note(format!("connect failed: {why}"));
     }
 
+    pub fn http_error(&self, why: String) {
+        self.http_errors.fetch_add(1, Relaxed);
+        self.note(format!("HTTP: {why}"));
+    }
+
     pub fn total(&self) -> u64 {
-        self.error_frames.load(Relaxed)
+        self.http_errors.load(Relaxed)
+            + self.error_frames.load(Relaxed)
             + self.disconnects.load(Relaxed)
             + self.connect_failures.load(Relaxed)
     }
@@ -120,11 +128,20 @@ impl Errors {
         let ef = self.error_frames.load(Relaxed);
         let dc = self.disconnects.load(Relaxed);
         let cf = self.connect_failures.load(Relaxed);
+        let he = self.http_errors.load(Relaxed);
+        let mut human = format!("{ef} ERROR frames, {dc} disconnects, {cf} failed connects");
+        if he > 0 {
+            human.push_str(&format!(", {he} failed HTTP requests"));
+        }
         r.field(
             "errors",
-            json!({"error_frames": ef, "disconnects": dc, "connect_failures": cf}),
-            format!("{ef} ERROR frames, {dc} disconnects, {cf} failed connects"),
+            json!({"error_frames": ef, "disconnects": dc, "connect_failures": cf,
+                   "http_errors": he}),
+            human.clone(),
         );
+        if ef + dc + cf + he > 0 {
+            r.fail(human);
+        }
         let kinds = self.kinds.lock().unwrap();
         if !kinds.is_empty() {
             let list: Vec<Value> = kinds
@@ -144,6 +161,8 @@ impl Errors {
 pub struct Report {
     scenario: &'static str,
     fields: Vec<(String, Value, String)>,
+    /// Why a `--check` run fails (errors, nothing delivered, ...).
+    failures: Vec<String>,
 }
 
 impl Report {
@@ -151,7 +170,17 @@ impl Report {
         Report {
             scenario,
             fields: Vec::new(),
+            failures: Vec::new(),
         }
+    }
+
+    /// Marks the run as failed for `--check`.
+    pub fn fail(&mut self, why: impl Into<String>) {
+        self.failures.push(why.into());
+    }
+
+    pub fn failures(&self) -> Vec<String> {
+        self.failures.clone()
     }
 
     pub fn field(&mut self, key: &str, value: Value, human: String) {
