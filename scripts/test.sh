@@ -7,6 +7,7 @@
 #   1. install the interop clients if missing or stale
 #        tests/interop/node        npm ci            (@stomp/stompjs, ws)
 #        tests/interop/python      .venv + pip install -r requirements.txt (stomp.py, pytest)
+#   1b. redis-server (apt-get if missing) for the cluster tests
 #   2. cargo test --workspace
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
@@ -170,6 +171,31 @@ install_python() {
   fi
   PY_READY=true
   record "install python deps" PASS $((SECONDS - start))
+}
+
+# ------------------------------------------------------------------ 1b. redis-server
+# The cluster tests (crates/herald/tests/cluster_*.rs) start private redis-servers;
+# without one they fail, never skip. Installed with apt-get when missing.
+install_redis() {
+  banner "install: redis-server (cluster tests)"
+  local start=$SECONDS
+  if have redis-server; then
+    redis-server --version
+    record "install redis-server" PASS 0
+    return
+  fi
+  local sudo=""
+  if [[ $(id -u) -ne 0 ]] && have sudo; then sudo="sudo -n"; fi
+  if have apt-get && $sudo apt-get update -qq \
+    && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+    && have redis-server; then
+    echo "installed: $(redis-server --version)"
+    record "install redis-server" PASS $((SECONDS - start))
+  else
+    # A failure, not a skip, locally and under CI: the cluster tests need it.
+    echo "ERROR: redis-server is missing and apt-get could not install it." >&2
+    record "install redis-server" FAIL $((SECONDS - start))
+  fi
 }
 
 # ------------------------------------------------------------------ 2. cargo test
@@ -362,6 +388,7 @@ run_bench_smoke() {
 echo "herald tests: root=$ROOT CI=$CI CARGO_TARGET_DIR=$TARGET_DIR"
 install_node
 install_python
+install_redis
 run_cargo_test
 build_herald
 run_node

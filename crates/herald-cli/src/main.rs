@@ -45,6 +45,10 @@ struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Join a cluster: every node given the same Redis (redis://host:6379) serves
+    /// the same destinations (config: cluster.redis_url).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -115,6 +119,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.no_stomp {
         config.server.stomp = None;
+    }
+    if let Some(url) = args.redis_url {
+        config.cluster.redis_url = url;
+        config.validate()?;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {

@@ -20,6 +20,7 @@ pub struct Config {
     pub apps: AppsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub cluster: ClusterConfig,
     pub ops: OpsConfig,
 }
 
@@ -349,6 +350,44 @@ impl Default for OpsConfig {
     }
 }
 
+/// Several nodes as one server (`cluster::Bus`): Redis when `redis_url` is set,
+/// else this node alone. Also the history kept per destination for recovery.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:6379/0` (or `rediss://`): all the nodes need in common. Empty:
+    /// a single node.
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel Herald uses.
+    pub key_prefix: String,
+    /// Messages kept per topic destination for recovery by offset (0: none).
+    pub history_size: usize,
+    /// A destination's history is dropped after this long without a message (Redis).
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
+    /// A cluster queue message a node took but did not ack within this time (its
+    /// node died) is delivered again by another node.
+    #[serde(with = "humantime_serde")]
+    pub claim_after: Duration,
+    /// How often a node renews its presence and checks Redis; its presence expires
+    /// after three of these.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            key_prefix: "herald".into(),
+            history_size: 100,
+            history_ttl: Duration::from_secs(3600),
+            claim_after: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(2),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -431,6 +470,17 @@ impl Config {
         }
         if self.ops.stats_interval.is_zero() {
             return err("ops.stats_interval", "must be longer than 0s");
+        }
+        let c = &self.cluster;
+        if !c.redis_url.is_empty()
+            && !c.redis_url.starts_with("redis://")
+            && !c.redis_url.starts_with("rediss://")
+            && !c.redis_url.starts_with("redis+unix://")
+        {
+            return err("cluster.redis_url", "must be a redis:// or rediss:// URL");
+        }
+        if c.heartbeat.is_zero() || c.claim_after.is_zero() {
+            return err("cluster.heartbeat/claim_after", "must be more than 0s");
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");

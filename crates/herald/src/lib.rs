@@ -11,6 +11,8 @@
 //! - [`broker`]: subscriptions (exact and wildcard), topic fan-out, queue round-robin
 //!   and redelivery, per-session bounded outboxes.
 //! - [`auth`]: JWT principals, destination rules, origins, abuse limits.
+//! - [`cluster`]: the bus between nodes (local, or Redis): cross-node delivery,
+//!   cluster queues, history and recovery by offset, presence.
 //! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
 //! - [`ops`]: metrics, the session registry, admin API, health, stats line.
 //! - [`node`], [`config`], [`server`], [`http`]: the running server around them.
@@ -18,6 +20,7 @@
 pub mod apps;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod handler;
 mod http;

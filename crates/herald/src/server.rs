@@ -135,12 +135,15 @@ impl Server {
         }
         shutdown.cancelled().await;
         tracing::info!("shutting down: telling sessions, draining");
+        // Queue messages this node has not taken yet are left to the other nodes.
+        node.broker.bus().stop_consuming();
         tasks.close();
         let drain = node.config.server.drain_timeout;
         if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
             tracing::warn!(?drain, "drain timeout passed with sessions still open");
         }
         let _ = tokio::time::timeout(drain, http_task).await;
+        node.broker.bus().shutdown();
         Ok(())
     }
 }

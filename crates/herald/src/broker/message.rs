@@ -7,7 +7,7 @@
 //! writes a short head in front of it. Fan-out to N subscribers is N small heads and
 //! N memcpys, never N encodings.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_stomp::{Headers, Version, write_header};
@@ -18,6 +18,9 @@ use super::{Kind, Target};
 /// Headers a sender may not set on a MESSAGE: the broker owns them.
 const RESERVED: &[&str] = &[
     "destination",
+    "offset",
+    "epoch",
+    "recovered",
     "message-id",
     "subscription",
     "ack",
@@ -40,9 +43,30 @@ pub struct Message {
     /// The sender's own headers, each name once (the first occurrence wins).
     pub headers: Headers,
     pub body: Bytes,
+    /// Where the message sits in its destination's history (`offset` and `epoch`
+    /// headers); set by the bus before the message is shared.
+    pub position: Option<Position>,
+    /// The queue stream entry this message came from (cluster queues): acked there
+    /// once a subscriber consumed it.
+    pub entry: Option<Entry>,
     /// Encoded common part: [0] unescaped (1.0), [1] escaped (1.1/1.2).
     shared: [OnceLock<Bytes>; 2],
     utf8: bool,
+}
+
+/// A message's place in its destination's history: the offset grows by one per
+/// message; a new epoch means earlier offsets are gone (history lost or restarted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: Arc<str>,
+}
+
+/// A queue message's entry in a cluster queue stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub stream: Arc<str>,
+    pub id: String,
 }
 
 impl Message {
@@ -66,12 +90,53 @@ impl Message {
             utf8: std::str::from_utf8(&body).is_ok(),
             headers,
             body,
+            position: None,
+            entry: None,
+            shared: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// A message as another node published it (the cluster bus), headers already
+    /// filtered by the publishing node.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        id: String,
+        kind: Kind,
+        key: String,
+        destination: String,
+        content_type: Option<String>,
+        headers: Headers,
+        body: Bytes,
+    ) -> Message {
+        Message {
+            id,
+            kind,
+            key,
+            destination,
+            content_type,
+            utf8: std::str::from_utf8(&body).is_ok(),
+            headers,
+            body,
+            position: None,
+            entry: None,
             shared: [OnceLock::new(), OnceLock::new()],
         }
     }
 
     /// The MESSAGE frame for one subscriber.
     pub fn frame_for(&self, subscription: &str, ack: Option<&str>, version: Version) -> OutFrame {
+        self.frame_with(subscription, ack, version, None)
+    }
+
+    /// [`Message::frame_for`] with one more header for this delivery alone (e.g.
+    /// `recovered:true` on the first message replayed from history).
+    pub fn frame_with(
+        &self,
+        subscription: &str,
+        ack: Option<&str>,
+        version: Version,
+        extra: Option<(&str, &str)>,
+    ) -> OutFrame {
         let escape = version.escapes_headers();
         let shared = self.shared[escape as usize].get_or_init(|| self.encode_shared(escape));
         let mut out =
@@ -81,6 +146,9 @@ impl Message {
         write_header(&mut out, "message-id", &self.id, escape);
         if let Some(ack) = ack {
             write_header(&mut out, "ack", ack, escape);
+        }
+        if let Some((k, v)) = extra {
+            write_header(&mut out, k, v, escape);
         }
         out.put_slice(shared);
         OutFrame {
@@ -109,6 +177,11 @@ impl Message {
             &self.body.len().to_string(),
             false,
         );
+        if let Some(p) = &self.position {
+            let mut n = [0u8; 20];
+            write_header(&mut out, "offset", fmt_u64(p.offset, &mut n), false);
+            write_header(&mut out, "epoch", &p.epoch, escape);
+        }
         for (k, v) in self.headers.iter() {
             write_header(&mut out, k, v, escape);
         }
@@ -117,6 +190,20 @@ impl Message {
         out.put_u8(0);
         out.freeze()
     }
+}
+
+/// `n` in decimal, without allocating.
+fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("digits")
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::BrokerConfig;
+use crate::cluster::{Bus, Since};
+use crate::config::{BrokerConfig, ClusterConfig};
 pub use message::Message;
 pub use outbox::{OutFrame, Outbox};
 pub use subscription::{AckMode, Recipient, Subscription, Unacked};
@@ -82,16 +83,45 @@ pub struct Broker {
     next_id: AtomicU64,
     registry: RwLock<Registry>,
     queues: Mutex<HashMap<String, QueueState>>,
+    /// The other nodes (or, alone, the history of each destination).
+    bus: Arc<dyn Bus>,
 }
 
 impl Broker {
+    /// A broker on the local bus with default history settings.
     pub fn new(config: BrokerConfig, node_id: String) -> Self {
+        let bus = Arc::new(crate::cluster::bus_local::LocalBus::new(
+            &ClusterConfig::default(),
+        ));
+        Broker::with_bus(config, node_id, bus)
+    }
+
+    /// A broker on `bus`; call [`Bus::attach`] once it is in an `Arc`.
+    pub fn with_bus(config: BrokerConfig, node_id: String, bus: Arc<dyn Bus>) -> Self {
         Broker {
             config,
             node_id,
             next_id: AtomicU64::new(1),
             registry: RwLock::new(Registry::default()),
             queues: Mutex::new(HashMap::new()),
+            bus,
+        }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Subscribes `sub`; with `since`, first replays what it missed after that offset
+    /// (exact topic subscriptions; others subscribe plainly).
+    pub fn subscribe_from(&self, sub: Arc<Subscription>, since: Option<Since>) {
+        match since {
+            Some(since) if sub.kind == Kind::Topic && sub.pattern.is_none() => {
+                sub.begin_recovery();
+                self.subscribe(sub.clone());
+                self.bus.recover(sub, since);
+            }
+            _ => self.subscribe(sub),
         }
     }
 
@@ -114,6 +144,7 @@ impl Broker {
                 .or_default()
                 .push(sub.clone());
         }
+        self.bus.subscribed(sub.kind, &sub.key);
         if sub.kind != Kind::Queue {
             return;
         }
@@ -125,9 +156,12 @@ impl Broker {
             .filter(|(n, q)| !q.pending.is_empty() && sub.matches(n))
         {
             while let Some(m) = q.pending.pop_front() {
-                if !deliver_one(&reg, name, &mut q.next, &m, None) {
-                    q.pending.push_front(m);
-                    break;
+                match deliver_one(&reg, name, &mut q.next, &m, None) {
+                    Some(s) => self.delivered_from_queue(s, &m),
+                    None => {
+                        q.pending.push_front(m);
+                        break;
+                    }
                 }
             }
         }
@@ -135,6 +169,7 @@ impl Broker {
 
     /// Removes `sub`, closes it and sends its unacked queue messages elsewhere.
     pub fn unsubscribe(&self, sub: &Arc<Subscription>) {
+        self.bus.unsubscribed(sub.kind, &sub.key);
         {
             let mut reg = self.registry.write();
             if sub.pattern.is_some() {
@@ -162,8 +197,24 @@ impl Broker {
 
     /// Like [`Broker::publish`], but only to subscriptions of session `only_session`
     /// when given (a reply to the sending session alone).
+    ///
+    /// Other messages go through the bus first: alone it stamps their history
+    /// offset; in a cluster it carries them to the other nodes (and may deliver them
+    /// here itself, later: the count is then 0).
     pub fn publish_filtered(&self, message: Message, only_session: Option<&str>) -> usize {
-        let message = Arc::new(message);
+        let message = match only_session {
+            Some(_) => Arc::new(message),
+            None => match self.bus.publish(message) {
+                Some(m) => m,
+                None => return 0,
+            },
+        };
+        self.deliver(message, only_session)
+    }
+
+    /// Delivers to this node's subscribers only (the bus hands in what other nodes
+    /// published, and what it stamped for this one).
+    pub fn deliver(&self, message: Arc<Message>, only_session: Option<&str>) -> usize {
         let delivered = match message.kind {
             Kind::Queue => self.enqueue(message, None) as usize,
             Kind::Topic => {
@@ -176,6 +227,22 @@ impl Broker {
         };
         crate::ops::metrics::published(delivered);
         delivered
+    }
+
+    /// Deliveries a client ACKed: cluster queue messages are consumed.
+    pub fn acked(&self, acked: &[Unacked]) {
+        for u in acked.iter().filter(|u| u.from_queue) {
+            if u.message.entry.is_some() {
+                self.bus.consumed(&u.message);
+            }
+        }
+    }
+
+    /// After a queue delivery to `sub`: without acknowledgements it is consumed now.
+    fn delivered_from_queue(&self, sub: &Subscription, message: &Message) {
+        if message.entry.is_some() && (sub.ack == AckMode::Auto || sub.recipient.bodies_only) {
+            self.bus.consumed(message);
+        }
     }
 
     /// Queue messages that were NACKed or never acked go to another subscriber
@@ -192,8 +259,14 @@ impl Broker {
         let reg = self.registry.read();
         let mut queues = self.queues.lock();
         let q = queues.entry(message.key.clone()).or_default();
-        if deliver_one(&reg, &message.key, &mut q.next, &message, avoid) {
+        if let Some(sub) = deliver_one(&reg, &message.key, &mut q.next, &message, avoid) {
+            self.delivered_from_queue(sub, &message);
             return true;
+        }
+        if message.entry.is_some() {
+            // A cluster queue keeps waiting messages in Redis, not here.
+            self.bus.released(&message);
+            return false;
         }
         if q.pending.len() >= self.config.queue_capacity {
             tracing::warn!(queue = %message.key, "queue full: dropping its oldest message");
@@ -226,13 +299,13 @@ impl Broker {
 /// Round-robin over the subscriptions matching `destination`, skipping those that
 /// refuse (closing or overflowing sessions) and, when another exists, the session
 /// `avoid` that just gave the message back.
-fn deliver_one(
-    reg: &Registry,
-    destination: &str,
+fn deliver_one<'a>(
+    reg: &'a Registry,
+    destination: &'a str,
     next: &mut usize,
     message: &Arc<Message>,
     avoid: Option<&str>,
-) -> bool {
+) -> Option<&'a Arc<Subscription>> {
     let consumers: Vec<&Arc<Subscription>> = reg.matching(destination).collect();
     let n = consumers.len();
     let avoided = |s: &Subscription| avoid == Some(s.recipient.session_id.as_str());
@@ -244,10 +317,10 @@ fn deliver_one(
         }
         if sub.deliver(message, true).is_ok() {
             *next = (*next + i + 1) % n;
-            return true;
+            return Some(sub);
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]

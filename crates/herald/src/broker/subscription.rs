@@ -89,6 +89,8 @@ pub struct Unacked {
 struct AckState {
     unacked: VecDeque<Unacked>,
     closed: bool,
+    /// While history is being replayed: live messages wait here, in order.
+    recovering: Option<Vec<Arc<Message>>>,
 }
 
 #[derive(Debug)]
@@ -139,22 +141,38 @@ impl Subscription {
         message: &Arc<Message>,
         from_queue: bool,
     ) -> Result<(), PushError> {
-        let r = &self.recipient;
         let mut st = self.state.lock();
         if st.closed {
             return Err(PushError::Closed);
         }
+        if let Some(waiting) = &mut st.recovering {
+            waiting.push(message.clone());
+            return Ok(());
+        }
+        self.deliver_locked(&mut st, message, from_queue, None)
+    }
+
+    fn deliver_locked(
+        &self,
+        st: &mut AckState,
+        message: &Arc<Message>,
+        from_queue: bool,
+        extra: Option<(&str, &str)>,
+    ) -> Result<(), PushError> {
+        let r = &self.recipient;
         if r.bodies_only {
             return r.outbox.push(message.body_frame());
         }
         if self.ack == AckMode::Auto {
-            return r.outbox.push(message.frame_for(&self.id, None, r.version));
+            return r
+                .outbox
+                .push(message.frame_with(&self.id, None, r.version, extra));
         }
         let ack_id = r.next_ack_id();
         // 1.2 names the delivery by `ack`; 1.0/1.1 acknowledge by message-id.
         let ack_header = (r.version == Version::V1_2).then_some(ack_id.as_str());
         r.outbox
-            .push(message.frame_for(&self.id, ack_header, r.version))?;
+            .push(message.frame_with(&self.id, ack_header, r.version, extra))?;
         st.unacked.push_back(Unacked {
             ack_id,
             message: message.clone(),
@@ -180,6 +198,51 @@ impl Subscription {
             AckMode::Client => st.unacked.drain(..=pos).collect(),
             _ => vec![st.unacked.remove(pos).expect("position is in range")],
         })
+    }
+
+    /// Live messages wait from now until [`Subscription::finish_recovery`].
+    pub(crate) fn begin_recovery(&self) {
+        self.state.lock().recovering = Some(Vec::new());
+    }
+
+    /// Delivers the messages missed since the client's offset (`history`, oldest
+    /// first), then the live ones that waited meanwhile, skipping those the history
+    /// already held. The first frame carries `recovered:true`; when the gap could
+    /// not be filled, an empty MESSAGE with `recovered:false` comes first instead.
+    pub(crate) fn finish_recovery(&self, history: Vec<Arc<Message>>, recovered: bool) {
+        let mut st = self.state.lock();
+        let waiting = st.recovering.take().unwrap_or_default();
+        if st.closed {
+            return;
+        }
+        let mut flag = Some(("recovered", if recovered { "true" } else { "false" }));
+        if !recovered {
+            let notice = Arc::new(Message::from_parts(
+                format!("{}-recovery", self.recipient.session_id),
+                self.kind,
+                self.key.clone(),
+                self.destination.clone(),
+                None,
+                herald_stomp::Headers::new(),
+                bytes::Bytes::new(),
+            ));
+            let _ = self.deliver_locked(&mut st, &notice, false, flag.take());
+            // Auto-ack or not, the notice is nothing to acknowledge.
+            st.unacked.retain(|u| !Arc::ptr_eq(&u.message, &notice));
+        }
+        let last = history
+            .last()
+            .and_then(|m| m.position.as_ref().map(|p| p.offset));
+        for m in history.iter().chain(waiting.iter().filter(|m| {
+            match (&m.position, last) {
+                (Some(p), Some(last)) => p.offset > last,
+                _ => true,
+            }
+        })) {
+            if self.deliver_locked(&mut st, m, false, flag.take()).is_err() {
+                return;
+            }
+        }
     }
 
     /// Closes the subscription and hands back what was never acked.

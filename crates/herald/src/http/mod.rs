@@ -38,10 +38,14 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
 }
 
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {
+    let cluster = state.node.broker.bus().status();
+    // Degraded: Redis is unreachable; this node goes on delivering to its own sessions.
+    let status = if cluster.connected { "ok" } else { "degraded" };
     axum::Json(serde_json::json!({
-        "status": "ok",
+        "status": status,
         "node": state.node.id,
         "version": env!("CARGO_PKG_VERSION"),
+        "cluster": cluster,
     }))
 }
 

@@ -437,9 +437,19 @@ impl Session {
             .router
             .for_subscribe(destination, &self.principal.name)?;
         let recipient = self.recipient.clone().expect("connected");
+        // Resubscribing after a gap: `offset` (and `epoch`) of the last message seen.
+        let since = match frame.get("offset") {
+            Some(o) => Some(crate::cluster::Since {
+                offset: o.parse().map_err(|_| {
+                    StompError::new(format!("invalid offset '{o}': expected a number"))
+                })?,
+                epoch: frame.get("epoch").map(str::to_owned),
+            }),
+            None => None,
+        };
         let sub = Arc::new(Subscription::new(id.to_owned(), target, ack, recipient));
         self.subscriptions.insert(id.to_owned(), sub.clone());
-        self.node.broker.subscribe(sub);
+        self.node.broker.subscribe_from(sub, since);
         Ok(())
     }
 
@@ -489,6 +499,8 @@ impl Session {
         })?;
         if frame.command == Command::Nack {
             self.node.broker.redeliver(acked, Some(&self.id));
+        } else {
+            self.node.broker.acked(&acked);
         }
         Ok(())
     }

@@ -1,0 +1,74 @@
+//! Redis restarted mid-stream: local delivery goes on, /health says degraded,
+//! publishes that missed Redis are counted, and cross-node delivery resumes by itself.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::time::Duration;
+
+use common::*;
+use herald::broker::Kind;
+use redis_server::RedisServer;
+
+async fn node(redis: &RedisServer) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |c| {
+        c.cluster.redis_url = url;
+        c.cluster.heartbeat = Duration::from_millis(200);
+    })
+    .await
+}
+
+async fn health(server: &TestServer) -> serde_json::Value {
+    let (status, body) = server.http_get("/health").await;
+    assert_eq!(status, 200);
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn redis_restart_mid_stream() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut on_a = a.tcp().await;
+    let mut on_b = b.tcp().await;
+    on_a.subscribe("t", "/topic/t").await;
+    on_b.subscribe("t", "/topic/t").await;
+    let bus_b = b.node.broker.bus().clone();
+    wait_until("B listening", || bus_b.is_listening(Kind::Topic, "/topic/t")).await;
+    let mut p = a.tcp().await;
+    p.publish("/topic/t", "before").await;
+    assert_eq!(on_a.recv_body().await, "before");
+    assert_eq!(on_b.recv_body().await, "before");
+    assert_eq!(health(&a).await["status"], "ok");
+
+    redis.kill();
+    let bus_a = a.node.broker.bus().clone();
+    // Local delivery continues while Redis is gone.
+    p.publish("/topic/t", "during").await;
+    assert_eq!(on_a.recv_body().await, "during");
+    wait_until("A degraded", || !bus_a.status().connected).await;
+    let h = health(&a).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    p.publish("/topic/t", "during2").await;
+    assert_eq!(on_a.recv_body().await, "during2");
+    assert!(bus_a.status().failed_publishes >= 1);
+
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    // Cross-node delivery resumes once both nodes reconnected and resubscribed.
+    let resumed = loop {
+        assert!(tokio::time::Instant::now() < deadline, "cross-node delivery did not resume");
+        n += 1;
+        p.publish("/topic/t", &format!("after{n}")).await;
+        assert_eq!(on_a.recv_body().await, format!("after{n}"));
+        match on_b.next_event(Duration::from_millis(200)).await {
+            Some(Event::Frame(f)) => break String::from_utf8_lossy(&f.body).into_owned(),
+            _ => continue,
+        }
+    };
+    assert!(resumed.starts_with("after"), "{resumed}");
+    wait_until("A connected", || bus_a.status().connected).await;
+    assert_eq!(health(&a).await["status"], "ok");
+}

@@ -1,0 +1,127 @@
+//! Cluster queues over a real redis-server: each /queue message is consumed once
+//! cluster-wide, and what a dead node never acked goes to another node.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use herald::broker::Kind;
+use redis_server::RedisServer;
+
+async fn node(redis: &RedisServer) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |c| {
+        c.cluster.redis_url = url;
+        c.cluster.claim_after = Duration::from_secs(1);
+        c.cluster.heartbeat = Duration::from_millis(200);
+    })
+    .await
+}
+
+async fn consuming(server: &TestServer, key: &str) {
+    let bus = server.node.broker.bus().clone();
+    wait_until(&format!("node consuming {key}"), || bus.is_listening(Kind::Queue, key)).await;
+}
+
+/// Whatever arrives on any of `clients` within `quiet` of the last message.
+async fn drain(clients: &mut [&mut Client], want: usize) -> Vec<Vec<String>> {
+    let mut got: Vec<Vec<String>> = clients.iter().map(|_| Vec::new()).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.iter().map(Vec::len).sum::<usize>() < want && tokio::time::Instant::now() < deadline {
+        for (i, c) in clients.iter_mut().enumerate() {
+            if let Some(Event::Frame(f)) = c.next_event(Duration::from_millis(20)).await {
+                got[i].push(String::from_utf8_lossy(&f.body).into_owned());
+            }
+        }
+    }
+    // Anything more would be a duplicate.
+    for (i, c) in clients.iter_mut().enumerate() {
+        while let Some(Event::Frame(f)) = c.next_event(Duration::from_millis(300)).await {
+            got[i].push(String::from_utf8_lossy(&f.body).into_owned());
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn queue_messages_are_consumed_once_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let mut ca = a.tcp().await;
+    let mut cb = b.ws().await;
+    let mut cc = c.tcp().await;
+    for s in [&mut ca, &mut cb, &mut cc] {
+        s.subscribe("w", "/queue/jobs").await;
+    }
+    for n in [&a, &b, &c] {
+        consuming(n, "/queue/jobs").await;
+    }
+    let mut p = a.tcp().await;
+    let mut q = b.tcp().await;
+    for n in 0..60 {
+        p.publish_nowait("/queue/jobs", &format!("a{n}")).await;
+        q.publish_nowait("/queue/jobs", &format!("b{n}")).await;
+    }
+    let got = drain(&mut [&mut ca, &mut cb, &mut cc], 120).await;
+    let all: Vec<&String> = got.iter().flatten().collect();
+    let unique: HashSet<&String> = all.iter().copied().collect();
+    assert_eq!(all.len(), 120, "every message once: {got:?}");
+    assert_eq!(unique.len(), 120);
+    assert!(
+        got.iter().filter(|g| !g.is_empty()).count() >= 2,
+        "several nodes consumed: {:?}",
+        got.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn messages_wait_in_redis_for_a_consumer_on_any_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut p = a.tcp().await;
+    for n in 0..5 {
+        p.publish("/queue/later", &format!("l{n}")).await;
+    }
+    let mut late = b.tcp().await;
+    late.subscribe("l", "/queue/later").await;
+    for n in 0..5 {
+        assert_eq!(late.recv_body().await, format!("l{n}"));
+    }
+}
+
+#[tokio::test]
+async fn unacked_messages_of_a_killed_node_go_to_another_node() {
+    let redis = RedisServer::start();
+    let (mut a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    // A takes messages and never acks them.
+    let mut holder = a.tcp().await;
+    holder.subscribe_ack("w", "/queue/work", "client-individual").await;
+    consuming(&a, "/queue/work").await;
+    let mut p = c.tcp().await;
+    for n in 0..10 {
+        p.publish("/queue/work", &format!("w{n}")).await;
+    }
+    let mut held = HashSet::new();
+    for _ in 0..10 {
+        held.insert(holder.recv_body().await);
+    }
+    // B consumes too, acking; A dies mid-stream.
+    let mut taker = b.ws().await;
+    taker.subscribe("w", "/queue/work").await;
+    consuming(&b, "/queue/work").await;
+    a.shutdown_within(Duration::from_secs(10)).await;
+    for n in 10..15 {
+        p.publish("/queue/work", &format!("w{n}")).await;
+    }
+    let got = drain(&mut [&mut taker], 15).await.remove(0);
+    let got_set: HashSet<String> = got.iter().cloned().collect();
+    assert_eq!(got.len(), got_set.len(), "no duplicates: {got:?}");
+    for w in &held {
+        assert!(got_set.contains(w), "{w} redelivered after its node died: {got:?}");
+    }
+    assert_eq!(got.len(), 15, "{got:?}");
+}
