@@ -14,6 +14,9 @@
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
 #                     herald binary and the floor server; fails on errors, not speed)
+#   6. browser tests (tests/browser: the web UI in Debian's chromium via playwright-core;
+#      installs `chromium` with apt-get when it is missing; screenshots are kept in
+#      tests/browser/artifacts/)
 #
 # Every step runs even when an earlier one failed (steps that need the herald
 # binary are marked failed if it could not be built); the exit code is non-zero
@@ -21,7 +24,8 @@
 # that need it, loudly; with CI=true a missing tool is a failure.
 #
 # Environment: CARGO_TARGET_DIR (default <repo>/target), CI, NODE_TEST_ARGS and
-# PYTEST_ARGS (extra arguments for the two interop runners).
+# PYTEST_ARGS (extra arguments for the two interop runners), BROWSER_TEST_ARGS (for the
+# browser tests), CHROMIUM_PATH (default /usr/bin/chromium).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +36,8 @@ is_ci() { [[ "$CI" == "true" || "$CI" == "1" ]]; }
 
 NODE_DIR="$ROOT/tests/interop/node"
 PY_DIR="$ROOT/tests/interop/python"
+BROWSER_DIR="$ROOT/tests/browser"
+CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
 LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/herald-test.XXXXXX")"
 trap 'rm -rf "$LOG_DIR"' EXIT
 
@@ -173,6 +179,40 @@ install_python() {
   record "install python deps" PASS $((SECONDS - start))
 }
 
+# ------------------------------------------------------------------ 1b. browser
+BROWSER_READY=false
+install_browser() {
+  local name="install browser test deps"
+  banner "install: npm ci (tests/browser) + chromium"
+  if ! have node; then missing_tool "$name" node; return; fi
+  if ! have npm; then missing_tool "$name" npm; return; fi
+  local start=$SECONDS
+  if [[ ! -x "$CHROMIUM_PATH" ]]; then
+    echo "chromium is missing at $CHROMIUM_PATH; installing it with apt-get"
+    if have apt-get && [[ $(id -u) -eq 0 ]] \
+      && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      && [[ -x "$CHROMIUM_PATH" ]]; then
+      echo "installed $("$CHROMIUM_PATH" --version 2>/dev/null || echo chromium)"
+    else
+      missing_tool "$name" "chromium ($CHROMIUM_PATH; apt-get install chromium failed)"
+      return
+    fi
+  fi
+  local stamp="$BROWSER_DIR/node_modules/.herald-lock.sha256"
+  local want
+  want="$(sha_of "$BROWSER_DIR/package.json" "$BROWSER_DIR/package-lock.json")"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    echo "node_modules up to date"
+  elif (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund); then
+    echo "$want" >"$stamp"
+  else
+    record "$name" FAIL $((SECONDS - start))
+    return
+  fi
+  BROWSER_READY=true
+  record "$name" PASS $((SECONDS - start))
+}
+
 # ------------------------------------------------------------------ 1b. redis-server
 # The cluster tests (crates/herald/tests/cluster_*.rs) start private redis-servers;
 # without one they fail, never skip. Installed with apt-get when missing.
@@ -310,6 +350,41 @@ run_python() {
   record "$name" "$status" $((SECONDS - start)) "${passed:-0}" "$failed" "${skipped:-0}"
 }
 
+# ------------------------------------------------------------------ 6. browser
+run_browser() {
+  local name="browser tests (chromium)"
+  banner "$name"
+  if [[ $BROWSER_READY != true ]]; then
+    if is_ci || { have node && have npm; }; then record "$name" FAIL 0; else record "$name" SKIP 0; fi
+    echo "not run: browser test dependencies (chromium, playwright-core) are not installed" >&2
+    return
+  fi
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local log="$LOG_DIR/browser.log" start=$SECONDS status=PASS
+  # shellcheck disable=SC2086
+  (cd "$BROWSER_DIR" && CHROMIUM_PATH="$CHROMIUM_PATH" node --test --test-concurrency=1 --test-timeout=180000 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$log" \
+    ${BROWSER_TEST_ARGS:-} test/) 2>&1 || status=FAIL
+  local tests passed failed skipped cancelled
+  tests=$(last_count '^# tests ([0-9]+)' "$log")
+  passed=$(last_count '^# pass ([0-9]+)' "$log")
+  failed=$(last_count '^# fail ([0-9]+)' "$log")
+  skipped=$(last_count '^# skipped ([0-9]+)' "$log")
+  cancelled=$(last_count '^# cancelled ([0-9]+)' "$log")
+  failed=$(( ${failed:-0} + ${cancelled:-0} ))
+  if [[ -z "$tests" || "$tests" -eq 0 || $((${passed:-0} + failed)) -eq 0 ]]; then
+    echo "ERROR: the browser tests ran no test." >&2
+    status=FAIL
+  fi
+  echo "screenshots: $BROWSER_DIR/artifacts/"
+  record "$name" "$status" $((SECONDS - start)) "${passed:-0}" "$failed" "${skipped:-0}"
+}
+
 # ------------------------------------------------------------------ 6. bench smoke
 # wait_listening FILE PATTERN: the address printed after PATTERN in FILE (5 s max).
 wait_listening() {
@@ -388,12 +463,14 @@ run_bench_smoke() {
 echo "herald tests: root=$ROOT CI=$CI CARGO_TARGET_DIR=$TARGET_DIR"
 install_node
 install_python
+install_browser
 install_redis
 run_cargo_test
 build_herald
 run_node
 run_python
 run_bench_smoke
+run_browser
 
 banner "summary"
 printf '%s\n' "${SUMMARY[@]}"

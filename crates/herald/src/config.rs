@@ -22,6 +22,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
     pub ops: OpsConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -386,6 +387,16 @@ impl Default for ClusterConfig {
             heartbeat: Duration::from_secs(2),
         }
     }
+}
+
+/// The web UI served from the binary (`web.rs`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// `POST /api/dev/login {sub, roles}` mints a token with the first issuer that can
+    /// sign and sets it as the `auth.cookie_name` cookie: anyone can become anyone.
+    /// For demos and development only; never on a server others can reach.
+    pub dev_login: bool,
 }
 
 impl Config {

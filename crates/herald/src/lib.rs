@@ -16,6 +16,7 @@
 //! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
 //! - [`ops`]: metrics, the session registry, admin API, health, stats line.
 //! - [`node`], [`config`], [`server`], [`http`]: the running server around them.
+//! - `web`: the web UI (chat, notifications, admin, sign-in) embedded in the binary.
 
 pub mod apps;
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod transport;
+mod web;
 
 pub use config::Config;
 pub use server::Server;

@@ -34,6 +34,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .route("/api/users/{user}/messages", post(publish::to_user))
         .merge(apps)
         .merge(crate::ops::routes())
+        .merge(crate::web::routes())
         .with_state(state)
 }
 

@@ -1,0 +1,239 @@
+//! The web UI: plain HTML, CSS and ES modules from `crates/herald/web/`, embedded in the
+//! binary with rust-embed (no front-end build step), and the two small endpoints the
+//! pages need besides the STOMP and REST APIs they use like any client:
+//!
+//! - pages: `/` (what this server is), `/chat`, `/notifications`, `/admin`, `/signin`;
+//!   assets under `/web/...` (`/web/vendor/` holds @stomp/stompjs and sockjs-client,
+//!   copied from npm by `scripts/vendor-web.sh`);
+//! - `GET /api/web/session`: the auth mode, whether the development login is on, and
+//!   who the request's cookie or bearer token names;
+//! - `POST /api/dev/login` {sub, roles?, name?} (only with `web.dev_login = true` and an
+//!   issuer that can sign): mints a token (`auth::jwt::mint`) and sets it as the HttpOnly
+//!   `auth.cookie_name` cookie; `POST /api/dev/logout` clears it.
+//!
+//! Caching: every asset carries an `ETag` (its SHA-256) and is revalidated
+//! (`Cache-Control: no-cache`, 304 on `If-None-Match`); the vendored libraries, which
+//! change only with a new version, may be kept for a day.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Handshake;
+use crate::http::HttpState;
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "web/"]
+struct Assets;
+
+/// Page paths and the file each serves.
+const PAGES: &[(&str, &str)] = &[
+    ("/", "index.html"),
+    ("/chat", "chat.html"),
+    ("/notifications", "notifications.html"),
+    ("/admin", "admin.html"),
+    ("/signin", "signin.html"),
+];
+
+/// How long a development login's token lives.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+pub(crate) fn routes() -> axum::Router<HttpState> {
+    let mut router = axum::Router::new()
+        .route("/web/{*path}", get(asset))
+        .route("/api/web/session", get(session))
+        .route("/api/dev/login", post(dev_login))
+        .route("/api/dev/logout", post(dev_logout));
+    for (path, file) in PAGES {
+        router = router.route(path, get(move |headers: HeaderMap| async move { serve(file, &headers) }));
+    }
+    router
+}
+
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    serve(&path, &headers)
+}
+
+/// The content type by file extension (the assets are ours: a short list suffices).
+pub fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("txt" | "LICENSE") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn serve(path: &str, headers: &HeaderMap) -> Response {
+    let Some(file) = Assets::get(path) else {
+        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "not found").into_response();
+    };
+    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
+    let cache = if path.starts_with("vendor/") {
+        "public, max-age=86400"
+    } else {
+        "no-cache"
+    };
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, content_type(path))], file.data.into_owned()).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the sign-in page and the others need to know about authentication.
+async fn session(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let node = &state.node;
+    let auth = &node.auth;
+    let (user, error) = match auth.handshake(&headers, None).await {
+        Ok(Handshake::Authenticated(p)) => (
+            Some(json!({ "name": p.name, "displayName": p.display_name, "roles": p.roles })),
+            None,
+        ),
+        Ok(Handshake::NoToken) => (None, None),
+        Err(e) => (None, Some(e)),
+    };
+    Json(json!({
+        "mode": if auth.is_anonymous() { "anonymous" } else { "jwt" },
+        "required": auth.config.required,
+        "devLogin": dev_login_on(&state),
+        "adminRole": auth.config.admin_role,
+        "node": node.id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "user": user,
+        "error": error,
+    }))
+    .into_response()
+}
+
+fn dev_login_on(state: &HttpState) -> bool {
+    state.node.config.web.dev_login && !state.node.auth.is_anonymous()
+}
+
+#[derive(Deserialize)]
+struct DevLogin {
+    sub: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+async fn dev_login(
+    State(state): State<HttpState>,
+    body: Result<Json<DevLogin>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if !dev_login_on(&state) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the development login is off (web.dev_login = false, or no token issuer is configured)",
+        );
+    }
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let sub = req.sub.trim();
+    if sub.is_empty() || sub.len() > 255 {
+        return error(StatusCode::BAD_REQUEST, "'sub' must be 1 to 255 bytes");
+    }
+    let config = &state.node.auth.config;
+    let token = match crate::auth::jwt::mint(config, None, sub, req.name.as_deref(), &req.roles, DEV_TOKEN_TTL) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot mint a token: {e}")),
+    };
+    tracing::info!(sub, roles = ?req.roles, "development login");
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        config.cookie_name,
+        DEV_TOKEN_TTL.as_secs()
+    );
+    let mut response = Json(json!({
+        "sub": sub,
+        "roles": req.roles,
+        // Development only: the pages also send it as a bearer token to the REST API.
+        "token": token,
+        "expiresIn": DEV_TOKEN_TTL.as_secs(),
+    }))
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn dev_logout(State(state): State<HttpState>) -> Response {
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        state.node.auth.config.cookie_name
+    );
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_vendored_libraries_are_embedded() {
+        for (_, file) in PAGES {
+            assert!(Assets::get(file).is_some(), "{file} is not embedded");
+        }
+        for f in ["vendor/stomp.umd.min.js", "vendor/sockjs.min.js", "vendor/stompjs.LICENSE", "vendor/sockjs-client.LICENSE"] {
+            assert!(Assets::get(f).is_some(), "{f} is not embedded");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("vendor/stompjs.LICENSE"), "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn etag_revalidation_answers_304() {
+        let first = serve("index.html", &HeaderMap::new());
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(first.headers()[header::CACHE_CONTROL], "no-cache");
+        let etag = first.headers()[header::ETAG].clone();
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, etag);
+        assert_eq!(serve("index.html", &h).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(serve("nope.html", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
+    }
+}

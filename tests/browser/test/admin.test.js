@@ -1,0 +1,66 @@
+// The admin dashboard: sessions and destinations from the admin API, and the
+// messages-per-second chart moving while the test publishes.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { launchBrowser, newUserPage, postJson, shot, signInByName, sleep, startHerald, waitConnected } from '../lib/harness.js';
+
+let herald;
+let browser;
+before(async () => {
+  herald = await startHerald();
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await herald?.stop();
+});
+
+test('the admin chart moves under load', async () => {
+  // A chat user, so the dashboard has a session and a subscription to show.
+  const carol = await newUserPage(browser, herald.url);
+  const admin = await newUserPage(browser, herald.url);
+  try {
+    const rooms = await (await fetch(`${herald.url}/api/rooms`)).json();
+    await signInByName(carol.page, 'carol', `/chat?room=${rooms[0].id}`);
+    await waitConnected(carol.page, 'websocket');
+
+    await signInByName(admin.page, 'root', '/admin');
+    await waitConnected(admin.page);
+    await admin.page.waitForSelector('#sessions tbody tr td:text-is("carol")');
+    await admin.page.waitForSelector(`#destinations td:text-is("/topic/chat/room/${rooms[0].id}")`);
+
+    // Load: publish to the room's topic through the REST API for a few seconds
+    // (published counts in, each delivery to carol counts out).
+    const topic = `/topic/chat/room/${rooms[0].id}`;
+    const until = Date.now() + 4000;
+    let sent = 0;
+    let shotTaken = false;
+    while (Date.now() < until) {
+      await Promise.all(
+        Array.from({ length: 20 }, () =>
+          postJson(`${herald.url}/api/publish`, {
+            destination: topic,
+            body: { type: 'CHAT', chatRoomId: rooms[0].id, writer: 'load', message: `m${sent}`, timestamp: new Date().toISOString() },
+          }),
+        ),
+      );
+      sent += 20;
+      if (!shotTaken && Date.now() > until - 1000) {
+        shotTaken = true;
+        await shot(admin.page, 'admin-under-load');
+      }
+    }
+    await sleep(1500);
+    const chart = await admin.page.evaluate(() => window.heraldChart);
+    const peakIn = Math.max(...chart.in);
+    const peakOut = Math.max(...chart.out);
+    assert.ok(peakIn > 20, `published/s should have risen (peak ${peakIn}, sent ${sent})`);
+    assert.ok(peakOut > 20, `delivered/s should have risen (peak ${peakOut})`);
+    assert.notEqual(await admin.page.textContent('#rate-in'), '–');
+    await shot(admin.page, 'admin-after-load');
+    assert.deepEqual(admin.page.errors, []);
+  } finally {
+    await carol.context.close();
+    await admin.context.close();
+  }
+});
