@@ -113,7 +113,7 @@ function draw() {
     g.lineTo(right, y);
     g.stroke();
     g.textAlign = 'right';
-    g.fillText(fmt((max * i) / 4), left - 6, y + 4);
+    g.fillText(String(Number(((max * i) / 4).toPrecision(3))), left - 6, y + 4);
   }
   g.textAlign = 'left';
   g.fillText(`last ${POINTS} s`, left, h - 6);
