@@ -23,6 +23,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub ops: OpsConfig,
     pub web: WebConfig,
+    pub sockjs: SockJsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -493,6 +494,16 @@ impl Config {
         if c.heartbeat.is_zero() || c.claim_after.is_zero() {
             return err("cluster.heartbeat/claim_after", "must be more than 0s");
         }
+        let sj = &self.sockjs;
+        if !sj.path.starts_with('/') || sj.path.len() < 2 || sj.path.ends_with('/') {
+            return err(
+                "sockjs.path",
+                "must start with '/' and not end with '/', like \"/ws-sockjs\"",
+            );
+        }
+        if sj.heartbeat.is_zero() || sj.disconnect_delay.is_zero() {
+            return err("sockjs.heartbeat/disconnect_delay", "must be more than 0s");
+        }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");
         }
@@ -532,6 +543,52 @@ impl Config {
             max_frame: self.stomp.max_frame,
             max_headers: self.stomp.max_headers,
             max_header_line: self.stomp.max_header_line,
+        }
+    }
+}
+
+/// SockJS fallback transports (`transport::sockjs`), for browsers that cannot open a
+/// WebSocket: the same STOMP sessions over xhr, xhr-streaming, eventsource, htmlfile
+/// and jsonp.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SockJsConfig {
+    /// Serve STOMP over SockJS at `path`.
+    pub enabled: bool,
+    /// The SockJS endpoint (the URL given to `new SockJS(url)`).
+    pub path: String,
+    /// The sockjs-client script the `/iframe.html` page loads (for iframe transports).
+    pub client_url: String,
+    /// Offer the websocket transport (`/info` says so); off leaves only HTTP fallbacks.
+    pub websocket: bool,
+    /// Tell clients a `JSESSIONID` cookie is needed (sticky load balancers).
+    pub cookie_needed: bool,
+    /// How often a receiving request gets an `h` frame when nothing else is sent.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// How long a session lives with no receiving request before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub disconnect_delay: Duration,
+    /// Bytes a streaming response carries before it ends and the client opens another.
+    pub response_limit: usize,
+    /// Serve the protocol test suite's endpoints (`/echo`, `/close`,
+    /// `/disabled_websocket_echo`, `/cookie_needed_echo`): for conformance tests only.
+    pub test_endpoints: bool,
+}
+
+impl Default for SockJsConfig {
+    fn default() -> Self {
+        SockJsConfig {
+            enabled: true,
+            path: "/ws-sockjs".into(),
+            client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+                .into(),
+            websocket: true,
+            cookie_needed: false,
+            heartbeat: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(5),
+            response_limit: 128 * 1024,
+            test_endpoints: false,
         }
     }
 }

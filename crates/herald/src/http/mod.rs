@@ -32,6 +32,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .route("/health", get(health))
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))
+        .merge(transport::sockjs::routes(&state.node))
         .merge(apps)
         .merge(crate::ops::routes())
         .merge(crate::web::routes())

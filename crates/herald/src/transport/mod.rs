@@ -5,8 +5,9 @@
 //! drains the session's outbox into one write, keeps the heart-beats and the time to
 //! CONNECT with a single timer, and on any ending — DISCONNECT, bad input, slow
 //! consumer, heart-beat timeout, shutdown — writes at most one ERROR and closes.
-//! A transport (WebSocket, TCP, later SockJS) only implements read, write and close.
+//! A transport (WebSocket, TCP, SockJS) only implements read, write and close.
 
+pub(crate) mod sockjs;
 pub mod tcp;
 pub mod websocket;
 
