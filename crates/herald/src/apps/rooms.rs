@@ -2,7 +2,8 @@
 //! - STOMP: `/app/chat/join` {chatRoomId, writer}, `/app/chat/message`
 //!   {chatRoomId, writer, message}, `/app/chat/leave` {chatRoomId};
 //! - the plain JSON WebSocket `/ws/chat`: {chatRoomId, type: JOIN|CHAT|LEAVE, writer,
-//!   message}, answered with the same JSON the STOMP subscribers get;
+//!   message}, answered with the same JSON the STOMP subscribers get; the same chat
+//!   over SockJS at `/ws/chat-sockjs` (one JSON message per SockJS message);
 //! - REST: `GET /api/rooms`, `POST /api/rooms` {name}, `GET /api/rooms/{id}`.
 //!
 //! Presence: a room knows which sessions joined under which name; JOIN and LEAVE
@@ -242,11 +243,25 @@ impl Rooms {
             })
     }
 
-    /// REST routes: `GET/POST /api/rooms`, `GET /api/rooms/{id}`, and `/ws/chat`.
+    /// REST routes: `GET/POST /api/rooms`, `GET /api/rooms/{id}`, `/ws/chat`, and the
+    /// SockJS endpoint `/ws/chat-sockjs`.
     pub(crate) fn routes(&self) -> axum::Router<HttpState> {
         let (list, create, one) = (self.clone(), self.clone(), self.clone());
         let ws = self.clone();
+        let sockjs_rooms = self.clone();
+        let sockjs_chat: crate::transport::sockjs::App = Arc::new(move |conn, opened| {
+            let rooms = sockjs_rooms.clone();
+            Box::pin(async move {
+                let crate::transport::sockjs::Opened { state, admission } = opened;
+                plain_chat(conn, rooms, state.node, state.shutdown).await;
+                drop(admission);
+            })
+        });
         axum::Router::new()
+            .merge(
+                crate::transport::sockjs::Service::new("/ws/chat-sockjs", None, sockjs_chat)
+                    .routes(),
+            )
             .route(
                 "/api/rooms",
                 get(move || {
@@ -393,11 +408,11 @@ fn plain_chat_upgrade(
     upgrade.response.into_response()
 }
 
-/// A plain WebSocket chat client: it joins rooms by JSON message and receives each
-/// room event's JSON body. Bad messages get `{"type":"ERROR","error":...}` and the
-/// connection stays open.
-async fn plain_chat(
-    mut ws: WebSocket,
+/// A plain chat client (a WebSocket, or SockJS: any transport whose reads are whole
+/// messages): it joins rooms by JSON message and receives each room event's JSON
+/// body. Bad messages get `{"type":"ERROR","error":...}` and the connection stays open.
+async fn plain_chat<T: Transport>(
+    mut ws: T,
     rooms: Rooms,
     node: Arc<crate::node::Node>,
     shutdown: tokio_util::sync::CancellationToken,
