@@ -12,6 +12,7 @@
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
+#   +  sockjs-protocol conformance (scripts/sockjs-conformance.sh; needs SOCKJS_PROTOCOL_DIR)
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
 #                     herald binary and the floor server; fails on errors, not speed)
 #   6. browser tests (tests/browser: the web UI in Debian's chromium via playwright-core;
@@ -459,6 +460,32 @@ run_bench_smoke() {
   record "$name" "$status" $((SECONDS - start)) "$passed" "$failed"
 }
 
+# ------------------------------------------------------------------ 7. sockjs conformance
+# The SockJS protocol test suite (scripts/sockjs-conformance.sh): runs when
+# SOCKJS_PROTOCOL_DIR points at a sockjs-protocol checkout (not vendored: no license).
+run_sockjs_conformance() {
+  local name="sockjs-protocol conformance"
+  banner "$name"
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local log="$LOG_DIR/sockjs.log" start=$SECONDS rc=0
+  CARGO_TARGET_DIR="$TARGET_DIR" scripts/sockjs-conformance.sh 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  if ((rc == 2)); then
+    record "$name" SKIP $((SECONDS - start))
+    return
+  fi
+  # Known failures (hixie-76) are counted as skipped, unexpected ones as failed.
+  local passed failed unexpected
+  passed=$(last_count '^sockjs-protocol: ([0-9]+) passed' "$log")
+  failed=$(last_count '^sockjs-protocol: [0-9]+ passed, ([0-9]+) failed' "$log")
+  unexpected=$(last_count '^sockjs-protocol: .*\(([0-9]+) unexpected' "$log")
+  record "$name" "$([[ $rc == 0 ]] && echo PASS || echo FAIL)" $((SECONDS - start)) \
+    "${passed:-0}" "${unexpected:-0}" "$(( ${failed:-0} - ${unexpected:-0} ))"
+}
+
 # ------------------------------------------------------------------ main
 echo "herald tests: root=$ROOT CI=$CI CARGO_TARGET_DIR=$TARGET_DIR"
 install_node
@@ -469,6 +496,7 @@ run_cargo_test
 build_herald
 run_node
 run_python
+run_sockjs_conformance
 run_bench_smoke
 run_browser
 
