@@ -1,8 +1,9 @@
 //! Herald: a real-time messaging server speaking STOMP 1.0–1.2 over WebSocket and TCP.
 //!
 //! Layers, top to bottom (see docs/ARCHITECTURE.md):
-//! - [`transport`]: WebSocket (`/ws`) and TCP; bytes ⇄ frames; one task per connection
-//!   drives a session, its outbox, heart-beats and the final ERROR.
+//! - [`transport`]: WebSocket (`/ws`), TCP, and SockJS (`/ws-sockjs`, xhr/streaming/jsonp
+//!   fallbacks); bytes ⇄ frames; one task per connection drives a session, its outbox,
+//!   heart-beats and the final ERROR.
 //! - [`session`]: the STOMP state machine — CONNECT, SUBSCRIBE, SEND, ACK/NACK,
 //!   transactions, receipts — with no I/O.
 //! - [`handler`]: application handlers (`/app/**`), the HTTP backend proxy, and
