@@ -19,5 +19,9 @@ connect({
     $('#conn-state').textContent = state;
     $('#conn-transport').textContent = transport === 'sockjs' ? 'SockJS' : 'WebSocket';
     $('#conn-detail').textContent = detail;
+    if (transport === 'sockjs' && requestedTransport() !== 'sockjs') {
+      $('#switch-transport').textContent = 'fell back: the WebSocket failed';
+      $('#switch-transport').removeAttribute('href');
+    }
   },
 });
