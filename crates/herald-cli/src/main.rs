@@ -45,6 +45,10 @@ struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Notification database: sqlite://herald.db (default), sqlite::memory:,
+    /// mysql://user:pass@host/db or postgres://user@host/db.
+    #[arg(long, env = "HERALD_DATABASE_URL")]
+    database_url: Option<String>,
     /// Join a cluster: every node given the same Redis (redis://host:6379) serves
     /// the same destinations (config: cluster.redis_url).
     #[arg(long, value_name = "URL")]
@@ -119,6 +123,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.no_stomp {
         config.server.stomp = None;
+    }
+    if let Some(url) = args.database_url {
+        config.database.url = url;
     }
     if let Some(url) = args.redis_url {
         config.cluster.redis_url = url;

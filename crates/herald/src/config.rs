@@ -20,6 +20,8 @@ pub struct Config {
     pub apps: AppsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub database: DatabaseConfig,
+    pub notifications: NotificationsConfig,
     pub cluster: ClusterConfig,
     pub ops: OpsConfig,
     pub web: WebConfig,
@@ -400,6 +402,68 @@ pub struct WebConfig {
     pub dev_login: bool,
 }
 
+/// The notification store (issue [notify]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://herald.db` (a file, created when missing; a plain path works too),
+    /// `sqlite::memory:`, `mysql://user:pass@host:3306/db` (MariaDB too) or
+    /// `postgres://user@host:5432/db`. Flag: --database-url
+    pub url: String,
+    /// Connections in the pool (an in-memory SQLite database always has one).
+    pub max_connections: u32,
+    /// Longest a request waits for a connection before it fails (503).
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://herald.db".into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Notifications (issue [notify]): REST API, live delivery, read state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Off: no store is opened and the notification API answers 404.
+    pub enabled: bool,
+    /// User destination a user's notifications go to: clients subscribe to the user
+    /// prefix + this (`/user/queue/notifications`). Seed 004: "/queue/notification".
+    pub destination: String,
+    /// Where broadcasts are published (every subscriber).
+    pub broadcast_destination: String,
+    /// User destination for long-running job progress (`/user/queue/jobs`).
+    pub jobs_destination: String,
+    /// Read notifications (and broadcasts) older than this are deleted; "0s" keeps all.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often retention runs.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
+    /// Default page size of GET /api/notifications.
+    pub page_size: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            enabled: true,
+            destination: "/queue/notifications".into(),
+            broadcast_destination: "/topic/notifications".into(),
+            jobs_destination: "/queue/jobs".into(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_interval: Duration::from_secs(3600),
+            page_size: 20,
+        }
+    }
+}
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and the `HERALD_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -503,6 +567,20 @@ impl Config {
         }
         if sj.heartbeat.is_zero() || sj.disconnect_delay.is_zero() {
             return err("sockjs.heartbeat/disconnect_delay", "must be more than 0s");
+        }
+        let n = &self.notifications;
+        if n.enabled {
+            if self.database.url.is_empty() {
+                return err("database.url", "must name a database (or set notifications.enabled = false)");
+            }
+            for (key, d) in [("notifications.destination", &n.destination), ("notifications.jobs_destination", &n.jobs_destination), ("notifications.broadcast_destination", &n.broadcast_destination)] {
+                if !d.starts_with('/') {
+                    return err(key, "must start with '/'");
+                }
+            }
+            if !(1..=200).contains(&n.page_size) {
+                return err("notifications.page_size", "must be 1 to 200");
+            }
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");

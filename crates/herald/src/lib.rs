@@ -16,6 +16,8 @@
 //!   cluster queues, history and recovery by offset, presence.
 //! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
 //! - [`ops`]: metrics, the session registry, admin API, health, stats line.
+//! - [`notify`]: notifications — persisted (SQLite, MySQL, PostgreSQL), delivered live,
+//!   read state, job progress.
 //! - [`node`], [`config`], [`server`], [`http`]: the running server around them.
 //! - `web`: the web UI (chat, notifications, admin, sign-in) embedded in the binary.
 
@@ -27,6 +29,7 @@ pub mod config;
 pub mod handler;
 mod http;
 pub mod node;
+pub mod notify;
 pub mod ops;
 pub mod router;
 pub mod server;

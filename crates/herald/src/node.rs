@@ -40,6 +40,8 @@ pub struct Node {
     /// Open connections per client IP and sessions per user (auth limits).
     pub connections_per_ip: Arc<Counter<IpAddr>>,
     pub sessions_per_user: Arc<Counter<String>>,
+    /// The notification service, set by `Server::bind` when `notifications.enabled`.
+    pub notifications: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
     /// Live sessions, for the admin API.
     pub sessions: SessionRegistry,
     /// Renders `/metrics`.
@@ -77,6 +79,7 @@ impl Node {
             id,
             config,
             next_session: AtomicU64::new(1),
+            notifications: std::sync::OnceLock::new(),
         }))
     }
 

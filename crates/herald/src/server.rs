@@ -55,9 +55,17 @@ impl Server {
             ),
             None => None,
         };
+        let node = Node::new(config, handlers)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if node.config.notifications.enabled {
+            let (db, cfg) = (&node.config.database, &node.config.notifications);
+            let notifier = crate::notify::Notifier::open(db, cfg, node.messaging.clone())
+                .await
+                .with_context(|| format!("cannot open the notification database {} (database.url)", db.url))?;
+            let _ = node.notifications.set(notifier);
+        }
         Ok(Server {
-            node: Node::new(config, handlers)
-                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+            node,
             app_routes,
             http,
             stomp,
@@ -125,6 +133,9 @@ impl Server {
             node.config.ops.stats_interval,
             shutdown.clone(),
         ));
+        if let Some(notifier) = node.notifications.get() {
+            notifier.spawn_retention(shutdown.clone());
+        }
         if let Some(listener) = stomp {
             tasks.spawn(accept_stomp(
                 listener,

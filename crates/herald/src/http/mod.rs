@@ -1,7 +1,7 @@
 //! The HTTP listener's routes: `/ws` (STOMP over WebSocket), `/health`, the publish
 //! REST API (`publish.rs`), and the routes apps bring (`/api/rooms`, `/ws/chat`).
 
-mod publish;
+pub(crate) mod publish;
 
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))
         .merge(transport::sockjs::routes(&state.node))
+        .merge(crate::notify::http::routes())
         .merge(apps)
         .merge(crate::ops::routes())
         .merge(crate::web::routes())

@@ -1,0 +1,294 @@
+//! The notifications REST API.
+//!
+//! Services (an API key or a service/admin token, see `require_service`):
+//! - `POST /api/notifications` {user | users | memberId | broadcast: true, message,
+//!   type, title?, redirectPath?, payload?, idempotencyKey?} (or an `Idempotency-Key`
+//!   header) → 201 {notifications, delivered, duplicate: false}; a used key → 200 with
+//!   the earlier notifications and `duplicate: true`.
+//! - `POST /api/jobs/{id}/progress` {user, percent, status, result?, message?, title?,
+//!   redirectPath?} → 202 {delivered, notification}.
+//!
+//! The user themself (bearer token, cookie or query token; in anonymous mode an
+//! `X-User` header or `?user=`):
+//! - `GET /api/notifications?unread=true&limit=20&cursor=ID` → {items, nextCursor,
+//!   unreadCount}, newest first;
+//! - `GET /api/notifications/unread-count` → {unreadCount};
+//! - `POST /api/notifications/{id}/read` → {id, read: true, changed, unreadCount};
+//! - `POST /api/notifications/read-all` → {ids, unreadCount: 0}.
+//!
+//! A database failure answers 503 {"error": "notification store unavailable: ..."}.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, view};
+use crate::auth::Handshake;
+use crate::http::HttpState;
+use crate::http::publish::require_service;
+
+type Answer = (StatusCode, Json<Value>);
+type ApiResult = Result<Answer, Answer>;
+
+const MAX_PAGE: i64 = 200;
+
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/api/notifications", get(list).post(create))
+        .route("/api/notifications/unread-count", get(unread_count))
+        .route("/api/notifications/read-all", post(read_all))
+        .route("/api/notifications/{id}/read", post(read_one))
+        .route("/api/jobs/{id}/progress", post(job_progress))
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Answer {
+    (status, Json(json!({ "error": msg.into() })))
+}
+
+fn failed(e: NotifyError) -> Answer {
+    match e {
+        NotifyError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        NotifyError::Store(ref db) => {
+            tracing::warn!(error = %db, "notification store error");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
+
+fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
+    state.node.notifications.get().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "notifications are turned off (notifications.enabled = false)",
+        )
+    })
+}
+
+/// The user a read-state request is about: the principal of a valid cookie, bearer or
+/// query token; in anonymous mode (no issuer configured) the `X-User` header or the
+/// `user` query parameter.
+async fn owner(state: &HttpState, headers: &HeaderMap, query: Option<&str>) -> Result<String, Answer> {
+    let auth = &state.node.auth;
+    let unauthorized = |m: String| error(StatusCode::UNAUTHORIZED, m);
+    if auth.is_anonymous() {
+        let named = headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| query_param(query, "user"))
+            .filter(|u| !u.trim().is_empty());
+        return named.ok_or_else(|| {
+            unauthorized("name the user with an X-User header or ?user= (anonymous mode)".into())
+        });
+    }
+    match auth.handshake(headers, query).await {
+        Ok(Handshake::Authenticated(p)) => Ok(p.name),
+        Ok(Handshake::NoToken) => Err(unauthorized(
+            "no access token: send a bearer token, the auth cookie or the query token".into(),
+        )),
+        Err(e) => Err(unauthorized(format!("authentication failed: {e}"))),
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    user: Option<String>,
+    users: Option<Vec<String>>,
+    /// Seed 004's name; a number or a string.
+    member_id: Option<Value>,
+    #[serde(default)]
+    broadcast: bool,
+    message: String,
+    #[serde(rename = "type", default = "default_kind")]
+    kind: String,
+    #[serde(default)]
+    title: String,
+    redirect_path: Option<String>,
+    payload: Option<Value>,
+    idempotency_key: Option<String>,
+}
+
+fn default_kind() -> String {
+    "info".into()
+}
+
+async fn create(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    req: Result<Json<CreateRequest>, JsonRejection>,
+) -> ApiResult {
+    require_service(&state, &headers).await?;
+    let notifier = notifier(&state)?;
+    let Json(req) = req.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let member = match req.member_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "'memberId' must be a string or a number")),
+    };
+    let named = [req.user.is_some(), req.users.is_some(), member.is_some(), req.broadcast];
+    if named.iter().filter(|b| **b).count() != 1 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "give exactly one of 'user', 'users', 'memberId' or 'broadcast': true",
+        ));
+    }
+    let to = if req.broadcast {
+        Recipients::Everyone
+    } else {
+        Recipients::Users(req.users.or(req.user.map(|u| vec![u])).or(member.map(|m| vec![m])).unwrap_or_default())
+    };
+    let header_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let created = notifier
+        .notify(NewNotification {
+            to,
+            kind: req.kind,
+            title: req.title,
+            message: req.message,
+            redirect_path: req.redirect_path,
+            payload: req.payload,
+            idempotency_key: req.idempotency_key.or(header_key),
+        })
+        .await
+        .map_err(failed)?;
+    let status = if created.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((
+        status,
+        Json(json!({
+            "notifications": created.notifications.iter().map(view).collect::<Vec<_>>(),
+            "delivered": created.delivered,
+            "duplicate": created.duplicate,
+        })),
+    ))
+}
+
+async fn list(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
+    let notifier = notifier(&state)?;
+    let user = owner(&state, &headers, query.as_deref()).await?;
+    let q = query.as_deref();
+    let unread = matches!(query_param(q, "unread").as_deref(), Some("true" | "1"));
+    let limit = match query_param(q, "limit") {
+        None => notifier.config().page_size as i64,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("'limit' must be 1 to {MAX_PAGE}")))?,
+    };
+    let before = match query_param(q, "cursor").or_else(|| query_param(q, "before")) {
+        None => None,
+        Some(c) if c.is_empty() => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| error(StatusCode::BAD_REQUEST, "'cursor' must be a cursor from nextCursor"))?,
+        ),
+    };
+    let items = notifier
+        .list(&user, before, limit + 1, unread)
+        .await
+        .map_err(failed)?;
+    let more = items.len() as i64 > limit;
+    let items = &items[..items.len().min(limit as usize)];
+    let next = more.then(|| items.last().map(|n| n.id.to_string())).flatten();
+    let unread_count = notifier.unread_count(&user).await.map_err(failed)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "items": items.iter().map(view).collect::<Vec<_>>(),
+            "nextCursor": next,
+            "unreadCount": unread_count,
+        })),
+    ))
+}
+
+async fn unread_count(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
+    let notifier = notifier(&state)?;
+    let user = owner(&state, &headers, query.as_deref()).await?;
+    let n = notifier.unread_count(&user).await.map_err(failed)?;
+    Ok((StatusCode::OK, Json(json!({ "unreadCount": n }))))
+}
+
+async fn read_one(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let notifier = notifier(&state)?;
+    let user = owner(&state, &headers, query.as_deref()).await?;
+    let not_found = || error(StatusCode::NOT_FOUND, format!("no notification {id} for this user"));
+    let Ok(n) = id.parse::<i64>() else {
+        return Err(not_found());
+    };
+    match notifier.mark_read(&user, n).await.map_err(failed)? {
+        None => Err(not_found()),
+        Some((changed, unread)) => Ok((
+            StatusCode::OK,
+            Json(json!({ "id": n, "read": true, "changed": changed, "unreadCount": unread })),
+        )),
+    }
+}
+
+async fn read_all(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
+    let notifier = notifier(&state)?;
+    let user = owner(&state, &headers, query.as_deref()).await?;
+    let ids = notifier.mark_all_read(&user).await.map_err(failed)?;
+    Ok((StatusCode::OK, Json(json!({ "ids": ids, "unreadCount": 0 }))))
+}
+
+async fn job_progress(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    req: Result<Json<JobProgress>, JsonRejection>,
+) -> ApiResult {
+    require_service(&state, &headers).await?;
+    let notifier = notifier(&state)?;
+    let Json(mut job) = req.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    job.id = id;
+    let (delivered, created) = notifier.job_progress(&job).await.map_err(failed)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "delivered": delivered,
+            "notification": created.and_then(|c| c.notifications.first().map(view)),
+        })),
+    ))
+}

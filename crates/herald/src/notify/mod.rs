@@ -1,0 +1,460 @@
+//! Notifications (issue [notify], seed 004): persisted first, then delivered live.
+//!
+//! - [`Notifier::notify`] writes one row per recipient (a broadcast: one row for
+//!   everyone) in one transaction, and only after the commit publishes each row to
+//!   `/user/{id}` + `notifications.destination` (every session of that user) or, for a
+//!   broadcast, to `notifications.broadcast_destination`. A client that was offline, or
+//!   missed a message, finds it in its unread list: the database is the record, the
+//!   STOMP message only the live copy. A database error publishes nothing.
+//! - Read state is per user (`notification_reads`), so broadcasts have it too. Marking
+//!   read pushes `{"event":"read","ids":[..],"unreadCount":n}` to the user's
+//!   notification destination, so the badges of their other sessions update.
+//! - [`Notifier::job_progress`] pushes a long-running job's progress to the user's
+//!   `notifications.jobs_destination`; a final status (done/failed) is stored as a
+//!   notification too.
+//! - Storage: [`store::NotificationStore`] (SQLite, MySQL/MariaDB, PostgreSQL).
+//! - REST routes: `http.rs`.
+
+pub(crate) mod http;
+pub mod store;
+pub mod store_mysql;
+pub mod store_postgres;
+pub mod store_sqlite;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use herald_stomp::Headers;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DatabaseConfig, NotificationsConfig};
+use crate::handler::Messaging;
+pub use store::{Draft, MarkRead, NotificationStore, PoolSettings, Stored, EVERYONE};
+
+/// Field limits, checked before the database sees them (so every backend agrees).
+pub const MAX_USER: usize = 255;
+pub const MAX_KIND: usize = 100;
+pub const MAX_TITLE: usize = 255;
+pub const MAX_KEY: usize = 255;
+pub const MAX_REDIRECT: usize = 1024;
+pub const MAX_MESSAGE: usize = 16 * 1024;
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+pub const MAX_RECIPIENTS: usize = 10_000;
+
+/// Who a notification is for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Recipients {
+    Users(Vec<String>),
+    Everyone,
+}
+
+/// A notification to create.
+#[derive(Clone, Debug)]
+pub struct NewNotification {
+    pub to: Recipients,
+    pub kind: String,
+    pub title: String,
+    pub message: String,
+    pub redirect_path: Option<String>,
+    pub payload: Option<Value>,
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`Notifier::notify`] did.
+#[derive(Debug)]
+pub struct Created {
+    pub notifications: Vec<Stored>,
+    /// The idempotency key was used before: nothing was written or published.
+    pub duplicate: bool,
+    /// Subscriptions the live copies reached (0 when nobody was connected).
+    pub delivered: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The request is wrong (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed (503): nothing was published.
+    #[error("notification store unavailable: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+/// The notification service: the store plus live delivery through [`Messaging`].
+#[derive(Debug)]
+pub struct Notifier {
+    store: NotificationStore,
+    messaging: Messaging,
+    config: NotificationsConfig,
+}
+
+impl Notifier {
+    /// Opens the store (running its migrations).
+    pub async fn open(
+        database: &DatabaseConfig,
+        config: &NotificationsConfig,
+        messaging: Messaging,
+    ) -> Result<Arc<Notifier>, sqlx::Error> {
+        let settings = PoolSettings {
+            max_connections: database.max_connections,
+            acquire_timeout: database.acquire_timeout,
+        };
+        let store = NotificationStore::open(&database.url, &settings).await?;
+        tracing::info!(backend = store.backend(), "notification store ready");
+        Ok(Arc::new(Notifier {
+            store,
+            messaging,
+            config: config.clone(),
+        }))
+    }
+
+    pub fn store(&self) -> &NotificationStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &NotificationsConfig {
+        &self.config
+    }
+
+    /// Persists `n`, then publishes it. A repeated idempotency key returns the
+    /// earlier notifications and publishes nothing again.
+    pub async fn notify(&self, n: NewNotification) -> Result<Created, NotifyError> {
+        let recipients = validate(&n)?;
+        let draft = Draft {
+            kind: n.kind,
+            title: n.title,
+            message: n.message,
+            redirect_path: n.redirect_path,
+            payload: n.payload.map(|p| p.to_string()),
+            idempotency_key: n.idempotency_key,
+            created_at: now_ms(),
+        };
+        let inserted = self.store.insert(&recipients, &draft).await?;
+        if inserted.duplicate {
+            return Ok(Created {
+                notifications: inserted.rows,
+                duplicate: true,
+                delivered: 0,
+            });
+        }
+        let delivered = inserted.rows.iter().map(|row| self.publish(row)).sum();
+        Ok(Created {
+            notifications: inserted.rows,
+            duplicate: false,
+            delivered,
+        })
+    }
+
+    /// The live copy of a committed row. It cannot lose the notification: the row is
+    /// already stored, and a session that misses this finds it in its unread list.
+    fn publish(&self, row: &Stored) -> usize {
+        let body = Bytes::from(message_json(row, "notification").to_string());
+        let headers = event_headers("notification");
+        if row.recipient == EVERYONE {
+            match self
+                .messaging
+                .send(&self.config.broadcast_destination, &headers, body)
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, id = row.id, "broadcast stored but not published");
+                    0
+                }
+            }
+        } else {
+            self.messaging
+                .send_to_user(&row.recipient, &self.config.destination, &headers, body)
+        }
+    }
+
+    pub async fn list(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: i64,
+        unread_only: bool,
+    ) -> Result<Vec<Stored>, NotifyError> {
+        Ok(self.store.list(user, before, limit, unread_only).await?)
+    }
+
+    pub async fn unread_count(&self, user: &str) -> Result<i64, NotifyError> {
+        Ok(self.store.unread_count(user).await?)
+    }
+
+    /// Marks one notification read and tells the user's sessions. `None`: not found.
+    pub async fn mark_read(&self, user: &str, id: i64) -> Result<Option<(bool, i64)>, NotifyError> {
+        let marked = match self.store.mark_read(user, id, now_ms()).await? {
+            MarkRead::NotFound => return Ok(None),
+            MarkRead::AlreadyRead => false,
+            MarkRead::Marked => true,
+        };
+        let unread = self.store.unread_count(user).await?;
+        if marked {
+            self.push_read(user, &[id], unread, false);
+        }
+        Ok(Some((marked, unread)))
+    }
+
+    /// Marks everything read; returns the ids it marked.
+    pub async fn mark_all_read(&self, user: &str) -> Result<Vec<i64>, NotifyError> {
+        let ids = self.store.mark_all_read(user, now_ms()).await?;
+        if !ids.is_empty() {
+            self.push_read(user, &ids, 0, true);
+        }
+        Ok(ids)
+    }
+
+    /// `{"event":"read","type":"read","ids":[..],"unreadCount":n,"all":bool}` to every
+    /// session of `user`, so other devices update their badges.
+    fn push_read(&self, user: &str, ids: &[i64], unread: i64, all: bool) {
+        let body = json!({
+            "event": "read",
+            "type": "read",
+            "memberId": user,
+            "ids": ids,
+            "unreadCount": unread,
+            "all": all,
+        });
+        self.messaging.send_to_user(
+            user,
+            &self.config.destination,
+            &event_headers("read"),
+            Bytes::from(body.to_string()),
+        );
+    }
+
+    /// A long-running job's progress, pushed to `user`'s jobs destination. A final
+    /// status ("done" or "failed") is stored first as a notification (idempotent per
+    /// job and status), then both are published. Returns (delivered, notification).
+    pub async fn job_progress(&self, job: &JobProgress) -> Result<(usize, Option<Created>), NotifyError> {
+        if job.user.is_empty() || job.user.len() > MAX_USER || job.user == EVERYONE {
+            return Err(NotifyError::Invalid(format!(
+                "'user' must name one user (1 to {MAX_USER} bytes, not '*')"
+            )));
+        }
+        if !(0.0..=100.0).contains(&job.percent) {
+            return Err(NotifyError::Invalid("'percent' must be between 0 and 100".into()));
+        }
+        if job.status.is_empty() || job.status.len() > 50 {
+            return Err(NotifyError::Invalid("'status' must be 1 to 50 bytes".into()));
+        }
+        let final_status = matches!(job.status.as_str(), "done" | "failed");
+        let created = if final_status {
+            let message = job.message.clone().unwrap_or_else(|| {
+                if job.status == "done" {
+                    format!("Job {} is done.", job.id)
+                } else {
+                    format!("Job {} failed.", job.id)
+                }
+            });
+            Some(
+                self.notify(NewNotification {
+                    to: Recipients::Users(vec![job.user.clone()]),
+                    kind: format!("job.{}", job.status),
+                    title: job.title.clone().unwrap_or_else(|| format!("Job {}", job.id)),
+                    message,
+                    redirect_path: job.redirect_path.clone(),
+                    payload: Some(json!({
+                        "jobId": job.id,
+                        "status": job.status,
+                        "result": job.result,
+                    })),
+                    idempotency_key: Some(format!("job:{}:{}", job.id, job.status)),
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        let body = json!({
+            "event": "job",
+            "jobId": job.id,
+            "memberId": job.user,
+            "percent": job.percent,
+            "status": job.status,
+            "result": job.result,
+            "notificationId": created.as_ref().and_then(|c| c.notifications.first()).map(|n| n.id),
+        });
+        let delivered = self.messaging.send_to_user(
+            &job.user,
+            &self.config.jobs_destination,
+            &event_headers("job"),
+            Bytes::from(body.to_string()),
+        );
+        Ok((delivered, created))
+    }
+
+    /// Retention: deletes read notifications (and broadcasts) older than
+    /// `notifications.retention`, every `notifications.retention_interval`, until
+    /// `shutdown`. A zero retention keeps everything.
+    pub fn spawn_retention(self: &Arc<Self>, shutdown: CancellationToken) {
+        let retention = self.config.retention;
+        if retention.is_zero() {
+            return;
+        }
+        let every = self.config.retention_interval.max(Duration::from_secs(1));
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let cutoff = now_ms() - retention.as_millis() as i64;
+                match this.store.purge(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "notification retention"),
+                    Err(e) => tracing::warn!(error = %e, "notification retention failed"),
+                }
+            }
+        });
+    }
+}
+
+/// `POST /api/jobs/{id}/progress`.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobProgress {
+    #[serde(skip)]
+    pub id: String,
+    pub user: String,
+    #[serde(default)]
+    pub percent: f64,
+    pub status: String,
+    #[serde(default)]
+    pub result: Option<Value>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub redirect_path: Option<String>,
+}
+
+fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
+    let bad = |m: String| Err(NotifyError::Invalid(m));
+    let recipients = match &n.to {
+        Recipients::Everyone => vec![EVERYONE.to_owned()],
+        Recipients::Users(users) => {
+            if users.is_empty() {
+                return bad("no recipient: give 'user', 'users' or 'broadcast': true".into());
+            }
+            if users.len() > MAX_RECIPIENTS {
+                return bad(format!("at most {MAX_RECIPIENTS} users per request"));
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::with_capacity(users.len());
+            for u in users {
+                if u.is_empty() || u.len() > MAX_USER || u == EVERYONE {
+                    return bad(format!(
+                        "user '{u}': a user id is 1 to {MAX_USER} bytes and not '*'"
+                    ));
+                }
+                if seen.insert(u.as_str()) {
+                    out.push(u.clone());
+                }
+            }
+            out
+        }
+    };
+    if n.message.is_empty() || n.message.len() > MAX_MESSAGE {
+        return bad(format!("'message' must be 1 to {MAX_MESSAGE} bytes"));
+    }
+    if n.kind.is_empty() || n.kind.len() > MAX_KIND {
+        return bad(format!("'type' must be 1 to {MAX_KIND} bytes"));
+    }
+    if n.title.len() > MAX_TITLE {
+        return bad(format!("'title' must be at most {MAX_TITLE} bytes"));
+    }
+    if n.redirect_path.as_ref().is_some_and(|r| r.len() > MAX_REDIRECT) {
+        return bad(format!("'redirectPath' must be at most {MAX_REDIRECT} bytes"));
+    }
+    if let Some(k) = &n.idempotency_key {
+        if k.is_empty() || k.len() > MAX_KEY {
+            return bad(format!("the idempotency key must be 1 to {MAX_KEY} bytes"));
+        }
+    }
+    if n.payload.as_ref().is_some_and(|p| p.to_string().len() > MAX_PAYLOAD) {
+        return bad(format!("'payload' must serialize to at most {MAX_PAYLOAD} bytes"));
+    }
+    Ok(recipients)
+}
+
+/// A notification as clients see it, in the REST API and in the live message:
+/// seed 004's {memberId, notificationId, message, redirectPath} plus the rest.
+/// `memberId` is null and `broadcast` true for a broadcast.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct View<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    notification_id: i64,
+    member_id: Option<&'a str>,
+    broadcast: bool,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    message: &'a str,
+    redirect_path: Option<&'a str>,
+    payload: Value,
+    created_at: String,
+    read: bool,
+    read_at: Option<String>,
+}
+
+/// The JSON of a stored notification (`event` is set on live messages only).
+pub fn view(row: &Stored) -> Value {
+    to_json(row, None)
+}
+
+fn message_json(row: &Stored, event: &str) -> Value {
+    to_json(row, Some(event))
+}
+
+fn to_json(row: &Stored, event: Option<&str>) -> Value {
+    let broadcast = row.recipient == EVERYONE;
+    serde_json::to_value(View {
+        event,
+        notification_id: row.id,
+        member_id: (!broadcast).then_some(row.recipient.as_str()),
+        broadcast,
+        kind: &row.kind,
+        title: &row.title,
+        message: &row.message,
+        redirect_path: row.redirect_path.as_deref(),
+        payload: row
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null),
+        created_at: rfc3339(row.created_at),
+        read: row.read_at.is_some(),
+        read_at: row.read_at.map(rfc3339),
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// MESSAGE headers: JSON, and `herald-event` (notification, read or job) so a client
+/// can tell them apart without parsing.
+fn event_headers(event: &str) -> Headers {
+    let mut h = Headers::new();
+    h.push("content-type", "application/json");
+    h.push("herald-event", event);
+    h
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
