@@ -58,6 +58,8 @@ impl TestServer {
         cfg.server.http = "127.0.0.1:0".parse().unwrap();
         cfg.server.stomp = Some("127.0.0.1:0".parse().unwrap());
         cfg.server.drain_timeout = Duration::from_secs(2);
+        // Notifications: an in-memory SQLite database, so no test leaves herald.db behind.
+        cfg.database.url = "sqlite::memory:".into();
         tweak(&mut cfg);
         let server = herald::Server::bind_with(cfg, handlers)
             .await
@@ -983,5 +985,57 @@ impl Client {
         self.publish(topic, "still here").await;
         assert_eq!(self.recv_body().await, "still here");
         self.unsubscribe(&id).await;
+    }
+}
+
+impl TestServer {
+    /// An HTTP request with extra `headers` and an optional JSON body; returns (status,
+    /// body parsed as JSON, or the text as a JSON string when it is not JSON).
+    pub async fn http_call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        json: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let body = json.unwrap_or("");
+        let fut = async {
+            let mut s = TcpStream::connect(self.http).await.unwrap();
+            let mut req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+                self.http,
+                body.len()
+            );
+            if json.is_some() {
+                req.push_str("Content-Type: application/json\r\n");
+            }
+            for (name, value) in headers {
+                req.push_str(&format!("{name}: {value}\r\n"));
+            }
+            req.push_str("\r\n");
+            req.push_str(body);
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).await.unwrap();
+            resp
+        };
+        let resp = tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("HTTP response in time");
+        let text = String::from_utf8_lossy(&resp);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
+        let body = &resp[split + 4..];
+        let v = serde_json::from_slice(body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+        });
+        (status, v)
     }
 }

@@ -1,0 +1,596 @@
+//! Notifications (issue [notify]) against all three stores: SQLite in-process, and the
+//! MariaDB (127.0.0.1:3306, root) and PostgreSQL (127.0.0.1:5432, trust) that run on
+//! this machine. Every test gets a fresh database of its own (`herald_test_<random>`),
+//! dropped at the end. Under CI=true a database that cannot be reached fails the test;
+//! locally it is skipped with a printed reason. Override the servers with
+//! HERALD_TEST_MYSQL_URL / HERALD_TEST_POSTGRES_URL (URLs without a database name for
+//! MySQL, of an existing database for PostgreSQL).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use herald_stomp::Frame;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+/// A database for one test: its URL, and for MySQL/PostgreSQL what to drop at the end.
+struct TestDb {
+    url: String,
+    drop: Option<(Backend, String, String)>,
+}
+
+fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+impl TestDb {
+    async fn new(backend: Backend) -> Option<TestDb> {
+        let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+        let (admin, url) = match backend {
+            Backend::Sqlite => {
+                return Some(TestDb {
+                    url: "sqlite::memory:".into(),
+                    drop: None,
+                });
+            }
+            Backend::MySql => {
+                let admin = std::env::var("HERALD_TEST_MYSQL_URL")
+                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+                let url = format!("{}/{name}", admin.trim_end_matches('/'));
+                (admin, url)
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("HERALD_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                let url = format!("{base}/{name}");
+                (admin, url)
+            }
+        };
+        let created = match backend {
+            Backend::MySql => async {
+                let mut c = sqlx::MySqlConnection::connect(&admin).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await?;
+                c.close().await
+            }
+            .await,
+            _ => async {
+                let mut c = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await?;
+                c.close().await
+            }
+            .await,
+        };
+        if let Err(e) = created {
+            let reason = format!("{backend:?} at {admin} is not reachable: {e}");
+            if in_ci() {
+                panic!("{reason} (CI=true: a missing database fails the test)");
+            }
+            eprintln!("SKIPPED: {reason}");
+            return None;
+        }
+        Some(TestDb {
+            url,
+            drop: Some((backend, admin, name)),
+        })
+    }
+
+    /// Drops the database now (the server's connections see it vanish).
+    fn drop_now(&mut self) {
+        let Some((backend, admin, name)) = self.drop.take() else {
+            return;
+        };
+        // Drop may run inside the test's runtime: use a thread with its own.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let r = match backend {
+                    Backend::MySql => match sqlx::MySqlConnection::connect(&admin).await {
+                        Ok(mut c) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+                            .execute(&mut c)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    },
+                    _ => match sqlx::PgConnection::connect(&admin).await {
+                        Ok(mut c) => {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                                .execute(&mut c)
+                                .await
+                                .map(|_| ())
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                if let Err(e) = r {
+                    eprintln!("could not drop test database {name}: {e}");
+                }
+            })
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+async fn server(db: &TestDb) -> TestServer {
+    server_with(db, |_| {}).await
+}
+
+async fn server_with(db: &TestDb, tweak: impl FnOnce(&mut herald::Config)) -> TestServer {
+    let url = db.url.clone();
+    TestServer::with(move |c| {
+        c.database.url = url;
+        c.database.acquire_timeout = Duration::from_secs(2);
+        tweak(c);
+    })
+    .await
+}
+
+const NOTIFICATIONS: &str = "/user/queue/notifications";
+
+async fn subscriber(s: &TestServer, transport: Transport, user: &str) -> Client {
+    let (mut c, _) = s.connect_as(transport, user).await;
+    c.subscribe("n", NOTIFICATIONS).await;
+    c
+}
+
+async fn post(s: &TestServer, body: Value) -> (u16, Value) {
+    s.http_call("POST", "/api/notifications", &[], Some(&body.to_string()))
+        .await
+}
+
+async fn get_as(s: &TestServer, user: &str, path: &str) -> (u16, Value) {
+    s.http_call("GET", path, &[("X-User", user)], None).await
+}
+
+async fn post_as(s: &TestServer, user: &str, path: &str) -> (u16, Value) {
+    s.http_call("POST", path, &[("X-User", user)], None).await
+}
+
+fn json_of(f: &Frame) -> Value {
+    serde_json::from_slice(&f.body).unwrap_or_else(|e| panic!("not JSON ({e}): {f:?}"))
+}
+
+async fn next_json(c: &mut Client) -> (Frame, Value) {
+    let f = c.recv_message().await;
+    let v = json_of(&f);
+    (f, v)
+}
+
+// ---------------------------------------------------------------------------------
+
+/// Persisted, then delivered live to every session of the user (TCP and WebSocket),
+/// with seed 004's fields; nobody else receives it.
+async fn delivered_live_to_every_session(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut ws = subscriber(&s, Transport::Ws, "alice").await;
+    let mut tcp = subscriber(&s, Transport::Tcp, "alice").await;
+    let mut bob = subscriber(&s, Transport::Ws, "bob").await;
+    let (status, body) = post(
+        &s,
+        json!({"user": "alice", "type": "comment", "title": "New comment",
+               "message": "Bob commented", "redirectPath": "/posts/7",
+               "payload": {"postId": 7, "tags": ["a"]}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["delivered"], 2, "{body}");
+    let id = body["notifications"][0]["notificationId"].as_i64().unwrap();
+    for c in [&mut ws, &mut tcp] {
+        let (f, v) = next_json(c).await;
+        assert_eq!(f.get("destination"), Some(NOTIFICATIONS));
+        assert_eq!(f.get("herald-event"), Some("notification"));
+        assert_eq!(v["event"], "notification");
+        assert_eq!(v["notificationId"], id);
+        assert_eq!(v["memberId"], "alice");
+        assert_eq!(v["message"], "Bob commented");
+        assert_eq!(v["redirectPath"], "/posts/7");
+        assert_eq!(v["type"], "comment");
+        assert_eq!(v["title"], "New comment");
+        assert_eq!(v["payload"], json!({"postId": 7, "tags": ["a"]}));
+        assert_eq!(v["read"], false);
+        assert!(v["createdAt"].as_str().unwrap().ends_with('Z'), "{v}");
+    }
+    bob.expect_silence(Duration::from_millis(200)).await;
+    // Stored: the list has it, unread.
+    let (status, list) = get_as(&s, "alice", "/api/notifications").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["items"][0]["notificationId"], id);
+    assert_eq!(list["unreadCount"], 1);
+}
+
+/// A list of users gets one row each; a broadcast reaches every subscriber of the
+/// broadcast topic and every user's list, with per-user read state.
+async fn users_list_and_broadcast(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut a = subscriber(&s, Transport::Ws, "ann").await;
+    let mut c = subscriber(&s, Transport::Tcp, "cid").await;
+    a.subscribe("b", "/topic/notifications").await;
+    c.subscribe("b", "/topic/notifications").await;
+    let (status, body) = post(&s, json!({"users": ["ann", "cid", "ann"], "message": "hi", "type": "t"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["notifications"].as_array().unwrap().len(), 2, "duplicates in 'users' collapse");
+    assert_eq!(next_json(&mut a).await.1["memberId"], "ann");
+    assert_eq!(next_json(&mut c).await.1["memberId"], "cid");
+
+    let (status, body) = post(&s, json!({"broadcast": true, "message": "maintenance at 10", "type": "system"})).await;
+    assert_eq!(status, 201, "{body}");
+    let bid = body["notifications"][0]["notificationId"].as_i64().unwrap();
+    for cl in [&mut a, &mut c] {
+        let (f, v) = next_json(cl).await;
+        assert_eq!(f.get("destination"), Some("/topic/notifications"));
+        assert_eq!(v["broadcast"], true);
+        assert_eq!(v["memberId"], Value::Null);
+        assert_eq!(v["notificationId"], bid);
+    }
+    // Someone who never connected sees the broadcast too.
+    let (_, list) = get_as(&s, "dan", "/api/notifications").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["unreadCount"], 1);
+    // Read by ann only.
+    let (status, r) = post_as(&s, "ann", &format!("/api/notifications/{bid}/read")).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["unreadCount"], 1, "ann still has her own one unread: {r}");
+    let (_, cnt) = get_as(&s, "cid", "/api/notifications/unread-count").await;
+    assert_eq!(cnt["unreadCount"], 2, "cid's broadcast stays unread: {cnt}");
+    // Exactly one of the two recipient fields.
+    let (status, e) = post(&s, json!({"user": "x", "broadcast": true, "message": "m"})).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("exactly one"), "{e}");
+    let (status, _) = post(&s, json!({"memberId": 42, "message": "seed 004 shape"})).await;
+    assert_eq!(status, 201);
+    let (_, l) = get_as(&s, "42", "/api/notifications").await;
+    assert_eq!(l["items"][0]["memberId"], "42", "{l}");
+}
+
+/// Newest first, cursor pagination, unread filter, read one / read all pushed to the
+/// user's other sessions with the new unread count.
+async fn read_state_pushed_to_other_sessions(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, body) = post(&s, json!({"user": "eve", "message": format!("n{i}")})).await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["notifications"][0]["notificationId"].as_i64().unwrap());
+    }
+    let mut other = subscriber(&s, Transport::Ws, "eve").await;
+    // Pages of two, newest first.
+    let (_, p1) = get_as(&s, "eve", "/api/notifications?limit=2").await;
+    let got: Vec<i64> = p1["items"].as_array().unwrap().iter().map(|n| n["notificationId"].as_i64().unwrap()).collect();
+    assert_eq!(got, vec![ids[4], ids[3]], "{p1}");
+    let cursor = p1["nextCursor"].as_str().unwrap().to_owned();
+    let (_, p2) = get_as(&s, "eve", &format!("/api/notifications?limit=2&cursor={cursor}")).await;
+    let got: Vec<i64> = p2["items"].as_array().unwrap().iter().map(|n| n["notificationId"].as_i64().unwrap()).collect();
+    assert_eq!(got, vec![ids[2], ids[1]], "{p2}");
+    let cursor = p2["nextCursor"].as_str().unwrap().to_owned();
+    let (_, p3) = get_as(&s, "eve", &format!("/api/notifications?limit=2&cursor={cursor}")).await;
+    assert_eq!(p3["items"].as_array().unwrap().len(), 1);
+    assert_eq!(p3["nextCursor"], Value::Null, "{p3}");
+
+    // Read one: the other session hears of it.
+    let (status, r) = post_as(&s, "eve", &format!("/api/notifications/{}/read", ids[1])).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!((r["changed"].clone(), r["unreadCount"].clone()), (json!(true), json!(4)));
+    let (f, v) = next_json(&mut other).await;
+    assert_eq!(f.get("herald-event"), Some("read"));
+    assert_eq!(v["type"], "read");
+    assert_eq!(v["ids"], json!([ids[1]]));
+    assert_eq!(v["unreadCount"], 4);
+    // Again: no change, no push.
+    let (_, r) = post_as(&s, "eve", &format!("/api/notifications/{}/read", ids[1])).await;
+    assert_eq!(r["changed"], false);
+    // Someone else's, or no such id: 404.
+    let (status, _) = post_as(&s, "mallory", &format!("/api/notifications/{}/read", ids[2])).await;
+    assert_eq!(status, 404);
+    let (status, _) = post_as(&s, "eve", "/api/notifications/999999999/read").await;
+    assert_eq!(status, 404);
+
+    let (_, unread) = get_as(&s, "eve", "/api/notifications?unread=true").await;
+    let items = unread["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(items.iter().all(|n| n["read"] == false && n["notificationId"] != ids[1]));
+    let (_, all) = get_as(&s, "eve", "/api/notifications").await;
+    let read_one = all["items"].as_array().unwrap().iter().find(|n| n["notificationId"] == ids[1]).unwrap().clone();
+    assert_eq!(read_one["read"], true);
+    assert!(read_one["readAt"].is_string());
+
+    let (status, r) = post_as(&s, "eve", "/api/notifications/read-all").await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["ids"].as_array().unwrap().len(), 4);
+    let (_, v) = next_json(&mut other).await;
+    assert_eq!((v["event"].clone(), v["unreadCount"].clone(), v["all"].clone()), (json!("read"), json!(0), json!(true)));
+    let (_, cnt) = get_as(&s, "eve", "/api/notifications/unread-count").await;
+    assert_eq!(cnt["unreadCount"], 0);
+    // No user named: 401.
+    let (status, e) = s.http_call("GET", "/api/notifications", &[], None).await;
+    assert_eq!(status, 401, "{e}");
+    // The query parameter names the user too (anonymous mode).
+    let (status, q) = s.http_call("GET", "/api/notifications/unread-count?user=eve", &[], None).await;
+    assert_eq!((status, q["unreadCount"].clone()), (200, json!(0)));
+}
+
+/// A repeated idempotency key (body or header) creates and publishes nothing new.
+async fn idempotency_key_creates_nothing_new(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut c = subscriber(&s, Transport::Ws, "ida").await;
+    let req = json!({"users": ["ida", "ivo"], "message": "once", "idempotencyKey": "order-42-shipped"});
+    let (s1, first) = post(&s, req.clone()).await;
+    assert_eq!(s1, 201, "{first}");
+    assert_eq!(first["duplicate"], false);
+    next_json(&mut c).await;
+    let (s2, second) = post(&s, req).await;
+    assert_eq!(s2, 200, "{second}");
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(first["notifications"], second["notifications"]);
+    c.expect_silence(Duration::from_millis(200)).await;
+    let (_, list) = get_as(&s, "ida", "/api/notifications").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    // The Idempotency-Key header works the same way.
+    let body = json!({"user": "ida", "message": "hdr"}).to_string();
+    let (s3, _) = s.http_call("POST", "/api/notifications", &[("Idempotency-Key", "k2")], Some(&body)).await;
+    let (s4, again) = s.http_call("POST", "/api/notifications", &[("Idempotency-Key", "k2")], Some(&body)).await;
+    assert_eq!((s3, s4, again["duplicate"].clone()), (201, 200, json!(true)));
+    // Concurrent duplicates: exactly one row.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let body = json!({"user": "ivo", "message": "race", "idempotencyKey": "race-1"}).to_string();
+        let addr = s.http;
+        tasks.push(tokio::spawn(async move { raw_post(addr, &body).await }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 200), "{statuses:?}");
+    let (_, list) = get_as(&s, "ivo", "/api/notifications").await;
+    let races = list["items"].as_array().unwrap().iter().filter(|n| n["message"] == "race").count();
+    assert_eq!(races, 1, "{list}");
+}
+
+async fn raw_post(addr: std::net::SocketAddr, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /api/notifications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    String::from_utf8_lossy(&resp).split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Nobody connected: the notification waits in the unread list, and a session that
+/// connects later finds it there.
+async fn offline_user_finds_it_unread(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let (status, body) = post(&s, json!({"user": "olga", "message": "while you were away"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["delivered"], 0);
+    let mut c = subscriber(&s, Transport::Tcp, "olga").await;
+    c.expect_silence(Duration::from_millis(100)).await;
+    let (_, list) = get_as(&s, "olga", "/api/notifications?unread=true").await;
+    assert_eq!(list["items"][0]["message"], "while you were away", "{list}");
+    assert_eq!(list["unreadCount"], 1);
+}
+
+/// A closed pool (the database is gone): 503 with a clear body, nothing published.
+async fn database_failure_is_503_and_publishes_nothing(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut c = subscriber(&s, Transport::Ws, "dora").await;
+    let (status, _) = post(&s, json!({"user": "dora", "message": "before"})).await;
+    assert_eq!(status, 201);
+    next_json(&mut c).await;
+    s.node.notifications.get().unwrap().store().close().await;
+    let (status, e) = post(&s, json!({"user": "dora", "message": "lost?"})).await;
+    assert_eq!(status, 503, "{e}");
+    assert!(e["error"].as_str().unwrap().starts_with("notification store unavailable"), "{e}");
+    for path in ["/api/notifications", "/api/notifications/unread-count"] {
+        let (status, e) = get_as(&s, "dora", path).await;
+        assert_eq!(status, 503, "{path}: {e}");
+    }
+    let (status, _) = post_as(&s, "dora", "/api/notifications/read-all").await;
+    assert_eq!(status, 503);
+    let job = json!({"user": "dora", "percent": 100, "status": "done"}).to_string();
+    let (status, _) = s.http_call("POST", "/api/jobs/j1/progress", &[], Some(&job)).await;
+    assert_eq!(status, 503);
+    c.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// The database itself disappears under a running server (MySQL, PostgreSQL).
+async fn dropped_database_is_503(b: Backend) {
+    let Some(mut db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut c = subscriber(&s, Transport::Tcp, "dan").await;
+    db.drop_now();
+    let (status, e) = post(&s, json!({"user": "dan", "message": "nowhere to go"})).await;
+    assert_eq!(status, 503, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("notification store unavailable"), "{e}");
+    c.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// Seed 004's long-running job: progress is pushed, the final result is stored as a
+/// notification (once, however often it is reported).
+async fn job_progress_and_final_result(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let (mut c, _) = s.connect_as(Transport::Ws, "jon").await;
+    c.subscribe("jobs", "/user/queue/jobs").await;
+    c.subscribe("n", NOTIFICATIONS).await;
+    let progress = |percent: u32, status: &str| {
+        json!({"user": "jon", "percent": percent, "status": status}).to_string()
+    };
+    let (status, r) = s.http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&progress(40, "running"))).await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["notification"], Value::Null);
+    let (f, v) = next_json(&mut c).await;
+    assert_eq!(f.get("destination"), Some("/user/queue/jobs"));
+    assert_eq!((v["jobId"].clone(), v["percent"].clone(), v["status"].clone()), (json!("rag-7"), json!(40.0), json!("running")));
+    let done = json!({"user": "jon", "percent": 100, "status": "done", "result": {"summary": "ok"}}).to_string();
+    let (status, r) = s.http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&done)).await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["notification"]["type"], "job.done");
+    assert_eq!(r["notification"]["payload"]["result"], json!({"summary": "ok"}));
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        let (f, v) = next_json(&mut c).await;
+        events.push((f.get("herald-event").unwrap().to_owned(), v));
+    }
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(events[0].0, "job");
+    assert_eq!(events[0].1["status"], "done");
+    assert_eq!(events[1].0, "notification");
+    // Reported twice: still one notification.
+    let (status, _) = s.http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&done)).await;
+    assert_eq!(status, 202);
+    let (_, list) = get_as(&s, "jon", "/api/notifications").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let (status, e) = s.http_call("POST", "/api/jobs/x/progress", &[], Some(&progress(140, "running"))).await;
+    assert_eq!(status, 400, "{e}");
+}
+
+/// Retention deletes read notifications past the cutoff and keeps unread ones.
+async fn retention_deletes_only_read(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let mut ids = Vec::new();
+    for m in ["keep", "purge"] {
+        let (_, body) = post(&s, json!({"user": "rita", "message": m})).await;
+        ids.push(body["notifications"][0]["notificationId"].as_i64().unwrap());
+    }
+    post_as(&s, "rita", &format!("/api/notifications/{}/read", ids[1])).await;
+    let store = s.node.notifications.get().unwrap().store();
+    assert_eq!(store.purge(herald::notify::now_ms() - 60_000).await.unwrap(), 0, "read just now: kept");
+    assert_eq!(store.purge(herald::notify::now_ms() + 1_000).await.unwrap(), 1);
+    let (_, list) = get_as(&s, "rita", "/api/notifications").await;
+    let left: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    assert_eq!(left, vec!["keep"]);
+}
+
+/// Seed 004's names: user prefix /member/, destination /queue/notification.
+async fn seed_004_destinations(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server_with(&db, |c| {
+        c.routing.user_prefix = "/member/".into();
+        c.notifications.destination = "/queue/notification".into();
+    })
+    .await;
+    let (mut c, _) = s.connect_as(Transport::Ws, "1").await;
+    c.subscribe("n", "/member/queue/notification").await;
+    let (status, _) = post(&s, json!({"memberId": 1, "message": "새로운 알림이 도착했습니다.", "redirectPath": "/dashboard"})).await;
+    assert_eq!(status, 201);
+    let (f, v) = next_json(&mut c).await;
+    assert_eq!(f.get("destination"), Some("/member/queue/notification"));
+    assert_eq!(v["memberId"], "1");
+    assert_eq!(v["message"], "새로운 알림이 도착했습니다.");
+    assert_eq!(v["redirectPath"], "/dashboard");
+}
+
+/// Each test in `all` runs on SQLite, MySQL and PostgreSQL; those in `servers` on the
+/// two database servers only.
+macro_rules! per_backend {
+    (all: [$($name:ident),* $(,)?], servers: [$($server:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod mysql {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::MySql).await } )*
+            $( #[tokio::test] async fn $server() { super::$server(super::Backend::MySql).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+            $( #[tokio::test] async fn $server() { super::$server(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+per_backend!(
+    all: [
+        delivered_live_to_every_session,
+        users_list_and_broadcast,
+        read_state_pushed_to_other_sessions,
+        idempotency_key_creates_nothing_new,
+        offline_user_finds_it_unread,
+        database_failure_is_503_and_publishes_nothing,
+        job_progress_and_final_result,
+        retention_deletes_only_read,
+        seed_004_destinations,
+    ],
+    servers: [dropped_database_is_503],
+);
+
+// ---------------------------------------------------------------------------------
+// Backend-independent: who may create, who "own" is.
+
+#[tokio::test]
+async fn creating_needs_a_service_and_reading_needs_the_user_token() {
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-notify";
+    let s = TestServer::with(|c| {
+        c.auth.issuers = vec![herald::config::IssuerConfig {
+            secret: SECRET.into(),
+            ..Default::default()
+        }];
+        c.auth.api_keys = vec!["svc-key".into()];
+    })
+    .await;
+    let body = json!({"user": "uma", "message": "hello"}).to_string();
+    let (status, e) = s.http_call("POST", "/api/notifications", &[], Some(&body)).await;
+    assert_eq!(status, 401, "{e}");
+    let (status, _) = s.http_call("POST", "/api/notifications", &[("X-API-Key", "svc-key")], Some(&body)).await;
+    assert_eq!(status, 201);
+    let mint = |sub: &str| {
+        herald::auth::jwt::mint(&s.node.config.auth, None, sub, None, &[], Duration::from_secs(60)).unwrap()
+    };
+    let uma = format!("Bearer {}", mint("uma"));
+    let (status, list) = s.http_call("GET", "/api/notifications", &[("Authorization", &uma)], None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["items"][0]["message"], "hello");
+    // A user token cannot create (needs the service role).
+    let (status, _) = s.http_call("POST", "/api/notifications", &[("Authorization", &uma)], Some(&body)).await;
+    assert_eq!(status, 403);
+    // The auth cookie names the user too; X-User is ignored once tokens are in use.
+    let cookie = format!("access_token={}", mint("vic"));
+    let (status, list) = s.http_call("GET", "/api/notifications", &[("Cookie", &cookie), ("X-User", "uma")], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+    let (status, _) = s.http_call("GET", "/api/notifications", &[("X-User", "uma")], None).await;
+    assert_eq!(status, 401);
+    let (status, _) = s.http_call("GET", "/api/notifications", &[("Authorization", "Bearer nope")], None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn turned_off_answers_404() {
+    let s = TestServer::with(|c| c.notifications.enabled = false).await;
+    let (status, e) = s.http_call("GET", "/api/notifications", &[("X-User", "a")], None).await;
+    assert_eq!(status, 404, "{e}");
+}
