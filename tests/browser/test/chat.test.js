@@ -75,3 +75,22 @@ test('two browser contexts chat in a room', async () => {
     await bob.context.close().catch(() => {});
   }
 });
+
+test('a page reconnects by itself after the server restarts', async () => {
+  const { context, page } = await newUserPage(browser, herald.url);
+  try {
+    await signInByName(page, 'nora', '/');
+    await waitConnected(page, 'websocket');
+    const before = await page.textContent('#conn-detail');
+    await herald.stop();
+    await page.waitForSelector('[data-connection-status][data-state="disconnected"], [data-connection-status][data-state="reconnecting"]');
+    await shot(page, 'home-disconnected');
+    await herald.start();
+    await waitConnected(page, 'websocket', 30_000);
+    const after = await page.textContent('#conn-detail');
+    assert.notEqual(after, before, 'a new session after the restart');
+    assert.match(after, /nora/);
+  } finally {
+    await context.close();
+  }
+});
