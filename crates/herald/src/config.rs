@@ -265,8 +265,8 @@ impl Default for AuthConfig {
                 },
                 RuleConfig {
                     pattern: "/topic/admin/**".into(),
-                    subscribe: Some("role:ADMIN".into()),
-                    send: Some("role:ADMIN".into()),
+                    subscribe: Some("admin".into()),
+                    send: Some("admin".into()),
                 },
             ],
             allowed_origins: Vec::new(),

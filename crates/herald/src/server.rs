@@ -109,9 +109,12 @@ impl Server {
             },
             app_routes,
         );
-        let http_task = tokio::spawn(serve_http(http, app, node.clone(), shutdown.clone()));
+        // Keys first: a token arriving with the first connections must find its key.
         if let Some(verifier) = &node.auth.verifier {
             verifier.refresh().await;
+        }
+        let http_task = tokio::spawn(serve_http(http, app, node.clone(), shutdown.clone()));
+        if node.auth.verifier.is_some() {
             let (node, shutdown) = (node.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(node.config.auth.jwks_refresh);
@@ -189,10 +192,17 @@ async fn serve_http(
                         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                         app.clone().oneshot(req)
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
+                    let (builder, watcher) = (builder.clone(), graceful.watcher());
+                    let first_byte = node.config.limits.handshake_timeout;
                     tokio::spawn(async move {
-                        let _ = conn.await;
+                        // hyper's header timeout starts with the first byte; a client that
+                        // sends nothing at all is dropped after the same time.
+                        let mut probe = [0u8; 1];
+                        if !matches!(tokio::time::timeout(first_byte, stream.peek(&mut probe)).await, Ok(Ok(n)) if n > 0) {
+                            return;
+                        }
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn.into_owned()).await;
                     });
                 }
                 Err(e) => {

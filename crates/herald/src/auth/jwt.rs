@@ -19,6 +19,8 @@ use crate::config::{AuthConfig, IssuerConfig};
 #[derive(Clone)]
 struct Key {
     kid: Option<String>,
+    /// The one algorithm a JWK names in its `alg`, if it does.
+    alg: Option<Algorithm>,
     key: DecodingKey,
 }
 
@@ -28,7 +30,8 @@ struct Issuer {
     fixed: Vec<Key>,
     /// Keys from the JWKS file or URL, replaced on refresh.
     jwks: RwLock<Vec<Key>>,
-    last_refresh: parking_lot::Mutex<Option<Instant>>,
+    /// When a token with an unknown `kid` last triggered a JWKS refresh.
+    last_on_demand: parking_lot::Mutex<Option<Instant>>,
 }
 
 /// Verifies tokens of the configured issuers.
@@ -68,6 +71,7 @@ impl Verifier {
             if !ic.secret.is_empty() {
                 fixed.push(Key {
                     kid: None,
+                    alg: None,
                     key: DecodingKey::from_secret(ic.secret.as_bytes()),
                 });
             }
@@ -87,13 +91,17 @@ impl Verifier {
                             ic.public_key_file
                         )
                     })?;
-                fixed.push(Key { kid: None, key });
+                fixed.push(Key {
+                    kid: None,
+                    alg: None,
+                    key,
+                });
             }
             let issuer = Arc::new(Issuer {
                 config: ic.clone(),
                 fixed,
                 jwks: RwLock::new(Vec::new()),
-                last_refresh: parking_lot::Mutex::new(None),
+                last_on_demand: parking_lot::Mutex::new(None),
             });
             if !ic.jwks_file.is_empty() {
                 let text = std::fs::read_to_string(&ic.jwks_file)
@@ -121,7 +129,6 @@ impl Verifier {
     }
 
     async fn refresh_issuer(&self, issuer: &Issuer) {
-        *issuer.last_refresh.lock() = Some(Instant::now());
         let c = &issuer.config;
         let text = if !c.jwks_url.is_empty() {
             match self
@@ -187,10 +194,13 @@ impl Verifier {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&issuer.config.audience);
+            // jsonwebtoken checks `aud` only when present; a configured audience
+            // must be there.
+            validation.required_spec_claims.insert("aud".to_owned());
         }
         let mut last = String::new();
         for key in keys {
-            if !allowed(header.alg, &key.key) {
+            if !allowed(header.alg, &key.key) || key.alg.is_some_and(|a| a != header.alg) {
                 last = format!(
                     "algorithm {:?} is not allowed for this issuer's key",
                     header.alg
@@ -220,11 +230,14 @@ impl Issuer {
             .collect()
     }
 
-    /// At most one on-demand JWKS refresh every 10 s.
+    /// At most one on-demand JWKS refresh every 10 s (periodic refreshes do not count).
     fn may_refresh(&self) -> bool {
-        self.last_refresh
-            .lock()
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        let mut last = self.last_on_demand.lock();
+        if last.is_some_and(|t| t.elapsed() <= Duration::from_secs(10)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 }
 
@@ -274,6 +287,10 @@ fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
         .filter_map(|jwk| {
             DecodingKey::from_jwk(jwk).ok().map(|key| Key {
                 kid: jwk.common.key_id.clone(),
+                alg: jwk
+                    .common
+                    .key_algorithm
+                    .and_then(|a| a.to_string().parse::<Algorithm>().ok()),
                 key,
             })
         })

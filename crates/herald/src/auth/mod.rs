@@ -140,8 +140,12 @@ impl Auth {
         for source in &self.config.token_sources {
             match source {
                 TokenSource::Connect => {
-                    let token = bearer(authorization)
-                        .or_else(|| passcode.filter(|p| !p.is_empty()).map(str::to_owned));
+                    // A passcode that is not a JWT (a password like "guest") is no token.
+                    let token = bearer(authorization).or_else(|| {
+                        passcode
+                            .filter(|p| p.matches('.').count() == 2)
+                            .map(str::to_owned)
+                    });
                     if let Some(token) = token {
                         let claims = verifier.verify(&token).await?;
                         return self.principal(&claims);
@@ -217,10 +221,13 @@ impl Auth {
             Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
         };
+        // The session ends when verification would start refusing the token: at
+        // `exp` plus the leeway. A far-future `exp` means no end.
         let expires_at = claims
             .get("exp")
             .and_then(Value::as_u64)
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+            .and_then(|t| t.checked_add(c.leeway));
         Ok(Principal {
             name,
             display_name,

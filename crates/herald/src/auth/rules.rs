@@ -10,6 +10,9 @@ use crate::auth::Principal;
 use crate::config::AuthConfig;
 use crate::handler::PathPattern;
 
+/// What `admin` parses to before the configured admin role replaces it.
+const ADMIN_PLACEHOLDER: &str = "\u{0}admin";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
     Anyone,
@@ -27,6 +30,8 @@ impl Access {
             "authenticated" => Access::Authenticated,
             "owner" => Access::Owner,
             "deny" => Access::Deny,
+            // The configured `auth.admin_role` (Rules::new substitutes it).
+            "admin" => Access::Role(ADMIN_PLACEHOLDER.to_owned()),
             r if r.starts_with("role:") && r.len() > 5 => Access::Role(r[5..].to_owned()),
             other => {
                 return Err(format!(
@@ -84,8 +89,10 @@ pub struct Rules {
 impl Rules {
     pub fn new(config: &AuthConfig) -> Rules {
         let parse = |a: &Option<String>| {
-            a.as_deref()
-                .map(|s| Access::parse(s).expect("validated at start"))
+            a.as_deref().map(|s| match Access::parse(s).expect("validated at start") {
+                Access::Role(r) if r == ADMIN_PLACEHOLDER => Access::Role(config.admin_role.clone()),
+                other => other,
+            })
         };
         Rules {
             rules: config

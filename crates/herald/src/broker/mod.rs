@@ -24,7 +24,7 @@ use crate::cluster::{Bus, Since};
 use crate::config::{BrokerConfig, ClusterConfig};
 pub use message::Message;
 pub use outbox::{OutFrame, Outbox};
-pub use subscription::{AckMode, Recipient, Subscription, Unacked};
+pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
 
 /// How a destination delivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

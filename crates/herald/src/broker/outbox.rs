@@ -31,6 +31,8 @@ pub enum PushError {
     Closed,
     /// The limit was passed just now or earlier; the session is being closed.
     Overflow,
+    /// The subscription may not receive this message (access rules).
+    Refused,
 }
 
 #[derive(Debug, Default)]

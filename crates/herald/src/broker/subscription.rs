@@ -104,7 +104,25 @@ pub struct Subscription {
     pub ack: AckMode,
     pub recipient: Arc<Recipient>,
     pub(crate) pattern: Option<Pattern>,
+    /// Which concrete destinations a wildcard subscription may receive (access rules).
+    guard: Option<DeliveryGuard>,
     state: Mutex<AckState>,
+}
+
+/// Decides per destination whether a wildcard subscription may receive a message:
+/// `/topic/**` must not carry what the rules keep from its subscriber.
+pub struct DeliveryGuard(Box<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl DeliveryGuard {
+    pub fn new(allow: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        DeliveryGuard(Box::new(allow))
+    }
+}
+
+impl std::fmt::Debug for DeliveryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeliveryGuard")
+    }
 }
 
 impl Subscription {
@@ -122,8 +140,15 @@ impl Subscription {
             key,
             ack,
             recipient,
+            guard: None,
             state: Mutex::new(AckState::default()),
         }
+    }
+
+    /// Filters what this (wildcard) subscription receives by concrete destination.
+    pub fn with_guard(mut self, guard: DeliveryGuard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Whether a message routed under `key` reaches this subscription.
@@ -141,6 +166,9 @@ impl Subscription {
         message: &Arc<Message>,
         from_queue: bool,
     ) -> Result<(), PushError> {
+        if self.guard.as_ref().is_some_and(|g| !(g.0)(&message.destination)) {
+            return Err(PushError::Refused);
+        }
         let mut st = self.state.lock();
         if st.closed {
             return Err(PushError::Closed);

@@ -17,7 +17,7 @@ use herald_stomp::{Command, Frame, Version, encode};
 use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
 use crate::auth::rules::Operation;
-use crate::broker::{AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
+use crate::broker::{DeliveryGuard, AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
 use crate::config::ErrorDelivery;
 use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
 use crate::node::Node;
@@ -447,7 +447,16 @@ impl Session {
             }),
             None => None,
         };
-        let sub = Arc::new(Subscription::new(id.to_owned(), target, ack, recipient));
+        let mut sub = Subscription::new(id.to_owned(), target, ack, recipient);
+        if crate::broker::destination::is_wildcard(destination) {
+            // Rules were checked against the pattern; each concrete destination it
+            // matches is checked again at delivery (`/topic/**` vs `/topic/admin/**`).
+            let (node, principal) = (self.node.clone(), self.principal.clone());
+            sub = sub.with_guard(DeliveryGuard::new(move |d| {
+                node.auth.rules.check(Operation::Subscribe, d, &principal).is_ok()
+            }));
+        }
+        let sub = Arc::new(sub);
         self.subscriptions.insert(id.to_owned(), sub.clone());
         self.node.broker.subscribe_from(sub, since);
         Ok(())
