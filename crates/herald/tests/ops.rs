@@ -66,6 +66,11 @@ async fn metrics_expose_the_documented_names() {
     bad.send_raw(b"NOPE\n\n\0").await;
     bad.expect_error_and_close().await;
 
+    let (status, _) = server
+        .http_post_json("/api/notifications", r#"{"user":"m-user","message":"hi"}"#)
+        .await;
+    assert_eq!(status, 201, "a notification is created");
+
     let (status, body) = request(&server, "GET", "/metrics", &[]).await;
     assert_eq!(status, 200);
     let text = body.as_str().expect("text exposition").to_owned();
@@ -83,6 +88,9 @@ async fn metrics_expose_the_documented_names() {
         "herald_messages_published_total",
         "herald_messages_delivered_total",
         "herald_error_frames_total{reason=\"protocol\"}",
+        "herald_notifications_created_total",
+        "herald_notifications_delivered_total",
+        "herald_database_seconds",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }

@@ -218,6 +218,9 @@ impl Inner {
 
     fn set_connected(&self, up: bool) {
         let was = self.connected.swap(up, Ordering::Relaxed);
+        if !was && up {
+            crate::ops::metrics::redis_reconnected();
+        }
         if was && !up {
             tracing::warn!(node = %self.node_id, "Redis unreachable: delivering locally only until it is back");
         } else if !was && up {
@@ -227,6 +230,7 @@ impl Inner {
 
     fn count_failed(&self, n: usize, why: &str) {
         let total = self.failed.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        crate::ops::metrics::bus_errors(n);
         tracing::warn!(node = %self.node_id, failed = n, total, reason = why, "publishes did not reach Redis (delivered on this node only)");
     }
 
@@ -345,6 +349,7 @@ impl Inner {
     }
 
     async fn flush(&self, batch: Vec<Cmd>) {
+        let started = std::time::Instant::now();
         let mut result = self.run(&batch).await;
         if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
             || e.to_string().contains("NOSCRIPT") || e.to_string().contains("no script"))
@@ -363,6 +368,7 @@ impl Inner {
             Cmd::Publish(m) => Some(m),
             _ => None,
         });
+        crate::ops::metrics::bus_publish_time(started.elapsed());
         match result {
             Ok(replies) => {
                 self.set_connected(true);

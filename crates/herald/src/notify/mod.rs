@@ -132,7 +132,10 @@ impl Notifier {
             idempotency_key: n.idempotency_key,
             created_at: now_ms(),
         };
-        let inserted = self.store.insert(&recipients, &draft).await?;
+        let started = std::time::Instant::now();
+        let inserted = self.store.insert(&recipients, &draft).await;
+        crate::ops::metrics::database_time("insert", started.elapsed());
+        let inserted = inserted?;
         if inserted.duplicate {
             return Ok(Created {
                 notifications: inserted.rows,
@@ -141,6 +144,8 @@ impl Notifier {
             });
         }
         let delivered = inserted.rows.iter().map(|row| self.publish(row)).sum();
+        crate::ops::metrics::notifications_created(inserted.rows.len());
+        crate::ops::metrics::notifications_delivered(delivered);
         Ok(Created {
             notifications: inserted.rows,
             duplicate: false,
@@ -177,7 +182,10 @@ impl Notifier {
         limit: i64,
         unread_only: bool,
     ) -> Result<Vec<Stored>, NotifyError> {
-        Ok(self.store.list(user, before, limit, unread_only).await?)
+        let started = std::time::Instant::now();
+        let rows = self.store.list(user, before, limit, unread_only).await;
+        crate::ops::metrics::database_time("list", started.elapsed());
+        Ok(rows?)
     }
 
     pub async fn unread_count(&self, user: &str) -> Result<i64, NotifyError> {

@@ -135,6 +135,30 @@ pub fn auth_failure(stage: &'static str) {
     counter!(AUTH_FAILURES, "stage" => stage).increment(1);
 }
 
+pub fn bus_publish_time(elapsed: Duration) {
+    histogram!(BUS_PUBLISH_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn bus_errors(n: usize) {
+    counter!(BUS_ERRORS).increment(n as u64);
+}
+
+pub fn redis_reconnected() {
+    counter!(REDIS_RECONNECTS).increment(1);
+}
+
+pub fn database_time(operation: &'static str, elapsed: Duration) {
+    histogram!(DB_SECONDS, "operation" => operation).record(elapsed.as_secs_f64());
+}
+
+pub fn notifications_created(n: usize) {
+    counter!(NOTIFICATIONS_CREATED).increment(n as u64);
+}
+
+pub fn notifications_delivered(n: usize) {
+    counter!(NOTIFICATIONS_DELIVERED).increment(n as u64);
+}
+
 pub fn handler_time(elapsed: Duration) {
     histogram!(HANDLER_SECONDS).record(elapsed.as_secs_f64());
 }
