@@ -62,8 +62,37 @@ impl Server {
             let notifier = crate::notify::Notifier::open(db, cfg, node.messaging.clone())
                 .await
                 .with_context(|| format!("cannot open the notification database {} (database.url)", db.url))?;
+            let store = notifier.clone();
+            node.add_ready_check(
+                "database",
+                Arc::new(move || {
+                    let store = store.clone();
+                    Box::pin(async move {
+                        store
+                            .store()
+                            .unread_count("")
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| format!("database unreachable: {e}"))
+                    })
+                }),
+            );
             let _ = node.notifications.set(notifier);
         }
+        let broker = node.broker.clone();
+        node.add_ready_check(
+            "cluster",
+            Arc::new(move || {
+                let status = broker.bus().status();
+                Box::pin(async move {
+                    if status.connected {
+                        Ok(())
+                    } else {
+                        Err(format!("{} bus unreachable ({} publishes failed)", status.kind, status.failed_publishes))
+                    }
+                })
+            }),
+        );
         Ok(Server {
             node,
             app_routes,

@@ -50,6 +50,9 @@ async fn redis_restart_mid_stream() {
     wait_until("A degraded", || !bus_a.status().connected).await;
     let h = health(&a).await;
     assert_eq!(h["status"], "degraded", "{h}");
+    let (status, ready) = a.http_get("/health/ready").await;
+    assert_eq!(status, 503, "not ready while Redis is gone: {}", String::from_utf8_lossy(&ready));
+    assert!(String::from_utf8_lossy(&ready).contains("cluster"));
     p.publish("/topic/t", "during2").await;
     assert_eq!(on_a.recv_body().await, "during2");
     assert!(bus_a.status().failed_publishes >= 1);
@@ -71,4 +74,5 @@ async fn redis_restart_mid_stream() {
     assert!(resumed.starts_with("after"), "{resumed}");
     wait_until("A connected", || bus_a.status().connected).await;
     assert_eq!(health(&a).await["status"], "ok");
+    assert_eq!(a.http_get("/health/ready").await.0, 200);
 }
