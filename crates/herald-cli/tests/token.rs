@@ -61,6 +61,9 @@ async fn start(config_path: &PathBuf) -> Running {
     let mut config = herald::Config::load(Some(config_path)).expect("config loads");
     config.server.http = "127.0.0.1:0".parse().unwrap();
     config.server.stomp = Some("127.0.0.1:0".parse().unwrap());
+    // Each test server its own in-memory notification store (not ./herald.db, which
+    // parallel tests would race to migrate).
+    config.database.url = "sqlite::memory:".into();
     let server = herald::Server::bind(config).await.expect("binds");
     let stomp = server.stomp_addr().unwrap();
     let shutdown = server.shutdown_token();
