@@ -80,7 +80,11 @@ test('after UNSUBSCRIBE no more messages arrive', async () => {
 
 test('a publisher does not need to subscribe, and messages to a topic with no subscriber vanish', async () => {
   const dest = `/topic/${unique('nobody')}`;
-  a.publish({ destination: dest, body: 'lost' });
+  // Receipted, so the server has handled it before the subscription exists (a and b
+  // are separate connections: without it the SUBSCRIBE could overtake the SEND).
+  const r = expectReceipt(a);
+  a.publish({ destination: dest, body: 'lost', headers: { receipt: r.id } });
+  await r.done;
   const { inbox } = await subscribeConfirmed(b, dest);
   a.publish({ destination: dest, body: 'seen' });
   assert.equal((await inbox.next()).body, 'seen');
