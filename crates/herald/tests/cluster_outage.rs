@@ -76,3 +76,54 @@ async fn redis_restart_mid_stream() {
     assert_eq!(health(&a).await["status"], "ok");
     assert_eq!(a.http_get("/health/ready").await.0, 200);
 }
+
+#[tokio::test]
+async fn an_ack_sent_while_redis_is_away_is_not_lost() {
+    let redis = RedisServer::start();
+    // Long enough for the outage below not to make the held entry claimable.
+    let claiming = |redis: &RedisServer| {
+        let url = redis.url();
+        TestServer::with(move |c| {
+            c.cluster.redis_url = url;
+            c.cluster.heartbeat = Duration::from_millis(200);
+            c.cluster.claim_after = Duration::from_secs(5);
+        })
+    };
+    let (a, b) = (claiming(&redis).await, claiming(&redis).await);
+    let mut holder = a.tcp().await;
+    holder.subscribe_ack("w", "/queue/acks", "client-individual").await;
+    let bus_a = a.node.broker.bus().clone();
+    wait_until("A consuming", || bus_a.is_listening(Kind::Queue, "/queue/acks")).await;
+    let mut p = a.tcp().await;
+    p.publish("/queue/acks", "m1").await;
+    let m = holder.recv_message().await;
+    assert_eq!(String::from_utf8_lossy(&m.body), "m1");
+    // Another node's consumer would get m1 if A's ACK were lost.
+    let mut other = b.tcp().await;
+    other.subscribe("w", "/queue/acks").await;
+    let bus_b = b.node.broker.bus().clone();
+    wait_until("B consuming", || bus_b.is_listening(Kind::Queue, "/queue/acks")).await;
+
+    redis.pause();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health(&a).await["status"] != "degraded" {
+        assert!(tokio::time::Instant::now() < deadline, "A never noticed the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ack_id = m.get("ack").expect("ack header").to_owned();
+    holder.send_frame(&herald_stomp::Frame::new(herald_stomp::Command::Ack).header("id", ack_id)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health(&a).await["status"] != "ok" {
+        assert!(tokio::time::Instant::now() < deadline, "A never saw Redis back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past claim_after: a lost ACK would have let B claim m1 by now.
+    other.expect_silence(Duration::from_secs(7)).await;
+    holder.expect_silence(Duration::from_millis(50)).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: u64 = redis::cmd("XLEN").arg("herald:q:/queue/acks").query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 0, "the ACK reached Redis once it was back (XACK + XDEL)");
+}

@@ -62,9 +62,11 @@ async fn queue_messages_are_consumed_once_across_nodes() {
     }
     let mut p = a.tcp().await;
     let mut q = b.tcp().await;
+    // One at a time (each SEND's RECEIPT comes once its XADD is done), so the nodes'
+    // blocked reads take turns rather than one read taking a whole burst.
     for n in 0..60 {
-        p.publish_nowait("/queue/jobs", &format!("a{n}")).await;
-        q.publish_nowait("/queue/jobs", &format!("b{n}")).await;
+        p.publish("/queue/jobs", &format!("a{n}")).await;
+        q.publish("/queue/jobs", &format!("b{n}")).await;
     }
     let got = drain(&mut [&mut ca, &mut cb, &mut cc], 120).await;
     let all: Vec<&String> = got.iter().flatten().collect();

@@ -163,7 +163,8 @@ def test_user_destination_reaches_every_session_tcp_and_ws(herald, users):
         assert (m.body, m.headers["destination"]) == ("for bob", "/user/queue/x")
     expect_nothing_more(alice, "alice")
     status, v = http(herald, "POST", "/api/users/bob/messages", {"destination": "/queue/x", "body": {"n": 1}})
-    assert (status, v) == (202, {"delivered": 2})
+    assert (status, v["delivered"]) == (202, 2), v
+    assert isinstance(v["offset"], int) and isinstance(v["epoch"], str), v
     for c in (bob_tcp, bob_ws):
         assert json.loads(c.rec.next_message().body) == {"n": 1}
     expect_nothing_more(alice, "alice after REST")

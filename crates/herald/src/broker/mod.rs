@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::cluster::{Bus, Since};
+use crate::cluster::{Bus, Outcome, Since};
 use crate::config::{BrokerConfig, ClusterConfig};
 pub use message::Message;
 pub use outbox::{OutFrame, Outbox};
@@ -204,12 +204,33 @@ impl Broker {
     pub fn publish_filtered(&self, message: Message, only_session: Option<&str>) -> usize {
         let message = match only_session {
             Some(_) => Arc::new(message),
-            None => match self.bus.publish(message) {
+            None => match self.bus.publish(message, None) {
                 Some(m) => m,
                 None => return 0,
             },
         };
         self.deliver(message, only_session)
+    }
+
+    /// Publishes like [`Broker::publish`] and resolves once the message is in the
+    /// cluster (at once when alone): how many local subscriptions got it, its
+    /// history position, and why it stayed on this node if it did.
+    pub fn publish_confirmed(&self, message: Message) -> impl Future<Output = Outcome> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let now = self.bus.publish(message, Some(tx)).map(|m| Outcome {
+            position: m.position.clone(),
+            delivered: self.deliver(m, None),
+            error: None,
+        });
+        async move {
+            match now {
+                Some(outcome) => outcome,
+                None => rx.await.unwrap_or_else(|_| Outcome {
+                    error: Some("the server is shutting down".into()),
+                    ..Outcome::default()
+                }),
+            }
+        }
     }
 
     /// Delivers to this node's subscribers only (the bus hands in what other nodes

@@ -15,9 +15,21 @@
 //!   Entries a node took and never acked (it died, or no local consumer was left)
 //!   are `XAUTOCLAIM`ed by a node with consumers after `claim_after`; entries still
 //!   held by live sessions are kept fresh with `XCLAIM … JUSTID`.
+//!   The script also records the queue in the set `{p}:queues`, so a node with a
+//!   wildcard queue subscription (`/queue/jobs.*`) finds the streams it matches and
+//!   reads them too. Consumers (one per node id) left behind by nodes that are gone
+//!   are removed from the group once they hold nothing.
+//! - **Presence and maps** ([`super::presence`]): joins, leaves and queries go
+//!   through the same ordered writer as publishes; each node re-stamps its members
+//!   every tick of the health task.
+//! - **Confirmation.** A publish whose caller waits (the REST API) is answered after
+//!   its batch was flushed; [`Bus::flushed`] waits for everything sent before it (a
+//!   SEND's RECEIPT), so a receipt means the message is in the cluster's history.
 //! - **Outage.** While Redis is unreachable, publishes are delivered locally only,
 //!   counted and logged; the connection manager reconnects and resubscribes by
-//!   itself (RESP3 push + automatic resubscription); `/health` shows degraded.
+//!   itself (RESP3 push + automatic resubscription); `/health` shows degraded. ACKs
+//!   that could not reach Redis are kept (their entries stay held by this node) and
+//!   sent again once it is back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,13 +41,16 @@ use herald_stomp::Headers;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Bus, BusStatus, Since};
+use super::presence::{JOIN_SCRIPT, LIST_SCRIPT, Members, REFRESH_CHUNK};
+use super::{Bus, BusStatus, Confirm, Outcome, Since};
+use crate::broker::destination::Pattern;
 use crate::broker::message::{Entry, Position};
 use crate::broker::{Broker, Kind, Message, Subscription};
 use crate::config::ClusterConfig;
+use crate::handler::BoxFuture;
 
 const GROUP: &str = "herald";
 /// Publishes and acks sent to Redis in one pipeline at most.
@@ -61,15 +76,24 @@ redis.call('PUBLISH', ARGV[1], o .. ' ' .. e .. ' ' .. ARGV[2])
 return {o, e}
 "#;
 
-/// KEYS: queue stream. ARGV: payload, capacity. Returns the entry id.
+/// KEYS: queue stream, queue registry set. ARGV: payload, capacity, routing key.
+/// Returns the entry id.
 const QUEUE_SCRIPT: &str = r#"
 redis.pcall('XGROUP', 'CREATE', KEYS[1], 'herald', '0', 'MKSTREAM')
+redis.call('SADD', KEYS[2], ARGV[3])
 return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'p', ARGV[1])
 "#;
 
+/// What a caller of [`Inner::call`] gets back.
+type Reply = oneshot::Sender<Result<Value, String>>;
+
 enum Cmd {
-    Publish(Message),
+    Publish(Message, Option<Confirm>),
     Ack(Arc<str>, String),
+    /// A command run in order with the publishes; its answer goes to the reply.
+    Call(redis::Cmd, Option<Reply>),
+    /// Answered once everything sent before it was flushed.
+    Barrier(oneshot::Sender<()>),
     Subscribe(String, bool),
     Unsubscribe(String, bool),
 }
@@ -97,13 +121,22 @@ struct Inner {
     listening: Mutex<HashSet<(String, bool)>>,
     /// Queue stream → local consumers.
     queues: Mutex<HashMap<String, usize>>,
+    /// Wildcard queue subscription → local consumers.
+    wild_queues: Mutex<HashMap<String, usize>>,
     queues_changed: Notify,
-    /// Queue entries this node holds (delivered, unacked, or about to be).
+    /// Queue entries this node holds (delivered, unacked, or acked until Redis
+    /// confirmed the XACK).
     inflight: Mutex<HashMap<Arc<str>, HashSet<String>>>,
+    /// ACKs that did not reach Redis, sent again once it is back.
+    retry_acks: Mutex<Vec<(Arc<str>, String)>>,
+    /// This node's presence entries, re-stamped every health tick.
+    members: Members,
     connected: AtomicBool,
     failed: AtomicU64,
     topic_sha: String,
     queue_sha: String,
+    join_sha: String,
+    list_sha: String,
     /// Stops reading queues (shutdown began) / everything (shutdown done).
     stop_reading: CancellationToken,
     stop: CancellationToken,
@@ -144,12 +177,17 @@ impl RedisBus {
                 channels: Mutex::default(),
                 listening: Mutex::default(),
                 queues: Mutex::default(),
+                wild_queues: Mutex::default(),
                 queues_changed: Notify::new(),
                 inflight: Mutex::default(),
+                retry_acks: Mutex::default(),
+                members: Members::default(),
                 connected: AtomicBool::new(true),
                 failed: AtomicU64::new(0),
                 topic_sha: redis::Script::new(TOPIC_SCRIPT).get_hash().to_owned(),
                 queue_sha: redis::Script::new(QUEUE_SCRIPT).get_hash().to_owned(),
+                join_sha: redis::Script::new(JOIN_SCRIPT).get_hash().to_owned(),
+                list_sha: redis::Script::new(LIST_SCRIPT).get_hash().to_owned(),
                 stop_reading: CancellationToken::new(),
                 stop: CancellationToken::new(),
             }),
@@ -209,6 +247,57 @@ impl Inner {
         format!("{}:q:{key}", self.prefix)
     }
 
+    fn queue_registry(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    fn presence_keys(&self, scope: &str) -> (String, String) {
+        (
+            format!("{}:pr:{scope}", self.prefix),
+            format!("{}:pz:{scope}", self.prefix),
+        )
+    }
+
+    fn map_key(&self, map: &str) -> String {
+        format!("{}:map:{map}", self.prefix)
+    }
+
+    /// Presence entries live this long unless re-stamped.
+    fn presence_ttl_ms(&self) -> u64 {
+        (self.config.heartbeat.as_millis() as u64).max(100) * 3
+    }
+
+    fn join_cmd(&self, scope: &str, entries: &[(String, String)]) -> redis::Cmd {
+        let (hash, zset) = self.presence_keys(scope);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.join_sha).arg(2).arg(hash).arg(zset).arg(self.presence_ttl_ms());
+        for (member, info) in entries {
+            cmd.arg(member).arg(info);
+        }
+        cmd
+    }
+
+    /// Runs `cmd` in order with the publishes; the answer, or why there is none.
+    fn call(&self, cmd: redis::Cmd) -> impl Future<Output = Result<Value, String>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = if self.connected.load(Ordering::Relaxed) {
+            self.tx.send(Cmd::Call(cmd, Some(tx))).map_err(|_| "the server is shutting down".to_owned())
+        } else {
+            Err("Redis is unreachable".to_owned())
+        };
+        async move {
+            sent?;
+            rx.await.map_err(|_| "the server is shutting down".to_owned())?
+        }
+    }
+
+    /// Runs `cmd` in order with the publishes, answer unread (failures are logged).
+    fn send_call(&self, cmd: redis::Cmd) {
+        if self.connected.load(Ordering::Relaxed) {
+            let _ = self.tx.send(Cmd::Call(cmd, None));
+        }
+    }
+
     fn history_keys(&self, key: &str) -> (String, String) {
         (
             format!("{}:h:{key}", self.prefix),
@@ -234,15 +323,6 @@ impl Inner {
         tracing::warn!(node = %self.node_id, failed = n, total, reason = why, "publishes did not reach Redis (delivered on this node only)");
     }
 
-    /// Delivers what could not go through Redis to this node's sessions alone.
-    fn deliver_locally(&self, batch: Vec<Message>) {
-        if let Some(b) = self.broker() {
-            for m in batch {
-                b.deliver(Arc::new(m), None);
-            }
-        }
-    }
-
     // ---------------------------------------------------------------- writer
 
     async fn writer(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -262,7 +342,7 @@ impl Inner {
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
                         match rx.try_recv() {
-                            Ok(c @ (Cmd::Publish(_) | Cmd::Ack(..))) => batch.push(c),
+                            Ok(c @ (Cmd::Publish(..) | Cmd::Ack(..) | Cmd::Call(..) | Cmd::Barrier(_))) => batch.push(c),
                             Ok(other) => {
                                 carry = Some(other);
                                 break;
@@ -317,7 +397,7 @@ impl Inner {
         let mut pipe = redis::pipe();
         for c in batch {
             match c {
-                Cmd::Publish(m) if m.kind == Kind::Topic => {
+                Cmd::Publish(m, _) if m.kind == Kind::Topic => {
                     let (hist, meta) = self.history_keys(&m.key);
                     pipe.cmd("EVALSHA")
                         .arg(&self.topic_sha)
@@ -330,72 +410,135 @@ impl Inner {
                         .arg(super::new_epoch())
                         .arg(self.config.history_ttl.as_secs());
                 }
-                Cmd::Publish(m) => {
+                Cmd::Publish(m, _) => {
                     pipe.cmd("EVALSHA")
                         .arg(&self.queue_sha)
-                        .arg(1)
+                        .arg(2)
                         .arg(self.queue_stream(&m.key))
+                        .arg(self.queue_registry())
                         .arg(encode(m, &self.node_id))
-                        .arg(self.queue_capacity);
+                        .arg(self.queue_capacity)
+                        .arg(&m.key);
                 }
                 Cmd::Ack(stream, id) => {
                     pipe.cmd("XACK").arg(&**stream).arg(GROUP).arg(id).ignore();
                     pipe.cmd("XDEL").arg(&**stream).arg(id).ignore();
                 }
-                Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
+                Cmd::Call(cmd, _) => {
+                    pipe.add_command(cmd.clone());
+                }
+                Cmd::Barrier(_) | Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
             }
         }
         pipe
     }
 
     async fn flush(&self, batch: Vec<Cmd>) {
+        if batch.iter().all(|c| matches!(c, Cmd::Barrier(_))) {
+            // Nothing to send: what came before is done.
+            for c in batch {
+                if let Cmd::Barrier(b) = c {
+                    let _ = b.send(());
+                }
+            }
+            return;
+        }
         let started = std::time::Instant::now();
         let mut result = self.run(&batch).await;
         if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
             || e.to_string().contains("NOSCRIPT") || e.to_string().contains("no script"))
         {
             let mut conn = self.conn();
-            let loaded: redis::RedisResult<()> = redis::pipe()
-                .cmd("SCRIPT").arg("LOAD").arg(TOPIC_SCRIPT).ignore()
-                .cmd("SCRIPT").arg("LOAD").arg(QUEUE_SCRIPT).ignore()
-                .query_async(&mut conn)
-                .await;
+            let mut load = redis::pipe();
+            for script in [TOPIC_SCRIPT, QUEUE_SCRIPT, JOIN_SCRIPT, LIST_SCRIPT] {
+                load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
+            }
+            let loaded: redis::RedisResult<()> = load.query_async(&mut conn).await;
             if loaded.is_ok() {
                 result = self.run(&batch).await;
             }
         }
-        let publishes = batch.into_iter().filter_map(|c| match c {
-            Cmd::Publish(m) => Some(m),
-            _ => None,
-        });
         crate::ops::metrics::bus_publish_time(started.elapsed());
+        let mut barriers = Vec::new();
         match result {
             Ok(replies) => {
                 self.set_connected(true);
-                let Some(broker) = self.broker() else { return };
-                for (m, reply) in publishes.zip(replies) {
-                    let mut m = m;
-                    if m.kind == Kind::Topic {
-                        // {offset, epoch}: this node's sessions get it now, stamped.
-                        if let Value::Array(v) = reply
-                            && let [o, e] = &v[..]
-                            && let (Some(o), Some(e)) = (as_u64(o), as_string(e))
-                        {
-                            m.position = Some(Position { offset: o, epoch: e.into() });
+                let broker = self.broker();
+                let mut replies = replies.into_iter();
+                for cmd in batch {
+                    match cmd {
+                        Cmd::Publish(mut m, confirm) => {
+                            let reply = replies.next();
+                            let mut outcome = Outcome::default();
+                            if m.kind == Kind::Topic {
+                                // {offset, epoch}: this node's sessions get it now, stamped.
+                                if let Some(Value::Array(v)) = reply
+                                    && let [o, e] = &v[..]
+                                    && let (Some(o), Some(e)) = (as_u64(o), as_string(e))
+                                {
+                                    m.position = Some(Position { offset: o, epoch: e.into() });
+                                }
+                                outcome.position = m.position.clone();
+                                if let Some(b) = &broker {
+                                    outcome.delivered = b.deliver(Arc::new(m), None);
+                                }
+                            }
+                            // Queue messages come back through XREADGROUP, to one consumer.
+                            if let Some(c) = confirm {
+                                let _ = c.send(outcome);
+                            }
                         }
-                        broker.deliver(Arc::new(m), None);
+                        Cmd::Ack(stream, id) => {
+                            if let Some(ids) = self.inflight.lock().get_mut(&stream) {
+                                ids.remove(&id);
+                            }
+                        }
+                        Cmd::Call(_, reply) => {
+                            let v = replies.next().ok_or_else(|| "no answer from Redis".to_owned());
+                            if let Some(r) = reply {
+                                let _ = r.send(v);
+                            }
+                        }
+                        Cmd::Barrier(b) => barriers.push(b),
+                        Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
                     }
-                    // Queue messages come back through XREADGROUP, to one consumer.
                 }
             }
             Err(e) => {
-                let batch: Vec<Message> = publishes.collect();
                 self.set_connected(false);
-                if !batch.is_empty() {
-                    self.count_failed(batch.len(), &e.to_string());
+                let why = e.to_string();
+                let mut failed = 0;
+                for cmd in batch {
+                    match cmd {
+                        Cmd::Publish(m, confirm) => {
+                            failed += 1;
+                            // Delivered on this node alone (a queue message waits
+                            // with this node's broker).
+                            let delivered = self.broker().map_or(0, |b| b.deliver(Arc::new(m), None));
+                            if let Some(c) = confirm {
+                                let _ = c.send(Outcome {
+                                    delivered,
+                                    position: None,
+                                    error: Some(format!("not in the cluster: {why}")),
+                                });
+                            }
+                        }
+                        Cmd::Ack(stream, id) => self.retry_acks.lock().push((stream, id)),
+                        Cmd::Call(_, Some(r)) => {
+                            let _ = r.send(Err(why.clone()));
+                        }
+                        Cmd::Call(_, None) => {}
+                        Cmd::Barrier(b) => barriers.push(b),
+                        Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
+                    }
                 }
-                self.deliver_locally(batch);
+                if failed > 0 {
+                    self.count_failed(failed, &why);
+                }
             }
+        }
+        for b in barriers {
+            let _ = b.send(());
         }
     }
 
@@ -498,6 +641,14 @@ impl Inner {
                 for (ch, p) in missing {
                     let _ = self.tx.send(Cmd::Subscribe(ch, p));
                 }
+                // ACKs an outage kept back.
+                for (stream, id) in std::mem::take(&mut *self.retry_acks.lock()) {
+                    let _ = self.tx.send(Cmd::Ack(stream, id));
+                }
+                // This node's presence: re-stamped (and re-written after a Redis restart).
+                for (scope, entries) in self.members.chunks(REFRESH_CHUNK) {
+                    self.send_call(self.join_cmd(&scope, &entries));
+                }
             }
         }
     }
@@ -509,11 +660,36 @@ impl Inner {
         let mut last_claim = Instant::now();
         let claim_every = (self.config.claim_after / 3).max(Duration::from_millis(100));
         let block_ms = 500u64;
+        // Streams that this node's wildcard queue subscriptions match, looked up
+        // again every second.
+        let mut matched: Vec<String> = Vec::new();
+        let mut last_match: Option<Instant> = None;
         loop {
             if self.stop_reading.is_cancelled() {
                 return;
             }
-            let streams: Vec<String> = self.queues.lock().keys().cloned().collect();
+            let patterns: Vec<Pattern> =
+                self.wild_queues.lock().keys().filter_map(|k| Pattern::parse(k)).collect();
+            if patterns.is_empty() {
+                matched.clear();
+            } else if last_match.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_match = Some(Instant::now());
+                let keys: redis::RedisResult<Vec<String>> =
+                    redis::cmd("SMEMBERS").arg(self.queue_registry()).query_async(&mut conn).await;
+                if let Ok(keys) = keys {
+                    matched = keys
+                        .iter()
+                        .filter(|k| patterns.iter().any(|p| p.matches(k)))
+                        .map(|k| self.queue_stream(k))
+                        .collect();
+                }
+            }
+            let mut streams: Vec<String> = self.queues.lock().keys().cloned().collect();
+            for m in &matched {
+                if !streams.contains(m) {
+                    streams.push(m.clone());
+                }
+            }
             if streams.is_empty() {
                 tokio::select! {
                     _ = self.stop_reading.cancelled() => return,
@@ -600,6 +776,33 @@ impl Inner {
                 }
                 self.take_entries(s, entries);
             }
+            self.prune_consumers(conn, s).await;
+        }
+    }
+
+    /// Removes from `stream`'s group the consumers of other nodes that hold nothing
+    /// and did not read for `claim_after`: node ids are new at every start, so the
+    /// group would otherwise keep one consumer per node that ever ran. (A live node
+    /// that was pruned is simply added again by its next read.)
+    async fn prune_consumers(&self, conn: &mut ConnectionManager, stream: &str) {
+        let Ok(v) = redis::cmd("XINFO")
+            .arg("CONSUMERS").arg(stream).arg(GROUP)
+            .query_async::<Value>(conn)
+            .await
+        else {
+            return;
+        };
+        let idle_limit = self.config.claim_after.as_millis() as u64;
+        for (name, pending, idle) in consumer_list(v) {
+            if name != self.node_id && pending == 0 && idle >= idle_limit {
+                let r: redis::RedisResult<Value> = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER").arg(stream).arg(GROUP).arg(&name)
+                    .query_async(conn)
+                    .await;
+                if r.is_ok() {
+                    tracing::debug!(queue = %stream, consumer = %name, "removed a gone node's consumer");
+                }
+            }
         }
     }
 
@@ -671,24 +874,97 @@ impl Bus for RedisBus {
         tokio::spawn(inner.clone().consume(reader));
     }
 
-    fn publish(&self, message: Message) -> Option<Arc<Message>> {
+    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>> {
         let inner = &self.inner;
         if !inner.connected.load(Ordering::Relaxed) {
             inner.count_failed(1, "Redis unreachable");
             return Some(Arc::new(message));
         }
-        match inner.tx.send(Cmd::Publish(message)) {
+        match inner.tx.send(Cmd::Publish(message, confirm)) {
             Ok(()) => None,
-            Err(mpsc::error::SendError(Cmd::Publish(m))) => Some(Arc::new(m)),
+            Err(mpsc::error::SendError(Cmd::Publish(m, _))) => Some(Arc::new(m)),
             Err(_) => None,
         }
+    }
+
+    fn flushed(&self) -> Option<BoxFuture<()>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.inner.tx.send(Cmd::Barrier(tx));
+        Some(Box::pin(async move {
+            let _ = rx.await;
+        }))
+    }
+
+    fn presence_join(&self, scope: &str, member: &str, info: &str) {
+        let inner = &self.inner;
+        inner.members.join(scope, member, info);
+        inner.send_call(inner.join_cmd(scope, &[(member.to_owned(), info.to_owned())]));
+    }
+
+    fn presence_leave(&self, scope: &str, member: &str) {
+        let inner = &self.inner;
+        if inner.members.leave(scope, member) {
+            let (hash, zset) = inner.presence_keys(scope);
+            let mut del = redis::cmd("HDEL");
+            del.arg(hash).arg(member);
+            inner.send_call(del);
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(zset).arg(member);
+            inner.send_call(rem);
+        }
+    }
+
+    /// While Redis is unreachable, this node's own members (degraded, but a room
+    /// still shows who is here).
+    fn presence(&self, scope: &str) -> BoxFuture<Result<Vec<(String, String)>, String>> {
+        let inner = self.inner.clone();
+        let (hash, zset) = inner.presence_keys(scope);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&inner.list_sha).arg(2).arg(hash).arg(zset);
+        let answer = inner.call(cmd);
+        let scope = scope.to_owned();
+        Box::pin(async move {
+            match answer.await {
+                Ok(v) => Ok(pairs(v)),
+                Err(e) => {
+                    tracing::debug!(scope = %scope, error = %e, "presence from this node only");
+                    Ok(inner.members.list(&scope))
+                }
+            }
+        })
+    }
+
+    fn map_put(&self, map: &str, key: &str, value: &str, only_new: bool) -> BoxFuture<Result<bool, String>> {
+        let mut cmd = redis::cmd(if only_new { "HSETNX" } else { "HSET" });
+        cmd.arg(self.inner.map_key(map)).arg(key).arg(value);
+        let answer = self.inner.call(cmd);
+        Box::pin(async move {
+            let v = answer.await?;
+            Ok(!only_new || as_u64(&v) == Some(1))
+        })
+    }
+
+    fn map_get(&self, map: &str, key: &str) -> BoxFuture<Result<Option<String>, String>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.inner.map_key(map)).arg(key);
+        let answer = self.inner.call(cmd);
+        Box::pin(async move { Ok(as_string(&answer.await?)) })
+    }
+
+    fn map_all(&self, map: &str) -> BoxFuture<Result<Vec<(String, String)>, String>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.inner.map_key(map));
+        let answer = self.inner.call(cmd);
+        Box::pin(async move { Ok(pairs(answer.await?)) })
     }
 
     fn subscribed(&self, kind: Kind, key: &str) {
         let inner = &self.inner;
         if kind == Kind::Queue {
             if crate::broker::destination::is_wildcard(key) {
-                return; // wildcard queue subscriptions see this node's queues only
+                *inner.wild_queues.lock().entry(key.to_owned()).or_default() += 1;
+                inner.queues_changed.notify_one();
+                return;
             }
             let mut q = inner.queues.lock();
             *q.entry(inner.queue_stream(key)).or_default() += 1;
@@ -707,6 +983,16 @@ impl Bus for RedisBus {
     fn unsubscribed(&self, kind: Kind, key: &str) {
         let inner = &self.inner;
         if kind == Kind::Queue {
+            if crate::broker::destination::is_wildcard(key) {
+                let mut w = inner.wild_queues.lock();
+                if let Some(n) = w.get_mut(key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        w.remove(key);
+                    }
+                }
+                return;
+            }
             let stream = inner.queue_stream(key);
             let mut q = inner.queues.lock();
             if let Some(n) = q.get_mut(&stream) {
@@ -767,8 +1053,14 @@ impl Bus for RedisBus {
     }
 
     fn consumed(&self, message: &Message) {
-        if let Some(e) = self.inner.forget(message) {
-            let _ = self.inner.tx.send(Cmd::Ack(e.stream, e.id));
+        // The entry stays held (kept from other nodes' claims) until Redis has the
+        // XACK; while Redis is away the ACK waits for it.
+        let Some(e) = message.entry.clone() else { return };
+        let inner = &self.inner;
+        if !inner.connected.load(Ordering::Relaxed) {
+            inner.retry_acks.lock().push((e.stream, e.id));
+        } else if let Err(mpsc::error::SendError(Cmd::Ack(stream, id))) = inner.tx.send(Cmd::Ack(e.stream, e.id)) {
+            inner.retry_acks.lock().push((stream, id));
         }
     }
 
@@ -941,6 +1233,49 @@ fn as_string(v: &Value) -> Option<String> {
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// HGETALL's answer (a flat RESP2 array or a RESP3 map) as pairs.
+fn pairs(v: Value) -> Vec<(String, String)> {
+    let flat: Vec<Value> = match v {
+        Value::Array(a) => a,
+        Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if let (Some(k), Some(v)) = (as_string(&k), as_string(&v)) {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+/// XINFO CONSUMERS' answer: (name, pending, idle ms) per consumer.
+fn consumer_list(v: Value) -> Vec<(String, u64, u64)> {
+    let Value::Array(consumers) = v else { return Vec::new() };
+    consumers
+        .into_iter()
+        .filter_map(|c| {
+            let fields = match c {
+                Value::Array(f) => f,
+                Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                _ => return None,
+            };
+            let (mut name, mut pending, mut idle) = (None, None, None);
+            let mut it = fields.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                match as_string(&k).as_deref() {
+                    Some("name") => name = as_string(&v),
+                    Some("pending") => pending = as_u64(&v),
+                    Some("idle") => idle = as_u64(&v),
+                    _ => {}
+                }
+            }
+            Some((name?, pending?, idle?))
+        })
+        .collect()
 }
 
 /// XREADGROUP's answer: per stream, its entries (RESP2 arrays or a RESP3 map).

@@ -10,15 +10,37 @@
 //! - [`bus_redis::RedisBus`] (`cluster.redis_url`): Redis Pub/Sub between nodes,
 //!   one channel per destination with local subscribers (one per user for user
 //!   destinations), history in Redis Streams, cluster queues as Streams with a
-//!   consumer group, presence in per-node hashes that expire with their node.
+//!   consumer group, presence and small shared maps in hashes whose entries expire
+//!   with the node that refreshes them ([`presence`]).
 
 pub mod bus_local;
 pub mod bus_redis;
+pub mod presence;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+use tokio::sync::oneshot;
+
+use crate::broker::message::Position;
 use crate::broker::{Broker, Kind, Message, Subscription};
+use crate::handler::BoxFuture;
+
+/// What became of a publish, for the callers that wait for it (a SEND's RECEIPT,
+/// the REST API).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Subscriptions on this node that received it (the other nodes deliver to
+    /// theirs on their own).
+    pub delivered: usize,
+    /// Its place in the destination's history (topics with history).
+    pub position: Option<Position>,
+    /// Why it did not reach the other nodes (it was delivered on this node only).
+    pub error: Option<String>,
+}
+
+/// Where [`Bus::publish`] tells a waiting caller what became of its message.
+pub type Confirm = oneshot::Sender<Outcome>;
 
 /// What a subscriber resubscribing after a gap last saw (`offset` and `epoch`
 /// SUBSCRIBE headers).
@@ -53,7 +75,32 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// message to deliver locally now — stamped with its history position — or
     /// `None` when the bus delivers it later itself (after Redis assigned the
     /// offset, or for a cluster queue, to whichever node's consumer reads it).
-    fn publish(&self, message: Message) -> Option<Arc<Message>>;
+    ///
+    /// With `None` returned, the bus answers `confirm` once the message is in the
+    /// cluster (or could not get there); with a message returned it drops `confirm`
+    /// and the caller reports the local delivery itself.
+    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>>;
+
+    /// Resolves once everything published on this node before the call has
+    /// reached the cluster (or failed to): a SEND's RECEIPT waits for it. `None`:
+    /// publishes are done when `publish` returns (alone).
+    fn flushed(&self) -> Option<BoxFuture<()>> {
+        None
+    }
+
+    /// Presence: `member` (a session id) is in `scope` ("users", "room:{id}") with
+    /// `info` (the user or display name) until it leaves or its node stops
+    /// refreshing it.
+    fn presence_join(&self, scope: &str, member: &str, info: &str);
+    fn presence_leave(&self, scope: &str, member: &str);
+    /// Everyone in `scope` on every live node: (member, info).
+    fn presence(&self, scope: &str) -> BoxFuture<Result<Vec<(String, String)>, String>>;
+
+    /// A small map shared by every node (the chat room registry). `only_new`: keep
+    /// an existing value; returns whether `value` was stored.
+    fn map_put(&self, map: &str, key: &str, value: &str, only_new: bool) -> BoxFuture<Result<bool, String>>;
+    fn map_get(&self, map: &str, key: &str) -> BoxFuture<Result<Option<String>, String>>;
+    fn map_all(&self, map: &str) -> BoxFuture<Result<Vec<(String, String)>, String>>;
 
     /// A local subscription to `key` (a routing key or pattern) was added / removed.
     fn subscribed(&self, kind: Kind, key: &str);

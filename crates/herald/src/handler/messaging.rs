@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{HandlerError, Reply, ReplyTarget, SessionInfo};
 use crate::broker::{Broker, Message, Target};
+use crate::cluster::{Bus, Outcome};
 use crate::router::{Router, SendRoute};
 
 #[derive(Clone, Debug)]
@@ -52,6 +53,39 @@ impl Messaging {
     ) -> Result<usize, HandlerError> {
         let target = self.destination_target(destination)?;
         Ok(self.publish_to(target, headers, body, None))
+    }
+
+    /// Like [`Messaging::send`], resolving once the message is in the cluster (at
+    /// once on a single node): local deliveries, history position, and the error
+    /// when it reached this node's sessions only.
+    pub fn send_confirmed(
+        &self,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<impl Future<Output = Outcome> + Send + 'static, HandlerError> {
+        let target = self.destination_target(destination)?;
+        let message = Message::new(self.broker.next_message_id(), target, headers, body);
+        Ok(self.broker.publish_confirmed(message))
+    }
+
+    /// Like [`Messaging::send_to_user`], resolving once the message is in the cluster.
+    pub fn send_to_user_confirmed(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let target = self.router.user_target(user, destination);
+        let message = Message::new(self.broker.next_message_id(), target, headers, body);
+        self.broker.publish_confirmed(message)
+    }
+
+    /// The cluster: presence (who is online, who is in a room) and small maps shared
+    /// by every node.
+    pub fn cluster(&self) -> &Arc<dyn Bus> {
+        self.broker.bus()
     }
 
     /// Publishes raw `body` to `destination` of every session of `user`.

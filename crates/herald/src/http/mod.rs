@@ -1,6 +1,8 @@
 //! The HTTP listener's routes: `/ws` (STOMP over WebSocket), `/health`, the publish
-//! REST API (`publish.rs`), and the routes apps bring (`/api/rooms`, `/ws/chat`).
+//! REST API (`publish.rs`), who is online (`presence.rs`), and the routes apps bring
+//! (`/api/rooms`, `/ws/chat`).
 
+pub(crate) mod presence;
 pub(crate) mod publish;
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .route("/health", get(health))
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))
+        .route("/api/presence/users", get(presence::users))
+        .route("/api/presence/users/{user}", get(presence::user))
         .merge(transport::sockjs::routes(&state.node))
         .merge(crate::notify::http::routes())
         .merge(apps)

@@ -4,9 +4,14 @@
 //! - `POST /api/users/{user}/messages` {destination, body, headers?} — `destination`
 //!   (like `/queue/messages`) of every session of `user`.
 //!
-//! Both need a service identity (see [`require_service`]). `body` is a string (sent as is, `text/plain` unless `headers` say otherwise) or any
-//! other JSON value (serialized, `application/json`). Answers 202 {"delivered": n}, or
-//! 400 {"error": "..."} naming the problem.
+//! Both need a service identity (see [`require_service`]). `body` is a string (sent as
+//! is, `text/plain` unless `headers` say otherwise) or any other JSON value
+//! (serialized, `application/json`). The answer comes once the message is in the
+//! cluster: 202 {"delivered": n, "offset"?: o, "epoch"?: e} — `delivered` counts the
+//! subscriptions on the node that took the request (the other nodes deliver to theirs),
+//! `offset`/`epoch` its place in the destination's history — with "warning" added when
+//! Redis could not be reached and only this node's sessions got it; or 400
+//! {"error": "..."} naming the problem.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
+use crate::cluster::Outcome;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,11 +45,16 @@ fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
     )
 }
 
-fn accepted(delivered: usize) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "delivered": delivered })),
-    )
+fn accepted(outcome: Outcome) -> (StatusCode, Json<Value>) {
+    let mut body = json!({ "delivered": outcome.delivered });
+    if let Some(p) = &outcome.position {
+        body["offset"] = json!(p.offset);
+        body["epoch"] = json!(&*p.epoch);
+    }
+    if let Some(e) = outcome.error {
+        body["warning"] = json!(e);
+    }
+    (StatusCode::ACCEPTED, Json(body))
 }
 
 /// The message body and its headers, with a content-type chosen from the JSON type.
@@ -96,12 +107,12 @@ pub(crate) async fn publish(
     require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     let (destination, message_headers, body) = encode(req);
-    state
+    let sent = state
         .node
         .messaging
-        .send(&destination, &message_headers, body)
-        .map(accepted)
-        .map_err(|e| bad_request(e.message))
+        .send_confirmed(&destination, &message_headers, body)
+        .map_err(|e| bad_request(e.message))?;
+    Ok(accepted(sent.await))
 }
 
 pub(crate) async fn to_user(
@@ -118,10 +129,9 @@ pub(crate) async fn to_user(
             "destination '{destination}' must start with '/'"
         )));
     }
-    Ok(accepted(state.node.messaging.send_to_user(
-        &user,
-        &destination,
-        &message_headers,
-        body,
-    )))
+    let sent = state
+        .node
+        .messaging
+        .send_to_user_confirmed(&user, &destination, &message_headers, body);
+    Ok(accepted(sent.await))
 }

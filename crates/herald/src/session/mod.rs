@@ -177,6 +177,14 @@ impl Session {
         let receipt = frame.get("receipt").map(str::to_owned);
         let calls_before = self.calls.len();
         let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
+        // Frames whose effect on the cluster the RECEIPT vouches for: what a SEND or
+        // COMMIT published is in Redis, a SUBSCRIBE's channel is subscribed.
+        let waits_for_bus = direct_send || matches!(frame.command, Command::Commit | Command::Subscribe);
+        let what = frame
+            .get("destination")
+            .or_else(|| frame.get("transaction"))
+            .unwrap_or_default()
+            .to_owned();
         let result = self.dispatch(frame);
         // A SEND to an application destination is receipted once its handler is done.
         let receipt = match (direct_send && self.calls.len() > calls_before, receipt) {
@@ -185,6 +193,26 @@ impl Session {
                 None
             }
             (_, r) => r,
+        };
+        // In a cluster the RECEIPT waits for the bus: once what a SEND or COMMIT
+        // published is in Redis, once a SUBSCRIBE's channel is subscribed (a publish on
+        // another node right after the RECEIPT reaches it).
+        let receipt = match receipt {
+            Some(r) if waits_for_bus && result.is_ok() => match self.node.broker.bus().flushed() {
+                Some(flushed) => {
+                    self.calls.push_back(AppCall {
+                        future: Box::pin(async move {
+                            flushed.await;
+                            Ok(Vec::new())
+                        }),
+                        destination: what,
+                        receipt: Some(r),
+                    });
+                    None
+                }
+                None => Some(r),
+            },
+            r => r,
         };
         match (&result, receipt) {
             (Err(_), receipt) => {

@@ -66,6 +66,9 @@ pub struct Admission {
     pub ip_slot: Option<IpSlot>,
 }
 
+/// The presence scope of connected STOMP sessions: member = session id, info = user.
+pub const PRESENCE_USERS: &str = "users";
+
 /// Runs one connection to its end.
 pub async fn drive<T: Transport>(
     transport: T,
@@ -83,6 +86,7 @@ pub async fn drive<T: Transport>(
         .instrument(span)
         .await;
     node.sessions.deregister(&entry.id);
+    node.broker.bus().presence_leave(PRESENCE_USERS, &entry.id);
     metrics::connection_closed(kind);
     drop(admission.ip_slot);
 }
@@ -200,6 +204,7 @@ async fn run<T: Transport>(
                         Ok(Flow::Connected { version, heartbeat: hb }) => {
                             connected = true;
                             entry.set_user(session.user());
+                            node.broker.bus().presence_join(PRESENCE_USERS, session.id(), session.user());
                             tracing::Span::current().record("user", session.user());
                             metrics::session_connected();
                             decoder.set_version(version);

@@ -178,7 +178,9 @@ describe('REST publish API', () => {
       const { inbox } = await subscribeConfirmed(c, dest);
       let r = await httpJson('POST', '/api/publish', { destination: dest, body: 'plain', headers: { 'x-a': '1' } });
       assert.equal(r.status, 202, JSON.stringify(r.json));
-      assert.deepEqual(r.json, { delivered: 1 });
+      assert.equal(r.json.delivered, 1, JSON.stringify(r.json));
+      assert.equal(r.json.offset, 1, 'the first message of this destination');
+      assert.equal(typeof r.json.epoch, 'string');
       let m = await inbox.next(WAIT, 'text message');
       assert.equal(m.body, 'plain');
       assert.match(m.headers['content-type'], /^text\/plain/);

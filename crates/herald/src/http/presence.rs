@@ -1,0 +1,60 @@
+//! Who is online, across every node (like Spring's `SimpUserRegistry` with a
+//! multi-server registry):
+//! - `GET /api/presence/users` → {"users": [{"name", "sessions"}], "count"}
+//! - `GET /api/presence/users/{user}` → {"name", "online", "sessions"}
+//!
+//! A backend asks before it chooses between a live push and an e-mail. Both need a
+//! service identity, like the publish API. Sessions on a node that died drop out
+//! within three `cluster.heartbeat`s.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::HttpState;
+use super::publish::require_service;
+use crate::cluster::presence::tally;
+use crate::transport::PRESENCE_USERS;
+
+type ApiResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
+
+async fn online(state: &HttpState) -> Result<Vec<(String, usize)>, (StatusCode, Json<Value>)> {
+    let entries = state
+        .node
+        .messaging
+        .cluster()
+        .presence(PRESENCE_USERS)
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": format!("presence unavailable: {e}") })),
+            )
+        })?;
+    Ok(tally(&entries))
+}
+
+pub(crate) async fn users(State(state): State<HttpState>, headers: HeaderMap) -> ApiResult {
+    require_service(&state, &headers).await?;
+    let users: Vec<Value> = online(&state)
+        .await?
+        .into_iter()
+        .map(|(name, sessions)| json!({ "name": name, "sessions": sessions }))
+        .collect();
+    Ok(Json(json!({ "count": users.len(), "users": users })))
+}
+
+pub(crate) async fn user(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    require_service(&state, &headers).await?;
+    let sessions = online(&state)
+        .await?
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, s)| s);
+    Ok(Json(json!({ "name": name, "online": sessions > 0, "sessions": sessions })))
+}
