@@ -6,10 +6,13 @@
 //!   over SockJS at `/ws/chat-sockjs` (one JSON message per SockJS message);
 //! - REST: `GET /api/rooms`, `POST /api/rooms` {name}, `GET /api/rooms/{id}`.
 //!
-//! Presence: a room knows which sessions joined under which name; JOIN and LEAVE
-//! events carry the member list, and a session that ends leaves every room it was in.
+//! The registry and presence are the cluster's ([`crate::cluster::Bus`]): a room
+//! created on one node exists on all of them (a shared map), and its members are the
+//! sessions of every node that joined it (presence scope `room:{id}`, entries of a
+//! node that died expire). JOIN and LEAVE events carry the member list; a session
+//! that ends leaves every room it was in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,12 +22,14 @@ use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::BytesMut;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::now_rfc3339;
 use crate::broker::{AckMode, Outbox, Recipient, Subscription};
+use crate::cluster::Bus;
+use crate::cluster::presence::tally;
 use crate::handler::{
     HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo,
 };
@@ -33,30 +38,34 @@ use crate::transport::Transport;
 use crate::transport::websocket::{self, WebSocket};
 
 const MAX_NAME: usize = 100;
+/// The shared map holding the rooms (id → [`Room`] as JSON).
+const MAP: &str = "rooms";
+/// The seed's three starting rooms, with the same ids on every node.
+const SEEDS: [(&str, &str); 3] = [
+    ("00000000-0000-4000-8000-000000000001", "Room 1"),
+    ("00000000-0000-4000-8000-000000000002", "Room 2"),
+    ("00000000-0000-4000-8000-000000000003", "Room 3"),
+];
 
-#[derive(Debug)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
 struct Room {
     id: String,
     name: String,
     created_at: String,
-    /// Session id → the name it joined under.
-    members: HashMap<String, String>,
 }
 
-impl Room {
-    fn member_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.members.values().cloned().collect();
-        names.sort();
-        names.dedup();
-        names
-    }
+fn presence_scope(room_id: &str) -> String {
+    format!("room:{room_id}")
 }
 
-/// The room registry, shared by the handlers, the REST API and `/ws/chat`.
-#[derive(Clone, Debug)]
+/// The room apps' state on this node: which rooms this node's sessions joined, under
+/// which name (for LEAVE events and leaving on disconnect). Rooms and members
+/// themselves live in the cluster.
+#[derive(Clone, Debug, Default)]
 pub struct Rooms {
-    inner: Arc<RwLock<BTreeMap<String, Room>>>,
-    order: Arc<RwLock<Vec<String>>>,
+    /// Session id → room id → the name it joined under.
+    joined: Arc<Mutex<HashMap<String, HashMap<String, String>>>>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -107,110 +116,157 @@ pub fn room_topic(id: &str) -> String {
     format!("/topic/chat/room/{id}")
 }
 
-impl Default for Rooms {
-    fn default() -> Self {
-        Rooms::new()
+/// A room name, trimmed, or why it cannot be one.
+fn check_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("room name must not be empty".into());
     }
+    if name.chars().count() > MAX_NAME {
+        return Err(format!("room name longer than {MAX_NAME} characters"));
+    }
+    Ok(name)
+}
+
+fn unavailable(e: String) -> HandlerError {
+    HandlerError::new(format!("rooms unavailable: {e}"))
 }
 
 impl Rooms {
-    /// A registry with the seed's three starting rooms.
     pub fn new() -> Rooms {
-        let rooms = Rooms {
-            inner: Arc::default(),
-            order: Arc::default(),
-        };
-        for name in ["Room 1", "Room 2", "Room 3"] {
-            rooms.create(name).expect("valid name");
-        }
-        rooms
+        Rooms::default()
     }
 
-    pub fn create(&self, name: &str) -> Result<RoomInfo, String> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err("room name must not be empty".into());
-        }
-        if name.chars().count() > MAX_NAME {
-            return Err(format!("room name longer than {MAX_NAME} characters"));
-        }
+    fn seed(id: &str) -> Option<Room> {
+        SEEDS.iter().find(|(sid, _)| *sid == id).map(|(id, name)| Room {
+            id: (*id).to_owned(),
+            name: (*name).to_owned(),
+            created_at: now_rfc3339(),
+        })
+    }
+
+    /// Creates a room with a fresh id, on every node.
+    pub async fn create(&self, bus: &Arc<dyn Bus>, name: &str) -> Result<RoomInfo, HandlerError> {
+        let name = check_name(name).map_err(HandlerError::new)?;
         let room = Room {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             created_at: now_rfc3339(),
-            members: HashMap::new(),
         };
-        let info = info(&room);
-        self.order.write().push(room.id.clone());
-        self.inner.write().insert(room.id.clone(), room);
-        Ok(info)
+        let json = serde_json::to_string(&room).expect("a room serializes");
+        bus.map_put(MAP, &room.id, &json, true).await.map_err(unavailable)?;
+        Ok(RoomInfo::of(room, Vec::new()))
     }
 
-    pub fn list(&self) -> Vec<RoomInfo> {
-        let rooms = self.inner.read();
-        self.order
-            .read()
+    /// Every room, oldest first, with its members.
+    pub async fn list(&self, bus: &Arc<dyn Bus>) -> Result<Vec<RoomInfo>, HandlerError> {
+        let stored = bus.map_all(MAP).await.map_err(unavailable)?;
+        let mut rooms: Vec<Room> = stored
             .iter()
-            .filter_map(|id| rooms.get(id))
-            .map(info)
-            .collect()
+            .filter_map(|(_, v)| serde_json::from_str(v).ok())
+            .collect();
+        // The starting rooms exist on every node, even after Redis lost them.
+        for (id, _) in SEEDS {
+            if !rooms.iter().any(|r| r.id == id) {
+                rooms.push(self.ensure_seed(bus, id).await?.expect("a seed id"));
+            }
+        }
+        // The starting rooms first, then by age.
+        let key = |r: &Room| (Rooms::seed(&r.id).is_none(), r.created_at.clone(), r.id.clone());
+        rooms.sort_by_cached_key(key);
+        let mut out = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            let members = members(bus, &room.id).await?;
+            out.push(RoomInfo::of(room, members));
+        }
+        Ok(out)
     }
 
-    pub fn get(&self, id: &str) -> Option<RoomInfo> {
-        self.inner.read().get(id).map(info)
+    /// One room with its members; `None` when there is no such room.
+    pub async fn get(&self, bus: &Arc<dyn Bus>, id: &str) -> Result<Option<RoomInfo>, HandlerError> {
+        let Some(room) = self.room(bus, id).await? else { return Ok(None) };
+        let members = members(bus, id).await?;
+        Ok(Some(RoomInfo::of(room, members)))
     }
 
-    fn unknown(id: &str) -> HandlerError {
-        HandlerError::new(format!("unknown room '{id}'"))
+    async fn ensure_seed(&self, bus: &Arc<dyn Bus>, id: &str) -> Result<Option<Room>, HandlerError> {
+        let Some(seed) = Rooms::seed(id) else { return Ok(None) };
+        let json = serde_json::to_string(&seed).expect("a room serializes");
+        if bus.map_put(MAP, id, &json, true).await.map_err(unavailable)? {
+            return Ok(Some(seed));
+        }
+        // Another node wrote it first: theirs it is.
+        Ok(bus
+            .map_get(MAP, id)
+            .await
+            .map_err(unavailable)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .or(Some(seed)))
+    }
+
+    async fn room(&self, bus: &Arc<dyn Bus>, id: &str) -> Result<Option<Room>, HandlerError> {
+        match bus.map_get(MAP, id).await.map_err(unavailable)? {
+            Some(v) => Ok(serde_json::from_str(&v).ok()),
+            None => self.ensure_seed(bus, id).await,
+        }
+    }
+
+    async fn existing(&self, bus: &Arc<dyn Bus>, id: &str) -> Result<Room, HandlerError> {
+        self.room(bus, id)
+            .await?
+            .ok_or_else(|| HandlerError::new(format!("unknown room '{id}'")))
     }
 
     /// Adds the session under `writer` and returns the JOIN event.
-    pub fn join(&self, room_id: &str, session: &str, writer: &str) -> Result<Reply, HandlerError> {
+    pub async fn join(&self, bus: &Arc<dyn Bus>, room_id: &str, session: &str, writer: &str) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
-        let mut rooms = self.inner.write();
-        let room = rooms
-            .get_mut(room_id)
-            .ok_or_else(|| Rooms::unknown(room_id))?;
-        room.members.insert(session.to_owned(), writer.to_owned());
-        Ok(event(
-            room,
-            "JOIN",
-            writer,
-            format!("{writer} joined"),
-            true,
-        ))
+        let room = self.existing(bus, room_id).await?;
+        self.joined
+            .lock()
+            .entry(session.to_owned())
+            .or_default()
+            .insert(room.id.clone(), writer.to_owned());
+        bus.presence_join(&presence_scope(&room.id), session, writer);
+        let members = members(bus, &room.id).await?;
+        Ok(event(&room.id, "JOIN", writer, format!("{writer} joined"), Some(members)))
     }
 
-    pub fn chat(&self, room_id: &str, writer: &str, message: &str) -> Result<Reply, HandlerError> {
+    pub async fn chat(&self, bus: &Arc<dyn Bus>, room_id: &str, writer: &str, message: &str) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
-        let rooms = self.inner.read();
-        let room = rooms.get(room_id).ok_or_else(|| Rooms::unknown(room_id))?;
-        Ok(event(room, "CHAT", writer, message.to_owned(), false))
+        let room = self.existing(bus, room_id).await?;
+        Ok(event(&room.id, "CHAT", writer, message.to_owned(), None))
     }
 
     /// Removes the session from the room; the LEAVE event when it was a member.
-    pub fn leave(&self, room_id: &str, session: &str) -> Result<Option<Reply>, HandlerError> {
-        let mut rooms = self.inner.write();
-        let room = rooms
-            .get_mut(room_id)
-            .ok_or_else(|| Rooms::unknown(room_id))?;
-        Ok(room
-            .members
-            .remove(session)
-            .map(|writer| event(room, "LEAVE", &writer, format!("{writer} left"), true)))
+    pub async fn leave(&self, bus: &Arc<dyn Bus>, room_id: &str, session: &str) -> Result<Option<Reply>, HandlerError> {
+        let room = self.existing(bus, room_id).await?;
+        let writer = {
+            let mut joined = self.joined.lock();
+            let writer = joined.get_mut(session).and_then(|rooms| rooms.remove(&room.id));
+            if joined.get(session).is_some_and(HashMap::is_empty) {
+                joined.remove(session);
+            }
+            writer
+        };
+        let Some(writer) = writer else { return Ok(None) };
+        Ok(Some(self.left(bus, &room.id, session, &writer).await))
+    }
+
+    async fn left(&self, bus: &Arc<dyn Bus>, room_id: &str, session: &str, writer: &str) -> Reply {
+        bus.presence_leave(&presence_scope(room_id), session);
+        // A LEAVE goes out even when the member list cannot be read.
+        let members = members(bus, room_id).await.ok();
+        event(room_id, "LEAVE", writer, format!("{writer} left"), members)
     }
 
     /// Leaves every room the session is in (it disconnected).
-    pub fn leave_all(&self, session: &str) -> Vec<Reply> {
-        let mut rooms = self.inner.write();
-        rooms
-            .values_mut()
-            .filter_map(|room| {
-                room.members
-                    .remove(session)
-                    .map(|writer| event(room, "LEAVE", &writer, format!("{writer} left"), true))
-            })
-            .collect()
+    pub async fn leave_all(&self, bus: &Arc<dyn Bus>, session: &str) -> Vec<Reply> {
+        let rooms = self.joined.lock().remove(session).unwrap_or_default();
+        let mut replies = Vec::with_capacity(rooms.len());
+        for (room_id, writer) in rooms {
+            replies.push(self.left(bus, &room_id, session, &writer).await);
+        }
+        replies
     }
 
     pub fn handlers(&self) -> Handlers {
@@ -219,27 +275,31 @@ impl Rooms {
             .route("/chat/join", move |req: AppRequest<JoinMessage>| {
                 let rooms = join.clone();
                 async move {
-                    rooms.join(
-                        &req.payload.chat_room_id,
-                        &req.session.id,
-                        &req.payload.writer,
-                    )
+                    let bus = req.messaging.cluster();
+                    let p = &req.payload;
+                    rooms.join(bus, &p.chat_room_id, &req.session.id, &p.writer).await
                 }
             })
             .route("/chat/message", move |req: AppRequest<ChatMessage>| {
                 let rooms = chat.clone();
                 async move {
                     let p = &req.payload;
-                    rooms.chat(&p.chat_room_id, &p.writer, &p.message)
+                    rooms.chat(req.messaging.cluster(), &p.chat_room_id, &p.writer, &p.message).await
                 }
             })
             .route("/chat/leave", move |req: AppRequest<LeaveMessage>| {
                 let rooms = leave.clone();
-                async move { rooms.leave(&req.payload.chat_room_id, &req.session.id) }
+                async move {
+                    let bus = req.messaging.cluster();
+                    rooms.leave(bus, &req.payload.chat_room_id, &req.session.id).await
+                }
             })
             .on_disconnect(move |session: SessionInfo, messaging: Messaging| {
                 let rooms = gone.clone();
-                async move { publish_all(&messaging, rooms.leave_all(&session.id), None) }
+                async move {
+                    let replies = rooms.leave_all(messaging.cluster(), &session.id).await;
+                    publish_all(&messaging, replies, None)
+                }
             })
     }
 
@@ -264,37 +324,48 @@ impl Rooms {
             )
             .route(
                 "/api/rooms",
-                get(move || {
+                get(move |State(state): State<HttpState>| {
                     let rooms = list.clone();
-                    async move { Json(rooms.list()) }
+                    async move {
+                        rooms
+                            .list(state.node.messaging.cluster())
+                            .await
+                            .map(Json)
+                            .map_err(|e| unavailable_response(&e))
+                    }
                 })
                 .post(
-                    move |body: Result<
+                    move |State(state): State<HttpState>,
+                          body: Result<
                         Json<CreateRoom>,
                         axum::extract::rejection::JsonRejection,
                     >| {
                         let rooms = create.clone();
                         async move {
                             let Json(body) = body.map_err(|e| bad_request(&e.body_text()))?;
+                            let name = check_name(&body.name).map_err(|e| bad_request(&e))?;
                             rooms
-                                .create(&body.name)
+                                .create(state.node.messaging.cluster(), name)
+                                .await
                                 .map(|r| (StatusCode::CREATED, Json(r)))
-                                .map_err(|e| bad_request(&e))
+                                .map_err(|e| unavailable_response(&e))
                         }
                     },
                 ),
             )
             .route(
                 "/api/rooms/{id}",
-                get(move |Path(id): Path<String>| {
+                get(move |State(state): State<HttpState>, Path(id): Path<String>| {
                     let rooms = one.clone();
                     async move {
-                        rooms.get(&id).map(Json).ok_or_else(|| {
-                            (
+                        match rooms.get(state.node.messaging.cluster(), &id).await {
+                            Ok(Some(room)) => Ok(Json(room)),
+                            Ok(None) => Err((
                                 StatusCode::NOT_FOUND,
                                 Json(json!({ "error": format!("unknown room '{id}'") })),
-                            )
-                        })
+                            )),
+                            Err(e) => Err(unavailable_response(&e)),
+                        }
                     }
                 }),
             )
@@ -326,25 +397,37 @@ fn bad_request(msg: &str) -> (StatusCode, Json<serde_json::Value>) {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": msg })))
 }
 
-fn info(room: &Room) -> RoomInfo {
-    RoomInfo {
-        id: room.id.clone(),
-        name: room.name.clone(),
-        created_at: room.created_at.clone(),
-        members: room.member_names(),
+fn unavailable_response(e: &HandlerError) -> (StatusCode, Json<serde_json::Value>) {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e.message })))
+}
+
+impl RoomInfo {
+    fn of(room: Room, members: Vec<String>) -> RoomInfo {
+        RoomInfo {
+            id: room.id,
+            name: room.name,
+            created_at: room.created_at,
+            members,
+        }
     }
 }
 
-fn event(room: &Room, kind: &'static str, writer: &str, message: String, members: bool) -> Reply {
+/// The names of a room's members on every node, sorted, each once.
+async fn members(bus: &Arc<dyn Bus>, room_id: &str) -> Result<Vec<String>, HandlerError> {
+    let entries = bus.presence(&presence_scope(room_id)).await.map_err(unavailable)?;
+    Ok(tally(&entries).into_iter().map(|(name, _)| name).collect())
+}
+
+fn event(room_id: &str, kind: &'static str, writer: &str, message: String, members: Option<Vec<String>>) -> Reply {
     Reply::to(
-        room_topic(&room.id),
+        room_topic(room_id),
         &RoomEvent {
             kind,
-            chat_room_id: room.id.clone(),
+            chat_room_id: room_id.to_owned(),
             writer: writer.to_owned(),
             message,
             timestamp: now_rfc3339(),
-            members: members.then(|| room.member_names()),
+            members,
         },
     )
 }
@@ -443,34 +526,7 @@ async fn plain_chat<T: Transport>(
                     break;
                 }
                 let text = std::mem::take(&mut buf);
-                let result = serde_json::from_slice::<PlainMessage>(&text)
-                    .map_err(|e| HandlerError::new(format!("invalid chat message: {e}")))
-                    .and_then(|m| {
-                        let room = m.chat_room_id.clone();
-                        let reply = match m.kind.as_str() {
-                            "JOIN" => {
-                                let reply = rooms.join(&room, &session.id, &m.writer)?;
-                                subscriptions.entry(room.clone()).or_insert_with(|| {
-                                    let target = node.router.broker_target(&room_topic(&room)).expect("room topic is a broker destination");
-                                    let sub = Arc::new(Subscription::new(room.clone(), target, AckMode::Auto, recipient.clone()));
-                                    node.broker.subscribe(sub.clone());
-                                    sub
-                                });
-                                Some(reply)
-                            }
-                            "CHAT" | "TALK" => Some(rooms.chat(&room, &m.writer, &m.message)?),
-                            "LEAVE" => {
-                                if let Some(sub) = subscriptions.remove(&room) {
-                                    node.broker.unsubscribe(&sub);
-                                }
-                                rooms.leave(&room, &session.id)?
-                            }
-                            other => return Err(HandlerError::new(format!(
-                                "unknown message type '{other}': use JOIN, CHAT or LEAVE"
-                            ))),
-                        };
-                        Ok(reply)
-                    });
+                let result = plain_message(&text, &rooms, &node, &session, &recipient, &mut subscriptions).await;
                 match result {
                     Ok(replies) => publish_all(&node.messaging, replies, None),
                     Err(e) => {
@@ -485,6 +541,47 @@ async fn plain_chat<T: Transport>(
     for sub in subscriptions.into_values() {
         node.broker.unsubscribe(&sub);
     }
-    publish_all(&node.messaging, rooms.leave_all(&session.id), None);
+    let left = rooms.leave_all(node.messaging.cluster(), &session.id).await;
+    publish_all(&node.messaging, left, None);
     ws.close().await;
+}
+
+/// One message of a plain chat client: JOIN subscribes it to the room's topic.
+async fn plain_message(
+    text: &[u8],
+    rooms: &Rooms,
+    node: &crate::node::Node,
+    session: &SessionInfo,
+    recipient: &Arc<Recipient>,
+    subscriptions: &mut HashMap<String, Arc<Subscription>>,
+) -> Result<Option<Reply>, HandlerError> {
+    let m = serde_json::from_slice::<PlainMessage>(text)
+        .map_err(|e| HandlerError::new(format!("invalid chat message: {e}")))?;
+    let bus = node.messaging.cluster();
+    let room = m.chat_room_id.clone();
+    match m.kind.as_str() {
+        "JOIN" => {
+            let reply = rooms.join(bus, &room, &session.id, &m.writer).await?;
+            subscriptions.entry(room.clone()).or_insert_with(|| {
+                let target = node
+                    .router
+                    .broker_target(&room_topic(&room))
+                    .expect("room topic is a broker destination");
+                let sub = Arc::new(Subscription::new(room.clone(), target, AckMode::Auto, recipient.clone()));
+                node.broker.subscribe(sub.clone());
+                sub
+            });
+            Ok(Some(reply))
+        }
+        "CHAT" | "TALK" => Ok(Some(rooms.chat(bus, &room, &m.writer, &m.message).await?)),
+        "LEAVE" => {
+            if let Some(sub) = subscriptions.remove(&room) {
+                node.broker.unsubscribe(&sub);
+            }
+            rooms.leave(bus, &room, &session.id).await
+        }
+        other => Err(HandlerError::new(format!(
+            "unknown message type '{other}': use JOIN, CHAT or LEAVE"
+        ))),
+    }
 }
