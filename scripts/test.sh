@@ -12,7 +12,10 @@
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
-#   +  sockjs-protocol conformance (scripts/sockjs-conformance.sh; needs SOCKJS_PROTOCOL_DIR)
+#   +  sockjs-protocol conformance (scripts/sockjs-conformance.sh): the external suite,
+#      when a checkout of it exists (SOCKJS_PROTOCOL_DIR or a git mirror); otherwise
+#      reported N/A ("not run") without failing the run. crates/herald/tests/sockjs.rs,
+#      part of cargo test, is Herald's own SockJS conformance suite and always runs.
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
 #                     herald binary and the floor server; fails on errors, not speed)
 #   6. browser tests (tests/browser: the web UI in Debian's chromium via playwright-core;
@@ -80,6 +83,15 @@ record() {
     SKIP) SKIPPED_STEPS=$((SKIPPED_STEPS + 1)) ;;
   esac
   SUMMARY+=("$(printf '  %-4s  %-34s %6ss  %s' "$status" "$name" "$secs" "$counts")")
+}
+
+# record_not_run STEP WHY: an optional step that had nothing to run against; neither a
+# failure nor a skip for a missing tool, but named in the summary with its reason.
+declare -a NOT_RUN=()
+record_not_run() {
+  local name=$1 why=$2
+  NOT_RUN+=("$name")
+  SUMMARY+=("$(printf '  %-4s  %-34s %6s   %s' "N/A" "$name" "-" "not run: $why")")
 }
 
 # missing_tool STEP TOOL: fail under CI, skip otherwise.
@@ -461,8 +473,13 @@ run_bench_smoke() {
 }
 
 # ------------------------------------------------------------------ 7. sockjs conformance
-# The SockJS protocol test suite (scripts/sockjs-conformance.sh): runs when
-# SOCKJS_PROTOCOL_DIR points at a sockjs-protocol checkout (not vendored: no license).
+# The external SockJS protocol test suite (scripts/sockjs-conformance.sh). It is not
+# vendored (its repository carries no license) and CI cannot download it; Herald's own
+# conformance tests (crates/herald/tests/sockjs.rs, in cargo test) cover the protocol in
+# every run. The suite runs when a checkout exists (SOCKJS_PROTOCOL_DIR, or one exported
+# from a git mirror; see the script's header): then every failure but the known hixie-76
+# one fails the run. Without a checkout the step is reported NOT RUN, with the reason,
+# and does not fail the run.
 run_sockjs_conformance() {
   local name="sockjs-protocol conformance"
   banner "$name"
@@ -471,16 +488,16 @@ run_sockjs_conformance() {
     record "$name" FAIL 0
     return
   fi
-  if [[ -z "${SOCKJS_PROTOCOL_DIR:-}" ]]; then
-    # The suite is not vendored (its repository carries no license) and this machine
-    # cannot download it, so it is a manual step, not a skipped one.
-    echo "not part of this run: set SOCKJS_PROTOCOL_DIR to a sockjs-protocol checkout to run it"
-    return
-  fi
   local log="$LOG_DIR/sockjs.log" start=$SECONDS rc=0
   CARGO_TARGET_DIR="$TARGET_DIR" scripts/sockjs-conformance.sh 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
   if ((rc == 2)); then
-    record "$name" SKIP $((SECONDS - start))
+    local why
+    why=$(sed -nE 's/^sockjs-conformance: not run: (.*)$/\1/p' "$log" | tail -1)
+    record_not_run "$name" "${why:-see the log above}"
+    return
+  fi
+  if ((rc == 3)); then
+    missing_tool "$name" "python2.7 (for the sockjs-protocol suite)"
     return
   fi
   # Known failures (hixie-76) are counted as skipped, unexpected ones as failed.
@@ -512,6 +529,8 @@ if ((FAILED_STEPS > 0)); then
   echo "FAILED: $FAILED_STEPS step(s) failed"
 elif ((SKIPPED_STEPS > 0)); then
   echo "PASSED, but $SKIPPED_STEPS step(s) were SKIPPED for missing tools (not allowed under CI=true)"
+elif ((${#NOT_RUN[@]} > 0)); then
+  echo "PASSED; optional steps NOT RUN (nothing to run against, see N/A above): ${NOT_RUN[*]}"
 else
   echo "ALL PASSED"
 fi

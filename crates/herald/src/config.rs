@@ -568,6 +568,12 @@ impl Config {
         if sj.heartbeat.is_zero() || sj.disconnect_delay.is_zero() {
             return err("sockjs.heartbeat/disconnect_delay", "must be more than 0s");
         }
+        if sj.client_url.trim().is_empty() {
+            return err("sockjs.client_url", "must name the sockjs-client script, like \"/web/vendor/sockjs.min.js\"");
+        }
+        if sj.response_limit == 0 {
+            return err("sockjs.response_limit", "must be more than 0 bytes");
+        }
         let n = &self.notifications;
         if n.enabled {
             if self.database.url.is_empty() {
@@ -631,11 +637,13 @@ impl Config {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SockJsConfig {
-    /// Serve STOMP over SockJS at `path`.
+    /// Serve STOMP over SockJS at `path` (and, with the demo apps, the plain JSON chat
+    /// at `/ws/chat-sockjs`).
     pub enabled: bool,
     /// The SockJS endpoint (the URL given to `new SockJS(url)`).
     pub path: String,
-    /// The sockjs-client script the `/iframe.html` page loads (for iframe transports).
+    /// The sockjs-client script the `/iframe.html` page loads (for iframe transports):
+    /// by default Herald's own copy (`/web/vendor/sockjs.min.js`), so no CDN is needed.
     pub client_url: String,
     /// Offer the websocket transport (`/info` says so); off leaves only HTTP fallbacks.
     pub websocket: bool,
@@ -659,8 +667,7 @@ impl Default for SockJsConfig {
         SockJsConfig {
             enabled: true,
             path: "/ws-sockjs".into(),
-            client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
-                .into(),
+            client_url: "/web/vendor/sockjs.min.js".into(),
             websocket: true,
             cookie_needed: false,
             heartbeat: Duration::from_secs(25),

@@ -40,7 +40,10 @@ impl Server {
         config.validate()?;
         let (handlers, app_routes) = if config.apps.demo {
             let rooms = apps::rooms::Rooms::new();
-            (handlers.merge(apps::handlers(&rooms)), rooms.routes())
+            (
+                handlers.merge(apps::handlers(&rooms)),
+                rooms.routes(config.sockjs.enabled),
+            )
         } else {
             (handlers, axum::Router::new())
         };

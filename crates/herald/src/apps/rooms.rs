@@ -303,9 +303,9 @@ impl Rooms {
             })
     }
 
-    /// REST routes: `GET/POST /api/rooms`, `GET /api/rooms/{id}`, `/ws/chat`, and the
-    /// SockJS endpoint `/ws/chat-sockjs`.
-    pub(crate) fn routes(&self) -> axum::Router<HttpState> {
+    /// REST routes: `GET/POST /api/rooms`, `GET /api/rooms/{id}`, `/ws/chat`, and (when
+    /// `sockjs` is on, as `sockjs.enabled` says) the SockJS endpoint `/ws/chat-sockjs`.
+    pub(crate) fn routes(&self, sockjs: bool) -> axum::Router<HttpState> {
         let (list, create, one) = (self.clone(), self.clone(), self.clone());
         let ws = self.clone();
         let sockjs_rooms = self.clone();
@@ -317,11 +317,12 @@ impl Rooms {
                 drop(admission);
             })
         });
-        axum::Router::new()
-            .merge(
-                crate::transport::sockjs::Service::new("/ws/chat-sockjs", None, sockjs_chat)
-                    .routes(),
-            )
+        let router = if sockjs {
+            crate::transport::sockjs::Service::new("/ws/chat-sockjs", None, sockjs_chat).routes()
+        } else {
+            axum::Router::new()
+        };
+        router
             .route(
                 "/api/rooms",
                 get(move |State(state): State<HttpState>| {

@@ -43,7 +43,12 @@ impl Kind {
         match self {
             Kind::Xhr => format!("{f}\n"),
             Kind::EventSource => format!("data: {f}\r\n\r\n"),
-            Kind::HtmlFile => format!("<script>\np({});\n</script>\r\n", frames::quote(f)),
+            // `<` only ever occurs inside the string literal, where `\u003c` means the
+            // same: a message saying `</script>` cannot end the script element.
+            Kind::HtmlFile => format!(
+                "<script>\np({});\n</script>\r\n",
+                frames::quote(f).replace('<', "\\u003c")
+            ),
         }
     }
 }
