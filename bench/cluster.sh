@@ -2,7 +2,7 @@
 # Herald's cross-node fan-out: 1 node without Redis, 1 node on Redis, 2 and 3 nodes on
 # one Redis, side by side in one run, and the "Cluster" part of docs/BENCHMARKS.md.
 #
-#   bench/cluster.sh                 # full run (about 10 minutes)
+#   bench/cluster.sh                 # full run (about 6 minutes with ROUNDS=3)
 #   QUICK=1 bench/cluster.sh         # one round, short runs, small N (about 2 minutes)
 #
 # What it does:
@@ -10,8 +10,8 @@
 #   2. starts a PRIVATE redis-server on a free port (no persistence; the shared Redis
 #      on 6379 is never used);
 #   3. runs ROUNDS rounds; each round starts fresh nodes (one without Redis, three on
-#      the private Redis) and runs every setup one after the other, so ratios compare
-#      runs made under the same background load:
+#      the private Redis) and runs every setup one after the other (the order rotates
+#      from round to round), so ratios compare runs made under the same background load:
 #        local    1 node, in-process bus (no Redis)
 #        redis1   1 node on Redis
 #        nodes2   2 nodes: publisher on node 1, subscribers round-robin over nodes 1-2
@@ -179,11 +179,14 @@ for round in $(seq "$ROUNDS"); do
   start_node A "$REDIS_URL"
   start_node B "$REDIS_URL"
   start_node C "$REDIS_URL"
-  for s in "${SETUPS[@]}"; do
+  # The order rotates from round to round, so no setup always runs first.
+  k=$(((round - 1) % ${#SETUPS[@]}))
+  ORDER=("${SETUPS[@]:k}" "${SETUPS[@]:0:k}")
+  for s in "${ORDER[@]}"; do
     # shellcheck disable=SC2046
     run "$s-max" "$([[ $s == local ]] && echo 0 || echo 1)" "${FAN[@]}" --max $(setup_args "$s")
   done
-  for s in "${SETUPS[@]}"; do
+  for s in "${ORDER[@]}"; do
     # shellcheck disable=SC2046
     run "$s-rate" "$([[ $s == local ]] && echo 0 || echo 1)" "${FAN[@]}" --rate "$RATE" $(setup_args "$s")
   done

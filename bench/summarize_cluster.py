@@ -117,8 +117,9 @@ def main():
           f"{statistics.median(others):.0f}%, max {max(others):.0f}%.")
     w("")
     w(f"Medians of {a.rounds} rounds; each round starts fresh nodes and runs the four setups "
-      "one after the other (all --max runs, then all --rate runs), so the ratios are per "
-      "round, side by side. Raw JSON lines and logs: the OUT directory of the run.")
+      "one after the other (all --max runs, then all --rate runs; the order rotates from "
+      "round to round), so the ratios are per round, side by side. Raw JSON lines and logs: "
+      "the OUT directory of the run.")
     w("")
     w("```")
     w(f"bench/cluster.sh        # ROUNDS={a.rounds} SUBS={a.subs} SIZE={a.size} "
@@ -136,9 +137,9 @@ def main():
     w("")
     w(f"| setup | delivered msg/s (max) | vs 1 node local, per round → median | p50 / p99 ms "
       f"at max | p50 / p99 / p99.9 ms at {a.rate} msg/s × {a.subs} | added over local "
-      f"p50 / p99 ms | node CPU % | Redis CPU % | CPU µs per delivery | Redis commands per "
-      "message (sent / executed) | errors |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+      f"p50 / p99 ms | node CPU % | Redis CPU % | bench CPU % | CPU µs per delivery (nodes + "
+      "Redis) | Redis commands per message (sent / executed) | errors |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     local_max, local_rate = R("local-max"), R("local-rate")
     for s, label in SETUPS:
         mx, rt = R(s + "-max"), R(s + "-rate")
@@ -167,12 +168,35 @@ def main():
           f"{fmt(med(mx, 'latency.p50_ms'), 1)} / {fmt(med(mx, 'latency.p99_ms'), 1)} | "
           f"{fmt(med(rt, 'latency.p50_ms'), 2)} / {fmt(med(rt, 'latency.p99_ms'), 2)} / "
           f"{fmt(med(rt, 'latency.p999_ms'), 2)} | {added} | {fmt(node_cpu)} | {fmt(redis_cpu)} | "
+          f"{fmt(med(mx, 'bench_cpu_pct'))} | "
           f"{fmt(per_delivery, 2)} | {cmds} | {errs}{f', {missing} missing' if missing else ''} |")
     w("")
     w("Per-round delivered msg/s at max: " + "; ".join(
         f"{s} {listing([r.get('delivered_msgs_per_sec') or 0 for r in R(s + '-max')], lambda x: f'{x:,.0f}')}"
         for s, _ in SETUPS if R(s + "-max")) + ".")
     w("")
+    redis_max = R("redis1-max")
+    vs_redis = []
+    for s, _ in SETUPS[2:]:
+        rs = per_round(R(s + "-max"), redis_max, ratio("delivered_msgs_per_sec"))
+        if rs:
+            vs_redis.append(f"{s} {listing(rs, lambda x: f'{x:.0%}')} → **{median(rs):.0%}**")
+    if vs_redis:
+        w("Cross-node against 1 node on Redis (same bus, one node), per round → median: "
+          + "; ".join(vs_redis) + ".")
+        w("")
+    per_node = []
+    for s, label in SETUPS[2:]:
+        cpus = [[x["cpu_pct"] for x in r.get("servers") or [] if x["pid"] != redis_pid]
+                for r in R(s + "-max")]
+        cpus = [c for c in cpus if c]
+        if cpus:
+            per_node.append(f"{s} " + " / ".join(
+                f"{median([c[i] for c in cpus if i < len(c)]):.0f}" for i in range(len(cpus[0]))))
+    if per_node:
+        w("CPU of each node at max (median, % of one core; node 1 has the publisher): "
+          + "; ".join(per_node) + ".")
+        w("")
 
     # Latency at the fixed rate by the node the subscriber is on.
     rows = []
