@@ -100,8 +100,15 @@ def main():
     w = lines.append
     w(BEGIN)
     w("")
-    w(f"Run of {time.strftime('%Y-%m-%d %H:%M %Z')}: Herald `{a.herald_rev}`, private "
-      f"redis-server {a.redis_version or '?'} (no persistence) on loopback.")
+    try:
+        # `uptime` lines at the start and end of each round: "HH:MM:SS up ...".
+        times = [l.split()[0][:5] for l in open(os.path.join(out, "uptime.log")) if l.strip()]
+        span = f"{times[0]}–{times[-1]}"
+    except (OSError, IndexError):
+        span = time.strftime("%H:%M")
+    w(f"Run of {time.strftime('%Y-%m-%d')} {span} {time.strftime('%Z')}: Herald "
+      f"`{a.herald_rev}`, private redis-server {a.redis_version or '?'} (no persistence) on "
+      "loopback.")
     w(f"Machine: {machine()}. **Shared**: every node, Redis and the bench run on the same "
       "2 cores, and other sessions compiled and benchmarked on them during the run.")
     try:
