@@ -17,7 +17,8 @@
 #      reported N/A ("not run") without failing the run. crates/herald/tests/sockjs.rs,
 #      part of cargo test, is Herald's own SockJS conformance suite and always runs.
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
-#                     herald binary and the floor server; fails on errors, not speed)
+#                     herald binary and the floor server, and fanout over two nodes on
+#                     a private redis-server; fails on errors, not speed)
 #   6. browser tests (tests/browser: the web UI in Debian's chromium via playwright-core;
 #      installs `chromium` with apt-get when it is missing; screenshots are kept in
 #      tests/browser/artifacts/)
@@ -410,6 +411,15 @@ wait_listening() {
   return 1
 }
 
+# free_port: a TCP port nothing listens on now (for servers that cannot take port 0).
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+
 run_bench_smoke() {
   local name="bench smoke (herald-bench)"
   banner "$name"
@@ -465,8 +475,35 @@ run_bench_smoke() {
   else
     failed=$((failed + 1))
   fi
-  kill "$hpid" "$fpid" 2>/dev/null || true
-  wait "$hpid" "$fpid" 2>/dev/null || true
+  # Two nodes on a private redis-server: publisher on node 1, subscribers on both.
+  local rpid="" n1pid="" n2pid=""
+  if have redis-server; then
+    local rport n1 n2
+    rport=$(free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+      --logfile "$dir/redis.log" &
+    rpid=$!
+    HERALD_LOG=warn "$HERALD_BIN" serve --http 127.0.0.1:0 --no-stomp --database-url sqlite::memory: \
+      --redis-url "redis://127.0.0.1:$rport" >"$dir/node1.out" 2>&1 &
+    n1pid=$!
+    HERALD_LOG=warn "$HERALD_BIN" serve --http 127.0.0.1:0 --no-stomp --database-url sqlite::memory: \
+      --redis-url "redis://127.0.0.1:$rport" >"$dir/node2.out" 2>&1 &
+    n2pid=$!
+    n1=$(wait_listening "$dir/node1.out" 'http=') || echo "ERROR: cluster node 1 did not start" >&2
+    n2=$(wait_listening "$dir/node2.out" 'http=') || echo "ERROR: cluster node 2 did not start" >&2
+    if [[ -n $n1 && -n $n2 ]]; then
+      smoke fanout-cluster fanout --url "ws://$n1/ws" --subscribe-url "ws://$n1/ws" \
+        --subscribe-url "ws://$n2/ws" --subscribers 20 --rate 50 --duration 2 --drain 5 --settle 1 \
+        --pid "$n1pid" --pid "$n2pid" --pid "$rpid"
+    else
+      failed=$((failed + 1))
+    fi
+  else
+    # install_redis already failed the run.
+    echo "fanout-cluster: not run (no redis-server)" >&2
+  fi
+  kill "$hpid" "$fpid" $n1pid $n2pid $rpid 2>/dev/null || true
+  wait "$hpid" "$fpid" $n1pid $n2pid $rpid 2>/dev/null || true
   local status=PASS
   ((failed > 0 || passed == 0)) && status=FAIL
   record "$name" "$status" $((SECONDS - start)) "$passed" "$failed"

@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use crate::proc::{Machine, Watch, Who, report_machine};
+use crate::proc::{Machine, Servers, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report};
 use crate::Common;
 
@@ -31,7 +31,7 @@ pub struct ConnectArgs {
 
 pub async fn run(a: &ConnectArgs) -> Result<Report> {
     let target = a.common.target()?;
-    let server = a.common.pid.map(|p| Watch::start(Who::Pid(p))).transpose()?;
+    let server = Servers::start(&a.common.pid)?;
     let me = Watch::start(Who::Myself)?;
     let machine = Machine::start()?;
     let next = Arc::new(AtomicUsize::new(0));
@@ -102,15 +102,10 @@ pub async fn run(a: &ConnectArgs) -> Result<Report> {
     r.latency("upgrade_latency", &upgrade.merged());
     errors.report(&mut r);
     let machine_pct = machine.busy_pct()?;
-    let mut accounted = 0.0;
-    if let Some(s) = server {
-        let u = s.finish()?;
-        accounted += u.cpu_pct;
-        u.report(&mut r, "server");
-    }
+    let server = server.finish()?;
+    server.report(&mut r);
     let u = me.finish()?;
-    accounted += u.cpu_pct;
     u.report(&mut r, "bench");
-    report_machine(&mut r, machine_pct, accounted);
+    report_machine(&mut r, machine_pct, server.cpu_pct() + u.cpu_pct);
     Ok(r)
 }

@@ -1,4 +1,6 @@
-//! `fanout`: one publisher, N subscribers of one topic.
+//! `fanout`: one publisher, N subscribers of one topic. With `--subscribe-url`
+//! (repeatable) the subscribers are spread round-robin over those servers (the
+//! nodes of a cluster) while the publisher stays on `--url`.
 
 use anyhow::Result;
 use clap::Args;
@@ -18,6 +20,10 @@ pub struct FanoutArgs {
     pub subscribers: usize,
     #[arg(long, default_value = "/topic/bench")]
     pub destination: String,
+    /// Server the subscribers connect to instead of --url; repeatable: subscriber i
+    /// goes to the (i mod n)-th (e.g. the nodes of a cluster, --url being one of them).
+    #[arg(long = "subscribe-url", value_name = "URL")]
+    pub subscribe_urls: Vec<String>,
 }
 
 pub async fn run(a: &FanoutArgs) -> Result<Report> {
@@ -25,5 +31,12 @@ pub async fn run(a: &FanoutArgs) -> Result<Report> {
         destination: a.destination.clone(),
         subscribers: a.subscribers,
     }];
-    pubsub::run("fanout", a.common.target()?, &a.load, groups, a.common.pid).await
+    let target = a.common.target()?;
+    let subscribe_to = if a.subscribe_urls.is_empty() {
+        vec![target.clone()]
+    } else {
+        let urls = a.subscribe_urls.iter();
+        urls.map(|u| a.common.target_at(u)).collect::<Result<_>>()?
+    };
+    pubsub::run("fanout", target, subscribe_to, &a.load, groups, &a.common.pid).await
 }

@@ -1,7 +1,7 @@
 //! `idle`: N STOMP sessions (heart-beat 0,0) that each SUBSCRIBE once and then
 //! stay idle. With `--pid`, the server's VmRSS is read before the first
 //! connection and after all are open (and a settle time), giving bytes per
-//! connection.
+//! connection (with several `--pid`, their sum).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::client::error_text;
-use crate::proc::{Watch, Who, rss_bytes};
+use crate::proc::{Servers, rss_sum};
 use crate::stats::{Errors, Report, bytes};
 use crate::Common;
 
@@ -52,8 +52,8 @@ pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
             a.connections
         );
     }
-    let who = a.common.pid.map(Who::Pid);
-    let rss_before = who.map(rss_bytes).transpose()?;
+    let pids = &a.common.pid;
+    let rss_before = rss_sum(pids)?;
     let errors = Arc::new(Errors::default());
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -114,12 +114,12 @@ pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
     let open = tasks.len();
     eprintln!("herald-bench idle: {open} sessions open in {open_secs:.2}s; settling");
 
-    let server = who.map(Watch::start).transpose()?;
+    let server = Servers::start(pids)?;
     tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
-    let rss_after = who.map(rss_bytes).transpose()?;
+    let rss_after = rss_sum(pids)?;
     let alive = tasks.iter().filter(|t| !t.is_finished()).count();
     tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
-    let server_usage = server.map(|w| w.finish()).transpose()?;
+    let server_usage = server.finish()?;
 
     stopping.store(true, Relaxed);
     let _ = stop_tx.send(true);
@@ -162,8 +162,9 @@ pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
             format!("{per:.0} B ({})", bytes(per)),
         );
     }
-    if let Some(u) = server_usage {
-        r.num("server_idle_cpu_pct", u.cpu_pct, 2, " % of one core (while idle)");
+    if !pids.is_empty() {
+        let cpu = server_usage.cpu_pct();
+        r.num("server_idle_cpu_pct", cpu, 2, " % of one core (while idle)");
     }
     errors.report(&mut r);
     Ok(r)

@@ -70,8 +70,9 @@ pub struct Common {
     #[arg(long, default_value = "/")]
     pub vhost: String,
     /// Server process to sample: CPU% from /proc/PID/stat, VmRSS from /proc/PID/status.
+    /// Repeatable (the nodes of a cluster): reported summed, and per PID.
     #[arg(long)]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     /// Print the result as one JSON line instead of a human summary.
     #[arg(long)]
     pub json: bool,
@@ -88,8 +89,13 @@ pub struct Common {
 
 impl Common {
     pub fn target(&self) -> Result<Arc<Target>> {
+        self.target_at(&self.url)
+    }
+
+    /// Another server (a node of the same cluster) with the same login and options.
+    pub fn target_at(&self, url: &str) -> Result<Arc<Target>> {
         let mut t = Target::new(
-            &self.url,
+            url,
             self.login.clone(),
             self.passcode.clone(),
             self.vhost.clone(),

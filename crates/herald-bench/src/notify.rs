@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::Common;
 use crate::client::{Event, error_text};
 use crate::http::HttpConn;
-use crate::proc::{Machine, Watch, Who, report_machine};
+use crate::proc::{Machine, Servers, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report, now_ns};
 
 #[derive(Args, Debug, Clone)]
@@ -188,7 +188,7 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
     }
 
     // 2. Posters.
-    let server = a.common.pid.map(|p| Watch::start(Who::Pid(p))).transpose()?;
+    let server = Servers::start(&a.common.pid)?;
     let me = Watch::start(Who::Myself)?;
     let machine = Machine::start()?;
     let t0 = Instant::now();
@@ -308,7 +308,7 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
         let _ = p.await;
     }
     let post_time = t0.elapsed();
-    let server_usage = server.as_ref().map(|w| w.usage()).transpose()?;
+    let server_usage = server.usage()?;
     let my_usage = me.usage()?;
     let machine_pct = machine.busy_pct()?;
 
@@ -327,7 +327,7 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
-    let server_final = server.map(|w| w.finish()).transpose()?;
+    let server_final = server.finish()?;
     let _ = me.finish();
 
     // 4. Report.
@@ -400,15 +400,11 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
     r.latency("post_latency", &shared.post_latency.merged());
     r.count("window_waits", shared.window_waits.load(Relaxed));
     shared.errors.report(&mut r);
-    if let (Some(u), Some(f)) = (server_usage, server_final) {
-        let u = crate::proc::Usage {
-            rss_peak: f.rss_peak,
-            ..u
-        };
-        u.report(&mut r, "server");
-    }
+    // CPU over the posting window; RSS peak over the whole run.
+    let server_usage = server_usage.with_peaks_of(&server_final);
+    server_usage.report(&mut r);
     my_usage.report(&mut r, "bench");
-    let accounted = my_usage.cpu_pct + server_usage.map_or(0.0, |u| u.cpu_pct);
+    let accounted = my_usage.cpu_pct + server_usage.cpu_pct();
     report_machine(&mut r, machine_pct, accounted);
     Ok(r)
 }

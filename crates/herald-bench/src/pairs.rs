@@ -32,5 +32,7 @@ pub async fn run(a: &PairsArgs) -> Result<Report> {
             subscribers: 1,
         })
         .collect();
-    pubsub::run("pairs", a.common.target()?, &a.load, groups, a.common.pid).await
+    let target = a.common.target()?;
+    let subscribe_to = vec![target.clone()];
+    pubsub::run("pairs", target, subscribe_to, &a.load, groups, &a.common.pid).await
 }

@@ -202,6 +202,91 @@ impl Usage {
     }
 }
 
+/// The server processes of a run (`--pid`, repeatable: the nodes of a cluster), one
+/// [`Watch`] each. Empty when no `--pid` was given.
+pub struct Servers(Vec<(u32, Watch)>);
+
+/// What [`Servers`] saw, per process.
+pub struct ServersUsage(Vec<(u32, Usage)>);
+
+impl Servers {
+    pub fn start(pids: &[u32]) -> Result<Servers> {
+        let watches = pids
+            .iter()
+            .map(|&p| Ok((p, Watch::start(Who::Pid(p))?)))
+            .collect::<Result<_>>()?;
+        Ok(Servers(watches))
+    }
+
+    /// Usage of each process from the start until now (the watches keep running).
+    pub fn usage(&self) -> Result<ServersUsage> {
+        let per = self.0.iter().map(|(p, w)| Ok((*p, w.usage()?)));
+        Ok(ServersUsage(per.collect::<Result<_>>()?))
+    }
+
+    /// Stops sampling and returns the usage of each process.
+    pub fn finish(self) -> Result<ServersUsage> {
+        let per = self.0.into_iter().map(|(p, w)| Ok((p, w.finish()?)));
+        Ok(ServersUsage(per.collect::<Result<_>>()?))
+    }
+}
+
+impl ServersUsage {
+    /// CPU of all the processes together, in percent of one core (0 without `--pid`).
+    pub fn cpu_pct(&self) -> f64 {
+        self.0.iter().map(|(_, u)| u.cpu_pct).sum()
+    }
+
+    /// The same CPU figures with the RSS peaks of a later reading: CPU over the
+    /// publishing window, RSS peak over the whole run.
+    pub fn with_peaks_of(mut self, later: &ServersUsage) -> ServersUsage {
+        for ((_, u), (_, l)) in self.0.iter_mut().zip(&later.0) {
+            u.rss_peak = u.rss_peak.max(l.rss_peak);
+        }
+        self
+    }
+
+    /// Adds `server_cpu_pct` and `server_rss` for all the processes together (RSS
+    /// peak: the sum of each one's peak), and with several processes `servers`, the
+    /// same figures per PID. Adds nothing without `--pid`.
+    pub fn report(&self, r: &mut Report) {
+        let Some(first) = self.0.first() else { return };
+        if self.0.len() == 1 {
+            first.1.report(r, "server");
+            return;
+        }
+        let sum = |f: fn(&Usage) -> u64| self.0.iter().map(|(_, u)| f(u)).sum::<u64>();
+        Usage {
+            cpu_pct: self.cpu_pct(),
+            rss_start: sum(|u| u.rss_start),
+            rss_end: sum(|u| u.rss_end),
+            rss_peak: sum(|u| u.rss_peak),
+        }
+        .report(r, "server");
+        let (json, human): (Vec<_>, Vec<_>) = self
+            .0
+            .iter()
+            .map(|(p, u)| {
+                (
+                    json!({"pid": p, "cpu_pct": u.cpu_pct, "rss_start_bytes": u.rss_start,
+                           "rss_end_bytes": u.rss_end, "rss_peak_bytes": u.rss_peak}),
+                    format!("pid {p}: {:.1} %, peak {}", u.cpu_pct, bytes(u.rss_peak as f64)),
+                )
+            })
+            .unzip();
+        r.field("servers", json!(json), human.join("; "));
+    }
+}
+
+/// Summed VmRSS of some processes; `None` for none.
+pub fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let rss = pids.iter().map(|&p| rss_bytes(Who::Pid(p)));
+    Ok(Some(rss.sum::<Result<u64>>()?))
+}
+
 /// Raises the soft (and, when allowed, the hard) limit on open files.
 pub fn raise_nofile(want: u64) -> u64 {
     let mut lim = libc::rlimit {

@@ -8,6 +8,9 @@
 //! caught up to half the window. This keeps the server's per-connection queues
 //! bounded, so `--max` measures what subscribers can take instead of provoking
 //! slow-consumer disconnects.
+//!
+//! Publishers connect to one server; subscribers may be spread round-robin over
+//! several (the nodes of a cluster), with a latency histogram per server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -23,8 +26,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::{Event, Session, Target, Writer, error_text};
-use crate::proc::{Machine, Watch, Who, report_machine};
-use crate::stats::{Errors, Latency, Report, now_ns};
+use crate::proc::{Machine, Servers, Watch, Who, report_machine};
+use crate::stats::{Errors, Latency, Report, latency_summary, now_ns};
 
 /// Load shape shared by the publish/subscribe scenarios.
 #[derive(Args, Debug, Clone)]
@@ -50,6 +53,10 @@ pub struct LoadArgs {
     /// Connections opened at once while setting up.
     #[arg(long, default_value_t = 32)]
     pub connect_concurrency: usize,
+    /// Seconds to wait after the last subscriber's RECEIPT before publishing: a
+    /// cluster node subscribes to Redis after it has answered the SUBSCRIBE.
+    #[arg(long, default_value_t = 0.0)]
+    pub settle: f64,
 }
 
 /// One publisher and the subscribers of its destination.
@@ -109,7 +116,8 @@ impl GroupState {
 #[derive(Default)]
 struct Shared {
     errors: Errors,
-    latency: Latency,
+    /// One histogram per server the subscribers are spread over.
+    latency: Vec<Latency>,
     delivered: AtomicU64,
     /// Latest receive time of any message (ns on the shared clock).
     last_recv_ns: AtomicU64,
@@ -117,14 +125,23 @@ struct Shared {
     window_waits: AtomicU64,
 }
 
+/// Runs the groups: publishers connect to `target`, subscriber `i` (counted over
+/// all groups) to `subscribe_to[i % len]`; `pids` are the server processes to sample.
 pub async fn run(
     scenario: &'static str,
     target: Arc<Target>,
+    subscribe_to: Vec<Arc<Target>>,
     load: &LoadArgs,
     groups: Vec<Group>,
-    pid: Option<u32>,
+    pids: &[u32],
 ) -> Result<Report> {
-    let shared = Arc::new(Shared::default());
+    if subscribe_to.is_empty() {
+        bail!("no server to subscribe to");
+    }
+    let shared = Arc::new(Shared {
+        latency: subscribe_to.iter().map(|_| Latency::default()).collect(),
+        ..Shared::default()
+    });
     let states: Vec<Arc<GroupState>> = groups
         .iter()
         .map(|g| {
@@ -151,7 +168,7 @@ pub async fn run(
     }
     let mut subscriber_tasks: Vec<JoinHandle<()>> = Vec::with_capacity(total_subs);
     let mut opened = futures_util::stream::iter(slots.into_iter().enumerate().map(|(idx, (gi, si))| {
-        let target = target.clone();
+        let target = subscribe_to[idx % subscribe_to.len()].clone();
         let dest = states[gi].destination.clone();
         async move {
             let r = async {
@@ -168,6 +185,7 @@ pub async fn run(
         match r {
             Ok(session) => subscriber_tasks.push(tokio::spawn(subscriber(
                 idx,
+                idx % subscribe_to.len(),
                 session,
                 states[gi].clone(),
                 si,
@@ -190,6 +208,7 @@ pub async fn run(
     if live_subs == 0 {
         bail!("no subscriber could connect: {}", first_error(&shared));
     }
+    tokio::time::sleep(Duration::from_secs_f64(load.settle)).await;
 
     // 2. Publishers.
     let mut writers = Vec::with_capacity(groups.len());
@@ -205,7 +224,7 @@ pub async fn run(
         bail!("no publisher could connect: {}", first_error(&shared));
     }
 
-    let server = pid.map(|p| Watch::start(Who::Pid(p))).transpose()?;
+    let server = Servers::start(pids)?;
     let me = Watch::start(Who::Myself)?;
     let machine = Machine::start()?;
     let pub_t0 = Instant::now();
@@ -259,7 +278,7 @@ pub async fn run(
         }
     }
     let publish_time = pub_t0.elapsed();
-    let server_usage = server.as_ref().map(|w| w.usage()).transpose()?;
+    let server_usage = server.usage()?;
     let my_usage = me.usage()?;
     let machine_pct = machine.busy_pct()?;
 
@@ -286,7 +305,7 @@ pub async fn run(
         w.close().await;
         reader.abort();
     }
-    let server_final = server.map(|w| w.finish()).transpose()?;
+    let server_final = server.finish()?;
     let _ = me.finish();
 
     // 4. Report.
@@ -308,11 +327,17 @@ pub async fn run(
         r.fail(format!("{missing} messages missing"));
     }
     r.field("url", json!(target.url), target.url.clone());
+    let spread = subscribe_to.len() > 1 || subscribe_to[0].url != target.url;
+    if spread {
+        let urls: Vec<&str> = subscribe_to.iter().map(|t| t.url.as_str()).collect();
+        r.field("subscribe_urls", json!(urls), urls.join(" "));
+    }
     r.field(
         "setup",
         json!({"publishers": groups.len(), "subscribers": total_subs, "size": load.size,
                "rate": load.rate, "max": load.max, "window": load.window,
-               "duration_s": load.duration, "subscribe_secs": setup.as_secs_f64()}),
+               "duration_s": load.duration, "settle_s": load.settle,
+               "subscribe_secs": setup.as_secs_f64()}),
         format!(
             "{} publisher(s), {total_subs} subscriber(s), {} B bodies, {}, window {}; \
              subscribed in {:.2} s",
@@ -343,7 +368,27 @@ pub async fn run(
             drain.as_secs_f64()
         ),
     );
-    r.latency("latency", &shared.latency.merged());
+    let per_server: Vec<_> = shared.latency.iter().map(Latency::merged).collect();
+    let mut all = per_server[0].clone();
+    for h in &per_server[1..] {
+        all.add(h)?;
+    }
+    r.latency("latency", &all);
+    if spread {
+        // Subscribers on the publisher's server and on the others, side by side.
+        let (json, human): (Vec<_>, Vec<_>) = subscribe_to
+            .iter()
+            .zip(&per_server)
+            .map(|(t, h)| {
+                let (v, text) = latency_summary(h);
+                (
+                    json!({"url": t.url, "latency": v}),
+                    format!("{}: {text}", t.url),
+                )
+            })
+            .unzip();
+        r.field("latency_by_server", json!(json), human.join("; "));
+    }
     r.field(
         "subscribers_alive",
         json!(live_end),
@@ -351,16 +396,11 @@ pub async fn run(
     );
     r.count("window_waits", shared.window_waits.load(Relaxed));
     shared.errors.report(&mut r);
-    if let (Some(u), Some(f)) = (server_usage, server_final) {
-        // CPU over the publishing window; RSS peak over the whole run.
-        let u = crate::proc::Usage {
-            rss_peak: f.rss_peak,
-            ..u
-        };
-        u.report(&mut r, "server");
-    }
+    // CPU over the publishing window; RSS peak over the whole run.
+    let server_usage = server_usage.with_peaks_of(&server_final);
+    server_usage.report(&mut r);
     my_usage.report(&mut r, "bench");
-    let accounted = my_usage.cpu_pct + server_usage.map_or(0.0, |u| u.cpu_pct);
+    let accounted = my_usage.cpu_pct + server_usage.cpu_pct();
     report_machine(&mut r, machine_pct, accounted);
     Ok(r)
 }
@@ -373,9 +413,11 @@ fn first_error(shared: &Shared) -> String {
     )
 }
 
-/// Reads MESSAGE frames, records their latency and counts them.
+/// Reads MESSAGE frames, records their latency (into the histogram of `server`, the
+/// index of the server it is connected to) and counts them.
 async fn subscriber(
     idx: usize,
+    server: usize,
     mut session: Session,
     group: Arc<GroupState>,
     slot: usize,
@@ -387,7 +429,7 @@ async fn subscriber(
     let mut unflushed = 0u64;
     let mut last = 0u64;
     let flush = |batch: &mut Vec<u64>, unflushed: &mut u64| {
-        shared.latency.record_many_ns(idx, batch);
+        shared.latency[server].record_many_ns(idx, batch);
         batch.clear();
         shared.delivered.fetch_add(*unflushed, Relaxed);
         *unflushed = 0;

@@ -199,29 +199,8 @@ impl Report {
 
     /// p50/p90/p99/p99.9/max/mean of a histogram of microseconds, in milliseconds.
     pub fn latency(&mut self, key: &str, h: &Histogram<u64>) {
-        let ms = |us: u64| us as f64 / 1000.0;
-        if h.is_empty() {
-            self.field(key, Value::Null, "no samples".into());
-            return;
-        }
-        let (p50, p90, p99, p999) = (
-            ms(h.value_at_quantile(0.50)),
-            ms(h.value_at_quantile(0.90)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.value_at_quantile(0.999)),
-        );
-        let max = ms(h.max());
-        let mean = h.mean() / 1000.0;
-        self.field(
-            key,
-            json!({"samples": h.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
-                   "p999_ms": p999, "max_ms": max, "mean_ms": mean}),
-            format!(
-                "p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms, p99.9 {p999:.3} ms, \
-                 max {max:.3} ms, mean {mean:.3} ms ({} samples)",
-                h.len()
-            ),
-        );
+        let (v, human) = latency_summary(h);
+        self.field(key, v, human);
     }
 
     pub fn print(&self, as_json: bool) {
@@ -240,6 +219,32 @@ impl Report {
             }
         }
     }
+}
+
+/// p50/p90/p99/p99.9/max/mean of a histogram of microseconds, in milliseconds: as
+/// JSON (null without samples) and as text.
+pub fn latency_summary(h: &Histogram<u64>) -> (Value, String) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    if h.is_empty() {
+        return (Value::Null, "no samples".into());
+    }
+    let (p50, p90, p99, p999) = (
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.90)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+    );
+    let max = ms(h.max());
+    let mean = h.mean() / 1000.0;
+    (
+        json!({"samples": h.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
+               "p999_ms": p999, "max_ms": max, "mean_ms": mean}),
+        format!(
+            "p50 {p50:.3} ms, p90 {p90:.3} ms, p99 {p99:.3} ms, p99.9 {p999:.3} ms, \
+             max {max:.3} ms, mean {mean:.3} ms ({} samples)",
+            h.len()
+        ),
+    )
 }
 
 /// Human-readable byte count.

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Herald's cross-node fan-out: 1 node without Redis, 1 node on Redis, 2 and 3 nodes on
+# one Redis, side by side in one run, and the "Cluster" part of docs/BENCHMARKS.md.
+#
+#   bench/cluster.sh                 # full run (about 6 minutes with ROUNDS=3)
+#   QUICK=1 bench/cluster.sh         # one round, short runs, small N (about 2 minutes)
+#
+# What it does:
+#   1. builds `herald` and `herald-bench` in release mode (unless HERALD_BIN/BENCH_BIN);
+#   2. starts a PRIVATE redis-server on a free port (no persistence; the shared Redis
+#      on 6379 is never used);
+#   3. runs ROUNDS rounds; each round starts fresh nodes (one without Redis, three on
+#      the private Redis) and runs every setup one after the other (the order rotates
+#      from round to round), so ratios compare runs made under the same background load:
+#        local    1 node, in-process bus (no Redis)
+#        redis1   1 node on Redis
+#        nodes2   2 nodes: publisher on node 1, subscribers round-robin over nodes 1-2
+#        nodes3   3 nodes: publisher on node 1, subscribers round-robin over nodes 1-3
+#      each with `fanout --max` (throughput) and then, after all the --max runs of the
+#      round, `fanout --rate RATE` (latency at a load every setup sustains);
+#      before each run on Redis, `CONFIG RESETSTAT`; after it, `INFO commandstats`
+#      (Redis commands per published message);
+#   4. stops what it started and rewrites the generated part of the Cluster section
+#      of docs/BENCHMARKS.md (between the cluster.sh markers; the rest is kept).
+#
+# Every run is bounded in time and on loopback. Results (JSON lines) and logs go to
+# OUT (default /tmp/herald-cluster-DATE). Environment: ROUNDS (3), SUBS (1000), SIZE
+# (100), DURATION (6), RATE (20: msg/s for the latency runs), DOC (docs/BENCHMARKS.md;
+# empty: do not write), HERALD_BIN, BENCH_BIN.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+  : "${ROUNDS:=1}" "${SUBS:=200}" "${DURATION:=3}"
+fi
+ROUNDS=${ROUNDS:-3}
+SUBS=${SUBS:-1000}
+SIZE=${SIZE:-100}
+DURATION=${DURATION:-6}
+RATE=${RATE:-20}
+DOC=${DOC-docs/BENCHMARKS.md}
+OUT=${OUT:-/tmp/herald-cluster-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/cluster.log") 2>&1
+echo "cluster.sh: OUT=$OUT ROUNDS=$ROUNDS SUBS=$SUBS SIZE=$SIZE DURATION=$DURATION RATE=$RATE"
+
+for tool in redis-server redis-cli jq curl python3; do
+  command -v "$tool" >/dev/null || { echo "cluster.sh needs $tool" >&2; exit 1; }
+done
+# Priority over builds in other sessions when allowed (root); harmless otherwise.
+echo -10 >/proc/self/autogroup 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ------------------------------------------------------------------ build
+HERALD_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+[[ -n "${HERALD_BIN:-}" ]] && HERALD_REV="prebuilt $HERALD_BIN"
+if [[ -z "${HERALD_BIN:-}" || -z "${BENCH_BIN:-}" ]]; then
+  echo "== cargo build --release -p herald-cli -p herald-bench"
+  cargo build --release -p herald-cli -p herald-bench || { echo "build failed" >&2; exit 1; }
+  TD=${CARGO_TARGET_DIR:-$ROOT/target}
+  HERALD_BIN=${HERALD_BIN:-$TD/release/herald}
+  BENCH_BIN=${BENCH_BIN:-$TD/release/herald-bench}
+fi
+H=$HERALD_BIN
+B=$BENCH_BIN
+
+# ------------------------------------------------------------------ processes we start
+REDIS_PID= REDIS_PORT=
+declare -A NODE_PID=() NODE_URL=()
+stop_nodes() {
+  local n
+  for n in "${!NODE_PID[@]}"; do kill "${NODE_PID[$n]}" 2>/dev/null; done
+  for n in "${!NODE_PID[@]}"; do wait "${NODE_PID[$n]}" 2>/dev/null; done
+  NODE_PID=() NODE_URL=()
+}
+cleanup() {
+  stop_nodes
+  if [[ -n $REDIS_PID ]]; then
+    kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    REDIS_PID=
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { for _ in $(seq 300); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
+
+start_redis() {
+  REDIS_PORT=$(free_port)
+  [[ $REDIS_PORT == 6379 ]] && REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$OUT/redis.log" &
+  REDIS_PID=$!
+  wait_port "$REDIS_PORT" || { echo "redis-server did not start (see $OUT/redis.log)" >&2; exit 1; }
+  echo -10 >"/proc/$REDIS_PID/autogroup" 2>/dev/null || true
+  echo "private $(redis-server --version | cut -d' ' -f1-3) on port $REDIS_PORT, pid $REDIS_PID"
+}
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+
+# start_node NAME [REDIS_URL]: a fresh node on a free port; NODE_PID/NODE_URL[NAME].
+start_node() {
+  local name=$1 redis=${2:-} port
+  port=$(free_port)
+  local extra=()
+  [[ -n $redis ]] && extra=(--redis-url "$redis")
+  HERALD_LOG=${HERALD_LOG:-warn} "$H" serve --http "127.0.0.1:$port" --no-stomp \
+    --database-url 'sqlite::memory:' "${extra[@]}" >>"$OUT/node-$name.log" 2>&1 &
+  NODE_PID[$name]=$!
+  NODE_URL[$name]="ws://127.0.0.1:$port/ws"
+  wait_port "$port" || { echo "node $name did not start (see $OUT/node-$name.log)" >&2; exit 1; }
+  # Ready once its bus is (the Redis connection is made in the background).
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/health/ready" && break
+    sleep 0.1
+  done
+  echo -10 >"/proc/${NODE_PID[$name]}/autogroup" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------ runs
+# commandstats: `INFO commandstats` as one JSON object {command: calls}.
+commandstats() {
+  rcli INFO commandstats | tr -d '\r' |
+    sed -n -E 's/^cmdstat_([^:]+):calls=([0-9]+),.*/"\1":\2/p' | paste -sd, | sed 's/.*/{&}/'
+}
+
+# run NAME REDIS(0|1) ARGS...: one bench run, its JSON line (with the Redis commands
+# counted during it, for runs on Redis) appended to OUT/NAME.jsonl.
+run() {
+  local name=$1 on_redis=$2; shift 2
+  echo "-- $name: herald-bench $*"
+  [[ $on_redis == 1 ]] && rcli CONFIG RESETSTAT >/dev/null
+  local line stats='{}'
+  line=$(timeout 300 "$B" "$@" --json 2>>"$OUT/bench.err" | tail -1)
+  [[ $on_redis == 1 ]] && stats=$(commandstats)
+  if [[ -n $line ]] && line=$(jq -c --argjson rc "$stats" --arg up "$(uptime)" \
+    '. + {redis_commands: $rc, uptime: $up}' <<<"$line" 2>/dev/null); then
+    echo "$line" >>"$OUT/$name.jsonl"
+    jq -c '{d: .delivered_msgs_per_sec, pub: .published, p50: .latency.p50_ms,
+      p99: .latency.p99_ms, cpu: .server_cpu_pct, err: .errors, other_cpu: .other_cpu_pct,
+      cmds: ((.redis_commands | to_entries | map(select(.key | test("^(info|config)") | not))
+              | map(.value) | add // 0) / (if .published > 0 then .published else 1 end))}' <<<"$line"
+  else
+    echo "   (no result; see $OUT/bench.err)"
+  fi
+}
+
+FAN=(fanout --subscribers "$SUBS" --size "$SIZE" --duration "$DURATION" --drain 10 --settle 1)
+# setup SETUP: the bench arguments (URLs, PIDs) of one setup.
+setup_args() {
+  case $1 in
+    local) echo "--url ${NODE_URL[L]} --pid ${NODE_PID[L]}" ;;
+    redis1) echo "--url ${NODE_URL[A]} --pid ${NODE_PID[A]} --pid $REDIS_PID" ;;
+    nodes2) echo "--url ${NODE_URL[A]} --subscribe-url ${NODE_URL[A]} --subscribe-url ${NODE_URL[B]}" \
+      "--pid ${NODE_PID[A]} --pid ${NODE_PID[B]} --pid $REDIS_PID" ;;
+    nodes3) echo "--url ${NODE_URL[A]} --subscribe-url ${NODE_URL[A]} --subscribe-url ${NODE_URL[B]}" \
+      "--subscribe-url ${NODE_URL[C]} --pid ${NODE_PID[A]} --pid ${NODE_PID[B]} --pid ${NODE_PID[C]}" \
+      "--pid $REDIS_PID" ;;
+  esac
+}
+SETUPS=(local redis1 nodes2 nodes3)
+
+start_redis
+echo "$REDIS_PID" >"$OUT/redis.pid"
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round of $ROUNDS ($(uptime | sed 's/.*load/load/'))"
+  uptime >>"$OUT/uptime.log"
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  start_node L
+  start_node A "$REDIS_URL"
+  start_node B "$REDIS_URL"
+  start_node C "$REDIS_URL"
+  # The order rotates from round to round, so no setup always runs first.
+  k=$(((round - 1) % ${#SETUPS[@]}))
+  ORDER=("${SETUPS[@]:k}" "${SETUPS[@]:0:k}")
+  for s in "${ORDER[@]}"; do
+    # shellcheck disable=SC2046
+    run "$s-max" "$([[ $s == local ]] && echo 0 || echo 1)" "${FAN[@]}" --max $(setup_args "$s")
+  done
+  for s in "${ORDER[@]}"; do
+    # shellcheck disable=SC2046
+    run "$s-rate" "$([[ $s == local ]] && echo 0 || echo 1)" "${FAN[@]}" --rate "$RATE" $(setup_args "$s")
+  done
+  uptime >>"$OUT/uptime.log"
+  stop_nodes
+done
+REDIS_VERSION=$(redis-server --version | sed -E 's/.* v=([^ ]+).*/\1/')
+cleanup
+
+# ------------------------------------------------------------------ docs/BENCHMARKS.md
+python3 "$ROOT/bench/summarize_cluster.py" "$OUT" "$DOC" \
+  --herald-rev "$HERALD_REV" --redis-version "$REDIS_VERSION" --rounds "$ROUNDS" \
+  --subs "$SUBS" --size "$SIZE" --duration "$DURATION" --rate "$RATE"
+echo "results in $OUT${DOC:+; wrote $DOC}"
