@@ -62,22 +62,17 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         if node.config.notifications.enabled {
             let (db, cfg) = (&node.config.database, &node.config.notifications);
+            // Fails only on a URL that does not parse; a database that is down leaves the
+            // notifier degraded (503s, not ready) until it answers.
             let notifier = crate::notify::Notifier::open(db, cfg, node.messaging.clone())
                 .await
-                .with_context(|| format!("cannot open the notification database {} (database.url)", db.url))?;
-            let store = notifier.clone();
+                .with_context(|| format!("invalid notification database URL {} (database.url)", db.url))?;
+            let check = notifier.clone();
             node.add_ready_check(
                 "database",
                 Arc::new(move || {
-                    let store = store.clone();
-                    Box::pin(async move {
-                        store
-                            .store()
-                            .unread_count("")
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| format!("database unreachable: {e}"))
-                    })
+                    let check = check.clone();
+                    Box::pin(async move { check.check_ready().await })
                 }),
             );
             let _ = node.notifications.set(notifier);

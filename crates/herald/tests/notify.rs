@@ -7,6 +7,8 @@
 //! MySQL, of an existing database for PostgreSQL).
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ enum Backend {
 struct TestDb {
     url: String,
     drop: Option<(Backend, String, String)>,
+    /// SQLite file databases: the folder, removed at the end.
+    sqlite_dir: Option<std::path::PathBuf>,
 }
 
 fn in_ci() -> bool {
@@ -34,62 +38,92 @@ fn in_ci() -> bool {
 
 impl TestDb {
     async fn new(backend: Backend) -> Option<TestDb> {
+        let mut db = TestDb::later(backend);
+        match db.create().await {
+            Ok(()) => Some(db),
+            Err(reason) => {
+                if in_ci() {
+                    panic!("{reason} (CI=true: a missing database fails the test)");
+                }
+                eprintln!("SKIPPED: {reason}");
+                None
+            }
+        }
+    }
+
+    /// A database that does not exist yet (MySQL, PostgreSQL): [`TestDb::create`]
+    /// makes it. For SQLite: a file in a folder that does not exist yet, which
+    /// `create` makes.
+    fn later(backend: Backend) -> TestDb {
         let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-        let (admin, url) = match backend {
+        match backend {
             Backend::Sqlite => {
-                return Some(TestDb {
-                    url: "sqlite::memory:".into(),
+                let dir = std::env::temp_dir().join(&name);
+                TestDb {
+                    url: format!("sqlite://{}", dir.join("notifications.db").display()),
                     drop: None,
-                });
+                    sqlite_dir: Some(dir),
+                }
             }
             Backend::MySql => {
                 let admin = std::env::var("HERALD_TEST_MYSQL_URL")
                     .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
                 let url = format!("{}/{name}", admin.trim_end_matches('/'));
-                (admin, url)
+                TestDb { url, drop: Some((backend, admin, name)), sqlite_dir: None }
             }
             Backend::Postgres => {
                 let admin = std::env::var("HERALD_TEST_POSTGRES_URL")
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
                 let url = format!("{base}/{name}");
-                (admin, url)
+                TestDb { url, drop: Some((backend, admin, name)), sqlite_dir: None }
             }
+        }
+    }
+
+    /// An in-memory SQLite database (one server only), or [`TestDb::later`] created.
+    async fn create(&mut self) -> Result<(), String> {
+        if let Some(dir) = &self.sqlite_dir {
+            return std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()));
+        }
+        let Some((backend, admin, name)) = self.drop.clone() else {
+            return Ok(());
         };
+        let sql = format!("CREATE DATABASE {name}");
         let created = match backend {
             Backend::MySql => async {
                 let mut c = sqlx::MySqlConnection::connect(&admin).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut c)
-                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await?;
                 c.close().await
             }
             .await,
             _ => async {
                 let mut c = sqlx::PgConnection::connect(&admin).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut c)
-                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await?;
                 c.close().await
             }
             .await,
         };
-        if let Err(e) = created {
-            let reason = format!("{backend:?} at {admin} is not reachable: {e}");
-            if in_ci() {
-                panic!("{reason} (CI=true: a missing database fails the test)");
-            }
-            eprintln!("SKIPPED: {reason}");
-            return None;
-        }
-        Some(TestDb {
-            url,
-            drop: Some((backend, admin, name)),
-        })
+        created.map_err(|e| format!("{backend:?} at {admin} is not reachable: {e}"))
+    }
+
+    /// The database's `host:port` (MySQL, PostgreSQL).
+    fn server_addr(&self) -> String {
+        let after_scheme = self.url.split_once("://").map_or("", |(_, r)| r);
+        let host_port = after_scheme.split('/').next().unwrap_or("");
+        host_port.rsplit_once('@').map_or(host_port, |(_, hp)| hp).to_owned()
+    }
+
+    /// This database's URL with `addr` in place of its server's address.
+    fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        self.url.replacen(&self.server_addr(), &addr.to_string(), 1)
     }
 
     /// Drops the database now (the server's connections see it vanish).
     fn drop_now(&mut self) {
+        if let Some(dir) = self.sqlite_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let Some((backend, admin, name)) = self.drop.take() else {
             return;
         };
@@ -515,6 +549,297 @@ async fn seed_004_destinations(b: Backend) {
     assert_eq!(v["redirectPath"], "/dashboard");
 }
 
+/// A list of 1,200 users is persisted in one request (multi-row INSERTs in batches):
+/// exactly one row each, every id distinct, unread counts right, connected users get
+/// their copy once; a repeated key adds nothing; a broadcast is one row for everyone.
+async fn bulk_insert_to_many_users(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let s = server(&db).await;
+    let users: Vec<String> = (0..1200).map(|i| format!("bulk-{i}")).collect();
+    let mut live = Vec::new();
+    for u in ["bulk-0", "bulk-499", "bulk-500", "bulk-1199"] {
+        live.push(subscriber(&s, Transport::Tcp, u).await);
+    }
+    let req = json!({"users": users, "message": "to everyone on the list", "type": "bulk", "idempotencyKey": "bulk-1"});
+    let (status, body) = post(&s, req.clone()).await;
+    assert_eq!(status, 201, "{}", &body.to_string()[..body.to_string().len().min(300)]);
+    let rows = body["notifications"].as_array().unwrap();
+    assert_eq!(rows.len(), 1200);
+    let ids: std::collections::HashSet<i64> = rows.iter().map(|n| n["notificationId"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 1200, "every row has its own id");
+    for (row, user) in rows.iter().zip(&users) {
+        assert_eq!(row["memberId"], user.as_str(), "rows come back in the order of 'users'");
+    }
+    assert_eq!(body["delivered"], 4);
+    for (c, u) in live.iter_mut().zip(["bulk-0", "bulk-499", "bulk-500", "bulk-1199"]) {
+        let (_, v) = next_json(c).await;
+        assert_eq!(v["memberId"], u);
+        let listed = rows.iter().find(|r| r["memberId"] == u).unwrap();
+        assert_eq!(v["notificationId"], listed["notificationId"], "the live copy is the stored row");
+    }
+    let store = s.node.notifications.get().unwrap().store();
+    for u in &users {
+        assert_eq!(store.unread_count(u).await.unwrap(), 1, "{u}");
+    }
+    assert_eq!(store.unread_count("bulk-1200").await.unwrap(), 0);
+    // Again with the same key: nothing new, nothing published.
+    let (status, again) = post(&s, req).await;
+    assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
+    assert_eq!(again["notifications"].as_array().unwrap().len(), 1200);
+    for c in live.iter_mut() {
+        c.expect_silence(Duration::from_millis(100)).await;
+    }
+    for u in ["bulk-0", "bulk-777", "bulk-1199"] {
+        assert_eq!(store.unread_count(u).await.unwrap(), 1, "{u}");
+    }
+    // Large messages go in smaller batches (a byte budget per statement).
+    let big = "x".repeat(16 * 1024);
+    let (status, body) = post(&s, json!({"users": &users[..700], "message": big})).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["notifications"].as_array().unwrap().len(), 700);
+    let (_, l) = get_as(&s, "bulk-699", "/api/notifications").await;
+    assert_eq!((l["unreadCount"].clone(), l["items"][0]["message"].as_str().map(str::len)), (json!(2), Some(16 * 1024)));
+    assert_eq!(store.unread_count("bulk-700").await.unwrap(), 1);
+    // Read-all marks many at once (multi-row too).
+    let (status, r) = post_as(&s, "bulk-5", "/api/notifications/read-all").await;
+    assert_eq!((status, r["ids"].as_array().unwrap().len()), (200, 2));
+    assert_eq!(store.unread_count("bulk-5").await.unwrap(), 0);
+    assert_eq!(store.unread_count("bulk-6").await.unwrap(), 2);
+}
+
+/// A TCP proxy the test controls in front of a database server. Closed, it takes each
+/// connection and drops it at once (a database that is down); open, it forwards.
+/// Closing also cuts the connections it was forwarding.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Proxy {
+    async fn closed(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy {
+            addr: listener.local_addr().unwrap(),
+            open: Default::default(),
+            stop: tokio_util::sync::CancellationToken::new(),
+        };
+        let (open, stop) = (proxy.open.clone(), proxy.stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+                };
+                let Some(open) = open.lock().unwrap().clone() else {
+                    drop(inbound);
+                    continue;
+                };
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = open.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = Some(tokio_util::sync::CancellationToken::new());
+    }
+
+    fn close(&self) {
+        if let Some(open) = self.open.lock().unwrap().take() {
+            open.cancel();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.close();
+        self.stop.cancel();
+    }
+}
+
+async fn readiness(s: &TestServer) -> (u16, Value) {
+    let (status, body) = s.http_get("/health/ready").await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Polls /health/ready until it answers 200 (the retry backoff is at most 5 s).
+async fn wait_ready(s: &TestServer) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readiness(s).await;
+        if status == 200 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not ready after 30 s: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every notification endpoint answers 503 with the clear body; returns the POST's.
+async fn all_503(s: &TestServer, user: &str) -> Value {
+    let (status, e) = post(s, json!({"user": user, "message": "not now"})).await;
+    assert_eq!(status, 503, "{e}");
+    assert!(e["error"].as_str().unwrap().starts_with("notification store unavailable"), "{e}");
+    assert_eq!(e["code"], "database_unavailable", "{e}");
+    for path in ["/api/notifications", "/api/notifications/unread-count"] {
+        let (status, e) = get_as(s, user, path).await;
+        assert_eq!((status, e["code"].clone()), (503, json!("database_unavailable")), "{path}: {e}");
+    }
+    for path in ["/api/notifications/read-all", "/api/notifications/1/read"] {
+        let (status, e) = post_as(s, user, path).await;
+        assert_eq!(status, 503, "{path}: {e}");
+    }
+    let job = json!({"user": user, "percent": 100, "status": "done"}).to_string();
+    let (status, _) = s.http_call("POST", "/api/jobs/j1/progress", &[], Some(&job)).await;
+    assert_eq!(status, 503);
+    e
+}
+
+/// STOMP pub/sub on a topic works (whatever the database does).
+async fn stomp_still_works(s: &TestServer) {
+    let mut sub = s.tcp().await;
+    sub.subscribe("t", "/topic/weather").await;
+    let mut publisher = s.ws().await;
+    publisher.publish("/topic/weather", "sunny").await;
+    assert_eq!(sub.recv_body().await, "sunny");
+}
+
+/// The database is down when the server starts: it starts anyway, degraded (not
+/// ready, 503s, STOMP works), and once the database is reachable the migrations run
+/// and notifications work without a restart. MySQL/PostgreSQL sit behind a proxy that
+/// then goes down and up again under the running server; SQLite's file is in a folder
+/// that does not exist until later.
+async fn database_down_at_startup_then_back(b: Backend) {
+    let Some(mut db) = (match b {
+        Backend::Sqlite => Some(TestDb::later(b)),
+        _ => TestDb::new(b).await,
+    }) else {
+        return;
+    };
+    let proxy = match b {
+        Backend::Sqlite => None,
+        _ => Some(Proxy::closed(db.server_addr()).await),
+    };
+    let url = proxy.as_ref().map_or(db.url.clone(), |p| db.url_via(p.addr));
+    let s = TestServer::with(move |c| {
+        c.database.url = url;
+        c.database.acquire_timeout = Duration::from_secs(1);
+    })
+    .await;
+    assert_eq!(s.http_get("/health/live").await.0, 200);
+    let (status, ready) = readiness(&s).await;
+    assert_eq!(status, 503, "{ready}");
+    let why = ready["failing"]["database"].as_str().unwrap_or_default();
+    assert!(why.contains("not been reachable since startup"), "{ready}");
+    let mut nina = subscriber(&s, Transport::Ws, "nina").await;
+    all_503(&s, "nina").await;
+    stomp_still_works(&s).await;
+    nina.expect_silence(Duration::from_millis(200)).await;
+
+    // The database comes.
+    match &proxy {
+        Some(p) => p.open(),
+        None => db.create().await.unwrap(),
+    }
+    wait_ready(&s).await;
+    let (status, body) = post(&s, json!({"user": "nina", "message": "first"})).await;
+    assert_eq!((status, body["delivered"].clone()), (201, json!(1)), "{body}");
+    assert_eq!(next_json(&mut nina).await.1["message"], "first");
+
+    let Some(proxy) = proxy else { return };
+    // It goes away under the running server: 503, nothing published, STOMP works.
+    proxy.close();
+    all_503(&s, "nina").await;
+    let (status, ready) = readiness(&s).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready["failing"]["database"].as_str().unwrap_or_default().contains("database unreachable"), "{ready}");
+    stomp_still_works(&s).await;
+    nina.expect_silence(Duration::from_millis(200)).await;
+    // And comes back: the pool reconnects, no restart.
+    proxy.open();
+    wait_ready(&s).await;
+    let (status, body) = post(&s, json!({"user": "nina", "message": "second"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(next_json(&mut nina).await.1["message"], "second");
+    let (_, list) = get_as(&s, "nina", "/api/notifications").await;
+    let messages: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, vec!["second", "first"], "the 503s stored nothing");
+}
+
+/// The database named in the URL does not exist yet; once created, the migrations run.
+async fn database_created_after_startup(b: Backend) {
+    let mut db = TestDb::later(b);
+    let s = server(&db).await;
+    let (status, ready) = readiness(&s).await;
+    if status == 200 {
+        panic!("ready without a database: {ready}");
+    }
+    all_503(&s, "ola").await;
+    if let Err(reason) = db.create().await {
+        assert!(!in_ci(), "{reason}");
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    wait_ready(&s).await;
+    let (status, body) = post(&s, json!({"user": "ola", "message": "made it"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, list) = get_as(&s, "ola", "/api/notifications?unread=true").await;
+    assert_eq!(list["items"][0]["message"], "made it", "{list}");
+}
+
+/// Two nodes share the database and a private Redis. The user is connected to node B;
+/// node A takes the POST while Redis is down, so the live copy cannot reach B: the
+/// notification is committed all the same (201) and B's session finds it in its unread
+/// list. Nothing is lost when publishing fails after the commit.
+async fn publish_failure_after_commit_loses_nothing(b: Backend) {
+    let Some(db) = TestDb::new(b).await else { return };
+    let mut redis = redis_server::RedisServer::start();
+    let node = |url: String, redis: String| {
+        TestServer::with(move |c| {
+            c.database.url = url;
+            c.database.acquire_timeout = Duration::from_secs(2);
+            c.cluster.redis_url = redis;
+            c.cluster.heartbeat = Duration::from_millis(200);
+        })
+    };
+    let a = node(db.url.clone(), redis.url()).await;
+    let bn = node(db.url.clone(), redis.url()).await;
+    let mut pat = subscriber(&bn, Transport::Ws, "pat").await;
+    let bus_b = bn.node.broker.bus().clone();
+    wait_until("B listening for pat", || {
+        bus_b.is_listening(herald::broker::Kind::Topic, "/user/pat/queue/notifications")
+    })
+    .await;
+    // Redis up: A's POST reaches pat on B.
+    let (status, _) = post(&a, json!({"user": "pat", "message": "via redis"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(next_json(&mut pat).await.1["message"], "via redis");
+
+    redis.kill();
+    let bus_a = a.node.broker.bus().clone();
+    wait_until("A sees Redis gone", || !bus_a.status().connected).await;
+    let failed_before = bus_a.status().failed_publishes;
+    let (status, body) = post(&a, json!({"user": "pat", "message": "while redis is down"})).await;
+    assert_eq!(status, 201, "committed whatever the publish does: {body}");
+    wait_until("the publish failed", || bus_a.status().failed_publishes > failed_before).await;
+    pat.expect_silence(Duration::from_millis(300)).await;
+    // Pat (on B) finds it unread.
+    let (status, list) = get_as(&bn, "pat", "/api/notifications?unread=true").await;
+    assert_eq!(status, 200, "{list}");
+    let messages: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, vec!["while redis is down", "via redis"]);
+    assert_eq!(list["unreadCount"], 2);
+}
+
 /// Each test in `all` runs on SQLite, MySQL and PostgreSQL; those in `servers` on the
 /// two database servers only.
 macro_rules! per_backend {
@@ -544,6 +869,10 @@ per_backend!(
         job_progress_and_final_result,
         retention_deletes_only_read,
         seed_004_destinations,
+        bulk_insert_to_many_users,
+        database_down_at_startup_then_back,
+        database_created_after_startup,
+        publish_failure_after_commit_loses_nothing,
     ],
     servers: [dropped_database_is_503],
 );
@@ -586,6 +915,35 @@ async fn creating_needs_a_service_and_reading_needs_the_user_token() {
     assert_eq!(status, 401);
     let (status, _) = s.http_call("GET", "/api/notifications", &[("Authorization", "Bearer nope")], None).await;
     assert_eq!(status, 401);
+}
+
+/// Nothing listens where the URL points (PostgreSQL, MySQL): the server starts all
+/// the same, not ready, the notification API answers 503, STOMP works.
+#[tokio::test]
+async fn nothing_listening_at_startup() {
+    for scheme in ["postgres://postgres", "mysql://root"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("{scheme}@127.0.0.1:{port}/herald");
+        let s = TestServer::with(move |c| c.database.url = url).await;
+        let (status, ready) = readiness(&s).await;
+        assert_eq!(status, 503, "{ready}");
+        let why = ready["failing"]["database"].as_str().unwrap_or_default().to_owned();
+        assert!(why.contains("not been reachable since startup"), "{ready}");
+        let e = all_503(&s, "zed").await;
+        assert!(e["error"].as_str().unwrap().contains("retrying"), "{e}");
+        stomp_still_works(&s).await;
+    }
+}
+
+/// A URL that cannot name a database at all is a configuration error: no start.
+#[tokio::test]
+async fn unparsable_database_url_refuses_to_start() {
+    let mut cfg = herald::Config::default();
+    cfg.server.http = "127.0.0.1:0".parse().unwrap();
+    cfg.server.stomp = None;
+    cfg.database.url = "postgres://user@[bad-host/db".into();
+    let e = herald::Server::bind(cfg).await.err().expect("refused");
+    assert!(format!("{e:#}").contains("database.url"), "{e:#}");
 }
 
 #[tokio::test]

@@ -16,7 +16,9 @@
 //! - `POST /api/notifications/{id}/read` → {id, read: true, changed, unreadCount};
 //! - `POST /api/notifications/read-all` → {ids, unreadCount: 0}.
 //!
-//! A database failure answers 503 {"error": "notification store unavailable: ..."}.
+//! A database failure answers 503 {"error": "notification store unavailable: ...",
+//! "code": "database_unavailable"} and publishes nothing; so does every call while a
+//! database that was down at startup has not answered yet.
 
 use std::sync::Arc;
 
@@ -57,9 +59,18 @@ fn failed(e: NotifyError) -> Answer {
         NotifyError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
         NotifyError::Store(ref db) => {
             tracing::warn!(error = %db, "notification store error");
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            unavailable(&e)
         }
+        NotifyError::NotReady(_) => unavailable(&e),
     }
+}
+
+/// 503 {"error": "notification store unavailable: …", "code": "database_unavailable"}.
+fn unavailable(e: &NotifyError) -> Answer {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": e.to_string(), "code": "database_unavailable" })),
+    )
 }
 
 fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {

@@ -13,6 +13,10 @@
 //!   `notifications.jobs_destination`; a final status (done/failed) is stored as a
 //!   notification too.
 //! - Storage: [`store::NotificationStore`] (SQLite, MySQL/MariaDB, PostgreSQL).
+//! - A database that is down at startup does not stop the server: the notifier starts
+//!   degraded (the API answers 503, `/health/ready` names the database, STOMP works),
+//!   retries in the background and runs the migrations once the database answers.
+//!   Later outages fail single requests (503) and the pool reconnects by itself.
 //! - REST routes: `http.rs`.
 
 pub(crate) mod http;
@@ -22,10 +26,12 @@ pub mod store_postgres;
 pub mod store_sqlite;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use herald_stomp::Headers;
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -81,18 +87,34 @@ pub enum NotifyError {
     /// The database failed (503): nothing was published.
     #[error("notification store unavailable: {0}")]
     Store(#[from] sqlx::Error),
+    /// The database has not been reachable since startup (503); Herald keeps trying
+    /// and runs the migrations once it answers.
+    #[error("notification store unavailable: the database has not been reachable since startup ({0}); retrying, notifications work again once it answers")]
+    NotReady(String),
 }
 
 /// The notification service: the store plus live delivery through [`Messaging`].
 #[derive(Debug)]
 pub struct Notifier {
     store: NotificationStore,
+    /// Set once the migrations ran; until then every call answers
+    /// [`NotifyError::NotReady`] without touching the database.
+    migrated: AtomicBool,
+    /// Why the database is not ready yet (the last failed attempt).
+    not_ready: Mutex<String>,
     messaging: Messaging,
     config: NotificationsConfig,
 }
 
+/// First and longest pause between attempts to reach a database that was down at startup.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 impl Notifier {
-    /// Opens the store (running its migrations).
+    /// Opens the store and runs its migrations. Only a URL that does not parse is an
+    /// error: when the database is down, the notifier starts degraded (every call
+    /// answers [`NotifyError::NotReady`], i.e. 503) and keeps trying in the background,
+    /// running the migrations as soon as the database answers.
     pub async fn open(
         database: &DatabaseConfig,
         config: &NotificationsConfig,
@@ -102,17 +124,86 @@ impl Notifier {
             max_connections: database.max_connections,
             acquire_timeout: database.acquire_timeout,
         };
-        let store = NotificationStore::open(&database.url, &settings).await?;
-        tracing::info!(backend = store.backend(), "notification store ready");
-        Ok(Arc::new(Notifier {
+        let store = NotificationStore::connect_lazy(&database.url, &settings)?;
+        let notifier = Arc::new(Notifier {
             store,
+            migrated: AtomicBool::new(false),
+            not_ready: Mutex::new("not tried yet".into()),
             messaging,
             config: config.clone(),
-        }))
+        });
+        if let Err(e) = notifier.try_migrate().await {
+            tracing::warn!(
+                backend = notifier.store.backend(),
+                error = %e,
+                "notification database unavailable at startup: the notification API answers 503 until it is reachable (retrying)"
+            );
+            notifier.spawn_migrate_retry();
+        }
+        Ok(notifier)
     }
 
+    /// One attempt to reach the database and run the migrations.
+    async fn try_migrate(&self) -> Result<(), sqlx::Error> {
+        match self.store.migrate().await {
+            Ok(()) => {
+                self.migrated.store(true, Ordering::Release);
+                tracing::info!(backend = self.store.backend(), "notification store ready");
+                Ok(())
+            }
+            Err(e) => {
+                *self.not_ready.lock() = e.to_string();
+                Err(e)
+            }
+        }
+    }
+
+    /// Retries [`Notifier::try_migrate`] with a growing pause until it succeeds or the
+    /// notifier is dropped.
+    fn spawn_migrate_retry(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut pause = RETRY_FIRST;
+            loop {
+                tokio::time::sleep(pause).await;
+                let Some(this) = weak.upgrade() else { return };
+                match this.try_migrate().await {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "notification database still unavailable"),
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        });
+    }
+
+    /// Whether the database was reached and migrated (since then, failures are
+    /// per request and the pool reconnects by itself).
+    pub fn is_ready(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
+    /// The store, whether or not it is ready (tests and operators' tools).
     pub fn store(&self) -> &NotificationStore {
         &self.store
+    }
+
+    /// The store once it is ready; before, why not.
+    fn ready_store(&self) -> Result<&NotificationStore, NotifyError> {
+        if self.is_ready() {
+            Ok(&self.store)
+        } else {
+            Err(NotifyError::NotReady(self.not_ready.lock().clone()))
+        }
+    }
+
+    /// The readiness check: migrated, and the database answers now.
+    pub async fn check_ready(&self) -> Result<(), String> {
+        let store = self.ready_store().map_err(|e| e.to_string())?;
+        store
+            .unread_count("")
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("database unreachable: {e}"))
     }
 
     pub fn config(&self) -> &NotificationsConfig {
@@ -132,8 +223,9 @@ impl Notifier {
             idempotency_key: n.idempotency_key,
             created_at: now_ms(),
         };
+        let store = self.ready_store()?;
         let started = std::time::Instant::now();
-        let inserted = self.store.insert(&recipients, &draft).await;
+        let inserted = store.insert(&recipients, &draft).await;
         crate::ops::metrics::database_time("insert", started.elapsed());
         let inserted = inserted?;
         if inserted.duplicate {
@@ -183,23 +275,24 @@ impl Notifier {
         unread_only: bool,
     ) -> Result<Vec<Stored>, NotifyError> {
         let started = std::time::Instant::now();
-        let rows = self.store.list(user, before, limit, unread_only).await;
+        let rows = self.ready_store()?.list(user, before, limit, unread_only).await;
         crate::ops::metrics::database_time("list", started.elapsed());
         Ok(rows?)
     }
 
     pub async fn unread_count(&self, user: &str) -> Result<i64, NotifyError> {
-        Ok(self.store.unread_count(user).await?)
+        Ok(self.ready_store()?.unread_count(user).await?)
     }
 
     /// Marks one notification read and tells the user's sessions. `None`: not found.
     pub async fn mark_read(&self, user: &str, id: i64) -> Result<Option<(bool, i64)>, NotifyError> {
-        let marked = match self.store.mark_read(user, id, now_ms()).await? {
+        let store = self.ready_store()?;
+        let marked = match store.mark_read(user, id, now_ms()).await? {
             MarkRead::NotFound => return Ok(None),
             MarkRead::AlreadyRead => false,
             MarkRead::Marked => true,
         };
-        let unread = self.store.unread_count(user).await?;
+        let unread = store.unread_count(user).await?;
         if marked {
             self.push_read(user, &[id], unread, false);
         }
@@ -208,7 +301,7 @@ impl Notifier {
 
     /// Marks everything read; returns the ids it marked.
     pub async fn mark_all_read(&self, user: &str) -> Result<Vec<i64>, NotifyError> {
-        let ids = self.store.mark_all_read(user, now_ms()).await?;
+        let ids = self.ready_store()?.mark_all_read(user, now_ms()).await?;
         if !ids.is_empty() {
             self.push_read(user, &ids, 0, true);
         }
@@ -311,6 +404,9 @@ impl Notifier {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
+                }
+                if !this.is_ready() {
+                    continue;
                 }
                 let cutoff = now_ms() - retention.as_millis() as i64;
                 match this.store.purge(cutoff).await {

@@ -1,10 +1,10 @@
 //! MySQL / MariaDB backend (seed 004's choice): `mysql://user:pass@host:3306/db`
 //! (`mariadb://` is accepted as a synonym).
 
+use sqlx::MySql;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
-use super::store::{Draft, Inserted, MarkRead, PoolSettings, Stored, COLUMNS, EVERYONE};
-use super::store_sqlite::stored;
+use super::store::{Dialect, Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, PoolSettings, Stored, bind_notifications, shared_methods};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
@@ -14,159 +14,50 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-    pub async fn open(url: &str, settings: &PoolSettings) -> Result<MySqlStore, sqlx::Error> {
+    const DIALECT: Dialect = Dialect::MySql;
+
+    pub(super) fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<MySqlStore, sqlx::Error> {
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+            .connect_lazy(url)?;
         Ok(MySqlStore { pool })
     }
 
-    pub async fn insert(&self, recipients: &[String], draft: &Draft) -> Result<Inserted, sqlx::Error> {
-        if let Some(key) = &draft.idempotency_key {
-            let earlier = self.by_key(key).await?;
-            if !earlier.is_empty() {
-                return Ok(Inserted { rows: earlier, duplicate: true });
-            }
+    /// One multi-row `INSERT`. MySQL has no `RETURNING`: `LAST_INSERT_ID()` is the
+    /// first row's id, and InnoDB gives the rows of one multi-row insert consecutive
+    /// ids (`auto_increment_increment` apart) unless `innodb_autoinc_lock_mode = 2`
+    /// interleaves concurrent inserts. So the ids are read back inside the transaction
+    /// and checked; when they are not this batch's rows, `None` asks for one row per
+    /// statement instead.
+    async fn insert_batch(
+        tx: &mut sqlx::Transaction<'_, MySql>,
+        recipients: &[String],
+        d: &Draft,
+    ) -> Result<Option<Vec<(i64, String)>>, sqlx::Error> {
+        let n = recipients.len();
+        let sql = Self::sql().insert_notifications(n);
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(n == 1 || n == MAX_ROWS_PER_INSERT);
+        let done = bind_notifications!(query, recipients, d).execute(&mut **tx).await?;
+        let first = done.last_insert_id() as i64;
+        if n == 1 {
+            return Ok(Some(vec![(first, recipients[0].clone())]));
         }
-        match self.insert_all(recipients, draft).await {
-            Ok(rows) => Ok(Inserted { rows, duplicate: false }),
-            // A concurrent request with the same key won the race.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && draft.idempotency_key.is_some() => {
-                let key = draft.idempotency_key.as_deref().unwrap_or_default();
-                Ok(Inserted { rows: self.by_key(key).await?, duplicate: true })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn insert_all(&self, recipients: &[String], d: &Draft) -> Result<Vec<Stored>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut rows = Vec::with_capacity(recipients.len());
-        for recipient in recipients {
-            let done = sqlx::query(
-                "INSERT INTO notifications (recipient, kind, title, message, redirect_path, payload, idempotency_key, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(recipient)
-            .bind(&d.kind)
-            .bind(&d.title)
-            .bind(&d.message)
-            .bind(&d.redirect_path)
-            .bind(&d.payload)
-            .bind(&d.idempotency_key)
-            .bind(d.created_at)
-            .execute(&mut *tx)
-            .await?;
-            rows.push(stored(done.last_insert_id() as i64, recipient, d));
-        }
-        tx.commit().await?;
-        Ok(rows)
-    }
-
-    async fn by_key(&self, key: &str) -> Result<Vec<Stored>, sqlx::Error> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = n.recipient \
-             WHERE n.idempotency_key = ? ORDER BY n.id"
-        )))
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    pub async fn list(&self, user: &str, before: i64, limit: i64, unread_only: bool) -> Result<Vec<Stored>, sqlx::Error> {
-        let unread = if unread_only { "AND r.read_at IS NULL" } else { "" };
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = ? \
-             WHERE n.recipient IN (?, ?) AND n.id < ? {unread} ORDER BY n.id DESC LIMIT ?"
-        )))
-        .bind(user)
-        .bind(user)
-        .bind(EVERYONE)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    pub async fn unread_count(&self, user: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = ? \
-             WHERE n.recipient IN (?, ?) AND r.read_at IS NULL",
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, recipient FROM notifications \
+             WHERE id >= ? AND id <= ? + (? - 1) * @@auto_increment_increment ORDER BY id",
         )
-        .bind(user)
-        .bind(user)
-        .bind(EVERYONE)
-        .fetch_one(&self.pool)
-        .await
-    }
-
-    pub async fn mark_read(&self, user: &str, id: i64, now: i64) -> Result<MarkRead, sqlx::Error> {
-        let visible: Option<i64> = sqlx::query_scalar("SELECT id FROM notifications WHERE id = ? AND recipient IN (?, ?)")
-            .bind(id)
-            .bind(user)
-            .bind(EVERYONE)
-            .fetch_optional(&self.pool)
-            .await?;
-        if visible.is_none() {
-            return Ok(MarkRead::NotFound);
-        }
-        let done = sqlx::query("INSERT IGNORE INTO notification_reads (user_id, notification_id, read_at) VALUES (?, ?, ?)")
-            .bind(user)
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(if done.rows_affected() > 0 { MarkRead::Marked } else { MarkRead::AlreadyRead })
-    }
-
-    pub async fn mark_all_read(&self, user: &str, now: i64) -> Result<Vec<i64>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT n.id FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = ? \
-             WHERE n.recipient IN (?, ?) AND r.read_at IS NULL ORDER BY n.id",
-        )
-        .bind(user)
-        .bind(user)
-        .bind(EVERYONE)
-        .fetch_all(&mut *tx)
+        .bind(first)
+        .bind(first)
+        .bind(n as i64)
+        .fetch_all(&mut **tx)
         .await?;
-        for id in &ids {
-            sqlx::query("INSERT IGNORE INTO notification_reads (user_id, notification_id, read_at) VALUES (?, ?, ?)")
-                .bind(user)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let ours = rows.len() == n && rows.iter().zip(recipients).all(|((_, got), sent)| got == sent);
+        if !ours {
+            tracing::warn!("a multi-row insert's ids were not consecutive; inserting one row per statement");
         }
-        tx.commit().await?;
-        Ok(ids)
+        Ok(ours.then_some(rows))
     }
 
-    pub async fn purge(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
-        let read = sqlx::query(
-            "DELETE FROM notifications WHERE recipient <> ? AND EXISTS (SELECT 1 FROM notification_reads r \
-             WHERE r.notification_id = notifications.id AND r.user_id = notifications.recipient AND r.read_at < ?)",
-        )
-        .bind(EVERYONE)
-        .bind(cutoff)
-        .execute(&self.pool)
-        .await?;
-        let broadcasts = sqlx::query("DELETE FROM notifications WHERE recipient = ? AND created_at < ?")
-            .bind(EVERYONE)
-            .bind(cutoff)
-            .execute(&self.pool)
-            .await?;
-        Ok(read.rows_affected() + broadcasts.rows_affected())
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await
-    }
+    shared_methods!();
 }

@@ -1,14 +1,11 @@
 //! PostgreSQL backend: `postgres://user@host:5432/db`. The payload is `jsonb`.
 
+use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::store::{Draft, Inserted, MarkRead, PoolSettings, Stored, EVERYONE};
-use super::store_sqlite::stored;
+use super::store::{Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications, returning_insert_batch, shared_methods};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// As `store::COLUMNS`, with the jsonb payload read as text.
-const COLUMNS: &str = "n.id, n.recipient, n.kind, n.title, n.message, n.redirect_path, n.payload::text AS payload, n.created_at, r.read_at";
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -16,159 +13,16 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub async fn open(url: &str, settings: &PoolSettings) -> Result<PostgresStore, sqlx::Error> {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    pub(super) fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<PostgresStore, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+            .connect_lazy(url)?;
         Ok(PostgresStore { pool })
     }
 
-    pub async fn insert(&self, recipients: &[String], draft: &Draft) -> Result<Inserted, sqlx::Error> {
-        if let Some(key) = &draft.idempotency_key {
-            let earlier = self.by_key(key).await?;
-            if !earlier.is_empty() {
-                return Ok(Inserted { rows: earlier, duplicate: true });
-            }
-        }
-        match self.insert_all(recipients, draft).await {
-            Ok(rows) => Ok(Inserted { rows, duplicate: false }),
-            // A concurrent request with the same key won the race.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && draft.idempotency_key.is_some() => {
-                let key = draft.idempotency_key.as_deref().unwrap_or_default();
-                Ok(Inserted { rows: self.by_key(key).await?, duplicate: true })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn insert_all(&self, recipients: &[String], d: &Draft) -> Result<Vec<Stored>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut rows = Vec::with_capacity(recipients.len());
-        for recipient in recipients {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO notifications (recipient, kind, title, message, redirect_path, payload, idempotency_key, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) RETURNING id",
-            )
-            .bind(recipient)
-            .bind(&d.kind)
-            .bind(&d.title)
-            .bind(&d.message)
-            .bind(&d.redirect_path)
-            .bind(&d.payload)
-            .bind(&d.idempotency_key)
-            .bind(d.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
-            rows.push(stored(id, recipient, d));
-        }
-        tx.commit().await?;
-        Ok(rows)
-    }
-
-    async fn by_key(&self, key: &str) -> Result<Vec<Stored>, sqlx::Error> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = n.recipient \
-             WHERE n.idempotency_key = $1 ORDER BY n.id"
-        )))
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    pub async fn list(&self, user: &str, before: i64, limit: i64, unread_only: bool) -> Result<Vec<Stored>, sqlx::Error> {
-        let unread = if unread_only { "AND r.read_at IS NULL" } else { "" };
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = $1 \
-             WHERE n.recipient IN ($2, $3) AND n.id < $4 {unread} ORDER BY n.id DESC LIMIT $5"
-        )))
-        .bind(user)
-        .bind(user)
-        .bind(EVERYONE)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    pub async fn unread_count(&self, user: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = $1 \
-             WHERE n.recipient IN ($2, $3) AND r.read_at IS NULL",
-        )
-        .bind(user)
-        .bind(user)
-        .bind(EVERYONE)
-        .fetch_one(&self.pool)
-        .await
-    }
-
-    pub async fn mark_read(&self, user: &str, id: i64, now: i64) -> Result<MarkRead, sqlx::Error> {
-        let visible: Option<i64> = sqlx::query_scalar("SELECT id FROM notifications WHERE id = $1 AND recipient IN ($2, $3)")
-            .bind(id)
-            .bind(user)
-            .bind(EVERYONE)
-            .fetch_optional(&self.pool)
-            .await?;
-        if visible.is_none() {
-            return Ok(MarkRead::NotFound);
-        }
-        let done = sqlx::query("INSERT INTO notification_reads (user_id, notification_id, read_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(user)
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(if done.rows_affected() > 0 { MarkRead::Marked } else { MarkRead::AlreadyRead })
-    }
-
-    pub async fn mark_all_read(&self, user: &str, now: i64) -> Result<Vec<i64>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT n.id FROM notifications n \
-             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = $1 \
-             WHERE n.recipient IN ($2, $3) AND r.read_at IS NULL ORDER BY n.id",
-        )
-        .bind(user)
-        .bind(user)
-        .bind(EVERYONE)
-        .fetch_all(&mut *tx)
-        .await?;
-        for id in &ids {
-            sqlx::query("INSERT INTO notification_reads (user_id, notification_id, read_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(user)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(ids)
-    }
-
-    pub async fn purge(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
-        let read = sqlx::query(
-            "DELETE FROM notifications WHERE recipient <> $1 AND EXISTS (SELECT 1 FROM notification_reads r \
-             WHERE r.notification_id = notifications.id AND r.user_id = notifications.recipient AND r.read_at < $2)",
-        )
-        .bind(EVERYONE)
-        .bind(cutoff)
-        .execute(&self.pool)
-        .await?;
-        let broadcasts = sqlx::query("DELETE FROM notifications WHERE recipient = $1 AND created_at < $2")
-            .bind(EVERYONE)
-            .bind(cutoff)
-            .execute(&self.pool)
-            .await?;
-        Ok(read.rows_affected() + broadcasts.rows_affected())
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await
-    }
+    returning_insert_batch!(Postgres);
+    shared_methods!();
 }
