@@ -9,15 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use herald::broker::Kind;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, node_with};
 
 async fn node(redis: &RedisServer) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |c| {
-        c.cluster.redis_url = url;
-        c.cluster.heartbeat = Duration::from_millis(200);
-    })
-    .await
+    node_with(redis, |_| {}).await
 }
 
 async fn health(server: &TestServer) -> serde_json::Value {
@@ -81,15 +76,8 @@ async fn redis_restart_mid_stream() {
 async fn an_ack_sent_while_redis_is_away_is_not_lost() {
     let redis = RedisServer::start();
     // Long enough for the outage below not to make the held entry claimable.
-    let claiming = |redis: &RedisServer| {
-        let url = redis.url();
-        TestServer::with(move |c| {
-            c.cluster.redis_url = url;
-            c.cluster.heartbeat = Duration::from_millis(200);
-            c.cluster.claim_after = Duration::from_secs(5);
-        })
-    };
-    let (a, b) = (claiming(&redis).await, claiming(&redis).await);
+    let claiming = |c: &mut herald::config::Config| c.cluster.claim_after = Duration::from_secs(5);
+    let (a, b) = (node_with(&redis, claiming).await, node_with(&redis, claiming).await);
     let mut holder = a.tcp().await;
     holder.subscribe_ack("w", "/queue/acks", "client-individual").await;
     let bus_a = a.node.broker.bus().clone();

@@ -10,23 +10,11 @@ use std::time::Duration;
 use common::*;
 use herald::broker::Kind;
 use herald_stomp::{Command, Frame};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, listening, node_with};
 use serde_json::Value;
 
 async fn node(redis: &RedisServer) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |c| {
-        c.cluster.redis_url = url;
-        c.cluster.claim_after = Duration::from_secs(1);
-        c.cluster.heartbeat = Duration::from_millis(200);
-        c.auth.rules.clear();
-    })
-    .await
-}
-
-async fn listening(server: &TestServer, kind: Kind, key: &str) {
-    let bus = server.node.broker.bus().clone();
-    wait_until(&format!("node listening to {key}"), || bus.is_listening(kind, key)).await;
+    node_with(redis, |c| c.auth.rules.clear()).await
 }
 
 async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {

@@ -11,24 +11,11 @@ use std::time::Duration;
 use common::*;
 use herald::broker::Kind;
 use herald_stomp::{Command, Frame};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, listening, node_with};
 
 async fn node(redis: &RedisServer) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |c| {
-        c.cluster.redis_url = url;
-        c.cluster.claim_after = Duration::from_secs(1);
-        c.cluster.heartbeat = Duration::from_millis(200);
-        // Any client may send to any user's destinations here.
-        c.auth.rules.clear();
-    })
-    .await
-}
-
-/// Waits until `server` receives what the cluster publishes under routing key `key`.
-async fn listening(server: &TestServer, kind: Kind, key: &str) {
-    let bus = server.node.broker.bus().clone();
-    wait_until(&format!("node listening to {key}"), || bus.is_listening(kind, key)).await;
+    // Any client may send to any user's destinations here.
+    node_with(redis, |c| c.auth.rules.clear()).await
 }
 
 fn header<'a>(f: &'a Frame, name: &str) -> &'a str {

@@ -10,21 +10,14 @@ use std::time::Duration;
 
 use common::*;
 use herald::broker::Kind;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, listening, node_with};
 
 async fn node(redis: &RedisServer) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |c| {
-        c.cluster.redis_url = url;
-        c.cluster.claim_after = Duration::from_secs(1);
-        c.cluster.heartbeat = Duration::from_millis(200);
-    })
-    .await
+    node_with(redis, |_| {}).await
 }
 
 async fn consuming(server: &TestServer, key: &str) {
-    let bus = server.node.broker.bus().clone();
-    wait_until(&format!("node consuming {key}"), || bus.is_listening(Kind::Queue, key)).await;
+    listening(server, Kind::Queue, key).await;
 }
 
 /// Whatever arrives on any of `clients` within `quiet` of the last message.

@@ -1,5 +1,6 @@
 //! A private `redis-server` for the cluster tests: its own free port, no persistence,
-//! killed when dropped. Include with `#[path = "common/redis.rs"] mod redis_server;`.
+//! killed when dropped; and cluster nodes on it. Include with
+//! `#[path = "common/redis.rs"] mod redis_server;` beside `mod common;`.
 //!
 //! A missing `redis-server` fails the test (scripts/test.sh installs it); these tests
 //! are never skipped.
@@ -9,6 +10,11 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use herald::broker::Kind;
+use herald::config::Config;
+
+use crate::common::{TestServer, wait_until};
 
 pub struct RedisServer {
     pub port: u16,
@@ -103,4 +109,24 @@ impl Drop for RedisServer {
         self.resume_quietly();
         self.kill();
     }
+}
+
+/// A node on `redis` with quick cluster timings (claims after 1 s, heartbeat 200 ms),
+/// then `tweak`.
+pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |c| {
+        c.cluster.redis_url = url;
+        c.cluster.claim_after = Duration::from_secs(1);
+        c.cluster.heartbeat = Duration::from_millis(200);
+        tweak(c);
+    })
+    .await
+}
+
+/// Waits until `server` receives what the cluster routes under `key` (a topic channel
+/// subscribed, or a queue consumed).
+pub async fn listening(server: &TestServer, kind: Kind, key: &str) {
+    let bus = server.node.broker.bus().clone();
+    wait_until(&format!("node listening to {key}"), || bus.is_listening(kind, key)).await;
 }
