@@ -20,8 +20,8 @@
 //!   reads them too. Consumers (one per node id) left behind by nodes that are gone
 //!   are removed from the group once they hold nothing.
 //! - **Presence and maps** ([`super::presence`]): joins, leaves and queries go
-//!   through the same ordered writer as publishes; each node re-stamps its members
-//!   every tick of the health task.
+//!   through the same ordered writer as publishes; the health task re-stamps this
+//!   node's members once a `cluster.heartbeat`.
 //! - **Confirmation.** A publish whose caller waits (the REST API) is answered after
 //!   its batch was flushed; [`Bus::flushed`] waits for everything sent before it (a
 //!   SEND's RECEIPT), so a receipt means the message is in the cluster's history.
@@ -614,6 +614,7 @@ impl Inner {
     async fn health(self: Arc<Self>) {
         let mut every = tokio::time::interval(self.config.heartbeat.min(Duration::from_secs(1)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stamped: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -627,6 +628,9 @@ impl Inner {
             .await;
             let up = matches!(ping, Ok(Ok(_)));
             self.set_connected(up);
+            if !up {
+                stamped = None;
+            }
             if up {
                 // Channels whose SUBSCRIBE failed during an outage.
                 let missing: Vec<(String, bool)> = {
@@ -645,9 +649,13 @@ impl Inner {
                 for (stream, id) in std::mem::take(&mut *self.retry_acks.lock()) {
                     let _ = self.tx.send(Cmd::Ack(stream, id));
                 }
-                // This node's presence: re-stamped (and re-written after a Redis restart).
-                for (scope, entries) in self.members.chunks(REFRESH_CHUNK) {
-                    self.send_call(self.join_cmd(&scope, &entries));
+                // This node's presence, once a heartbeat: re-stamped (and re-written
+                // after a Redis restart, or right after an outage).
+                if stamped.is_none_or(|t| t.elapsed() >= self.config.heartbeat) {
+                    stamped = Some(Instant::now());
+                    for (scope, entries) in self.members.chunks(REFRESH_CHUNK) {
+                        self.send_call(self.join_cmd(&scope, &entries));
+                    }
                 }
             }
         }
