@@ -4,6 +4,11 @@
 //! pass the limit the outbox marks itself overflowed and refuses more, and the session's
 //! connection task closes it as a slow consumer. The connection task is the only reader;
 //! it drains everything pending at once so the transport can write it in one go.
+//!
+//! A push wakes the connection task only when the outbox goes from empty to
+//! non-empty (or overflows): frames pushed after that are taken by the same drain, so
+//! a fan-out pays one lock and no wake-up per delivery to a busy subscriber. A task
+//! whose wake-up was used up elsewhere calls [`Outbox::wake_if_pending`].
 
 use std::collections::VecDeque;
 
@@ -84,8 +89,13 @@ impl Outbox {
                 self.notify.notify_one();
                 return Err(PushError::Overflow);
             }
+            let was_empty = s.frames.is_empty();
             s.bytes += frame.bytes.len();
             s.frames.push_back(frame);
+            if !was_empty {
+                // The wake-up of the first pending frame has not been drained yet.
+                return Ok(());
+            }
         }
         self.notify.notify_one();
         Ok(())
@@ -98,10 +108,13 @@ impl Outbox {
         if s.closed {
             return;
         }
+        let was_empty = s.frames.is_empty();
         s.bytes += frame.bytes.len();
         s.frames.push_back(frame);
         drop(s);
-        self.notify.notify_one();
+        if was_empty {
+            self.notify.notify_one();
+        }
     }
 
     /// Moves every pending frame into `into`.
