@@ -180,6 +180,34 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_pending_frame_and_an_overflow_wake_the_reader() {
+        use futures_util::FutureExt;
+        let o = Outbox::new(20);
+        let woken = |o: &Outbox| o.ready().now_or_never().is_some();
+        assert!(!woken(&o));
+        o.push(f(1)).unwrap();
+        assert!(woken(&o), "the first frame wakes the reader");
+        o.push(f(1)).unwrap();
+        o.push_reply(f(1));
+        assert!(!woken(&o), "frames behind it, not drained yet, do not");
+        let mut v = vec![];
+        o.drain(&mut v);
+        assert_eq!(v.len(), 3);
+        o.push_reply(f(1));
+        assert!(woken(&o), "after a drain the next frame wakes it again");
+        o.push(f(1)).unwrap();
+        assert!(!woken(&o));
+        assert_eq!(o.push(f(30)), Err(PushError::Overflow));
+        assert!(woken(&o), "an overflow always wakes it");
+        // A wake-up used up elsewhere is re-armed while frames wait.
+        let o = Outbox::new(20);
+        o.push(f(1)).unwrap();
+        assert!(woken(&o));
+        o.wake_if_pending();
+        assert!(woken(&o));
+    }
+
+    #[test]
     fn drain_resets_the_count_and_close_refuses() {
         let o = Outbox::new(10);
         o.push(f(6)).unwrap();
