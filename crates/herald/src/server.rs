@@ -225,9 +225,9 @@ async fn serve_http(
                     let first_byte = node.config.limits.handshake_timeout;
                     tokio::spawn(async move {
                         // hyper's header timeout starts with the first byte; a client that
-                        // sends nothing at all is dropped after the same time. (Readiness,
-                        // not a peek: no extra system call per connection.)
-                        if !matches!(tokio::time::timeout(first_byte, stream.readable()).await, Ok(Ok(()))) {
+                        // sends nothing at all is dropped after the same time.
+                        let mut probe = [0u8; 1];
+                        if !matches!(tokio::time::timeout(first_byte, stream.peek(&mut probe)).await, Ok(Ok(n)) if n > 0) {
                             return;
                         }
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
