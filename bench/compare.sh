@@ -141,6 +141,20 @@ if [[ $RABBIT == 1 ]]; then
   fi
   rabbitmq-plugins --offline enable rabbitmq_stomp rabbitmq_web_stomp >>"$OUT/rabbit.log" 2>&1 ||
     rabbitmq-plugins enable rabbitmq_stomp rabbitmq_web_stomp >>"$OUT/rabbit.log" 2>&1 || true
+  # A RabbitMQ already running with fewer descriptors than the runs need (a service
+  # started at boot keeps the default 1024, and RabbitMQ sizes its socket limit from it
+  # at start) is restarted once with the limit above; it is left running afterwards,
+  # as it was found.
+  RP=$(pgrep -f 'beam.smp.*rabbit' | head -1)
+  if [[ -n $RP ]]; then
+    fds=$(awk '/open files/ {print $4}' "/proc/$RP/limits")
+    need=$(( (IDLE_RABBIT_N > SUBS ? IDLE_RABBIT_N : SUBS) + 1000 ))
+    if [[ $fds =~ ^[0-9]+$ ]] && (( fds < need )); then
+      echo "== restarting RabbitMQ: its fd limit $fds is below the $need these runs need"
+      (service rabbitmq-server restart || /etc/init.d/rabbitmq-server restart) >>"$OUT/rabbit.log" 2>&1
+      for _ in $(seq 600); do port_open 15674 && break; sleep 0.1; done
+    fi
+  fi
   if ! port_open 15674; then
     echo "== starting RabbitMQ"
     if ! pgrep -f 'beam.smp.*rabbit' >/dev/null; then

@@ -8,6 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald::{Config, Server};
 
+/// mimalloc instead of the system allocator: publishers allocate what connection
+/// tasks on other threads free, glibc's slow path (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "herald", version, about = "Real-time STOMP messaging server")]
 struct Cli {

@@ -1,11 +1,15 @@
 //! A published message, serialized once.
 //!
 //! A MESSAGE frame differs between subscribers only in `subscription`, `message-id`'s
-//! neighbour `ack`, and the escaping rules of the subscriber's version. So the part
-//! that is the same for everyone — destination, content headers, the sender's own
-//! headers, body, NUL — is encoded once per escaping style, lazily, and each delivery
-//! writes a short head in front of it. Fan-out to N subscribers is N small heads and
-//! N memcpys, never N encodings.
+//! neighbour `ack`, and the escaping rules of the subscriber's version. The first
+//! delivery of a message (per escaping style) encodes the whole frame for its
+//! subscription id, without `ack`, and keeps it. Every later delivery to a
+//! subscription with the same id and no `ack` header (auto ack, or any ack mode
+//! before STOMP 1.2) shares those very bytes: fan-out to N subscribers that all call
+//! their subscription `0` or `sub-0` is N reference-count increments, no allocation
+//! and no copy. Any other delivery writes its own short head in front of a copy of the
+//! common part — destination, content headers, the sender's own headers, body, NUL —
+//! which is a slice of the kept frame, never encoded twice.
 
 use std::sync::{Arc, OnceLock};
 
@@ -49,8 +53,8 @@ pub struct Message {
     /// The queue stream entry this message came from (cluster queues): acked there
     /// once a subscriber consumed it.
     pub entry: Option<Entry>,
-    /// Encoded common part: [0] unescaped (1.0), [1] escaped (1.1/1.2).
-    shared: [OnceLock<Bytes>; 2],
+    /// The first frame encoded: [0] unescaped (1.0), [1] escaped (1.1/1.2).
+    encoded: [OnceLock<Encoded>; 2],
     utf8: bool,
 }
 
@@ -60,6 +64,15 @@ pub struct Message {
 pub struct Position {
     pub offset: u64,
     pub epoch: Arc<str>,
+}
+
+/// A whole MESSAGE frame for one subscription id, without `ack` or extra headers;
+/// `frame[head..]` is the part every subscriber receives alike.
+#[derive(Debug)]
+struct Encoded {
+    subscription: Box<str>,
+    frame: Bytes,
+    head: usize,
 }
 
 /// A queue message's entry in a cluster queue stream.
@@ -92,7 +105,7 @@ impl Message {
             body,
             position: None,
             entry: None,
-            shared: [OnceLock::new(), OnceLock::new()],
+            encoded: [OnceLock::new(), OnceLock::new()],
         }
     }
 
@@ -119,7 +132,7 @@ impl Message {
             body,
             position: None,
             entry: None,
-            shared: [OnceLock::new(), OnceLock::new()],
+            encoded: [OnceLock::new(), OnceLock::new()],
         }
     }
 
@@ -138,12 +151,18 @@ impl Message {
         extra: Option<(&str, &str)>,
     ) -> OutFrame {
         let escape = version.escapes_headers();
-        let shared = self.shared[escape as usize].get_or_init(|| self.encode_shared(escape));
+        let encoded =
+            self.encoded[escape as usize].get_or_init(|| self.encode(subscription, escape));
+        if ack.is_none() && extra.is_none() && *encoded.subscription == *subscription {
+            return OutFrame {
+                bytes: encoded.frame.clone(),
+                text: self.utf8,
+            };
+        }
+        let shared = &encoded.frame[encoded.head..];
         let mut out =
             BytesMut::with_capacity(64 + subscription.len() + self.id.len() + shared.len());
-        out.put_slice(b"MESSAGE\n");
-        write_header(&mut out, "subscription", subscription, escape);
-        write_header(&mut out, "message-id", &self.id, escape);
+        self.write_head(&mut out, subscription, escape);
         if let Some(ack) = ack {
             write_header(&mut out, "ack", ack, escape);
         }
@@ -157,6 +176,12 @@ impl Message {
         }
     }
 
+    fn write_head(&self, out: &mut BytesMut, subscription: &str, escape: bool) {
+        out.put_slice(b"MESSAGE\n");
+        write_header(out, "subscription", subscription, escape);
+        write_header(out, "message-id", &self.id, escape);
+    }
+
     /// The body alone, for recipients that are not STOMP clients.
     pub fn body_frame(&self) -> OutFrame {
         OutFrame {
@@ -165,8 +190,13 @@ impl Message {
         }
     }
 
-    fn encode_shared(&self, escape: bool) -> Bytes {
-        let mut out = BytesMut::with_capacity(128 + self.body.len());
+    /// The whole frame for `subscription`, remembering where the common part starts.
+    fn encode(&self, subscription: &str, escape: bool) -> Encoded {
+        let mut out = BytesMut::with_capacity(
+            192 + subscription.len() + self.id.len() + self.destination.len() + self.body.len(),
+        );
+        self.write_head(&mut out, subscription, escape);
+        let head = out.len();
         write_header(&mut out, "destination", &self.destination, escape);
         if let Some(ct) = &self.content_type {
             write_header(&mut out, "content-type", ct, escape);
@@ -188,7 +218,11 @@ impl Message {
         out.put_u8(b'\n');
         out.put_slice(&self.body);
         out.put_u8(0);
-        out.freeze()
+        Encoded {
+            subscription: subscription.into(),
+            frame: out.freeze(),
+            head,
+        }
     }
 }
 
@@ -256,5 +290,55 @@ mod tests {
             assert_eq!(frame.get("receipt"), None);
             assert_eq!(&frame.body[..], b"hi");
         }
+    }
+
+    fn decode(f: &OutFrame, v: Version) -> herald_stomp::Frame {
+        let mut d = Decoder::new(Limits::default());
+        d.set_version(v);
+        d.decode(&mut BytesMut::from(&f.bytes[..])).unwrap().unwrap()
+    }
+
+    #[test]
+    fn same_subscription_id_shares_the_frame_and_others_get_their_own_head() {
+        let sent: Headers = [("destination", "/topic/a"), ("x-k", "v:1")]
+            .into_iter()
+            .collect();
+        let m = Message::new(
+            "m-9".into(),
+            Target::broker(Kind::Topic, "/topic/a"),
+            &sent,
+            Bytes::from_static(b"body"),
+        );
+        let v = Version::V1_2;
+        // The first delivery asks for an ack: the kept frame has none.
+        let acked = decode(&m.frame_for("0", Some("41"), v), v);
+        assert_eq!((acked.get("subscription"), acked.get("ack")), (Some("0"), Some("41")));
+        let a = m.frame_for("0", None, v);
+        let b = m.frame_for("0", None, v);
+        assert_eq!(a.bytes.as_ptr(), b.bytes.as_ptr(), "one frame for every `0`");
+        let plain = decode(&a, v);
+        assert_eq!(plain.get("ack"), None);
+        let other = m.frame_for("sub:1", None, v);
+        assert_ne!(other.bytes.as_ptr(), a.bytes.as_ptr());
+        let with_ack = m.frame_for("0", Some("42"), v);
+        let with_extra = m.frame_with("0", None, v, Some(("recovered", "true")));
+        for (f, sub, ack, recovered) in [
+            (&other, "sub:1", None, None),
+            (&with_ack, "0", Some("42"), None),
+            (&with_extra, "0", None, Some("true")),
+        ] {
+            let d = decode(f, v);
+            assert_eq!(d.get("subscription"), Some(sub));
+            assert_eq!(d.get("message-id"), Some("m-9"));
+            assert_eq!(d.get("ack"), ack);
+            assert_eq!(d.get("recovered"), recovered);
+            assert_eq!(d.get("destination"), Some("/topic/a"));
+            assert_eq!(d.get("x-k"), Some("v:1"));
+            assert_eq!(&d.body[..], b"body");
+        }
+        // 1.0 does not escape: its frame is kept apart from 1.1/1.2's.
+        let old = decode(&m.frame_for("0", None, Version::V1_0), Version::V1_0);
+        assert_eq!(old.get("x-k"), Some("v:1"));
+        assert_eq!(&old.body[..], b"body");
     }
 }

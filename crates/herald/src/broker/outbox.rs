@@ -4,6 +4,11 @@
 //! pass the limit the outbox marks itself overflowed and refuses more, and the session's
 //! connection task closes it as a slow consumer. The connection task is the only reader;
 //! it drains everything pending at once so the transport can write it in one go.
+//!
+//! A push wakes the connection task only when the outbox goes from empty to
+//! non-empty (or overflows): frames pushed after that are taken by the same drain, so
+//! a fan-out pays one lock and no wake-up per delivery to a busy subscriber. A task
+//! whose wake-up was used up elsewhere calls [`Outbox::wake_if_pending`].
 
 use std::collections::VecDeque;
 
@@ -84,8 +89,13 @@ impl Outbox {
                 self.notify.notify_one();
                 return Err(PushError::Overflow);
             }
+            let was_empty = s.frames.is_empty();
             s.bytes += frame.bytes.len();
             s.frames.push_back(frame);
+            if !was_empty {
+                // The wake-up of the first pending frame has not been drained yet.
+                return Ok(());
+            }
         }
         self.notify.notify_one();
         Ok(())
@@ -98,10 +108,13 @@ impl Outbox {
         if s.closed {
             return;
         }
+        let was_empty = s.frames.is_empty();
         s.bytes += frame.bytes.len();
         s.frames.push_back(frame);
         drop(s);
-        self.notify.notify_one();
+        if was_empty {
+            self.notify.notify_one();
+        }
     }
 
     /// Moves every pending frame into `into`.
@@ -164,6 +177,34 @@ mod tests {
         assert_eq!(o.push(f(1)), Err(PushError::Overflow));
         let mut v = vec![];
         assert_eq!(o.drain(&mut v), Drained::Overflowed);
+    }
+
+    #[test]
+    fn only_the_first_pending_frame_and_an_overflow_wake_the_reader() {
+        use futures_util::FutureExt;
+        let o = Outbox::new(20);
+        let woken = |o: &Outbox| o.ready().now_or_never().is_some();
+        assert!(!woken(&o));
+        o.push(f(1)).unwrap();
+        assert!(woken(&o), "the first frame wakes the reader");
+        o.push(f(1)).unwrap();
+        o.push_reply(f(1));
+        assert!(!woken(&o), "frames behind it, not drained yet, do not");
+        let mut v = vec![];
+        o.drain(&mut v);
+        assert_eq!(v.len(), 3);
+        o.push_reply(f(1));
+        assert!(woken(&o), "after a drain the next frame wakes it again");
+        o.push(f(1)).unwrap();
+        assert!(!woken(&o));
+        assert_eq!(o.push(f(30)), Err(PushError::Overflow));
+        assert!(woken(&o), "an overflow always wakes it");
+        // A wake-up used up elsewhere is re-armed while frames wait.
+        let o = Outbox::new(20);
+        o.push(f(1)).unwrap();
+        assert!(woken(&o));
+        o.wake_if_pending();
+        assert!(woken(&o));
     }
 
     #[test]

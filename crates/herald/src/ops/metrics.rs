@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const CONNECTIONS_OPENED: &str = "herald_connections_opened_total";
@@ -80,43 +80,103 @@ fn describe() {
     describe_counter!(NOTIFICATIONS_DELIVERED, "Notification deliveries to sessions");
 }
 
+/// A metric handle looked up once. Looking a metric up by name (and labels) costs a
+/// key build, a hash and a registry lock on every call; the hot paths (every frame,
+/// every write, every publish, every connection) keep the handle instead. Handles
+/// are kept only once a recorder is installed: one taken earlier would stay a no-op.
+struct Cached<T>(OnceLock<T>);
+
+impl<T> Cached<T> {
+    const fn new() -> Self {
+        Cached(OnceLock::new())
+    }
+
+    fn with(&self, make: impl FnOnce() -> T, f: impl FnOnce(&T)) {
+        match self.0.get() {
+            Some(h) => f(h),
+            None if HANDLE.get().is_some() => f(self.0.get_or_init(make)),
+            None => f(&make()),
+        }
+    }
+}
+
+/// Handles per value of a label with a known, short list of values; other values
+/// are looked up each time.
+struct PerLabel<T, const N: usize> {
+    values: [&'static str; N],
+    handles: [Cached<T>; N],
+}
+
+impl<T, const N: usize> PerLabel<T, N> {
+    const fn new(values: [&'static str; N]) -> Self {
+        PerLabel {
+            values,
+            handles: [const { Cached::new() }; N],
+        }
+    }
+
+    fn with(&self, value: &'static str, make: impl FnOnce() -> T, f: impl FnOnce(&T)) {
+        match self.values.iter().position(|v| *v == value) {
+            Some(i) => self.handles[i].with(make, f),
+            None => f(&make()),
+        }
+    }
+}
+
+const TRANSPORTS: [&str; 4] = ["websocket", "sockjs", "tcp", "other"];
+const COMMANDS: [&str; 15] = [
+    "CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT",
+    "ABORT", "DISCONNECT", "CONNECTED", "MESSAGE", "RECEIPT", "ERROR",
+];
+
 pub fn connection_opened(transport: &'static str) {
-    counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
-    gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
+    static OPENED: PerLabel<Counter, 4> = PerLabel::new(TRANSPORTS);
+    static OPEN: PerLabel<Gauge, 4> = PerLabel::new(TRANSPORTS);
+    OPENED.with(transport, || counter!(CONNECTIONS_OPENED, "transport" => transport), |c| c.increment(1));
+    OPEN.with(transport, || gauge!(CONNECTIONS, "transport" => transport), |g| g.increment(1.0));
 }
 
 pub fn connection_closed(transport: &'static str) {
-    gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
+    static OPEN: PerLabel<Gauge, 4> = PerLabel::new(TRANSPORTS);
+    OPEN.with(transport, || gauge!(CONNECTIONS, "transport" => transport), |g| g.decrement(1.0));
 }
 
+static SESSIONS_GAUGE: Cached<Gauge> = Cached::new();
+
 pub fn session_connected() {
-    gauge!(SESSIONS).increment(1.0);
+    SESSIONS_GAUGE.with(|| gauge!(SESSIONS), |g| g.increment(1.0));
 }
 
 pub fn session_ended() {
-    gauge!(SESSIONS).decrement(1.0);
+    SESSIONS_GAUGE.with(|| gauge!(SESSIONS), |g| g.decrement(1.0));
 }
 
 pub fn frame_in(command: &'static str) {
-    counter!(FRAMES_IN, "command" => command).increment(1);
+    static IN: PerLabel<Counter, 15> = PerLabel::new(COMMANDS);
+    IN.with(command, || counter!(FRAMES_IN, "command" => command), |c| c.increment(1));
 }
 
 pub fn frames_out(command: &'static str, n: u64) {
-    counter!(FRAMES_OUT, "command" => command).increment(n);
+    static OUT: PerLabel<Counter, 15> = PerLabel::new(COMMANDS);
+    OUT.with(command, || counter!(FRAMES_OUT, "command" => command), |c| c.increment(n));
 }
 
 pub fn bytes_in(n: usize) {
-    counter!(BYTES_IN).increment(n as u64);
+    static C: Cached<Counter> = Cached::new();
+    C.with(|| counter!(BYTES_IN), |c| c.increment(n as u64));
 }
 
 pub fn bytes_out(n: usize) {
-    counter!(BYTES_OUT).increment(n as u64);
+    static C: Cached<Counter> = Cached::new();
+    C.with(|| counter!(BYTES_OUT), |c| c.increment(n as u64));
 }
 
 /// One publish that reached `delivered` subscriptions.
 pub fn published(delivered: usize) {
-    counter!(MESSAGES_PUBLISHED).increment(1);
-    counter!(MESSAGES_DELIVERED).increment(delivered as u64);
+    static PUBLISHED: Cached<Counter> = Cached::new();
+    static DELIVERED: Cached<Counter> = Cached::new();
+    PUBLISHED.with(|| counter!(MESSAGES_PUBLISHED), |c| c.increment(1));
+    DELIVERED.with(|| counter!(MESSAGES_DELIVERED), |c| c.increment(delivered as u64));
     frames_out("MESSAGE", delivered as u64);
 }
 
