@@ -25,6 +25,10 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 /// Longest any single expected event may take.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Longest an HTTP request may take: some do real work (a notification to 1,200 users
+/// is a bulk insert plus 1,200 publishes in a debug build, on a busy machine).
+pub const HTTP_WAIT: Duration = Duration::from_secs(30);
+
 // ---------------------------------------------------------------------------
 // Server fixture
 // ---------------------------------------------------------------------------
@@ -179,7 +183,7 @@ impl TestServer {
             s.read_to_end(&mut resp).await.unwrap();
             resp
         };
-        let resp = tokio::time::timeout(WAIT, fut)
+        let resp = tokio::time::timeout(HTTP_WAIT, fut)
             .await
             .expect("HTTP response in time");
         let text = String::from_utf8_lossy(&resp);
@@ -220,7 +224,7 @@ impl TestServer {
             s.read_to_end(&mut resp).await.unwrap();
             resp
         };
-        let resp = tokio::time::timeout(WAIT, fut)
+        let resp = tokio::time::timeout(HTTP_WAIT, fut)
             .await
             .expect("HTTP response in time");
         let text = String::from_utf8_lossy(&resp);
@@ -954,7 +958,7 @@ impl TestServer {
                 }
             }
         };
-        tokio::time::timeout(WAIT, fut)
+        tokio::time::timeout(HTTP_WAIT, fut)
             .await
             .expect("HTTP response in time")
     }
@@ -1019,7 +1023,7 @@ impl TestServer {
             s.read_to_end(&mut resp).await.unwrap();
             resp
         };
-        let resp = tokio::time::timeout(WAIT, fut)
+        let resp = tokio::time::timeout(HTTP_WAIT, fut)
             .await
             .expect("HTTP response in time");
         let text = String::from_utf8_lossy(&resp);
