@@ -151,7 +151,12 @@ if [[ $RABBIT == 1 ]]; then
     need=$(( (IDLE_RABBIT_N > SUBS ? IDLE_RABBIT_N : SUBS) + 1000 ))
     if [[ $fds =~ ^[0-9]+$ ]] && (( fds < need )); then
       echo "== restarting RabbitMQ: its fd limit $fds is below the $need these runs need"
-      (service rabbitmq-server restart || /etc/init.d/rabbitmq-server restart) >>"$OUT/rabbit.log" 2>&1
+      # Not `service ... restart`: Debian's init script then waits on a pid file that a
+      # node started some other way does not have, for ever.
+      timeout 120 rabbitmqctl stop >>"$OUT/rabbit.log" 2>&1
+      for _ in $(seq 600); do pgrep -f 'beam.smp.*rabbit' >/dev/null || break; sleep 0.1; done
+      (ulimit -n 20000; timeout 120 service rabbitmq-server start ||
+        rabbitmq-server -detached) >>"$OUT/rabbit.log" 2>&1
       for _ in $(seq 600); do port_open 15674 && break; sleep 0.1; done
     fi
   fi

@@ -13,6 +13,18 @@ use herald::{Config, Server};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its index in `mi_option_t`, mimalloc 3.x;
+/// the test below checks it still names the purge delay).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the system at once rather than after a delay: memory a
+/// connection's handshake used is otherwise kept by a thread that then sits idle,
+/// which cost ~4 KiB of RSS per idle connection (docs/BENCHMARKS.md).
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets a plain integer option; mimalloc allows this at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Parser)]
 #[command(name = "herald", version, about = "Real-time STOMP messaging server")]
 struct Cli {
@@ -89,6 +101,7 @@ enum ConfigCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -179,5 +192,20 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libmimalloc_sys::mi_option_get;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // mimalloc 3.x's default purge delay is 1000 ms: another index (a reordered
+        // `mi_option_t` in a later mimalloc) would read some other option.
+        // SAFETY: reads a plain integer option.
+        assert_eq!(unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 1000);
+        super::purge_freed_memory_at_once();
+        assert_eq!(unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 0);
     }
 }

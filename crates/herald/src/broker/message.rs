@@ -295,7 +295,9 @@ mod tests {
     fn decode(f: &OutFrame, v: Version) -> herald_stomp::Frame {
         let mut d = Decoder::new(Limits::default());
         d.set_version(v);
-        d.decode(&mut BytesMut::from(&f.bytes[..])).unwrap().unwrap()
+        d.decode(&mut BytesMut::from(&f.bytes[..]))
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -312,10 +314,17 @@ mod tests {
         let v = Version::V1_2;
         // The first delivery asks for an ack: the kept frame has none.
         let acked = decode(&m.frame_for("0", Some("41"), v), v);
-        assert_eq!((acked.get("subscription"), acked.get("ack")), (Some("0"), Some("41")));
+        assert_eq!(
+            (acked.get("subscription"), acked.get("ack")),
+            (Some("0"), Some("41"))
+        );
         let a = m.frame_for("0", None, v);
         let b = m.frame_for("0", None, v);
-        assert_eq!(a.bytes.as_ptr(), b.bytes.as_ptr(), "one frame for every `0`");
+        assert_eq!(
+            a.bytes.as_ptr(),
+            b.bytes.as_ptr(),
+            "one frame for every `0`"
+        );
         let plain = decode(&a, v);
         assert_eq!(plain.get("ack"), None);
         let other = m.frame_for("sub:1", None, v);
