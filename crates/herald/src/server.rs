@@ -128,19 +128,17 @@ impl Server {
             stomp,
             shutdown,
         } = self;
-        let app = router(
-            HttpState {
-                node: node.clone(),
-                shutdown: shutdown.clone(),
-                tasks: tasks.clone(),
-            },
-            app_routes,
-        );
+        let state = HttpState {
+            node: node.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        };
+        let app = router(state.clone(), app_routes);
         // Keys first: a token arriving with the first connections must find its key.
         if let Some(verifier) = &node.auth.verifier {
             verifier.refresh().await;
         }
-        let http_task = tokio::spawn(serve_http(http, app, node.clone(), shutdown.clone()));
+        let http_task = tokio::spawn(serve_http(http, app, state));
         if node.auth.verifier.is_some() {
             let (node, shutdown) = (node.clone(), shutdown.clone());
             tokio::spawn(async move {
@@ -191,17 +189,16 @@ impl Server {
 
 /// HTTP/1.1 and HTTP/2 on the HTTP listener. The request headers must arrive within
 /// `limits.handshake_timeout`; upgraded WebSocket connections leave hyper and are
-/// tracked by their own tasks. Each request carries the peer address.
-async fn serve_http(
-    listener: TcpListener,
-    app: axum::Router,
-    node: Arc<Node>,
-    shutdown: CancellationToken,
-) {
+/// tracked by their own tasks. Each request carries the peer address. A plain `/ws`
+/// upgrade is answered by the direct path without hyper (`http/direct.rs`).
+async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) {
+    use crate::http::direct::{self, Peeked};
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
     use tower::ServiceExt;
 
+    let node = state.node.clone();
+    let shutdown = state.shutdown.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -214,20 +211,26 @@ async fn serve_http(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                        app.clone().oneshot(req)
-                    });
+                    let (app, state) = (app.clone(), state.clone());
                     let (builder, watcher) = (builder.clone(), graceful.watcher());
                     let first_byte = node.config.limits.handshake_timeout;
                     tokio::spawn(async move {
                         // hyper's header timeout starts with the first byte; a client that
                         // sends nothing at all is dropped after the same time.
-                        let mut probe = [0u8; 1];
-                        if !matches!(tokio::time::timeout(first_byte, stream.peek(&mut probe)).await, Ok(Ok(n)) if n > 0) {
-                            return;
-                        }
+                        let stream = match direct::peek(&stream, first_byte).await {
+                            Peeked::Nothing => return,
+                            Peeked::WebSocket(head) => {
+                                match direct::upgrade(stream, head, peer, &state).await {
+                                    Ok(()) => return,
+                                    Err(stream) => stream,
+                                }
+                            }
+                            Peeked::Other => stream,
+                        };
+                        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                            app.clone().oneshot(req)
+                        });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         let _ = watcher.watch(conn.into_owned()).await;
                     });

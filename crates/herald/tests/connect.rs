@@ -178,3 +178,85 @@ async fn login_is_echoed_as_user_name() {
     assert_eq!(answer.command, Command::Connected);
     assert_eq!(answer.get("user-name"), Some("alice"));
 }
+
+/// Sends a WebSocket upgrade for `/ws` by hand (in two writes 100 ms apart when
+/// `split`), then CONNECT in one masked frame; returns the response head and the
+/// first frame's text.
+async fn raw_upgrade_and_connect(server: &TestServer, extra: &str, split: bool) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: v12.stomp\r\n{extra}\r\n",
+        server.http
+    );
+    if split {
+        let (a, b) = head.as_bytes().split_at(30);
+        tcp.write_all(a).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tcp.write_all(b).await.unwrap();
+    } else {
+        tcp.write_all(head.as_bytes()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte)).await.expect("response in time").unwrap();
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    let response = String::from_utf8(got).unwrap();
+    // CONNECT as one masked text frame (mask key 0: the payload goes as it is).
+    let connect = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0";
+    let mut frame = vec![0x81, 0x80 | connect.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(connect);
+    tcp.write_all(&frame).await.unwrap();
+    let mut header = [0u8; 2];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut header)).await.expect("frame in time").unwrap();
+    assert_eq!(header[0], 0x81, "a final text frame");
+    let len = match header[1] {
+        126 => {
+            let mut l = [0u8; 2];
+            tcp.read_exact(&mut l).await.unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    (response, String::from_utf8(payload).unwrap())
+}
+
+#[tokio::test]
+async fn upgrades_are_answered_alike_whole_split_or_with_large_heads() {
+    // A whole head is answered by the direct path, a split one and one larger than
+    // what the direct path peeks (a big cookie) by hyper: the same answer each time.
+    let server = TestServer::start().await;
+    let cookie = format!("Cookie: session={}\r\n", "c".repeat(6000));
+    for (what, extra, split) in [
+        ("whole", "", false),
+        ("split over two segments", "", true),
+        ("with a 6 KB cookie", cookie.as_str(), false),
+    ] {
+        let (response, first) = raw_upgrade_and_connect(&server, extra, split).await;
+        let lower = response.to_ascii_lowercase();
+        assert!(response.starts_with("HTTP/1.1 101 "), "{what}: {response}");
+        assert!(lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{what}: {response}");
+        assert!(lower.contains("sec-websocket-protocol: v12.stomp\r\n"), "{what}: {response}");
+        assert!(lower.contains("upgrade: websocket\r\n"), "{what}: {response}");
+        assert!(first.starts_with("CONNECTED\n"), "{what}: {first}");
+        assert!(first.contains("version:1.2\n"), "{what}: {first}");
+    }
+    // A refused negotiation is the router's answer.
+    let (status, body) = server.ws_handshake_raw("/ws", &[]).await;
+    assert_eq!(status, 101, "{body}");
+    let (status, body) = server
+        .raw_http(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        )
+        .await;
+    assert_eq!(status, 426, "{body}");
+    assert!(body.contains("unsupported Sec-WebSocket-Version"), "{body}");
+}

@@ -1,7 +1,9 @@
 //! The HTTP listener's routes: `/ws` (STOMP over WebSocket), `/health`, the publish
 //! REST API (`publish.rs`), who is online (`presence.rs`), and the routes apps bring
-//! (`/api/rooms`, `/ws/chat`).
+//! (`/api/rooms`, `/ws/chat`). A plain `/ws` upgrade usually never reaches the router:
+//! `direct.rs` answers it ahead of hyper.
 
+pub(crate) mod direct;
 pub(crate) mod presence;
 pub(crate) mod publish;
 
@@ -12,7 +14,7 @@ use axum::body::Body;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
@@ -64,44 +66,58 @@ pub(crate) fn admit(
     req: &Request<Body>,
 ) -> impl std::future::Future<Output = Result<Admission, Response<Body>>> + Send + 'static {
     // Owned copies: the request body is not Sync, so it must not be borrowed across awaits.
-    let headers = req.headers().clone();
-    let query = req.uri().query().map(str::to_owned);
-    let node = state.node.clone();
-    async move {
-        let node = &node;
-        let refuse = |status: StatusCode, reason: String| {
-            Response::builder()
-                .status(status)
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body(Body::from(reason))
-                .expect("static response")
-        };
-        node.origins
-            .check(&headers)
-            .map_err(|e| refuse(StatusCode::FORBIDDEN, e))?;
-        let ip_slot = node.connections_per_ip.acquire(peer.ip()).ok_or_else(|| {
+    admit_headers(
+        state.node.clone(),
+        peer,
+        req.headers().clone(),
+        req.uri().query().map(str::to_owned),
+    )
+}
+
+/// [`admit`] for a request already taken apart (the direct `/ws` path).
+pub(crate) async fn admit_headers(
+    node: Arc<Node>,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Result<Admission, Response<Body>> {
+    let refuse = |status: StatusCode, reason: String| {
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(reason))
+            .expect("static response")
+    };
+    node.origins
+        .check(&headers)
+        .map_err(|e| refuse(StatusCode::FORBIDDEN, e))?;
+    let ip_slot = node.connections_per_ip.acquire(peer.ip()).ok_or_else(|| {
+        refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            crate::server::too_many_from(&node, peer.ip()),
+        )
+    })?;
+    let handshake = node
+        .auth
+        .handshake(&headers, query.as_deref())
+        .await
+        .map_err(|e| {
+            tracing::info!(%peer, reason = %e, "handshake refused");
+            crate::ops::metrics::auth_failure("handshake");
             refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                crate::server::too_many_from(node, peer.ip()),
+                StatusCode::UNAUTHORIZED,
+                format!("authentication failed: {e}"),
             )
         })?;
-        let handshake = node
-            .auth
-            .handshake(&headers, query.as_deref())
-            .await
-            .map_err(|e| {
-                tracing::info!(%peer, reason = %e, "handshake refused");
-                crate::ops::metrics::auth_failure("handshake");
-                refuse(
-                    StatusCode::UNAUTHORIZED,
-                    format!("authentication failed: {e}"),
-                )
-            })?;
-        Ok(Admission {
-            handshake: Some(handshake),
-            ip_slot: Some(ip_slot),
-        })
-    }
+    Ok(Admission {
+        handshake: Some(handshake),
+        ip_slot: Some(ip_slot),
+    })
+}
+
+/// The largest WebSocket message a STOMP session accepts: room for a few frames.
+pub(crate) fn ws_max_message(node: &Node) -> usize {
+    node.config.stomp.max_frame.saturating_mul(4).max(1 << 20)
 }
 
 async fn ws_upgrade(
@@ -117,13 +133,7 @@ async fn ws_upgrade(
         Ok(u) => u,
         Err(response) => return response,
     };
-    let max_message = state
-        .node
-        .config
-        .stomp
-        .max_frame
-        .saturating_mul(4)
-        .max(1 << 20);
+    let max_message = ws_max_message(&state.node);
     let HttpState {
         node,
         shutdown,

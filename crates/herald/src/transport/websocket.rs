@@ -17,6 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use herald_stomp::Version;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_websockets::{Limits, Message, WebSocketStream};
 
 use super::Transport;
@@ -30,22 +31,22 @@ pub struct Upgrade {
     pub on_upgrade: OnUpgrade,
 }
 
-/// Checks an upgrade request and builds the 101 response, or an error response
-/// whose body names the problem.
-pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
-    let headers = req.headers();
-    let bad = |msg: &str| {
-        Response::builder()
-            .status(StatusCode::BAD_REQUEST)
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body(Body::from(msg.to_owned()))
-            .expect("static response")
-    };
+/// What a valid upgrade request asks for: the accept key and the STOMP version
+/// whose subprotocol to answer with (`None` when the client offered none).
+pub struct Negotiated {
+    pub accept_key: String,
+    pub protocol: Option<Version>,
+}
+
+/// Checks the headers of an upgrade request, or gives the error response whose
+/// body names the problem. Has no side effects: the direct `/ws` path may call it
+/// and still leave the request to hyper.
+pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, Response<Body>> {
     if !has_token(headers, header::UPGRADE, "websocket") {
-        return Err(bad("expected a WebSocket upgrade (Upgrade: websocket)"));
+        return Err(bad_request("expected a WebSocket upgrade (Upgrade: websocket)"));
     }
     if !has_token(headers, header::CONNECTION, "upgrade") {
-        return Err(bad("expected 'Connection: Upgrade'"));
+        return Err(bad_request("expected 'Connection: Upgrade'"));
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -61,12 +62,31 @@ pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
             .expect("static response"));
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return Err(bad("missing Sec-WebSocket-Key header"));
+        return Err(bad_request("missing Sec-WebSocket-Key header"));
     };
-    let accept_key = accept_key(key.as_bytes());
-    let protocol = choose_subprotocol(headers);
+    Ok(Negotiated {
+        accept_key: accept_key(key.as_bytes()),
+        protocol: choose_subprotocol(headers),
+    })
+}
+
+fn bad_request(msg: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(msg.to_owned()))
+        .expect("static response")
+}
+
+/// Checks an upgrade request and builds the 101 response, or an error response
+/// whose body names the problem.
+pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
+    let Negotiated {
+        accept_key,
+        protocol,
+    } = negotiate(req.headers())?;
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(bad(
+        return Err(bad_request(
             "this connection cannot be upgraded (HTTP/1.1 required)",
         ));
     };
@@ -110,21 +130,30 @@ fn choose_subprotocol(headers: &HeaderMap) -> Option<Version> {
         .max()
 }
 
-pub struct WebSocket {
-    ws: WebSocketStream<TokioIo<Upgraded>>,
+/// A WebSocket connection after its handshake: an upgraded hyper connection, or a
+/// TCP stream whose upgrade the direct `/ws` path answered.
+pub struct WebSocket<S = TokioIo<Upgraded>> {
+    ws: WebSocketStream<S>,
 }
 
 impl WebSocket {
     /// Wraps an upgraded connection; `max_message` bounds one WebSocket message.
     pub fn new(upgraded: Upgraded, max_message: usize) -> Self {
+        WebSocket::over(TokioIo::new(upgraded), max_message)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Speaks WebSocket over `stream`, whose handshake is done.
+    pub fn over(stream: S, max_message: usize) -> Self {
         let ws = tokio_websockets::ServerBuilder::new()
             .limits(Limits::default().max_payload_len(Some(max_message)))
-            .serve(TokioIo::new(upgraded));
+            .serve(stream);
         WebSocket { ws }
     }
 }
 
-impl Transport for WebSocket {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<bool> {
         loop {
             match self.ws.next().await {

@@ -910,7 +910,7 @@ impl TestServer {
 
     /// Writes `request` and reads one response: the status line, the headers and a
     /// `Content-Length` (or chunked, or close-delimited) body.
-    async fn raw_http(&self, request: &[u8]) -> (u16, String) {
+    pub async fn raw_http(&self, request: &[u8]) -> (u16, String) {
         let fut = async {
             let mut s = TcpStream::connect(self.http).await.unwrap();
             s.write_all(request).await.unwrap();
