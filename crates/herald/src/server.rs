@@ -220,7 +220,9 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
                         let stream = match direct::peek(&stream, first_byte).await {
                             Peeked::Nothing => return,
                             Peeked::WebSocket(head) => {
-                                match direct::upgrade(stream, head, peer, &state).await {
+                                // Boxed, like hyper's connection below: the spawned task
+                                // stays small, so moving it costs little.
+                                match Box::pin(direct::upgrade(stream, head, peer, &state)).await {
                                     Ok(()) => return,
                                     Err(stream) => stream,
                                 }
@@ -232,7 +234,7 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
                             app.clone().oneshot(req)
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn.into_owned()).await;
+                        let _ = Box::pin(watcher.watch(conn.into_owned())).await;
                     });
                 }
                 Err(e) => {

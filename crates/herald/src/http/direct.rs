@@ -11,12 +11,13 @@
 //! its answer is exactly the routed one.
 
 use std::net::SocketAddr;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{HttpState, admit_headers, ws_max_message};
@@ -48,11 +49,18 @@ pub(crate) struct Head {
 
 /// Waits up to `wait` for the first bytes and looks at them without reading them.
 pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
-    let mut buf = vec![0u8; PEEK];
-    match tokio::time::timeout(wait, stream.peek(&mut buf)).await {
-        Ok(Ok(n)) if n > 0 => parse(&buf[..n]).map_or(Peeked::Other, Peeked::WebSocket),
-        _ => Peeked::Nothing,
-    }
+    // Not zeroed: the kernel fills what is looked at.
+    let mut space = Box::new_uninit_slice(PEEK);
+    let looked = std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::uninit(&mut space);
+        match ready!(stream.poll_peek(cx, &mut buf)) {
+            Ok(n) if n > 0 => Poll::Ready(parse(buf.filled()).map_or(Peeked::Other, Peeked::WebSocket)),
+            _ => Poll::Ready(Peeked::Nothing),
+        }
+    });
+    tokio::time::timeout(wait, looked)
+        .await
+        .unwrap_or(Peeked::Nothing)
 }
 
 /// A complete HTTP/1.1 `GET /ws` head without a body, or `None`.

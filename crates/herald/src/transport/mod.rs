@@ -195,7 +195,9 @@ async fn run<T: Transport>(
                     let flow = if session.is_connected() {
                         session.handle(frame)
                     } else if matches!(frame.command, Command::Connect | Command::Stomp) {
-                        session.connect(frame).await
+                        // Boxed: the CONNECT future (authentication) is large and runs once;
+                        // inline it would take room in every connection's task for good.
+                        Box::pin(session.connect(frame)).await
                     } else {
                         session.handle(frame)
                     };
