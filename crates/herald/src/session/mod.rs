@@ -8,11 +8,12 @@
 
 pub mod heartbeat;
 
+use std::fmt::Write as _;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use herald_stomp::{Command, Frame, Version, encode};
+use bytes::{BufMut, Bytes, BytesMut};
+use herald_stomp::{Command, Frame, Version, encode, write_header};
 
 use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
@@ -346,20 +347,22 @@ impl Session {
             version,
             self.outbox.clone(),
         )));
-        let connected = Frame::new(Command::Connected)
-            .header("version", version.as_str())
-            .header("session", self.id.clone())
-            .header("server", concat!("Herald/", env!("CARGO_PKG_VERSION")))
-            .header(
-                "heart-beat",
-                format!(
-                    "{},{}",
-                    cfg.heartbeat_send.as_millis(),
-                    cfg.heartbeat_receive.as_millis()
-                ),
-            )
-            .header("user-name", self.principal.name.clone());
-        self.reply(connected);
+        // Written straight to bytes (CONNECTED headers are never escaped): one frame
+        // per connection, and a connection storm makes this a hot path.
+        let mut connected = BytesMut::with_capacity(160);
+        connected.put_slice(b"CONNECTED\n");
+        write_header(&mut connected, "version", version.as_str(), false);
+        write_header(&mut connected, "session", &self.id, false);
+        write_header(&mut connected, "server", concat!("Herald/", env!("CARGO_PKG_VERSION")), false);
+        let _ = write!(
+            connected,
+            "heart-beat:{},{}\n",
+            cfg.heartbeat_send.as_millis(),
+            cfg.heartbeat_receive.as_millis()
+        );
+        write_header(&mut connected, "user-name", &self.principal.name, false);
+        connected.put_slice(b"\n\0");
+        self.outbox.push_reply(OutFrame::text(connected.freeze()));
         Ok(Flow::Connected { version, heartbeat })
     }
 
