@@ -19,8 +19,12 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Freed memory goes back to the system at once rather than after a delay: memory a
 /// connection's handshake used is otherwise kept by a thread that then sits idle,
-/// which cost ~4 KiB of RSS per idle connection (docs/BENCHMARKS.md).
+/// which cost ~4 KiB of RSS per idle connection (docs/BENCHMARKS.md). mimalloc's own
+/// `MIMALLOC_PURGE_DELAY` (milliseconds) still wins when it is set.
 fn purge_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: sets a plain integer option; mimalloc allows this at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
