@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 /// The backend: it receives {destination, path, headers, body, user, roles, session}.
 async fn backend(Json(req): Json<Value>) -> Json<Value> {
     let user = req["user"].as_str().unwrap_or_default().to_owned();
-    let order: Value = serde_json::from_str(req["body"].as_str().unwrap_or("{}")).unwrap_or(json!({}));
+    let order: Value =
+        serde_json::from_str(req["body"].as_str().unwrap_or("{}")).unwrap_or(json!({}));
     Json(json!({ "messages": [
         { "destination": "/topic/orders", "body": { "item": order["item"], "by": user } },
         { "destination": "/queue/orders", "user": user, "body": "your order is in" },
@@ -26,7 +27,9 @@ async fn backend(Json(req): Json<Value>) -> Json<Value> {
 async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let backend_url = format!("http://{}/stomp", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/stomp", post(backend))).await });
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/stomp", post(backend))).await
+    });
 
     let mut config = Config::load(None)?; // defaults, overridable by HERALD_* variables
     config.apps.demo = false;

@@ -30,7 +30,11 @@ fn handlers() -> Handlers {
             let to = req.param("user")?.to_owned();
             let from = req.principal().name.clone();
             Ok::<_, HandlerError>(vec![
-                Reply::to_user(to.clone(), "/queue/whispers", &json!({ "from": from, "text": req.payload.text })),
+                Reply::to_user(
+                    to.clone(),
+                    "/queue/whispers",
+                    &json!({ "from": from, "text": req.payload.text }),
+                ),
                 Reply::to_sender_session("/queue/receipts", &json!({ "delivered_to": to })),
             ])
         })

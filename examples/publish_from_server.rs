@@ -18,11 +18,17 @@ async fn main() -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         for n in 0u64.. {
             tick.tick().await;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
             let _ = messaging.convert_and_send("/topic/clock", &json!({ "unix": now }));
             let _ = messaging.convert_and_send_to_user("alice", "/queue/ticks", &json!({ "n": n }));
         }
     });
-    println!("publish_from_server example on ws://{}/ws", server.http_addr());
+    println!(
+        "publish_from_server example on ws://{}/ws",
+        server.http_addr()
+    );
     server.run().await
 }

@@ -84,7 +84,9 @@ impl Target {
             .copied()
             .ok_or_else(|| anyhow!("{hostname} resolves to nothing"))?;
         if !addrs.iter().all(|a| a.ip().is_loopback()) {
-            bail!("refusing non-loopback target {url} ({addr}): herald-bench only targets loopback");
+            bail!(
+                "refusing non-loopback target {url} ({addr}): herald-bench only targets loopback"
+            );
         }
         Ok(Target {
             url: url.to_owned(),
@@ -135,8 +137,10 @@ impl Target {
         stream.set_nodelay(true)?;
         let mut builder = ClientBuilder::from_uri(self.uri.clone());
         if !self.raw {
-            builder =
-                builder.add_header(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v12.stomp"))?;
+            builder = builder.add_header(
+                SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static("v12.stomp"),
+            )?;
         }
         let (ws, _resp) = builder
             .connect_on(stream)
@@ -167,7 +171,12 @@ impl Target {
 
     /// Like [`Target::connect`] with this CONNECT `login` (a user name in Herald's
     /// anonymous mode) instead of `--login`.
-    pub async fn connect_as(&self, idx: usize, heartbeat: (u32, u32), login: &str) -> Result<Session> {
+    pub async fn connect_as(
+        &self,
+        idx: usize,
+        heartbeat: (u32, u32),
+        login: &str,
+    ) -> Result<Session> {
         Ok(self.connect_timed_as(idx, heartbeat, Some(login)).await?.0)
     }
 
@@ -200,16 +209,30 @@ impl Target {
                     bail!("expected READY from the floor server");
                 }
                 s.reader.buf.clear();
-                return Ok((s, ConnectTimings { upgrade, total: t0.elapsed() }));
+                return Ok((
+                    s,
+                    ConnectTimings {
+                        upgrade,
+                        total: t0.elapsed(),
+                    },
+                ));
             }
             s.send(&self.connect_frame(heartbeat, login)).await?;
             match s.recv().await? {
                 Some(f) if f.command == Command::Connected => {}
-                Some(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
+                Some(f) if f.command == Command::Error => {
+                    bail!("CONNECT refused: {}", error_text(&f))
+                }
                 Some(f) => bail!("expected CONNECTED, got {}", f.command),
                 None => bail!("connection closed before CONNECTED"),
             }
-            Ok((s, ConnectTimings { upgrade, total: t0.elapsed() }))
+            Ok((
+                s,
+                ConnectTimings {
+                    upgrade,
+                    total: t0.elapsed(),
+                },
+            ))
         };
         tokio::time::timeout(CONNECT_TIMEOUT, fut)
             .await
@@ -292,7 +315,11 @@ fn scan_message(buf: &[u8]) -> Scan {
     let rest = &buf[i..];
     const CMD: &[u8] = b"MESSAGE";
     if rest.len() < CMD.len() + 1 {
-        return if CMD.starts_with(rest) { Scan::Partial } else { Scan::Other };
+        return if CMD.starts_with(rest) {
+            Scan::Partial
+        } else {
+            Scan::Other
+        };
     }
     if !rest.starts_with(CMD) || !matches!(rest[CMD.len()], b'\n' | b'\r') {
         return Scan::Other;
@@ -574,7 +601,10 @@ mod tests {
                 _ => panic!("not scanned"),
             }
             for cut in 0..m.len() {
-                assert!(matches!(scan_message(&m[..cut]), Scan::Partial), "cut {cut}");
+                assert!(
+                    matches!(scan_message(&m[..cut]), Scan::Partial),
+                    "cut {cut}"
+                );
             }
         }
     }
@@ -603,7 +633,10 @@ mod tests {
 
     #[test]
     fn other_frames_go_to_the_decoder() {
-        assert!(matches!(scan_message(b"RECEIPT\nreceipt-id:1\n\n\0"), Scan::Other));
+        assert!(matches!(
+            scan_message(b"RECEIPT\nreceipt-id:1\n\n\0"),
+            Scan::Other
+        ));
         assert!(matches!(scan_message(b"MESSAGES\n"), Scan::Other));
         assert!(matches!(scan_message(b"ERR"), Scan::Other));
         assert!(matches!(scan_message(b"MESS"), Scan::Partial));

@@ -10,9 +10,9 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
+use crate::Common;
 use crate::proc::{Machine, Servers, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report};
-use crate::Common;
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
@@ -95,7 +95,12 @@ pub async fn run(a: &ConnectArgs) -> Result<Report> {
         json!({"connections": a.connections, "concurrency": a.concurrency}),
         format!("{} connections, {} at a time", a.connections, a.concurrency),
     );
-    r.num("connects_per_sec", ok as f64 / elapsed.as_secs_f64(), 0, " CONNECTED/s");
+    r.num(
+        "connects_per_sec",
+        ok as f64 / elapsed.as_secs_f64(),
+        0,
+        " CONNECTED/s",
+    );
     r.count("connected", ok);
     r.num("elapsed_secs", elapsed.as_secs_f64(), 2, " s");
     r.latency("handshake_latency", &total.merged());

@@ -5,9 +5,9 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::Common;
 use crate::pubsub::{self, Group, LoadArgs};
 use crate::stats::Report;
-use crate::Common;
 
 #[derive(Args, Debug, Clone)]
 pub struct FanoutArgs {
@@ -38,5 +38,13 @@ pub async fn run(a: &FanoutArgs) -> Result<Report> {
         let urls = a.subscribe_urls.iter();
         urls.map(|u| a.common.target_at(u)).collect::<Result<_>>()?
     };
-    pubsub::run("fanout", target, subscribe_to, &a.load, groups, &a.common.pid).await
+    pubsub::run(
+        "fanout",
+        target,
+        subscribe_to,
+        &a.load,
+        groups,
+        &a.common.pid,
+    )
+    .await
 }

@@ -91,7 +91,9 @@ pub async fn run(a: &FloorArgs) -> Result<()> {
     if !addr.ip().is_loopback() {
         bail!("refusing to listen on {addr}: the floor server is loopback only");
     }
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let hub = Arc::new(Hub {
         conns: RwLock::new(HashMap::new()),
         next_id: AtomicU64::new(0),

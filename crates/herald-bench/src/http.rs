@@ -108,7 +108,9 @@ impl HttpConn {
             .ok_or_else(|| anyhow!("bad HTTP status line {status_line:?}"))?;
         let (mut length, mut chunked, mut close) = (None, false, false);
         for l in lines {
-            let Some((k, v)) = l.split_once(':') else { continue };
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
             let v = v.trim();
             if k.eq_ignore_ascii_case("content-length") {
                 length = v.parse::<usize>().ok();
@@ -131,8 +133,9 @@ impl HttpConn {
                     }
                 };
                 let size_str = std::str::from_utf8(&self.buf[..line_end])?;
-                let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
-                    .context("bad chunk size")?;
+                let size =
+                    usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+                        .context("bad chunk size")?;
                 // chunk + CRLF (the last chunk is followed by an empty trailer line)
                 let need = line_end + 2 + size + 2;
                 while self.buf.len() < need {

@@ -14,10 +14,10 @@ use herald_stomp::Command;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::Common;
 use crate::client::error_text;
 use crate::proc::{Servers, rss_sum};
 use crate::stats::{Errors, Report, bytes};
-use crate::Common;
 
 #[derive(Args, Debug, Clone)]
 pub struct IdleArgs {
@@ -131,7 +131,10 @@ pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
 
     let mut r = Report::new("idle");
     if alive < a.connections {
-        r.fail(format!("{alive} of {} sessions alive after settling", a.connections));
+        r.fail(format!(
+            "{alive} of {} sessions alive after settling",
+            a.connections
+        ));
     }
     r.field("url", json!(target.url), target.url.clone());
     r.field(
@@ -141,7 +144,11 @@ pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
         format!(
             "{} sessions, each with one subscription ({})",
             a.connections,
-            if a.shared_destination { "one shared destination" } else { "own destination each" }
+            if a.shared_destination {
+                "one shared destination"
+            } else {
+                "own destination each"
+            }
         ),
     );
     r.count("opened", open as u64);

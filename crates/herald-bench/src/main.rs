@@ -129,7 +129,11 @@ fn main() -> Result<()> {
             }
         };
         report.print(common.json);
-        anyhow::Ok(if common.check { report.failures() } else { Vec::new() })
+        anyhow::Ok(if common.check {
+            report.failures()
+        } else {
+            Vec::new()
+        })
     })?;
     // Do not wait for lingering connection tasks.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -157,7 +157,9 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
                             Ok(Some(_)) => {}
                             Ok(None) | Err(_) => {
                                 if !shared.stopping.load(Relaxed) {
-                                    shared.errors.disconnect("user session closed by server".into());
+                                    shared
+                                        .errors
+                                        .disconnect("user session closed by server".into());
                                 }
                                 break;
                             }
@@ -346,7 +348,9 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
         r.fail("no notification delivered");
     }
     if missing > 0 {
-        r.fail(format!("{missing} notifications persisted but not delivered"));
+        r.fail(format!(
+            "{missing} notifications persisted but not delivered"
+        ));
     }
     r.field("url", json!(target.url), target.url.clone());
     r.field(
@@ -387,7 +391,10 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
     );
     r.count("persisted", persisted);
     r.count("delivered", delivered);
-    r.count("server_reported_delivered", shared.server_delivered.load(Relaxed));
+    r.count(
+        "server_reported_delivered",
+        shared.server_delivered.load(Relaxed),
+    );
     r.field(
         "missing",
         json!(missing),

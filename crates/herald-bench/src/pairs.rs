@@ -4,9 +4,9 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::Common;
 use crate::pubsub::{self, Group, LoadArgs};
 use crate::stats::Report;
-use crate::Common;
 
 #[derive(Args, Debug, Clone)]
 pub struct PairsArgs {
@@ -34,5 +34,13 @@ pub async fn run(a: &PairsArgs) -> Result<Report> {
         .collect();
     let target = a.common.target()?;
     let subscribe_to = vec![target.clone()];
-    pubsub::run("pairs", target, subscribe_to, &a.load, groups, &a.common.pid).await
+    pubsub::run(
+        "pairs",
+        target,
+        subscribe_to,
+        &a.load,
+        groups,
+        &a.common.pid,
+    )
+    .await
 }

@@ -66,7 +66,10 @@ pub fn rss_bytes(who: Who) -> Result<u64> {
 /// Busy and total jiffies of the whole machine (first line of /proc/stat).
 fn machine_ticks() -> Result<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().ok_or_else(|| anyhow!("empty /proc/stat"))?;
+    let line = stat
+        .lines()
+        .next()
+        .ok_or_else(|| anyhow!("empty /proc/stat"))?;
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
@@ -104,7 +107,9 @@ impl Machine {
 /// Adds `machine_cpu_pct` and `other_cpu_pct` (machine minus the processes
 /// accounted for) to a report.
 pub fn report_machine(r: &mut Report, machine_pct: f64, accounted_pct: f64) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     r.num(
         "machine_cpu_pct",
         machine_pct,
@@ -187,7 +192,12 @@ impl Watch {
 impl Usage {
     /// Adds `<prefix>_cpu_pct` and `<prefix>_rss` to a report.
     pub fn report(&self, r: &mut Report, prefix: &str) {
-        r.num(&format!("{prefix}_cpu_pct"), self.cpu_pct, 1, " % of one core");
+        r.num(
+            &format!("{prefix}_cpu_pct"),
+            self.cpu_pct,
+            1,
+            " % of one core",
+        );
         r.field(
             &format!("{prefix}_rss"),
             json!({"start_bytes": self.rss_start, "end_bytes": self.rss_end,
@@ -270,7 +280,11 @@ impl ServersUsage {
                 (
                     json!({"pid": p, "cpu_pct": u.cpu_pct, "rss_start_bytes": u.rss_start,
                            "rss_end_bytes": u.rss_end, "rss_peak_bytes": u.rss_peak}),
-                    format!("pid {p}: {:.1} %, peak {}", u.cpu_pct, bytes(u.rss_peak as f64)),
+                    format!(
+                        "pid {p}: {:.1} %, peak {}",
+                        u.cpu_pct,
+                        bytes(u.rss_peak as f64)
+                    ),
                 )
             })
             .unzip();

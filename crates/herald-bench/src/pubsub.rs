@@ -167,20 +167,21 @@ pub async fn run(
         }
     }
     let mut subscriber_tasks: Vec<JoinHandle<()>> = Vec::with_capacity(total_subs);
-    let mut opened = futures_util::stream::iter(slots.into_iter().enumerate().map(|(idx, (gi, si))| {
-        let target = subscribe_to[idx % subscribe_to.len()].clone();
-        let dest = states[gi].destination.clone();
-        async move {
-            let r = async {
-                let mut s = target.connect(idx, (0, 0)).await?;
-                s.subscribe("0", &dest).await?;
-                anyhow::Ok(s)
+    let mut opened =
+        futures_util::stream::iter(slots.into_iter().enumerate().map(|(idx, (gi, si))| {
+            let target = subscribe_to[idx % subscribe_to.len()].clone();
+            let dest = states[gi].destination.clone();
+            async move {
+                let r = async {
+                    let mut s = target.connect(idx, (0, 0)).await?;
+                    s.subscribe("0", &dest).await?;
+                    anyhow::Ok(s)
+                }
+                .await;
+                (idx, gi, si, r)
             }
-            .await;
-            (idx, gi, si, r)
-        }
-    }))
-    .buffer_unordered(load.connect_concurrency.max(1));
+        }))
+        .buffer_unordered(load.connect_concurrency.max(1));
     while let Some((idx, gi, si, r)) = opened.next().await {
         match r {
             Ok(session) => subscriber_tasks.push(tokio::spawn(subscriber(
@@ -351,7 +352,12 @@ pub async fn run(
             setup.as_secs_f64()
         ),
     );
-    r.num("delivered_msgs_per_sec", delivered as f64 / deliver_secs, 0, " msg/s");
+    r.num(
+        "delivered_msgs_per_sec",
+        delivered as f64 / deliver_secs,
+        0,
+        " msg/s",
+    );
     r.num(
         "published_msgs_per_sec",
         published as f64 / publish_time.as_secs_f64(),
@@ -478,7 +484,9 @@ async fn subscriber(
             },
             Ok(None) => {
                 if !shared.stopping.load(Relaxed) {
-                    shared.errors.disconnect("subscriber closed by server".into());
+                    shared
+                        .errors
+                        .disconnect("subscriber closed by server".into());
                 }
                 group.kill(slot);
                 break;
@@ -513,13 +521,15 @@ async fn publisher(
         tokio::spawn(async move {
             loop {
                 match reader.recv().await {
-                    Ok(Some(f)) if f.command == Command::Error => {
-                        shared.errors.error_frame(format!("publisher: {}", error_text(&f)))
-                    }
+                    Ok(Some(f)) if f.command == Command::Error => shared
+                        .errors
+                        .error_frame(format!("publisher: {}", error_text(&f))),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => {
                         if !shared.stopping.load(Relaxed) {
-                            shared.errors.disconnect("publisher closed by server".into());
+                            shared
+                                .errors
+                                .disconnect("publisher closed by server".into());
                         }
                         break;
                     }

@@ -189,7 +189,11 @@ impl Report {
 
     /// A plain number, shown with `unit` and `decimals` digits.
     pub fn num(&mut self, key: &str, value: f64, decimals: usize, unit: &str) {
-        let v = if value.is_finite() { json!(value) } else { Value::Null };
+        let v = if value.is_finite() {
+            json!(value)
+        } else {
+            Value::Null
+        };
         self.field(key, v, format!("{value:.decimals$}{unit}"));
     }
 
@@ -213,7 +217,12 @@ impl Report {
             println!("{}", Value::Object(m));
         } else {
             println!("== herald-bench {} ==", self.scenario);
-            let width = self.fields.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+            let width = self
+                .fields
+                .iter()
+                .map(|(k, _, _)| k.len())
+                .max()
+                .unwrap_or(0);
             for (k, _, h) in &self.fields {
                 println!("  {k:<width$}  {h}");
             }

@@ -257,7 +257,9 @@ pub fn receipt_hint(buf: &[u8]) -> Option<String> {
     while let [b'\r' | b'\n', tail @ ..] = rest {
         rest = tail;
     }
-    let head_len = memchr::memmem::find(rest, b"\n\n").unwrap_or(rest.len()).min(64 * 1024);
+    let head_len = memchr::memmem::find(rest, b"\n\n")
+        .unwrap_or(rest.len())
+        .min(64 * 1024);
     rest[..head_len]
         .split(|&b| b == b'\n')
         .skip(1)
@@ -363,7 +365,8 @@ mod tests {
 
     #[test]
     fn unescapes_except_on_connect() {
-        let frames = decode_all(b"SEND\nk\\cx:a\\nb\\\\c\\r\n\n\0CONNECT\nlogin:a\\nb\n\n\0").unwrap();
+        let frames =
+            decode_all(b"SEND\nk\\cx:a\\nb\\\\c\\r\n\n\0CONNECT\nlogin:a\\nb\n\n\0").unwrap();
         assert_eq!(frames[0].get("k:x"), Some("a\nb\\c\r"));
         assert_eq!(frames[1].get("login"), Some("a\\nb"));
     }
@@ -380,11 +383,20 @@ mod tests {
     fn errors_name_the_problem() {
         let cases: &[(&[u8], &str)] = &[
             (b"FOO\n\n\0", "unknown command 'FOO'"),
-            (b"SEND\nbad\\t:x\n\n\0", "invalid escape sequence '\\t' in header 'bad\\t'"),
+            (
+                b"SEND\nbad\\t:x\n\n\0",
+                "invalid escape sequence '\\t' in header 'bad\\t'",
+            ),
             (b"SEND\nnocolon\n\n\0", "header line without ':'"),
-            (b"SEND\ncontent-length:x\n\n\0", "invalid content-length 'x'"),
+            (
+                b"SEND\ncontent-length:x\n\n\0",
+                "invalid content-length 'x'",
+            ),
             (b"SEND\ncontent-length:1\n\nab\0", "not followed by a NUL"),
-            (b"SUBSCRIBE\nid:1\n\nbody\0", "SUBSCRIBE frame must not have a body"),
+            (
+                b"SUBSCRIBE\nid:1\n\nbody\0",
+                "SUBSCRIBE frame must not have a body",
+            ),
             (b"SEND\nk:\xff\n\n\0", "invalid UTF-8 in header"),
         ];
         for (input, msg) in cases {
@@ -395,8 +407,14 @@ mod tests {
 
     #[test]
     fn receipt_hint_reads_a_failed_frame() {
-        assert_eq!(receipt_hint(b"\nSEND\nreceipt:r1\ncontent-length:x\n\n\0"), Some("r1".into()));
-        assert_eq!(receipt_hint(b"SEND\r\nreceipt:r2\r\n\r\n"), Some("r2".into()));
+        assert_eq!(
+            receipt_hint(b"\nSEND\nreceipt:r1\ncontent-length:x\n\n\0"),
+            Some("r1".into())
+        );
+        assert_eq!(
+            receipt_hint(b"SEND\r\nreceipt:r2\r\n\r\n"),
+            Some("r2".into())
+        );
         assert_eq!(receipt_hint(b"SEND\n\nreceipt:body\0"), None);
     }
 
@@ -411,7 +429,10 @@ mod tests {
             let mut d = Decoder::new(limits);
             d.decode(&mut BytesMut::from(bytes)).map(|_| ())
         };
-        assert_eq!(run(b"SEND\na:1\nb:2\nc:3\n\n\0"), Err(DecodeError::TooManyHeaders { limit: 2 }));
+        assert_eq!(
+            run(b"SEND\na:1\nb:2\nc:3\n\n\0"),
+            Err(DecodeError::TooManyHeaders { limit: 2 })
+        );
         assert_eq!(
             run(b"SEND\nxxxxxxxxxxxxxxxxxxxxxxxxx"),
             Err(DecodeError::HeaderLineTooLong { limit: 20 })
@@ -420,6 +441,9 @@ mod tests {
             run(b"SEND\ncontent-length:500\n\n"),
             Err(DecodeError::FrameTooLarge { limit: 100 })
         );
-        assert_eq!(run(&[&b"SEND\n\n"[..], &[b'a'; 200][..]].concat()), Err(DecodeError::FrameTooLarge { limit: 100 }));
+        assert_eq!(
+            run(&[&b"SEND\n\n"[..], &[b'a'; 200][..]].concat()),
+            Err(DecodeError::FrameTooLarge { limit: 100 })
+        );
     }
 }

@@ -51,7 +51,6 @@ pub fn encode_header_value(out: &mut BytesMut, s: &str, escape: bool) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,8 +65,14 @@ mod tests {
     #[test]
     fn escapes_in_1_2_but_not_on_connected_or_1_0() {
         let f = Frame::new(Command::Message).header("a:b", "x\ny\\z");
-        assert_eq!(encoded(&f, Version::V1_2), "MESSAGE\na\\cb:x\\ny\\\\z\ncontent-length:0\n\n\0");
-        assert_eq!(encoded(&f, Version::V1_0), "MESSAGE\na:b:x y\\z\ncontent-length:0\n\n\0");
+        assert_eq!(
+            encoded(&f, Version::V1_2),
+            "MESSAGE\na\\cb:x\\ny\\\\z\ncontent-length:0\n\n\0"
+        );
+        assert_eq!(
+            encoded(&f, Version::V1_0),
+            "MESSAGE\na:b:x y\\z\ncontent-length:0\n\n\0"
+        );
         let c = Frame::new(Command::Connected).header("server", "a:b");
         assert_eq!(encoded(&c, Version::V1_2), "CONNECTED\nserver:a:b\n\n\0");
     }

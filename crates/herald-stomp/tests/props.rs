@@ -24,7 +24,11 @@ const COMMANDS: &[Command] = &[
 ];
 
 fn version() -> impl Strategy<Value = Version> {
-    prop_oneof![Just(Version::V1_0), Just(Version::V1_1), Just(Version::V1_2)]
+    prop_oneof![
+        Just(Version::V1_0),
+        Just(Version::V1_1),
+        Just(Version::V1_2)
+    ]
 }
 
 /// Header text this version and command can carry: escaped frames may hold anything
@@ -37,8 +41,10 @@ fn text(escaped: bool, name: bool) -> BoxedStrategy<String> {
     } else {
         "[^\u{0}\r\n]{0,12}"
     };
-    s.prop_filter("content-length is the codec's own", |n| n != "content-length")
-        .boxed()
+    s.prop_filter("content-length is the codec's own", |n| {
+        n != "content-length"
+    })
+    .boxed()
 }
 
 fn frame_in(version: Version) -> impl Strategy<Value = Frame> {

@@ -569,7 +569,10 @@ impl Config {
             return err("sockjs.heartbeat/disconnect_delay", "must be more than 0s");
         }
         if sj.client_url.trim().is_empty() {
-            return err("sockjs.client_url", "must name the sockjs-client script, like \"/web/vendor/sockjs.min.js\"");
+            return err(
+                "sockjs.client_url",
+                "must name the sockjs-client script, like \"/web/vendor/sockjs.min.js\"",
+            );
         }
         if sj.response_limit == 0 {
             return err("sockjs.response_limit", "must be more than 0 bytes");
@@ -577,9 +580,19 @@ impl Config {
         let n = &self.notifications;
         if n.enabled {
             if self.database.url.is_empty() {
-                return err("database.url", "must name a database (or set notifications.enabled = false)");
+                return err(
+                    "database.url",
+                    "must name a database (or set notifications.enabled = false)",
+                );
             }
-            for (key, d) in [("notifications.destination", &n.destination), ("notifications.jobs_destination", &n.jobs_destination), ("notifications.broadcast_destination", &n.broadcast_destination)] {
+            for (key, d) in [
+                ("notifications.destination", &n.destination),
+                ("notifications.jobs_destination", &n.jobs_destination),
+                (
+                    "notifications.broadcast_destination",
+                    &n.broadcast_destination,
+                ),
+            ] {
                 if !d.starts_with('/') {
                     return err(key, "must start with '/'");
                 }

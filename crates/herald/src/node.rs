@@ -59,7 +59,11 @@ impl Node {
         }
         let id = config.server.node_id.clone();
         let bus = crate::cluster::from_config(&config, &id)?;
-        let broker = Arc::new(Broker::with_bus(config.broker.clone(), id.clone(), bus.clone()));
+        let broker = Arc::new(Broker::with_bus(
+            config.broker.clone(),
+            id.clone(),
+            bus.clone(),
+        ));
         bus.attach(Arc::downgrade(&broker));
         let router = Arc::new(Router::new(&config.broker, &config.routing));
         Ok(Arc::new(Node {
@@ -90,7 +94,12 @@ impl Node {
 
     /// Every readiness check's result.
     pub async fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
-        let checks: Vec<_> = self.ready_checks.read().iter().map(|(n, c)| (*n, c.clone())).collect();
+        let checks: Vec<_> = self
+            .ready_checks
+            .read()
+            .iter()
+            .map(|(n, c)| (*n, c.clone()))
+            .collect();
         let mut results = Vec::with_capacity(checks.len());
         for (name, check) in checks {
             results.push((name, check().await));
@@ -110,7 +119,9 @@ impl Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -66,7 +66,12 @@ impl Server {
             // notifier degraded (503s, not ready) until it answers.
             let notifier = crate::notify::Notifier::open(db, cfg, node.messaging.clone())
                 .await
-                .with_context(|| format!("invalid notification database URL {} (database.url)", db.url))?;
+                .with_context(|| {
+                    format!(
+                        "invalid notification database URL {} (database.url)",
+                        db.url
+                    )
+                })?;
             let check = notifier.clone();
             node.add_ready_check(
                 "database",
@@ -86,7 +91,10 @@ impl Server {
                     if status.connected {
                         Ok(())
                     } else {
-                        Err(format!("{} bus unreachable ({} publishes failed)", status.kind, status.failed_publishes))
+                        Err(format!(
+                            "{} bus unreachable ({} publishes failed)",
+                            status.kind, status.failed_publishes
+                        ))
                     }
                 })
             }),

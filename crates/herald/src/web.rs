@@ -51,7 +51,10 @@ pub(crate) fn routes() -> axum::Router<HttpState> {
         .route("/api/dev/login", post(dev_login))
         .route("/api/dev/logout", post(dev_logout));
     for (path, file) in PAGES {
-        router = router.route(path, get(move |headers: HeaderMap| async move { serve(file, &headers) }));
+        router = router.route(
+            path,
+            get(move |headers: HeaderMap| async move { serve(file, &headers) }),
+        );
     }
     router
 }
@@ -77,7 +80,12 @@ pub fn content_type(path: &str) -> &'static str {
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(file) = Assets::get(path) else {
-        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "not found").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "not found",
+        )
+            .into_response();
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
     let cache = if path.starts_with("vendor/") {
@@ -92,11 +100,18 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, content_type(path))], file.data.into_owned()).into_response()
+        (
+            [(header::CONTENT_TYPE, content_type(path))],
+            file.data.into_owned(),
+        )
+            .into_response()
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
@@ -168,9 +183,21 @@ async fn dev_login(
         return error(StatusCode::BAD_REQUEST, "'sub' must be 1 to 255 bytes");
     }
     let config = &state.node.auth.config;
-    let token = match crate::auth::jwt::mint(config, None, sub, req.name.as_deref(), &req.roles, DEV_TOKEN_TTL) {
+    let token = match crate::auth::jwt::mint(
+        config,
+        None,
+        sub,
+        req.name.as_deref(),
+        &req.roles,
+        DEV_TOKEN_TTL,
+    ) {
         Ok(t) => t,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot mint a token: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot mint a token: {e}"),
+            );
+        }
     };
     tracing::info!(sub, roles = ?req.roles, "development login");
     let cookie = format!(
@@ -213,7 +240,12 @@ mod tests {
         for (_, file) in PAGES {
             assert!(Assets::get(file).is_some(), "{file} is not embedded");
         }
-        for f in ["vendor/stomp.umd.min.js", "vendor/sockjs.min.js", "vendor/stompjs.LICENSE", "vendor/sockjs-client.LICENSE"] {
+        for f in [
+            "vendor/stomp.umd.min.js",
+            "vendor/sockjs.min.js",
+            "vendor/stompjs.LICENSE",
+            "vendor/sockjs-client.LICENSE",
+        ] {
             assert!(Assets::get(f).is_some(), "{f} is not embedded");
         }
     }
@@ -222,7 +254,10 @@ mod tests {
     fn content_types() {
         assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
-        assert_eq!(content_type("vendor/stompjs.LICENSE"), "text/plain; charset=utf-8");
+        assert_eq!(
+            content_type("vendor/stompjs.LICENSE"),
+            "text/plain; charset=utf-8"
+        );
     }
 
     #[test]
@@ -234,6 +269,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::IF_NONE_MATCH, etag);
         assert_eq!(serve("index.html", &h).status(), StatusCode::NOT_MODIFIED);
-        assert_eq!(serve("nope.html", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            serve("nope.html", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

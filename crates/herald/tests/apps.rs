@@ -743,7 +743,11 @@ async fn rest_publish_string_and_json_bodies() {
         )
         .await;
     assert_eq!(status, 202, "{v}");
-    assert_eq!((&v["delivered"], &v["offset"]), (&json!(1), &json!(1)), "{v}");
+    assert_eq!(
+        (&v["delivered"], &v["offset"]),
+        (&json!(1), &json!(1)),
+        "{v}"
+    );
     assert!(v["epoch"].is_string() && v.get("warning").is_none(), "{v}");
     let m = sub.recv_message().await;
     assert_eq!(body_of(&m), "plain text");

@@ -45,7 +45,11 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/herald", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Backend { url, requests, release }
+        Backend {
+            url,
+            requests,
+            release,
+        }
     }
 
     async fn next_request(&mut self) -> Value {
@@ -58,11 +62,16 @@ impl Backend {
 
 async fn answer(req: Value, hang: Arc<Notify>) -> Response {
     // `/shop/x` answers like `/x` (for the `destinations` test).
-    let path = req["path"].as_str().unwrap_or_default().trim_start_matches("/shop").to_owned();
+    let path = req["path"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("/shop")
+        .to_owned();
     let user = req["user"].as_str().unwrap_or_default().to_owned();
     match path.as_str() {
         "/orders.create" => {
-            let order: Value = serde_json::from_str(req["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+            let order: Value =
+                serde_json::from_str(req["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
             Json(json!({ "messages": [
                 { "destination": "/topic/orders", "body": { "created": order, "by": user } },
                 { "destination": "/queue/confirmations", "user": user, "body": "order confirmed",
@@ -70,10 +79,20 @@ async fn answer(req: Value, hang: Arc<Notify>) -> Response {
             ]}))
             .into_response()
         }
-        "/bare" => Json(json!([{ "destination": "/topic/orders", "body": "bare array" }])).into_response(),
+        "/bare" => {
+            Json(json!([{ "destination": "/topic/orders", "body": "bare array" }])).into_response()
+        }
         "/nothing" => StatusCode::NO_CONTENT.into_response(),
-        "/rejected" => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "order has no items" }))).into_response(),
-        "/broken" => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "database down" }))).into_response(),
+        "/rejected" => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "order has no items" })),
+        )
+            .into_response(),
+        "/broken" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": "database down" })),
+        )
+            .into_response(),
         "/plain500" => (StatusCode::INTERNAL_SERVER_ERROR, "kaboom in plain text").into_response(),
         "/garbage" => (StatusCode::OK, "this is not json").into_response(),
         "/hang" => {
@@ -81,7 +100,11 @@ async fn answer(req: Value, hang: Arc<Notify>) -> Response {
             let _ = tokio::time::timeout(Duration::from_secs(30), hang.notified()).await;
             StatusCode::NO_CONTENT.into_response()
         }
-        _ => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no route {path}") }))).into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no route {path}") })),
+        )
+            .into_response(),
     }
 }
 
@@ -122,7 +145,9 @@ async fn backend_receives_the_send_and_its_messages_are_published() {
     bob.subscribe("conf", "/user/queue/confirmations").await;
 
     alice
-        .request(app_send("/app/orders.create", r#"{"item":"book","qty":2}"#).header("x-trace", "t-1"))
+        .request(
+            app_send("/app/orders.create", r#"{"item":"book","qty":2}"#).header("x-trace", "t-1"),
+        )
         .await;
     let req = backend.next_request().await;
     assert_eq!(req["destination"], "/app/orders.create", "{req}");
@@ -141,10 +166,18 @@ async fn backend_receives_the_send_and_its_messages_are_published() {
     let (conf, orders) = (&got[0], &got[1]);
     assert_eq!(orders.get("destination"), Some("/topic/orders"));
     assert_eq!(orders.get("content-type"), Some("application/json"));
-    assert_eq!(json_of(orders), json!({ "created": { "item": "book", "qty": 2 }, "by": "alice" }));
+    assert_eq!(
+        json_of(orders),
+        json!({ "created": { "item": "book", "qty": 2 }, "by": "alice" })
+    );
     assert_eq!(conf.get("destination"), Some("/user/queue/confirmations"));
     assert_eq!(&conf.body[..], b"order confirmed");
-    assert!(conf.get("content-type").unwrap_or("").starts_with("text/plain"), "{conf:?}");
+    assert!(
+        conf.get("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{conf:?}"
+    );
     assert_eq!(conf.get("x-order"), Some("1"));
 
     // Bob sees the topic message, not alice's confirmation.
@@ -153,7 +186,11 @@ async fn backend_receives_the_send_and_its_messages_are_published() {
     bob.subscribe("sentinel", "/topic/sentinel").await;
     alice.publish("/topic/sentinel", "s").await;
     let m = bob.recv_message().await;
-    assert_eq!(m.get("subscription"), Some("sentinel"), "bob got alice's confirmation: {m:?}");
+    assert_eq!(
+        m.get("subscription"),
+        Some("sentinel"),
+        "bob got alice's confirmation: {m:?}"
+    );
 }
 
 #[tokio::test]
@@ -173,13 +210,24 @@ async fn bare_array_answer_and_204_and_in_process_handlers_win() {
     assert_eq!(backend.next_request().await["path"], "/nothing");
     c.publish("/topic/sentinel", "s").await;
     let m = c.recv_message().await;
-    assert_eq!(m.get("subscription"), Some("sentinel"), "204 published something: {m:?}");
+    assert_eq!(
+        m.get("subscription"),
+        Some("sentinel"),
+        "204 published something: {m:?}"
+    );
 
     // An in-process handler owns /local; the backend never hears of it.
     c.request(app_send("/app/local", r#"{"x":1}"#)).await;
-    assert_eq!(json_of(&c.recv_message().await), json!({ "local": { "x": 1 } }));
+    assert_eq!(
+        json_of(&c.recv_message().await),
+        json!({ "local": { "x": 1 } })
+    );
     c.request(app_send("/app/nothing", "{}")).await;
-    assert_eq!(backend.next_request().await["path"], "/nothing", "the backend was called for /local");
+    assert_eq!(
+        backend.next_request().await["path"],
+        "/nothing",
+        "the backend was called for /local"
+    );
 }
 
 #[tokio::test]
@@ -196,13 +244,17 @@ async fn backend_errors_reach_the_sender_only() {
     ];
     for (dest, words) in cases {
         let mut c = server.tcp().await;
-        c.send_frame(&app_send(dest, "{}").header("receipt", "r-err")).await;
+        c.send_frame(&app_send(dest, "{}").header("receipt", "r-err"))
+            .await;
         let e = c.expect_error_and_close().await;
         let m = message_of(&e);
         for w in words {
             assert!(m.contains(w), "{dest}: ERROR {m:?} should mention {w:?}");
         }
-        assert!(m.contains(dest), "{dest}: ERROR {m:?} should name the destination");
+        assert!(
+            m.contains(dest),
+            "{dest}: ERROR {m:?} should name the destination"
+        );
         assert_eq!(e.get("receipt-id"), Some("r-err"), "{dest}");
     }
     let mut p = server.tcp().await;
@@ -219,30 +271,45 @@ async fn backend_errors_with_errors_queue() {
     c.request(app_send("/app/rejected", "{}")).await;
     let m = c.recv_message().await;
     let v = json_of(&m);
-    assert!(v["error"].as_str().unwrap_or("").contains("order has no items"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("order has no items"),
+        "{v}"
+    );
     assert_eq!(v["destination"], "/app/rejected");
 }
 
 #[tokio::test]
 async fn backend_timeout_errors_the_sender_while_others_carry_on() {
     let mut backend = Backend::start().await;
-    let server = server_for(&backend, |c| c.apps.backend.timeout = Duration::from_secs(2)).await;
+    let server = server_for(&backend, |c| {
+        c.apps.backend.timeout = Duration::from_secs(2)
+    })
+    .await;
     let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
     let (mut bob, _) = server.connect_as(Transport::Ws, "bob").await;
     bob.subscribe("orders", "/topic/orders").await;
     bob.subscribe("conf", "/user/queue/confirmations").await;
 
-    alice.send_frame(&app_send("/app/hang", "{}").header("receipt", "r-hang")).await;
+    alice
+        .send_frame(&app_send("/app/hang", "{}").header("receipt", "r-hang"))
+        .await;
     assert_eq!(backend.next_request().await["path"], "/hang");
     // While alice's call hangs in the backend, bob's traffic (broker and backend) flows.
     bob.publish("/topic/orders", "plain").await;
     assert_eq!(bob.recv_body().await, "plain");
-    bob.request(app_send("/app/orders.create", r#"{"item":"pen"}"#)).await;
+    bob.request(app_send("/app/orders.create", r#"{"item":"pen"}"#))
+        .await;
     assert_eq!(backend.next_request().await["user"], "bob");
     let _ = bob.recv_message().await;
     let _ = bob.recv_message().await;
     // ...and alice's answer is still pending (nothing arrived for her yet).
-    assert!(alice.next_event(Duration::ZERO).await.is_none(), "alice's call finished before bob's round trip");
+    assert!(
+        alice.next_event(Duration::ZERO).await.is_none(),
+        "alice's call finished before bob's round trip"
+    );
 
     let e = alice.expect_error_and_close().await;
     let m = message_of(&e);
@@ -258,28 +325,43 @@ async fn unreachable_backend_is_a_clear_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let server = TestServer::with(|c| c.apps.backend.url = format!("http://127.0.0.1:{port}/herald")).await;
+    let server =
+        TestServer::with(|c| c.apps.backend.url = format!("http://127.0.0.1:{port}/herald")).await;
     let mut c = server.tcp().await;
-    c.send_frame(&app_send("/app/orders.create", "{}").header("receipt", "r-u")).await;
+    c.send_frame(&app_send("/app/orders.create", "{}").header("receipt", "r-u"))
+        .await;
     let e = c.expect_error_and_close().await;
     let m = message_of(&e);
-    assert!(m.contains("unreachable") && m.contains("/app/orders.create"), "{m}");
+    assert!(
+        m.contains("unreachable") && m.contains("/app/orders.create"),
+        "{m}"
+    );
     assert_eq!(e.get("receipt-id"), Some("r-u"));
     // The seed apps still work next to the broken backend.
     let mut c = server.ws().await;
     c.subscribe("g", "/topic/greetings").await;
     c.request(app_send("/app/hello", r#"{"name":"x"}"#)).await;
-    assert_eq!(json_of(&c.recv_message().await), json!({ "content": "Hello, x!" }));
+    assert_eq!(
+        json_of(&c.recv_message().await),
+        json!({ "content": "Hello, x!" })
+    );
 }
 
 #[tokio::test]
 async fn backend_destinations_limit_what_it_owns() {
     let mut backend = Backend::start().await;
-    let server = server_for(&backend, |c| c.apps.backend.destinations = vec!["/shop/**".into()]).await;
+    let server = server_for(&backend, |c| {
+        c.apps.backend.destinations = vec!["/shop/**".into()]
+    })
+    .await;
     let mut c = server.tcp().await;
     c.request(app_send("/app/shop/nothing", "{}")).await;
     assert_eq!(backend.next_request().await["path"], "/shop/nothing");
-    c.send_frame(&app_send("/app/nothing", "{}").header("receipt", "r-n")).await;
+    c.send_frame(&app_send("/app/nothing", "{}").header("receipt", "r-n"))
+        .await;
     let e = c.expect_error_and_close().await;
-    assert!(message_of(&e).contains("no application handler for '/app/nothing'"), "{e:?}");
+    assert!(
+        message_of(&e).contains("no application handler for '/app/nothing'"),
+        "{e:?}"
+    );
 }

@@ -30,7 +30,10 @@ async fn redis_restart_mid_stream() {
     on_a.subscribe("t", "/topic/t").await;
     on_b.subscribe("t", "/topic/t").await;
     let bus_b = b.node.broker.bus().clone();
-    wait_until("B listening", || bus_b.is_listening(Kind::Topic, "/topic/t")).await;
+    wait_until("B listening", || {
+        bus_b.is_listening(Kind::Topic, "/topic/t")
+    })
+    .await;
     let mut p = a.tcp().await;
     p.publish("/topic/t", "before").await;
     assert_eq!(on_a.recv_body().await, "before");
@@ -46,7 +49,12 @@ async fn redis_restart_mid_stream() {
     let h = health(&a).await;
     assert_eq!(h["status"], "degraded", "{h}");
     let (status, ready) = a.http_get("/health/ready").await;
-    assert_eq!(status, 503, "not ready while Redis is gone: {}", String::from_utf8_lossy(&ready));
+    assert_eq!(
+        status,
+        503,
+        "not ready while Redis is gone: {}",
+        String::from_utf8_lossy(&ready)
+    );
     assert!(String::from_utf8_lossy(&ready).contains("cluster"));
     p.publish("/topic/t", "during2").await;
     assert_eq!(on_a.recv_body().await, "during2");
@@ -57,7 +65,10 @@ async fn redis_restart_mid_stream() {
     let mut n = 0;
     // Cross-node delivery resumes once both nodes reconnected and resubscribed.
     let resumed = loop {
-        assert!(tokio::time::Instant::now() < deadline, "cross-node delivery did not resume");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cross-node delivery did not resume"
+        );
         n += 1;
         p.publish("/topic/t", &format!("after{n}")).await;
         assert_eq!(on_a.recv_body().await, format!("after{n}"));
@@ -77,11 +88,19 @@ async fn an_ack_sent_while_redis_is_away_is_not_lost() {
     let redis = RedisServer::start();
     // Long enough for the outage below not to make the held entry claimable.
     let claiming = |c: &mut herald::config::Config| c.cluster.claim_after = Duration::from_secs(5);
-    let (a, b) = (node_with(&redis, claiming).await, node_with(&redis, claiming).await);
+    let (a, b) = (
+        node_with(&redis, claiming).await,
+        node_with(&redis, claiming).await,
+    );
     let mut holder = a.tcp().await;
-    holder.subscribe_ack("w", "/queue/acks", "client-individual").await;
+    holder
+        .subscribe_ack("w", "/queue/acks", "client-individual")
+        .await;
     let bus_a = a.node.broker.bus().clone();
-    wait_until("A consuming", || bus_a.is_listening(Kind::Queue, "/queue/acks")).await;
+    wait_until("A consuming", || {
+        bus_a.is_listening(Kind::Queue, "/queue/acks")
+    })
+    .await;
     let mut p = a.tcp().await;
     p.publish("/queue/acks", "m1").await;
     let m = holder.recv_message().await;
@@ -90,21 +109,32 @@ async fn an_ack_sent_while_redis_is_away_is_not_lost() {
     let mut other = b.tcp().await;
     other.subscribe("w", "/queue/acks").await;
     let bus_b = b.node.broker.bus().clone();
-    wait_until("B consuming", || bus_b.is_listening(Kind::Queue, "/queue/acks")).await;
+    wait_until("B consuming", || {
+        bus_b.is_listening(Kind::Queue, "/queue/acks")
+    })
+    .await;
 
     redis.pause();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while health(&a).await["status"] != "degraded" {
-        assert!(tokio::time::Instant::now() < deadline, "A never noticed the outage");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never noticed the outage"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ack_id = m.get("ack").expect("ack header").to_owned();
-    holder.send_frame(&herald_stomp::Frame::new(herald_stomp::Command::Ack).header("id", ack_id)).await;
+    holder
+        .send_frame(&herald_stomp::Frame::new(herald_stomp::Command::Ack).header("id", ack_id))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.resume();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while health(&a).await["status"] != "ok" {
-        assert!(tokio::time::Instant::now() < deadline, "A never saw Redis back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never saw Redis back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Past claim_after: a lost ACK would have let B claim m1 by now.
@@ -112,6 +142,13 @@ async fn an_ack_sent_while_redis_is_away_is_not_lost() {
     holder.expect_silence(Duration::from_millis(50)).await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let len: u64 = redis::cmd("XLEN").arg("herald:q:/queue/acks").query_async(&mut conn).await.unwrap();
-    assert_eq!(len, 0, "the ACK reached Redis once it was back (XACK + XDEL)");
+    let len: u64 = redis::cmd("XLEN")
+        .arg("herald:q:/queue/acks")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        len, 0,
+        "the ACK reached Redis once it was back (XACK + XDEL)"
+    );
 }

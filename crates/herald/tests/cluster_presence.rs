@@ -19,9 +19,8 @@ async fn node(redis: &RedisServer) -> TestServer {
 
 async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {
     let (status, body) = server.http_get(path).await;
-    let v = serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!("{path}: not JSON ({e}): {}", String::from_utf8_lossy(&body))
-    });
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     (status, v)
 }
 
@@ -29,11 +28,18 @@ async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {
 async fn online(server: &TestServer) -> Vec<(String, u64)> {
     let (status, v) = get_json(server, "/api/presence/users").await;
     assert_eq!(status, 200, "{v}");
-    let users = v["users"].as_array().unwrap_or_else(|| panic!("no users in {v}"));
+    let users = v["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no users in {v}"));
     assert_eq!(v["count"].as_u64(), Some(users.len() as u64));
     users
         .iter()
-        .map(|u| (u["name"].as_str().unwrap().to_owned(), u["sessions"].as_u64().unwrap()))
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["sessions"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -47,7 +53,10 @@ async fn online_becomes(server: &TestServer, want: &[(&str, u64)]) {
         if got == want {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "online users: {got:?}, want {want:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "online users: {got:?}, want {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -63,9 +72,17 @@ async fn users_online_across_nodes_and_a_dead_node_expires() {
         online_becomes(server, &[("alice", 2), ("bob", 1)]).await;
     }
     let (status, v) = get_json(&b, "/api/presence/users/alice").await;
-    assert_eq!((status, v["online"].as_bool(), v["sessions"].as_u64()), (200, Some(true), Some(2)), "{v}");
+    assert_eq!(
+        (status, v["online"].as_bool(), v["sessions"].as_u64()),
+        (200, Some(true), Some(2)),
+        "{v}"
+    );
     let (_, v) = get_json(&b, "/api/presence/users/nobody").await;
-    assert_eq!((v["online"].as_bool(), v["sessions"].as_u64()), (Some(false), Some(0)), "{v}");
+    assert_eq!(
+        (v["online"].as_bool(), v["sessions"].as_u64()),
+        (Some(false), Some(0)),
+        "{v}"
+    );
 
     // A session that ends leaves at once.
     alice_a.disconnect().await;
@@ -95,7 +112,11 @@ async fn rooms_are_shared_and_members_span_nodes() {
     let (_, rooms_a) = get_json(&a, "/api/rooms").await;
     let (_, rooms_b) = get_json(&b, "/api/rooms").await;
     let ids = |v: &Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(ids(&rooms_a), ids(&rooms_b));
     assert_eq!(rooms_a[0]["name"], "Room 1");
@@ -105,7 +126,11 @@ async fn rooms_are_shared_and_members_span_nodes() {
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     let (status, on_b) = get_json(&b, &format!("/api/rooms/{id}")).await;
-    assert_eq!((status, on_b["name"].as_str()), (200, Some("Shared")), "{on_b}");
+    assert_eq!(
+        (status, on_b["name"].as_str()),
+        (200, Some("Shared")),
+        "{on_b}"
+    );
     let topic = format!("/topic/chat/room/{id}");
 
     // Ann joins over STOMP on A; Ben over STOMP on B: Ben's JOIN lists both.
@@ -123,14 +148,24 @@ async fn rooms_are_shared_and_members_span_nodes() {
     };
     ann.request(join("Ann")).await;
     let first: Value = serde_json::from_str(&ann.recv_body().await).unwrap();
-    assert_eq!((first["type"].as_str(), first["members"].clone()), (Some("JOIN"), serde_json::json!(["Ann"])));
+    assert_eq!(
+        (first["type"].as_str(), first["members"].clone()),
+        (Some("JOIN"), serde_json::json!(["Ann"]))
+    );
     let seen_by_ben: Value = serde_json::from_str(&ben.recv_body().await).unwrap();
     assert_eq!(seen_by_ben, first, "Ann's JOIN reaches the other node");
     ben.request(join("Ben")).await;
     for c in [&mut ann, &mut ben] {
         let ev: Value = serde_json::from_str(&c.recv_body().await).unwrap();
-        assert_eq!((ev["type"].as_str(), ev["writer"].as_str()), (Some("JOIN"), Some("Ben")));
-        assert_eq!(ev["members"], serde_json::json!(["Ann", "Ben"]), "members on both nodes: {ev}");
+        assert_eq!(
+            (ev["type"].as_str(), ev["writer"].as_str()),
+            (Some("JOIN"), Some("Ben"))
+        );
+        assert_eq!(
+            ev["members"],
+            serde_json::json!(["Ann", "Ben"]),
+            "members on both nodes: {ev}"
+        );
     }
     // Either node's REST API lists both members.
     let (_, room) = get_json(&a, &format!("/api/rooms/{id}")).await;
@@ -139,7 +174,11 @@ async fn rooms_are_shared_and_members_span_nodes() {
     // Ben's session ends: the LEAVE reaches Ann with Ann alone left.
     ben.disconnect().await;
     let ev: Value = serde_json::from_str(&ann.recv_body().await).unwrap();
-    assert_eq!((ev["type"].as_str(), ev["writer"].as_str()), (Some("LEAVE"), Some("Ben")), "{ev}");
+    assert_eq!(
+        (ev["type"].as_str(), ev["writer"].as_str()),
+        (Some("LEAVE"), Some("Ben")),
+        "{ev}"
+    );
     assert_eq!(ev["members"], serde_json::json!(["Ann"]));
 }
 
@@ -163,17 +202,30 @@ async fn receipts_and_the_rest_api_wait_until_the_cluster_has_the_message() {
     .await;
     for n in 1..=3 {
         let m = late.recv_message().await;
-        assert_eq!((String::from_utf8_lossy(&m.body).into_owned(), m.get("offset")), (format!("r{n}"), Some(n.to_string().as_str())));
+        assert_eq!(
+            (
+                String::from_utf8_lossy(&m.body).into_owned(),
+                m.get("offset")
+            ),
+            (format!("r{n}"), Some(n.to_string().as_str()))
+        );
     }
 
     // The REST API answers with the local deliveries and the history position.
     let mut here = a.tcp().await;
     here.subscribe("h", "/topic/rest").await;
     let (status, v) = a
-        .http_post_json("/api/publish", r#"{"destination":"/topic/rest","body":"x"}"#)
+        .http_post_json(
+            "/api/publish",
+            r#"{"destination":"/topic/rest","body":"x"}"#,
+        )
         .await;
     assert_eq!(status, 202, "{v}");
-    assert_eq!((v["delivered"].as_u64(), v["offset"].as_u64()), (Some(1), Some(1)), "{v}");
+    assert_eq!(
+        (v["delivered"].as_u64(), v["offset"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
     assert!(v["epoch"].is_string() && v.get("warning").is_none(), "{v}");
     assert_eq!(here.recv_body().await, "x");
 }
@@ -241,14 +293,22 @@ async fn consumers_of_gone_nodes_leave_the_group() {
         match v {
             redis::Value::Array(cs) => cs
                 .into_iter()
-                .map(|c| format!("{:?}", redis::from_redis_value::<Vec<String>>(c).unwrap_or_default()))
+                .map(|c| {
+                    format!(
+                        "{:?}",
+                        redis::from_redis_value::<Vec<String>>(c).unwrap_or_default()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" "),
             other => panic!("XINFO CONSUMERS: {other:?}"),
         }
     };
     let before = consumers(&mut conn).await;
-    assert!(before.contains(&a_id), "A read the queue, so it is a consumer: {before}");
+    assert!(
+        before.contains(&a_id),
+        "A read the queue, so it is a consumer: {before}"
+    );
     a.shutdown_within(Duration::from_secs(10)).await;
     // B reads the queue; A's consumer, holding nothing, is pruned after claim_after.
     let mut stay = b.tcp().await;
@@ -263,7 +323,10 @@ async fn consumers_of_gone_nodes_leave_the_group() {
         if !names.contains(&a_id) && names.contains(&b.node.id) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "want B's consumer and not A's ({a_id}): {names}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "want B's consumer and not A's ({a_id}): {names}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

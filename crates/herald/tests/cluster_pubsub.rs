@@ -19,7 +19,8 @@ async fn node(redis: &RedisServer) -> TestServer {
 }
 
 fn header<'a>(f: &'a Frame, name: &str) -> &'a str {
-    f.get(name).unwrap_or_else(|| panic!("no {name} header in {f:?}"))
+    f.get(name)
+        .unwrap_or_else(|| panic!("no {name} header in {f:?}"))
 }
 
 #[tokio::test]
@@ -50,7 +51,11 @@ async fn three_nodes_fan_out_with_offsets_and_no_echo() {
         }
     }
     epochs.dedup();
-    assert_eq!(epochs.len(), 1, "one epoch for the destination on every node");
+    assert_eq!(
+        epochs.len(),
+        1,
+        "one epoch for the destination on every node"
+    );
     // No echo on the publishing node: the next message is the next one.
     publisher.publish("/topic/news", "last").await;
     assert_eq!(on_a.recv_body().await, "last");
@@ -91,7 +96,10 @@ async fn subscribers_only_on_other_nodes_and_wildcards() {
     // The last local subscriber leaving unsubscribes the node from the channel.
     exact.unsubscribe("e").await;
     let bus = b.node.broker.bus().clone();
-    wait_until("channel unsubscribed", || !bus.is_listening(Kind::Topic, "/topic/chat.room1")).await;
+    wait_until("channel unsubscribed", || {
+        !bus.is_listening(Kind::Topic, "/topic/chat.room1")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -135,7 +143,10 @@ async fn recovery_by_offset_after_reconnecting_to_another_node() {
         last = Some(x.recv_message().await);
     }
     let last = last.unwrap();
-    let (offset, epoch) = (header(&last, "offset").to_owned(), header(&last, "epoch").to_owned());
+    let (offset, epoch) = (
+        header(&last, "offset").to_owned(),
+        header(&last, "epoch").to_owned(),
+    );
     assert_eq!(offset, "5");
     x.disconnect().await;
     for n in 6..=8 {
@@ -158,7 +169,13 @@ async fn recovery_by_offset_after_reconnecting_to_another_node() {
     assert_eq!(y.recv_body().await, "f8");
     p.publish("/topic/feed", "f9").await;
     let live = y.recv_message().await;
-    assert_eq!((String::from_utf8_lossy(&live.body).as_ref(), header(&live, "offset")), ("f9", "9"));
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&live.body).as_ref(),
+            header(&live, "offset")
+        ),
+        ("f9", "9")
+    );
     assert!(live.get("recovered").is_none());
 
     // A gap that cannot be filled: another epoch (history lost).
@@ -217,7 +234,13 @@ async fn history_is_bounded() {
     )
     .await;
     let m = t.recv_message().await;
-    assert_eq!((header(&m, "recovered"), String::from_utf8_lossy(&m.body).as_ref()), ("true", "h5"));
+    assert_eq!(
+        (
+            header(&m, "recovered"),
+            String::from_utf8_lossy(&m.body).as_ref()
+        ),
+        ("true", "h5")
+    );
     assert_eq!(t.recv_body().await, "h6");
 }
 
@@ -251,7 +274,13 @@ async fn single_node_history_in_a_ring_buffer() {
         )
         .await;
     let m = again.recv_message().await;
-    assert_eq!((header(&m, "recovered"), String::from_utf8_lossy(&m.body).as_ref()), ("true", "r4"));
+    assert_eq!(
+        (
+            header(&m, "recovered"),
+            String::from_utf8_lossy(&m.body).as_ref()
+        ),
+        ("true", "r4")
+    );
     assert_eq!(again.recv_body().await, "r5");
     assert_eq!(again.recv_body().await, "r6");
     let mut late = a.tcp().await;

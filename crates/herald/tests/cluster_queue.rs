@@ -94,7 +94,9 @@ async fn unacked_messages_of_a_killed_node_go_to_another_node() {
     let (mut a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
     // A takes messages and never acks them.
     let mut holder = a.tcp().await;
-    holder.subscribe_ack("w", "/queue/work", "client-individual").await;
+    holder
+        .subscribe_ack("w", "/queue/work", "client-individual")
+        .await;
     consuming(&a, "/queue/work").await;
     let mut p = c.tcp().await;
     for n in 0..10 {
@@ -116,7 +118,10 @@ async fn unacked_messages_of_a_killed_node_go_to_another_node() {
     let got_set: HashSet<String> = got.iter().cloned().collect();
     assert_eq!(got.len(), got_set.len(), "no duplicates: {got:?}");
     for w in &held {
-        assert!(got_set.contains(w), "{w} redelivered after its node died: {got:?}");
+        assert!(
+            got_set.contains(w),
+            "{w} redelivered after its node died: {got:?}"
+        );
     }
     assert_eq!(got.len(), 15, "{got:?}");
 }

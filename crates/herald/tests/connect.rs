@@ -182,7 +182,11 @@ async fn login_is_echoed_as_user_name() {
 /// Sends a WebSocket upgrade for `/ws` by hand (in two writes 100 ms apart when
 /// `split`), then CONNECT in one masked frame; returns the response head and the
 /// first frame's text.
-async fn raw_upgrade_and_connect(server: &TestServer, extra: &str, split: bool) -> (String, String) {
+async fn raw_upgrade_and_connect(
+    server: &TestServer,
+    extra: &str,
+    split: bool,
+) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
     let head = format!(
@@ -202,7 +206,10 @@ async fn raw_upgrade_and_connect(server: &TestServer, extra: &str, split: bool) 
     let mut got = Vec::new();
     let mut byte = [0u8; 1];
     while !got.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte)).await.expect("response in time").unwrap();
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte))
+            .await
+            .expect("response in time")
+            .unwrap();
         assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&got));
         got.push(byte[0]);
     }
@@ -213,7 +220,10 @@ async fn raw_upgrade_and_connect(server: &TestServer, extra: &str, split: bool) 
     frame.extend_from_slice(connect);
     tcp.write_all(&frame).await.unwrap();
     let mut header = [0u8; 2];
-    tokio::time::timeout(WAIT, tcp.read_exact(&mut header)).await.expect("frame in time").unwrap();
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut header))
+        .await
+        .expect("frame in time")
+        .unwrap();
     assert_eq!(header[0], 0x81, "a final text frame");
     let len = match header[1] {
         126 => {
@@ -242,9 +252,18 @@ async fn upgrades_are_answered_alike_whole_split_or_with_large_heads() {
         let (response, first) = raw_upgrade_and_connect(&server, extra, split).await;
         let lower = response.to_ascii_lowercase();
         assert!(response.starts_with("HTTP/1.1 101 "), "{what}: {response}");
-        assert!(lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{what}: {response}");
-        assert!(lower.contains("sec-websocket-protocol: v12.stomp\r\n"), "{what}: {response}");
-        assert!(lower.contains("upgrade: websocket\r\n"), "{what}: {response}");
+        assert!(
+            lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{what}: {response}"
+        );
+        assert!(
+            lower.contains("sec-websocket-protocol: v12.stomp\r\n"),
+            "{what}: {response}"
+        );
+        assert!(
+            lower.contains("upgrade: websocket\r\n"),
+            "{what}: {response}"
+        );
         assert!(first.starts_with("CONNECTED\n"), "{what}: {first}");
         assert!(first.contains("version:1.2\n"), "{what}: {first}");
     }

@@ -69,14 +69,22 @@ impl TestDb {
                 let admin = std::env::var("HERALD_TEST_MYSQL_URL")
                     .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
                 let url = format!("{}/{name}", admin.trim_end_matches('/'));
-                TestDb { url, drop: Some((backend, admin, name)), sqlite_dir: None }
+                TestDb {
+                    url,
+                    drop: Some((backend, admin, name)),
+                    sqlite_dir: None,
+                }
             }
             Backend::Postgres => {
                 let admin = std::env::var("HERALD_TEST_POSTGRES_URL")
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
                 let url = format!("{base}/{name}");
-                TestDb { url, drop: Some((backend, admin, name)), sqlite_dir: None }
+                TestDb {
+                    url,
+                    drop: Some((backend, admin, name)),
+                    sqlite_dir: None,
+                }
             }
         }
     }
@@ -84,25 +92,34 @@ impl TestDb {
     /// An in-memory SQLite database (one server only), or [`TestDb::later`] created.
     async fn create(&mut self) -> Result<(), String> {
         if let Some(dir) = &self.sqlite_dir {
-            return std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()));
+            return std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()));
         }
         let Some((backend, admin, name)) = self.drop.clone() else {
             return Ok(());
         };
         let sql = format!("CREATE DATABASE {name}");
         let created = match backend {
-            Backend::MySql => async {
-                let mut c = sqlx::MySqlConnection::connect(&admin).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await?;
-                c.close().await
+            Backend::MySql => {
+                async {
+                    let mut c = sqlx::MySqlConnection::connect(&admin).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await?;
+                    c.close().await
+                }
+                .await
             }
-            .await,
-            _ => async {
-                let mut c = sqlx::PgConnection::connect(&admin).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await?;
-                c.close().await
+            _ => {
+                async {
+                    let mut c = sqlx::PgConnection::connect(&admin).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await?;
+                    c.close().await
+                }
+                .await
             }
-            .await,
         };
         created.map_err(|e| format!("{backend:?} at {admin} is not reachable: {e}"))
     }
@@ -111,7 +128,10 @@ impl TestDb {
     fn server_addr(&self) -> String {
         let after_scheme = self.url.split_once("://").map_or("", |(_, r)| r);
         let host_port = after_scheme.split('/').next().unwrap_or("");
-        host_port.rsplit_once('@').map_or(host_port, |(_, hp)| hp).to_owned()
+        host_port
+            .rsplit_once('@')
+            .map_or(host_port, |(_, hp)| hp)
+            .to_owned()
     }
 
     /// This database's URL with `addr` in place of its server's address.
@@ -136,19 +156,21 @@ impl TestDb {
             rt.block_on(async {
                 let r = match backend {
                     Backend::MySql => match sqlx::MySqlConnection::connect(&admin).await {
-                        Ok(mut c) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-                            .execute(&mut c)
-                            .await
-                            .map(|_| ()),
+                        Ok(mut c) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name}"
+                        )))
+                        .execute(&mut c)
+                        .await
+                        .map(|_| ()),
                         Err(e) => Err(e),
                     },
                     _ => match sqlx::PgConnection::connect(&admin).await {
-                        Ok(mut c) => {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                                .execute(&mut c)
-                                .await
-                                .map(|_| ())
-                        }
+                        Ok(mut c) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await
+                        .map(|_| ()),
                         Err(e) => Err(e),
                     },
                 };
@@ -218,7 +240,9 @@ async fn next_json(c: &mut Client) -> (Frame, Value) {
 /// Persisted, then delivered live to every session of the user (TCP and WebSocket),
 /// with seed 004's fields; nobody else receives it.
 async fn delivered_live_to_every_session(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut ws = subscriber(&s, Transport::Ws, "alice").await;
     let mut tcp = subscriber(&s, Transport::Tcp, "alice").await;
@@ -259,19 +283,33 @@ async fn delivered_live_to_every_session(b: Backend) {
 /// A list of users gets one row each; a broadcast reaches every subscriber of the
 /// broadcast topic and every user's list, with per-user read state.
 async fn users_list_and_broadcast(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut a = subscriber(&s, Transport::Ws, "ann").await;
     let mut c = subscriber(&s, Transport::Tcp, "cid").await;
     a.subscribe("b", "/topic/notifications").await;
     c.subscribe("b", "/topic/notifications").await;
-    let (status, body) = post(&s, json!({"users": ["ann", "cid", "ann"], "message": "hi", "type": "t"})).await;
+    let (status, body) = post(
+        &s,
+        json!({"users": ["ann", "cid", "ann"], "message": "hi", "type": "t"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["notifications"].as_array().unwrap().len(), 2, "duplicates in 'users' collapse");
+    assert_eq!(
+        body["notifications"].as_array().unwrap().len(),
+        2,
+        "duplicates in 'users' collapse"
+    );
     assert_eq!(next_json(&mut a).await.1["memberId"], "ann");
     assert_eq!(next_json(&mut c).await.1["memberId"], "cid");
 
-    let (status, body) = post(&s, json!({"broadcast": true, "message": "maintenance at 10", "type": "system"})).await;
+    let (status, body) = post(
+        &s,
+        json!({"broadcast": true, "message": "maintenance at 10", "type": "system"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let bid = body["notifications"][0]["notificationId"].as_i64().unwrap();
     for cl in [&mut a, &mut c] {
@@ -304,7 +342,9 @@ async fn users_list_and_broadcast(b: Backend) {
 /// Newest first, cursor pagination, unread filter, read one / read all pushed to the
 /// user's other sessions with the new unread count.
 async fn read_state_pushed_to_other_sessions(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -315,21 +355,44 @@ async fn read_state_pushed_to_other_sessions(b: Backend) {
     let mut other = subscriber(&s, Transport::Ws, "eve").await;
     // Pages of two, newest first.
     let (_, p1) = get_as(&s, "eve", "/api/notifications?limit=2").await;
-    let got: Vec<i64> = p1["items"].as_array().unwrap().iter().map(|n| n["notificationId"].as_i64().unwrap()).collect();
+    let got: Vec<i64> = p1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notificationId"].as_i64().unwrap())
+        .collect();
     assert_eq!(got, vec![ids[4], ids[3]], "{p1}");
     let cursor = p1["nextCursor"].as_str().unwrap().to_owned();
-    let (_, p2) = get_as(&s, "eve", &format!("/api/notifications?limit=2&cursor={cursor}")).await;
-    let got: Vec<i64> = p2["items"].as_array().unwrap().iter().map(|n| n["notificationId"].as_i64().unwrap()).collect();
+    let (_, p2) = get_as(
+        &s,
+        "eve",
+        &format!("/api/notifications?limit=2&cursor={cursor}"),
+    )
+    .await;
+    let got: Vec<i64> = p2["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notificationId"].as_i64().unwrap())
+        .collect();
     assert_eq!(got, vec![ids[2], ids[1]], "{p2}");
     let cursor = p2["nextCursor"].as_str().unwrap().to_owned();
-    let (_, p3) = get_as(&s, "eve", &format!("/api/notifications?limit=2&cursor={cursor}")).await;
+    let (_, p3) = get_as(
+        &s,
+        "eve",
+        &format!("/api/notifications?limit=2&cursor={cursor}"),
+    )
+    .await;
     assert_eq!(p3["items"].as_array().unwrap().len(), 1);
     assert_eq!(p3["nextCursor"], Value::Null, "{p3}");
 
     // Read one: the other session hears of it.
     let (status, r) = post_as(&s, "eve", &format!("/api/notifications/{}/read", ids[1])).await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!((r["changed"].clone(), r["unreadCount"].clone()), (json!(true), json!(4)));
+    assert_eq!(
+        (r["changed"].clone(), r["unreadCount"].clone()),
+        (json!(true), json!(4))
+    );
     let (f, v) = next_json(&mut other).await;
     assert_eq!(f.get("herald-event"), Some("read"));
     assert_eq!(v["type"], "read");
@@ -339,7 +402,12 @@ async fn read_state_pushed_to_other_sessions(b: Backend) {
     let (_, r) = post_as(&s, "eve", &format!("/api/notifications/{}/read", ids[1])).await;
     assert_eq!(r["changed"], false);
     // Someone else's, or no such id: 404.
-    let (status, _) = post_as(&s, "mallory", &format!("/api/notifications/{}/read", ids[2])).await;
+    let (status, _) = post_as(
+        &s,
+        "mallory",
+        &format!("/api/notifications/{}/read", ids[2]),
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, _) = post_as(&s, "eve", "/api/notifications/999999999/read").await;
     assert_eq!(status, 404);
@@ -347,9 +415,19 @@ async fn read_state_pushed_to_other_sessions(b: Backend) {
     let (_, unread) = get_as(&s, "eve", "/api/notifications?unread=true").await;
     let items = unread["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
-    assert!(items.iter().all(|n| n["read"] == false && n["notificationId"] != ids[1]));
+    assert!(
+        items
+            .iter()
+            .all(|n| n["read"] == false && n["notificationId"] != ids[1])
+    );
     let (_, all) = get_as(&s, "eve", "/api/notifications").await;
-    let read_one = all["items"].as_array().unwrap().iter().find(|n| n["notificationId"] == ids[1]).unwrap().clone();
+    let read_one = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["notificationId"] == ids[1])
+        .unwrap()
+        .clone();
     assert_eq!(read_one["read"], true);
     assert!(read_one["readAt"].is_string());
 
@@ -357,23 +435,35 @@ async fn read_state_pushed_to_other_sessions(b: Backend) {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["ids"].as_array().unwrap().len(), 4);
     let (_, v) = next_json(&mut other).await;
-    assert_eq!((v["event"].clone(), v["unreadCount"].clone(), v["all"].clone()), (json!("read"), json!(0), json!(true)));
+    assert_eq!(
+        (
+            v["event"].clone(),
+            v["unreadCount"].clone(),
+            v["all"].clone()
+        ),
+        (json!("read"), json!(0), json!(true))
+    );
     let (_, cnt) = get_as(&s, "eve", "/api/notifications/unread-count").await;
     assert_eq!(cnt["unreadCount"], 0);
     // No user named: 401.
     let (status, e) = s.http_call("GET", "/api/notifications", &[], None).await;
     assert_eq!(status, 401, "{e}");
     // The query parameter names the user too (anonymous mode).
-    let (status, q) = s.http_call("GET", "/api/notifications/unread-count?user=eve", &[], None).await;
+    let (status, q) = s
+        .http_call("GET", "/api/notifications/unread-count?user=eve", &[], None)
+        .await;
     assert_eq!((status, q["unreadCount"].clone()), (200, json!(0)));
 }
 
 /// A repeated idempotency key (body or header) creates and publishes nothing new.
 async fn idempotency_key_creates_nothing_new(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut c = subscriber(&s, Transport::Ws, "ida").await;
-    let req = json!({"users": ["ida", "ivo"], "message": "once", "idempotencyKey": "order-42-shipped"});
+    let req =
+        json!({"users": ["ida", "ivo"], "message": "once", "idempotencyKey": "order-42-shipped"});
     let (s1, first) = post(&s, req.clone()).await;
     assert_eq!(s1, 201, "{first}");
     assert_eq!(first["duplicate"], false);
@@ -387,13 +477,31 @@ async fn idempotency_key_creates_nothing_new(b: Backend) {
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
     // The Idempotency-Key header works the same way.
     let body = json!({"user": "ida", "message": "hdr"}).to_string();
-    let (s3, _) = s.http_call("POST", "/api/notifications", &[("Idempotency-Key", "k2")], Some(&body)).await;
-    let (s4, again) = s.http_call("POST", "/api/notifications", &[("Idempotency-Key", "k2")], Some(&body)).await;
-    assert_eq!((s3, s4, again["duplicate"].clone()), (201, 200, json!(true)));
+    let (s3, _) = s
+        .http_call(
+            "POST",
+            "/api/notifications",
+            &[("Idempotency-Key", "k2")],
+            Some(&body),
+        )
+        .await;
+    let (s4, again) = s
+        .http_call(
+            "POST",
+            "/api/notifications",
+            &[("Idempotency-Key", "k2")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(
+        (s3, s4, again["duplicate"].clone()),
+        (201, 200, json!(true))
+    );
     // Concurrent duplicates: exactly one row.
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let body = json!({"user": "ivo", "message": "race", "idempotencyKey": "race-1"}).to_string();
+        let body =
+            json!({"user": "ivo", "message": "race", "idempotencyKey": "race-1"}).to_string();
         let addr = s.http;
         tasks.push(tokio::spawn(async move { raw_post(addr, &body).await }));
     }
@@ -401,10 +509,22 @@ async fn idempotency_key_creates_nothing_new(b: Backend) {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 200), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 200),
+        "{statuses:?}"
+    );
     let (_, list) = get_as(&s, "ivo", "/api/notifications").await;
-    let races = list["items"].as_array().unwrap().iter().filter(|n| n["message"] == "race").count();
+    let races = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["message"] == "race")
+        .count();
     assert_eq!(races, 1, "{list}");
 }
 
@@ -418,15 +538,26 @@ async fn raw_post(addr: std::net::SocketAddr, body: &str) -> u16 {
     s.write_all(req.as_bytes()).await.unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await.unwrap();
-    String::from_utf8_lossy(&resp).split_whitespace().nth(1).unwrap().parse().unwrap()
+    String::from_utf8_lossy(&resp)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Nobody connected: the notification waits in the unread list, and a session that
 /// connects later finds it there.
 async fn offline_user_finds_it_unread(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
-    let (status, body) = post(&s, json!({"user": "olga", "message": "while you were away"})).await;
+    let (status, body) = post(
+        &s,
+        json!({"user": "olga", "message": "while you were away"}),
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(body["delivered"], 0);
     let mut c = subscriber(&s, Transport::Tcp, "olga").await;
@@ -438,7 +569,9 @@ async fn offline_user_finds_it_unread(b: Backend) {
 
 /// A closed pool (the database is gone): 503 with a clear body, nothing published.
 async fn database_failure_is_503_and_publishes_nothing(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut c = subscriber(&s, Transport::Ws, "dora").await;
     let (status, _) = post(&s, json!({"user": "dora", "message": "before"})).await;
@@ -447,7 +580,13 @@ async fn database_failure_is_503_and_publishes_nothing(b: Backend) {
     s.node.notifications.get().unwrap().store().close().await;
     let (status, e) = post(&s, json!({"user": "dora", "message": "lost?"})).await;
     assert_eq!(status, 503, "{e}");
-    assert!(e["error"].as_str().unwrap().starts_with("notification store unavailable"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("notification store unavailable"),
+        "{e}"
+    );
     for path in ["/api/notifications", "/api/notifications/unread-count"] {
         let (status, e) = get_as(&s, "dora", path).await;
         assert_eq!(status, 503, "{path}: {e}");
@@ -455,27 +594,39 @@ async fn database_failure_is_503_and_publishes_nothing(b: Backend) {
     let (status, _) = post_as(&s, "dora", "/api/notifications/read-all").await;
     assert_eq!(status, 503);
     let job = json!({"user": "dora", "percent": 100, "status": "done"}).to_string();
-    let (status, _) = s.http_call("POST", "/api/jobs/j1/progress", &[], Some(&job)).await;
+    let (status, _) = s
+        .http_call("POST", "/api/jobs/j1/progress", &[], Some(&job))
+        .await;
     assert_eq!(status, 503);
     c.expect_silence(Duration::from_millis(200)).await;
 }
 
 /// The database itself disappears under a running server (MySQL, PostgreSQL).
 async fn dropped_database_is_503(b: Backend) {
-    let Some(mut db) = TestDb::new(b).await else { return };
+    let Some(mut db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut c = subscriber(&s, Transport::Tcp, "dan").await;
     db.drop_now();
     let (status, e) = post(&s, json!({"user": "dan", "message": "nowhere to go"})).await;
     assert_eq!(status, 503, "{e}");
-    assert!(e["error"].as_str().unwrap().contains("notification store unavailable"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("notification store unavailable"),
+        "{e}"
+    );
     c.expect_silence(Duration::from_millis(200)).await;
 }
 
 /// Seed 004's long-running job: progress is pushed, the final result is stored as a
 /// notification (once, however often it is reported).
 async fn job_progress_and_final_result(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let (mut c, _) = s.connect_as(Transport::Ws, "jon").await;
     c.subscribe("jobs", "/user/queue/jobs").await;
@@ -483,17 +634,38 @@ async fn job_progress_and_final_result(b: Backend) {
     let progress = |percent: u32, status: &str| {
         json!({"user": "jon", "percent": percent, "status": status}).to_string()
     };
-    let (status, r) = s.http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&progress(40, "running"))).await;
+    let (status, r) = s
+        .http_call(
+            "POST",
+            "/api/jobs/rag-7/progress",
+            &[],
+            Some(&progress(40, "running")),
+        )
+        .await;
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["notification"], Value::Null);
     let (f, v) = next_json(&mut c).await;
     assert_eq!(f.get("destination"), Some("/user/queue/jobs"));
-    assert_eq!((v["jobId"].clone(), v["percent"].clone(), v["status"].clone()), (json!("rag-7"), json!(40.0), json!("running")));
-    let done = json!({"user": "jon", "percent": 100, "status": "done", "result": {"summary": "ok"}}).to_string();
-    let (status, r) = s.http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&done)).await;
+    assert_eq!(
+        (
+            v["jobId"].clone(),
+            v["percent"].clone(),
+            v["status"].clone()
+        ),
+        (json!("rag-7"), json!(40.0), json!("running"))
+    );
+    let done =
+        json!({"user": "jon", "percent": 100, "status": "done", "result": {"summary": "ok"}})
+            .to_string();
+    let (status, r) = s
+        .http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&done))
+        .await;
     assert_eq!(status, 202, "{r}");
     assert_eq!(r["notification"]["type"], "job.done");
-    assert_eq!(r["notification"]["payload"]["result"], json!({"summary": "ok"}));
+    assert_eq!(
+        r["notification"]["payload"]["result"],
+        json!({"summary": "ok"})
+    );
     let mut events = Vec::new();
     for _ in 0..2 {
         let (f, v) = next_json(&mut c).await;
@@ -504,17 +676,28 @@ async fn job_progress_and_final_result(b: Backend) {
     assert_eq!(events[0].1["status"], "done");
     assert_eq!(events[1].0, "notification");
     // Reported twice: still one notification.
-    let (status, _) = s.http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&done)).await;
+    let (status, _) = s
+        .http_call("POST", "/api/jobs/rag-7/progress", &[], Some(&done))
+        .await;
     assert_eq!(status, 202);
     let (_, list) = get_as(&s, "jon", "/api/notifications").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
-    let (status, e) = s.http_call("POST", "/api/jobs/x/progress", &[], Some(&progress(140, "running"))).await;
+    let (status, e) = s
+        .http_call(
+            "POST",
+            "/api/jobs/x/progress",
+            &[],
+            Some(&progress(140, "running")),
+        )
+        .await;
     assert_eq!(status, 400, "{e}");
 }
 
 /// Retention deletes read notifications past the cutoff and keeps unread ones.
 async fn retention_deletes_only_read(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let mut ids = Vec::new();
     for m in ["keep", "purge"] {
@@ -523,16 +706,33 @@ async fn retention_deletes_only_read(b: Backend) {
     }
     post_as(&s, "rita", &format!("/api/notifications/{}/read", ids[1])).await;
     let store = s.node.notifications.get().unwrap().store();
-    assert_eq!(store.purge(herald::notify::now_ms() - 60_000).await.unwrap(), 0, "read just now: kept");
-    assert_eq!(store.purge(herald::notify::now_ms() + 1_000).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .purge(herald::notify::now_ms() - 60_000)
+            .await
+            .unwrap(),
+        0,
+        "read just now: kept"
+    );
+    assert_eq!(
+        store.purge(herald::notify::now_ms() + 1_000).await.unwrap(),
+        1
+    );
     let (_, list) = get_as(&s, "rita", "/api/notifications").await;
-    let left: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    let left: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
     assert_eq!(left, vec!["keep"]);
 }
 
 /// Seed 004's names: user prefix /member/, destination /queue/notification.
 async fn seed_004_destinations(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server_with(&db, |c| {
         c.routing.user_prefix = "/member/".into();
         c.notifications.destination = "/queue/notification".into();
@@ -553,7 +753,9 @@ async fn seed_004_destinations(b: Backend) {
 /// exactly one row each, every id distinct, unread counts right, connected users get
 /// their copy once; a repeated key adds nothing; a broadcast is one row for everyone.
 async fn bulk_insert_to_many_users(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let s = server(&db).await;
     let users: Vec<String> = (0..1200).map(|i| format!("bulk-{i}")).collect();
     let mut live = Vec::new();
@@ -562,20 +764,38 @@ async fn bulk_insert_to_many_users(b: Backend) {
     }
     let req = json!({"users": users, "message": "to everyone on the list", "type": "bulk", "idempotencyKey": "bulk-1"});
     let (status, body) = post(&s, req.clone()).await;
-    assert_eq!(status, 201, "{}", &body.to_string()[..body.to_string().len().min(300)]);
+    assert_eq!(
+        status,
+        201,
+        "{}",
+        &body.to_string()[..body.to_string().len().min(300)]
+    );
     let rows = body["notifications"].as_array().unwrap();
     assert_eq!(rows.len(), 1200);
-    let ids: std::collections::HashSet<i64> = rows.iter().map(|n| n["notificationId"].as_i64().unwrap()).collect();
+    let ids: std::collections::HashSet<i64> = rows
+        .iter()
+        .map(|n| n["notificationId"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids.len(), 1200, "every row has its own id");
     for (row, user) in rows.iter().zip(&users) {
-        assert_eq!(row["memberId"], user.as_str(), "rows come back in the order of 'users'");
+        assert_eq!(
+            row["memberId"],
+            user.as_str(),
+            "rows come back in the order of 'users'"
+        );
     }
     assert_eq!(body["delivered"], 4);
-    for (c, u) in live.iter_mut().zip(["bulk-0", "bulk-499", "bulk-500", "bulk-1199"]) {
+    for (c, u) in live
+        .iter_mut()
+        .zip(["bulk-0", "bulk-499", "bulk-500", "bulk-1199"])
+    {
         let (_, v) = next_json(c).await;
         assert_eq!(v["memberId"], u);
         let listed = rows.iter().find(|r| r["memberId"] == u).unwrap();
-        assert_eq!(v["notificationId"], listed["notificationId"], "the live copy is the stored row");
+        assert_eq!(
+            v["notificationId"], listed["notificationId"],
+            "the live copy is the stored row"
+        );
     }
     let store = s.node.notifications.get().unwrap().store();
     for u in &users {
@@ -598,7 +818,13 @@ async fn bulk_insert_to_many_users(b: Backend) {
     assert_eq!(status, 201);
     assert_eq!(body["notifications"].as_array().unwrap().len(), 700);
     let (_, l) = get_as(&s, "bulk-699", "/api/notifications").await;
-    assert_eq!((l["unreadCount"].clone(), l["items"][0]["message"].as_str().map(str::len)), (json!(2), Some(16 * 1024)));
+    assert_eq!(
+        (
+            l["unreadCount"].clone(),
+            l["items"][0]["message"].as_str().map(str::len)
+        ),
+        (json!(2), Some(16 * 1024))
+    );
     assert_eq!(store.unread_count("bulk-700").await.unwrap(), 1);
     // Read-all marks many at once (multi-row too).
     let (status, r) = post_as(&s, "bulk-5", "/api/notifications/read-all").await;
@@ -637,7 +863,9 @@ impl Proxy {
                 };
                 let target = target.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = open.cancelled() => {}
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
@@ -679,7 +907,10 @@ async fn wait_ready(s: &TestServer) {
         if status == 200 {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not ready after 30 s: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready after 30 s: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -688,18 +919,30 @@ async fn wait_ready(s: &TestServer) {
 async fn all_503(s: &TestServer, user: &str) -> Value {
     let (status, e) = post(s, json!({"user": user, "message": "not now"})).await;
     assert_eq!(status, 503, "{e}");
-    assert!(e["error"].as_str().unwrap().starts_with("notification store unavailable"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("notification store unavailable"),
+        "{e}"
+    );
     assert_eq!(e["code"], "database_unavailable", "{e}");
     for path in ["/api/notifications", "/api/notifications/unread-count"] {
         let (status, e) = get_as(s, user, path).await;
-        assert_eq!((status, e["code"].clone()), (503, json!("database_unavailable")), "{path}: {e}");
+        assert_eq!(
+            (status, e["code"].clone()),
+            (503, json!("database_unavailable")),
+            "{path}: {e}"
+        );
     }
     for path in ["/api/notifications/read-all", "/api/notifications/1/read"] {
         let (status, e) = post_as(s, user, path).await;
         assert_eq!(status, 503, "{path}: {e}");
     }
     let job = json!({"user": user, "percent": 100, "status": "done"}).to_string();
-    let (status, _) = s.http_call("POST", "/api/jobs/j1/progress", &[], Some(&job)).await;
+    let (status, _) = s
+        .http_call("POST", "/api/jobs/j1/progress", &[], Some(&job))
+        .await;
     assert_eq!(status, 503);
     e
 }
@@ -729,7 +972,9 @@ async fn database_down_at_startup_then_back(b: Backend) {
         Backend::Sqlite => None,
         _ => Some(Proxy::closed(db.server_addr()).await),
     };
-    let url = proxy.as_ref().map_or(db.url.clone(), |p| db.url_via(p.addr));
+    let url = proxy
+        .as_ref()
+        .map_or(db.url.clone(), |p| db.url_via(p.addr));
     let s = TestServer::with(move |c| {
         c.database.url = url;
         c.database.acquire_timeout = Duration::from_secs(1);
@@ -752,7 +997,11 @@ async fn database_down_at_startup_then_back(b: Backend) {
     }
     wait_ready(&s).await;
     let (status, body) = post(&s, json!({"user": "nina", "message": "first"})).await;
-    assert_eq!((status, body["delivered"].clone()), (201, json!(1)), "{body}");
+    assert_eq!(
+        (status, body["delivered"].clone()),
+        (201, json!(1)),
+        "{body}"
+    );
     assert_eq!(next_json(&mut nina).await.1["message"], "first");
 
     let Some(proxy) = proxy else { return };
@@ -761,7 +1010,13 @@ async fn database_down_at_startup_then_back(b: Backend) {
     all_503(&s, "nina").await;
     let (status, ready) = readiness(&s).await;
     assert_eq!(status, 503, "{ready}");
-    assert!(ready["failing"]["database"].as_str().unwrap_or_default().contains("database unreachable"), "{ready}");
+    assert!(
+        ready["failing"]["database"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("database unreachable"),
+        "{ready}"
+    );
     stomp_still_works(&s).await;
     nina.expect_silence(Duration::from_millis(200)).await;
     // And comes back: the pool reconnects, no restart.
@@ -771,7 +1026,12 @@ async fn database_down_at_startup_then_back(b: Backend) {
     assert_eq!(status, 201, "{body}");
     assert_eq!(next_json(&mut nina).await.1["message"], "second");
     let (_, list) = get_as(&s, "nina", "/api/notifications").await;
-    let messages: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
     assert_eq!(messages, vec!["second", "first"], "the 503s stored nothing");
 }
 
@@ -801,7 +1061,9 @@ async fn database_created_after_startup(b: Backend) {
 /// notification is committed all the same (201) and B's session finds it in its unread
 /// list. Nothing is lost when publishing fails after the commit.
 async fn publish_failure_after_commit_loses_nothing(b: Backend) {
-    let Some(db) = TestDb::new(b).await else { return };
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
     let mut redis = redis_server::RedisServer::start();
     let node = |url: String, redis: String| {
         TestServer::with(move |c| {
@@ -830,12 +1092,20 @@ async fn publish_failure_after_commit_loses_nothing(b: Backend) {
     let failed_before = bus_a.status().failed_publishes;
     let (status, body) = post(&a, json!({"user": "pat", "message": "while redis is down"})).await;
     assert_eq!(status, 201, "committed whatever the publish does: {body}");
-    wait_until("the publish failed", || bus_a.status().failed_publishes > failed_before).await;
+    wait_until("the publish failed", || {
+        bus_a.status().failed_publishes > failed_before
+    })
+    .await;
     pat.expect_silence(Duration::from_millis(300)).await;
     // Pat (on B) finds it unread.
     let (status, list) = get_as(&bn, "pat", "/api/notifications?unread=true").await;
     assert_eq!(status, 200, "{list}");
-    let messages: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
     assert_eq!(messages, vec!["while redis is down", "via redis"]);
     assert_eq!(list["unreadCount"], 2);
 }
@@ -892,28 +1162,75 @@ async fn creating_needs_a_service_and_reading_needs_the_user_token() {
     })
     .await;
     let body = json!({"user": "uma", "message": "hello"}).to_string();
-    let (status, e) = s.http_call("POST", "/api/notifications", &[], Some(&body)).await;
+    let (status, e) = s
+        .http_call("POST", "/api/notifications", &[], Some(&body))
+        .await;
     assert_eq!(status, 401, "{e}");
-    let (status, _) = s.http_call("POST", "/api/notifications", &[("X-API-Key", "svc-key")], Some(&body)).await;
+    let (status, _) = s
+        .http_call(
+            "POST",
+            "/api/notifications",
+            &[("X-API-Key", "svc-key")],
+            Some(&body),
+        )
+        .await;
     assert_eq!(status, 201);
     let mint = |sub: &str| {
-        herald::auth::jwt::mint(&s.node.config.auth, None, sub, None, &[], Duration::from_secs(60)).unwrap()
+        herald::auth::jwt::mint(
+            &s.node.config.auth,
+            None,
+            sub,
+            None,
+            &[],
+            Duration::from_secs(60),
+        )
+        .unwrap()
     };
     let uma = format!("Bearer {}", mint("uma"));
-    let (status, list) = s.http_call("GET", "/api/notifications", &[("Authorization", &uma)], None).await;
+    let (status, list) = s
+        .http_call(
+            "GET",
+            "/api/notifications",
+            &[("Authorization", &uma)],
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["items"][0]["message"], "hello");
     // A user token cannot create (needs the service role).
-    let (status, _) = s.http_call("POST", "/api/notifications", &[("Authorization", &uma)], Some(&body)).await;
+    let (status, _) = s
+        .http_call(
+            "POST",
+            "/api/notifications",
+            &[("Authorization", &uma)],
+            Some(&body),
+        )
+        .await;
     assert_eq!(status, 403);
     // The auth cookie names the user too; X-User is ignored once tokens are in use.
     let cookie = format!("access_token={}", mint("vic"));
-    let (status, list) = s.http_call("GET", "/api/notifications", &[("Cookie", &cookie), ("X-User", "uma")], None).await;
+    let (status, list) = s
+        .http_call(
+            "GET",
+            "/api/notifications",
+            &[("Cookie", &cookie), ("X-User", "uma")],
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
-    let (status, _) = s.http_call("GET", "/api/notifications", &[("X-User", "uma")], None).await;
+    let (status, _) = s
+        .http_call("GET", "/api/notifications", &[("X-User", "uma")], None)
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = s.http_call("GET", "/api/notifications", &[("Authorization", "Bearer nope")], None).await;
+    let (status, _) = s
+        .http_call(
+            "GET",
+            "/api/notifications",
+            &[("Authorization", "Bearer nope")],
+            None,
+        )
+        .await;
     assert_eq!(status, 401);
 }
 
@@ -922,12 +1239,19 @@ async fn creating_needs_a_service_and_reading_needs_the_user_token() {
 #[tokio::test]
 async fn nothing_listening_at_startup() {
     for scheme in ["postgres://postgres", "mysql://root"] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("{scheme}@127.0.0.1:{port}/herald");
         let s = TestServer::with(move |c| c.database.url = url).await;
         let (status, ready) = readiness(&s).await;
         assert_eq!(status, 503, "{ready}");
-        let why = ready["failing"]["database"].as_str().unwrap_or_default().to_owned();
+        let why = ready["failing"]["database"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(why.contains("not been reachable since startup"), "{ready}");
         let e = all_503(&s, "zed").await;
         assert!(e["error"].as_str().unwrap().contains("retrying"), "{e}");
@@ -949,6 +1273,8 @@ async fn unparsable_database_url_refuses_to_start() {
 #[tokio::test]
 async fn turned_off_answers_404() {
     let s = TestServer::with(|c| c.notifications.enabled = false).await;
-    let (status, e) = s.http_call("GET", "/api/notifications", &[("X-User", "a")], None).await;
+    let (status, e) = s
+        .http_call("GET", "/api/notifications", &[("X-User", "a")], None)
+        .await;
     assert_eq!(status, 404, "{e}");
 }

@@ -15,10 +15,18 @@ use tokio::net::TcpStream;
 const SECRET: &str = "ops-test-secret-0123456789abcdef0123";
 
 /// An HTTP request with extra headers; returns (status, body as JSON or as a string).
-async fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+async fn request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let fut = async {
         let mut s = TcpStream::connect(server.http).await.unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n", server.http);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n",
+            server.http
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -28,16 +36,31 @@ async fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str
         s.read_to_end(&mut resp).await.unwrap();
         resp
     };
-    let resp = tokio::time::timeout(Duration::from_secs(5), fut).await.expect("HTTP answer in time");
+    let resp = tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("HTTP answer in time");
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(&body)
     } else {
         body
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 fn dechunk(body: &str) -> String {
@@ -116,7 +139,11 @@ async fn a_failing_dependency_makes_ready_answer_503() {
     let (status, body) = request(&server, "GET", "/health/ready", &[]).await;
     assert_eq!(status, 503);
     assert_eq!(body["failing"]["database"], "connection refused");
-    assert_eq!(request(&server, "GET", "/health/live", &[]).await.0, 200, "live is not readiness");
+    assert_eq!(
+        request(&server, "GET", "/health/live", &[]).await.0,
+        200,
+        "live is not readiness"
+    );
 }
 
 #[tokio::test]
@@ -131,20 +158,36 @@ async fn admin_lists_sessions_and_destinations() {
     let (status, list) = request(&server, "GET", "/api/admin/sessions", &[]).await;
     assert_eq!(status, 200, "{list}");
     let sessions = list.as_array().unwrap();
-    let a = sessions.iter().find(|s| s["user"] == "alice").expect("alice listed");
+    let a = sessions
+        .iter()
+        .find(|s| s["user"] == "alice")
+        .expect("alice listed");
     assert_eq!(a["transport"], "websocket");
     assert_eq!(a["node"], server.node.id.as_str());
     assert!(a["connectedAt"].as_str().unwrap().ends_with('Z'));
     assert!(a["lastActivity"].as_str().is_some());
-    let subs: Vec<&str> = a["subscriptions"].as_array().unwrap().iter().map(|s| s["destination"].as_str().unwrap()).collect();
+    let subs: Vec<&str> = a["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["destination"].as_str().unwrap())
+        .collect();
     assert_eq!(subs.len(), 2);
     assert!(subs.contains(&"/topic/news") && subs.contains(&"/queue/jobs"));
-    let b = sessions.iter().find(|s| s["user"] == "bob").expect("bob listed");
+    let b = sessions
+        .iter()
+        .find(|s| s["user"] == "bob")
+        .expect("bob listed");
     assert_eq!(b["transport"], "tcp");
 
     let (status, dests) = request(&server, "GET", "/api/admin/destinations", &[]).await;
     assert_eq!(status, 200);
-    let news = dests.as_array().unwrap().iter().find(|d| d["destination"] == "/topic/news").expect("news listed");
+    let news = dests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["destination"] == "/topic/news")
+        .expect("news listed");
     assert_eq!(news["subscribers"], 2);
 }
 
@@ -161,8 +204,12 @@ async fn admin_disconnects_one_session_or_every_session_of_a_user() {
     assert_eq!(status, 204);
     let e = a1.expect_error_and_close().await;
     assert_eq!(e.command, Command::Error);
-    assert!(message_of(&e).contains("disconnected by an administrator"), "{e:?}");
-    let (status, body) = request(&server, "DELETE", &format!("/api/admin/sessions/{id}"), &[]).await;
+    assert!(
+        message_of(&e).contains("disconnected by an administrator"),
+        "{e:?}"
+    );
+    let (status, body) =
+        request(&server, "DELETE", &format!("/api/admin/sessions/{id}"), &[]).await;
     assert_eq!(status, 404, "{body}");
 
     let (status, body) = request(&server, "DELETE", "/api/admin/users/alice/sessions", &[]).await;
@@ -186,12 +233,16 @@ async fn admin_info_hides_secrets() {
         }];
     })
     .await;
-    let (status, info) = request(&server, "GET", "/api/admin/info", &[("X-API-Key", "k-123")]).await;
+    let (status, info) =
+        request(&server, "GET", "/api/admin/info", &[("X-API-Key", "k-123")]).await;
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["node"], server.node.id.as_str());
     assert!(info["uptimeSeconds"].as_u64().is_some());
     let text = info.to_string();
-    assert!(!text.contains(SECRET) && !text.contains("k-123"), "secret leaked: {text}");
+    assert!(
+        !text.contains(SECRET) && !text.contains("k-123"),
+        "secret leaked: {text}"
+    );
     assert_eq!(info["settings"]["auth"]["issuers"][0]["secret"], "***");
 }
 
@@ -207,16 +258,43 @@ async fn admin_api_needs_a_key_or_an_admin_token() {
     })
     .await;
     let path = "/api/admin/sessions";
-    assert_eq!(request(&server, "GET", path, &[]).await.0, 401, "no credentials");
-    assert_eq!(request(&server, "GET", path, &[("X-API-Key", "wrong")]).await.0, 401);
-    assert_eq!(request(&server, "GET", path, &[("X-API-Key", "k-123")]).await.0, 200);
+    assert_eq!(
+        request(&server, "GET", path, &[]).await.0,
+        401,
+        "no credentials"
+    );
+    assert_eq!(
+        request(&server, "GET", path, &[("X-API-Key", "wrong")])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        request(&server, "GET", path, &[("X-API-Key", "k-123")])
+            .await
+            .0,
+        200
+    );
     let mint = |roles: &[&str]| {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        herald::auth::jwt::mint(&server.node.config.auth, None, "op", None, &roles, Duration::from_secs(60)).unwrap()
+        herald::auth::jwt::mint(
+            &server.node.config.auth,
+            None,
+            "op",
+            None,
+            &roles,
+            Duration::from_secs(60),
+        )
+        .unwrap()
     };
     let admin = format!("Bearer {}", mint(&["ADMIN"]));
     let user = format!("Bearer {}", mint(&["USER"]));
-    assert_eq!(request(&server, "GET", path, &[("Authorization", &admin)]).await.0, 200);
+    assert_eq!(
+        request(&server, "GET", path, &[("Authorization", &admin)])
+            .await
+            .0,
+        200
+    );
     let (status, body) = request(&server, "GET", path, &[("Authorization", &user)]).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap().contains("ADMIN"));

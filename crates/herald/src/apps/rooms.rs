@@ -138,11 +138,14 @@ impl Rooms {
     }
 
     fn seed(id: &str) -> Option<Room> {
-        SEEDS.iter().find(|(sid, _)| *sid == id).map(|(id, name)| Room {
-            id: (*id).to_owned(),
-            name: (*name).to_owned(),
-            created_at: now_rfc3339(),
-        })
+        SEEDS
+            .iter()
+            .find(|(sid, _)| *sid == id)
+            .map(|(id, name)| Room {
+                id: (*id).to_owned(),
+                name: (*name).to_owned(),
+                created_at: now_rfc3339(),
+            })
     }
 
     /// Creates a room with a fresh id, on every node.
@@ -154,7 +157,9 @@ impl Rooms {
             created_at: now_rfc3339(),
         };
         let json = serde_json::to_string(&room).expect("a room serializes");
-        bus.map_put(MAP, &room.id, &json, true).await.map_err(unavailable)?;
+        bus.map_put(MAP, &room.id, &json, true)
+            .await
+            .map_err(unavailable)?;
         Ok(RoomInfo::of(room, Vec::new()))
     }
 
@@ -172,7 +177,13 @@ impl Rooms {
             }
         }
         // The starting rooms first, then by age.
-        let key = |r: &Room| (Rooms::seed(&r.id).is_none(), r.created_at.clone(), r.id.clone());
+        let key = |r: &Room| {
+            (
+                Rooms::seed(&r.id).is_none(),
+                r.created_at.clone(),
+                r.id.clone(),
+            )
+        };
         rooms.sort_by_cached_key(key);
         let mut out = Vec::with_capacity(rooms.len());
         for room in rooms {
@@ -183,16 +194,32 @@ impl Rooms {
     }
 
     /// One room with its members; `None` when there is no such room.
-    pub async fn get(&self, bus: &Arc<dyn Bus>, id: &str) -> Result<Option<RoomInfo>, HandlerError> {
-        let Some(room) = self.room(bus, id).await? else { return Ok(None) };
+    pub async fn get(
+        &self,
+        bus: &Arc<dyn Bus>,
+        id: &str,
+    ) -> Result<Option<RoomInfo>, HandlerError> {
+        let Some(room) = self.room(bus, id).await? else {
+            return Ok(None);
+        };
         let members = members(bus, id).await?;
         Ok(Some(RoomInfo::of(room, members)))
     }
 
-    async fn ensure_seed(&self, bus: &Arc<dyn Bus>, id: &str) -> Result<Option<Room>, HandlerError> {
-        let Some(seed) = Rooms::seed(id) else { return Ok(None) };
+    async fn ensure_seed(
+        &self,
+        bus: &Arc<dyn Bus>,
+        id: &str,
+    ) -> Result<Option<Room>, HandlerError> {
+        let Some(seed) = Rooms::seed(id) else {
+            return Ok(None);
+        };
         let json = serde_json::to_string(&seed).expect("a room serializes");
-        if bus.map_put(MAP, id, &json, true).await.map_err(unavailable)? {
+        if bus
+            .map_put(MAP, id, &json, true)
+            .await
+            .map_err(unavailable)?
+        {
             return Ok(Some(seed));
         }
         // Another node wrote it first: theirs it is.
@@ -218,7 +245,13 @@ impl Rooms {
     }
 
     /// Adds the session under `writer` and returns the JOIN event.
-    pub async fn join(&self, bus: &Arc<dyn Bus>, room_id: &str, session: &str, writer: &str) -> Result<Reply, HandlerError> {
+    pub async fn join(
+        &self,
+        bus: &Arc<dyn Bus>,
+        room_id: &str,
+        session: &str,
+        writer: &str,
+    ) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
         let room = self.existing(bus, room_id).await?;
         self.joined
@@ -228,27 +261,48 @@ impl Rooms {
             .insert(room.id.clone(), writer.to_owned());
         bus.presence_join(&presence_scope(&room.id), session, writer);
         let members = members(bus, &room.id).await?;
-        Ok(event(&room.id, "JOIN", writer, format!("{writer} joined"), Some(members)))
+        Ok(event(
+            &room.id,
+            "JOIN",
+            writer,
+            format!("{writer} joined"),
+            Some(members),
+        ))
     }
 
-    pub async fn chat(&self, bus: &Arc<dyn Bus>, room_id: &str, writer: &str, message: &str) -> Result<Reply, HandlerError> {
+    pub async fn chat(
+        &self,
+        bus: &Arc<dyn Bus>,
+        room_id: &str,
+        writer: &str,
+        message: &str,
+    ) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
         let room = self.existing(bus, room_id).await?;
         Ok(event(&room.id, "CHAT", writer, message.to_owned(), None))
     }
 
     /// Removes the session from the room; the LEAVE event when it was a member.
-    pub async fn leave(&self, bus: &Arc<dyn Bus>, room_id: &str, session: &str) -> Result<Option<Reply>, HandlerError> {
+    pub async fn leave(
+        &self,
+        bus: &Arc<dyn Bus>,
+        room_id: &str,
+        session: &str,
+    ) -> Result<Option<Reply>, HandlerError> {
         let room = self.existing(bus, room_id).await?;
         let writer = {
             let mut joined = self.joined.lock();
-            let writer = joined.get_mut(session).and_then(|rooms| rooms.remove(&room.id));
+            let writer = joined
+                .get_mut(session)
+                .and_then(|rooms| rooms.remove(&room.id));
             if joined.get(session).is_some_and(HashMap::is_empty) {
                 joined.remove(session);
             }
             writer
         };
-        let Some(writer) = writer else { return Ok(None) };
+        let Some(writer) = writer else {
+            return Ok(None);
+        };
         Ok(Some(self.left(bus, &room.id, session, &writer).await))
     }
 
@@ -277,21 +331,32 @@ impl Rooms {
                 async move {
                     let bus = req.messaging.cluster();
                     let p = &req.payload;
-                    rooms.join(bus, &p.chat_room_id, &req.session.id, &p.writer).await
+                    rooms
+                        .join(bus, &p.chat_room_id, &req.session.id, &p.writer)
+                        .await
                 }
             })
             .route("/chat/message", move |req: AppRequest<ChatMessage>| {
                 let rooms = chat.clone();
                 async move {
                     let p = &req.payload;
-                    rooms.chat(req.messaging.cluster(), &p.chat_room_id, &p.writer, &p.message).await
+                    rooms
+                        .chat(
+                            req.messaging.cluster(),
+                            &p.chat_room_id,
+                            &p.writer,
+                            &p.message,
+                        )
+                        .await
                 }
             })
             .route("/chat/leave", move |req: AppRequest<LeaveMessage>| {
                 let rooms = leave.clone();
                 async move {
                     let bus = req.messaging.cluster();
-                    rooms.leave(bus, &req.payload.chat_room_id, &req.session.id).await
+                    rooms
+                        .leave(bus, &req.payload.chat_room_id, &req.session.id)
+                        .await
                 }
             })
             .on_disconnect(move |session: SessionInfo, messaging: Messaging| {
@@ -356,19 +421,21 @@ impl Rooms {
             )
             .route(
                 "/api/rooms/{id}",
-                get(move |State(state): State<HttpState>, Path(id): Path<String>| {
-                    let rooms = one.clone();
-                    async move {
-                        match rooms.get(state.node.messaging.cluster(), &id).await {
-                            Ok(Some(room)) => Ok(Json(room)),
-                            Ok(None) => Err((
-                                StatusCode::NOT_FOUND,
-                                Json(json!({ "error": format!("unknown room '{id}'") })),
-                            )),
-                            Err(e) => Err(unavailable_response(&e)),
+                get(
+                    move |State(state): State<HttpState>, Path(id): Path<String>| {
+                        let rooms = one.clone();
+                        async move {
+                            match rooms.get(state.node.messaging.cluster(), &id).await {
+                                Ok(Some(room)) => Ok(Json(room)),
+                                Ok(None) => Err((
+                                    StatusCode::NOT_FOUND,
+                                    Json(json!({ "error": format!("unknown room '{id}'") })),
+                                )),
+                                Err(e) => Err(unavailable_response(&e)),
+                            }
                         }
-                    }
-                }),
+                    },
+                ),
             )
             .route(
                 "/ws/chat",
@@ -399,7 +466,10 @@ fn bad_request(msg: &str) -> (StatusCode, Json<serde_json::Value>) {
 }
 
 fn unavailable_response(e: &HandlerError) -> (StatusCode, Json<serde_json::Value>) {
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e.message })))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": e.message })),
+    )
 }
 
 impl RoomInfo {
@@ -415,11 +485,20 @@ impl RoomInfo {
 
 /// The names of a room's members on every node, sorted, each once.
 async fn members(bus: &Arc<dyn Bus>, room_id: &str) -> Result<Vec<String>, HandlerError> {
-    let entries = bus.presence(&presence_scope(room_id)).await.map_err(unavailable)?;
+    let entries = bus
+        .presence(&presence_scope(room_id))
+        .await
+        .map_err(unavailable)?;
     Ok(tally(&entries).into_iter().map(|(name, _)| name).collect())
 }
 
-fn event(room_id: &str, kind: &'static str, writer: &str, message: String, members: Option<Vec<String>>) -> Reply {
+fn event(
+    room_id: &str,
+    kind: &'static str,
+    writer: &str,
+    message: String,
+    members: Option<Vec<String>>,
+) -> Reply {
     Reply::to(
         room_topic(room_id),
         &RoomEvent {
@@ -568,7 +647,12 @@ async fn plain_message(
                     .router
                     .broker_target(&room_topic(&room))
                     .expect("room topic is a broker destination");
-                let sub = Arc::new(Subscription::new(room.clone(), target, AckMode::Auto, recipient.clone()));
+                let sub = Arc::new(Subscription::new(
+                    room.clone(),
+                    target,
+                    AckMode::Auto,
+                    recipient.clone(),
+                ));
                 node.broker.subscribe(sub.clone());
                 sub
             });

@@ -318,9 +318,13 @@ pub fn mint(
         .find(|i| issuer.is_none_or(|want| i.issuer == want))
         .ok_or("no configured issuer can sign: give one a secret or a private_key_file")?;
     let (alg, key) = if !ic.secret.is_empty() {
-        (Algorithm::HS256, EncodingKey::from_secret(ic.secret.as_bytes()))
+        (
+            Algorithm::HS256,
+            EncodingKey::from_secret(ic.secret.as_bytes()),
+        )
     } else {
-        let pem = std::fs::read(&ic.private_key_file).map_err(|e| format!("{}: {e}", ic.private_key_file))?;
+        let pem = std::fs::read(&ic.private_key_file)
+            .map_err(|e| format!("{}: {e}", ic.private_key_file))?;
         if let Ok(k) = EncodingKey::from_rsa_pem(&pem) {
             (Algorithm::RS256, k)
         } else if let Ok(k) = EncodingKey::from_ec_pem(&pem) {
@@ -328,7 +332,10 @@ pub fn mint(
         } else if let Ok(k) = EncodingKey::from_ed_pem(&pem) {
             (Algorithm::EdDSA, k)
         } else {
-            return Err(format!("{}: not an RSA, EC or Ed25519 private key in PEM", ic.private_key_file));
+            return Err(format!(
+                "{}: not an RSA, EC or Ed25519 private key in PEM",
+                ic.private_key_file
+            ));
         }
     };
     let now = std::time::SystemTime::now()
@@ -342,9 +349,17 @@ pub fn mint(
         "exp": now + ttl.as_secs(),
     });
     let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
-    set_path(&mut claims, &path(&config.roles_claim), serde_json::json!(roles));
+    set_path(
+        &mut claims,
+        &path(&config.roles_claim),
+        serde_json::json!(roles),
+    );
     if let Some(name) = name {
-        set_path(&mut claims, &path(&config.name_claim), serde_json::json!(name));
+        set_path(
+            &mut claims,
+            &path(&config.name_claim),
+            serde_json::json!(name),
+        );
     }
     if !ic.issuer.is_empty() {
         claims["iss"] = serde_json::json!(ic.issuer);

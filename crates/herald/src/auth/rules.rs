@@ -89,10 +89,13 @@ pub struct Rules {
 impl Rules {
     pub fn new(config: &AuthConfig) -> Rules {
         let parse = |a: &Option<String>| {
-            a.as_deref().map(|s| match Access::parse(s).expect("validated at start") {
-                Access::Role(r) if r == ADMIN_PLACEHOLDER => Access::Role(config.admin_role.clone()),
-                other => other,
-            })
+            a.as_deref()
+                .map(|s| match Access::parse(s).expect("validated at start") {
+                    Access::Role(r) if r == ADMIN_PLACEHOLDER => {
+                        Access::Role(config.admin_role.clone())
+                    }
+                    other => other,
+                })
         };
         Rules {
             rules: config

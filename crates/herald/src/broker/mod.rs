@@ -215,7 +215,10 @@ impl Broker {
     /// Publishes like [`Broker::publish`] and resolves once the message is in the
     /// cluster (at once when alone): how many local subscriptions got it, its
     /// history position, and why it stayed on this node if it did.
-    pub fn publish_confirmed(&self, message: Message) -> impl Future<Output = Outcome> + Send + 'static {
+    pub fn publish_confirmed(
+        &self,
+        message: Message,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let now = self.bus.publish(message, Some(tx)).map(|m| Outcome {
             position: m.position.clone(),
@@ -301,7 +304,11 @@ impl Broker {
     /// Calls `f` for every subscription (admin listings; takes the read lock).
     pub fn for_each_subscription(&self, mut f: impl FnMut(&Subscription)) {
         let reg = self.registry.read();
-        reg.exact.values().flatten().chain(reg.wildcard.iter()).for_each(|s| f(s));
+        reg.exact
+            .values()
+            .flatten()
+            .chain(reg.wildcard.iter())
+            .for_each(|s| f(s));
     }
 
     /// Routing keys and patterns that have subscribers.

@@ -166,7 +166,11 @@ impl Subscription {
         message: &Arc<Message>,
         from_queue: bool,
     ) -> Result<(), PushError> {
-        if self.guard.as_ref().is_some_and(|g| !(g.0)(&message.destination)) {
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|g| !(g.0)(&message.destination))
+        {
             return Err(PushError::Refused);
         }
         let mut st = self.state.lock();
@@ -261,12 +265,13 @@ impl Subscription {
         let last = history
             .last()
             .and_then(|m| m.position.as_ref().map(|p| p.offset));
-        for m in history.iter().chain(waiting.iter().filter(|m| {
-            match (&m.position, last) {
+        for m in history
+            .iter()
+            .chain(waiting.iter().filter(|m| match (&m.position, last) {
                 (Some(p), Some(last)) => p.offset > last,
                 _ => true,
-            }
-        })) {
+            }))
+        {
             if self.deliver_locked(&mut st, m, false, flag.take()).is_err() {
                 return;
             }

@@ -96,7 +96,9 @@ impl Bus for LocalBus {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let Some(shards) = shards.upgrade() else { return };
+                let Some(shards) = shards.upgrade() else {
+                    return;
+                };
                 let dropped = LocalBus::sweep(&shards, ttl);
                 if dropped > 0 {
                     tracing::debug!(dropped, "dropped idle history rings");
@@ -174,7 +176,13 @@ impl Bus for LocalBus {
         Box::pin(async move { Ok(list) })
     }
 
-    fn map_put(&self, map: &str, key: &str, value: &str, only_new: bool) -> BoxFuture<Result<bool, String>> {
+    fn map_put(
+        &self,
+        map: &str,
+        key: &str,
+        value: &str,
+        only_new: bool,
+    ) -> BoxFuture<Result<bool, String>> {
         let stored = self.shared.put(map, key, value, only_new);
         Box::pin(async move { Ok(stored) })
     }
@@ -207,12 +215,20 @@ mod tests {
     use herald_stomp::Headers;
 
     fn message(key: &str) -> Message {
-        Message::new("n-1".into(), Target::broker(Kind::Topic, key), &Headers::new(), Bytes::from_static(b"x"))
+        Message::new(
+            "n-1".into(),
+            Target::broker(Kind::Topic, key),
+            &Headers::new(),
+            Bytes::from_static(b"x"),
+        )
     }
 
     #[test]
     fn idle_rings_are_dropped_and_come_back_with_a_new_epoch() {
-        let bus = LocalBus::new(&ClusterConfig { history_size: 4, ..Default::default() });
+        let bus = LocalBus::new(&ClusterConfig {
+            history_size: 4,
+            ..Default::default()
+        });
         let first = bus.publish(message("/topic/a"), None).unwrap();
         bus.publish(message("/topic/b"), None).unwrap();
         assert_eq!(bus.history_destinations(), 2);
@@ -220,8 +236,14 @@ mod tests {
         assert_eq!(LocalBus::sweep(&bus.shards, Duration::ZERO), 2);
         assert_eq!(bus.history_destinations(), 0);
         let again = bus.publish(message("/topic/a"), None).unwrap();
-        let (p1, p2) = (first.position.clone().unwrap(), again.position.clone().unwrap());
+        let (p1, p2) = (
+            first.position.clone().unwrap(),
+            again.position.clone().unwrap(),
+        );
         assert_eq!((p1.offset, p2.offset), (1, 1));
-        assert_ne!(p1.epoch, p2.epoch, "a recreated ring has a new epoch, so old offsets mean reload");
+        assert_ne!(
+            p1.epoch, p2.epoch,
+            "a recreated ring has a new epoch, so old offsets mean reload"
+        );
     }
 }

@@ -238,7 +238,11 @@ impl Inner {
     /// The channel a message routed under `key` is published on.
     fn publish_channel(&self, key: &str) -> String {
         match key.strip_prefix(self.user_prefix.as_str()) {
-            Some(rest) => format!("{}:u:{}", self.prefix, rest.split('/').next().unwrap_or(rest)),
+            Some(rest) => format!(
+                "{}:u:{}",
+                self.prefix,
+                rest.split('/').next().unwrap_or(rest)
+            ),
             None => format!("{}:t:{key}", self.prefix),
         }
     }
@@ -270,7 +274,11 @@ impl Inner {
     fn join_cmd(&self, scope: &str, entries: &[(String, String)]) -> redis::Cmd {
         let (hash, zset) = self.presence_keys(scope);
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.join_sha).arg(2).arg(hash).arg(zset).arg(self.presence_ttl_ms());
+        cmd.arg(&self.join_sha)
+            .arg(2)
+            .arg(hash)
+            .arg(zset)
+            .arg(self.presence_ttl_ms());
         for (member, info) in entries {
             cmd.arg(member).arg(info);
         }
@@ -278,16 +286,22 @@ impl Inner {
     }
 
     /// Runs `cmd` in order with the publishes; the answer, or why there is none.
-    fn call(&self, cmd: redis::Cmd) -> impl Future<Output = Result<Value, String>> + Send + 'static {
+    fn call(
+        &self,
+        cmd: redis::Cmd,
+    ) -> impl Future<Output = Result<Value, String>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let sent = if self.connected.load(Ordering::Relaxed) {
-            self.tx.send(Cmd::Call(cmd, Some(tx))).map_err(|_| "the server is shutting down".to_owned())
+            self.tx
+                .send(Cmd::Call(cmd, Some(tx)))
+                .map_err(|_| "the server is shutting down".to_owned())
         } else {
             Err("Redis is unreachable".to_owned())
         };
         async move {
             sent?;
-            rx.await.map_err(|_| "the server is shutting down".to_owned())?
+            rx.await
+                .map_err(|_| "the server is shutting down".to_owned())?
         }
     }
 
@@ -342,7 +356,12 @@ impl Inner {
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
                         match rx.try_recv() {
-                            Ok(c @ (Cmd::Publish(..) | Cmd::Ack(..) | Cmd::Call(..) | Cmd::Barrier(_))) => batch.push(c),
+                            Ok(
+                                c @ (Cmd::Publish(..)
+                                | Cmd::Ack(..)
+                                | Cmd::Call(..)
+                                | Cmd::Barrier(_)),
+                            ) => batch.push(c),
                             Ok(other) => {
                                 carry = Some(other);
                                 break;
@@ -476,7 +495,10 @@ impl Inner {
                                     && let [o, e] = &v[..]
                                     && let (Some(o), Some(e)) = (as_u64(o), as_string(e))
                                 {
-                                    m.position = Some(Position { offset: o, epoch: e.into() });
+                                    m.position = Some(Position {
+                                        offset: o,
+                                        epoch: e.into(),
+                                    });
                                 }
                                 outcome.position = m.position.clone();
                                 if let Some(b) = &broker {
@@ -494,7 +516,9 @@ impl Inner {
                             }
                         }
                         Cmd::Call(_, reply) => {
-                            let v = replies.next().ok_or_else(|| "no answer from Redis".to_owned());
+                            let v = replies
+                                .next()
+                                .ok_or_else(|| "no answer from Redis".to_owned());
                             if let Some(r) = reply {
                                 let _ = r.send(v);
                             }
@@ -514,7 +538,8 @@ impl Inner {
                             failed += 1;
                             // Delivered on this node alone (a queue message waits
                             // with this node's broker).
-                            let delivered = self.broker().map_or(0, |b| b.deliver(Arc::new(m), None));
+                            let delivered =
+                                self.broker().map_or(0, |b| b.deliver(Arc::new(m), None));
                             if let Some(c) = confirm {
                                 let _ = c.send(Outcome {
                                     delivered,
@@ -586,7 +611,10 @@ impl Inner {
             if origin == self.node_id {
                 continue; // our own echo: delivered when the script answered
             }
-            m.position = Some(Position { offset, epoch: epoch.into() });
+            m.position = Some(Position {
+                offset,
+                epoch: epoch.into(),
+            });
             if let Some(b) = self.broker() {
                 b.deliver(Arc::new(m), None);
             }
@@ -676,14 +704,20 @@ impl Inner {
             if self.stop_reading.is_cancelled() {
                 return;
             }
-            let patterns: Vec<Pattern> =
-                self.wild_queues.lock().keys().filter_map(|k| Pattern::parse(k)).collect();
+            let patterns: Vec<Pattern> = self
+                .wild_queues
+                .lock()
+                .keys()
+                .filter_map(|k| Pattern::parse(k))
+                .collect();
             if patterns.is_empty() {
                 matched.clear();
             } else if last_match.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 last_match = Some(Instant::now());
-                let keys: redis::RedisResult<Vec<String>> =
-                    redis::cmd("SMEMBERS").arg(self.queue_registry()).query_async(&mut conn).await;
+                let keys: redis::RedisResult<Vec<String>> = redis::cmd("SMEMBERS")
+                    .arg(self.queue_registry())
+                    .query_async(&mut conn)
+                    .await;
                 if let Ok(keys) = keys {
                     matched = keys
                         .iter()
@@ -706,10 +740,18 @@ impl Inner {
                 }
                 continue;
             }
-            let fresh: Vec<String> = streams.iter().filter(|s| !ready.contains(*s)).cloned().collect();
+            let fresh: Vec<String> = streams
+                .iter()
+                .filter(|s| !ready.contains(*s))
+                .cloned()
+                .collect();
             for s in &fresh {
                 let r: redis::RedisResult<Value> = redis::cmd("XGROUP")
-                    .arg("CREATE").arg(s).arg(GROUP).arg("0").arg("MKSTREAM")
+                    .arg("CREATE")
+                    .arg(s)
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
                     .query_async(&mut conn)
                     .await;
                 match r {
@@ -724,10 +766,15 @@ impl Inner {
                 self.claim(&mut conn, &streams).await;
             }
             let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP").arg(GROUP).arg(&self.node_id)
-                .arg("COUNT").arg(256)
-                .arg("BLOCK").arg(block_ms)
-                .arg("STREAMS").arg(&streams);
+            cmd.arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.node_id)
+                .arg("COUNT")
+                .arg(256)
+                .arg("BLOCK")
+                .arg(block_ms)
+                .arg("STREAMS")
+                .arg(&streams);
             for _ in &streams {
                 cmd.arg(">");
             }
@@ -765,14 +812,25 @@ impl Inner {
             .collect();
         for (stream, ids) in held {
             let _: redis::RedisResult<Value> = redis::cmd("XCLAIM")
-                .arg(&*stream).arg(GROUP).arg(&self.node_id).arg(0).arg(&ids).arg("JUSTID")
+                .arg(&*stream)
+                .arg(GROUP)
+                .arg(&self.node_id)
+                .arg(0)
+                .arg(&ids)
+                .arg("JUSTID")
                 .query_async(conn)
                 .await;
         }
         let min_idle = self.config.claim_after.as_millis() as u64;
         for s in streams {
             let r: redis::RedisResult<Value> = redis::cmd("XAUTOCLAIM")
-                .arg(s).arg(GROUP).arg(&self.node_id).arg(min_idle).arg("0-0").arg("COUNT").arg(256)
+                .arg(s)
+                .arg(GROUP)
+                .arg(&self.node_id)
+                .arg(min_idle)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(256)
                 .query_async(conn)
                 .await;
             if let Ok(Value::Array(v)) = r
@@ -794,7 +852,9 @@ impl Inner {
     /// that was pruned is simply added again by its next read.)
     async fn prune_consumers(&self, conn: &mut ConnectionManager, stream: &str) {
         let Ok(v) = redis::cmd("XINFO")
-            .arg("CONSUMERS").arg(stream).arg(GROUP)
+            .arg("CONSUMERS")
+            .arg(stream)
+            .arg(GROUP)
             .query_async::<Value>(conn)
             .await
         else {
@@ -804,7 +864,10 @@ impl Inner {
         for (name, pending, idle) in consumer_list(v) {
             if name != self.node_id && pending == 0 && idle >= idle_limit {
                 let r: redis::RedisResult<Value> = redis::cmd("XGROUP")
-                    .arg("DELCONSUMER").arg(stream).arg(GROUP).arg(&name)
+                    .arg("DELCONSUMER")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg(&name)
                     .query_async(conn)
                     .await;
                 if r.is_ok() {
@@ -830,7 +893,10 @@ impl Inner {
                     continue; // already held here (our own keep-alive claim)
                 }
             }
-            m.entry = Some(Entry { stream: stream.clone(), id });
+            m.entry = Some(Entry {
+                stream: stream.clone(),
+                id,
+            });
             broker.deliver(Arc::new(m), None);
         }
     }
@@ -848,14 +914,22 @@ impl Bus for RedisBus {
     fn attach(&self, broker: Weak<Broker>) {
         let inner = &self.inner;
         let _ = inner.broker.set(broker);
-        let Some(rx) = inner.rx.lock().take() else { return };
+        let Some(rx) = inner.rx.lock().take() else {
+            return;
+        };
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let info = match redis::IntoConnectionInfo::into_connection_info(inner.client.get_connection_info().clone()) {
+        let info = match redis::IntoConnectionInfo::into_connection_info(
+            inner.client.get_connection_info().clone(),
+        ) {
             Ok(i) => i,
             Err(_) => return,
         };
-        let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
-        let resp3 = redis::Client::open(info.clone().set_redis_settings(settings)).expect("valid connection info");
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let resp3 = redis::Client::open(info.clone().set_redis_settings(settings))
+            .expect("valid connection info");
         let retry = |c: ConnectionManagerConfig| {
             c.set_number_of_retries(3)
                 .set_min_delay(Duration::from_millis(50))
@@ -872,7 +946,8 @@ impl Bus for RedisBus {
         .expect("connection manager");
         let reader = ConnectionManager::new_lazy_with_config(
             inner.client.clone(),
-            retry(ConnectionManagerConfig::new()).set_response_timeout(Some(Duration::from_secs(5))),
+            retry(ConnectionManagerConfig::new())
+                .set_response_timeout(Some(Duration::from_secs(5))),
         )
         .expect("connection manager");
         let _ = inner.conn.set(main);
@@ -942,7 +1017,13 @@ impl Bus for RedisBus {
         })
     }
 
-    fn map_put(&self, map: &str, key: &str, value: &str, only_new: bool) -> BoxFuture<Result<bool, String>> {
+    fn map_put(
+        &self,
+        map: &str,
+        key: &str,
+        value: &str,
+        only_new: bool,
+    ) -> BoxFuture<Result<bool, String>> {
         let mut cmd = redis::cmd(if only_new { "HSETNX" } else { "HSET" });
         cmd.arg(self.inner.map_key(map)).arg(key).arg(value);
         let answer = self.inner.call(cmd);
@@ -979,7 +1060,9 @@ impl Bus for RedisBus {
             inner.queues_changed.notify_one();
             return;
         }
-        let Some(ch) = inner.channel_for(kind, key) else { return };
+        let Some(ch) = inner.channel_for(kind, key) else {
+            return;
+        };
         let mut channels = inner.channels.lock();
         let n = channels.entry(ch.clone()).or_default();
         *n += 1;
@@ -1011,7 +1094,9 @@ impl Bus for RedisBus {
             }
             return;
         }
-        let Some(ch) = inner.channel_for(kind, key) else { return };
+        let Some(ch) = inner.channel_for(kind, key) else {
+            return;
+        };
         let mut channels = inner.channels.lock();
         if let Some(n) = channels.get_mut(&ch) {
             *n -= 1;
@@ -1029,15 +1114,28 @@ impl Bus for RedisBus {
             let mut conn = inner.conn();
             let start = format!("{}-0", since.offset.saturating_add(1));
             let r: redis::RedisResult<(Vec<Option<String>>, Value)> = redis::pipe()
-                .cmd("HMGET").arg(&meta).arg("o").arg("e")
-                .cmd("XRANGE").arg(&hist).arg(&start).arg("+").arg("COUNT").arg(inner.history_size.max(1))
+                .cmd("HMGET")
+                .arg(&meta)
+                .arg("o")
+                .arg("e")
+                .cmd("XRANGE")
+                .arg(&hist)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(inner.history_size.max(1))
                 .query_async(&mut conn)
                 .await;
             let Ok((top, entries)) = r else {
                 sub.finish_recovery(Vec::new(), false);
                 return;
             };
-            let last: u64 = top.first().cloned().flatten().and_then(|o| o.parse().ok()).unwrap_or(0);
+            let last: u64 = top
+                .first()
+                .cloned()
+                .flatten()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0);
             let epoch = top.get(1).cloned().flatten();
             let same_epoch = match (&since.epoch, &epoch) {
                 (Some(want), Some(have)) => want == have,
@@ -1047,13 +1145,22 @@ impl Bus for RedisBus {
             let epoch: Arc<str> = epoch.unwrap_or_default().into();
             let mut missed = Vec::new();
             for (id, payload) in entry_list(entries) {
-                let offset = id.split('-').next().and_then(|o| o.parse().ok()).unwrap_or(0);
+                let offset = id
+                    .split('-')
+                    .next()
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0);
                 if let Some((_, mut m)) = decode(&payload) {
-                    m.position = Some(Position { offset, epoch: epoch.clone() });
+                    m.position = Some(Position {
+                        offset,
+                        epoch: epoch.clone(),
+                    });
                     missed.push(Arc::new(m));
                 }
             }
-            let first = missed.first().and_then(|m| m.position.as_ref().map(|p| p.offset));
+            let first = missed
+                .first()
+                .and_then(|m| m.position.as_ref().map(|p| p.offset));
             let complete = since.offset == last || first == Some(since.offset + 1);
             let recovered = same_epoch && since.offset <= last && complete;
             sub.finish_recovery(if recovered { missed } else { Vec::new() }, recovered);
@@ -1063,11 +1170,15 @@ impl Bus for RedisBus {
     fn consumed(&self, message: &Message) {
         // The entry stays held (kept from other nodes' claims) until Redis has the
         // XACK; while Redis is away the ACK waits for it.
-        let Some(e) = message.entry.clone() else { return };
+        let Some(e) = message.entry.clone() else {
+            return;
+        };
         let inner = &self.inner;
         if !inner.connected.load(Ordering::Relaxed) {
             inner.retry_acks.lock().push((e.stream, e.id));
-        } else if let Err(mpsc::error::SendError(Cmd::Ack(stream, id))) = inner.tx.send(Cmd::Ack(e.stream, e.id)) {
+        } else if let Err(mpsc::error::SendError(Cmd::Ack(stream, id))) =
+            inner.tx.send(Cmd::Ack(e.stream, e.id))
+        {
             inner.retry_acks.lock().push((stream, id));
         }
     }
@@ -1100,7 +1211,11 @@ impl Bus for RedisBus {
 
     fn is_listening(&self, kind: Kind, key: &str) -> bool {
         if kind == Kind::Queue {
-            return self.inner.queues.lock().contains_key(&self.inner.queue_stream(key));
+            return self
+                .inner
+                .queues
+                .lock()
+                .contains_key(&self.inner.queue_stream(key));
         }
         self.is_listening(key)
     }
@@ -1192,11 +1307,19 @@ fn decode(payload: &[u8]) -> Option<(String, Message)> {
     let origin = s16(&mut b)?;
     let id = s16(&mut b)?;
     (b.remaining() >= 1).then_some(())?;
-    let kind = if b.get_u8() == 1 { Kind::Queue } else { Kind::Topic };
+    let kind = if b.get_u8() == 1 {
+        Kind::Queue
+    } else {
+        Kind::Topic
+    };
     let key = s16(&mut b)?;
     let destination = s16(&mut b)?;
     (b.remaining() >= 1).then_some(())?;
-    let content_type = if b.get_u8() == 1 { Some(s16(&mut b)?) } else { None };
+    let content_type = if b.get_u8() == 1 {
+        Some(s16(&mut b)?)
+    } else {
+        None
+    };
     (b.remaining() >= 2).then_some(())?;
     let n = b.get_u16();
     let mut headers = Vec::with_capacity(n as usize);
@@ -1262,7 +1385,9 @@ fn pairs(v: Value) -> Vec<(String, String)> {
 
 /// XINFO CONSUMERS' answer: (name, pending, idle ms) per consumer.
 fn consumer_list(v: Value) -> Vec<(String, u64, u64)> {
-    let Value::Array(consumers) = v else { return Vec::new() };
+    let Value::Array(consumers) = v else {
+        return Vec::new();
+    };
     consumers
         .into_iter()
         .filter_map(|c| {
@@ -1311,7 +1436,9 @@ fn stream_entries(v: Value) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
 /// `[[id, [field, value, ...]], ...]` → (id, value of field `p`); deleted entries
 /// (nil) are skipped.
 fn entry_list(v: Value) -> Vec<(String, Vec<u8>)> {
-    let Value::Array(entries) = v else { return Vec::new() };
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
     entries
         .into_iter()
         .filter_map(|e| {
@@ -1346,7 +1473,9 @@ mod tests {
 
     #[test]
     fn wire_round_trip() {
-        let sent: Headers = [("content-type", "text/plain"), ("x-a", "1:2")].into_iter().collect();
+        let sent: Headers = [("content-type", "text/plain"), ("x-a", "1:2")]
+            .into_iter()
+            .collect();
         let m = Message::new(
             "n-1".into(),
             Target::broker(Kind::Topic, "/topic/a"),
@@ -1355,7 +1484,10 @@ mod tests {
         );
         let (origin, d) = decode(&encode(&m, "node")).unwrap();
         assert_eq!(origin, "node");
-        assert_eq!((d.id.as_str(), d.key.as_str(), d.destination.as_str()), ("n-1", "/topic/a", "/topic/a"));
+        assert_eq!(
+            (d.id.as_str(), d.key.as_str(), d.destination.as_str()),
+            ("n-1", "/topic/a", "/topic/a")
+        );
         assert_eq!(d.content_type.as_deref(), Some("text/plain"));
         assert_eq!(d.headers.get("x-a"), Some("1:2"));
         assert_eq!(&d.body[..], b"hi\0there");
@@ -1369,16 +1501,28 @@ mod tests {
         assert_eq!(first_wildcard("/topic/**"), Some(7));
         assert_eq!(first_wildcard("/topic/a*b/c"), None);
         let bus = RedisBus::new(
-            &ClusterConfig { redis_url: "redis://127.0.0.1:1".into(), ..Default::default() },
+            &ClusterConfig {
+                redis_url: "redis://127.0.0.1:1".into(),
+                ..Default::default()
+            },
             "n",
             "/user/",
             10,
         )
         .unwrap();
         let i = &bus.inner;
-        assert_eq!(i.channel_for(Kind::Topic, "/topic/a"), Some(("herald:t:/topic/a".into(), false)));
-        assert_eq!(i.channel_for(Kind::Topic, "/topic/x?.*"), Some(("herald:t:/topic/x\\?.*".into(), true)));
-        assert_eq!(i.channel_for(Kind::Topic, "/user/bob/queue/*"), Some(("herald:u:bob".into(), false)));
+        assert_eq!(
+            i.channel_for(Kind::Topic, "/topic/a"),
+            Some(("herald:t:/topic/a".into(), false))
+        );
+        assert_eq!(
+            i.channel_for(Kind::Topic, "/topic/x?.*"),
+            Some(("herald:t:/topic/x\\?.*".into(), true))
+        );
+        assert_eq!(
+            i.channel_for(Kind::Topic, "/user/bob/queue/*"),
+            Some(("herald:u:bob".into(), false))
+        );
         assert_eq!(i.publish_channel("/user/bob/queue/x"), "herald:u:bob");
     }
 }

@@ -98,7 +98,13 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
 
     /// A small map shared by every node (the chat room registry). `only_new`: keep
     /// an existing value; returns whether `value` was stored.
-    fn map_put(&self, map: &str, key: &str, value: &str, only_new: bool) -> BoxFuture<Result<bool, String>>;
+    fn map_put(
+        &self,
+        map: &str,
+        key: &str,
+        value: &str,
+        only_new: bool,
+    ) -> BoxFuture<Result<bool, String>>;
     fn map_get(&self, map: &str, key: &str) -> BoxFuture<Result<Option<String>, String>>;
     fn map_all(&self, map: &str) -> BoxFuture<Result<Vec<(String, String)>, String>>;
 

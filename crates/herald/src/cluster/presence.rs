@@ -63,7 +63,9 @@ impl Members {
     /// Whether the member was here.
     pub(crate) fn leave(&self, scope: &str, member: &str) -> bool {
         let mut scopes = self.scopes.lock();
-        let Some(members) = scopes.get_mut(scope) else { return false };
+        let Some(members) = scopes.get_mut(scope) else {
+            return false;
+        };
         let was = members.remove(member).is_some();
         if members.is_empty() {
             scopes.remove(scope);
@@ -84,8 +86,10 @@ impl Members {
         let scopes = self.scopes.lock();
         let mut out = Vec::new();
         for (scope, members) in scopes.iter() {
-            let all: Vec<(String, String)> =
-                members.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let all: Vec<(String, String)> = members
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             for c in all.chunks(chunk.max(1)) {
                 out.push((scope.clone(), c.to_vec()));
             }
@@ -150,10 +154,17 @@ mod tests {
         assert!(!m.leave("users", "s3"));
         let mut users = m.list("users");
         users.sort();
-        assert_eq!(users, vec![("s1".into(), "alice".into()), ("s2".into(), "alice".into())]);
+        assert_eq!(
+            users,
+            vec![("s1".into(), "alice".into()), ("s2".into(), "alice".into())]
+        );
         assert_eq!(tally(&users), vec![("alice".into(), 2)]);
         let chunks = m.chunks(1);
-        assert_eq!(chunks.len(), 3, "two users entries and one room entry, one per chunk");
+        assert_eq!(
+            chunks.len(),
+            3,
+            "two users entries and one room entry, one per chunk"
+        );
         assert!(m.leave("room:1", "s1"));
         assert!(m.list("room:1").is_empty());
     }

@@ -54,7 +54,9 @@ pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
     let looked = std::future::poll_fn(|cx| {
         let mut buf = ReadBuf::uninit(&mut space);
         match ready!(stream.poll_peek(cx, &mut buf)) {
-            Ok(n) if n > 0 => Poll::Ready(parse(buf.filled()).map_or(Peeked::Other, Peeked::WebSocket)),
+            Ok(n) if n > 0 => {
+                Poll::Ready(parse(buf.filled()).map_or(Peeked::Other, Peeked::WebSocket))
+            }
             _ => Poll::Ready(Peeked::Nothing),
         }
     });
@@ -162,7 +164,13 @@ async fn write_refusal(stream: &mut TcpStream, refusal: Response<Body>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     out.extend_from_slice(&body);
     if stream.write_all(&out).await.is_ok() {
         let _ = stream.shutdown().await;

@@ -56,5 +56,7 @@ pub(crate) async fn user(
         .into_iter()
         .find(|(n, _)| *n == name)
         .map_or(0, |(_, s)| s);
-    Ok(Json(json!({ "name": name, "online": sessions > 0, "sessions": sessions })))
+    Ok(Json(
+        json!({ "name": name, "online": sessions > 0, "sessions": sessions }),
+    ))
 }

@@ -73,7 +73,10 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
 /// The REST API's caller must be a service: an `X-API-Key` from `auth.api_keys`, or a
 /// bearer token with `auth.service_role` or `auth.admin_role`. With neither keys nor
 /// issuers configured (anonymous development mode) the API is open.
-pub(crate) async fn require_service(state: &HttpState, headers: &HeaderMap) -> Result<(), (StatusCode, Json<Value>)> {
+pub(crate) async fn require_service(
+    state: &HttpState,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, Json<Value>)> {
     let auth = &state.node.auth;
     let keys = &auth.config.api_keys;
     let deny = |status: u16, reason: String| {
@@ -92,7 +95,10 @@ pub(crate) async fn require_service(state: &HttpState, headers: &HeaderMap) -> R
     if keys.is_empty() && auth.is_anonymous() {
         return Ok(());
     }
-    let roles = [auth.config.service_role.as_str(), auth.config.admin_role.as_str()];
+    let roles = [
+        auth.config.service_role.as_str(),
+        auth.config.admin_role.as_str(),
+    ];
     auth.bearer_with_role(headers, &roles)
         .await
         .map(|_| ())
@@ -129,9 +135,10 @@ pub(crate) async fn to_user(
             "destination '{destination}' must start with '/'"
         )));
     }
-    let sent = state
-        .node
-        .messaging
-        .send_to_user_confirmed(&user, &destination, &message_headers, body);
+    let sent =
+        state
+            .node
+            .messaging
+            .send_to_user_confirmed(&user, &destination, &message_headers, body);
     Ok(accepted(sent.await))
 }

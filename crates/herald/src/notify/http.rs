@@ -85,7 +85,11 @@ fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
 /// The user a read-state request is about: the principal of a valid cookie, bearer or
 /// query token; in anonymous mode (no issuer configured) the `X-User` header or the
 /// `user` query parameter.
-async fn owner(state: &HttpState, headers: &HeaderMap, query: Option<&str>) -> Result<String, Answer> {
+async fn owner(
+    state: &HttpState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<String, Answer> {
     let auth = &state.node.auth;
     let unauthorized = |m: String| error(StatusCode::UNAUTHORIZED, m);
     if auth.is_anonymous() {
@@ -169,9 +173,19 @@ async fn create(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => return Err(error(StatusCode::BAD_REQUEST, "'memberId' must be a string or a number")),
+        Some(_) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "'memberId' must be a string or a number",
+            ));
+        }
     };
-    let named = [req.user.is_some(), req.users.is_some(), member.is_some(), req.broadcast];
+    let named = [
+        req.user.is_some(),
+        req.users.is_some(),
+        member.is_some(),
+        req.broadcast,
+    ];
     if named.iter().filter(|b| **b).count() != 1 {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -181,7 +195,12 @@ async fn create(
     let to = if req.broadcast {
         Recipients::Everyone
     } else {
-        Recipients::Users(req.users.or(req.user.map(|u| vec![u])).or(member.map(|m| vec![m])).unwrap_or_default())
+        Recipients::Users(
+            req.users
+                .or(req.user.map(|u| vec![u]))
+                .or(member.map(|m| vec![m]))
+                .unwrap_or_default(),
+        )
     };
     let header_key = headers
         .get("idempotency-key")
@@ -199,7 +218,11 @@ async fn create(
         })
         .await
         .map_err(failed)?;
-    let status = if created.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if created.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
         status,
         Json(json!({
@@ -210,7 +233,11 @@ async fn create(
     ))
 }
 
-async fn list(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
+async fn list(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let q = query.as_deref();
@@ -221,15 +248,22 @@ async fn list(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query
             .parse::<i64>()
             .ok()
             .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("'limit' must be 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("'limit' must be 1 to {MAX_PAGE}"),
+                )
+            })?,
     };
     let before = match query_param(q, "cursor").or_else(|| query_param(q, "before")) {
         None => None,
         Some(c) if c.is_empty() => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| error(StatusCode::BAD_REQUEST, "'cursor' must be a cursor from nextCursor"))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "'cursor' must be a cursor from nextCursor",
+            )
+        })?),
     };
     let items = notifier
         .list(&user, before, limit + 1, unread)
@@ -237,7 +271,9 @@ async fn list(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query
         .map_err(failed)?;
     let more = items.len() as i64 > limit;
     let items = &items[..items.len().min(limit as usize)];
-    let next = more.then(|| items.last().map(|n| n.id.to_string())).flatten();
+    let next = more
+        .then(|| items.last().map(|n| n.id.to_string()))
+        .flatten();
     let unread_count = notifier.unread_count(&user).await.map_err(failed)?;
     Ok((
         StatusCode::OK,
@@ -249,7 +285,11 @@ async fn list(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query
     ))
 }
 
-async fn unread_count(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
+async fn unread_count(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let n = notifier.unread_count(&user).await.map_err(failed)?;
@@ -264,7 +304,12 @@ async fn read_one(
 ) -> ApiResult {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
-    let not_found = || error(StatusCode::NOT_FOUND, format!("no notification {id} for this user"));
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no notification {id} for this user"),
+        )
+    };
     let Ok(n) = id.parse::<i64>() else {
         return Err(not_found());
     };
@@ -277,11 +322,18 @@ async fn read_one(
     }
 }
 
-async fn read_all(State(state): State<HttpState>, headers: HeaderMap, RawQuery(query): RawQuery) -> ApiResult {
+async fn read_all(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let ids = notifier.mark_all_read(&user).await.map_err(failed)?;
-    Ok((StatusCode::OK, Json(json!({ "ids": ids, "unreadCount": 0 }))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "ids": ids, "unreadCount": 0 })),
+    ))
 }
 
 async fn job_progress(

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, NotificationsConfig};
 use crate::handler::Messaging;
-pub use store::{Draft, MarkRead, NotificationStore, PoolSettings, Stored, EVERYONE};
+pub use store::{Draft, EVERYONE, MarkRead, NotificationStore, PoolSettings, Stored};
 
 /// Field limits, checked before the database sees them (so every backend agrees).
 pub const MAX_USER: usize = 255;
@@ -89,7 +89,9 @@ pub enum NotifyError {
     Store(#[from] sqlx::Error),
     /// The database has not been reachable since startup (503); Herald keeps trying
     /// and runs the migrations once it answers.
-    #[error("notification store unavailable: the database has not been reachable since startup ({0}); retrying, notifications work again once it answers")]
+    #[error(
+        "notification store unavailable: the database has not been reachable since startup ({0}); retrying, notifications work again once it answers"
+    )]
     NotReady(String),
 }
 
@@ -169,7 +171,9 @@ impl Notifier {
                 let Some(this) = weak.upgrade() else { return };
                 match this.try_migrate().await {
                     Ok(()) => return,
-                    Err(e) => tracing::debug!(error = %e, "notification database still unavailable"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "notification database still unavailable")
+                    }
                 }
                 pause = (pause * 2).min(RETRY_MAX);
             }
@@ -275,7 +279,10 @@ impl Notifier {
         unread_only: bool,
     ) -> Result<Vec<Stored>, NotifyError> {
         let started = std::time::Instant::now();
-        let rows = self.ready_store()?.list(user, before, limit, unread_only).await;
+        let rows = self
+            .ready_store()?
+            .list(user, before, limit, unread_only)
+            .await;
         crate::ops::metrics::database_time("list", started.elapsed());
         Ok(rows?)
     }
@@ -330,17 +337,24 @@ impl Notifier {
     /// A long-running job's progress, pushed to `user`'s jobs destination. A final
     /// status ("done" or "failed") is stored first as a notification (idempotent per
     /// job and status), then both are published. Returns (delivered, notification).
-    pub async fn job_progress(&self, job: &JobProgress) -> Result<(usize, Option<Created>), NotifyError> {
+    pub async fn job_progress(
+        &self,
+        job: &JobProgress,
+    ) -> Result<(usize, Option<Created>), NotifyError> {
         if job.user.is_empty() || job.user.len() > MAX_USER || job.user == EVERYONE {
             return Err(NotifyError::Invalid(format!(
                 "'user' must name one user (1 to {MAX_USER} bytes, not '*')"
             )));
         }
         if !(0.0..=100.0).contains(&job.percent) {
-            return Err(NotifyError::Invalid("'percent' must be between 0 and 100".into()));
+            return Err(NotifyError::Invalid(
+                "'percent' must be between 0 and 100".into(),
+            ));
         }
         if job.status.is_empty() || job.status.len() > 50 {
-            return Err(NotifyError::Invalid("'status' must be 1 to 50 bytes".into()));
+            return Err(NotifyError::Invalid(
+                "'status' must be 1 to 50 bytes".into(),
+            ));
         }
         let final_status = matches!(job.status.as_str(), "done" | "failed");
         let created = if final_status {
@@ -355,7 +369,10 @@ impl Notifier {
                 self.notify(NewNotification {
                     to: Recipients::Users(vec![job.user.clone()]),
                     kind: format!("job.{}", job.status),
-                    title: job.title.clone().unwrap_or_else(|| format!("Job {}", job.id)),
+                    title: job
+                        .title
+                        .clone()
+                        .unwrap_or_else(|| format!("Job {}", job.id)),
                     message,
                     redirect_path: job.redirect_path.clone(),
                     payload: Some(json!({
@@ -474,16 +491,26 @@ fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
     if n.title.len() > MAX_TITLE {
         return bad(format!("'title' must be at most {MAX_TITLE} bytes"));
     }
-    if n.redirect_path.as_ref().is_some_and(|r| r.len() > MAX_REDIRECT) {
-        return bad(format!("'redirectPath' must be at most {MAX_REDIRECT} bytes"));
+    if n.redirect_path
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REDIRECT)
+    {
+        return bad(format!(
+            "'redirectPath' must be at most {MAX_REDIRECT} bytes"
+        ));
     }
     if let Some(k) = &n.idempotency_key {
         if k.is_empty() || k.len() > MAX_KEY {
             return bad(format!("the idempotency key must be 1 to {MAX_KEY} bytes"));
         }
     }
-    if n.payload.as_ref().is_some_and(|p| p.to_string().len() > MAX_PAYLOAD) {
-        return bad(format!("'payload' must serialize to at most {MAX_PAYLOAD} bytes"));
+    if n.payload
+        .as_ref()
+        .is_some_and(|p| p.to_string().len() > MAX_PAYLOAD)
+    {
+        return bad(format!(
+            "'payload' must serialize to at most {MAX_PAYLOAD} bytes"
+        ));
     }
     Ok(recipients)
 }

@@ -77,7 +77,6 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
-
 /// Most rows one multi-row `INSERT` carries.
 pub const MAX_ROWS_PER_INSERT: usize = 500;
 /// Most bytes of values one multi-row `INSERT` carries (well under MySQL's smallest
@@ -119,14 +118,19 @@ impl NotificationStore {
     /// The store for `url`, its pool connecting lazily: this fails only when the URL
     /// does not parse, never because the database is down. Use it after
     /// [`migrate`](Self::migrate) succeeded.
-    pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<NotificationStore, sqlx::Error> {
+    pub fn connect_lazy(
+        url: &str,
+        settings: &PoolSettings,
+    ) -> Result<NotificationStore, sqlx::Error> {
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
         Ok(match scheme {
             "mysql" | "mariadb" => {
                 let url = url.replacen("mariadb:", "mysql:", 1);
                 NotificationStore::MySql(MySqlStore::connect_lazy(&url, settings)?)
             }
-            "postgres" | "postgresql" => NotificationStore::Postgres(PostgresStore::connect_lazy(url, settings)?),
+            "postgres" | "postgresql" => {
+                NotificationStore::Postgres(PostgresStore::connect_lazy(url, settings)?)
+            }
             _ => NotificationStore::Sqlite(SqliteStore::connect_lazy(url, settings)?),
         })
     }
@@ -137,7 +141,10 @@ impl NotificationStore {
     }
 
     /// [`connect_lazy`](Self::connect_lazy), then [`migrate`](Self::migrate).
-    pub async fn open(url: &str, settings: &PoolSettings) -> Result<NotificationStore, sqlx::Error> {
+    pub async fn open(
+        url: &str,
+        settings: &PoolSettings,
+    ) -> Result<NotificationStore, sqlx::Error> {
         let store = NotificationStore::connect_lazy(url, settings)?;
         store.migrate().await?;
         Ok(store)
@@ -155,8 +162,17 @@ impl NotificationStore {
     /// Inserts `draft` once per recipient (recipients must be distinct), all in one
     /// transaction, [`MAX_ROWS_PER_INSERT`] rows per statement. With an idempotency
     /// key that was used before, inserts nothing and returns the earlier rows.
-    pub async fn insert(&self, recipients: &[String], draft: &Draft) -> Result<Inserted, sqlx::Error> {
-        let duplicate = |rows| Ok(Inserted { rows, duplicate: true });
+    pub async fn insert(
+        &self,
+        recipients: &[String],
+        draft: &Draft,
+    ) -> Result<Inserted, sqlx::Error> {
+        let duplicate = |rows| {
+            Ok(Inserted {
+                rows,
+                duplicate: true,
+            })
+        };
         if let Some(key) = &draft.idempotency_key {
             let earlier = each!(self, s => s.by_key(key).await)?;
             if !earlier.is_empty() {
@@ -164,9 +180,14 @@ impl NotificationStore {
             }
         }
         match each!(self, s => s.insert_rows(recipients, draft).await) {
-            Ok(rows) => Ok(Inserted { rows, duplicate: false }),
+            Ok(rows) => Ok(Inserted {
+                rows,
+                duplicate: false,
+            }),
             // A concurrent request with the same key won the race.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && draft.idempotency_key.is_some() => {
+            Err(sqlx::Error::Database(e))
+                if e.is_unique_violation() && draft.idempotency_key.is_some() =>
+            {
                 let key = draft.idempotency_key.as_deref().unwrap_or_default();
                 duplicate(each!(self, s => s.by_key(key).await)?)
             }
@@ -242,8 +263,7 @@ pub(super) struct Sql {
 
 /// The columns every `SELECT` of [`Stored`] lists, `n` being notifications and `r`
 /// the reader's row of notification_reads; `{payload}` is the dialect's payload as text.
-const COLUMNS: &str =
-    "n.id, n.recipient, n.kind, n.title, n.message, n.redirect_path, {payload}, n.created_at, r.read_at";
+const COLUMNS: &str = "n.id, n.recipient, n.kind, n.title, n.message, n.redirect_path, {payload}, n.created_at, r.read_at";
 
 /// `user`'s notifications with their read state: `$1` user, `$2` user, `$3` EVERYONE.
 const USERS_ROWS: &str = "FROM notifications n \
@@ -279,8 +299,13 @@ impl Dialect {
         let mut expected = 1;
         while let Some(at) = rest.find('$') {
             out.push_str(&rest[..at]);
-            let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
-            let n: usize = rest[at + 1..at + 1 + digits].parse().expect("a $n placeholder");
+            let digits = rest[at + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let n: usize = rest[at + 1..at + 1 + digits]
+                .parse()
+                .expect("a $n placeholder");
             assert_eq!(n, expected, "placeholders out of order in {sql}");
             expected += 1;
             out.push('?');
@@ -291,7 +316,11 @@ impl Dialect {
     }
 
     fn columns(self) -> String {
-        let payload = if self == Dialect::Postgres { "n.payload::text AS payload" } else { "n.payload" };
+        let payload = if self == Dialect::Postgres {
+            "n.payload::text AS payload"
+        } else {
+            "n.payload"
+        };
         COLUMNS.replace("{payload}", payload)
     }
 }
@@ -355,8 +384,14 @@ impl Sql {
     /// each); SQLite and PostgreSQL return `(id, recipient)` of every row.
     pub fn insert_notifications(&self, rows: usize) -> String {
         let postgres = self.dialect == Dialect::Postgres;
-        let values = self.values(rows, NOTIFICATION_VALUES, |col| if postgres && col == 5 { "::jsonb" } else { "" });
-        let returning = if self.dialect == Dialect::MySql { "" } else { " RETURNING id, recipient" };
+        let values = self.values(rows, NOTIFICATION_VALUES, |col| {
+            if postgres && col == 5 { "::jsonb" } else { "" }
+        });
+        let returning = if self.dialect == Dialect::MySql {
+            ""
+        } else {
+            " RETURNING id, recipient"
+        };
         format!("INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES {values}{returning}")
     }
 
@@ -365,7 +400,9 @@ impl Sql {
     pub fn insert_reads(&self, rows: usize) -> String {
         let values = self.values(rows, READ_VALUES, |_| "");
         if self.dialect == Dialect::MySql {
-            format!("INSERT IGNORE INTO notification_reads (user_id, notification_id, read_at) VALUES {values}")
+            format!(
+                "INSERT IGNORE INTO notification_reads (user_id, notification_id, read_at) VALUES {values}"
+            )
         } else {
             format!(
                 "INSERT INTO notification_reads (user_id, notification_id, read_at) VALUES {values} ON CONFLICT DO NOTHING"
@@ -423,7 +460,11 @@ macro_rules! returning_insert_batch {
             let sql = Self::sql().insert_notifications(n);
             let full = n == $crate::notify::store::MAX_ROWS_PER_INSERT;
             let query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(n == 1 || full);
-            Ok(Some(bind_notifications!(query, recipients, d).fetch_all(&mut **tx).await?))
+            Ok(Some(
+                bind_notifications!(query, recipients, d)
+                    .fetch_all(&mut **tx)
+                    .await?,
+            ))
         }
     };
 }
@@ -450,7 +491,11 @@ macro_rules! shared_methods {
 
         /// Inserts one row per recipient in one transaction, in batches of
         /// `rows_per_insert` rows per statement.
-        pub(super) async fn insert_rows(&self, recipients: &[String], d: &Draft) -> Result<Vec<Stored>, sqlx::Error> {
+        pub(super) async fn insert_rows(
+            &self,
+            recipients: &[String],
+            d: &Draft,
+        ) -> Result<Vec<Stored>, sqlx::Error> {
             let batch = $crate::notify::store::rows_per_insert(d);
             if let Some(rows) = self.insert_batches(recipients, d, batch).await? {
                 return Ok(rows);
@@ -460,7 +505,12 @@ macro_rules! shared_methods {
             })
         }
 
-        async fn insert_batches(&self, recipients: &[String], d: &Draft, batch: usize) -> Result<Option<Vec<Stored>>, sqlx::Error> {
+        async fn insert_batches(
+            &self,
+            recipients: &[String],
+            d: &Draft,
+            batch: usize,
+        ) -> Result<Option<Vec<Stored>>, sqlx::Error> {
             let mut tx = self.pool.begin().await?;
             let mut rows = Vec::with_capacity(recipients.len());
             for chunk in recipients.chunks(batch.max(1)) {
@@ -469,7 +519,8 @@ macro_rules! shared_methods {
                     return Ok(None);
                 };
                 // Recipients are distinct: match each id to its row whatever the order.
-                let ids: std::collections::HashMap<String, i64> = ids.into_iter().map(|(id, r)| (r, id)).collect();
+                let ids: std::collections::HashMap<String, i64> =
+                    ids.into_iter().map(|(id, r)| (r, id)).collect();
                 for recipient in chunk {
                     let id = ids.get(recipient).copied().ok_or_else(|| {
                         sqlx::Error::Protocol(format!("no id came back for recipient {recipient}"))
@@ -482,11 +533,24 @@ macro_rules! shared_methods {
         }
 
         pub(super) async fn by_key(&self, key: &str) -> Result<Vec<Stored>, sqlx::Error> {
-            sqlx::query_as(Self::sql().by_key.as_str()).bind(key).fetch_all(&self.pool).await
+            sqlx::query_as(Self::sql().by_key.as_str())
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await
         }
 
-        pub(super) async fn list(&self, user: &str, before: i64, limit: i64, unread_only: bool) -> Result<Vec<Stored>, sqlx::Error> {
-            let sql = if unread_only { &Self::sql().list_unread } else { &Self::sql().list };
+        pub(super) async fn list(
+            &self,
+            user: &str,
+            before: i64,
+            limit: i64,
+            unread_only: bool,
+        ) -> Result<Vec<Stored>, sqlx::Error> {
+            let sql = if unread_only {
+                &Self::sql().list_unread
+            } else {
+                &Self::sql().list
+            };
             sqlx::query_as(sql.as_str())
                 .bind(user)
                 .bind(user)
@@ -506,7 +570,12 @@ macro_rules! shared_methods {
                 .await
         }
 
-        pub(super) async fn mark_read(&self, user: &str, id: i64, now: i64) -> Result<MarkRead, sqlx::Error> {
+        pub(super) async fn mark_read(
+            &self,
+            user: &str,
+            id: i64,
+            now: i64,
+        ) -> Result<MarkRead, sqlx::Error> {
             let visible: Option<i64> = sqlx::query_scalar(Self::sql().visible.as_str())
                 .bind(id)
                 .bind(user)
@@ -522,10 +591,18 @@ macro_rules! shared_methods {
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
-            Ok(if done.rows_affected() > 0 { MarkRead::Marked } else { MarkRead::AlreadyRead })
+            Ok(if done.rows_affected() > 0 {
+                MarkRead::Marked
+            } else {
+                MarkRead::AlreadyRead
+            })
         }
 
-        pub(super) async fn mark_all_read(&self, user: &str, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+        pub(super) async fn mark_all_read(
+            &self,
+            user: &str,
+            now: i64,
+        ) -> Result<Vec<i64>, sqlx::Error> {
             let mut tx = self.pool.begin().await?;
             let ids: Vec<i64> = sqlx::query_scalar(Self::sql().unread_ids.as_str())
                 .bind(user)

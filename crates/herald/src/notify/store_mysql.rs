@@ -4,7 +4,10 @@
 use sqlx::MySql;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
-use super::store::{Dialect, Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, PoolSettings, Stored, bind_notifications, shared_methods};
+use super::store::{
+    Dialect, Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, PoolSettings, Stored,
+    bind_notifications, shared_methods,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
@@ -16,7 +19,10 @@ pub struct MySqlStore {
 impl MySqlStore {
     const DIALECT: Dialect = Dialect::MySql;
 
-    pub(super) fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<MySqlStore, sqlx::Error> {
+    pub(super) fn connect_lazy(
+        url: &str,
+        settings: &PoolSettings,
+    ) -> Result<MySqlStore, sqlx::Error> {
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
@@ -37,8 +43,11 @@ impl MySqlStore {
     ) -> Result<Option<Vec<(i64, String)>>, sqlx::Error> {
         let n = recipients.len();
         let sql = Self::sql().insert_notifications(n);
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(n == 1 || n == MAX_ROWS_PER_INSERT);
-        let done = bind_notifications!(query, recipients, d).execute(&mut **tx).await?;
+        let query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(n == 1 || n == MAX_ROWS_PER_INSERT);
+        let done = bind_notifications!(query, recipients, d)
+            .execute(&mut **tx)
+            .await?;
         let first = done.last_insert_id() as i64;
         if n == 1 {
             return Ok(Some(vec![(first, recipients[0].clone())]));
@@ -52,9 +61,15 @@ impl MySqlStore {
         .bind(n as i64)
         .fetch_all(&mut **tx)
         .await?;
-        let ours = rows.len() == n && rows.iter().zip(recipients).all(|((_, got), sent)| got == sent);
+        let ours = rows.len() == n
+            && rows
+                .iter()
+                .zip(recipients)
+                .all(|((_, got), sent)| got == sent);
         if !ours {
-            tracing::warn!("a multi-row insert's ids were not consecutive; inserting one row per statement");
+            tracing::warn!(
+                "a multi-row insert's ids were not consecutive; inserting one row per statement"
+            );
         }
         Ok(ours.then_some(rows))
     }

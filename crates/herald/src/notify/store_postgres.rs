@@ -3,7 +3,10 @@
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::store::{Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications, returning_insert_batch, shared_methods};
+use super::store::{
+    Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications,
+    returning_insert_batch, shared_methods,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -15,7 +18,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     const DIALECT: Dialect = Dialect::Postgres;
 
-    pub(super) fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<PostgresStore, sqlx::Error> {
+    pub(super) fn connect_lazy(
+        url: &str,
+        settings: &PoolSettings,
+    ) -> Result<PostgresStore, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)

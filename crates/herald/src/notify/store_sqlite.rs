@@ -5,9 +5,14 @@
 use std::str::FromStr;
 
 use sqlx::Sqlite;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
-use super::store::{Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications, returning_insert_batch, shared_methods};
+use super::store::{
+    Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications,
+    returning_insert_batch, shared_methods,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -19,9 +24,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    pub(super) fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<SqliteStore, sqlx::Error> {
+    pub(super) fn connect_lazy(
+        url: &str,
+        settings: &PoolSettings,
+    ) -> Result<SqliteStore, sqlx::Error> {
         // A plain path is a file database.
-        let url = if url.starts_with("sqlite:") { url.to_owned() } else { format!("sqlite://{url}") };
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
@@ -29,12 +41,20 @@ impl SqliteStore {
             .busy_timeout(settings.acquire_timeout);
         let mut pool = SqlitePoolOptions::new().acquire_timeout(settings.acquire_timeout);
         if memory {
-            pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
         } else {
-            options = options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal);
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
             pool = pool.max_connections(settings.max_connections.max(1));
         }
-        Ok(SqliteStore { pool: pool.connect_lazy_with(options) })
+        Ok(SqliteStore {
+            pool: pool.connect_lazy_with(options),
+        })
     }
 
     returning_insert_batch!(Sqlite);

@@ -34,7 +34,10 @@ pub(crate) fn routes() -> axum::Router<HttpState> {
 
 async fn metrics(State(state): State<HttpState>) -> Response {
     let node = &state.node;
-    super::metrics::registry_size(node.broker.subscription_count(), node.broker.destination_count());
+    super::metrics::registry_size(
+        node.broker.subscription_count(),
+        node.broker.destination_count(),
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(),
@@ -49,7 +52,11 @@ async fn live() -> Json<Value> {
 /// Ready when serving and every dependency (cluster bus, database) answers.
 async fn ready(State(state): State<HttpState>) -> Response {
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting down" }))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting down" })),
+        )
+            .into_response();
     }
     let checks = state.node.readiness().await;
     let failing: BTreeMap<&str, &str> = checks
@@ -59,12 +66,20 @@ async fn ready(State(state): State<HttpState>) -> Response {
     if failing.is_empty() {
         Json(json!({ "status": "ready" })).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "failing": failing }))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "failing": failing })),
+        )
+            .into_response()
     }
 }
 
 /// Admin access: an API key, an admin token, or (anonymous mode, no keys) loopback.
-async fn require_admin(state: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refusal> {
+async fn require_admin(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
     let auth = &state.node.auth;
     let deny = |status: StatusCode, reason: String| (status, Json(json!({ "error": reason })));
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -87,7 +102,12 @@ async fn require_admin(state: &HttpState, peer: SocketAddr, headers: &HeaderMap)
     auth.bearer_with_role(headers, &[auth.config.admin_role.as_str()])
         .await
         .map(|_| ())
-        .map_err(|(status, reason)| deny(StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED), reason))
+        .map_err(|(status, reason)| {
+            deny(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                reason,
+            )
+        })
 }
 
 async fn sessions(
@@ -99,11 +119,13 @@ async fn sessions(
     let node = &state.node;
     let mut subs: BTreeMap<String, Vec<SubscriptionView>> = BTreeMap::new();
     node.broker.for_each_subscription(|s| {
-        subs.entry(s.recipient.session_id.clone()).or_default().push(SubscriptionView {
-            id: s.id.clone(),
-            destination: s.destination.clone(),
-            ack: format!("{:?}", s.ack).to_lowercase(),
-        });
+        subs.entry(s.recipient.session_id.clone())
+            .or_default()
+            .push(SubscriptionView {
+                id: s.id.clone(),
+                destination: s.destination.clone(),
+                ack: format!("{:?}", s.ack).to_lowercase(),
+            });
     });
     let mut list: Vec<_> = node
         .sessions
@@ -129,7 +151,10 @@ async fn disconnect_session(
         tracing::info!(session = %id, "disconnected by an administrator");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err((StatusCode::NOT_FOUND, Json(json!({ "error": format!("no session '{id}'") }))))
+        Err((
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no session '{id}'") })),
+        ))
     }
 }
 
@@ -152,7 +177,10 @@ async fn destinations(
 ) -> Result<Json<Value>, Refusal> {
     require_admin(&state, peer, &headers).await?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    state.node.broker.for_each_subscription(|s| *counts.entry(s.key.clone()).or_default() += 1);
+    state
+        .node
+        .broker
+        .for_each_subscription(|s| *counts.entry(s.key.clone()).or_default() += 1);
     let list: Vec<Value> = counts
         .into_iter()
         .map(|(destination, subscribers)| json!({ "destination": destination, "subscribers": subscribers }))
@@ -184,7 +212,8 @@ pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let empty = matches!(v, Value::String(s) if s.is_empty()) || matches!(v, Value::Array(a) if a.is_empty());
+                let empty = matches!(v, Value::String(s) if s.is_empty())
+                    || matches!(v, Value::Array(a) if a.is_empty());
                 if SECRET_KEYS.contains(&k.as_str()) && !empty {
                     *v = json!("***");
                 } else {

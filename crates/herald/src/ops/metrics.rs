@@ -8,7 +8,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const CONNECTIONS_OPENED: &str = "herald_connections_opened_total";
@@ -40,7 +43,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
                 .expect("bucket list is not empty")
@@ -60,7 +66,10 @@ fn describe() {
     describe_gauge!(CONNECTIONS, "Open connections, by transport");
     describe_gauge!(SESSIONS, "Connected STOMP sessions");
     describe_gauge!(SUBSCRIPTIONS, "Active subscriptions");
-    describe_gauge!(DESTINATIONS, "Destinations (routing keys and patterns) with subscribers");
+    describe_gauge!(
+        DESTINATIONS,
+        "Destinations (routing keys and patterns) with subscribers"
+    );
     describe_counter!(FRAMES_IN, "Frames received, by command");
     describe_counter!(FRAMES_OUT, "Frames sent, by command");
     describe_counter!(BYTES_IN, Unit::Bytes, "Bytes received by transports");
@@ -71,13 +80,24 @@ fn describe() {
     describe_counter!(SLOW_CONSUMER_CLOSES, "Sessions closed as slow consumers");
     describe_counter!(ERRORS, "ERROR frames sent, by reason");
     describe_counter!(AUTH_FAILURES, "Refused authentications, by stage");
-    describe_histogram!(HANDLER_SECONDS, Unit::Seconds, "Application handler run time");
-    describe_histogram!(BUS_PUBLISH_SECONDS, Unit::Seconds, "Cluster bus publish latency");
+    describe_histogram!(
+        HANDLER_SECONDS,
+        Unit::Seconds,
+        "Application handler run time"
+    );
+    describe_histogram!(
+        BUS_PUBLISH_SECONDS,
+        Unit::Seconds,
+        "Cluster bus publish latency"
+    );
     describe_counter!(BUS_ERRORS, "Cluster bus publishes that failed");
     describe_counter!(REDIS_RECONNECTS, "Reconnections to Redis");
     describe_histogram!(DB_SECONDS, Unit::Seconds, "Database query latency");
     describe_counter!(NOTIFICATIONS_CREATED, "Notifications persisted");
-    describe_counter!(NOTIFICATIONS_DELIVERED, "Notification deliveries to sessions");
+    describe_counter!(
+        NOTIFICATIONS_DELIVERED,
+        "Notification deliveries to sessions"
+    );
 }
 
 /// A metric handle looked up once. Looking a metric up by name (and labels) costs a
@@ -125,20 +145,45 @@ impl<T, const N: usize> PerLabel<T, N> {
 
 const TRANSPORTS: [&str; 4] = ["websocket", "sockjs", "tcp", "other"];
 const COMMANDS: [&str; 15] = [
-    "CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT",
-    "ABORT", "DISCONNECT", "CONNECTED", "MESSAGE", "RECEIPT", "ERROR",
+    "CONNECT",
+    "STOMP",
+    "SEND",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "ACK",
+    "NACK",
+    "BEGIN",
+    "COMMIT",
+    "ABORT",
+    "DISCONNECT",
+    "CONNECTED",
+    "MESSAGE",
+    "RECEIPT",
+    "ERROR",
 ];
 
 pub fn connection_opened(transport: &'static str) {
     static OPENED: PerLabel<Counter, 4> = PerLabel::new(TRANSPORTS);
     static OPEN: PerLabel<Gauge, 4> = PerLabel::new(TRANSPORTS);
-    OPENED.with(transport, || counter!(CONNECTIONS_OPENED, "transport" => transport), |c| c.increment(1));
-    OPEN.with(transport, || gauge!(CONNECTIONS, "transport" => transport), |g| g.increment(1.0));
+    OPENED.with(
+        transport,
+        || counter!(CONNECTIONS_OPENED, "transport" => transport),
+        |c| c.increment(1),
+    );
+    OPEN.with(
+        transport,
+        || gauge!(CONNECTIONS, "transport" => transport),
+        |g| g.increment(1.0),
+    );
 }
 
 pub fn connection_closed(transport: &'static str) {
     static OPEN: PerLabel<Gauge, 4> = PerLabel::new(TRANSPORTS);
-    OPEN.with(transport, || gauge!(CONNECTIONS, "transport" => transport), |g| g.decrement(1.0));
+    OPEN.with(
+        transport,
+        || gauge!(CONNECTIONS, "transport" => transport),
+        |g| g.decrement(1.0),
+    );
 }
 
 static SESSIONS_GAUGE: Cached<Gauge> = Cached::new();
@@ -153,12 +198,20 @@ pub fn session_ended() {
 
 pub fn frame_in(command: &'static str) {
     static IN: PerLabel<Counter, 15> = PerLabel::new(COMMANDS);
-    IN.with(command, || counter!(FRAMES_IN, "command" => command), |c| c.increment(1));
+    IN.with(
+        command,
+        || counter!(FRAMES_IN, "command" => command),
+        |c| c.increment(1),
+    );
 }
 
 pub fn frames_out(command: &'static str, n: u64) {
     static OUT: PerLabel<Counter, 15> = PerLabel::new(COMMANDS);
-    OUT.with(command, || counter!(FRAMES_OUT, "command" => command), |c| c.increment(n));
+    OUT.with(
+        command,
+        || counter!(FRAMES_OUT, "command" => command),
+        |c| c.increment(n),
+    );
 }
 
 pub fn bytes_in(n: usize) {
@@ -176,7 +229,10 @@ pub fn published(delivered: usize) {
     static PUBLISHED: Cached<Counter> = Cached::new();
     static DELIVERED: Cached<Counter> = Cached::new();
     PUBLISHED.with(|| counter!(MESSAGES_PUBLISHED), |c| c.increment(1));
-    DELIVERED.with(|| counter!(MESSAGES_DELIVERED), |c| c.increment(delivered as u64));
+    DELIVERED.with(
+        || counter!(MESSAGES_DELIVERED),
+        |c| c.increment(delivered as u64),
+    );
     frames_out("MESSAGE", delivered as u64);
 }
 
@@ -258,7 +314,10 @@ mod tests {
     #[test]
     fn reasons_are_classified() {
         use super::error_reason;
-        assert_eq!(error_reason("slow consumer: more than 10 bytes"), "slow_consumer");
+        assert_eq!(
+            error_reason("slow consumer: more than 10 bytes"),
+            "slow_consumer"
+        );
         assert_eq!(error_reason("unknown command 'FOO'"), "protocol");
         assert_eq!(error_reason("access denied: SEND to '/x'"), "access_denied");
     }

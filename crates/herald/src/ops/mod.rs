@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use admin::routes;
 pub use admin::redact;
+pub(crate) use admin::routes;
 
 use crate::node::Node;
 

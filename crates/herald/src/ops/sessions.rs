@@ -78,7 +78,12 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
-    pub fn register(&self, id: &str, transport: &'static str, shutdown: &CancellationToken) -> Arc<SessionEntry> {
+    pub fn register(
+        &self,
+        id: &str,
+        transport: &'static str,
+        shutdown: &CancellationToken,
+    ) -> Arc<SessionEntry> {
         let entry = Arc::new(SessionEntry {
             id: id.to_owned(),
             transport,

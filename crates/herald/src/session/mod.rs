@@ -8,8 +8,8 @@
 
 pub mod heartbeat;
 
-use std::fmt::Write as _;
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,7 +18,9 @@ use herald_stomp::{Command, Frame, Version, encode, write_header};
 use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
 use crate::auth::rules::Operation;
-use crate::broker::{DeliveryGuard, AckMode, Message, OutFrame, Outbox, Recipient, Subscription, Unacked};
+use crate::broker::{
+    AckMode, DeliveryGuard, Message, OutFrame, Outbox, Recipient, Subscription, Unacked,
+};
 use crate::config::ErrorDelivery;
 use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
 use crate::node::Node;
@@ -180,7 +182,8 @@ impl Session {
         let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
         // Frames whose effect on the cluster the RECEIPT vouches for: what a SEND or
         // COMMIT published is in Redis, a SUBSCRIBE's channel is subscribed.
-        let waits_for_bus = direct_send || matches!(frame.command, Command::Commit | Command::Subscribe);
+        let waits_for_bus =
+            direct_send || matches!(frame.command, Command::Commit | Command::Subscribe);
         let what = frame
             .get("destination")
             .or_else(|| frame.get("transaction"))
@@ -353,7 +356,12 @@ impl Session {
         connected.put_slice(b"CONNECTED\n");
         write_header(&mut connected, "version", version.as_str(), false);
         write_header(&mut connected, "session", &self.id, false);
-        write_header(&mut connected, "server", concat!("Herald/", env!("CARGO_PKG_VERSION")), false);
+        write_header(
+            &mut connected,
+            "server",
+            concat!("Herald/", env!("CARGO_PKG_VERSION")),
+            false,
+        );
         let _ = write!(
             connected,
             "heart-beat:{},{}\n",
@@ -484,7 +492,10 @@ impl Session {
             // matches is checked again at delivery (`/topic/**` vs `/topic/admin/**`).
             let (node, principal) = (self.node.clone(), self.principal.clone());
             sub = sub.with_guard(DeliveryGuard::new(move |d| {
-                node.auth.rules.check(Operation::Subscribe, d, &principal).is_ok()
+                node.auth
+                    .rules
+                    .check(Operation::Subscribe, d, &principal)
+                    .is_ok()
             }));
         }
         let sub = Arc::new(sub);

@@ -43,7 +43,9 @@ pub struct Negotiated {
 /// and still leave the request to hyper.
 pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, Response<Body>> {
     if !has_token(headers, header::UPGRADE, "websocket") {
-        return Err(bad_request("expected a WebSocket upgrade (Upgrade: websocket)"));
+        return Err(bad_request(
+            "expected a WebSocket upgrade (Upgrade: websocket)",
+        ));
     }
     if !has_token(headers, header::CONNECTION, "upgrade") {
         return Err(bad_request("expected 'Connection: Upgrade'"));

@@ -64,7 +64,11 @@ impl RedisServer {
             if self.ping() {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -82,13 +86,23 @@ impl RedisServer {
 
     fn resume_quietly(&self) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
         }
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("redis-server running").id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().is_ok_and(|s| s.success());
+        let pid = self
+            .child
+            .as_ref()
+            .expect("redis-server running")
+            .id()
+            .to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig} {pid} failed");
     }
 
@@ -128,5 +142,8 @@ pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut Config)) -> 
 /// subscribed, or a queue consumed).
 pub async fn listening(server: &TestServer, kind: Kind, key: &str) {
     let bus = server.node.broker.bus().clone();
-    wait_until(&format!("node listening to {key}"), || bus.is_listening(kind, key)).await;
+    wait_until(&format!("node listening to {key}"), || {
+        bus.is_listening(kind, key)
+    })
+    .await;
 }
