@@ -9,6 +9,7 @@
 #        tests/interop/python      .venv + pip install -r requirements.txt (stomp.py, pytest)
 #   1b. redis-server (apt-get if missing) for the cluster tests
 #   2. cargo test --workspace
+#   2b. cargo fmt --check (the tree stays rustfmt-clean)
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
@@ -272,6 +273,24 @@ run_cargo_test() {
     status=FAIL
   fi
   record "cargo test --workspace" "$status" $((SECONDS - start)) "$passed" "$failed" "$ignored"
+}
+
+# ------------------------------------------------------------------ 2b. rustfmt
+run_fmt_check() {
+  banner "cargo fmt --check"
+  if ! have cargo; then missing_tool "cargo fmt --check" cargo; return; fi
+  local start=$SECONDS
+  if ! cargo fmt --version >/dev/null 2>&1; then
+    missing_tool "cargo fmt --check" rustfmt
+    return
+  fi
+  if cargo fmt --all -- --check >"$LOG_DIR/fmt.log" 2>&1; then
+    record "cargo fmt --check" PASS $((SECONDS - start))
+  else
+    echo "ERROR: the tree is not rustfmt-clean; run 'cargo fmt --all'. Files:" >&2
+    grep -E '^Diff in' "$LOG_DIR/fmt.log" | sed 's/ at line.*//; s/:[0-9]*:$//' | sort -u >&2
+    record "cargo fmt --check" FAIL $((SECONDS - start))
+  fi
 }
 
 # ------------------------------------------------------------------ 3. build
@@ -553,6 +572,7 @@ install_python
 install_browser
 install_redis
 run_cargo_test
+run_fmt_check
 build_herald
 run_node
 run_python
