@@ -228,9 +228,7 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
                         let stream = match direct::peek(&stream, first_byte).await {
                             Peeked::Nothing => return,
                             Peeked::WebSocket(head) => {
-                                // Boxed, like hyper's connection below: the spawned task
-                                // stays small, so moving it costs little.
-                                match Box::pin(direct::upgrade(stream, head, peer, &state)).await {
+                                match direct::upgrade(stream, head, peer, &state).await {
                                     Ok(()) => return,
                                     Err(stream) => stream,
                                 }
@@ -242,6 +240,8 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
                             app.clone().oneshot(req)
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        // Boxed: hyper's connection future is large, and tokio copies a
+                        // task's future several times; the direct path stays cheap.
                         let _ = Box::pin(watcher.watch(conn.into_owned())).await;
                     });
                 }

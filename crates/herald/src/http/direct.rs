@@ -4,12 +4,12 @@
 //! websocket`, sent whole in one segment. Such a request is parsed here (httparse,
 //! the parser hyper uses) from bytes that were only *peeked*, checked by the same
 //! code as the routed path ([`websocket::negotiate`], [`admit_headers`]), answered
-//! with a 101 written straight to the socket, and its session runs in the same task
-//! on the bare `TcpStream`: no hyper connection, no router, no upgrade hand-over, no
-//! second task. Everything else — other paths, a head split over segments or larger
+//! with a 101 written straight to the socket, and its session runs on the bare
+//! `TcpStream`: no hyper connection, no router, no upgrade hand-over. Everything else — other paths, a head split over segments or larger
 //! than [`PEEK`], a request the negotiation refuses — goes to hyper untouched, so
 //! its answer is exactly the routed one.
 
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::task::{Poll, ready};
 use std::time::Duration;
@@ -49,9 +49,12 @@ pub(crate) struct Head {
 
 /// Waits up to `wait` for the first bytes and looks at them without reading them.
 pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
-    // Not zeroed: the kernel fills what is looked at.
-    let mut space = Box::new_uninit_slice(PEEK);
     let looked = std::future::poll_fn(|cx| {
+        // On the thread's stack, only while the kernel copies and httparse reads: a heap
+        // buffer here, freed at once, left pages touched that the allocator then
+        // handed to long-lived per-connection buffers (+3.5 KiB RSS per idle
+        // connection, docs/BENCHMARKS.md). Not zeroed: the kernel fills what is read.
+        let mut space = [MaybeUninit::<u8>::uninit(); PEEK];
         let mut buf = ReadBuf::uninit(&mut space);
         match ready!(stream.poll_peek(cx, &mut buf)) {
             Ok(n) if n > 0 => {
@@ -97,7 +100,7 @@ fn parse(bytes: &[u8]) -> Option<Head> {
     })
 }
 
-/// Answers the upgrade and runs the STOMP session to its end. Gives the stream back,
+/// Answers the upgrade and starts the STOMP session's task. Gives the stream back,
 /// unread, when the request is one the routed path must answer (a refused
 /// negotiation: hyper and the router then produce the same error response).
 pub(crate) async fn upgrade(
@@ -138,16 +141,16 @@ pub(crate) async fn upgrade(
     }
     drop(answer);
     let ws = websocket::WebSocket::over(stream, ws_max_message(&state.node));
-    // Tracked like the routed path's sessions: shutdown waits for them to drain.
-    state
-        .tasks
-        .track_future(transport::drive(
-            ws,
-            state.node.clone(),
-            state.shutdown.clone(),
-            admission,
-        ))
-        .await;
+    // Its own task, tracked like the routed path's sessions (shutdown waits for them).
+    // Running the session on in this task would save a spawn but keep this task's
+    // state (hyper's builder, the router, the upgrade) for the connection's life:
+    // +2.4 KiB RSS per idle connection, measured (docs/BENCHMARKS.md).
+    state.tasks.spawn(transport::drive(
+        ws,
+        state.node.clone(),
+        state.shutdown.clone(),
+        admission,
+    ));
     Ok(())
 }
 

@@ -69,26 +69,50 @@ pub struct Admission {
 /// The presence scope of connected STOMP sessions: member = session id, info = user.
 pub const PRESENCE_USERS: &str = "users";
 
-/// Runs one connection to its end.
-pub async fn drive<T: Transport>(
+/// Runs one connection to its end. Not an `async fn` itself: the session is set up
+/// here and the returned future is `run`'s alone, so a connection's task carries no
+/// second copy of the transport and session (a wrapping `async fn` kept ~1 KiB more
+/// per connection, docs/BENCHMARKS.md). What must happen at the end is [`Ended`]'s
+/// drop, which also runs if the task is dropped early.
+pub fn drive<T: Transport>(
     transport: T,
     node: Arc<Node>,
     shutdown: CancellationToken,
     admission: Admission,
-) {
+) -> impl Future<Output = ()> + Send {
     let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
     let session = Session::new(node.clone(), outbox.clone(), admission.handshake);
     let kind = transport.kind();
     let entry = node.sessions.register(session.id(), kind, &shutdown);
     metrics::connection_opened(kind);
     let span = tracing::info_span!("session", id = %session.id(), user = tracing::field::Empty);
-    run(transport, node.clone(), entry.clone(), session, outbox)
-        .instrument(span)
-        .await;
-    node.sessions.deregister(&entry.id);
-    node.broker.bus().presence_leave(PRESENCE_USERS, &entry.id);
-    metrics::connection_closed(kind);
-    drop(admission.ip_slot);
+    let ended = Ended {
+        node: node.clone(),
+        entry: entry.clone(),
+        kind,
+        _ip_slot: admission.ip_slot,
+    };
+    run(transport, node, entry, session, outbox, ended).instrument(span)
+}
+
+/// A connection's bookkeeping, undone when it ends: the session registry, presence,
+/// the connection gauge, its place in the per-IP limit.
+struct Ended {
+    node: Arc<Node>,
+    entry: Arc<SessionEntry>,
+    kind: &'static str,
+    _ip_slot: Option<IpSlot>,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.node.sessions.deregister(&self.entry.id);
+        self.node
+            .broker
+            .bus()
+            .presence_leave(PRESENCE_USERS, &self.entry.id);
+        metrics::connection_closed(self.kind);
+    }
 }
 
 async fn run<T: Transport>(
@@ -97,6 +121,8 @@ async fn run<T: Transport>(
     entry: Arc<SessionEntry>,
     mut session: Session,
     outbox: Arc<Outbox>,
+    // Dropped last, when the connection is closed.
+    _ended: Ended,
 ) {
     // Cancelled by shutdown or by an administrator.
     let shutdown = entry.stop.clone();
