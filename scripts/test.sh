@@ -9,7 +9,7 @@
 #        tests/interop/python      .venv + pip install -r requirements.txt (stomp.py, pytest)
 #   1b. redis-server (apt-get if missing) for the cluster tests
 #   2. cargo test --workspace
-#   2b. cargo fmt --check (the tree stays rustfmt-clean)
+#   2b. cargo fmt --check, cargo clippy -D warnings (the tree stays clean)
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
@@ -293,6 +293,22 @@ run_fmt_check() {
   fi
 }
 
+run_clippy() {
+  banner "cargo clippy -D warnings"
+  if ! have cargo; then missing_tool "cargo clippy" cargo; return; fi
+  local start=$SECONDS
+  if ! cargo clippy --version >/dev/null 2>&1; then
+    missing_tool "cargo clippy" clippy
+    return
+  fi
+  if cargo clippy --workspace --all-targets -- -D warnings 2>&1 | tee "$LOG_DIR/clippy.log" | tail -40; then
+    record "cargo clippy" PASS $((SECONDS - start))
+  else
+    echo "ERROR: clippy found warnings (see above; 'cargo clippy --workspace --all-targets')." >&2
+    record "cargo clippy" FAIL $((SECONDS - start))
+  fi
+}
+
 # ------------------------------------------------------------------ 3. build
 HERALD_READY=false
 build_herald() {
@@ -573,6 +589,7 @@ install_browser
 install_redis
 run_cargo_test
 run_fmt_check
+run_clippy
 build_herald
 run_node
 run_python

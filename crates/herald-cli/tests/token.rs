@@ -57,7 +57,7 @@ impl Drop for Running {
     }
 }
 
-async fn start(config_path: &PathBuf) -> Running {
+async fn start(config_path: &std::path::Path) -> Running {
     let mut config = herald::Config::load(Some(config_path)).expect("config loads");
     config.server.http = "127.0.0.1:0".parse().unwrap();
     config.server.stomp = Some("127.0.0.1:0".parse().unwrap());

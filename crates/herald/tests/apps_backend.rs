@@ -161,7 +161,7 @@ async fn backend_receives_the_send_and_its_messages_are_published() {
     assert_eq!(req["headers"]["content-type"], "application/json", "{req}");
 
     // Published before the RECEIPT: `request` stashed them, they come first.
-    let mut got = vec![alice.recv_message().await, alice.recv_message().await];
+    let mut got = [alice.recv_message().await, alice.recv_message().await];
     got.sort_by_key(|m| m.get("subscription").unwrap_or("").to_owned());
     let (conf, orders) = (&got[0], &got[1]);
     assert_eq!(orders.get("destination"), Some("/topic/orders"));

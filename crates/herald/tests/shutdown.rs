@@ -45,7 +45,7 @@ async fn plain_get_on_ws_endpoint_is_refused() {
 async fn shutdown_tells_every_session_and_closes_them() {
     let drain = Duration::from_secs(2);
     let mut server = TestServer::with(|c| c.server.drain_timeout = drain).await;
-    let mut clients = vec![
+    let mut clients = [
         server.tcp().await,
         server.ws().await,
         server.connect_version(Transport::Tcp, "1.0").await,

@@ -6,7 +6,7 @@
 //! every ttl/4, at most once a second), so one-off destinations do not pile up.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -80,9 +80,7 @@ impl LocalBus {
     }
 
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, Ring>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 }
 

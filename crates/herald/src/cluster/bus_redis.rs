@@ -87,6 +87,9 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'p', ARGV[1])
 /// What a caller of [`Inner::call`] gets back.
 type Reply = oneshot::Sender<Result<Value, String>>;
 
+// Publish is the common command and the large one; boxing it would cost an allocation
+// per publish.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     Publish(Message, Option<Confirm>),
     Ack(Arc<str>, String),
@@ -1411,8 +1414,11 @@ fn consumer_list(v: Value) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// Per stream, its entries: (entry id, payload).
+type StreamEntries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
 /// XREADGROUP's answer: per stream, its entries (RESP2 arrays or a RESP3 map).
-fn stream_entries(v: Value) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+fn stream_entries(v: Value) -> StreamEntries {
     let pairs: Vec<(Value, Value)> = match v {
         Value::Array(streams) => streams
             .into_iter()

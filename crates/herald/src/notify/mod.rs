@@ -499,10 +499,10 @@ fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
             "'redirectPath' must be at most {MAX_REDIRECT} bytes"
         ));
     }
-    if let Some(k) = &n.idempotency_key {
-        if k.is_empty() || k.len() > MAX_KEY {
-            return bad(format!("the idempotency key must be 1 to {MAX_KEY} bytes"));
-        }
+    if let Some(k) = &n.idempotency_key
+        && (k.is_empty() || k.len() > MAX_KEY)
+    {
+        return bad(format!("the idempotency key must be 1 to {MAX_KEY} bytes"));
     }
     if n.payload
         .as_ref()

@@ -224,12 +224,11 @@ pub fn redact(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact),
         Value::String(s) => {
             // scheme://user:password@host → scheme://user:***@host
-            if let Some((scheme, rest)) = s.split_once("://") {
-                if let Some((userinfo, host)) = rest.split_once('@') {
-                    if let Some((user, _)) = userinfo.split_once(':') {
-                        *s = format!("{scheme}://{user}:***@{host}");
-                    }
-                }
+            if let Some((scheme, rest)) = s.split_once("://")
+                && let Some((userinfo, host)) = rest.split_once('@')
+                && let Some((user, _)) = userinfo.split_once(':')
+            {
+                *s = format!("{scheme}://{user}:***@{host}");
             }
         }
         _ => {}

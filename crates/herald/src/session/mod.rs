@@ -362,9 +362,9 @@ impl Session {
             concat!("Herald/", env!("CARGO_PKG_VERSION")),
             false,
         );
-        let _ = write!(
+        let _ = writeln!(
             connected,
-            "heart-beat:{},{}\n",
+            "heart-beat:{},{}",
             cfg.heartbeat_send.as_millis(),
             cfg.heartbeat_receive.as_millis()
         );

@@ -210,13 +210,12 @@ async fn run<T: Transport>(
                             ..StompError::new(e.to_string())
                         }),
                     };
-                    if let Some(b) = bucket.as_mut() {
-                        if !b.take() {
+                    if let Some(b) = bucket.as_mut()
+                        && !b.take() {
                             break 'conn End::Error(StompError::new(format!(
                                 "frame rate limit exceeded: more than {} frames per second", b.rate()
                             )));
                         }
-                    }
                     metrics::frame_in(frame.command.as_str());
                     let flow = if session.is_connected() {
                         session.handle(frame)
@@ -262,22 +261,20 @@ async fn run<T: Transport>(
                 if expiry.is_some_and(|e| now >= e) {
                     break End::Error(StompError::new("token expired: reconnect with a fresh token"));
                 }
-                if let Some(r) = heartbeat.receive {
-                    if now.duration_since(last_read) >= r * 2 {
+                if let Some(r) = heartbeat.receive
+                    && now.duration_since(last_read) >= r * 2 {
                         break End::Error(StompError::new(format!(
                             "heart-beat timeout: nothing received for {} ms (expected every {} ms)",
                             now.duration_since(last_read).as_millis(), r.as_millis()
                         )));
                     }
-                }
-                if let Some(s) = heartbeat.send {
-                    if now.duration_since(last_write) >= s {
+                if let Some(s) = heartbeat.send
+                    && now.duration_since(last_write) >= s {
                         if transport.heartbeat().await.is_err() {
                             break End::Quiet;
                         }
                         last_write = Instant::now();
                     }
-                }
                 timer_armed = next_deadline(&heartbeat, last_read, last_write, expiry)
                     .map(|d| timer.as_mut().reset(d))
                     .is_some();

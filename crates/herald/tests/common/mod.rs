@@ -259,6 +259,7 @@ pub const BOTH: [Transport; 2] = [Transport::Tcp, Transport::Ws];
 // Client
 // ---------------------------------------------------------------------------
 
+#[allow(clippy::large_enum_variant)]
 enum Conn {
     Tcp(TcpStream),
     Ws(WebSocketStream<MaybeTlsStream<TcpStream>>),
@@ -966,10 +967,7 @@ impl TestServer {
 
 fn dechunk(mut body: &[u8]) -> String {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap().trim(), 16)
             .unwrap_or(0);
         if size == 0 {

@@ -529,10 +529,10 @@ impl Session {
 
     fn try_attach(self: &Arc<Self>) -> Result<Receiver, String> {
         let mut s = self.state.lock();
-        if s.opened {
-            if let Some((code, reason)) = &s.closed {
-                return Err(frames::close(*code, reason));
-            }
+        if s.opened
+            && let Some((code, reason)) = &s.closed
+        {
+            return Err(frames::close(*code, reason));
         }
         if s.receiver.is_some() {
             let (code, reason) = ANOTHER_CONNECTION;
@@ -747,6 +747,8 @@ impl Transport for SockJsTransport {
 
 /// A SockJS connection of any transport, as an application sees it: every read is
 /// one message, every written frame one message.
+// One per connection, never moved once the session runs: boxing a variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     Http(SockJsTransport),
     Ws(websocket::SockJsWs),
