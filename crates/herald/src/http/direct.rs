@@ -50,10 +50,9 @@ pub(crate) struct Head {
 /// Waits up to `wait` for the first bytes and looks at them without reading them.
 pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
     let looked = std::future::poll_fn(|cx| {
-        // On the thread's stack, only while the kernel copies and httparse reads: a heap
-        // buffer here, freed at once, left pages touched that the allocator then
-        // handed to long-lived per-connection buffers (+3.5 KiB RSS per idle
-        // connection, docs/BENCHMARKS.md). Not zeroed: the kernel fills what is read.
+        // On the thread's stack, only while the kernel copies and httparse reads: no
+        // allocation, and nothing in the task's future. Not zeroed: the kernel fills
+        // what is looked at.
         let mut space = [MaybeUninit::<u8>::uninit(); PEEK];
         let mut buf = ReadBuf::uninit(&mut space);
         match ready!(stream.poll_peek(cx, &mut buf)) {
