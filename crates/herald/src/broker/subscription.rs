@@ -346,3 +346,45 @@ impl Subscription {
         st.unacked.drain(..).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::outbox::Drained;
+    use bytes::Bytes;
+    use herald_stomp::Headers;
+
+    fn message() -> Arc<Message> {
+        Arc::new(Message::new(
+            "n-1".into(),
+            Target::broker(Kind::Topic, "/topic/a"),
+            &Headers::new(),
+            Bytes::from(vec![b'x'; 100]),
+        ))
+    }
+
+    #[test]
+    fn live_messages_waiting_for_a_replay_are_bounded_by_the_outbox() {
+        let outbox = Arc::new(Outbox::new(1000));
+        let r = Arc::new(Recipient::new("s".into(), Version::V1_2, outbox.clone()));
+        let sub = Subscription::new(
+            "0".into(),
+            Target::broker(Kind::Topic, "/topic/a"),
+            AckMode::Auto,
+            r,
+        );
+        sub.begin_recovery();
+        let m = message();
+        let fit = 1000 / m.footprint();
+        for _ in 0..fit {
+            assert_eq!(sub.deliver(&m, false), Ok(()));
+        }
+        assert_eq!(sub.deliver(&m, false), Err(PushError::Overflow));
+        assert_eq!(outbox.drain(&mut Vec::new()), Drained::Overflowed);
+        assert!(
+            outbox.overflow_reason().contains("while its history was replayed"),
+            "{}",
+            outbox.overflow_reason()
+        );
+    }
+}

@@ -331,6 +331,36 @@ mod tests {
     }
 
     #[test]
+    fn past_a_budget_the_least_recently_published_rings_go() {
+        let bus = LocalBus::new(&ClusterConfig {
+            history_max_destinations: 8,
+            ..Default::default()
+        });
+        for n in 0..9 {
+            bus.publish(message(&format!("/topic/{n}")), None).unwrap();
+        }
+        // Down to 7/8 of the limit in one go, the oldest first.
+        assert_eq!(bus.history_usage().0, 7);
+        let kept = |key: &str| bus.shard(key).lock().contains_key(key);
+        assert!(!kept("/topic/0") && !kept("/topic/1") && kept("/topic/2"));
+
+        let one = message("/topic/a").footprint();
+        let bus = LocalBus::new(&ClusterConfig {
+            history_max_bytes: 16 * one,
+            ..Default::default()
+        });
+        for _ in 0..40 {
+            bus.publish(message("/topic/a"), None).unwrap();
+        }
+        assert_eq!(bus.history_usage(), (1, 16 * one), "one ring holds at most the budget");
+        for _ in 0..10 {
+            bus.publish(message("/topic/b"), None).unwrap();
+        }
+        assert_eq!(bus.history_usage(), (1, 10 * one), "/topic/a went, /topic/b stays");
+        assert!(bus.shard("/topic/b").lock().contains_key("/topic/b"));
+    }
+
+    #[test]
     fn idle_rings_are_dropped_and_come_back_with_a_new_epoch() {
         let bus = LocalBus::new(&ClusterConfig {
             history_size: 4,
