@@ -329,6 +329,15 @@ impl Broker {
         Ok(false)
     }
 
+    /// How many more messages of queue `key` this node's consumers take now: the
+    /// room left in their prefetch windows (a cluster bus reads no more than that).
+    pub fn queue_room(&self, key: &str) -> usize {
+        let reg = self.registry.read();
+        reg.matching(key)
+            .map(|s| s.room())
+            .fold(0, usize::saturating_add)
+    }
+
     /// What the budgets hold now (for `/metrics`).
     pub fn budgets(&self) -> crate::ops::metrics::Budgets {
         let (queues, queued_messages, queued_bytes) = self.queues.lock().usage();

@@ -170,6 +170,14 @@ impl Subscription {
         self.state.lock().unacked.len()
     }
 
+    /// How many more deliveries the prefetch window takes now (any number without acks).
+    pub fn room(&self) -> usize {
+        if self.ack == AckMode::Auto || self.recipient.bodies_only {
+            return usize::MAX;
+        }
+        self.window.saturating_sub(self.unacked())
+    }
+
     /// Filters what this (wildcard) subscription receives by concrete destination.
     pub fn with_guard(mut self, guard: DeliveryGuard) -> Self {
         self.guard = Some(guard);
