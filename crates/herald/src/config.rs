@@ -697,16 +697,52 @@ impl Config {
         let (s, b, c) = (&self.stomp, &self.broker, &self.cluster);
         let frame = s.max_frame;
         let checks: [(&str, bool, &str); 10] = [
-            ("stomp.max_transactions", s.max_transactions >= 1, "must be at least 1"),
-            ("stomp.transaction_max_frames", s.transaction_max_frames >= 1, "must be at least 1"),
-            ("stomp.transaction_max_bytes", s.transaction_max_bytes >= frame, "must be at least stomp.max_frame"),
-            ("stomp.prefetch", s.prefetch >= 1 && s.prefetch <= s.prefetch_max, "must be 1 to stomp.prefetch_max"),
-            ("broker.queue_capacity", b.queue_capacity >= 1, "must be at least 1"),
-            ("broker.queue_max_bytes", b.queue_max_bytes >= frame, "must be at least stomp.max_frame"),
-            ("broker.queues_max_bytes", b.queues_max_bytes >= b.queue_max_bytes, "must be at least broker.queue_max_bytes"),
+            (
+                "stomp.max_transactions",
+                s.max_transactions >= 1,
+                "must be at least 1",
+            ),
+            (
+                "stomp.transaction_max_frames",
+                s.transaction_max_frames >= 1,
+                "must be at least 1",
+            ),
+            (
+                "stomp.transaction_max_bytes",
+                s.transaction_max_bytes >= frame,
+                "must be at least stomp.max_frame",
+            ),
+            (
+                "stomp.prefetch",
+                s.prefetch >= 1 && s.prefetch <= s.prefetch_max,
+                "must be 1 to stomp.prefetch_max",
+            ),
+            (
+                "broker.queue_capacity",
+                b.queue_capacity >= 1,
+                "must be at least 1",
+            ),
+            (
+                "broker.queue_max_bytes",
+                b.queue_max_bytes >= frame,
+                "must be at least stomp.max_frame",
+            ),
+            (
+                "broker.queues_max_bytes",
+                b.queues_max_bytes >= b.queue_max_bytes,
+                "must be at least broker.queue_max_bytes",
+            ),
             ("broker.max_queues", b.max_queues >= 1, "must be at least 1"),
-            ("cluster.history_max_destinations", c.history_max_destinations >= 1, "must be at least 1"),
-            ("cluster.history_max_bytes", c.history_max_bytes >= frame, "must be at least stomp.max_frame"),
+            (
+                "cluster.history_max_destinations",
+                c.history_max_destinations >= 1,
+                "must be at least 1",
+            ),
+            (
+                "cluster.history_max_bytes",
+                c.history_max_bytes >= frame,
+                "must be at least stomp.max_frame",
+            ),
         ];
         match checks.iter().find(|(_, ok, _)| !ok) {
             Some((key, _, problem)) => Err(ConfigError(format!("{key}: {problem}"))),

@@ -236,7 +236,8 @@ async fn history_bytes_are_bounded_and_the_oldest_destination_goes_first() {
     s.subscribe("b", "/topic/b1").await;
     let mut p = server.tcp().await;
     for n in 1..=30 {
-        p.publish("/topic/b1", &format!("{n:02}{}", body(900))).await;
+        p.publish("/topic/b1", &format!("{n:02}{}", body(900)))
+            .await;
     }
     let mut last = None;
     for _ in 1..=30 {
@@ -257,7 +258,8 @@ async fn history_bytes_are_bounded_and_the_oldest_destination_goes_first() {
     .await;
     c.expect_silence(Duration::from_millis(200)).await;
     for n in 1..=30 {
-        p.publish("/topic/b2", &format!("{n:02}{}", body(900))).await;
+        p.publish("/topic/b2", &format!("{n:02}{}", body(900)))
+            .await;
     }
     let usage = server.node.broker.budgets();
     assert!(usage.history_bytes <= limit, "{usage:?}");
@@ -372,8 +374,13 @@ async fn prefetch_defaults_to_the_setting_and_is_clamped_to_the_maximum() {
     })
     .await;
     let mut d = server.tcp().await;
-    d.request(subscribe_prefetch("d", "/queue/default", "client-individual", None))
-        .await;
+    d.request(subscribe_prefetch(
+        "d",
+        "/queue/default",
+        "client-individual",
+        None,
+    ))
+    .await;
     let mut big = server.tcp().await;
     big.request(subscribe_prefetch(
         "b",

@@ -151,7 +151,11 @@ impl Message {
             + self.key.len()
             + self.destination.len()
             + self.content_type.as_ref().map_or(0, String::len)
-            + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         self.footprint = OVERHEAD + strings + self.body.len();
         self
     }

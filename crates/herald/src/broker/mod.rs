@@ -147,15 +147,15 @@ impl Broker {
         }
         // Messages that waited for a consumer go out now.
         let reg = parking_lot::RwLockWriteGuard::downgrade(reg);
-        self.queues
-            .lock()
-            .offer(&sub, |name, next, m| match deliver_one(&reg, name, next, m, None) {
+        self.queues.lock().offer(&sub, |name, next, m| {
+            match deliver_one(&reg, name, next, m, None) {
                 Some(s) => {
                     self.delivered_from_queue(s, m);
                     true
                 }
                 None => false,
-            });
+            }
+        });
     }
 
     /// After an ACK or NACK made room in `sub`'s full prefetch window: the messages

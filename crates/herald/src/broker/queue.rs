@@ -97,11 +97,17 @@ impl Queues {
             messages,
         } = self;
         let q = map.get_mut(&message.key).expect("inserted above");
-        while !force {
-            let (limit, what) = if q.pending.len() >= config.queue_capacity {
+        loop {
+            let (limit, what) = if force {
+                break;
+            } else if q.pending.len() >= config.queue_capacity {
                 (
                     "broker.queue_capacity",
-                    format!("'{}' holds {} messages", message.destination, q.pending.len()),
+                    format!(
+                        "'{}' holds {} messages",
+                        message.destination,
+                        q.pending.len()
+                    ),
                 )
             } else if q.bytes + size > config.queue_max_bytes {
                 (

@@ -279,11 +279,7 @@ impl Subscription {
     /// one. `by_message_id` selects by message-id (1.0/1.1) instead of ack id (1.2).
     /// `None` when nothing waits under that id; else the deliveries, and whether the
     /// window was full (so the queue may have kept messages for this subscription).
-    pub(crate) fn take_acked(
-        &self,
-        id: &str,
-        by_message_id: bool,
-    ) -> Option<(Vec<Unacked>, bool)> {
+    pub(crate) fn take_acked(&self, id: &str, by_message_id: bool) -> Option<(Vec<Unacked>, bool)> {
         let mut st = self.state.lock();
         let pos = st.unacked.iter().position(|u| {
             if by_message_id {
@@ -390,7 +386,9 @@ mod tests {
         assert_eq!(sub.deliver(&m, false), Err(PushError::Overflow));
         assert_eq!(outbox.drain(&mut Vec::new()), Drained::Overflowed);
         assert!(
-            outbox.overflow_reason().contains("while its history was replayed"),
+            outbox
+                .overflow_reason()
+                .contains("while its history was replayed"),
             "{}",
             outbox.overflow_reason()
         );

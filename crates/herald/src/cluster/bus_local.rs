@@ -118,9 +118,8 @@ impl LocalBus {
     /// 7/8 of their limit. The newest ring always stays: it is the one just published.
     fn evict(&self) {
         let rings = &self.rings;
-        let over = |count: usize, bytes: usize| {
-            count > self.max_destinations || bytes > self.max_bytes
-        };
+        let over =
+            |count: usize, bytes: usize| count > self.max_destinations || bytes > self.max_bytes;
         if !over(
             rings.count.load(Ordering::Relaxed),
             rings.bytes.load(Ordering::Relaxed),
@@ -153,7 +152,11 @@ impl LocalBus {
         if let Some(cutoff) = cutoff {
             let dropped = rings.drop_where(|ring| ring.touched <= cutoff);
             crate::ops::metrics::limit_hit(limit);
-            tracing::debug!(dropped, limit, "history budget reached: dropped the least recently published rings");
+            tracing::debug!(
+                dropped,
+                limit,
+                "history budget reached: dropped the least recently published rings"
+            );
         }
         rings.evicting.store(false, Ordering::Release);
     }
@@ -222,9 +225,13 @@ impl Bus for LocalBus {
         let after = ring.bytes;
         drop(shard);
         if after >= before {
-            self.rings.bytes.fetch_add(after - before, Ordering::Relaxed);
+            self.rings
+                .bytes
+                .fetch_add(after - before, Ordering::Relaxed);
         } else {
-            self.rings.bytes.fetch_sub(before - after, Ordering::Relaxed);
+            self.rings
+                .bytes
+                .fetch_sub(before - after, Ordering::Relaxed);
         }
         self.evict();
         Some(message)
@@ -352,11 +359,19 @@ mod tests {
         for _ in 0..40 {
             bus.publish(message("/topic/a"), None).unwrap();
         }
-        assert_eq!(bus.history_usage(), (1, 16 * one), "one ring holds at most the budget");
+        assert_eq!(
+            bus.history_usage(),
+            (1, 16 * one),
+            "one ring holds at most the budget"
+        );
         for _ in 0..10 {
             bus.publish(message("/topic/b"), None).unwrap();
         }
-        assert_eq!(bus.history_usage(), (1, 10 * one), "/topic/a went, /topic/b stays");
+        assert_eq!(
+            bus.history_usage(),
+            (1, 10 * one),
+            "/topic/a went, /topic/b stays"
+        );
         assert!(bus.shard("/topic/b").lock().contains_key("/topic/b"));
     }
 

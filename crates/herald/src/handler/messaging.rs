@@ -63,8 +63,7 @@ impl Messaging {
         destination: &str,
         headers: &Headers,
         body: Bytes,
-    ) -> Result<impl Future<Output = Result<Outcome, Refused>> + Send + 'static, HandlerError>
-    {
+    ) -> Result<impl Future<Output = Result<Outcome, Refused>> + Send + 'static, HandlerError> {
         let target = self.destination_target(destination)?;
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
         Ok(self.broker.publish_confirmed(message))

@@ -428,10 +428,7 @@ impl Session {
                 format!("{} frames", tx.frames.len()),
             )
         } else if tx.bytes + size > cfg.transaction_max_bytes {
-            (
-                "stomp.transaction_max_bytes",
-                format!("{} bytes", tx.bytes),
-            )
+            ("stomp.transaction_max_bytes", format!("{} bytes", tx.bytes))
         } else {
             tx.bytes += size;
             tx.frames.push(frame);
@@ -575,7 +572,9 @@ impl Session {
             None => Ok(cfg.prefetch),
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(0) => Ok(cfg.prefetch_max),
-                Ok(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX).min(cfg.prefetch_max)),
+                Ok(n) => Ok(usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(cfg.prefetch_max)),
                 Err(_) => Err(StompError::new(format!(
                     "invalid prefetch-count '{v}': expected a number of messages"
                 ))),
