@@ -7,7 +7,7 @@
 //! malformed input is a [`DecodeError`] whose message names the problem — the session
 //! turns it into an ERROR frame verbatim.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use memchr::memchr;
 
 use crate::frame::{Command, Frame, Headers, Version};
@@ -149,9 +149,14 @@ impl Decoder {
         if body_len > 0 && !p.command.allows_body() {
             return Err(DecodeError::BodyNotAllowed(p.command));
         }
-        buf.advance(p.body_start);
-        let body = buf.split_to(body_len).freeze();
-        buf.advance(1); // the NUL
+        // The body gets an allocation of its own. A slice of `buf` would keep the
+        // whole read buffer alive (a WebSocket message of up to 1 MiB) for as long as
+        // the message lives: queued, in history, unacknowledged. A `BytesMut` does not
+        // tell how much of its allocation lies before the body (consumed frames,
+        // heart-beats), so a slice is never provably small overhead; and the broker
+        // copies the body into every MESSAGE it encodes anyway.
+        let body = Bytes::copy_from_slice(&buf[p.body_start..p.body_start + body_len]);
+        buf.advance(p.body_start + body_len + 1); // and the NUL
         Ok(Some(Frame {
             command: p.command,
             headers: p.headers,
@@ -349,6 +354,29 @@ mod tests {
         assert_eq!(frames[0].get("destination"), Some("/topic/a"));
         assert_eq!(&frames[0].body[..], b"hello");
         assert_eq!(frames[1].command, Command::Disconnect);
+    }
+
+    #[test]
+    fn a_body_does_not_keep_the_read_buffer_alive() {
+        // A small frame at the end of a big read (heart-beats, earlier frames).
+        let mut bytes = vec![b'\n'; 1 << 20];
+        bytes.extend_from_slice(b"SEND\ndestination:/q\n\nx\0");
+        let mut buf = BytesMut::from(&bytes[..]);
+        let start = buf.as_ptr() as usize;
+        let end = start + buf.capacity();
+        let frame = Decoder::new(Limits::default())
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&frame.body[..], b"x");
+        let body = frame.body.as_ptr() as usize;
+        assert!(
+            !(start..end).contains(&body),
+            "the body is a slice of the 1 MiB read buffer"
+        );
+        // Nothing else holds the buffer: it can be reclaimed in place.
+        drop(frame);
+        assert!(buf.try_reclaim(1 << 20));
     }
 
     #[test]

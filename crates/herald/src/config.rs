@@ -53,6 +53,11 @@ impl Default for ServerConfig {
     }
 }
 
+/// Unacknowledged deliveries per client-ack subscription by default (`stomp.prefetch`):
+/// RabbitMQ's advice is 100 to 300; at 100 a subscription holds at most 100 messages
+/// of `stomp.max_frame` (6.4 MiB by default) for a client that never ACKs.
+pub const DEFAULT_PREFETCH: usize = 100;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StompConfig {
@@ -78,6 +83,18 @@ pub struct StompConfig {
     /// Time from connection to CONNECT frame.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    // Budgets: what one session can make the server hold.
+    /// Transactions one session may have open at once.
+    pub max_transactions: usize,
+    /// Frames (SEND, ACK, NACK) one transaction may buffer until COMMIT.
+    pub transaction_max_frames: usize,
+    /// Bytes (bodies and headers) one transaction may buffer until COMMIT.
+    pub transaction_max_bytes: usize,
+    /// Unacknowledged deliveries per subscription with client acks, unless its
+    /// SUBSCRIBE says `prefetch-count`.
+    pub prefetch: usize,
+    /// The largest `prefetch-count` a SUBSCRIBE gets; more (or 0) is clamped to it.
+    pub prefetch_max: usize,
 }
 
 impl Default for StompConfig {
@@ -91,6 +108,11 @@ impl Default for StompConfig {
             heartbeat_send: Duration::from_secs(10),
             heartbeat_receive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(60),
+            max_transactions: 8,
+            transaction_max_frames: 1000,
+            transaction_max_bytes: 1024 * 1024,
+            prefetch: DEFAULT_PREFETCH,
+            prefetch_max: 1000,
         }
     }
 }
@@ -102,8 +124,28 @@ pub struct BrokerConfig {
     pub topic_prefixes: Vec<String>,
     /// Destination prefixes with queue semantics (one subscriber per message).
     pub queue_prefixes: Vec<String>,
-    /// Messages a queue keeps while it has no subscriber; the oldest is dropped past it.
+    /// Messages a queue keeps waiting for a subscriber (or for room in one).
     pub queue_capacity: usize,
+    // Budgets: what clients can make the broker hold.
+    /// Bytes of messages one queue keeps waiting.
+    pub queue_max_bytes: usize,
+    /// Bytes of messages all queues together keep waiting.
+    pub queues_max_bytes: usize,
+    /// Queues that may exist at once (holding messages or a round-robin position).
+    pub max_queues: usize,
+    /// What a full queue does with one more message.
+    pub queue_overflow: QueueOverflow,
+}
+
+/// What a queue at one of its limits does with a new message (RabbitMQ's `x-overflow`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueOverflow {
+    /// Refuse the publish: the sender gets ERROR "queue full" (REST: 503).
+    RejectPublish,
+    /// Drop the queue's oldest messages to make room; when that cannot make room
+    /// (other queues use up `queues_max_bytes`), refuse as `reject-publish` does.
+    DropHead,
 }
 
 impl Default for BrokerConfig {
@@ -112,6 +154,10 @@ impl Default for BrokerConfig {
             topic_prefixes: vec!["/topic/".into()],
             queue_prefixes: vec!["/queue/".into()],
             queue_capacity: 10_000,
+            queue_max_bytes: 8 * 1024 * 1024,
+            queues_max_bytes: 64 * 1024 * 1024,
+            max_queues: 10_000,
+            queue_overflow: QueueOverflow::RejectPublish,
         }
     }
 }
@@ -377,6 +423,13 @@ pub struct ClusterConfig {
     /// after three of these.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    // Budgets of the history a single node keeps (the local bus).
+    /// Destinations with a history ring at once; past it the least recently
+    /// published one is dropped.
+    pub history_max_destinations: usize,
+    /// Bytes of messages all history rings together keep; past it the least
+    /// recently published destinations are dropped.
+    pub history_max_bytes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -388,6 +441,8 @@ impl Default for ClusterConfig {
             history_ttl: Duration::from_secs(3600),
             claim_after: Duration::from_secs(30),
             heartbeat: Duration::from_secs(2),
+            history_max_destinations: 10_000,
+            history_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -604,6 +659,7 @@ impl Config {
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");
         }
+        self.validate_budgets()?;
         let b = &self.broker;
         let r = &self.routing;
         let all: Vec<&String> = b
@@ -633,6 +689,65 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The budgets must each hold at least one frame of `stomp.max_frame`, or a valid
+    /// message could never get in.
+    fn validate_budgets(&self) -> Result<(), ConfigError> {
+        let (s, b, c) = (&self.stomp, &self.broker, &self.cluster);
+        let frame = s.max_frame;
+        let checks: [(&str, bool, &str); 10] = [
+            (
+                "stomp.max_transactions",
+                s.max_transactions >= 1,
+                "must be at least 1",
+            ),
+            (
+                "stomp.transaction_max_frames",
+                s.transaction_max_frames >= 1,
+                "must be at least 1",
+            ),
+            (
+                "stomp.transaction_max_bytes",
+                s.transaction_max_bytes >= frame,
+                "must be at least stomp.max_frame",
+            ),
+            (
+                "stomp.prefetch",
+                s.prefetch >= 1 && s.prefetch <= s.prefetch_max,
+                "must be 1 to stomp.prefetch_max",
+            ),
+            (
+                "broker.queue_capacity",
+                b.queue_capacity >= 1,
+                "must be at least 1",
+            ),
+            (
+                "broker.queue_max_bytes",
+                b.queue_max_bytes >= frame,
+                "must be at least stomp.max_frame",
+            ),
+            (
+                "broker.queues_max_bytes",
+                b.queues_max_bytes >= b.queue_max_bytes,
+                "must be at least broker.queue_max_bytes",
+            ),
+            ("broker.max_queues", b.max_queues >= 1, "must be at least 1"),
+            (
+                "cluster.history_max_destinations",
+                c.history_max_destinations >= 1,
+                "must be at least 1",
+            ),
+            (
+                "cluster.history_max_bytes",
+                c.history_max_bytes >= frame,
+                "must be at least stomp.max_frame",
+            ),
+        ];
+        match checks.iter().find(|(_, ok, _)| !ok) {
+            Some((key, _, problem)) => Err(ConfigError(format!("{key}: {problem}"))),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn limits(&self) -> herald_stomp::Limits {

@@ -125,3 +125,44 @@ async fn unacked_messages_of_a_killed_node_go_to_another_node() {
     }
     assert_eq!(got.len(), 15, "{got:?}");
 }
+
+#[tokio::test]
+async fn a_full_prefetch_window_leaves_entries_in_redis_for_consumers_with_room() {
+    use herald_stomp::{Command, Frame};
+    let redis = RedisServer::start();
+    // Claims far off: what comes must come because a window has room.
+    let slow_claims = |c: &mut herald::Config| c.cluster.claim_after = Duration::from_secs(60);
+    let (a, b) = (
+        node_with(&redis, slow_claims).await,
+        node_with(&redis, slow_claims).await,
+    );
+    let mut slow = a.tcp().await;
+    slow.request(
+        Frame::new(Command::Subscribe)
+            .header("id", "w")
+            .header("destination", "/queue/window")
+            .header("ack", "client-individual")
+            .header("prefetch-count", "2"),
+    )
+    .await;
+    consuming(&a, "/queue/window").await;
+    let mut p = b.tcp().await;
+    for n in 1..=5 {
+        p.publish("/queue/window", &format!("m{n}")).await;
+    }
+    let first = slow.recv_message().await;
+    slow.recv_message().await;
+    slow.expect_silence(Duration::from_millis(500)).await;
+    // An ACK makes room: the next entry comes without waiting for claim_after.
+    slow.send_frame(&Frame::new(Command::Ack).header("id", first.get("ack").unwrap()))
+        .await;
+    let third = slow.recv_frame_within(Duration::from_secs(3)).await;
+    assert_eq!(third.command, Command::Message, "{third:?}");
+    slow.expect_silence(Duration::from_millis(300)).await;
+    // A consumer with room on the other node takes the rest.
+    let mut fast = b.tcp().await;
+    fast.subscribe("w", "/queue/window").await;
+    consuming(&b, "/queue/window").await;
+    let got = drain(&mut [&mut fast], 2).await;
+    assert_eq!(got[0].len(), 2, "{got:?}");
+}

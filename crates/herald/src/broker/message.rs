@@ -56,7 +56,13 @@ pub struct Message {
     /// The first frame encoded: [0] unescaped (1.0), [1] escaped (1.1/1.2).
     encoded: [OnceLock<Encoded>; 2],
     utf8: bool,
+    /// What keeping the message costs, as the budgets count it ([`Message::footprint`]).
+    footprint: usize,
 }
+
+/// What a kept message costs beyond its strings and body: the struct, its `Arc`, the
+/// header list, allocator rounding.
+const OVERHEAD: usize = 256;
 
 /// A message's place in its destination's history: the offset grows by one per
 /// message; a new epoch means earlier offsets are gone (history lost or restarted).
@@ -106,7 +112,9 @@ impl Message {
             position: None,
             entry: None,
             encoded: [OnceLock::new(), OnceLock::new()],
+            footprint: 0,
         }
+        .measured()
     }
 
     /// A message as another node published it (the cluster bus), headers already
@@ -133,7 +141,30 @@ impl Message {
             position: None,
             entry: None,
             encoded: [OnceLock::new(), OnceLock::new()],
+            footprint: 0,
         }
+        .measured()
+    }
+
+    fn measured(mut self) -> Message {
+        let strings = self.id.len()
+            + self.key.len()
+            + self.destination.len()
+            + self.content_type.as_ref().map_or(0, String::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        self.footprint = OVERHEAD + strings + self.body.len();
+        self
+    }
+
+    /// Bytes the queue and history budgets count for keeping this message: body,
+    /// headers and names, and a fixed overhead. The frames encoded from it for
+    /// delivery are not counted.
+    pub fn footprint(&self) -> usize {
+        self.footprint
     }
 
     /// The MESSAGE frame for one subscriber.

@@ -3,8 +3,9 @@
 //! - Topic destinations (`/topic/**` by default) deliver every message to every
 //!   matching subscription.
 //! - Queue destinations (`/queue/**`) deliver each message to one matching subscription,
-//!   round-robin; with no subscriber the message waits (bounded); a NACKed or never-acked
-//!   queue message goes to another subscriber.
+//!   round-robin; with no subscriber (or none with room in its prefetch window) the
+//!   message waits within the queue budgets ([`queue`]); a NACKed or never-acked queue
+//!   message goes to another subscriber.
 //!
 //! Publishing never waits on a subscriber: delivery pushes encoded frames into each
 //! session's [`Outbox`] under a read lock and returns. Nothing here does I/O.
@@ -12,9 +13,10 @@
 pub mod destination;
 pub mod message;
 pub mod outbox;
+pub mod queue;
 pub mod subscription;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +26,7 @@ use crate::cluster::{Bus, Outcome, Since};
 use crate::config::{BrokerConfig, ClusterConfig};
 pub use message::Message;
 pub use outbox::{OutFrame, Outbox};
+pub use queue::Refused;
 pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
 
 /// How a destination delivers.
@@ -70,19 +73,13 @@ impl Registry {
     }
 }
 
-#[derive(Debug, Default)]
-struct QueueState {
-    pending: VecDeque<Arc<Message>>,
-    next: usize,
-}
-
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
     node_id: String,
     next_id: AtomicU64,
     registry: RwLock<Registry>,
-    queues: Mutex<HashMap<String, QueueState>>,
+    queues: Mutex<queue::Queues>,
     /// The other nodes (or, alone, the history of each destination).
     bus: Arc<dyn Bus>,
 }
@@ -103,7 +100,7 @@ impl Broker {
             node_id,
             next_id: AtomicU64::new(1),
             registry: RwLock::new(Registry::default()),
-            queues: Mutex::new(HashMap::new()),
+            queues: Mutex::new(queue::Queues::default()),
             bus,
         }
     }
@@ -150,21 +147,30 @@ impl Broker {
         }
         // Messages that waited for a consumer go out now.
         let reg = parking_lot::RwLockWriteGuard::downgrade(reg);
-        let mut queues = self.queues.lock();
-        for (name, q) in queues
-            .iter_mut()
-            .filter(|(n, q)| !q.pending.is_empty() && sub.matches(n))
-        {
-            while let Some(m) = q.pending.pop_front() {
-                match deliver_one(&reg, name, &mut q.next, &m, None) {
-                    Some(s) => self.delivered_from_queue(s, &m),
-                    None => {
-                        q.pending.push_front(m);
-                        break;
-                    }
+        self.queues.lock().offer(&sub, |name, next, m| {
+            match deliver_one(&reg, name, next, m, None) {
+                Some(s) => {
+                    self.delivered_from_queue(s, m);
+                    true
                 }
+                None => false,
             }
+        });
+    }
+
+    /// After an ACK or NACK made room in `sub`'s full prefetch window: the messages
+    /// its queues kept meanwhile go to it.
+    pub fn refill(&self, sub: &Subscription) {
+        if sub.kind != Kind::Queue {
+            return;
         }
+        self.queues.lock().offer(sub, |_, _, m| {
+            let taken = sub.deliver(m, true).is_ok();
+            if taken {
+                self.delivered_from_queue(sub, m);
+            }
+            taken
+        });
     }
 
     /// Removes `sub`, closes it and sends its unacked queue messages elsewhere.
@@ -174,15 +180,18 @@ impl Broker {
             let mut reg = self.registry.write();
             if sub.pattern.is_some() {
                 reg.wildcard.retain(|s| !Arc::ptr_eq(s, sub));
+                if sub.kind == Kind::Queue {
+                    // The round-robin positions of queues nobody reads are not kept.
+                    let reg = &*reg;
+                    self.queues
+                        .lock()
+                        .forget_unused(|name| reg.matching(name).next().is_some());
+                }
             } else if let Some(list) = reg.exact.get_mut(&sub.key) {
                 list.retain(|s| !Arc::ptr_eq(s, sub));
                 if list.is_empty() {
                     reg.exact.remove(&sub.key);
-                    // The round-robin position of a queue nobody reads is not kept.
-                    let mut queues = self.queues.lock();
-                    if queues.get(&sub.key).is_some_and(|q| q.pending.is_empty()) {
-                        queues.remove(&sub.key);
-                    }
+                    self.queues.lock().forget_if_idle(&sub.key);
                 }
             }
         }
@@ -190,8 +199,9 @@ impl Broker {
         self.redeliver(unacked, None);
     }
 
-    /// Delivers a published message; returns how many subscriptions received it.
-    pub fn publish(&self, message: Message) -> usize {
+    /// Delivers a published message; returns how many subscriptions received it, or
+    /// why a queue refused it.
+    pub fn publish(&self, message: Message) -> Result<usize, Refused> {
         self.publish_filtered(message, None)
     }
 
@@ -201,15 +211,19 @@ impl Broker {
     /// Other messages go through the bus first: alone it stamps their history
     /// offset; in a cluster it carries them to the other nodes (and may deliver them
     /// here itself, later: the count is then 0).
-    pub fn publish_filtered(&self, message: Message, only_session: Option<&str>) -> usize {
+    pub fn publish_filtered(
+        &self,
+        message: Message,
+        only_session: Option<&str>,
+    ) -> Result<usize, Refused> {
         let message = match only_session {
             Some(_) => Arc::new(message),
             None => match self.bus.publish(message, None) {
                 Some(m) => m,
-                None => return 0,
+                None => return Ok(0),
             },
         };
-        self.deliver(message, only_session)
+        self.try_deliver(message, only_session)
     }
 
     /// Publishes like [`Broker::publish`] and resolves once the message is in the
@@ -218,20 +232,22 @@ impl Broker {
     pub fn publish_confirmed(
         &self,
         message: Message,
-    ) -> impl Future<Output = Outcome> + Send + 'static {
+    ) -> impl Future<Output = Result<Outcome, Refused>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let now = self.bus.publish(message, Some(tx)).map(|m| Outcome {
-            position: m.position.clone(),
-            delivered: self.deliver(m, None),
-            error: None,
+        let now = self.bus.publish(message, Some(tx)).map(|m| {
+            Ok(Outcome {
+                position: m.position.clone(),
+                delivered: self.try_deliver(m, None)?,
+                error: None,
+            })
         });
         async move {
             match now {
                 Some(outcome) => outcome,
-                None => rx.await.unwrap_or_else(|_| Outcome {
+                None => Ok(rx.await.unwrap_or_else(|_| Outcome {
                     error: Some("the server is shutting down".into()),
                     ..Outcome::default()
-                }),
+                })),
             }
         }
     }
@@ -239,8 +255,16 @@ impl Broker {
     /// Delivers to this node's subscribers only (the bus hands in what other nodes
     /// published, and what it stamped for this one).
     pub fn deliver(&self, message: Arc<Message>, only_session: Option<&str>) -> usize {
+        self.try_deliver(message, only_session).unwrap_or(0)
+    }
+
+    fn try_deliver(
+        &self,
+        message: Arc<Message>,
+        only_session: Option<&str>,
+    ) -> Result<usize, Refused> {
         let delivered = match message.kind {
-            Kind::Queue => self.enqueue(message, None) as usize,
+            Kind::Queue => self.enqueue(message, None, false)? as usize,
             Kind::Topic => {
                 let reg = self.registry.read();
                 reg.matching(&message.key)
@@ -250,7 +274,7 @@ impl Broker {
             }
         };
         crate::ops::metrics::published(delivered);
-        delivered
+        Ok(delivered)
     }
 
     /// Deliveries a client ACKed: cluster queue messages are consumed.
@@ -274,31 +298,60 @@ impl Broker {
     /// dropped, as there is no one else to give them to.
     pub fn redeliver(&self, unacked: Vec<Unacked>, from_session: Option<&str>) {
         for u in unacked.into_iter().filter(|u| u.from_queue) {
-            self.enqueue(u.message, from_session);
+            // Admitted once already: the queue takes it back whatever its budgets
+            // (what is unacked is bounded by the prefetch windows).
+            let _ = self.enqueue(u.message, from_session, true);
         }
     }
 
-    /// Gives a queue message to one subscriber, or keeps it until one subscribes.
-    fn enqueue(&self, message: Arc<Message>, avoid: Option<&str>) -> bool {
+    /// Gives a queue message to one subscriber, or keeps it (within the queue
+    /// budgets, unless `force`) until one has room; `Ok(true)` when delivered.
+    fn enqueue(
+        &self,
+        message: Arc<Message>,
+        avoid: Option<&str>,
+        force: bool,
+    ) -> Result<bool, Refused> {
         let reg = self.registry.read();
         let mut queues = self.queues.lock();
-        let q = queues.entry(message.key.clone()).or_default();
-        if let Some(sub) = deliver_one(&reg, &message.key, &mut q.next, &message, avoid) {
+        let mut next = queues.next(&message.key);
+        if let Some(sub) = deliver_one(&reg, &message.key, &mut next, &message, avoid) {
+            queues.set_next(&self.config, &message.key, next);
             self.delivered_from_queue(sub, &message);
-            return true;
+            return Ok(true);
         }
         if message.entry.is_some() {
             // A cluster queue keeps waiting messages in Redis, not here.
             self.bus.released(&message);
-            return false;
+            return Ok(false);
         }
-        if q.pending.len() >= self.config.queue_capacity {
-            tracing::warn!(queue = %message.key, "queue full: dropping its oldest message");
-            crate::ops::metrics::dropped("queue_full");
-            q.pending.pop_front();
+        queues.push(&self.config, message, force)?;
+        Ok(false)
+    }
+
+    /// How many more messages of queue `key` this node's consumers take now: the
+    /// room left in their prefetch windows (a cluster bus reads no more than that).
+    pub fn queue_room(&self, key: &str) -> usize {
+        let reg = self.registry.read();
+        reg.matching(key)
+            .map(|s| s.room())
+            .fold(0, usize::saturating_add)
+    }
+
+    /// What the budgets hold now (for `/metrics`).
+    pub fn budgets(&self) -> crate::ops::metrics::Budgets {
+        let (queues, queued_messages, queued_bytes) = self.queues.lock().usage();
+        let (history_destinations, history_bytes) = self.bus.history_usage();
+        let mut unacked = 0;
+        self.for_each_subscription(|s| unacked += s.unacked());
+        crate::ops::metrics::Budgets {
+            queued_messages,
+            queued_bytes,
+            queues,
+            history_destinations,
+            history_bytes,
+            unacked,
         }
-        q.pending.push_back(message);
-        false
     }
 
     /// Calls `f` for every subscription (admin listings; takes the read lock).
@@ -325,8 +378,8 @@ impl Broker {
 }
 
 /// Round-robin over the subscriptions matching `destination`, skipping those that
-/// refuse (closing or overflowing sessions) and, when another exists, the session
-/// `avoid` that just gave the message back.
+/// refuse (closing or overflowing sessions, full prefetch windows); the session
+/// `avoid` that just gave the message back comes last.
 fn deliver_one<'a>(
     reg: &'a Registry,
     destination: &'a str,
@@ -337,15 +390,19 @@ fn deliver_one<'a>(
     let consumers: Vec<&Arc<Subscription>> = reg.matching(destination).collect();
     let n = consumers.len();
     let avoided = |s: &Subscription| avoid == Some(s.recipient.session_id.as_str());
-    let others_exist = consumers.iter().any(|s| !avoided(s));
-    for i in 0..n {
-        let sub = consumers[(*next + i) % n];
-        if others_exist && avoided(sub) {
-            continue;
+    for last in [false, true] {
+        for i in 0..n {
+            let sub = consumers[(*next + i) % n];
+            if avoided(sub) != last {
+                continue;
+            }
+            if sub.deliver(message, true).is_ok() {
+                *next = (*next + i + 1) % n;
+                return Some(sub);
+            }
         }
-        if sub.deliver(message, true).is_ok() {
-            *next = (*next + i + 1) % n;
-            return Some(sub);
+        if avoid.is_none() {
+            break;
         }
     }
     None
@@ -391,6 +448,7 @@ mod tests {
             &Headers::new(),
             Bytes::from_static(b"x"),
         ))
+        .expect("within the budgets")
     }
 
     fn queued(s: &Subscription) -> usize {

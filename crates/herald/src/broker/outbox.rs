@@ -38,6 +38,8 @@ pub enum PushError {
     Overflow,
     /// The subscription may not receive this message (access rules).
     Refused,
+    /// The subscription's prefetch window is full: it takes no more until an ACK.
+    Full,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +48,8 @@ struct State {
     bytes: usize,
     overflowed: bool,
     closed: bool,
+    /// Why the session is closed as a slow consumer, when not for this byte limit.
+    reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -135,6 +139,31 @@ impl Outbox {
 
     pub fn is_overflowed(&self) -> bool {
         self.state.lock().overflowed
+    }
+
+    /// Overflows the outbox for another budget of the session's (a full prefetch
+    /// window on a topic): the connection closes with ERROR `reason`.
+    pub fn overflow_with(&self, reason: String) {
+        let mut s = self.state.lock();
+        if s.closed || s.overflowed {
+            return;
+        }
+        s.overflowed = true;
+        s.reason = Some(reason);
+        s.frames.clear();
+        s.bytes = 0;
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// The ERROR message of an overflow: its own reason, or the byte limit's.
+    pub fn overflow_reason(&self) -> String {
+        self.state.lock().reason.clone().unwrap_or_else(|| {
+            format!(
+                "slow consumer: more than {} bytes waiting to be sent to this session",
+                self.limit
+            )
+        })
     }
 
     /// Refuses every later push; called once the session is ending.

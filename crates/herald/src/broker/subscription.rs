@@ -5,6 +5,11 @@
 //! them at delivery time, from the publisher's task; the session reads them on ACK,
 //! NACK and close. Once closed, a subscription refuses deliveries, so a message raced
 //! into a closing session goes to another subscriber instead of being lost.
+//!
+//! At most `window` deliveries wait for an ACK (the prefetch window, `prefetch-count`).
+//! A full queue subscription refuses more, so the message stays in the queue or goes to
+//! a consumer with room; a full topic subscription has no queue to leave messages in,
+//! and its session is closed as a slow consumer.
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -91,6 +96,8 @@ struct AckState {
     closed: bool,
     /// While history is being replayed: live messages wait here, in order.
     recovering: Option<Vec<Arc<Message>>>,
+    /// Footprint of `recovering`, bounded like the outbox (`stomp.outbound_queue`).
+    recovering_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -103,6 +110,8 @@ pub struct Subscription {
     pub key: String,
     pub ack: AckMode,
     pub recipient: Arc<Recipient>,
+    /// Most deliveries waiting for an ACK at once (client acks only).
+    window: usize,
     pub(crate) pattern: Option<Pattern>,
     /// Which concrete destinations a wildcard subscription may receive (access rules).
     guard: Option<DeliveryGuard>,
@@ -140,9 +149,33 @@ impl Subscription {
             key,
             ack,
             recipient,
+            window: crate::config::DEFAULT_PREFETCH,
             guard: None,
             state: Mutex::new(AckState::default()),
         }
+    }
+
+    /// Sets the prefetch window: how many deliveries may wait for an ACK (at least 1).
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window.max(1);
+        self
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Deliveries waiting for an ACK or NACK.
+    pub fn unacked(&self) -> usize {
+        self.state.lock().unacked.len()
+    }
+
+    /// How many more deliveries the prefetch window takes now (any number without acks).
+    pub fn room(&self) -> usize {
+        if self.ack == AckMode::Auto || self.recipient.bodies_only {
+            return usize::MAX;
+        }
+        self.window.saturating_sub(self.unacked())
     }
 
     /// Filters what this (wildcard) subscription receives by concrete destination.
@@ -177,11 +210,22 @@ impl Subscription {
         if st.closed {
             return Err(PushError::Closed);
         }
+        let st = &mut *st;
         if let Some(waiting) = &mut st.recovering {
+            let limit = self.recipient.outbox.limit();
+            if st.recovering_bytes + message.footprint() > limit {
+                // Live messages outran the replay: they would wait here unbounded.
+                self.recipient.outbox.overflow_with(format!(
+                    "slow consumer: more than {limit} bytes arrived on subscription '{}' while its history was replayed (limit stomp.outbound_queue)",
+                    self.id
+                ));
+                return Err(PushError::Overflow);
+            }
+            st.recovering_bytes += message.footprint();
             waiting.push(message.clone());
             return Ok(());
         }
-        self.deliver_locked(&mut st, message, from_queue, None)
+        self.deliver_locked(st, message, from_queue, None)
     }
 
     fn deliver_locked(
@@ -200,6 +244,9 @@ impl Subscription {
                 .outbox
                 .push(message.frame_with(&self.id, None, r.version, extra));
         }
+        if st.unacked.len() >= self.window {
+            return Err(self.window_full());
+        }
         let ack_id = r.next_ack_id();
         // 1.2 names the delivery by `ack`; 1.0/1.1 acknowledge by message-id.
         let ack_header = (r.version == Version::V1_2).then_some(ack_id.as_str());
@@ -213,11 +260,26 @@ impl Subscription {
         Ok(())
     }
 
+    /// A full window: a queue subscription refuses the message (it waits in the queue
+    /// or goes to a consumer with room); a topic subscription's session is closed.
+    fn window_full(&self) -> PushError {
+        if self.kind == Kind::Queue {
+            return PushError::Full;
+        }
+        crate::ops::metrics::limit_hit("stomp.prefetch");
+        self.recipient.outbox.overflow_with(format!(
+            "slow consumer: {} messages on subscription '{}' wait for an ACK (limit prefetch-count, default stomp.prefetch)",
+            self.window, self.id
+        ));
+        PushError::Overflow
+    }
+
     /// Removes the deliveries an ACK/NACK names: with ack mode `client` the named one
     /// and every earlier one (cumulative), with `client-individual` only the named
     /// one. `by_message_id` selects by message-id (1.0/1.1) instead of ack id (1.2).
-    /// `None` when nothing waits under that id.
-    pub(crate) fn take_acked(&self, id: &str, by_message_id: bool) -> Option<Vec<Unacked>> {
+    /// `None` when nothing waits under that id; else the deliveries, and whether the
+    /// window was full (so the queue may have kept messages for this subscription).
+    pub(crate) fn take_acked(&self, id: &str, by_message_id: bool) -> Option<(Vec<Unacked>, bool)> {
         let mut st = self.state.lock();
         let pos = st.unacked.iter().position(|u| {
             if by_message_id {
@@ -226,10 +288,12 @@ impl Subscription {
                 u.ack_id == id
             }
         })?;
-        Some(match self.ack {
+        let was_full = st.unacked.len() >= self.window;
+        let taken = match self.ack {
             AckMode::Client => st.unacked.drain(..=pos).collect(),
             _ => vec![st.unacked.remove(pos).expect("position is in range")],
-        })
+        };
+        Some((taken, was_full))
     }
 
     /// Live messages wait from now until [`Subscription::finish_recovery`].
@@ -244,6 +308,7 @@ impl Subscription {
     pub(crate) fn finish_recovery(&self, history: Vec<Arc<Message>>, recovered: bool) {
         let mut st = self.state.lock();
         let waiting = st.recovering.take().unwrap_or_default();
+        st.recovering_bytes = 0;
         if st.closed {
             return;
         }
@@ -283,5 +348,49 @@ impl Subscription {
         let mut st = self.state.lock();
         st.closed = true;
         st.unacked.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::outbox::Drained;
+    use bytes::Bytes;
+    use herald_stomp::Headers;
+
+    fn message() -> Arc<Message> {
+        Arc::new(Message::new(
+            "n-1".into(),
+            Target::broker(Kind::Topic, "/topic/a"),
+            &Headers::new(),
+            Bytes::from(vec![b'x'; 100]),
+        ))
+    }
+
+    #[test]
+    fn live_messages_waiting_for_a_replay_are_bounded_by_the_outbox() {
+        let outbox = Arc::new(Outbox::new(1000));
+        let r = Arc::new(Recipient::new("s".into(), Version::V1_2, outbox.clone()));
+        let sub = Subscription::new(
+            "0".into(),
+            Target::broker(Kind::Topic, "/topic/a"),
+            AckMode::Auto,
+            r,
+        );
+        sub.begin_recovery();
+        let m = message();
+        let fit = 1000 / m.footprint();
+        for _ in 0..fit {
+            assert_eq!(sub.deliver(&m, false), Ok(()));
+        }
+        assert_eq!(sub.deliver(&m, false), Err(PushError::Overflow));
+        assert_eq!(outbox.drain(&mut Vec::new()), Drained::Overflowed);
+        assert!(
+            outbox
+                .overflow_reason()
+                .contains("while its history was replayed"),
+            "{}",
+            outbox.overflow_reason()
+        );
     }
 }

@@ -768,12 +768,31 @@ impl Inner {
                 last_claim = Instant::now();
                 self.claim(&mut conn, &streams).await;
             }
+            // No more than the local prefetch windows take: an entry no consumer has
+            // room for would wait `claim_after` to be claimed again.
+            let mut most = 0;
+            let streams: Vec<&String> = streams
+                .iter()
+                .filter(|s| {
+                    let key = s.strip_prefix(&self.queue_stream("")).unwrap_or(s);
+                    let room = self.broker().map_or(0, |b| b.queue_room(key));
+                    most = most.max(room);
+                    room > 0
+                })
+                .collect();
+            if streams.is_empty() {
+                tokio::select! {
+                    _ = self.stop_reading.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
                 .arg(GROUP)
                 .arg(&self.node_id)
                 .arg("COUNT")
-                .arg(256)
+                .arg(most.min(256))
                 .arg("BLOCK")
                 .arg(block_ms)
                 .arg("STREAMS")

@@ -123,6 +123,12 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// to the cluster (claimed by a node with consumers once it has waited long enough).
     fn released(&self, message: &Message);
 
+    /// History kept on this node: (destinations with a ring, bytes of their messages).
+    /// Zero when the history lives elsewhere (Redis).
+    fn history_usage(&self) -> (usize, usize) {
+        (0, 0)
+    }
+
     /// Whether queue messages are delivered by the bus (cluster queues) rather than
     /// kept pending by the broker.
     fn owns_queues(&self) -> bool {

@@ -8,7 +8,7 @@ use herald_stomp::Headers;
 use serde::Serialize;
 
 use super::{HandlerError, Reply, ReplyTarget, SessionInfo};
-use crate::broker::{Broker, Message, Target};
+use crate::broker::{Broker, Message, Refused, Target};
 use crate::cluster::{Bus, Outcome};
 use crate::router::{Router, SendRoute};
 
@@ -52,18 +52,18 @@ impl Messaging {
         body: Bytes,
     ) -> Result<usize, HandlerError> {
         let target = self.destination_target(destination)?;
-        Ok(self.publish_to(target, headers, body, None))
+        self.publish_to(target, headers, body, None)
     }
 
     /// Like [`Messaging::send`], resolving once the message is in the cluster (at
     /// once on a single node): local deliveries, history position, and the error
-    /// when it reached this node's sessions only.
+    /// when it reached this node's sessions only; or why a queue refused it.
     pub fn send_confirmed(
         &self,
         destination: &str,
         headers: &Headers,
         body: Bytes,
-    ) -> Result<impl Future<Output = Outcome> + Send + 'static, HandlerError> {
+    ) -> Result<impl Future<Output = Result<Outcome, Refused>> + Send + 'static, HandlerError> {
         let target = self.destination_target(destination)?;
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
         Ok(self.broker.publish_confirmed(message))
@@ -76,7 +76,7 @@ impl Messaging {
         destination: &str,
         headers: &Headers,
         body: Bytes,
-    ) -> impl Future<Output = Outcome> + Send + 'static {
+    ) -> impl Future<Output = Result<Outcome, Refused>> + Send + 'static {
         let target = self.router.user_target(user, destination);
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
         self.broker.publish_confirmed(message)
@@ -96,12 +96,14 @@ impl Messaging {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
+        // A user destination is a topic: no queue budget can refuse it.
         self.publish_to(
             self.router.user_target(user, destination),
             headers,
             body,
             None,
         )
+        .unwrap_or(0)
     }
 
     /// Publishes a handler's reply; `sender` resolves replies addressed to the sender.
@@ -131,7 +133,7 @@ impl Messaging {
                 )
             }
         };
-        Ok(self.publish_to(target, &reply.headers, reply.body, only_session))
+        self.publish_to(target, &reply.headers, reply.body, only_session)
     }
 
     fn destination_target(&self, destination: &str) -> Result<Target, HandlerError> {
@@ -150,8 +152,10 @@ impl Messaging {
         headers: &Headers,
         body: Bytes,
         only_session: Option<&str>,
-    ) -> usize {
+    ) -> Result<usize, HandlerError> {
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
-        self.broker.publish_filtered(message, only_session)
+        self.broker
+            .publish_filtered(message, only_session)
+            .map_err(|e| HandlerError::new(e.message))
     }
 }

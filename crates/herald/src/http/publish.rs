@@ -11,7 +11,8 @@
 //! subscriptions on the node that took the request (the other nodes deliver to theirs),
 //! `offset`/`epoch` its place in the destination's history — with "warning" added when
 //! Redis could not be reached and only this node's sessions got it; or 400
-//! {"error": "..."} naming the problem.
+//! {"error": "..."} naming the problem; or 503 {"error": "queue full: ...", "code":
+//! "queue_full"} when a queue's budget refused the message.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
+use crate::broker::Refused;
 use crate::cluster::Outcome;
 
 #[derive(Deserialize)]
@@ -45,7 +47,13 @@ fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
     )
 }
 
-fn accepted(outcome: Outcome) -> (StatusCode, Json<Value>) {
+fn accepted(sent: Result<Outcome, Refused>) -> ApiResult {
+    let outcome = sent.map_err(|e| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": e.message, "code": "queue_full", "limit": e.limit })),
+        )
+    })?;
     let mut body = json!({ "delivered": outcome.delivered });
     if let Some(p) = &outcome.position {
         body["offset"] = json!(p.offset);
@@ -54,7 +62,7 @@ fn accepted(outcome: Outcome) -> (StatusCode, Json<Value>) {
     if let Some(e) = outcome.error {
         body["warning"] = json!(e);
     }
-    (StatusCode::ACCEPTED, Json(body))
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 /// The message body and its headers, with a content-type chosen from the JSON type.
@@ -118,7 +126,7 @@ pub(crate) async fn publish(
         .messaging
         .send_confirmed(&destination, &message_headers, body)
         .map_err(|e| bad_request(e.message))?;
-    Ok(accepted(sent.await))
+    accepted(sent.await)
 }
 
 pub(crate) async fn to_user(
@@ -140,5 +148,5 @@ pub(crate) async fn to_user(
             .node
             .messaging
             .send_to_user_confirmed(&user, &destination, &message_headers, body);
-    Ok(accepted(sent.await))
+    accepted(sent.await)
 }

@@ -37,6 +37,29 @@ pub const DB_SECONDS: &str = "herald_database_seconds";
 pub const NOTIFICATIONS_CREATED: &str = "herald_notifications_created_total";
 pub const NOTIFICATIONS_DELIVERED: &str = "herald_notifications_delivered_total";
 
+// Budgets: what clients can make the server hold, and how often a limit was reached.
+pub const LIMIT_HITS: &str = "herald_limit_hits_total";
+pub const QUEUED_MESSAGES: &str = "herald_queued_messages";
+pub const QUEUED_BYTES: &str = "herald_queued_bytes";
+pub const QUEUES: &str = "herald_queues";
+pub const HISTORY_DESTINATIONS: &str = "herald_history_destinations";
+pub const HISTORY_BYTES: &str = "herald_history_bytes";
+pub const UNACKED: &str = "herald_unacked_deliveries";
+
+/// The `limit` label of [`LIMIT_HITS`]: the setting whose budget was reached.
+const LIMITS: [&str; 10] = [
+    "broker.queue_capacity",
+    "broker.queue_max_bytes",
+    "broker.queues_max_bytes",
+    "broker.max_queues",
+    "cluster.history_max_destinations",
+    "cluster.history_max_bytes",
+    "stomp.max_transactions",
+    "stomp.transaction_max_frames",
+    "stomp.transaction_max_bytes",
+    "stomp.prefetch",
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the recorder (once per process) and returns the handle `/metrics` renders.
@@ -97,6 +120,64 @@ fn describe() {
     describe_counter!(
         NOTIFICATIONS_DELIVERED,
         "Notification deliveries to sessions"
+    );
+    describe_budgets();
+}
+
+/// The budget families, registered at zero so they read 0 before the first event.
+fn describe_budgets() {
+    describe_counter!(
+        LIMIT_HITS,
+        "Times a budget was reached, by its setting: the client got an ERROR (or 503), a queue dropped its oldest message, or history dropped a destination"
+    );
+    for limit in LIMITS {
+        counter!(LIMIT_HITS, "limit" => limit).increment(0);
+    }
+    describe_gauge!(QUEUED_MESSAGES, "Messages waiting in queues");
+    describe_gauge!(
+        QUEUED_BYTES,
+        Unit::Bytes,
+        "Bytes of messages waiting in queues"
+    );
+    describe_gauge!(QUEUES, "Queues holding messages or a round-robin position");
+    describe_gauge!(HISTORY_DESTINATIONS, "Destinations with a history ring");
+    describe_gauge!(
+        HISTORY_BYTES,
+        Unit::Bytes,
+        "Bytes of messages kept in history rings"
+    );
+    describe_gauge!(UNACKED, "Deliveries waiting for an ACK or NACK");
+    budgets(&Budgets::default());
+}
+
+/// What the budgets hold now, read when `/metrics` is rendered (so the publish path
+/// pays nothing for the gauges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budgets {
+    pub queued_messages: usize,
+    pub queued_bytes: usize,
+    pub queues: usize,
+    pub history_destinations: usize,
+    pub history_bytes: usize,
+    pub unacked: usize,
+}
+
+pub fn budgets(b: &Budgets) {
+    gauge!(QUEUED_MESSAGES).set(b.queued_messages as f64);
+    gauge!(QUEUED_BYTES).set(b.queued_bytes as f64);
+    gauge!(QUEUES).set(b.queues as f64);
+    gauge!(HISTORY_DESTINATIONS).set(b.history_destinations as f64);
+    gauge!(HISTORY_BYTES).set(b.history_bytes as f64);
+    gauge!(UNACKED).set(b.unacked as f64);
+}
+
+/// A budget was reached; `limit` is its setting (one of [`LIMITS`]).
+pub fn limit_hit(limit: &'static str) {
+    static HITS: PerLabel<Counter, 10> = PerLabel::new(LIMITS);
+    HITS.with(
+        limit,
+        || counter!(LIMIT_HITS, "limit" => limit),
+        |c| c.increment(1),
     );
 }
 
@@ -295,6 +376,8 @@ pub fn error_reason(message: &str) -> &'static str {
         ("token expired", "token_expired"),
         ("access denied", "access_denied"),
         ("too many", "limit"),
+        ("queue full", "limit"),
+        ("transaction full", "limit"),
         ("frame rate limit", "limit"),
         ("no CONNECT frame", "connect_timeout"),
         ("unknown destination", "destination"),

@@ -81,10 +81,23 @@ pub struct Session {
     /// This session's place in the per-user session limit.
     user_slot: Option<UserSlot>,
     subscriptions: HashMap<String, Arc<Subscription>>,
-    transactions: HashMap<String, Vec<Frame>>,
+    transactions: HashMap<String, Transaction>,
     /// Application calls waiting to run, oldest first.
     calls: VecDeque<AppCall>,
 }
+
+/// Frames buffered between BEGIN and COMMIT, within `stomp.transaction_max_frames`
+/// and `stomp.transaction_max_bytes`.
+#[derive(Default)]
+struct Transaction {
+    frames: Vec<Frame>,
+    bytes: usize,
+}
+
+/// Application calls (and receipts waiting for the cluster) a session may have queued
+/// before the connection stops decoding its input until one finishes: a read can hold
+/// thousands of small frames, and each call holds its frame.
+pub const MAX_QUEUED_CALLS: usize = 64;
 
 impl Session {
     pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, handshake: Option<Handshake>) -> Session {
@@ -122,6 +135,11 @@ impl Session {
     /// The next application call to run, if any.
     pub fn next_call(&mut self) -> Option<AppCall> {
         self.calls.pop_front()
+    }
+
+    /// Whether as many calls wait as the session may queue ([`MAX_QUEUED_CALLS`]).
+    pub fn calls_full(&self) -> bool {
+        self.calls.len() >= MAX_QUEUED_CALLS
     }
 
     /// Publishes what a handler returned (then the SEND's RECEIPT), or reports its
@@ -245,18 +263,15 @@ impl Session {
                 "already connected: a second CONNECT is not allowed",
             )),
             Send | Ack | Nack if frame.get("transaction").is_some() => {
-                let tx = frame.get("transaction").unwrap_or_default().to_owned();
-                if !self.transactions.contains_key(&tx) {
+                let tx = frame.get("transaction").unwrap_or_default();
+                if !self.transactions.contains_key(tx) {
                     return Err(StompError::new(format!("unknown transaction '{tx}'")));
                 }
                 // Checked now, so the error names the frame that was wrong.
                 if frame.command == Send {
                     self.check_send(&frame)?;
                 }
-                self.transactions
-                    .get_mut(&tx)
-                    .expect("checked above")
-                    .push(frame);
+                self.buffer(frame)?;
                 Ok(Flow::Continue)
             }
             Send => self.send(&frame).map(|_| Flow::Continue),
@@ -270,7 +285,15 @@ impl Session {
                         "transaction '{tx}' is already open"
                     )));
                 }
-                self.transactions.insert(tx.to_owned(), Vec::new());
+                let limit = self.node.config.stomp.max_transactions;
+                if self.transactions.len() >= limit {
+                    crate::ops::metrics::limit_hit("stomp.max_transactions");
+                    return Err(StompError::new(format!(
+                        "too many transactions: {limit} are open (limit stomp.max_transactions)"
+                    )));
+                }
+                self.transactions
+                    .insert(tx.to_owned(), Transaction::default());
                 Ok(Flow::Continue)
             }
             Commit => {
@@ -385,6 +408,38 @@ impl Session {
             })
     }
 
+    /// Adds a SEND, ACK or NACK to its open transaction, within the transaction budgets.
+    fn buffer(&mut self, frame: Frame) -> Result<(), StompError> {
+        let cfg = &self.node.config.stomp;
+        let tx_name = frame.get("transaction").unwrap_or_default();
+        let tx = self
+            .transactions
+            .get_mut(tx_name)
+            .ok_or_else(|| StompError::new(format!("unknown transaction '{tx_name}'")))?;
+        let size = frame.body.len()
+            + frame
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        let (limit, held) = if tx.frames.len() >= cfg.transaction_max_frames {
+            (
+                "stomp.transaction_max_frames",
+                format!("{} frames", tx.frames.len()),
+            )
+        } else if tx.bytes + size > cfg.transaction_max_bytes {
+            ("stomp.transaction_max_bytes", format!("{} bytes", tx.bytes))
+        } else {
+            tx.bytes += size;
+            tx.frames.push(frame);
+            return Ok(());
+        };
+        crate::ops::metrics::limit_hit(limit);
+        Err(StompError::new(format!(
+            "transaction full: '{tx_name}' holds {held} (limit {limit})"
+        )))
+    }
+
     fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
         let destination = required(frame, "destination")?;
         self.allow(Operation::Send, destination)?;
@@ -395,12 +450,14 @@ impl Session {
         match self.check_send(frame)? {
             SendRoute::Broker(target) => {
                 let broker = &self.node.broker;
-                broker.publish(Message::new(
-                    broker.next_message_id(),
-                    target,
-                    &frame.headers,
-                    frame.body.clone(),
-                ));
+                broker
+                    .publish(Message::new(
+                        broker.next_message_id(),
+                        target,
+                        &frame.headers,
+                        frame.body.clone(),
+                    ))
+                    .map_err(|e| StompError::new(e.message))?;
                 Ok(())
             }
             SendRoute::App { path } => {
@@ -464,6 +521,7 @@ impl Session {
             .unwrap_or("auto")
             .parse()
             .map_err(StompError::new)?;
+        let window = self.prefetch(frame)?;
         let limit = self.node.config.limits.max_subscriptions_per_session;
         if limit > 0 && self.subscriptions.len() >= limit {
             return Err(StompError::new(format!(
@@ -486,7 +544,7 @@ impl Session {
             }),
             None => None,
         };
-        let mut sub = Subscription::new(id.to_owned(), target, ack, recipient);
+        let mut sub = Subscription::new(id.to_owned(), target, ack, recipient).with_window(window);
         if crate::broker::destination::is_wildcard(destination) {
             // Rules were checked against the pattern; each concrete destination it
             // matches is checked again at delivery (`/topic/**` vs `/topic/admin/**`).
@@ -502,6 +560,26 @@ impl Session {
         self.subscriptions.insert(id.to_owned(), sub.clone());
         self.node.broker.subscribe_from(sub, since);
         Ok(())
+    }
+
+    /// The prefetch window a SUBSCRIBE asks for with `prefetch-count` (RabbitMQ's
+    /// header), else `stomp.prefetch`. More than `stomp.prefetch_max`, or 0
+    /// (RabbitMQ's "unlimited"), is clamped to `stomp.prefetch_max`: the client is
+    /// served, the server stays bounded.
+    fn prefetch(&self, frame: &Frame) -> Result<usize, StompError> {
+        let cfg = &self.node.config.stomp;
+        match frame.get("prefetch-count") {
+            None => Ok(cfg.prefetch),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(0) => Ok(cfg.prefetch_max),
+                Ok(n) => Ok(usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(cfg.prefetch_max)),
+                Err(_) => Err(StompError::new(format!(
+                    "invalid prefetch-count '{v}': expected a number of messages"
+                ))),
+            },
+        }
     }
 
     fn unsubscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
@@ -532,26 +610,30 @@ impl Session {
                 frame.get("subscription"),
             ),
         };
-        let mut found: Option<Vec<Unacked>> = None;
+        let mut found: Option<(&Arc<Subscription>, Vec<Unacked>, bool)> = None;
         for (sub_id, sub) in &self.subscriptions {
             if subscription.is_some_and(|s| s != sub_id) {
                 continue;
             }
-            if let Some(u) = sub.take_acked(id, by_message_id) {
-                found = Some(u);
+            if let Some((u, was_full)) = sub.take_acked(id, by_message_id) {
+                found = Some((sub, u, was_full));
                 break;
             }
         }
-        let acked = found.ok_or_else(|| {
+        let (sub, acked, was_full) = found.ok_or_else(|| {
             StompError::new(format!(
                 "{} of unknown id '{id}': no unacknowledged message has it",
                 frame.command
             ))
         })?;
+        let broker = &self.node.broker;
         if frame.command == Command::Nack {
-            self.node.broker.redeliver(acked, Some(&self.id));
+            broker.redeliver(acked, Some(&self.id));
         } else {
-            self.node.broker.acked(&acked);
+            broker.acked(&acked);
+        }
+        if was_full {
+            broker.refill(sub);
         }
         Ok(())
     }
@@ -560,6 +642,7 @@ impl Session {
         let tx = required(frame, "transaction")?;
         self.transactions
             .remove(tx)
+            .map(|t| t.frames)
             .ok_or_else(|| StompError::new(format!("unknown transaction '{tx}'")))
     }
 

@@ -145,6 +145,9 @@ async fn run<T: Transport>(
     let mut bucket = TokenBucket::new(limits.frame_rate, limits.frame_burst);
     // When the principal's token expires (set at CONNECT).
     let mut expiry: Option<Instant> = None;
+    // Whole frames are left in `buf` undecoded: the session had as many application
+    // calls queued as it may, and decoding goes on once they are done.
+    let mut backlog = false;
 
     let end = 'conn: loop {
         tokio::select! {
@@ -156,7 +159,7 @@ async fn run<T: Transport>(
             })),
             _ = outbox.ready() => {
                 if outbox.drain(&mut pending) == Drained::Overflowed {
-                    break End::Error(slow_consumer(outbox.limit()));
+                    break End::Error(StompError::new(outbox.overflow_reason()));
                 }
                 // While a write is blocked by a client that does not read, publishers
                 // keep filling the outbox; its overflow ends the session at once.
@@ -172,7 +175,7 @@ async fn run<T: Transport>(
                     }
                 };
                 match written {
-                    None => break End::Error(slow_consumer(outbox.limit())),
+                    None => break End::Error(StompError::new(outbox.overflow_reason())),
                     Some(Ok(Ok(()))) => {}
                     Some(Ok(Err(_))) => break End::Quiet,
                     Some(Err(_)) => break End::Error(StompError::new(format!(
@@ -192,8 +195,11 @@ async fn run<T: Transport>(
                 }
                 call = session.next_call();
             }
-            read = transport.read(&mut buf), if call.is_none() => {
+            read = async {
+                if backlog { Ok(true) } else { transport.read(&mut buf).await }
+            }, if call.is_none() => {
                 match read {
+                    Ok(true) if backlog => backlog = false,
                     Ok(true) => {
                         last_read = Instant::now();
                         entry.touch();
@@ -201,7 +207,12 @@ async fn run<T: Transport>(
                     }
                     Ok(false) | Err(_) => break End::Quiet,
                 }
+                let unread = buf.len();
                 loop {
+                    if session.calls_full() {
+                        backlog = !buf.is_empty();
+                        break;
+                    }
                     let frame = match decoder.decode(&mut buf) {
                         Ok(Some(frame)) => frame,
                         Ok(None) => break,
@@ -249,6 +260,11 @@ async fn run<T: Transport>(
                 if buf.is_empty() && buf.capacity() > 0 {
                     // An idle connection keeps no read buffer.
                     buf = BytesMut::new();
+                } else if !backlog && buf.len() < unread {
+                    // A partial frame after whole ones: it moves to a buffer of its own
+                    // size, as the one it came in may be far larger (a WebSocket message
+                    // of up to 1 MiB) and would stay until the frame is complete.
+                    buf = BytesMut::from(&buf[..]);
                 }
             }
             _ = &mut timer, if timer_armed => {
@@ -303,12 +319,6 @@ async fn run<T: Transport>(
         let _ = timeout(FINAL_WRITE, transport.write(&pending)).await;
     }
     let _ = timeout(FINAL_WRITE, transport.close()).await;
-}
-
-fn slow_consumer(limit: usize) -> StompError {
-    StompError::new(format!(
-        "slow consumer: more than {limit} bytes waiting to be sent to this session"
-    ))
 }
 
 /// The next moment the timer must look at the connection: when a heart-beat is due,
