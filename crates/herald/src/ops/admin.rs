@@ -38,6 +38,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         node.broker.subscription_count(),
         node.broker.destination_count(),
     );
+    super::metrics::runtime_size();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(),

@@ -37,6 +37,10 @@ pub const DB_SECONDS: &str = "herald_database_seconds";
 pub const NOTIFICATIONS_CREATED: &str = "herald_notifications_created_total";
 pub const NOTIFICATIONS_DELIVERED: &str = "herald_notifications_delivered_total";
 
+// The runtime: what the process keeps alive, read when /metrics is scraped. A task
+// that outlives its session shows here first (`herald-bench churn` watches it).
+pub const RUNTIME_TASKS: &str = "herald_runtime_tasks";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the recorder (once per process) and returns the handle `/metrics` renders.
@@ -97,6 +101,11 @@ fn describe() {
     describe_counter!(
         NOTIFICATIONS_DELIVERED,
         "Notification deliveries to sessions"
+    );
+
+    describe_gauge!(
+        RUNTIME_TASKS,
+        "Tasks alive in the tokio runtime that serves /metrics"
     );
 }
 
@@ -282,6 +291,14 @@ pub fn handler_time(elapsed: Duration) {
 pub fn registry_size(subscriptions: usize, destinations: usize) {
     gauge!(SUBSCRIPTIONS).set(subscriptions as f64);
     gauge!(DESTINATIONS).set(destinations as f64);
+}
+
+/// Sets the runtime gauges from the runtime this runs on (the server's: /metrics is
+/// one of its tasks).
+pub fn runtime_size() {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        gauge!(RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
+    }
 }
 
 /// A low-cardinality label for an ERROR frame's message.
