@@ -1,6 +1,6 @@
-//! A minimal HTTP/1.1 client for the REST scenarios: one keep-alive connection,
-//! one request at a time, `Content-Length` bodies (and chunked responses). No
-//! dependency beyond tokio, and nothing the bench does not need.
+//! A minimal HTTP/1.1 client for the REST scenarios and for scraping /metrics: one
+//! keep-alive connection, one request at a time, `Content-Length` bodies (and chunked
+//! responses). No dependency beyond tokio, and nothing the bench does not need.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,22 +42,47 @@ impl HttpConn {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Response> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.post_inner(path, headers, body))
+        self.request("POST", path, Some("application/json"), headers, body)
+            .await
+    }
+
+    /// GETs a path; reconnects when the previous connection was closed.
+    pub async fn get(&mut self, path: &str) -> Result<Response> {
+        self.request("GET", path, None, &[], b"").await
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Response> {
+        let fut = self.request_inner(method, path, content_type, headers, body);
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
             .await
             .map_err(|_| anyhow!("HTTP request timed out after {REQUEST_TIMEOUT:?}"))?
     }
 
-    async fn post_inner(
+    async fn request_inner(
         &mut self,
+        method: &str,
         path: &str,
+        content_type: Option<&str>,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Response> {
         let mut req = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
             self.host,
             body.len()
         );
+        if let Some(t) = content_type {
+            req.push_str("content-type: ");
+            req.push_str(t);
+            req.push_str("\r\n");
+        }
         for (k, v) in headers {
             req.push_str(k);
             req.push_str(": ");
