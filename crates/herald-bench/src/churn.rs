@@ -1001,6 +1001,7 @@ fn report(
     );
     match verdict(samples, a.warmup.as_secs_f64(), a.max_rss_growth) {
         Some(v) => {
+            eprintln!("verdict: {}", v.human());
             if !v.growing.is_empty() {
                 r.fail(format!("{} grow after warm-up", v.growing.join(", ")));
             }

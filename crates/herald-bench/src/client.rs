@@ -67,13 +67,7 @@ impl Target {
             Some(other) => bail!("unsupported scheme {other}: only ws:// on loopback"),
             None => bail!("URL {url} has no scheme (use ws://127.0.0.1:PORT/ws)"),
         }
-        let hostname = uri
-            .host()
-            .ok_or_else(|| anyhow!("URL {url} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        let addr = loopback_addr(hostname, port).with_context(|| format!("target {url}"))?;
+        let addr = url_addr(&uri, url)?;
         Ok(Target {
             url: url.to_owned(),
             uri,
@@ -223,6 +217,17 @@ impl Target {
             .await
             .map_err(|_| anyhow!("connect timed out after {:?}", CONNECT_TIMEOUT))?
     }
+}
+
+/// The address of a URL's host and port (80 by default), which must be loopback.
+pub fn url_addr(uri: &Uri, url: &str) -> Result<SocketAddr> {
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow!("URL {url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    loopback_addr(host, port).with_context(|| format!("target {url}"))
 }
 
 /// Resolves a host and port, refusing anything that is not a loopback address: this

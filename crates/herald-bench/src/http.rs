@@ -59,20 +59,7 @@ impl HttpConn {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Response> {
-        let fut = self.request_inner(method, path, content_type, headers, body);
-        tokio::time::timeout(REQUEST_TIMEOUT, fut)
-            .await
-            .map_err(|_| anyhow!("HTTP request timed out after {REQUEST_TIMEOUT:?}"))?
-    }
-
-    async fn request_inner(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Response> {
+        let exchange = async {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
             self.host,
@@ -106,6 +93,10 @@ impl HttpConn {
             self.stream = None;
         }
         r
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| anyhow!("HTTP request timed out after {REQUEST_TIMEOUT:?}"))?
     }
 
     async fn exchange(&mut self, out: &[u8]) -> Result<Response> {

@@ -1,10 +1,10 @@
 //! Reading a server's Prometheus text exposition (`GET /metrics`) for the few
 //! series a scenario watches, over one kept-alive HTTP connection.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use http::Uri;
 
-use crate::client::loopback_addr;
+use crate::client::url_addr;
 use crate::http::HttpConn;
 
 pub struct Scraper {
@@ -20,20 +20,14 @@ impl Scraper {
         if uri.scheme_str() != Some("http") {
             bail!("metrics URL {url}: only http:// on loopback");
         }
-        let host = uri
-            .host()
-            .ok_or_else(|| anyhow!("metrics URL {url} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        let addr = loopback_addr(host, port).with_context(|| format!("metrics URL {url}"))?;
+        let addr = url_addr(&uri, url)?;
         let path = uri
             .path_and_query()
             .map_or("/metrics".to_owned(), |p| p.as_str().to_owned());
         Ok(Scraper {
             url: url.to_owned(),
             path,
-            conn: HttpConn::new(addr, format!("{host}:{port}")),
+            conn: HttpConn::new(addr, addr.to_string()),
         })
     }
 
