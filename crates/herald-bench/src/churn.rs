@@ -173,7 +173,7 @@ impl Shared {
 
 /// One STOMP session over either transport.
 enum Conn {
-    Ws(Session),
+    Ws(Box<Session>),
     Tcp(TcpSession),
 }
 
@@ -305,10 +305,8 @@ impl Cycle<'_> {
             return Ok(());
         };
         let queue = kind == 'q';
-        if queue {
-            if let Some(ack) = f.get("ack") {
-                self.acks.push((ack.to_owned(), (c == cycle).then_some(n)));
-            }
+        if queue && let Some(ack) = f.get("ack") {
+            self.acks.push((ack.to_owned(), (c == cycle).then_some(n)));
         }
         if client != me || kind == 'x' {
             self.shared.unexpected(format!(
@@ -445,11 +443,11 @@ impl Cycle<'_> {
         // An abrupt ending keeps one of this cycle's queue messages unacknowledged:
         // the next cycle must get it back.
         let mut back = Vec::new();
-        if ending.abrupt() {
-            if let Some(at) = self.acks.iter().position(|(_, own)| own.is_some()) {
-                let (_, n) = self.acks.swap_remove(at);
-                back.extend(n.map(|n| (self.cycle, n)));
-            }
+        if ending.abrupt()
+            && let Some(at) = self.acks.iter().position(|(_, own)| own.is_some())
+        {
+            let (_, n) = self.acks.swap_remove(at);
+            back.extend(n.map(|n| (self.cycle, n)));
         }
         let acks = std::mem::take(&mut self.acks);
         let last = acks.len();
@@ -564,7 +562,7 @@ async fn one_cycle(
             .target
             .connect_as(idx, (0, 0), &user)
             .await
-            .map(Conn::Ws),
+            .map(|s| Conn::Ws(Box::new(s))),
     }
     .map_err(Failure::Connect)?;
     let carried = std::mem::take(&mut state.carried);
@@ -690,7 +688,7 @@ async fn sample(
             }
             // The task count of the second scrape after the last session ended: a
             // connection's task ends just after its gauges go down.
-            Some(o) if o == 0.0 => {
+            Some(0.0) => {
                 if quiet {
                     break tasks;
                 }

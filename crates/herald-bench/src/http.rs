@@ -60,39 +60,39 @@ impl HttpConn {
         body: &[u8],
     ) -> Result<Response> {
         let exchange = async {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        if let Some(t) = content_type {
-            req.push_str("content-type: ");
-            req.push_str(t);
+            let mut req = format!(
+                "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+                self.host,
+                body.len()
+            );
+            if let Some(t) = content_type {
+                req.push_str("content-type: ");
+                req.push_str(t);
+                req.push_str("\r\n");
+            }
+            for (k, v) in headers {
+                req.push_str(k);
+                req.push_str(": ");
+                req.push_str(v);
+                req.push_str("\r\n");
+            }
             req.push_str("\r\n");
-        }
-        for (k, v) in headers {
-            req.push_str(k);
-            req.push_str(": ");
-            req.push_str(v);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        let mut out = Vec::with_capacity(req.len() + body.len());
-        out.extend_from_slice(req.as_bytes());
-        out.extend_from_slice(body);
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr)
-                .await
-                .with_context(|| format!("HTTP connect to {}", self.addr))?;
-            s.set_nodelay(true)?;
-            self.stream = Some(s);
-            self.buf.clear();
-        }
-        let r = self.exchange(&out).await;
-        if r.is_err() {
-            self.stream = None;
-        }
-        r
+            let mut out = Vec::with_capacity(req.len() + body.len());
+            out.extend_from_slice(req.as_bytes());
+            out.extend_from_slice(body);
+            if self.stream.is_none() {
+                let s = TcpStream::connect(self.addr)
+                    .await
+                    .with_context(|| format!("HTTP connect to {}", self.addr))?;
+                s.set_nodelay(true)?;
+                self.stream = Some(s);
+                self.buf.clear();
+            }
+            let r = self.exchange(&out).await;
+            if r.is_err() {
+                self.stream = None;
+            }
+            r
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
