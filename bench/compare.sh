@@ -75,13 +75,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # ------------------------------------------------------------------ build
 HERALD_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 [[ -n "${HERALD_BIN:-}" ]] && HERALD_REV="prebuilt $HERALD_BIN"
-if [[ -z "${HERALD_BIN:-}" || -z "${BENCH_BIN:-}" ]]; then
-  echo "== cargo build --release -p herald-cli -p herald-bench"
-  cargo build --release -p herald-cli -p herald-bench || { echo "build failed" >&2; exit 1; }
-  TD=${CARGO_TARGET_DIR:-$ROOT/target}
-  HERALD_BIN=${HERALD_BIN:-$TD/release/herald}
-  BENCH_BIN=${BENCH_BIN:-$TD/release/herald-bench}
-fi
+. "$ROOT/bench/lib.sh"
+build_release
 H=$HERALD_BIN
 B=$BENCH_BIN
 

@@ -473,12 +473,13 @@ run_bench_smoke() {
   local extra=()
   "$HERALD_BIN" serve --help 2>/dev/null | grep -q -- '--database-url' &&
     extra=(--database-url "sqlite://$dir/notify.db")
-  HERALD_LOG=warn "$HERALD_BIN" serve --http 127.0.0.1:0 --no-stomp "${extra[@]}" >"$dir/herald.out" 2>&1 &
+  HERALD_LOG=warn "$HERALD_BIN" serve --http 127.0.0.1:0 --stomp 127.0.0.1:0 "${extra[@]}" >"$dir/herald.out" 2>&1 &
   local hpid=$!
   "$bench" floor-server --addr 127.0.0.1:0 --max-seconds 300 >"$dir/floor.out" 2>&1 &
   local fpid=$!
-  local haddr faddr passed=0 failed=0
+  local haddr saddr faddr passed=0 failed=0
   haddr=$(wait_listening "$dir/herald.out" 'http=') || echo "ERROR: herald did not start" >&2
+  saddr=$(wait_listening "$dir/herald.out" 'stomp=') || echo "ERROR: herald has no STOMP listener" >&2
   faddr=$(wait_listening "$dir/floor.out" 'ws://') || echo "ERROR: floor server did not start" >&2
   # smoke LABEL ARGS...: one bounded run; --check fails it on errors or nothing delivered.
   smoke() {
@@ -486,14 +487,14 @@ run_bench_smoke() {
     printf -- '-- %s: herald-bench %s\n' "$label" "$*"
     if timeout 60 "$bench" "$@" --check --source-addrs 2 >"$dir/$label.log" 2>&1; then
       passed=$((passed + 1))
-      grep -E 'delivered_msgs_per_sec|connects_per_sec|per_connection|latency  ' "$dir/$label.log" | head -3
+      grep -E 'delivered_msgs_per_sec|connects_per_sec|cycles_per_sec|per_connection|latency  ' "$dir/$label.log" | head -3
     else
       failed=$((failed + 1))
       echo "FAILED: $label" >&2
       tail -20 "$dir/$label.log" >&2
     fi
   }
-  if [[ -n $haddr && -n $faddr ]]; then
+  if [[ -n $haddr && -n $saddr && -n $faddr ]]; then
     local h="ws://$haddr/ws" f="ws://$faddr/"
     smoke fanout fanout --url "$h" --subscribers 20 --rate 50 --duration 2 --drain 5 --pid "$hpid"
     smoke fanout-max fanout --url "$h" --subscribers 20 --max --duration 2 --drain 5
@@ -502,6 +503,10 @@ run_bench_smoke() {
     smoke connect connect --url "$h" --connections 200 --concurrency 10 --duration 10
     smoke connect-floor connect --url "$f" --raw --connections 200 --concurrency 10 --duration 10
     smoke idle idle --url "$h" --connections 50 --settle 0.5 --pid "$hpid"
+    # The soak's paths (four endings, WebSocket and TCP, redelivery, sampling); its
+    # growth verdict needs a warm-up longer than a smoke run, so only errors fail it.
+    smoke churn churn --url "$h" --tcp "$saddr" --clients 8 --duration 2s --sample-every 1s \
+      --timeout 5s --pid "$hpid"
     if [[ ${#extra[@]} -gt 0 ]]; then
       smoke notify notify --url "$h" --users 20 --rate 50 --duration 2 --drain 5
     else

@@ -67,27 +67,7 @@ impl Target {
             Some(other) => bail!("unsupported scheme {other}: only ws:// on loopback"),
             None => bail!("URL {url} has no scheme (use ws://127.0.0.1:PORT/ws)"),
         }
-        let hostname = uri
-            .host()
-            .ok_or_else(|| anyhow!("URL {url} has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        let addrs: Vec<SocketAddr> = (hostname, port)
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {hostname}"))?
-            .collect();
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(addrs.first())
-            .copied()
-            .ok_or_else(|| anyhow!("{hostname} resolves to nothing"))?;
-        if !addrs.iter().all(|a| a.ip().is_loopback()) {
-            bail!(
-                "refusing non-loopback target {url} ({addr}): herald-bench only targets loopback"
-            );
-        }
+        let addr = url_addr(&uri, url)?;
         Ok(Target {
             url: url.to_owned(),
             uri,
@@ -116,9 +96,9 @@ impl Target {
         }
     }
 
-    /// TCP connect (from a spread source address) and WebSocket upgrade.
-    pub async fn open_ws(&self, idx: usize) -> Result<Ws> {
-        let socket = match self.addr {
+    /// TCP connect to `addr` from the source address of connection number `idx`.
+    pub async fn open_tcp(&self, addr: SocketAddr, idx: usize) -> Result<TcpStream> {
+        let socket = match addr {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
         };
@@ -131,10 +111,16 @@ impl Target {
                 .with_context(|| format!("binding {ip}"))?;
         }
         let stream = socket
-            .connect(self.addr)
+            .connect(addr)
             .await
-            .with_context(|| format!("TCP connect to {}", self.addr))?;
+            .with_context(|| format!("TCP connect to {addr}"))?;
         stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// TCP connect (from a spread source address) and WebSocket upgrade.
+    pub async fn open_ws(&self, idx: usize) -> Result<Ws> {
+        let stream = self.open_tcp(self.addr, idx).await?;
         let mut builder = ClientBuilder::from_uri(self.uri.clone());
         if !self.raw {
             builder = builder.add_header(
@@ -150,7 +136,7 @@ impl Target {
     }
 
     /// A CONNECT frame for STOMP 1.2 with the given heart-beat (ms, ms).
-    fn connect_frame(&self, heartbeat: (u32, u32), login: Option<&str>) -> Frame {
+    pub fn connect_frame(&self, heartbeat: (u32, u32), login: Option<&str>) -> Frame {
         let mut f = Frame::new(Command::Connect)
             .header("accept-version", "1.2")
             .header("host", self.host.clone())
@@ -218,14 +204,7 @@ impl Target {
                 ));
             }
             s.send(&self.connect_frame(heartbeat, login)).await?;
-            match s.recv().await? {
-                Some(f) if f.command == Command::Connected => {}
-                Some(f) if f.command == Command::Error => {
-                    bail!("CONNECT refused: {}", error_text(&f))
-                }
-                Some(f) => bail!("expected CONNECTED, got {}", f.command),
-                None => bail!("connection closed before CONNECTED"),
-            }
+            expect_connected(s.recv().await?)?;
             Ok((
                 s,
                 ConnectTimings {
@@ -238,6 +217,36 @@ impl Target {
             .await
             .map_err(|_| anyhow!("connect timed out after {:?}", CONNECT_TIMEOUT))?
     }
+}
+
+/// The address of a URL's host and port (80 by default), which must be loopback.
+pub fn url_addr(uri: &Uri, url: &str) -> Result<SocketAddr> {
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow!("URL {url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    loopback_addr(host, port).with_context(|| format!("target {url}"))
+}
+
+/// Resolves a host and port, refusing anything that is not a loopback address: this
+/// tool generates load and must never be pointed at another machine.
+pub fn loopback_addr(host: &str, port: u16) -> Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
+    if !addrs.iter().all(|a| a.ip().is_loopback()) {
+        bail!("refusing non-loopback target {host} ({addr}): herald-bench only targets loopback");
+    }
+    Ok(addr)
 }
 
 fn set_bind_no_port(socket: &TcpSocket) {
@@ -254,6 +263,16 @@ fn set_bind_no_port(socket: &TcpSocket) {
     }
 }
 
+/// The server's answer to CONNECT: CONNECTED, or why not.
+pub fn expect_connected(answer: Option<Frame>) -> Result<()> {
+    match answer {
+        Some(f) if f.command == Command::Connected => Ok(()),
+        Some(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
+        Some(f) => bail!("expected CONNECTED, got {}", f.command),
+        None => bail!("connection closed before CONNECTED"),
+    }
+}
+
 /// The `message` header of an ERROR frame, or its body.
 pub fn error_text(f: &Frame) -> String {
     match f.get("message") {
@@ -262,7 +281,7 @@ pub fn error_text(f: &Frame) -> String {
     }
 }
 
-fn decoder() -> Decoder {
+pub fn decoder() -> Decoder {
     // Accept large frames from the server: the bench's own --size may be big.
     Decoder::new(Limits {
         max_frame: 64 * 1024 * 1024,
@@ -528,6 +547,11 @@ impl Session {
             while let Some(Ok(_)) = self.reader.stream.next().await {}
         })
         .await;
+    }
+
+    /// Drops the connection with a TCP reset: no WebSocket close, no DISCONNECT.
+    pub fn reset(self) {
+        let _ = self.reader.stream.get_ref().set_zero_linger();
     }
 
     /// Splits into a writer and a reader usable from two tasks.

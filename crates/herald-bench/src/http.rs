@@ -1,6 +1,6 @@
-//! A minimal HTTP/1.1 client for the REST scenarios: one keep-alive connection,
-//! one request at a time, `Content-Length` bodies (and chunked responses). No
-//! dependency beyond tokio, and nothing the bench does not need.
+//! A minimal HTTP/1.1 client for the REST scenarios and for scraping /metrics: one
+//! keep-alive connection, one request at a time, `Content-Length` bodies (and chunked
+//! responses). No dependency beyond tokio, and nothing the bench does not need.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,45 +42,61 @@ impl HttpConn {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Response> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.post_inner(path, headers, body))
+        self.request("POST", path, Some("application/json"), headers, body)
             .await
-            .map_err(|_| anyhow!("HTTP request timed out after {REQUEST_TIMEOUT:?}"))?
     }
 
-    async fn post_inner(
+    /// GETs a path; reconnects when the previous connection was closed.
+    pub async fn get(&mut self, path: &str) -> Result<Response> {
+        self.request("GET", path, None, &[], b"").await
+    }
+
+    async fn request(
         &mut self,
+        method: &str,
         path: &str,
+        content_type: Option<&str>,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Response> {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(k);
-            req.push_str(": ");
-            req.push_str(v);
+        let exchange = async {
+            let mut req = format!(
+                "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+                self.host,
+                body.len()
+            );
+            if let Some(t) = content_type {
+                req.push_str("content-type: ");
+                req.push_str(t);
+                req.push_str("\r\n");
+            }
+            for (k, v) in headers {
+                req.push_str(k);
+                req.push_str(": ");
+                req.push_str(v);
+                req.push_str("\r\n");
+            }
             req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        let mut out = Vec::with_capacity(req.len() + body.len());
-        out.extend_from_slice(req.as_bytes());
-        out.extend_from_slice(body);
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr)
-                .await
-                .with_context(|| format!("HTTP connect to {}", self.addr))?;
-            s.set_nodelay(true)?;
-            self.stream = Some(s);
-            self.buf.clear();
-        }
-        let r = self.exchange(&out).await;
-        if r.is_err() {
-            self.stream = None;
-        }
-        r
+            let mut out = Vec::with_capacity(req.len() + body.len());
+            out.extend_from_slice(req.as_bytes());
+            out.extend_from_slice(body);
+            if self.stream.is_none() {
+                let s = TcpStream::connect(self.addr)
+                    .await
+                    .with_context(|| format!("HTTP connect to {}", self.addr))?;
+                s.set_nodelay(true)?;
+                self.stream = Some(s);
+                self.buf.clear();
+            }
+            let r = self.exchange(&out).await;
+            if r.is_err() {
+                self.stream = None;
+            }
+            r
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| anyhow!("HTTP request timed out after {REQUEST_TIMEOUT:?}"))?
     }
 
     async fn exchange(&mut self, out: &[u8]) -> Result<Response> {

@@ -3,10 +3,13 @@
 //!
 //! Scenarios, one module each: [`fanout`] (one topic, many subscribers),
 //! [`pairs`] (many publisher/subscriber pairs), [`connect`] (connection storm),
-//! [`idle`] (many idle sessions, memory per connection). [`client`] is the
-//! STOMP-over-WebSocket connection, [`stats`] the histograms and the report,
-//! [`proc`] the /proc sampling of the server (and of the bench itself).
+//! [`idle`] (many idle sessions, memory per connection), [`churn`] (a soak: sessions
+//! opened and ended in a loop while the server's memory, descriptors and tasks are
+//! watched). [`client`] is the STOMP-over-WebSocket connection, [`tcp`] the same over
+//! plain TCP, [`stats`] the histograms and the report, [`proc`] the /proc sampling of
+//! the server (and of the bench itself), [`scrape`] the reading of its /metrics.
 
+mod churn;
 mod client;
 mod connect;
 mod fanout;
@@ -17,7 +20,9 @@ mod notify;
 mod pairs;
 mod proc;
 mod pubsub;
+mod scrape;
 mod stats;
+mod tcp;
 
 use std::sync::Arc;
 
@@ -46,6 +51,9 @@ enum Scenario {
     Connect(connect::ConnectArgs),
     /// N idle sessions with one subscription each: server memory per connection.
     Idle(idle::IdleArgs),
+    /// A soak: clients connect, subscribe, publish, ACK and disconnect (or drop the
+    /// connection) in a loop; the server's RSS, descriptors and tasks over time.
+    Churn(churn::ChurnArgs),
     /// Notifications through the REST API (POST /api/notifications) to N connected
     /// users: persisted+delivered notifications/s, POST-to-arrival latency.
     Notify(notify::NotifyArgs),
@@ -122,6 +130,7 @@ fn main() -> Result<()> {
             Scenario::Pairs(a) => (pairs::run(&a).await?, a.common),
             Scenario::Connect(a) => (connect::run(&a).await?, a.common),
             Scenario::Idle(a) => (idle::run(&a, nofile).await?, a.common),
+            Scenario::Churn(a) => (churn::run(&a).await?, a.common),
             Scenario::Notify(a) => (notify::run(&a).await?, a.common),
             Scenario::FloorServer(a) => {
                 floor::run(&a).await?;

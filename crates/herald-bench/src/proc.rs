@@ -1,6 +1,6 @@
-//! Sampling a process through /proc: CPU time (utime+stime from /proc/PID/stat)
-//! and resident memory (VmRSS from /proc/PID/status); and raising our own
-//! RLIMIT_NOFILE so that many connections fit.
+//! Sampling a process through /proc: CPU time (utime+stime from /proc/PID/stat),
+//! resident memory (VmRSS from /proc/PID/status), open descriptors (/proc/PID/fd) and
+//! threads; and raising our own RLIMIT_NOFILE so that many connections fit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -61,6 +61,26 @@ pub fn rss_bytes(who: Who) -> Result<u64> {
         .ok_or_else(|| anyhow!("bad VmRSS line"))?
         .parse()?;
     Ok(kb * 1024)
+}
+
+/// Open file descriptors of a process (entries of /proc/PID/fd).
+pub fn fd_count(who: Who) -> Result<u64> {
+    let path = who.path("fd");
+    let dir = std::fs::read_dir(&path).with_context(|| format!("reading {path}"))?;
+    Ok(dir.count() as u64)
+}
+
+/// Threads of a process (`Threads:` in /proc/PID/status).
+pub fn thread_count(who: Who) -> Result<u64> {
+    let path = who.path("status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .ok_or_else(|| anyhow!("no Threads in {path}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("bad Threads line in {path}"))
 }
 
 /// Busy and total jiffies of the whole machine (first line of /proc/stat).

@@ -119,6 +119,43 @@ async fn metrics_expose_the_documented_names() {
     }
 }
 
+/// The value of an unlabelled gauge in a /metrics text.
+fn gauge_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_the_runtime_tasks() {
+    let server = TestServer::start().await;
+    let tasks = || async {
+        let (status, body) = request(&server, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        let text = body.as_str().expect("text exposition").to_owned();
+        gauge_value(&text, "herald_runtime_tasks")
+            .unwrap_or_else(|| panic!("/metrics lacks herald_runtime_tasks:\n{text}"))
+    };
+    // The gauge is process-wide, and another test of this file may scrape its own
+    // runtime between our set and render: a few attempts ride over that.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let before = tasks().await;
+        let mut sessions = Vec::new();
+        for _ in 0..5 {
+            let mut c = server.ws().await;
+            c.subscribe("s", "/topic/tasks").await;
+            sessions.push(c);
+        }
+        let after = tasks().await;
+        drop(sessions);
+        seen.push((before, after));
+        if before >= 1.0 && after >= before + 5.0 {
+            return;
+        }
+    }
+    panic!("5 sessions should add 5 connection tasks; (before, after): {seen:?}");
+}
+
 #[tokio::test]
 async fn health_live_and_ready() {
     let server = TestServer::start().await;

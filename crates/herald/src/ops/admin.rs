@@ -39,6 +39,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         node.broker.destination_count(),
     );
     super::metrics::budgets(&node.broker.budgets());
+    super::metrics::runtime_size();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(),

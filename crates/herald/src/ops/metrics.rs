@@ -59,6 +59,9 @@ const LIMITS: [&str; 10] = [
     "stomp.transaction_max_bytes",
     "stomp.prefetch",
 ];
+// The runtime: what the process keeps alive, read when /metrics is scraped. A task
+// that outlives its session shows here first (`herald-bench churn` watches it).
+pub const RUNTIME_TASKS: &str = "herald_runtime_tasks";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -120,6 +123,10 @@ fn describe() {
     describe_counter!(
         NOTIFICATIONS_DELIVERED,
         "Notification deliveries to sessions"
+    );
+    describe_gauge!(
+        RUNTIME_TASKS,
+        "Tasks alive in the tokio runtime that serves /metrics"
     );
     describe_budgets();
 }
@@ -363,6 +370,14 @@ pub fn handler_time(elapsed: Duration) {
 pub fn registry_size(subscriptions: usize, destinations: usize) {
     gauge!(SUBSCRIPTIONS).set(subscriptions as f64);
     gauge!(DESTINATIONS).set(destinations as f64);
+}
+
+/// Sets the runtime gauges from the runtime this runs on (the server's: /metrics is
+/// one of its tasks).
+pub fn runtime_size() {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        gauge!(RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
+    }
 }
 
 /// A low-cardinality label for an ERROR frame's message.
