@@ -240,7 +240,7 @@ impl Broker {
     /// published, and what it stamped for this one).
     pub fn deliver(&self, message: Arc<Message>, only_session: Option<&str>) -> usize {
         let delivered = match message.kind {
-            Kind::Queue => self.enqueue(message, None) as usize,
+            Kind::Queue => self.enqueue(message, None, false) as usize,
             Kind::Topic => {
                 let reg = self.registry.read();
                 reg.matching(&message.key)
@@ -270,16 +270,18 @@ impl Broker {
     }
 
     /// Queue messages that were NACKed or never acked go to another subscriber
-    /// (the one that gave them back only when no other exists); topic messages are
-    /// dropped, as there is no one else to give them to.
+    /// (the one that gave them back only when no other exists), a cluster queue's
+    /// back to the cluster when none is here; topic messages are dropped, as there is
+    /// no one else to give them to.
     pub fn redeliver(&self, unacked: Vec<Unacked>, from_session: Option<&str>) {
         for u in unacked.into_iter().filter(|u| u.from_queue) {
-            self.enqueue(u.message, from_session);
+            self.enqueue(u.message, from_session, true);
         }
     }
 
     /// Gives a queue message to one subscriber, or keeps it until one subscribes.
-    fn enqueue(&self, message: Arc<Message>, avoid: Option<&str>) -> bool {
+    /// `given_back`: a session had it and gave it back (ended or NACKed).
+    fn enqueue(&self, message: Arc<Message>, avoid: Option<&str>, given_back: bool) -> bool {
         let reg = self.registry.read();
         let mut queues = self.queues.lock();
         let q = queues.entry(message.key.clone()).or_default();
@@ -289,7 +291,11 @@ impl Broker {
         }
         if message.entry.is_some() {
             // A cluster queue keeps waiting messages in Redis, not here.
-            self.bus.released(&message);
+            if given_back {
+                self.bus.handed_back(&message);
+            } else {
+                self.bus.released(&message);
+            }
             return false;
         }
         if q.pending.len() >= self.config.queue_capacity {

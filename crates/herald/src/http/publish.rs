@@ -9,9 +9,11 @@
 //! (serialized, `application/json`). The answer comes once the message is in the
 //! cluster: 202 {"delivered": n, "offset"?: o, "epoch"?: e} — `delivered` counts the
 //! subscriptions on the node that took the request (the other nodes deliver to theirs),
-//! `offset`/`epoch` its place in the destination's history — with "warning" added when
-//! Redis could not be reached and only this node's sessions got it; or 400
-//! {"error": "..."} naming the problem.
+//! `offset`/`epoch` its place in the destination's history; 503 {"error": "cluster
+//! unavailable: message not accepted (...)", "code": "cluster_unavailable"} when the
+//! cluster did not take it (Redis away past `cluster.publish_timeout`, or the outage
+//! spool full): it is never delivered later; or 400 {"error": "..."} naming the
+//! problem.
 
 use std::collections::BTreeMap;
 
@@ -45,16 +47,19 @@ fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
     )
 }
 
-fn accepted(outcome: Outcome) -> (StatusCode, Json<Value>) {
+fn accepted(outcome: Outcome) -> ApiResult {
+    if let Some(e) = outcome.error {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": e, "code": "cluster_unavailable" })),
+        ));
+    }
     let mut body = json!({ "delivered": outcome.delivered });
     if let Some(p) = &outcome.position {
         body["offset"] = json!(p.offset);
         body["epoch"] = json!(&*p.epoch);
     }
-    if let Some(e) = outcome.error {
-        body["warning"] = json!(e);
-    }
-    (StatusCode::ACCEPTED, Json(body))
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 /// The message body and its headers, with a content-type chosen from the JSON type.
@@ -118,7 +123,7 @@ pub(crate) async fn publish(
         .messaging
         .send_confirmed(&destination, &message_headers, body)
         .map_err(|e| bad_request(e.message))?;
-    Ok(accepted(sent.await))
+    accepted(sent.await)
 }
 
 pub(crate) async fn to_user(
@@ -140,5 +145,5 @@ pub(crate) async fn to_user(
             .node
             .messaging
             .send_to_user_confirmed(&user, &destination, &message_headers, body);
-    Ok(accepted(sent.await))
+    accepted(sent.await)
 }

@@ -18,6 +18,7 @@ use herald_stomp::{Command, Frame, Version, encode, write_header};
 use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
 use crate::auth::rules::Operation;
+use crate::cluster::Outcome;
 use crate::broker::{
     AckMode, DeliveryGuard, Message, OutFrame, Outbox, Recipient, Subscription, Unacked,
 };
@@ -53,6 +54,9 @@ pub struct AppCall {
     pub future: BoxFuture<Result<Vec<Reply>, HandlerError>>,
     destination: String,
     receipt: Option<String>,
+    /// Waits for the cluster to take what a SEND or COMMIT published: a refusal is
+    /// this session's ERROR, whatever `apps.errors` says.
+    confirms: bool,
 }
 
 /// What the connection should do after a frame was handled.
@@ -84,6 +88,9 @@ pub struct Session {
     transactions: HashMap<String, Vec<Frame>>,
     /// Application calls waiting to run, oldest first.
     calls: VecDeque<AppCall>,
+    /// While a receipted SEND or COMMIT is handled: the confirmations of what it
+    /// publishes, which its RECEIPT waits for.
+    confirming: Option<Vec<BoxFuture<Outcome>>>,
 }
 
 impl Session {
@@ -99,6 +106,7 @@ impl Session {
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             calls: VecDeque::new(),
+            confirming: None,
         }
     }
 
@@ -132,6 +140,14 @@ impl Session {
         result: Result<Vec<Reply>, HandlerError>,
     ) -> Result<(), StompError> {
         let info = self.info();
+        if call.confirms
+            && let Err(e) = &result
+        {
+            return Err(StompError {
+                receipt: call.receipt,
+                ..StompError::new(e.message.clone())
+            });
+        }
         let result = result.and_then(|replies| {
             replies
                 .into_iter()
@@ -182,14 +198,18 @@ impl Session {
         let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
         // Frames whose effect on the cluster the RECEIPT vouches for: what a SEND or
         // COMMIT published is in Redis, a SUBSCRIBE's channel is subscribed.
-        let waits_for_bus =
-            direct_send || matches!(frame.command, Command::Commit | Command::Subscribe);
+        let publishes = direct_send || frame.command == Command::Commit;
+        let waits_for_bus = frame.command == Command::Subscribe;
+        if publishes && receipt.is_some() && self.node.broker.bus().confirms_later() {
+            self.confirming = Some(Vec::new());
+        }
         let what = frame
             .get("destination")
             .or_else(|| frame.get("transaction"))
             .unwrap_or_default()
             .to_owned();
         let result = self.dispatch(frame);
+        let confirmations = self.confirming.take().unwrap_or_default();
         // A SEND to an application destination is receipted once its handler is done.
         let receipt = match (direct_send && self.calls.len() > calls_before, receipt) {
             (true, Some(r)) => {
@@ -199,9 +219,26 @@ impl Session {
             (_, r) => r,
         };
         // In a cluster the RECEIPT waits for the bus: once what a SEND or COMMIT
-        // published is in Redis, once a SUBSCRIBE's channel is subscribed (a publish on
-        // another node right after the RECEIPT reaches it).
+        // published is in Redis (or an ERROR once the cluster refused it), once a
+        // SUBSCRIBE's channel is subscribed (a publish on another node right after the
+        // RECEIPT reaches it).
         let receipt = match receipt {
+            Some(r) if !confirmations.is_empty() && result.is_ok() => {
+                self.calls.push_back(AppCall {
+                    future: Box::pin(async move {
+                        for confirmed in confirmations {
+                            if let Some(refused) = confirmed.await.error {
+                                return Err(HandlerError::new(refused));
+                            }
+                        }
+                        Ok(Vec::new())
+                    }),
+                    destination: what,
+                    receipt: Some(r),
+                    confirms: true,
+                });
+                None
+            }
             Some(r) if waits_for_bus && result.is_ok() => match self.node.broker.bus().flushed() {
                 Some(flushed) => {
                     self.calls.push_back(AppCall {
@@ -211,6 +248,7 @@ impl Session {
                         }),
                         destination: what,
                         receipt: Some(r),
+                        confirms: false,
                     });
                     None
                 }
@@ -395,12 +433,18 @@ impl Session {
         match self.check_send(frame)? {
             SendRoute::Broker(target) => {
                 let broker = &self.node.broker;
-                broker.publish(Message::new(
+                let message = Message::new(
                     broker.next_message_id(),
                     target,
                     &frame.headers,
                     frame.body.clone(),
-                ));
+                );
+                match &mut self.confirming {
+                    Some(waiting) => waiting.push(Box::pin(broker.publish_confirmed(message))),
+                    None => {
+                        broker.publish(message);
+                    }
+                }
                 Ok(())
             }
             SendRoute::App { path } => {
@@ -440,6 +484,7 @@ impl Session {
                     future,
                     destination,
                     receipt: None,
+                    confirms: false,
                 });
                 Ok(())
             }
