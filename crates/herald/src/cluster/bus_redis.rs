@@ -1450,6 +1450,17 @@ impl Inner {
         }
     }
 
+    /// Whether this node still reads the queue `key` (a local consumer of it, or of
+    /// a pattern matching it).
+    fn consumes(&self, key: &str) -> bool {
+        self.queues.lock().contains_key(&self.queue_stream(key))
+            || self
+                .wild_queues
+                .lock()
+                .keys()
+                .any(|p| Pattern::parse(p).is_some_and(|p| p.matches(key)))
+    }
+
     fn forget(&self, message: &Message) -> Option<Entry> {
         let e = message.entry.as_ref()?;
         if let Some(ids) = self.inflight.lock().get_mut(&e.stream) {
@@ -1775,7 +1786,13 @@ impl Bus for RedisBus {
     }
 
     fn released(&self, message: &Message) {
-        self.inner.forget(message);
+        let inner = &self.inner;
+        if let Some(e) = inner.forget(message)
+            && !inner.consumes(&message.key)
+        {
+            // Read just as its last local consumer left: another node's takes it now.
+            let _ = inner.tx.send(Cmd::HandBack(e.stream, e.id));
+        }
     }
 
     fn handed_back(&self, message: &Message) {
