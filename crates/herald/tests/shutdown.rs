@@ -136,3 +136,31 @@ async fn shutdown_does_not_wait_for_a_client_that_never_reads() {
         "run() took {took:?} with drain_timeout {drain:?}"
     );
 }
+
+/// A session blocked writing to a client that stopped reading is reached by the
+/// shutdown too: the process does not wait for the drain timeout (or the write's
+/// send_timeout), both set far beyond the bound here.
+#[tokio::test]
+async fn shutdown_reaches_a_session_blocked_writing_to_a_stalled_client() {
+    let mut server = TestServer::with(|c| {
+        c.server.drain_timeout = Duration::from_secs(60);
+        c.stomp.send_timeout = Duration::from_secs(60);
+        c.stomp.outbound_queue = 64 << 20;
+    })
+    .await;
+    let mut stuck = Client::tcp_small_buffer(server.stomp).await;
+    assert_eq!(stuck.connect("1.2").await.command, Command::Connected);
+    stuck.subscribe("s", "/topic/flood").await;
+    let mut p = server.tcp().await;
+    let body = "z".repeat(4096);
+    // 8 MiB: more than the kernel buffers between the server and `stuck`, less than
+    // its outbox, so its session sits in a write that does not finish.
+    for _ in 0..100 {
+        for _ in 0..20 {
+            p.publish_nowait("/topic/flood", &body).await;
+        }
+        p.publish("/topic/flood", "tick").await;
+    }
+    drop(p);
+    server.shutdown_within(Duration::from_secs(10)).await;
+}
