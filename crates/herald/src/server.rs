@@ -194,7 +194,10 @@ impl Server {
         if let Some(flushed) = node.broker.bus().drain()
             && tokio::time::timeout(drain, flushed).await.is_err()
         {
-            tracing::warn!(?drain, "drain timeout passed with publishes still waiting for Redis");
+            tracing::warn!(
+                ?drain,
+                "drain timeout passed with publishes still waiting for Redis"
+            );
         }
         node.broker.bus().shutdown();
         Ok(())

@@ -261,11 +261,15 @@ async fn received(c: &mut Client, quiet: Duration) -> HashMap<String, usize> {
     while let Some(e) = c.next_event(quiet).await {
         match e {
             Event::Frame(f) if f.command == Command::Message => {
-                *got.entry(String::from_utf8_lossy(&f.body).into_owned()).or_default() += 1;
+                *got.entry(String::from_utf8_lossy(&f.body).into_owned())
+                    .or_default() += 1;
             }
             other => panic!("subscriber got {other:?}"),
         }
-        assert!(tokio::time::Instant::now() < deadline, "deliveries never stopped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries never stopped"
+        );
     }
     got
 }
@@ -277,7 +281,8 @@ async fn received(c: &mut Client, quiet: Duration) -> HashMap<String, usize> {
 fn check(dest: &str, sends: &Sends, got: &HashMap<String, usize>, killed: Instant, back: Instant) {
     let count = |i: usize| got.get(&i.to_string()).copied().unwrap_or(0);
     let in_flight = |i: usize| {
-        sends.sent_at[i] <= killed && killed.duration_since(sends.sent_at[i]) < Duration::from_millis(100)
+        sends.sent_at[i] <= killed
+            && killed.duration_since(sends.sent_at[i]) < Duration::from_millis(100)
     };
     for &i in &sends.confirmed {
         let n = count(i);
@@ -293,14 +298,19 @@ fn check(dest: &str, sends: &Sends, got: &HashMap<String, usize>, killed: Instan
         );
     }
     for (body, n) in got {
-        assert!(*n == 1 || body.parse().is_ok_and(in_flight), "{dest}: {body} delivered {n} times");
+        assert!(
+            *n == 1 || body.parse().is_ok_and(in_flight),
+            "{dest}: {body} delivered {n} times"
+        );
     }
     assert!(
         !sends.refused.is_empty(),
         "{dest}: the outage outlasted publish_timeout, yet nothing was refused"
     );
     assert!(
-        sends.during(killed, back).any(|i| sends.confirmed.contains(&i)),
+        sends
+            .during(killed, back)
+            .any(|i| sends.confirmed.contains(&i)),
         "{dest}: no SEND published during the outage was confirmed after it"
     );
     assert!(
@@ -324,7 +334,10 @@ async fn confirmed_messages_arrive_once_and_refused_ones_never_through_a_kill() 
         // the history, which must hold the outage's messages.
         c.cluster.history_size = 10_000;
     };
-    let (a, b) = (node_with(&redis, settings).await, node_with(&redis, settings).await);
+    let (a, b) = (
+        node_with(&redis, settings).await,
+        node_with(&redis, settings).await,
+    );
     let mut topic = b.tcp().await;
     topic.subscribe("t", "/topic/o").await;
     let mut queue = b.tcp().await;
@@ -352,8 +365,16 @@ async fn confirmed_messages_arrive_once_and_refused_ones_never_through_a_kill() 
     let got_queue = received(&mut queue, Duration::from_secs(2)).await;
     check("/topic/o", &topic_sends, &got_topic, killed, back);
     check("/queue/o", &queue_sends, &got_queue, killed, back);
-    assert_eq!(got_topic.get("spooled"), Some(&1), "the spooled topic message reached B once");
-    assert_eq!(got_queue.get("spooled"), Some(&1), "the spooled queue message reached B once");
+    assert_eq!(
+        got_topic.get("spooled"),
+        Some(&1),
+        "the spooled topic message reached B once"
+    );
+    assert_eq!(
+        got_queue.get("spooled"),
+        Some(&1),
+        "the spooled queue message reached B once"
+    );
     let status = a.node.broker.bus().status();
     assert_eq!(status.spooled, 0, "{status:?}");
 }
@@ -367,27 +388,47 @@ async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered() {
         c.cluster.publish_timeout = Duration::from_millis(500);
         c.cluster.spool_max_bytes = 1024;
     };
-    let (a, b) = (node_with(&redis, settings).await, node_with(&redis, settings).await);
+    let (a, b) = (
+        node_with(&redis, settings).await,
+        node_with(&redis, settings).await,
+    );
     let mut on_b = b.tcp().await;
     on_b.subscribe("t", "/topic/r").await;
     listening(&b, Kind::Topic, "/topic/r").await;
-    let publish = |body: &str| {
-        serde_json::json!({ "destination": "/topic/r", "body": body }).to_string()
-    };
+    let publish =
+        |body: &str| serde_json::json!({ "destination": "/topic/r", "body": body }).to_string();
     // B has heard the destination: after the outage it catches up from there.
-    assert_eq!(a.http_post_json("/api/publish", &publish("before")).await.0, 202);
+    assert_eq!(
+        a.http_post_json("/api/publish", &publish("before")).await.0,
+        202
+    );
     assert_eq!(on_b.recv_body().await, "before");
 
     redis.kill();
     let (status, v) = a.http_post_json("/api/publish", &publish("late")).await;
-    assert_eq!((status, v["code"].as_str()), (503, Some("cluster_unavailable")), "{v}");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (503, Some("cluster_unavailable")),
+        "{v}"
+    );
     let e = v["error"].as_str().unwrap();
-    assert!(e.starts_with(NOT_ACCEPTED) && e.contains("cluster.publish_timeout"), "{e}");
+    assert!(
+        e.starts_with(NOT_ACCEPTED) && e.contains("cluster.publish_timeout"),
+        "{e}"
+    );
     let big = "x".repeat(2048);
     let (status, v) = a.http_post_json("/api/publish", &publish(&big)).await;
-    assert_eq!((status, v["code"].as_str()), (503, Some("cluster_unavailable")), "{v}");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (503, Some("cluster_unavailable")),
+        "{v}"
+    );
     assert!(
-        v["error"].as_str().unwrap().contains("outage spool full") && v["error"].as_str().unwrap().contains("limit cluster.spool_max_bytes"),
+        v["error"].as_str().unwrap().contains("outage spool full")
+            && v["error"]
+                .as_str()
+                .unwrap()
+                .contains("limit cluster.spool_max_bytes"),
         "{v}"
     );
 
@@ -399,7 +440,10 @@ async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered() {
             break;
         }
         assert_eq!(status, 503, "{v}");
-        assert!(tokio::time::Instant::now() < deadline, "Redis never came back: {v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis never came back: {v}"
+        );
     }
     // Only what was accepted: the refused ones are not written after the outage.
     let got = received(&mut on_b, Duration::from_secs(1)).await;
@@ -451,7 +495,10 @@ async fn outage_scenario() {
         let delivered = got.len();
         let duplicates: usize = got.values().map(|c| c.saturating_sub(1)).sum();
         let during = sends.during(killed, back).count();
-        let during_confirmed = sends.during(killed, back).filter(|i| sends.confirmed.contains(i)).count();
+        let during_confirmed = sends
+            .during(killed, back)
+            .filter(|i| sends.confirmed.contains(i))
+            .count();
         let during_delivered = sends.during(killed, back).filter(|&i| count(i) > 0).count();
         println!(
             "{dest}: sent {n}, confirmed {}, refused {}, unanswered {} ({unanswered_arrived} of them delivered), \

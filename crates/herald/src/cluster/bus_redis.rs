@@ -513,9 +513,11 @@ impl Inner {
     /// The spool's size for status, shutdown and the metrics (when it changed).
     fn report(&self, spool: &Spool) {
         let (len, bytes) = (spool.len(), spool.bytes());
-        if self.spooled.swap(len, Ordering::Relaxed) != len
-            || self.spooled_bytes.swap(bytes, Ordering::Relaxed) != bytes
-        {
+        let was = (
+            self.spooled.swap(len, Ordering::Relaxed),
+            self.spooled_bytes.swap(bytes, Ordering::Relaxed),
+        );
+        if was != (len, bytes) {
             crate::ops::metrics::bus_spool(len, bytes);
         }
     }
@@ -1070,19 +1072,8 @@ impl Inner {
             return;
         }
         let mut filled = 0;
-        for (id, payload) in entry_list(entries) {
-            let offset = id
-                .split('-')
-                .next()
-                .and_then(|o| o.parse().ok())
-                .unwrap_or(0);
-            if let Some((origin, mut m)) = decode(&payload)
-                && origin != self.node_id
-            {
-                m.position = Some(Position {
-                    offset,
-                    epoch: epoch.clone(),
-                });
+        for (origin, m) in history(entries, epoch) {
+            if origin != self.node_id {
                 broker.deliver(Arc::new(m), None);
                 filled += 1;
             }
@@ -1104,7 +1095,10 @@ impl Inner {
         for chunk in followed.chunks(REFRESH_CHUNK) {
             let mut pipe = redis::pipe();
             for (key, _) in chunk {
-                pipe.cmd("HMGET").arg(self.history_keys(key).1).arg("o").arg("e");
+                pipe.cmd("HMGET")
+                    .arg(self.history_keys(key).1)
+                    .arg("o")
+                    .arg("e");
             }
             let mut conn = self.conn();
             let tops: Vec<(Option<u64>, Option<String>)> =
@@ -1192,8 +1186,10 @@ impl Inner {
                 self.set_connected(false, &why);
                 stamped = None;
                 backoff = (backoff * 2).min(RETRY_MAX);
-                self.outage
-                    .tick(self.spooled.load(Ordering::Relaxed), self.spooled_bytes.load(Ordering::Relaxed));
+                self.outage.tick(
+                    self.spooled.load(Ordering::Relaxed),
+                    self.spooled_bytes.load(Ordering::Relaxed),
+                );
                 continue;
             }
             if !was_up {
@@ -1233,8 +1229,10 @@ impl Inner {
                     self.send_call(self.join_cmd(&scope, &entries));
                 }
             }
-            self.outage
-                .tick(self.spooled.load(Ordering::Relaxed), self.spooled_bytes.load(Ordering::Relaxed));
+            self.outage.tick(
+                self.spooled.load(Ordering::Relaxed),
+                self.spooled_bytes.load(Ordering::Relaxed),
+            );
         }
     }
 
@@ -1745,21 +1743,10 @@ impl Bus for RedisBus {
                 (None, _) => true,
             };
             let epoch: Arc<str> = epoch.unwrap_or_default().into();
-            let mut missed = Vec::new();
-            for (id, payload) in entry_list(entries) {
-                let offset = id
-                    .split('-')
-                    .next()
-                    .and_then(|o| o.parse().ok())
-                    .unwrap_or(0);
-                if let Some((_, mut m)) = decode(&payload) {
-                    m.position = Some(Position {
-                        offset,
-                        epoch: epoch.clone(),
-                    });
-                    missed.push(Arc::new(m));
-                }
-            }
+            let missed: Vec<Arc<Message>> = history(entries, &epoch)
+                .into_iter()
+                .map(|(_, m)| Arc::new(m))
+                .collect();
             let first = missed
                 .first()
                 .and_then(|m| m.position.as_ref().map(|p| p.offset));
@@ -1963,6 +1950,27 @@ fn split_published(p: &[u8]) -> Option<(u64, String, &[u8])> {
     let sp = rest.iter().position(|&c| c == b' ')?;
     let epoch = std::str::from_utf8(&rest[..sp]).ok()?.to_owned();
     Some((offset, epoch, &rest[sp + 1..]))
+}
+
+/// History stream entries (`XRANGE`'s answer) as messages of `epoch`, stamped with
+/// their offsets (the entry ids), with the node each came from.
+fn history(entries: Value, epoch: &Arc<str>) -> Vec<(String, Message)> {
+    entry_list(entries)
+        .into_iter()
+        .filter_map(|(id, payload)| {
+            let offset = id
+                .split('-')
+                .next()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0);
+            let (origin, mut m) = decode(&payload)?;
+            m.position = Some(Position {
+                offset,
+                epoch: epoch.clone(),
+            });
+            Some((origin, m))
+        })
+        .collect()
 }
 
 /// The topic script's answer `{offset, epoch}` as a position.

@@ -192,7 +192,10 @@ mod tests {
         assert_eq!((s.len(), s.bytes()), (4, 40));
         // b's deadline passed: refused, never written.
         let gone = s.expire(now + Duration::from_secs(2));
-        assert_eq!(gone.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            gone.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
         assert_eq!(s.next_deadline(), Some(now + Duration::from_secs(3)));
         let taken = s.take(10);
         assert_eq!(keys(&taken), ["a", "c", "d"]);

@@ -18,10 +18,10 @@ use herald_stomp::{Command, Frame, Version, encode, write_header};
 use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
 use crate::auth::rules::Operation;
-use crate::cluster::Outcome;
 use crate::broker::{
     AckMode, DeliveryGuard, Message, OutFrame, Outbox, Recipient, Subscription, Unacked,
 };
+use crate::cluster::Outcome;
 use crate::config::ErrorDelivery;
 use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
 use crate::node::Node;

@@ -332,7 +332,11 @@ async fn run<T: Transport>(
         tracing::debug!("shutdown: the client does not read; dropping the connection");
         return;
     }
-    if !pending.is_empty() && timeout(FINAL_WRITE, transport.write(&pending)).await.is_err() {
+    if !pending.is_empty()
+        && timeout(FINAL_WRITE, transport.write(&pending))
+            .await
+            .is_err()
+    {
         return; // not read: a polite close would wait as long again
     }
     let _ = timeout(FINAL_WRITE, transport.close()).await;

@@ -34,11 +34,8 @@ impl RedisServer {
     /// own, removed on drop): what Redis answered survives a kill -9 and restart, as
     /// in a deployment that persists.
     pub fn start_persistent() -> RedisServer {
-        let dir = std::env::temp_dir().join(format!(
-            "herald-redis-{}-{}",
-            std::process::id(),
-            unique()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("herald-redis-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
         RedisServer::start_in(Some(dir))
     }
@@ -77,9 +74,7 @@ impl RedisServer {
         cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", ""]);
         match &self.dir {
-            Some(dir) => cmd
-                .args(["--appendonly", "yes", "--dir"])
-                .arg(dir),
+            Some(dir) => cmd.args(["--appendonly", "yes", "--dir"]).arg(dir),
             None => cmd.args(["--appendonly", "no"]),
         };
         let child = cmd
