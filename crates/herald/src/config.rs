@@ -430,6 +430,14 @@ pub struct ClusterConfig {
     /// Bytes of messages all history rings together keep; past it the least
     /// recently published destinations are dropped.
     pub history_max_bytes: usize,
+    /// Longest a confirmed publish (a SEND or COMMIT with a `receipt`, the REST API,
+    /// `Messaging::send_confirmed`) waits for Redis to take it while Redis is away;
+    /// past it the message is refused and never written later.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// Bytes of publishes kept in order while Redis is away, written to it once it
+    /// answers; past it new publishes are refused.
+    pub spool_max_bytes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -443,6 +451,8 @@ impl Default for ClusterConfig {
             heartbeat: Duration::from_secs(2),
             history_max_destinations: 10_000,
             history_max_bytes: 64 * 1024 * 1024,
+            publish_timeout: Duration::from_secs(5),
+            spool_max_bytes: 64 << 20,
         }
     }
 }
@@ -612,6 +622,9 @@ impl Config {
         }
         if c.heartbeat.is_zero() || c.claim_after.is_zero() {
             return err("cluster.heartbeat/claim_after", "must be more than 0s");
+        }
+        if c.publish_timeout.is_zero() {
+            return err("cluster.publish_timeout", "must be more than 0s");
         }
         let sj = &self.sockjs;
         if !sj.path.starts_with('/') || sj.path.len() < 2 || sj.path.ends_with('/') {

@@ -190,6 +190,15 @@ impl Server {
             tracing::warn!(?drain, "drain timeout passed with sessions still open");
         }
         let _ = tokio::time::timeout(drain, http_task).await;
+        // Publishes still waiting for Redis (an outage) get one more chance.
+        if let Some(flushed) = node.broker.bus().drain()
+            && tokio::time::timeout(drain, flushed).await.is_err()
+        {
+            tracing::warn!(
+                ?drain,
+                "drain timeout passed with publishes still waiting for Redis"
+            );
+        }
         node.broker.bus().shutdown();
         Ok(())
     }

@@ -166,3 +166,48 @@ async fn a_full_prefetch_window_leaves_entries_in_redis_for_consumers_with_room(
     let got = drain(&mut [&mut fast], 2).await;
     assert_eq!(got[0].len(), 2, "{got:?}");
 }
+
+/// A session that ends on a live node hands its unacked messages back at once:
+/// another node's consumer gets each once within a second, long before
+/// `claim_after` (left at its default here: it is for dead nodes).
+#[tokio::test]
+async fn an_ended_sessions_unacked_messages_go_to_another_node_at_once() {
+    let redis = RedisServer::start();
+    let claim_late = |c: &mut herald::config::Config| {
+        c.cluster.claim_after = herald::config::ClusterConfig::default().claim_after;
+    };
+    let (a, b) = (
+        node_with(&redis, claim_late).await,
+        node_with(&redis, claim_late).await,
+    );
+    let mut holder = a.tcp().await;
+    holder
+        .subscribe_ack("w", "/queue/handback", "client-individual")
+        .await;
+    consuming(&a, "/queue/handback").await;
+    let mut p = a.tcp().await;
+    for n in 0..5 {
+        p.publish("/queue/handback", &format!("h{n}")).await;
+    }
+    let mut held = HashSet::new();
+    for _ in 0..5 {
+        held.insert(holder.recv_body().await);
+    }
+    let mut taker = b.tcp().await;
+    taker.subscribe("w", "/queue/handback").await;
+    consuming(&b, "/queue/handback").await;
+    // The holder goes away without acking; its node lives on.
+    drop(holder);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut got = Vec::new();
+    while got.len() < held.len() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match taker.next_event(left).await {
+            Some(Event::Frame(f)) => got.push(String::from_utf8_lossy(&f.body).into_owned()),
+            other => panic!("within a second B got {got:?}, then {other:?}"),
+        }
+    }
+    taker.expect_silence(Duration::from_millis(300)).await;
+    let got_set: HashSet<String> = got.iter().cloned().collect();
+    assert_eq!((got.len(), got_set), (held.len(), held), "each once");
+}

@@ -118,21 +118,44 @@ async fn shutdown_does_not_wait_for_a_client_that_never_reads() {
     .await;
     // A client that stopped reading and has a full socket: the server cannot even
     // deliver its ERROR, but must still stop within the drain timeout.
+    let _stuck = stalled_client(&server).await;
+    let took = server.shutdown_within(drain + Duration::from_secs(3)).await;
+    assert!(
+        took <= drain + Duration::from_millis(1500),
+        "run() took {took:?} with drain_timeout {drain:?}"
+    );
+}
+
+/// A session blocked writing to a client that stopped reading is reached by the
+/// shutdown too: the process does not wait for the drain timeout (or the write's
+/// send_timeout), both set far beyond the bound here.
+#[tokio::test]
+async fn shutdown_reaches_a_session_blocked_writing_to_a_stalled_client() {
+    let mut server = TestServer::with(|c| {
+        c.server.drain_timeout = Duration::from_secs(60);
+        c.stomp.send_timeout = Duration::from_secs(60);
+        c.stomp.outbound_queue = 64 << 20;
+    })
+    .await;
+    // Its outbox (64 MiB) holds what the kernel does not: the session sits in a
+    // write that does not finish.
+    let _stuck = stalled_client(&server).await;
+    server.shutdown_within(Duration::from_secs(10)).await;
+}
+
+/// A subscriber that stopped reading, with 8 MiB published to it: more than the
+/// kernel buffers between it and the server.
+async fn stalled_client(server: &TestServer) -> Client {
     let mut stuck = Client::tcp_small_buffer(server.stomp).await;
     assert_eq!(stuck.connect("1.2").await.command, Command::Connected);
     stuck.subscribe("s", "/topic/flood").await;
     let mut p = server.tcp().await;
     let body = "z".repeat(4096);
-    // 8 MiB: more than the kernel buffers between the server and `stuck`.
     for _ in 0..100 {
         for _ in 0..20 {
             p.publish_nowait("/topic/flood", &body).await;
         }
         p.publish("/topic/flood", "tick").await;
     }
-    let took = server.shutdown_within(drain + Duration::from_secs(3)).await;
-    assert!(
-        took <= drain + Duration::from_millis(1500),
-        "run() took {took:?} with drain_timeout {drain:?}"
-    );
+    stuck
 }

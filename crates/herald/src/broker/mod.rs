@@ -294,8 +294,9 @@ impl Broker {
     }
 
     /// Queue messages that were NACKed or never acked go to another subscriber
-    /// (the one that gave them back only when no other exists); topic messages are
-    /// dropped, as there is no one else to give them to.
+    /// (the one that gave them back only when no other exists), a cluster queue's
+    /// back to the cluster when none is here; topic messages are dropped, as there is
+    /// no one else to give them to.
     pub fn redeliver(&self, unacked: Vec<Unacked>, from_session: Option<&str>) {
         for u in unacked.into_iter().filter(|u| u.from_queue) {
             // Admitted once already: the queue takes it back whatever its budgets
@@ -305,12 +306,13 @@ impl Broker {
     }
 
     /// Gives a queue message to one subscriber, or keeps it (within the queue
-    /// budgets, unless `force`) until one has room; `Ok(true)` when delivered.
+    /// budgets, unless it is `given_back`) until one has room; `Ok(true)` when
+    /// delivered. `given_back`: a session had it and gave it back (ended or NACKed).
     fn enqueue(
         &self,
         message: Arc<Message>,
         avoid: Option<&str>,
-        force: bool,
+        given_back: bool,
     ) -> Result<bool, Refused> {
         let reg = self.registry.read();
         let mut queues = self.queues.lock();
@@ -322,10 +324,14 @@ impl Broker {
         }
         if message.entry.is_some() {
             // A cluster queue keeps waiting messages in Redis, not here.
-            self.bus.released(&message);
+            if given_back {
+                self.bus.handed_back(&message);
+            } else {
+                self.bus.released(&message);
+            }
             return Ok(false);
         }
-        queues.push(&self.config, message, force)?;
+        queues.push(&self.config, message, given_back)?;
         Ok(false)
     }
 

@@ -316,6 +316,7 @@ impl Bus for LocalBus {
             kind: "local",
             connected: true,
             failed_publishes: 0,
+            spooled: 0,
             channels: 0,
         }
     }

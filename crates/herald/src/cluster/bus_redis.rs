@@ -22,17 +22,24 @@
 //! - **Presence and maps** ([`super::presence`]): joins, leaves and queries go
 //!   through the same ordered writer as publishes; the health task re-stamps this
 //!   node's members once a `cluster.heartbeat`.
-//! - **Confirmation.** A publish whose caller waits (the REST API) is answered after
-//!   its batch was flushed; [`Bus::flushed`] waits for everything sent before it (a
-//!   SEND's RECEIPT), so a receipt means the message is in the cluster's history.
-//! - **Outage.** While Redis is unreachable, publishes are delivered locally only,
-//!   counted and logged; the connection manager reconnects and resubscribes by
-//!   itself (RESP3 push + automatic resubscription); `/health` shows degraded. ACKs
-//!   that could not reach Redis are kept (their entries stay held by this node) and
-//!   sent again once it is back.
+//! - **Confirmation.** A publish whose caller waits (a SEND's RECEIPT, the REST
+//!   API) is answered once Redis ran its script; [`Bus::flushed`] is a barrier for
+//!   what came before (a SUBSCRIBE's RECEIPT waits for its channel).
+//! - **Outage.** A publish that cannot reach Redis goes to the outage spool
+//!   ([`super::spool`]): topic messages are delivered to this node's sessions at
+//!   once, queue messages wait (so that exactly one node's consumer gets them). Once
+//!   Redis answers the writer writes the spool in order before anything newer; a
+//!   waiting caller gets its confirmation then, or a refusal at `publish_timeout`,
+//!   after which the message is never written. The health task retries Redis with a
+//!   short backoff (sooner when a publish waits), and the first command that succeeds
+//!   ends the outage. ACKs and hand-backs that could not reach Redis are kept and
+//!   sent once it is back. A node cut off from Pub/Sub fills what it missed on its
+//!   exact topic subscriptions from the destinations' history.
+//! - **Hand-back.** Unacked entries of a session that ended (or NACKed) with no other
+//!   local consumer are re-added to their stream at once, for any node to read.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,7 +51,9 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::outage::OutageLog;
 use super::presence::{JOIN_SCRIPT, LIST_SCRIPT, Members, REFRESH_CHUNK};
+use super::spool::{Spool, Spooled};
 use super::{Bus, BusStatus, Confirm, Outcome, Since};
 use crate::broker::destination::Pattern;
 use crate::broker::message::{Entry, Position};
@@ -55,6 +64,11 @@ use crate::handler::BoxFuture;
 const GROUP: &str = "herald";
 /// Publishes and acks sent to Redis in one pipeline at most.
 const BATCH: usize = 512;
+/// Longest one pipeline waits for Redis' answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Shortest and longest pause between two attempts to reach Redis after a failure.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// KEYS: history stream, meta hash. ARGV: channel, payload, history size, a fresh
 /// epoch, ttl seconds. Returns {offset, epoch}.
@@ -84,21 +98,89 @@ redis.call('SADD', KEYS[2], ARGV[3])
 return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'p', ARGV[1])
 "#;
 
+/// KEYS: queue stream. ARGV: entry id, this node's consumer, capacity. Re-adds an
+/// entry this node holds as a new one (any node's next XREADGROUP reads it) and
+/// removes the old; nothing when another consumer holds it now. Returns 1 if moved.
+const HAND_BACK_SCRIPT: &str = r#"
+local held = redis.call('XPENDING', KEYS[1], 'herald', ARGV[1], ARGV[1], 1, ARGV[2])
+if #held == 0 then return 0 end
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+redis.call('XACK', KEYS[1], 'herald', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+if #e == 0 then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', unpack(e[1][2]))
+return 1
+"#;
+
+/// Every script, loaded again after a Redis restart emptied its script cache.
+const SCRIPTS: [&str; 5] = [
+    TOPIC_SCRIPT,
+    QUEUE_SCRIPT,
+    HAND_BACK_SCRIPT,
+    JOIN_SCRIPT,
+    LIST_SCRIPT,
+];
+
 /// What a caller of [`Inner::call`] gets back.
 type Reply = oneshot::Sender<Result<Value, String>>;
+
+/// A publish's waiting caller, and when it started waiting.
+type Waiter = (Confirm, tokio::time::Instant);
 
 // Publish is the common command and the large one; boxing it would cost an allocation
 // per publish.
 #[allow(clippy::large_enum_variant)]
 enum Cmd {
-    Publish(Message, Option<Confirm>),
+    Publish(Message, Option<Waiter>),
     Ack(Arc<str>, String),
+    /// An entry this node holds goes back to its stream (its session ended).
+    HandBack(Arc<str>, String),
     /// A command run in order with the publishes; its answer goes to the reply.
     Call(redis::Cmd, Option<Reply>),
     /// Answered once everything sent before it was flushed.
     Barrier(oneshot::Sender<()>),
     Subscribe(String, bool),
     Unsubscribe(String, bool),
+}
+
+/// What this node heard last on one exact topic routing key.
+#[derive(Default)]
+struct Heard {
+    /// Local subscriptions to the key.
+    subscriptions: usize,
+    last: Option<Position>,
+}
+
+/// How a message heard on Pub/Sub relates to what came before on its key.
+enum Sequence {
+    /// The next one (or the key is not followed).
+    Next,
+    /// Heard already (filled from history first).
+    Again,
+    /// Messages from this offset on were missed.
+    After(u64),
+}
+
+/// What Redis made of one command of a pipeline.
+enum Answer {
+    Done(Value),
+    /// Redis refused it for good (a wrong type, a script error): never retried.
+    Rejected(String),
+    /// Not run: Redis is away, loading or out of memory; retried once it answers.
+    NotRun(String),
+}
+
+impl From<Value> for Answer {
+    fn from(v: Value) -> Answer {
+        match v {
+            Value::ServerError(e) => match e.code() {
+                "LOADING" | "BUSY" | "OOM" | "READONLY" | "MASTERDOWN" | "TRYAGAIN"
+                | "CLUSTERDOWN" | "NOSCRIPT" => Answer::NotRun(e.to_string()),
+                _ => Answer::Rejected(e.to_string()),
+            },
+            v => Answer::Done(v),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -132,12 +214,29 @@ struct Inner {
     inflight: Mutex<HashMap<Arc<str>, HashSet<String>>>,
     /// ACKs that did not reach Redis, sent again once it is back.
     retry_acks: Mutex<Vec<(Arc<str>, String)>>,
+    /// Hand-backs that did not reach Redis, sent again once it is back.
+    retry_hand_backs: Mutex<Vec<(Arc<str>, String)>>,
+    /// Channels no longer wanted whose UNSUBSCRIBE waits for Redis.
+    unsubscribe_later: Mutex<Vec<(String, bool)>>,
+    /// Exact topic routing keys with local subscriptions → the last position this
+    /// node heard on them, to notice (and fill) what Pub/Sub did not bring.
+    heard: Mutex<HashMap<String, Heard>>,
     /// This node's presence entries, re-stamped every health tick.
     members: Members,
     connected: AtomicBool,
     failed: AtomicU64,
+    /// Redis answers again: the writer writes its spool, the receiver catches up.
+    redis_back: Notify,
+    resync: Notify,
+    /// A publish waits for Redis: try it now rather than at the next backoff step.
+    probe_now: Notify,
+    outage: OutageLog,
+    /// The writer's spool, for status and shutdown.
+    spooled: AtomicUsize,
+    spooled_bytes: AtomicUsize,
     topic_sha: String,
     queue_sha: String,
+    hand_back_sha: String,
     join_sha: String,
     list_sha: String,
     /// Stops reading queues (shutdown began) / everything (shutdown done).
@@ -184,11 +283,21 @@ impl RedisBus {
                 queues_changed: Notify::new(),
                 inflight: Mutex::default(),
                 retry_acks: Mutex::default(),
+                retry_hand_backs: Mutex::default(),
+                unsubscribe_later: Mutex::default(),
+                heard: Mutex::default(),
                 members: Members::default(),
                 connected: AtomicBool::new(true),
                 failed: AtomicU64::new(0),
+                redis_back: Notify::new(),
+                resync: Notify::new(),
+                probe_now: Notify::new(),
+                outage: OutageLog::new(node_id),
+                spooled: AtomicUsize::new(0),
+                spooled_bytes: AtomicUsize::new(0),
                 topic_sha: redis::Script::new(TOPIC_SCRIPT).get_hash().to_owned(),
                 queue_sha: redis::Script::new(QUEUE_SCRIPT).get_hash().to_owned(),
+                hand_back_sha: redis::Script::new(HAND_BACK_SCRIPT).get_hash().to_owned(),
                 join_sha: redis::Script::new(JOIN_SCRIPT).get_hash().to_owned(),
                 list_sha: redis::Script::new(LIST_SCRIPT).get_hash().to_owned(),
                 stop_reading: CancellationToken::new(),
@@ -322,34 +431,48 @@ impl Inner {
         )
     }
 
-    fn set_connected(&self, up: bool) {
-        let was = self.connected.swap(up, Ordering::Relaxed);
-        if !was && up {
-            crate::ops::metrics::redis_reconnected();
-        }
-        if was && !up {
-            tracing::warn!(node = %self.node_id, "Redis unreachable: delivering locally only until it is back");
-        } else if !was && up {
-            tracing::info!(node = %self.node_id, failed_publishes = self.failed.load(Ordering::Relaxed), "Redis reachable again");
-        }
+    fn is_up(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
-    fn count_failed(&self, n: usize, why: &str) {
-        let total = self.failed.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        crate::ops::metrics::bus_errors(n);
-        tracing::warn!(node = %self.node_id, failed = n, total, reason = why, "publishes did not reach Redis (delivered on this node only)");
+    /// Records whether Redis answers; `why` says what failed. The first success after
+    /// a failure ends the outage: the spool is written, the receiver catches up.
+    fn set_connected(&self, up: bool, why: &str) {
+        let was = self.connected.swap(up, Ordering::Relaxed);
+        if was && !up {
+            self.outage.started(why);
+            self.probe_now.notify_one();
+        } else if !was && up {
+            crate::ops::metrics::redis_reconnected();
+            self.outage.ended(self.spooled.load(Ordering::Relaxed));
+            self.redis_back.notify_one();
+            self.resync.notify_one();
+        }
     }
 
     // ---------------------------------------------------------------- writer
 
+    /// Sends commands to Redis in order, a batch per round trip. While Redis is away
+    /// (or the spool still holds anything) publishes go to the spool instead, and the
+    /// spool is written first once Redis answers.
     async fn writer(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut spool = Spool::new(self.config.spool_max_bytes);
         let mut carry: Option<Cmd> = None;
         loop {
+            self.expire(&mut spool);
+            if !spool.is_empty() && self.is_up() {
+                self.replay(&mut spool).await;
+                self.report(&spool);
+                continue;
+            }
+            let deadline = spool.next_deadline();
             let cmd = match carry.take() {
                 Some(c) => c,
                 None => tokio::select! {
-                    _ = self.stop.cancelled() => return,
-                    c = rx.recv() => match c { Some(c) => c, None => return },
+                    _ = self.stop.cancelled() => return self.abandon(&mut spool),
+                    c = rx.recv() => match c { Some(c) => c, None => return self.abandon(&mut spool) },
+                    _ = self.redis_back.notified(), if !spool.is_empty() => continue,
+                    _ = sleep_until_some(deadline), if deadline.is_some() => continue,
                 },
             };
             match cmd {
@@ -362,6 +485,7 @@ impl Inner {
                             Ok(
                                 c @ (Cmd::Publish(..)
                                 | Cmd::Ack(..)
+                                | Cmd::HandBack(..)
                                 | Cmd::Call(..)
                                 | Cmd::Barrier(_)),
                             ) => batch.push(c),
@@ -372,8 +496,48 @@ impl Inner {
                             Err(_) => break,
                         }
                     }
-                    self.flush(batch).await;
+                    if self.is_up() && !spool.is_empty() {
+                        self.replay(&mut spool).await;
+                    }
+                    if self.is_up() && spool.is_empty() {
+                        self.flush(batch, &mut spool).await;
+                    } else {
+                        self.hold(batch, &mut spool, "Redis is unreachable");
+                    }
                 }
+            }
+            self.report(&spool);
+        }
+    }
+
+    /// The spool's size for status, shutdown and the metrics (when it changed).
+    fn report(&self, spool: &Spool) {
+        let (len, bytes) = (spool.len(), spool.bytes());
+        let was = (
+            self.spooled.swap(len, Ordering::Relaxed),
+            self.spooled_bytes.swap(bytes, Ordering::Relaxed),
+        );
+        if was != (len, bytes) {
+            crate::ops::metrics::bus_spool(len, bytes);
+        }
+    }
+
+    /// Shutdown: what the spool still holds never reaches Redis.
+    fn abandon(&self, spool: &mut Spool) {
+        let left = spool.drain();
+        self.report(spool);
+        if left.is_empty() {
+            return;
+        }
+        tracing::warn!(node = %self.node_id, lost = left.len(),
+            "shutting down with publishes that never reached Redis");
+        crate::ops::metrics::bus_refused("shutdown", left.len());
+        for e in left {
+            if let Some((c, _)) = e.waiter {
+                let _ = c.send(Outcome {
+                    delivered: e.delivered,
+                    ..Outcome::refused("the server is shutting down")
+                });
             }
         }
     }
@@ -382,6 +546,9 @@ impl Inner {
         // Still wanted? (a quick subscribe/unsubscribe pair needs no round trip)
         if !self.channels.lock().contains_key(&(ch.clone(), pattern)) {
             return;
+        }
+        if !self.is_up() {
+            return; // the health task subscribes what is missing once Redis is back
         }
         let mut conn = self.conn();
         let r = if pattern {
@@ -396,8 +563,8 @@ impl Inner {
             Err(e) => {
                 // The manager resubscribes what it tracked; what failed is retried
                 // by the health task.
-                tracing::warn!(channel = %ch, error = %e, "Redis SUBSCRIBE failed; will retry");
-                self.set_connected(false);
+                tracing::debug!(channel = %ch, error = %e, "Redis SUBSCRIBE failed; will retry");
+                self.set_connected(false, &e.to_string());
             }
         }
     }
@@ -407,6 +574,10 @@ impl Inner {
             return;
         }
         self.listening.lock().remove(&(ch.clone(), pattern));
+        if !self.is_up() {
+            self.unsubscribe_later.lock().push((ch, pattern));
+            return;
+        }
         let mut conn = self.conn();
         let _ = if pattern {
             conn.punsubscribe(&ch).await
@@ -415,36 +586,53 @@ impl Inner {
         };
     }
 
+    fn add_publish(&self, pipe: &mut redis::Pipeline, kind: Kind, key: &str, payload: &[u8]) {
+        if kind == Kind::Topic {
+            let (hist, meta) = self.history_keys(key);
+            pipe.cmd("EVALSHA")
+                .arg(&self.topic_sha)
+                .arg(2)
+                .arg(hist)
+                .arg(meta)
+                .arg(self.publish_channel(key))
+                .arg(payload)
+                .arg(self.history_size)
+                .arg(super::new_epoch())
+                .arg(self.config.history_ttl.as_secs());
+        } else {
+            pipe.cmd("EVALSHA")
+                .arg(&self.queue_sha)
+                .arg(2)
+                .arg(self.queue_stream(key))
+                .arg(self.queue_registry())
+                .arg(payload)
+                .arg(self.queue_capacity)
+                .arg(key);
+        }
+    }
+
+    /// One pipeline for `batch`: every command in it has an answer (errors
+    /// included), in order; an ACK is two commands, a barrier none.
     fn pipeline(&self, batch: &[Cmd]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for c in batch {
             match c {
-                Cmd::Publish(m, _) if m.kind == Kind::Topic => {
-                    let (hist, meta) = self.history_keys(&m.key);
-                    pipe.cmd("EVALSHA")
-                        .arg(&self.topic_sha)
-                        .arg(2)
-                        .arg(hist)
-                        .arg(meta)
-                        .arg(self.publish_channel(&m.key))
-                        .arg(encode(m, &self.node_id))
-                        .arg(self.history_size)
-                        .arg(super::new_epoch())
-                        .arg(self.config.history_ttl.as_secs());
-                }
                 Cmd::Publish(m, _) => {
-                    pipe.cmd("EVALSHA")
-                        .arg(&self.queue_sha)
-                        .arg(2)
-                        .arg(self.queue_stream(&m.key))
-                        .arg(self.queue_registry())
-                        .arg(encode(m, &self.node_id))
-                        .arg(self.queue_capacity)
-                        .arg(&m.key);
+                    self.add_publish(&mut pipe, m.kind, &m.key, &encode(m, &self.node_id))
                 }
                 Cmd::Ack(stream, id) => {
-                    pipe.cmd("XACK").arg(&**stream).arg(GROUP).arg(id).ignore();
-                    pipe.cmd("XDEL").arg(&**stream).arg(id).ignore();
+                    pipe.cmd("XACK").arg(&**stream).arg(GROUP).arg(id);
+                    pipe.cmd("XDEL").arg(&**stream).arg(id);
+                }
+                Cmd::HandBack(stream, id) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(&self.hand_back_sha)
+                        .arg(1)
+                        .arg(&**stream)
+                        .arg(id)
+                        .arg(&self.node_id)
+                        .arg(self.queue_capacity);
                 }
                 Cmd::Call(cmd, _) => {
                     pipe.add_command(cmd.clone());
@@ -455,7 +643,65 @@ impl Inner {
         pipe
     }
 
-    async fn flush(&self, batch: Vec<Cmd>) {
+    /// Runs `pipe`: every command's answer, or why Redis could not be asked (then
+    /// none of it is known to have run). Scripts a restarted Redis lost are loaded
+    /// and those commands run again.
+    async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Answer>, String> {
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let values: Vec<Value> =
+            match tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err(format!("Redis did not answer within {ANSWER_TIMEOUT:?}")),
+            };
+        let noscript: Vec<usize> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+            .map(|(i, _)| i)
+            .collect();
+        let mut answers: Vec<Answer> = values.into_iter().map(Answer::from).collect();
+        if !noscript.is_empty() && self.load_scripts().await.is_ok() {
+            let cmds: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
+            let mut again = redis::pipe();
+            again.ignore_errors();
+            for &i in &noscript {
+                again.add_command(cmds[i].clone());
+            }
+            let retried: Result<Vec<Value>, String> =
+                match tokio::time::timeout(ANSWER_TIMEOUT, again.query_async(&mut conn)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("Redis did not answer within {ANSWER_TIMEOUT:?}")),
+                };
+            match retried {
+                Ok(vs) => {
+                    for (&i, v) in noscript.iter().zip(vs) {
+                        answers[i] = Answer::from(v);
+                    }
+                }
+                Err(e) => {
+                    for &i in &noscript {
+                        answers[i] = Answer::NotRun(e.clone());
+                    }
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    async fn load_scripts(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn();
+        let mut load = redis::pipe();
+        for script in SCRIPTS {
+            load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
+        }
+        load.query_async(&mut conn).await
+    }
+
+    async fn flush(&self, batch: Vec<Cmd>, spool: &mut Spool) {
         if batch.iter().all(|c| matches!(c, Cmd::Barrier(_))) {
             // Nothing to send: what came before is done.
             for c in batch {
@@ -466,119 +712,263 @@ impl Inner {
             return;
         }
         let started = std::time::Instant::now();
-        let mut result = self.run(&batch).await;
-        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-            || e.to_string().contains("NOSCRIPT") || e.to_string().contains("no script"))
-        {
-            let mut conn = self.conn();
-            let mut load = redis::pipe();
-            for script in [TOPIC_SCRIPT, QUEUE_SCRIPT, JOIN_SCRIPT, LIST_SCRIPT] {
-                load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
+        let result = self.run(&self.pipeline(&batch)).await;
+        crate::ops::metrics::bus_publish_time(started.elapsed());
+        let mut answers = match result {
+            Ok(a) => a.into_iter(),
+            Err(why) => {
+                self.set_connected(false, &why);
+                return self.hold(batch, spool, &why);
             }
-            let loaded: redis::RedisResult<()> = load.query_async(&mut conn).await;
-            if loaded.is_ok() {
-                result = self.run(&batch).await;
+        };
+        self.set_connected(true, "");
+        let broker = self.broker();
+        let mut barriers = Vec::new();
+        let mut not_run: Option<String> = None;
+        for cmd in batch {
+            match cmd {
+                Cmd::Publish(mut m, waiter) => match answers.next() {
+                    Some(Answer::Done(reply)) => {
+                        let mut outcome = Outcome::default();
+                        if m.kind == Kind::Topic {
+                            // {offset, epoch}: this node's sessions get it now, stamped.
+                            m.position = stamped(reply);
+                            outcome.position = m.position.clone();
+                            if let Some(b) = &broker {
+                                outcome.delivered = b.deliver(Arc::new(m), None);
+                            }
+                        }
+                        // Queue messages come back through XREADGROUP, to one consumer.
+                        if let Some((c, _)) = waiter {
+                            let _ = c.send(outcome);
+                        }
+                    }
+                    Some(Answer::Rejected(why)) => self.reject(&m.key, waiter, &why),
+                    other => {
+                        self.spool_one(m, waiter, spool, broker.as_ref());
+                        self.count_failed(1);
+                        not_run = Some(match other {
+                            Some(Answer::NotRun(why)) => why,
+                            _ => "no answer from Redis".to_owned(),
+                        });
+                    }
+                },
+                Cmd::Ack(stream, id) => {
+                    let (a, b) = (answers.next(), answers.next());
+                    if matches!((a, b), (Some(Answer::Done(_)), Some(Answer::Done(_)))) {
+                        if let Some(ids) = self.inflight.lock().get_mut(&stream) {
+                            ids.remove(&id);
+                        }
+                    } else {
+                        self.retry_acks.lock().push((stream, id));
+                    }
+                }
+                Cmd::HandBack(stream, id) => match answers.next() {
+                    Some(Answer::Done(v)) => {
+                        if as_u64(&v) == Some(1) {
+                            crate::ops::metrics::bus_handed_back(1);
+                        }
+                    }
+                    Some(Answer::NotRun(_)) | None => {
+                        self.retry_hand_backs.lock().push((stream, id));
+                    }
+                    Some(Answer::Rejected(why)) => {
+                        tracing::warn!(queue = %stream, error = %why, "handing a queue message back failed; it is claimed after claim_after");
+                    }
+                },
+                Cmd::Call(_, reply) => {
+                    let v = match answers.next() {
+                        Some(Answer::Done(v)) => Ok(v),
+                        Some(Answer::Rejected(e) | Answer::NotRun(e)) => Err(e),
+                        None => Err("no answer from Redis".to_owned()),
+                    };
+                    if let Some(r) = reply {
+                        let _ = r.send(v);
+                    }
+                }
+                Cmd::Barrier(b) => barriers.push(b),
+                Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
             }
         }
-        crate::ops::metrics::bus_publish_time(started.elapsed());
-        let mut barriers = Vec::new();
-        match result {
-            Ok(replies) => {
-                self.set_connected(true);
-                let broker = self.broker();
-                let mut replies = replies.into_iter();
-                for cmd in batch {
-                    match cmd {
-                        Cmd::Publish(mut m, confirm) => {
-                            let reply = replies.next();
-                            let mut outcome = Outcome::default();
-                            if m.kind == Kind::Topic {
-                                // {offset, epoch}: this node's sessions get it now, stamped.
-                                if let Some(Value::Array(v)) = reply
-                                    && let [o, e] = &v[..]
-                                    && let (Some(o), Some(e)) = (as_u64(o), as_string(e))
-                                {
-                                    m.position = Some(Position {
-                                        offset: o,
-                                        epoch: e.into(),
-                                    });
-                                }
-                                outcome.position = m.position.clone();
-                                if let Some(b) = &broker {
-                                    outcome.delivered = b.deliver(Arc::new(m), None);
-                                }
-                            }
-                            // Queue messages come back through XREADGROUP, to one consumer.
-                            if let Some(c) = confirm {
-                                let _ = c.send(outcome);
-                            }
-                        }
-                        Cmd::Ack(stream, id) => {
-                            if let Some(ids) = self.inflight.lock().get_mut(&stream) {
-                                ids.remove(&id);
-                            }
-                        }
-                        Cmd::Call(_, reply) => {
-                            let v = replies
-                                .next()
-                                .ok_or_else(|| "no answer from Redis".to_owned());
-                            if let Some(r) = reply {
-                                let _ = r.send(v);
-                            }
-                        }
-                        Cmd::Barrier(b) => barriers.push(b),
-                        Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
-                    }
-                }
-            }
-            Err(e) => {
-                self.set_connected(false);
-                let why = e.to_string();
-                let mut failed = 0;
-                for cmd in batch {
-                    match cmd {
-                        Cmd::Publish(m, confirm) => {
-                            failed += 1;
-                            // Delivered on this node alone (a queue message waits
-                            // with this node's broker).
-                            let delivered =
-                                self.broker().map_or(0, |b| b.deliver(Arc::new(m), None));
-                            if let Some(c) = confirm {
-                                let _ = c.send(Outcome {
-                                    delivered,
-                                    position: None,
-                                    error: Some(format!("not in the cluster: {why}")),
-                                });
-                            }
-                        }
-                        Cmd::Ack(stream, id) => self.retry_acks.lock().push((stream, id)),
-                        Cmd::Call(_, Some(r)) => {
-                            let _ = r.send(Err(why.clone()));
-                        }
-                        Cmd::Call(_, None) => {}
-                        Cmd::Barrier(b) => barriers.push(b),
-                        Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
-                    }
-                }
-                if failed > 0 {
-                    self.count_failed(failed, &why);
-                }
-            }
+        if let Some(why) = not_run {
+            // Loading, out of memory: an outage until a PING gets through.
+            self.set_connected(false, &why);
         }
         for b in barriers {
             let _ = b.send(());
         }
     }
 
-    async fn run(&self, batch: &[Cmd]) -> redis::RedisResult<Vec<Value>> {
-        let pipe = self.pipeline(batch);
-        let mut conn = self.conn();
-        match tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut conn)).await {
-            Ok(r) => r,
-            Err(_) => Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "Redis did not answer within 2s",
-            ))),
+    /// Redis is away: publishes go to the spool, ACKs and hand-backs wait, calls fail.
+    fn hold(&self, batch: Vec<Cmd>, spool: &mut Spool, why: &str) {
+        let broker = self.broker();
+        let mut failed = 0;
+        for cmd in batch {
+            match cmd {
+                Cmd::Publish(m, waiter) => {
+                    failed += 1;
+                    self.spool_one(m, waiter, spool, broker.as_ref());
+                }
+                Cmd::Ack(stream, id) => self.retry_acks.lock().push((stream, id)),
+                Cmd::HandBack(stream, id) => self.retry_hand_backs.lock().push((stream, id)),
+                Cmd::Call(_, Some(r)) => {
+                    let _ = r.send(Err(why.to_owned()));
+                }
+                Cmd::Call(_, None) => {}
+                Cmd::Barrier(b) => {
+                    let _ = b.send(());
+                }
+                Cmd::Subscribe(..) | Cmd::Unsubscribe(..) => {}
+            }
+        }
+        if failed > 0 {
+            self.count_failed(failed);
+            self.probe_now.notify_one();
+        }
+    }
+
+    fn count_failed(&self, n: usize) {
+        self.failed.fetch_add(n as u64, Ordering::Relaxed);
+        crate::ops::metrics::bus_errors(n);
+        self.outage.failed(n);
+    }
+
+    /// Keeps `m` for Redis: a topic message reaches this node's sessions now, a queue
+    /// message waits. Past the spool's budget it is refused instead.
+    fn spool_one(
+        &self,
+        m: Message,
+        waiter: Option<Waiter>,
+        spool: &mut Spool,
+        broker: Option<&Arc<Broker>>,
+    ) {
+        let payload = encode(&m, &self.node_id);
+        if !spool.fits(payload.len()) {
+            crate::ops::metrics::bus_refused("spool_full", 1);
+            self.outage.refused(1);
+            if let Some((c, _)) = waiter {
+                let _ = c.send(Outcome::refused(format_args!(
+                    "outage spool full: holds {} bytes, limit cluster.spool_max_bytes",
+                    spool.bytes()
+                )));
+            }
+            return;
+        }
+        let (kind, key) = (m.kind, m.key.clone());
+        let delivered = match (kind, broker) {
+            (Kind::Topic, Some(b)) => b.deliver(Arc::new(m), None),
+            _ => 0,
+        };
+        let waiter = waiter.map(|(c, since)| (c, since + self.config.publish_timeout));
+        spool.push(Spooled {
+            kind,
+            key,
+            payload,
+            delivered,
+            waiter,
+        });
+    }
+
+    /// Redis answered a publish with an error that a retry would not change.
+    fn reject(&self, key: &str, waiter: Option<Waiter>, why: &str) {
+        tracing::warn!(destination = %key, error = %why, "Redis refused a publish");
+        crate::ops::metrics::bus_refused("rejected", 1);
+        if let Some((c, _)) = waiter {
+            let _ = c.send(Outcome::refused(format_args!("Redis refused it: {why}")));
+        }
+    }
+
+    /// Refuses the spooled messages whose publisher waited `publish_timeout`: they
+    /// leave the spool and are never written.
+    fn expire(&self, spool: &mut Spool) {
+        if spool
+            .next_deadline()
+            .is_none_or(|d| d > tokio::time::Instant::now())
+        {
+            return;
+        }
+        let gone = spool.expire(tokio::time::Instant::now());
+        if gone.is_empty() {
+            return;
+        }
+        crate::ops::metrics::bus_refused("timeout", gone.len());
+        self.outage.refused(gone.len());
+        let limit = self.config.publish_timeout;
+        for e in gone {
+            if let Some((c, _)) = e.waiter {
+                let _ = c.send(Outcome {
+                    delivered: e.delivered,
+                    ..Outcome::refused(format_args!(
+                        "Redis did not take it within {limit:?}, cluster.publish_timeout"
+                    ))
+                });
+            }
+        }
+    }
+
+    /// Writes the spool to Redis, oldest first, until it is empty or Redis fails
+    /// again. Topic messages were delivered here when they were spooled: their echo
+    /// is ignored as always, and they are not delivered again.
+    async fn replay(&self, spool: &mut Spool) {
+        let mut written = 0;
+        while !spool.is_empty() && self.is_up() {
+            self.expire(spool);
+            let chunk = spool.take(BATCH);
+            if chunk.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for (_, e) in &chunk {
+                self.add_publish(&mut pipe, e.kind, &e.key, &e.payload);
+            }
+            let answers = match self.run(&pipe).await {
+                Ok(a) => a,
+                Err(why) => {
+                    // Not known to have run: written again later (at least once).
+                    spool.restore(chunk);
+                    self.set_connected(false, &why);
+                    break;
+                }
+            };
+            let mut answers = answers.into_iter();
+            let mut back = Vec::new();
+            let mut not_run = None;
+            for (seq, e) in chunk {
+                match answers.next() {
+                    Some(Answer::Done(reply)) => {
+                        written += 1;
+                        if let Some((c, _)) = e.waiter {
+                            let position = match e.kind {
+                                Kind::Topic => stamped(reply),
+                                Kind::Queue => None,
+                            };
+                            let _ = c.send(Outcome {
+                                delivered: e.delivered,
+                                position,
+                                error: None,
+                            });
+                        }
+                    }
+                    Some(Answer::Rejected(why)) => self.reject(&e.key, e.waiter, &why),
+                    Some(Answer::NotRun(why)) => {
+                        not_run = Some(why);
+                        back.push((seq, e));
+                    }
+                    None => back.push((seq, e)),
+                }
+            }
+            if !back.is_empty() {
+                spool.restore(back);
+                self.set_connected(false, not_run.as_deref().unwrap_or("no answer from Redis"));
+                break;
+            }
+            self.report(spool);
+        }
+        if written > 0 {
+            crate::ops::metrics::bus_replayed(written);
+            tracing::info!(node = %self.node_id, written, left = spool.len(),
+                "outage spool written to Redis");
         }
     }
 
@@ -588,6 +978,10 @@ impl Inner {
         loop {
             let push = tokio::select! {
                 _ = self.stop.cancelled() => return,
+                _ = self.resync.notified() => {
+                    self.catch_up().await;
+                    continue;
+                }
                 p = pushes.recv() => match p { Some(p) => p, None => return },
             };
             let payload = match (push.kind, &push.data[..]) {
@@ -599,7 +993,7 @@ impl Inner {
                     }
                 }
                 (PushKind::Disconnection, _) => {
-                    self.set_connected(false);
+                    self.set_connected(false, "the connection to Redis was lost");
                     continue;
                 }
                 _ => continue,
@@ -611,15 +1005,130 @@ impl Inner {
                 tracing::warn!("undecodable message on a Herald channel");
                 continue;
             };
+            let position = Position {
+                offset,
+                epoch: epoch.into(),
+            };
+            match self.sequence(&m.key, &position) {
+                Sequence::Next => {}
+                Sequence::Again => continue,
+                Sequence::After(from) => {
+                    self.fill(&m.key, &position.epoch, from, offset - 1).await;
+                }
+            }
             if origin == self.node_id {
                 continue; // our own echo: delivered when the script answered
             }
-            m.position = Some(Position {
-                offset,
-                epoch: epoch.into(),
-            });
+            m.position = Some(position);
             if let Some(b) = self.broker() {
                 b.deliver(Arc::new(m), None);
+            }
+        }
+    }
+
+    /// Records that `key`'s message at `p` was heard, and how it follows the last one
+    /// (keys with exact local subscriptions only).
+    fn sequence(&self, key: &str, p: &Position) -> Sequence {
+        let mut heard = self.heard.lock();
+        let Some(h) = heard.get_mut(key) else {
+            return Sequence::Next;
+        };
+        let seq = match &h.last {
+            Some(l) if l.epoch == p.epoch && p.offset <= l.offset => return Sequence::Again,
+            Some(l) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
+                Sequence::After(l.offset + 1)
+            }
+            // A new epoch began after the last message heard (Redis lost the history,
+            // or it expired): all of it is news.
+            Some(l) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
+            _ => Sequence::Next,
+        };
+        h.last = Some(p.clone());
+        seq
+    }
+
+    /// Delivers from `key`'s history what this node missed, offsets `from..=to` of
+    /// `epoch` (other nodes' messages: this node's own were delivered when sent).
+    async fn fill(&self, key: &str, epoch: &Arc<str>, from: u64, to: u64) {
+        let (hist, meta) = self.history_keys(key);
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET")
+            .arg(&meta)
+            .arg("e")
+            .cmd("XRANGE")
+            .arg(&hist)
+            .arg(format!("{from}-0"))
+            .arg(format!("{to}-0"))
+            .arg("COUNT")
+            .arg(self.history_size.max(1));
+        let r: Result<redis::RedisResult<(Option<String>, Value)>, _> =
+            tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await;
+        let (Ok(Ok((Some(e), entries))), Some(broker)) = (r, self.broker()) else {
+            tracing::debug!(destination = %key, from, to, "missed messages could not be read from history");
+            return;
+        };
+        if *e != **epoch {
+            return;
+        }
+        let mut filled = 0;
+        for (origin, m) in history(entries, epoch) {
+            if origin != self.node_id {
+                broker.deliver(Arc::new(m), None);
+                filled += 1;
+            }
+        }
+        if filled > 0 {
+            tracing::debug!(destination = %key, filled, "delivered from history what Pub/Sub missed");
+        }
+    }
+
+    /// After an outage: what each followed key got meanwhile that this node did not
+    /// hear (Pub/Sub does not keep messages for a node that was away).
+    async fn catch_up(&self) {
+        let followed: Vec<(String, Position)> = self
+            .heard
+            .lock()
+            .iter()
+            .filter_map(|(k, h)| h.last.clone().map(|l| (k.clone(), l)))
+            .collect();
+        for chunk in followed.chunks(REFRESH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (key, _) in chunk {
+                pipe.cmd("HMGET")
+                    .arg(self.history_keys(key).1)
+                    .arg("o")
+                    .arg("e");
+            }
+            let mut conn = self.conn();
+            let tops: Vec<(Option<u64>, Option<String>)> =
+                match tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await {
+                    Ok(Ok(t)) => t,
+                    _ => return,
+                };
+            for ((key, last), top) in chunk.iter().zip(tops) {
+                let (Some(top), Some(epoch)) = top else {
+                    continue;
+                };
+                let from = if *epoch == *last.epoch {
+                    if top <= last.offset {
+                        continue;
+                    }
+                    last.offset + 1
+                } else {
+                    1
+                };
+                let epoch: Arc<str> = epoch.into();
+                match self.heard.lock().get_mut(key) {
+                    Some(h) => {
+                        h.last = Some(Position {
+                            offset: top,
+                            epoch: epoch.clone(),
+                        })
+                    }
+                    None => continue,
+                }
+                self.fill(key, &epoch, from, top).await;
             }
         }
     }
@@ -642,53 +1151,88 @@ impl Inner {
 
     // ---------------------------------------------------------------- health
 
+    /// PINGs Redis once a heartbeat (at most a second apart) while it answers; after a
+    /// failure, with a backoff from RETRY_MIN to RETRY_MAX, and sooner when a publish
+    /// waits. The first PING that gets through ends the outage.
     async fn health(self: Arc<Self>) {
-        let mut every = tokio::time::interval(self.config.heartbeat.min(Duration::from_secs(1)));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let beat = self.config.heartbeat.min(Duration::from_secs(1));
+        let mut backoff = RETRY_MIN;
         let mut stamped: Option<Instant> = None;
+        let mut probed = tokio::time::Instant::now();
         loop {
+            let wait = if self.is_up() { beat } else { backoff };
             tokio::select! {
                 _ = self.stop.cancelled() => return,
-                _ = every.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = async {
+                    self.probe_now.notified().await;
+                    tokio::time::sleep_until(probed + RETRY_MIN).await;
+                } => {}
             }
+            probed = tokio::time::Instant::now();
+            let was_up = self.is_up();
             let mut conn = self.conn();
             let ping = tokio::time::timeout(
                 Duration::from_secs(1),
                 redis::cmd("PING").query_async::<Value>(&mut conn),
             )
             .await;
-            let up = matches!(ping, Ok(Ok(_)));
-            self.set_connected(up);
-            if !up {
+            let failure = match ping {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("PING not answered within 1s".to_owned()),
+            };
+            if let Some(why) = failure {
+                self.set_connected(false, &why);
                 stamped = None;
+                backoff = (backoff * 2).min(RETRY_MAX);
+                self.outage.tick(
+                    self.spooled.load(Ordering::Relaxed),
+                    self.spooled_bytes.load(Ordering::Relaxed),
+                );
+                continue;
             }
-            if up {
-                // Channels whose SUBSCRIBE failed during an outage.
-                let missing: Vec<(String, bool)> = {
-                    let listening = self.listening.lock();
-                    self.channels
-                        .lock()
-                        .keys()
-                        .filter(|c| !listening.contains(*c))
-                        .cloned()
-                        .collect()
-                };
-                for (ch, p) in missing {
-                    let _ = self.tx.send(Cmd::Subscribe(ch, p));
-                }
-                // ACKs an outage kept back.
-                for (stream, id) in std::mem::take(&mut *self.retry_acks.lock()) {
-                    let _ = self.tx.send(Cmd::Ack(stream, id));
-                }
-                // This node's presence, once a heartbeat: re-stamped (and re-written
-                // after a Redis restart, or right after an outage).
-                if stamped.is_none_or(|t| t.elapsed() >= self.config.heartbeat) {
-                    stamped = Some(Instant::now());
-                    for (scope, entries) in self.members.chunks(REFRESH_CHUNK) {
-                        self.send_call(self.join_cmd(&scope, &entries));
-                    }
+            if !was_up {
+                // A restarted Redis has no scripts: load them before the spool is written.
+                let _ = tokio::time::timeout(ANSWER_TIMEOUT, self.load_scripts()).await;
+            }
+            self.set_connected(true, "");
+            backoff = RETRY_MIN;
+            // Channels whose SUBSCRIBE failed or waited during an outage.
+            let missing: Vec<(String, bool)> = {
+                let listening = self.listening.lock();
+                self.channels
+                    .lock()
+                    .keys()
+                    .filter(|c| !listening.contains(*c))
+                    .cloned()
+                    .collect()
+            };
+            for (ch, p) in missing {
+                let _ = self.tx.send(Cmd::Subscribe(ch, p));
+            }
+            for (ch, p) in std::mem::take(&mut *self.unsubscribe_later.lock()) {
+                let _ = self.tx.send(Cmd::Unsubscribe(ch, p));
+            }
+            // ACKs and hand-backs an outage kept back.
+            for (stream, id) in std::mem::take(&mut *self.retry_acks.lock()) {
+                let _ = self.tx.send(Cmd::Ack(stream, id));
+            }
+            for (stream, id) in std::mem::take(&mut *self.retry_hand_backs.lock()) {
+                let _ = self.tx.send(Cmd::HandBack(stream, id));
+            }
+            // This node's presence, once a heartbeat: re-stamped (and re-written
+            // after a Redis restart, or right after an outage).
+            if stamped.is_none_or(|t| t.elapsed() >= self.config.heartbeat) {
+                stamped = Some(Instant::now());
+                for (scope, entries) in self.members.chunks(REFRESH_CHUNK) {
+                    self.send_call(self.join_cmd(&scope, &entries));
                 }
             }
+            self.outage.tick(
+                self.spooled.load(Ordering::Relaxed),
+                self.spooled_bytes.load(Ordering::Relaxed),
+            );
         }
     }
 
@@ -923,6 +1467,17 @@ impl Inner {
         }
     }
 
+    /// Whether this node still reads the queue `key` (a local consumer of it, or of
+    /// a pattern matching it).
+    fn consumes(&self, key: &str) -> bool {
+        self.queues.lock().contains_key(&self.queue_stream(key))
+            || self
+                .wild_queues
+                .lock()
+                .keys()
+                .any(|p| Pattern::parse(p).is_some_and(|p| p.matches(key)))
+    }
+
     fn forget(&self, message: &Message) -> Option<Entry> {
         let e = message.entry.as_ref()?;
         if let Some(ids) = self.inflight.lock().get_mut(&e.stream) {
@@ -980,16 +1535,19 @@ impl Bus for RedisBus {
     }
 
     fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>> {
-        let inner = &self.inner;
-        if !inner.connected.load(Ordering::Relaxed) {
-            inner.count_failed(1, "Redis unreachable");
-            return Some(Arc::new(message));
+        // The writer decides: Redis now, or the outage spool.
+        let waiter = confirm.map(|c| (c, tokio::time::Instant::now()));
+        if let Err(mpsc::error::SendError(Cmd::Publish(_, Some((c, _))))) =
+            self.inner.tx.send(Cmd::Publish(message, waiter))
+        {
+            crate::ops::metrics::bus_refused("shutdown", 1);
+            let _ = c.send(Outcome::refused("the server is shutting down"));
         }
-        match inner.tx.send(Cmd::Publish(message, confirm)) {
-            Ok(()) => None,
-            Err(mpsc::error::SendError(Cmd::Publish(m, _))) => Some(Arc::new(m)),
-            Err(_) => None,
-        }
+        None
+    }
+
+    fn confirms_later(&self) -> bool {
+        true
     }
 
     fn flushed(&self) -> Option<BoxFuture<()>> {
@@ -997,6 +1555,28 @@ impl Bus for RedisBus {
         let _ = self.inner.tx.send(Cmd::Barrier(tx));
         Some(Box::pin(async move {
             let _ = rx.await;
+        }))
+    }
+
+    fn drain(&self) -> Option<BoxFuture<()>> {
+        let inner = self.inner.clone();
+        let flushed = self.flushed();
+        Some(Box::pin(async move {
+            if let Some(f) = flushed {
+                f.await;
+            }
+            let left = inner.spooled.load(Ordering::Relaxed);
+            if left == 0 {
+                return;
+            }
+            tracing::warn!(node = %inner.node_id, spooled = left,
+                bytes = inner.spooled_bytes.load(Ordering::Relaxed),
+                "shutting down with publishes waiting for Redis: trying once more");
+            while inner.spooled.load(Ordering::Relaxed) > 0 {
+                inner.probe_now.notify_one();
+                tokio::time::sleep(RETRY_MIN).await;
+            }
+            tracing::info!(node = %inner.node_id, "outage spool written before shutdown");
         }))
     }
 
@@ -1085,6 +1665,14 @@ impl Bus for RedisBus {
         let Some(ch) = inner.channel_for(kind, key) else {
             return;
         };
+        if !crate::broker::destination::is_wildcard(key) {
+            inner
+                .heard
+                .lock()
+                .entry(key.to_owned())
+                .or_default()
+                .subscriptions += 1;
+        }
         let mut channels = inner.channels.lock();
         let n = channels.entry(ch.clone()).or_default();
         *n += 1;
@@ -1119,6 +1707,15 @@ impl Bus for RedisBus {
         let Some(ch) = inner.channel_for(kind, key) else {
             return;
         };
+        {
+            let mut heard = inner.heard.lock();
+            if let Some(h) = heard.get_mut(key) {
+                h.subscriptions -= 1;
+                if h.subscriptions == 0 {
+                    heard.remove(key);
+                }
+            }
+        }
         let mut channels = inner.channels.lock();
         if let Some(n) = channels.get_mut(&ch) {
             *n -= 1;
@@ -1165,21 +1762,10 @@ impl Bus for RedisBus {
                 (None, _) => true,
             };
             let epoch: Arc<str> = epoch.unwrap_or_default().into();
-            let mut missed = Vec::new();
-            for (id, payload) in entry_list(entries) {
-                let offset = id
-                    .split('-')
-                    .next()
-                    .and_then(|o| o.parse().ok())
-                    .unwrap_or(0);
-                if let Some((_, mut m)) = decode(&payload) {
-                    m.position = Some(Position {
-                        offset,
-                        epoch: epoch.clone(),
-                    });
-                    missed.push(Arc::new(m));
-                }
-            }
+            let missed: Vec<Arc<Message>> = history(entries, &epoch)
+                .into_iter()
+                .map(|(_, m)| Arc::new(m))
+                .collect();
             let first = missed
                 .first()
                 .and_then(|m| m.position.as_ref().map(|p| p.offset));
@@ -1206,7 +1792,19 @@ impl Bus for RedisBus {
     }
 
     fn released(&self, message: &Message) {
-        self.inner.forget(message);
+        let inner = &self.inner;
+        if let Some(e) = inner.forget(message)
+            && !inner.consumes(&message.key)
+        {
+            // Read just as its last local consumer left: another node's takes it now.
+            let _ = inner.tx.send(Cmd::HandBack(e.stream, e.id));
+        }
+    }
+
+    fn handed_back(&self, message: &Message) {
+        if let Some(e) = self.inner.forget(message) {
+            let _ = self.inner.tx.send(Cmd::HandBack(e.stream, e.id));
+        }
     }
 
     fn owns_queues(&self) -> bool {
@@ -1227,6 +1825,7 @@ impl Bus for RedisBus {
             kind: "redis",
             connected: self.inner.connected.load(Ordering::Relaxed),
             failed_publishes: self.inner.failed.load(Ordering::Relaxed),
+            spooled: self.inner.spooled.load(Ordering::Relaxed),
             channels: self.inner.listening.lock().len(),
         }
     }
@@ -1370,6 +1969,49 @@ fn split_published(p: &[u8]) -> Option<(u64, String, &[u8])> {
     let sp = rest.iter().position(|&c| c == b' ')?;
     let epoch = std::str::from_utf8(&rest[..sp]).ok()?.to_owned();
     Some((offset, epoch, &rest[sp + 1..]))
+}
+
+/// History stream entries (`XRANGE`'s answer) as messages of `epoch`, stamped with
+/// their offsets (the entry ids), with the node each came from.
+fn history(entries: Value, epoch: &Arc<str>) -> Vec<(String, Message)> {
+    entry_list(entries)
+        .into_iter()
+        .filter_map(|(id, payload)| {
+            let offset = id
+                .split('-')
+                .next()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0);
+            let (origin, mut m) = decode(&payload)?;
+            m.position = Some(Position {
+                offset,
+                epoch: epoch.clone(),
+            });
+            Some((origin, m))
+        })
+        .collect()
+}
+
+/// The topic script's answer `{offset, epoch}` as a position.
+fn stamped(reply: Value) -> Option<Position> {
+    if let Value::Array(v) = reply
+        && let [o, e] = &v[..]
+        && let (Some(o), Some(e)) = (as_u64(o), as_string(e))
+    {
+        return Some(Position {
+            offset: o,
+            epoch: e.into(),
+        });
+    }
+    None
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn as_u64(v: &Value) -> Option<u64> {

@@ -12,10 +12,17 @@
 //!   destinations), history in Redis Streams, cluster queues as Streams with a
 //!   consumer group, presence and small shared maps in hashes whose entries expire
 //!   with the node that refreshes them ([`presence`]).
+//!
+//! A confirmation (a SEND's RECEIPT, the REST API's 2xx, [`Outcome`] without an
+//! error) means the message is in the cluster; while Redis is away publishes wait in
+//! the Redis bus's outage spool ([`spool`]) and a confirmation waits for it, at most
+//! `cluster.publish_timeout`.
 
 pub mod bus_local;
 pub mod bus_redis;
+mod outage;
 pub mod presence;
+mod spool;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -35,8 +42,23 @@ pub struct Outcome {
     pub delivered: usize,
     /// Its place in the destination's history (topics with history).
     pub position: Option<Position>,
-    /// Why it did not reach the other nodes (it was delivered on this node only).
+    /// Why the cluster did not accept it: it is not in Redis and is never written
+    /// there later (this node's topic subscribers may have got it already). Starts
+    /// with [`NOT_ACCEPTED`].
     pub error: Option<String>,
+}
+
+/// How every refusal of a publish by the cluster begins (ERROR `message`, 503 body).
+pub const NOT_ACCEPTED: &str = "cluster unavailable: message not accepted";
+
+impl Outcome {
+    /// The cluster did not take the message, for `reason`.
+    pub fn refused(reason: impl fmt::Display) -> Outcome {
+        Outcome {
+            error: Some(format!("{NOT_ACCEPTED} ({reason})")),
+            ..Outcome::default()
+        }
+    }
 }
 
 /// Where [`Bus::publish`] tells a waiting caller what became of its message.
@@ -58,8 +80,10 @@ pub struct BusStatus {
     pub kind: &'static str,
     /// False while Redis cannot be reached (local delivery goes on).
     pub connected: bool,
-    /// Publishes that could not reach Redis since the start.
+    /// Publishes that could not reach Redis when sent, since the start.
     pub failed_publishes: u64,
+    /// Publishes waiting in the outage spool for Redis to answer.
+    pub spooled: usize,
     /// Channels and patterns this node listens to.
     pub channels: usize,
 }
@@ -77,14 +101,28 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// offset, or for a cluster queue, to whichever node's consumer reads it).
     ///
     /// With `None` returned, the bus answers `confirm` once the message is in the
-    /// cluster (or could not get there); with a message returned it drops `confirm`
-    /// and the caller reports the local delivery itself.
+    /// cluster, or with [`Outcome::error`] once it is sure it never will be (within
+    /// `cluster.publish_timeout` while Redis is away); with a message returned it
+    /// drops `confirm` and the caller reports the local delivery itself.
     fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>>;
 
-    /// Resolves once everything published on this node before the call has
-    /// reached the cluster (or failed to): a SEND's RECEIPT waits for it. `None`:
-    /// publishes are done when `publish` returns (alone).
+    /// Whether a publish is confirmed after [`Bus::publish`] returns (Redis) rather
+    /// than when it returns (alone): only then does a RECEIPT wait.
+    fn confirms_later(&self) -> bool {
+        false
+    }
+
+    /// Resolves once every command sent to the cluster before the call was handled
+    /// (a SUBSCRIBE's RECEIPT waits for its channel). `None`: nothing is ever queued
+    /// (alone). Publishes are confirmed one by one through [`Bus::publish`].
     fn flushed(&self) -> Option<BoxFuture<()>> {
+        None
+    }
+
+    /// Shutdown, once the sessions are gone: a last chance for what still waits for
+    /// the cluster (the outage spool, queue messages handed back). The caller bounds
+    /// the wait; what is left is logged.
+    fn drain(&self) -> Option<BoxFuture<()>> {
         None
     }
 
@@ -127,6 +165,13 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// Zero when the history lives elsewhere (Redis).
     fn history_usage(&self) -> (usize, usize) {
         (0, 0)
+    }
+
+    /// A cluster queue message a session received and never acked (it ended, or it
+    /// NACKed) found no other local consumer: it goes back to the cluster at once,
+    /// so another node's consumer gets it now rather than after `claim_after`.
+    fn handed_back(&self, message: &Message) {
+        self.released(message);
     }
 
     /// Whether queue messages are delivered by the bus (cluster queues) rather than

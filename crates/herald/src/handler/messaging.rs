@@ -56,8 +56,11 @@ impl Messaging {
     }
 
     /// Like [`Messaging::send`], resolving once the message is in the cluster (at
-    /// once on a single node): local deliveries, history position, and the error
-    /// when it reached this node's sessions only; or why a queue refused it.
+    /// once on a single node): local deliveries and history position; or, with
+    /// [`Outcome::error`], the cluster's refusal (Redis away past
+    /// `cluster.publish_timeout`, the outage spool full): the message is then never
+    /// delivered by the cluster, only this node's topic subscribers may have it; or
+    /// why a queue refused it.
     pub fn send_confirmed(
         &self,
         destination: &str,
@@ -69,7 +72,8 @@ impl Messaging {
         Ok(self.broker.publish_confirmed(message))
     }
 
-    /// Like [`Messaging::send_to_user`], resolving once the message is in the cluster.
+    /// Like [`Messaging::send_to_user`], resolving once the message is in the cluster
+    /// or refused (as [`Messaging::send_confirmed`]).
     pub fn send_to_user_confirmed(
         &self,
         user: &str,

@@ -9,10 +9,12 @@
 //! (serialized, `application/json`). The answer comes once the message is in the
 //! cluster: 202 {"delivered": n, "offset"?: o, "epoch"?: e} — `delivered` counts the
 //! subscriptions on the node that took the request (the other nodes deliver to theirs),
-//! `offset`/`epoch` its place in the destination's history — with "warning" added when
-//! Redis could not be reached and only this node's sessions got it; or 400
-//! {"error": "..."} naming the problem; or 503 {"error": "queue full: ...", "code":
-//! "queue_full"} when a queue's budget refused the message.
+//! `offset`/`epoch` its place in the destination's history; 503 {"error": "cluster
+//! unavailable: message not accepted (...)", "code": "cluster_unavailable"} when the
+//! cluster did not take it (Redis away past `cluster.publish_timeout`, or the outage
+//! spool full): it is never delivered later; 503 {"error": "queue full: ...", "code":
+//! "queue_full"} when a queue's budget refused the message; or 400 {"error": "..."}
+//! naming the problem.
 
 use std::collections::BTreeMap;
 
@@ -54,13 +56,16 @@ fn accepted(sent: Result<Outcome, Refused>) -> ApiResult {
             Json(json!({ "error": e.message, "code": "queue_full", "limit": e.limit })),
         )
     })?;
+    if let Some(e) = outcome.error {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": e, "code": "cluster_unavailable" })),
+        ));
+    }
     let mut body = json!({ "delivered": outcome.delivered });
     if let Some(p) = &outcome.position {
         body["offset"] = json!(p.offset);
         body["epoch"] = json!(&*p.epoch);
-    }
-    if let Some(e) = outcome.error {
-        body["warning"] = json!(e);
     }
     Ok((StatusCode::ACCEPTED, Json(body)))
 }

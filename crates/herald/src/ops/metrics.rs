@@ -33,6 +33,12 @@ pub const HANDLER_SECONDS: &str = "herald_app_handler_seconds";
 pub const BUS_PUBLISH_SECONDS: &str = "herald_bus_publish_seconds";
 pub const BUS_ERRORS: &str = "herald_bus_publish_errors_total";
 pub const REDIS_RECONNECTS: &str = "herald_redis_reconnects_total";
+// The outage spool of the Redis bus (cluster.spool_max_bytes, cluster.publish_timeout).
+pub const BUS_SPOOL_BYTES: &str = "herald_bus_spool_bytes";
+pub const BUS_SPOOL_MESSAGES: &str = "herald_bus_spool_messages";
+pub const BUS_REFUSED: &str = "herald_bus_publishes_refused_total";
+pub const BUS_REPLAYED: &str = "herald_bus_publishes_replayed_total";
+pub const BUS_HANDED_BACK: &str = "herald_bus_queue_handed_back_total";
 pub const DB_SECONDS: &str = "herald_database_seconds";
 pub const NOTIFICATIONS_CREATED: &str = "herald_notifications_created_total";
 pub const NOTIFICATIONS_DELIVERED: &str = "herald_notifications_delivered_total";
@@ -116,8 +122,32 @@ fn describe() {
         Unit::Seconds,
         "Cluster bus publish latency"
     );
-    describe_counter!(BUS_ERRORS, "Cluster bus publishes that failed");
+    describe_counter!(
+        BUS_ERRORS,
+        "Cluster bus publishes that could not reach Redis when sent (spooled or refused)"
+    );
     describe_counter!(REDIS_RECONNECTS, "Reconnections to Redis");
+    describe_gauge!(
+        BUS_SPOOL_BYTES,
+        Unit::Bytes,
+        "Publishes waiting in the outage spool for Redis (limit cluster.spool_max_bytes)"
+    );
+    describe_gauge!(
+        BUS_SPOOL_MESSAGES,
+        "Messages waiting in the outage spool for Redis"
+    );
+    describe_counter!(
+        BUS_REFUSED,
+        "Publishes the cluster did not accept, by reason (spool_full, timeout, rejected, shutdown)"
+    );
+    describe_counter!(
+        BUS_REPLAYED,
+        "Publishes written to Redis from the outage spool"
+    );
+    describe_counter!(
+        BUS_HANDED_BACK,
+        "Unacked cluster queue messages handed back to the queue when their session ended"
+    );
     describe_histogram!(DB_SECONDS, Unit::Seconds, "Database query latency");
     describe_counter!(NOTIFICATIONS_CREATED, "Notifications persisted");
     describe_counter!(
@@ -351,6 +381,23 @@ pub fn redis_reconnected() {
     counter!(REDIS_RECONNECTS).increment(1);
 }
 
+pub fn bus_spool(messages: usize, bytes: usize) {
+    gauge!(BUS_SPOOL_MESSAGES).set(messages as f64);
+    gauge!(BUS_SPOOL_BYTES).set(bytes as f64);
+}
+
+pub fn bus_refused(reason: &'static str, n: usize) {
+    counter!(BUS_REFUSED, "reason" => reason).increment(n as u64);
+}
+
+pub fn bus_replayed(n: usize) {
+    counter!(BUS_REPLAYED).increment(n as u64);
+}
+
+pub fn bus_handed_back(n: usize) {
+    counter!(BUS_HANDED_BACK).increment(n as u64);
+}
+
 pub fn database_time(operation: &'static str, elapsed: Duration) {
     histogram!(DB_SECONDS, "operation" => operation).record(elapsed.as_secs_f64());
 }
@@ -400,6 +447,7 @@ pub fn error_reason(message: &str) -> &'static str {
         ("invalid payload", "handler"),
         ("handler", "handler"),
         ("backend", "handler"),
+        ("cluster unavailable", "cluster"),
     ];
     KINDS
         .iter()

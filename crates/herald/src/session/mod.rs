@@ -19,8 +19,9 @@ use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
 use crate::auth::rules::Operation;
 use crate::broker::{
-    AckMode, DeliveryGuard, Message, OutFrame, Outbox, Recipient, Subscription, Unacked,
+    AckMode, DeliveryGuard, Message, OutFrame, Outbox, Recipient, Refused, Subscription, Unacked,
 };
+use crate::cluster::Outcome;
 use crate::config::ErrorDelivery;
 use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
 use crate::node::Node;
@@ -53,6 +54,9 @@ pub struct AppCall {
     pub future: BoxFuture<Result<Vec<Reply>, HandlerError>>,
     destination: String,
     receipt: Option<String>,
+    /// Waits for the cluster to take what a SEND or COMMIT published: a refusal is
+    /// this session's ERROR, whatever `apps.errors` says.
+    confirms: bool,
 }
 
 /// What the connection should do after a frame was handled.
@@ -84,6 +88,9 @@ pub struct Session {
     transactions: HashMap<String, Transaction>,
     /// Application calls waiting to run, oldest first.
     calls: VecDeque<AppCall>,
+    /// While a receipted SEND or COMMIT is handled: the confirmations of what it
+    /// publishes, which its RECEIPT waits for.
+    confirming: Option<Vec<BoxFuture<Result<Outcome, Refused>>>>,
 }
 
 /// Frames buffered between BEGIN and COMMIT, within `stomp.transaction_max_frames`
@@ -112,6 +119,7 @@ impl Session {
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             calls: VecDeque::new(),
+            confirming: None,
         }
     }
 
@@ -150,6 +158,14 @@ impl Session {
         result: Result<Vec<Reply>, HandlerError>,
     ) -> Result<(), StompError> {
         let info = self.info();
+        if call.confirms
+            && let Err(e) = &result
+        {
+            return Err(StompError {
+                receipt: call.receipt,
+                ..StompError::new(e.message.clone())
+            });
+        }
         let result = result.and_then(|replies| {
             replies
                 .into_iter()
@@ -200,14 +216,18 @@ impl Session {
         let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
         // Frames whose effect on the cluster the RECEIPT vouches for: what a SEND or
         // COMMIT published is in Redis, a SUBSCRIBE's channel is subscribed.
-        let waits_for_bus =
-            direct_send || matches!(frame.command, Command::Commit | Command::Subscribe);
+        let publishes = direct_send || frame.command == Command::Commit;
+        let waits_for_bus = frame.command == Command::Subscribe;
+        if publishes && receipt.is_some() && self.node.broker.bus().confirms_later() {
+            self.confirming = Some(Vec::new());
+        }
         let what = frame
             .get("destination")
             .or_else(|| frame.get("transaction"))
             .unwrap_or_default()
             .to_owned();
         let result = self.dispatch(frame);
+        let confirmations = self.confirming.take().unwrap_or_default();
         // A SEND to an application destination is receipted once its handler is done.
         let receipt = match (direct_send && self.calls.len() > calls_before, receipt) {
             (true, Some(r)) => {
@@ -217,9 +237,30 @@ impl Session {
             (_, r) => r,
         };
         // In a cluster the RECEIPT waits for the bus: once what a SEND or COMMIT
-        // published is in Redis, once a SUBSCRIBE's channel is subscribed (a publish on
-        // another node right after the RECEIPT reaches it).
+        // published is in Redis (or an ERROR once the cluster refused it), once a
+        // SUBSCRIBE's channel is subscribed (a publish on another node right after the
+        // RECEIPT reaches it).
         let receipt = match receipt {
+            Some(r) if !confirmations.is_empty() && result.is_ok() => {
+                self.calls.push_back(AppCall {
+                    future: Box::pin(async move {
+                        for confirmed in confirmations {
+                            match confirmed.await {
+                                Ok(Outcome { error: None, .. }) => {}
+                                Ok(Outcome { error: Some(refused), .. }) => {
+                                    return Err(HandlerError::new(refused));
+                                }
+                                Err(refused) => return Err(HandlerError::new(refused.message)),
+                            }
+                        }
+                        Ok(Vec::new())
+                    }),
+                    destination: what,
+                    receipt: Some(r),
+                    confirms: true,
+                });
+                None
+            }
             Some(r) if waits_for_bus && result.is_ok() => match self.node.broker.bus().flushed() {
                 Some(flushed) => {
                     self.calls.push_back(AppCall {
@@ -229,6 +270,7 @@ impl Session {
                         }),
                         destination: what,
                         receipt: Some(r),
+                        confirms: false,
                     });
                     None
                 }
@@ -450,14 +492,20 @@ impl Session {
         match self.check_send(frame)? {
             SendRoute::Broker(target) => {
                 let broker = &self.node.broker;
-                broker
-                    .publish(Message::new(
-                        broker.next_message_id(),
-                        target,
-                        &frame.headers,
-                        frame.body.clone(),
-                    ))
-                    .map_err(|e| StompError::new(e.message))?;
+                let message = Message::new(
+                    broker.next_message_id(),
+                    target,
+                    &frame.headers,
+                    frame.body.clone(),
+                );
+                match &mut self.confirming {
+                    Some(waiting) => waiting.push(Box::pin(broker.publish_confirmed(message))),
+                    None => {
+                        broker
+                            .publish(message)
+                            .map_err(|e| StompError::new(e.message))?;
+                    }
+                }
                 Ok(())
             }
             SendRoute::App { path } => {
@@ -497,6 +545,7 @@ impl Session {
                     future,
                     destination,
                     receipt: None,
+                    confirms: false,
                 });
                 Ok(())
             }

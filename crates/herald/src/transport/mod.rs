@@ -55,6 +55,17 @@ enum End {
     Quiet,
     /// Say this ERROR, then close.
     Error(StompError),
+    /// Shutdown found a write the client does not read: nothing more can be written.
+    Abandoned,
+}
+
+/// How a write of the outbox ended.
+enum Written {
+    Done(Result<io::Result<()>, tokio::time::error::Elapsed>),
+    /// The outbox overflowed meanwhile (a slow consumer).
+    Overflowed,
+    /// Shutdown came and the write still did not finish.
+    Stalled,
 }
 
 /// What the accepting side learned before the STOMP session starts.
@@ -162,23 +173,30 @@ async fn run<T: Transport>(
                     break End::Error(StompError::new(outbox.overflow_reason()));
                 }
                 // While a write is blocked by a client that does not read, publishers
-                // keep filling the outbox; its overflow ends the session at once.
+                // keep filling the outbox; its overflow ends the session at once, and
+                // so does shutdown: the write gets the final write's time to finish
+                // (an ERROR cannot follow half a frame), then the socket is dropped.
                 let written = {
                     let write = timeout(cfg.send_timeout, transport.write(&pending));
                     tokio::pin!(write);
                     loop {
                         tokio::select! {
                             biased;
-                            r = &mut write => break Some(r),
-                            _ = outbox.ready() => if outbox.is_overflowed() { break None },
+                            r = &mut write => break Written::Done(r),
+                            _ = outbox.ready() => if outbox.is_overflowed() { break Written::Overflowed },
+                            _ = shutdown.cancelled() => break match timeout(FINAL_WRITE, &mut write).await {
+                                Ok(r) => Written::Done(r),
+                                Err(_) => Written::Stalled,
+                            },
                         }
                     }
                 };
                 match written {
-                    None => break End::Error(StompError::new(outbox.overflow_reason())),
-                    Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err(_))) => break End::Quiet,
-                    Some(Err(_)) => break End::Error(StompError::new(format!(
+                    Written::Overflowed => break End::Error(StompError::new(outbox.overflow_reason())),
+                    Written::Stalled => break End::Abandoned,
+                    Written::Done(Ok(Ok(()))) => {}
+                    Written::Done(Ok(Err(_))) => break End::Quiet,
+                    Written::Done(Err(_)) => break End::Error(StompError::new(format!(
                         "slow consumer: a write took longer than {:?}", cfg.send_timeout
                     ))),
                 }
@@ -286,8 +304,19 @@ async fn run<T: Transport>(
                     }
                 if let Some(s) = heartbeat.send
                     && now.duration_since(last_write) >= s {
-                        if transport.heartbeat().await.is_err() {
-                            break End::Quiet;
+                        // Bounded like any write, and given up at shutdown.
+                        let beat = tokio::select! {
+                            biased;
+                            r = timeout(cfg.send_timeout, transport.heartbeat()) => Some(r),
+                            _ = shutdown.cancelled() => None,
+                        };
+                        match beat {
+                            Some(Ok(Ok(()))) => {}
+                            Some(Ok(Err(_))) => break End::Quiet,
+                            Some(Err(_)) => break End::Error(StompError::new(format!(
+                                "slow consumer: a write took longer than {:?}", cfg.send_timeout
+                            ))),
+                            None => break End::Abandoned,
                         }
                         last_write = Instant::now();
                     }
@@ -315,8 +344,16 @@ async fn run<T: Transport>(
     if connected {
         metrics::session_ended();
     }
-    if !pending.is_empty() {
-        let _ = timeout(FINAL_WRITE, transport.write(&pending)).await;
+    if matches!(end, End::Abandoned) {
+        tracing::debug!("shutdown: the client does not read; dropping the connection");
+        return;
+    }
+    if !pending.is_empty()
+        && timeout(FINAL_WRITE, transport.write(&pending))
+            .await
+            .is_err()
+    {
+        return; // not read: a polite close would wait as long again
     }
     let _ = timeout(FINAL_WRITE, transport.close()).await;
 }

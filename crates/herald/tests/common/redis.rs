@@ -1,5 +1,6 @@
-//! A private `redis-server` for the cluster tests: its own free port, no persistence,
-//! killed when dropped; and cluster nodes on it. Include with
+//! A private `redis-server` for the cluster tests: its own free port, no persistence
+//! (or an append-only file, [`RedisServer::start_persistent`]), killed when dropped;
+//! and cluster nodes on it. Include with
 //! `#[path = "common/redis.rs"] mod redis_server;` beside `mod common;`.
 //!
 //! A missing `redis-server` fails the test (scripts/test.sh installs it); these tests
@@ -19,16 +20,36 @@ use crate::common::{TestServer, wait_until};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Where the append-only file lives, when the server keeps one.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers.
     pub fn start() -> RedisServer {
+        RedisServer::start_in(None)
+    }
+
+    /// Like [`RedisServer::start`], with an append-only file (in a directory of its
+    /// own, removed on drop): what Redis answered survives a kill -9 and restart, as
+    /// in a deployment that persists.
+    pub fn start_persistent() -> RedisServer {
+        let dir =
+            std::env::temp_dir().join(format!("herald-redis-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
+        RedisServer::start_in(Some(dir))
+    }
+
+    fn start_in(dir: Option<std::path::PathBuf>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut r = RedisServer { port, child: None };
+        let mut r = RedisServer {
+            port,
+            child: None,
+            dir,
+        };
         r.restart();
         r
     }
@@ -45,13 +66,18 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: nothing was saved).
+    /// Starts the server again on the same port (empty unless it persists).
     pub fn restart(&mut self) {
         self.kill();
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", ""]);
+        match &self.dir {
+            Some(dir) => cmd.args(["--appendonly", "yes", "--dir"]).arg(dir),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -122,7 +148,16 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.resume_quietly();
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// A number unique in this process (names of scratch directories).
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A node on `redis` with quick cluster timings (claims after 1 s, heartbeat 200 ms),
