@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Listener, PROTECTED_MODE, Refusal};
 use crate::apps;
 use crate::config::Config;
 use crate::handler::Handlers;
@@ -142,6 +143,9 @@ impl Server {
             tasks: tasks.clone(),
         };
         let app = router(state.clone(), app_routes);
+        if node.gate.is_protected() {
+            tracing::warn!("{PROTECTED_MODE}");
+        }
         // Keys first: a token arriving with the first connections must find its key.
         if let Some(verifier) = &node.auth.verifier {
             verifier.refresh().await;
@@ -195,11 +199,16 @@ impl Server {
     }
 }
 
-/// HTTP/1.1 and HTTP/2 on the HTTP listener. The request headers must arrive within
-/// `limits.handshake_timeout`; upgraded WebSocket connections leave hyper and are
-/// tracked by their own tasks. Each request carries the peer address. A plain `/ws`
-/// upgrade is answered by the direct path without hyper (`http/direct.rs`).
+/// HTTP/1.1 (and HTTP/2 with `server.http2`) on the HTTP listener. Every connection
+/// is admitted first (`admission::Gate::accept`) and holds its permit for its life.
+/// HTTP/1.1 request headers must arrive within `limits.handshake_timeout`, the first
+/// and each next one on a keep-alive connection; an HTTP/2 connection is closed after
+/// `limits.http2_idle_timeout` without a request in flight. Upgraded WebSocket
+/// connections leave hyper and are tracked by their own tasks. Each request carries
+/// the peer address and the permit. A plain `/ws` upgrade is answered by the direct
+/// path without hyper (`http/direct.rs`).
 async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) {
+    use crate::http::ConnectionPermit;
     use crate::http::direct::{self, Peeked};
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
@@ -208,16 +217,34 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
     let node = state.node.clone();
     let shutdown = state.shutdown.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limits = &node.config.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(node.config.limits.handshake_timeout);
+        .header_read_timeout(limits.handshake_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive)
+        .keep_alive_timeout(limits.http2_keepalive);
+    let builder = if node.config.server.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match node.gate.accept(peer.ip(), Listener::Http) {
+                        Ok(permit) => Arc::new(permit),
+                        Err(refusal) => {
+                            tokio::spawn(refuse_http(stream, refusal));
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let (app, state) = (app.clone(), state.clone());
                     let (builder, watcher) = (builder.clone(), graceful.watcher());
@@ -225,18 +252,23 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
                     tokio::spawn(async move {
                         // hyper's header timeout starts with the first byte; a client that
                         // sends nothing at all is dropped after the same time.
-                        let stream = match direct::peek(&stream, first_byte).await {
+                        let (stream, http2) = match direct::peek(&stream, first_byte).await {
                             Peeked::Nothing => return,
                             Peeked::WebSocket(head) => {
-                                match direct::upgrade(stream, head, peer, &state).await {
+                                match direct::upgrade(stream, head, peer, &state, &permit).await {
                                     Ok(()) => return,
-                                    Err(stream) => stream,
+                                    Err(stream) => (stream, false),
                                 }
                             }
-                            Peeked::Other => stream,
+                            Peeked::Http2 => (stream, state.node.config.server.http2),
+                            Peeked::Other => (stream, false),
                         };
+                        if http2 {
+                            return serve_http2(stream, peer, permit, app, builder, state).await;
+                        }
                         let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                            req.extensions_mut().insert(ConnectionPermit(permit.clone()));
                             app.clone().oneshot(req)
                         });
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -255,6 +287,94 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
     let _ = tokio::time::timeout(node.config.server.drain_timeout, graceful.shutdown()).await;
 }
 
+/// An HTTP/2 connection: hyper has no idle timeout of its own, so requests in flight
+/// are counted (until their response body is done) and the connection is told to go
+/// away after `limits.http2_idle_timeout` without one, or at shutdown.
+async fn serve_http2(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: Arc<crate::admission::Permit>,
+    app: axum::Router,
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    state: HttpState,
+) {
+    use crate::http::ConnectionPermit;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::time::{Instant, sleep_until};
+    use tower::ServiceExt;
+
+    /// Requests in flight; the drop of the last one's guard wakes the watcher.
+    struct InFlight {
+        count: AtomicUsize,
+        changed: tokio::sync::Notify,
+    }
+    struct Guard(Arc<InFlight>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.count.fetch_sub(1, Ordering::AcqRel);
+            self.0.changed.notify_one();
+        }
+    }
+
+    let in_flight = Arc::new(InFlight {
+        count: AtomicUsize::new(0),
+        changed: tokio::sync::Notify::new(),
+    });
+    let counted = in_flight.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        counted.count.fetch_add(1, Ordering::AcqRel);
+        let guard = Guard(counted.clone());
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        req.extensions_mut().insert(ConnectionPermit(permit.clone()));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req).await?;
+            Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |f| {
+                    let _held = &guard;
+                    f
+                }))
+            }))
+        }
+    });
+    let idle = state.node.config.limits.http2_idle_timeout;
+    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+    let mut conn = Box::pin(conn.into_owned());
+    let mut going_away = false;
+    let mut idle_since = Instant::now();
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = state.shutdown.cancelled(), if !going_away => {
+                going_away = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = in_flight.changed.notified() => idle_since = Instant::now(),
+            _ = sleep_until(idle_since + idle), if !going_away => {
+                if in_flight.count.load(Ordering::Acquire) == 0 {
+                    going_away = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    idle_since = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// Tells an HTTP client why its connection is refused (`admission::Refusal` as a
+/// JSON response), then reads what it sent until it hangs up, so that the answer is
+/// not lost to a reset.
+async fn refuse_http(mut stream: tokio::net::TcpStream, refusal: Refusal) {
+    use tokio::io::AsyncReadExt;
+    let answer = async {
+        crate::http::direct::write_refusal(&mut stream, refusal.response()).await;
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), answer).await;
+}
+
 async fn accept_stomp(
     listener: TcpListener,
     node: Arc<Node>,
@@ -266,11 +386,14 @@ async fn accept_stomp(
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(slot) = node.connections_per_ip.acquire(peer.ip()) else {
-                        tasks.spawn(refuse_tcp(stream, too_many_from(&node, peer.ip())));
-                        continue;
+                    let permit = match node.gate.accept(peer.ip(), Listener::Stomp) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            tasks.spawn(refuse_tcp(stream, refusal.message));
+                            continue;
+                        }
                     };
-                    let admission = transport::Admission { handshake: None, ip_slot: Some(slot) };
+                    let admission = transport::Admission { handshake: None, permit: Some(Arc::new(permit)) };
                     tasks.spawn(transport::drive(Tcp::new(stream), node.clone(), shutdown.clone(), admission));
                 }
                 Err(e) => {
@@ -281,13 +404,6 @@ async fn accept_stomp(
             }
         }
     }
-}
-
-pub(crate) fn too_many_from(node: &Node, ip: std::net::IpAddr) -> String {
-    format!(
-        "too many connections from {ip} (limit {})",
-        node.connections_per_ip.limit()
-    )
 }
 
 /// Tells a TCP client why it is refused, in the one frame it will understand.
