@@ -199,40 +199,32 @@ impl Server {
     }
 }
 
-/// HTTP/1.1 (and HTTP/2 with `server.http2`) on the HTTP listener. Every connection
-/// is admitted first (`admission::Gate::accept`) and holds its permit for its life.
-/// HTTP/1.1 request headers must arrive within `limits.handshake_timeout`, the first
-/// and each next one on a keep-alive connection; an HTTP/2 connection is closed after
-/// `limits.http2_idle_timeout` without a request in flight. Upgraded WebSocket
-/// connections leave hyper and are tracked by their own tasks. Each request carries
-/// the peer address and the permit. A plain `/ws` upgrade is answered by the direct
-/// path without hyper (`http/direct.rs`).
+/// HTTP/1.1 (and HTTP/2 with prior knowledge, with `server.http2`) on the HTTP
+/// listener. Every connection is admitted first (`admission::Gate::accept`) and holds
+/// its permit for its life. HTTP/1.1 request headers must arrive within
+/// `limits.handshake_timeout`, the first and each next one on a keep-alive connection;
+/// an HTTP/2 connection is told to go away after `limits.http2_idle_timeout` without a
+/// request in flight. Upgraded WebSocket connections leave hyper and are tracked by
+/// their own tasks. Each request carries the peer address and the permit. A plain
+/// `/ws` upgrade is answered by the direct path without hyper (`http/direct.rs`).
 async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) {
-    use crate::http::ConnectionPermit;
     use crate::http::direct::{self, Peeked};
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use tower::ServiceExt;
+    use hyper::server::conn::{http1, http2};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
 
     let node = state.node.clone();
     let shutdown = state.shutdown.clone();
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let limits = &node.config.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.handshake_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .keep_alive_interval(limits.http2_keepalive)
         .keep_alive_timeout(limits.http2_keepalive);
-    let builder = if node.config.server.http2 {
-        builder
-    } else {
-        builder.http1_only()
-    };
+    let builders = Arc::new((h1, h2));
+    // Connections still being served by hyper, waited for (bounded) at shutdown.
+    let connections = TaskTracker::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -246,35 +238,27 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let (app, state) = (app.clone(), state.clone());
-                    let (builder, watcher) = (builder.clone(), graceful.watcher());
+                    let (app, state, builders) = (app.clone(), state.clone(), builders.clone());
                     let first_byte = node.config.limits.handshake_timeout;
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         // hyper's header timeout starts with the first byte; a client that
                         // sends nothing at all is dropped after the same time.
-                        let (stream, http2) = match direct::peek(&stream, first_byte).await {
+                        let stream = match direct::peek(&stream, first_byte).await {
                             Peeked::Nothing => return,
                             Peeked::WebSocket(head) => {
                                 match direct::upgrade(stream, head, peer, &state, &permit).await {
                                     Ok(()) => return,
-                                    Err(stream) => (stream, false),
+                                    Err(stream) => stream,
                                 }
                             }
-                            Peeked::Http2 => (stream, state.node.config.server.http2),
-                            Peeked::Other => (stream, false),
+                            Peeked::Http2 if state.node.config.server.http2 => {
+                                let conn = Connection { stream, peer, permit, app, state };
+                                return conn.serve_http2(&builders.1).await;
+                            }
+                            // HTTP/2 is off: hyper's HTTP/1 parser refuses the preface.
+                            Peeked::Http2 | Peeked::Other => stream,
                         };
-                        if http2 {
-                            return serve_http2(stream, peer, permit, app, builder, state).await;
-                        }
-                        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                            req.extensions_mut().insert(ConnectionPermit(permit.clone()));
-                            app.clone().oneshot(req)
-                        });
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        // Boxed: hyper's connection future is large, and tokio copies a
-                        // task's future several times; the direct path stays cheap.
-                        let _ = Box::pin(watcher.watch(conn.into_owned())).await;
+                        Connection { stream, peer, permit, app, state }.serve_http1(&builders.0).await;
                     });
                 }
                 Err(e) => {
@@ -284,81 +268,129 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
             }
         }
     }
-    let _ = tokio::time::timeout(node.config.server.drain_timeout, graceful.shutdown()).await;
+    connections.close();
+    let _ = tokio::time::timeout(node.config.server.drain_timeout, connections.wait()).await;
 }
 
-/// An HTTP/2 connection: hyper has no idle timeout of its own, so requests in flight
-/// are counted (until their response body is done) and the connection is told to go
-/// away after `limits.http2_idle_timeout` without one, or at shutdown.
-async fn serve_http2(
+/// One HTTP connection served by hyper.
+struct Connection {
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     permit: Arc<crate::admission::Permit>,
     app: axum::Router,
-    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     state: HttpState,
-) {
-    use crate::http::ConnectionPermit;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::time::{Instant, sleep_until};
-    use tower::ServiceExt;
+}
 
-    /// Requests in flight; the drop of the last one's guard wakes the watcher.
-    struct InFlight {
-        count: AtomicUsize,
-        changed: tokio::sync::Notify,
-    }
-    struct Guard(Arc<InFlight>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            self.0.count.fetch_sub(1, Ordering::AcqRel);
-            self.0.changed.notify_one();
-        }
-    }
-
-    let in_flight = Arc::new(InFlight {
-        count: AtomicUsize::new(0),
-        changed: tokio::sync::Notify::new(),
-    });
-    let counted = in_flight.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        counted.count.fetch_add(1, Ordering::AcqRel);
-        let guard = Guard(counted.clone());
+impl Connection {
+    /// The request as the router takes it: the peer address and the connection's permit.
+    fn route(
+        app: &axum::Router,
+        peer: SocketAddr,
+        permit: &Arc<crate::admission::Permit>,
+        mut req: hyper::Request<hyper::body::Incoming>,
+    ) -> tower::util::Oneshot<axum::Router, hyper::Request<hyper::body::Incoming>> {
+        use tower::ServiceExt;
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-        req.extensions_mut().insert(ConnectionPermit(permit.clone()));
-        let app = app.clone();
-        async move {
-            let response = app.oneshot(req).await?;
-            Ok::<_, std::convert::Infallible>(response.map(move |body| {
-                axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |f| {
-                    let _held = &guard;
-                    f
-                }))
-            }))
-        }
-    });
-    let idle = state.node.config.limits.http2_idle_timeout;
-    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-    let mut conn = Box::pin(conn.into_owned());
-    let mut going_away = false;
-    let mut idle_since = Instant::now();
-    loop {
+        req.extensions_mut()
+            .insert(crate::http::ConnectionPermit(permit.clone()));
+        app.clone().oneshot(req)
+    }
+
+    /// HTTP/1.1 with upgrades, until the peer or the shutdown ends it.
+    async fn serve_http1(self, builder: &hyper::server::conn::http1::Builder) {
+        let Connection {
+            stream,
+            peer,
+            permit,
+            app,
+            state,
+        } = self;
+        let service = hyper::service::service_fn(move |req| Connection::route(&app, peer, &permit, req));
+        let conn = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        // Boxed: hyper's connection future is large, and tokio copies a task's future
+        // several times; the direct path stays cheap.
+        let mut conn = Box::pin(conn);
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = state.shutdown.cancelled(), if !going_away => {
-                going_away = true;
-                conn.as_mut().graceful_shutdown();
+            _ = state.shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+        }
+        let _ = conn.await;
+    }
+
+        /// HTTP/2: hyper has no idle timeout of its own, so requests in flight are counted
+    /// (until their response body is done) and the connection is told to go away
+    /// after `limits.http2_idle_timeout` without one, or at shutdown.
+    async fn serve_http2(
+        self,
+        builder: &hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::time::{Instant, sleep_until};
+
+        /// Requests in flight; each change wakes the watcher.
+        struct InFlight {
+            count: AtomicUsize,
+            changed: tokio::sync::Notify,
+        }
+        struct Guard(Arc<InFlight>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.count.fetch_sub(1, Ordering::AcqRel);
+                self.0.changed.notify_one();
             }
-            _ = in_flight.changed.notified() => idle_since = Instant::now(),
-            _ = sleep_until(idle_since + idle), if !going_away => {
-                if in_flight.count.load(Ordering::Acquire) == 0 {
-                    going_away = true;
-                    conn.as_mut().graceful_shutdown();
-                } else {
+        }
+
+        let Connection {
+            stream,
+            peer,
+            permit,
+            app,
+            state,
+        } = self;
+        let in_flight = Arc::new(InFlight {
+            count: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
+        });
+        let counted = in_flight.clone();
+        let service = hyper::service::service_fn(move |req| {
+            counted.count.fetch_add(1, Ordering::AcqRel);
+            counted.changed.notify_one();
+            let guard = Guard(counted.clone());
+            let response = Connection::route(&app, peer, &permit, req);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                    axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |f| {
+                        let _held = &guard;
+                        f
+                    }))
+                }))
+            }
+        });
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut conn = Box::pin(conn);
+        let idle = state.node.config.limits.http2_idle_timeout;
+        let mut idle_since = Instant::now();
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = state.shutdown.cancelled() => break,
+                _ = in_flight.changed.notified() => idle_since = Instant::now(),
+                _ = sleep_until(idle_since + idle) => {
+                    if in_flight.count.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
                     idle_since = Instant::now();
                 }
             }
         }
+        // GOAWAY; a peer that does not answer its ping is not waited for beyond the
+        // keep-alive time.
+        conn.as_mut().graceful_shutdown();
+        let keepalive = state.node.config.limits.http2_keepalive;
+        let _ = tokio::time::timeout(keepalive, conn).await;
     }
 }
 
