@@ -449,3 +449,187 @@ async fn slow_refusals_do_not_hold_the_listener() {
         .await
         .expect("loopback answered while refusals are pending");
 }
+
+// ---------------------------------------------------------------------------
+// SockJS: every request admitted, sessions bound to their opener
+// ---------------------------------------------------------------------------
+
+fn post(path: &str, extra: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `["CONNECT..."]`: a STOMP CONNECT as the one message of an `xhr_send` body.
+const SOCKJS_CONNECT: &str = r#"["CONNECT\naccept-version:1.2\nhost:localhost\n\n\u0000"]"#;
+
+#[tokio::test]
+async fn jsonp_and_htmlfile_are_off_by_default() {
+    let s = TestServer::start().await;
+    for path in [
+        "/ws-sockjs/000/s1/jsonp?c=x",
+        "/ws-sockjs/000/s1/htmlfile?c=x",
+        "/ws/chat-sockjs/000/s1/jsonp?c=x",
+    ] {
+        let (status, _, body) = exchange(s.http, None, &get(path, "localhost", "")).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, _, _) = exchange(s.http, None, &post("/ws-sockjs/000/s1/jsonp_send", "", "d=x")).await;
+    assert_eq!(status, 404);
+    let (status, _, body) = exchange(s.http, None, &post("/ws-sockjs/000/s2/xhr", "", "")).await;
+    assert_eq!((status, body.as_str()), (200, "o\n"));
+}
+
+#[tokio::test]
+async fn a_sockjs_session_cannot_be_ridden_by_another_client() {
+    let s = TestServer::with(|c| c.auth.issuers = vec![secret_issuer(ISS)]).await;
+    let bob = format!("Cookie: access_token={}\r\n", hs_token(ISS, "bob", &[]));
+    let eve = format!("Cookie: access_token={}\r\n", hs_token(ISS, "eve", &[]));
+    let sid = "/ws-sockjs/000/hijacked";
+    // Bob's browser opens the session with his cookie.
+    let (status, _, body) = exchange(s.http, None, &post(&format!("{sid}/xhr"), &bob, "")).await;
+    assert_eq!((status, body.as_str()), (200, "o\n"));
+    // Whoever learns the id — without the cookie, with another user's, or with Bob's
+    // cookie from another address — can neither send nor receive on it.
+    let other = "127.0.0.2".parse().ok();
+    for (who, from, cookie) in [
+        ("no cookie", None, ""),
+        ("eve's cookie", None, eve.as_str()),
+        ("bob's cookie from another address", other, bob.as_str()),
+    ] {
+        for transport in ["xhr_send", "xhr", "xhr_streaming"] {
+            let body = if transport == "xhr_send" { SOCKJS_CONNECT } else { "" };
+            let (status, _, answer) =
+                exchange(s.http, from, &post(&format!("{sid}/{transport}"), cookie, body)).await;
+            assert_eq!(status, 403, "{who}, {transport}: {answer}");
+            assert_eq!(json(&answer)["code"], "sockjs_session_owner", "{who}");
+        }
+    }
+    // Bob's own requests go on: his CONNECT is answered with his name.
+    let (status, _, _) =
+        exchange(s.http, None, &post(&format!("{sid}/xhr_send"), &bob, SOCKJS_CONNECT)).await;
+    assert_eq!(status, 204);
+    let (status, _, body) = exchange(s.http, None, &post(&format!("{sid}/xhr"), &bob, "")).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("a[\"CONNECTED\\n") && body.contains("user-name:bob"), "{body}");
+}
+
+#[tokio::test]
+async fn a_cross_site_navigation_cannot_open_a_sockjs_session() {
+    let s = TestServer::with(|c| {
+        c.auth.issuers = vec![secret_issuer(ISS)];
+        c.sockjs.transports = ["xhr-polling", "eventsource", "jsonp-polling", "htmlfile"]
+            .map(String::from)
+            .to_vec();
+    })
+    .await;
+    // window.open(...) from another site: the victim's SameSite=Lax cookie, no Origin.
+    let navigation = format!(
+        "Cookie: access_token={}\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n",
+        hs_token(ISS, "bob", &[])
+    );
+    for transport in ["jsonp?c=x", "eventsource", "htmlfile?c=x"] {
+        let path = format!("/ws-sockjs/000/opened-{}/{transport}", transport.len());
+        let (status, _, body) = exchange(s.http, None, &get(&path, "localhost", &navigation)).await;
+        assert_eq!(status, 403, "{transport}: {body}");
+        let v = json(&body);
+        assert_eq!(v["code"], "cross_site", "{transport}");
+        assert!(v["error"].as_str().unwrap().contains("Sec-Fetch-Site"), "{body}");
+    }
+    assert!(s.node.sessions.is_empty(), "no session was opened");
+    // The same request from the server's own pages is served.
+    let own = navigation.replace("cross-site", "same-origin");
+    let (status, _, body) =
+        exchange(s.http, None, &get("/ws-sockjs/000/own/jsonp?c=x", "localhost", &own)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn sockjs_cors_answers_allowed_origins_only() {
+    let s = TestServer::start().await;
+    let own = format!("http://{}", s.http);
+    let host = s.http.to_string();
+    let evil = "Origin: https://evil.example\r\n";
+    let (status, head, _) = exchange(s.http, None, &get("/ws-sockjs/info", &host, evil)).await;
+    assert_eq!(status, 200);
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    let preflight = format!(
+        "OPTIONS /ws-sockjs/000/s/xhr HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{evil}Access-Control-Request-Method: POST\r\n\r\n"
+    );
+    let (_, head, _) = exchange(s.http, None, &preflight).await;
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    let request = format!(
+        "POST /ws-sockjs/000/s/xhr HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{evil}Content-Length: 0\r\n\r\n"
+    );
+    let (status, head, body) = exchange(s.http, None, &request).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    // The server's own origin may read, with credentials.
+    let (_, head, _) = exchange(
+        s.http,
+        None,
+        &get("/ws-sockjs/info", &host, &format!("Origin: {own}\r\n")),
+    )
+    .await;
+    assert!(
+        head.contains(&format!("access-control-allow-origin: {own}"))
+            && head.contains("access-control-allow-credentials: true"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn sockjs_sessions_have_budgets() {
+    let s = TestServer::with(|c| c.sockjs.max_sessions_per_ip = 2).await;
+    for n in 0..2 {
+        let (status, _, body) =
+            exchange(s.http, None, &post(&format!("/ws-sockjs/000/b{n}/xhr"), "", "")).await;
+        assert_eq!((status, body.as_str()), (200, "o\n"));
+    }
+    let (status, _, body) = exchange(s.http, None, &post("/ws-sockjs/000/b2/xhr", "", "")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("sockjs.max_sessions_per_ip"), "{body}");
+    // Another address has its own share.
+    let other = "127.0.0.2".parse().ok();
+    let (status, _, _) = exchange(s.http, other, &post("/ws-sockjs/000/b3/xhr", "", "")).await;
+    assert_eq!(status, 200);
+    // The requests of an open session are no new session.
+    let (status, _, _) = exchange(s.http, None, &post("/ws-sockjs/000/b0/xhr_send", "", r#"["x"]"#)).await;
+    assert_eq!(status, 204);
+    let metrics = String::from_utf8(s.http_get("/metrics").await.1).unwrap();
+    assert!(metrics.contains("herald_sockjs_sessions"), "{metrics}");
+
+    let s = TestServer::with(|c| c.sockjs.max_sessions = 1).await;
+    let (status, _, _) = exchange(s.http, None, &post("/ws-sockjs/000/t0/xhr", "", "")).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = exchange(s.http, None, &post("/ws-sockjs/000/t1/xhr", "", "")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("sockjs.max_sessions"), "{body}");
+}
+
+#[tokio::test]
+async fn sockjs_transports_lists_what_is_offered() {
+    let s = TestServer::with(|c| c.sockjs.transports = vec!["xhr-polling".into()]).await;
+    let (_, _, body) = exchange(s.http, None, &get("/ws-sockjs/info", "localhost", "")).await;
+    assert_eq!(json(&body)["websocket"], false);
+    for (method, path) in [
+        ("POST", "/ws-sockjs/000/x/xhr_streaming"),
+        ("GET", "/ws-sockjs/000/x/eventsource"),
+        ("GET", "/ws-sockjs/000/x/websocket"),
+        ("GET", "/ws-sockjs/websocket"),
+    ] {
+        let request = if method == "GET" {
+            get(path, "localhost", UPGRADE)
+        } else {
+            post(path, "", "")
+        };
+        assert_eq!(exchange(s.http, None, &request).await.0, 404, "{path}");
+    }
+    let (status, _, body) = exchange(s.http, None, &post("/ws-sockjs/000/x/xhr", "", "")).await;
+    assert_eq!((status, body.as_str()), (200, "o\n"));
+    let mut c = Config::default();
+    c.sockjs.transports = vec!["xhr_polling".into()];
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("sockjs.transports") && e.contains("xhr_polling"), "{e}");
+}

@@ -181,26 +181,7 @@ impl Gate {
                 PROTECTED_MODE,
             ));
         }
-        let Some(total) = self.connections.acquire() else {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "max_connections",
-                format!(
-                    "too many connections: {} open (limit limits.max_connections)",
-                    self.connections.limit()
-                ),
-            ));
-        };
-        let Some(ip) = self.per_ip.acquire(peer) else {
-            return Err(Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "max_connections_per_ip",
-                format!(
-                    "too many connections from {peer} (limit {}, limits.max_connections_per_ip)",
-                    self.per_ip.limit()
-                ),
-            ));
-        };
+        let (total, ip) = take_places(&self.connections, &self.per_ip, peer, &CONNECTIONS)?;
         metrics::connection_accepted(listener.name());
         Ok(Permit {
             listener,
@@ -275,26 +256,8 @@ impl Gate {
 
     /// A place for a new SockJS session of the HTTP transports.
     pub fn sockjs_session(&self, peer: IpAddr) -> Result<SockJsSlot, Refusal> {
-        let Some(total) = self.sockjs_sessions.acquire() else {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "sockjs_max_sessions",
-                format!(
-                    "too many SockJS sessions: {} open (limit sockjs.max_sessions)",
-                    self.sockjs_sessions.limit()
-                ),
-            ));
-        };
-        let Some(ip) = self.sockjs_per_ip.acquire(peer) else {
-            return Err(Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "sockjs_max_sessions_per_ip",
-                format!(
-                    "too many SockJS sessions from {peer} (limit {}, sockjs.max_sessions_per_ip)",
-                    self.sockjs_per_ip.limit()
-                ),
-            ));
-        };
+        let (total, ip) =
+            take_places(&self.sockjs_sessions, &self.sockjs_per_ip, peer, &SOCKJS_SESSIONS)?;
         metrics::sockjs_session_opened();
         Ok(SockJsSlot {
             _total: total,
@@ -310,6 +273,61 @@ impl Gate {
             "this SockJS session belongs to another client (address or credentials differ)",
         )
     }
+}
+
+/// A budget in total and per IP: what is counted, and the codes and settings that name
+/// each limit in a refusal.
+struct Places {
+    what: &'static str,
+    total: (&'static str, &'static str),
+    per_ip: (&'static str, &'static str),
+}
+
+const CONNECTIONS: Places = Places {
+    what: "connections",
+    total: ("max_connections", "limits.max_connections"),
+    per_ip: ("max_connections_per_ip", "limits.max_connections_per_ip"),
+};
+
+const SOCKJS_SESSIONS: Places = Places {
+    what: "SockJS sessions",
+    total: ("sockjs_max_sessions", "sockjs.max_sessions"),
+    per_ip: ("sockjs_max_sessions_per_ip", "sockjs.max_sessions_per_ip"),
+};
+
+/// A place in `total` and in `per_ip` for `peer`, or the refusal naming the full one
+/// (503 for the total, 429 for the address).
+fn take_places(
+    total: &Arc<Budget>,
+    per_ip: &Arc<Counter<IpAddr>>,
+    peer: IpAddr,
+    places: &Places,
+) -> Result<(Share, IpSlot), Refusal> {
+    let Some(share) = total.acquire() else {
+        let (code, setting) = places.total;
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            format!(
+                "too many {}: {} open (limit {setting})",
+                places.what,
+                total.limit()
+            ),
+        ));
+    };
+    let Some(slot) = per_ip.acquire(peer) else {
+        let (code, setting) = places.per_ip;
+        return Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            code,
+            format!(
+                "too many {} from {peer} (limit {}, {setting})",
+                places.what,
+                per_ip.limit()
+            ),
+        ));
+    };
+    Ok((share, slot))
 }
 
 /// What protected mode tells the log at start and every refused client.
