@@ -645,7 +645,10 @@ impl Config {
         {
             return err(
                 "sockjs.transports",
-                &format!("unknown transport '{t}' (known: {})", SOCKJS_TRANSPORTS.join(", ")),
+                &format!(
+                    "unknown transport '{t}' (known: {})",
+                    SOCKJS_TRANSPORTS.join(", ")
+                ),
             );
         }
         for (i, key) in self.auth.api_keys.iter().enumerate() {
@@ -660,8 +663,7 @@ impl Config {
                 );
             }
         }
-        if self.ops.metrics_auth && self.auth.api_keys.is_empty() && self.auth.issuers.is_empty()
-        {
+        if self.ops.metrics_auth && self.auth.api_keys.is_empty() && self.auth.issuers.is_empty() {
             return err(
                 "ops.metrics_auth",
                 "needs an API key (auth.api_keys) or a token issuer (auth.issuers)",

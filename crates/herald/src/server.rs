@@ -290,7 +290,8 @@ impl Connection {
         mut req: hyper::Request<hyper::body::Incoming>,
     ) -> tower::util::Oneshot<axum::Router, hyper::Request<hyper::body::Incoming>> {
         use tower::ServiceExt;
-        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         req.extensions_mut()
             .insert(crate::http::ConnectionPermit(permit.clone()));
         app.clone().oneshot(req)
@@ -305,7 +306,8 @@ impl Connection {
             app,
             state,
         } = self;
-        let service = hyper::service::service_fn(move |req| Connection::route(&app, peer, &permit, req));
+        let service =
+            hyper::service::service_fn(move |req| Connection::route(&app, peer, &permit, req));
         let conn = builder
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .with_upgrades();
@@ -319,7 +321,7 @@ impl Connection {
         let _ = conn.await;
     }
 
-        /// HTTP/2: hyper has no idle timeout of its own, so requests in flight are counted
+    /// HTTP/2: hyper has no idle timeout of its own, so requests in flight are counted
     /// (until their response body is done) and the connection is told to go away
     /// after `limits.http2_idle_timeout` without one, or at shutdown.
     async fn serve_http2(

@@ -134,7 +134,10 @@ async fn protected_mode_answers_loopback_clients_only() {
         let v = json(body);
         assert_eq!(v["code"], "protected_mode", "{what}: {body}");
         let e = v["error"].as_str().unwrap();
-        assert!(e.contains("auth.anonymous") && e.contains("loopback"), "{what}: {e}");
+        assert!(
+            e.contains("auth.anonymous") && e.contains("loopback"),
+            "{what}: {e}"
+        );
     };
     let (status, _, body) = exchange(http, None, &get("/health", &host, "")).await;
     refused("HTTP", status, &body);
@@ -195,7 +198,10 @@ async fn a_rebound_host_name_is_refused_everywhere() {
     let evil = "rebind.evil.example";
     for (what, request) in [
         ("health", get("/health", evil, "")),
-        ("admin", get("/api/admin/sessions", evil, "X-API-Key: admin-key\r\n")),
+        (
+            "admin",
+            get("/api/admin/sessions", evil, "X-API-Key: admin-key\r\n"),
+        ),
         (
             "admin delete",
             format!(
@@ -211,7 +217,10 @@ async fn a_rebound_host_name_is_refused_everywhere() {
         let v = json(&body);
         assert_eq!(v["code"], "host_not_allowed", "{what}");
         assert!(
-            v["error"].as_str().unwrap().contains("server.allowed_hosts"),
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("server.allowed_hosts"),
             "{what}: {body}"
         );
     }
@@ -231,7 +240,11 @@ async fn a_rebound_host_name_is_refused_everywhere() {
         ("evil.chat.example.com", 421),
         ("rebind.evil.example", 421),
     ] {
-        assert_eq!(exchange(s.http, None, &get("/health", host, "")).await.0, status, "{host}");
+        assert_eq!(
+            exchange(s.http, None, &get("/health", host, "")).await.0,
+            status,
+            "{host}"
+        );
     }
 }
 
@@ -281,9 +294,8 @@ async fn the_admin_api_goes_by_role_never_by_the_peer_address() {
     let (_alice, _) = s.connect_as(Transport::Tcp, "alice").await;
     for request in [
         get("/api/admin/sessions", "localhost", ""),
-        format!(
-            "DELETE /api/admin/users/alice/sessions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        ),
+        "DELETE /api/admin/users/alice/sessions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            .to_owned(),
     ] {
         let (status, _, body) = exchange(s.http, None, &request).await;
         assert_eq!(status, 401, "{body}");
@@ -307,8 +319,14 @@ async fn the_admin_api_goes_by_role_never_by_the_peer_address() {
     })
     .await;
     let path = "/api/admin/sessions";
-    let admin = format!("Authorization: Bearer {}\r\n", hs_token(ISS, "root", &["ADMIN"]));
-    let user = format!("Authorization: Bearer {}\r\n", hs_token(ISS, "eve", &["USER"]));
+    let admin = format!(
+        "Authorization: Bearer {}\r\n",
+        hs_token(ISS, "root", &["ADMIN"])
+    );
+    let user = format!(
+        "Authorization: Bearer {}\r\n",
+        hs_token(ISS, "eve", &["USER"])
+    );
     for (who, extra, status) in [
         ("admin key", "X-API-Key: ops-key\r\n".to_owned(), 200),
         ("admin token", admin, 200),
@@ -331,7 +349,10 @@ async fn metrics_can_require_a_key() {
     .await;
     let (status, _, body) = exchange(s.http, None, &get("/metrics", "localhost", "")).await;
     assert_eq!(status, 401, "{body}");
-    for extra in ["X-API-Key: scrape-key\r\n", "Authorization: Bearer scrape-key\r\n"] {
+    for extra in [
+        "X-API-Key: scrape-key\r\n",
+        "Authorization: Bearer scrape-key\r\n",
+    ] {
         let (status, _, body) = exchange(s.http, None, &get("/metrics", "localhost", extra)).await;
         assert_eq!(status, 200, "{extra}");
         assert!(body.contains("herald_connections"), "{body}");
@@ -395,7 +416,11 @@ async fn the_plain_chat_needs_a_token_when_tokens_are_required() {
     let (status, _, body) = exchange(
         s.http,
         None,
-        &get(&format!("/ws/chat?access_token={token}"), "localhost", UPGRADE),
+        &get(
+            &format!("/ws/chat?access_token={token}"),
+            "localhost",
+            UPGRADE,
+        ),
     )
     .await;
     assert_eq!(status, 101, "{body}");
@@ -443,7 +468,11 @@ async fn slow_refusals_do_not_hold_the_listener() {
     let s = TestServer::with(listen_everywhere).await;
     let mut idle = Vec::new();
     for _ in 0..20 {
-        idle.push(TcpStream::connect(SocketAddr::new(lan, s.http.port())).await.unwrap());
+        idle.push(
+            TcpStream::connect(SocketAddr::new(lan, s.http.port()))
+                .await
+                .unwrap(),
+        );
     }
     tokio::time::timeout(Duration::from_secs(5), s.http_get("/health"))
         .await
@@ -475,7 +504,12 @@ async fn jsonp_and_htmlfile_are_off_by_default() {
         let (status, _, body) = exchange(s.http, None, &get(path, "localhost", "")).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
-    let (status, _, _) = exchange(s.http, None, &post("/ws-sockjs/000/s1/jsonp_send", "", "d=x")).await;
+    let (status, _, _) = exchange(
+        s.http,
+        None,
+        &post("/ws-sockjs/000/s1/jsonp_send", "", "d=x"),
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, _, body) = exchange(s.http, None, &post("/ws-sockjs/000/s2/xhr", "", "")).await;
     assert_eq!((status, body.as_str()), (200, "o\n"));
@@ -499,20 +533,35 @@ async fn a_sockjs_session_cannot_be_ridden_by_another_client() {
         ("bob's cookie from another address", other, bob.as_str()),
     ] {
         for transport in ["xhr_send", "xhr", "xhr_streaming"] {
-            let body = if transport == "xhr_send" { SOCKJS_CONNECT } else { "" };
-            let (status, _, answer) =
-                exchange(s.http, from, &post(&format!("{sid}/{transport}"), cookie, body)).await;
+            let body = if transport == "xhr_send" {
+                SOCKJS_CONNECT
+            } else {
+                ""
+            };
+            let (status, _, answer) = exchange(
+                s.http,
+                from,
+                &post(&format!("{sid}/{transport}"), cookie, body),
+            )
+            .await;
             assert_eq!(status, 403, "{who}, {transport}: {answer}");
             assert_eq!(json(&answer)["code"], "sockjs_session_owner", "{who}");
         }
     }
     // Bob's own requests go on: his CONNECT is answered with his name.
-    let (status, _, _) =
-        exchange(s.http, None, &post(&format!("{sid}/xhr_send"), &bob, SOCKJS_CONNECT)).await;
+    let (status, _, _) = exchange(
+        s.http,
+        None,
+        &post(&format!("{sid}/xhr_send"), &bob, SOCKJS_CONNECT),
+    )
+    .await;
     assert_eq!(status, 204);
     let (status, _, body) = exchange(s.http, None, &post(&format!("{sid}/xhr"), &bob, "")).await;
     assert_eq!(status, 200);
-    assert!(body.starts_with("a[\"CONNECTED\\n") && body.contains("user-name:bob"), "{body}");
+    assert!(
+        body.starts_with("a[\"CONNECTED\\n") && body.contains("user-name:bob"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -535,13 +584,20 @@ async fn a_cross_site_navigation_cannot_open_a_sockjs_session() {
         assert_eq!(status, 403, "{transport}: {body}");
         let v = json(&body);
         assert_eq!(v["code"], "cross_site", "{transport}");
-        assert!(v["error"].as_str().unwrap().contains("Sec-Fetch-Site"), "{body}");
+        assert!(
+            v["error"].as_str().unwrap().contains("Sec-Fetch-Site"),
+            "{body}"
+        );
     }
     assert!(s.node.sessions.is_empty(), "no session was opened");
     // The same request from the server's own pages is served.
     let own = navigation.replace("cross-site", "same-origin");
-    let (status, _, body) =
-        exchange(s.http, None, &get("/ws-sockjs/000/own/jsonp?c=x", "localhost", &own)).await;
+    let (status, _, body) = exchange(
+        s.http,
+        None,
+        &get("/ws-sockjs/000/own/jsonp?c=x", "localhost", &own),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -583,8 +639,12 @@ async fn sockjs_cors_answers_allowed_origins_only() {
 async fn sockjs_sessions_have_budgets() {
     let s = TestServer::with(|c| c.sockjs.max_sessions_per_ip = 2).await;
     for n in 0..2 {
-        let (status, _, body) =
-            exchange(s.http, None, &post(&format!("/ws-sockjs/000/b{n}/xhr"), "", "")).await;
+        let (status, _, body) = exchange(
+            s.http,
+            None,
+            &post(&format!("/ws-sockjs/000/b{n}/xhr"), "", ""),
+        )
+        .await;
         assert_eq!((status, body.as_str()), (200, "o\n"));
     }
     let (status, _, body) = exchange(s.http, None, &post("/ws-sockjs/000/b2/xhr", "", "")).await;
@@ -595,7 +655,12 @@ async fn sockjs_sessions_have_budgets() {
     let (status, _, _) = exchange(s.http, other, &post("/ws-sockjs/000/b3/xhr", "", "")).await;
     assert_eq!(status, 200);
     // The requests of an open session are no new session.
-    let (status, _, _) = exchange(s.http, None, &post("/ws-sockjs/000/b0/xhr_send", "", r#"["x"]"#)).await;
+    let (status, _, _) = exchange(
+        s.http,
+        None,
+        &post("/ws-sockjs/000/b0/xhr_send", "", r#"["x"]"#),
+    )
+    .await;
     assert_eq!(status, 204);
     let metrics = String::from_utf8(s.http_get("/metrics").await.1).unwrap();
     assert!(metrics.contains("herald_sockjs_sessions"), "{metrics}");
@@ -631,5 +696,8 @@ async fn sockjs_transports_lists_what_is_offered() {
     let mut c = Config::default();
     c.sockjs.transports = vec!["xhr_polling".into()];
     let e = c.validate().unwrap_err().to_string();
-    assert!(e.contains("sockjs.transports") && e.contains("xhr_polling"), "{e}");
+    assert!(
+        e.contains("sockjs.transports") && e.contains("xhr_polling"),
+        "{e}"
+    );
 }

@@ -52,7 +52,8 @@ async fn default_origins_are_same_origin_and_localhost_in_protected_mode() {
         );
     }
     // Out of protected mode only the server's own origin: scheme, host and port.
-    let s = TestServer::with(|cfg| cfg.auth.anonymous = herald::config::AnonymousAccess::Open).await;
+    let s =
+        TestServer::with(|cfg| cfg.auth.anonymous = herald::config::AnonymousAccess::Open).await;
     let own = format!("http://{}", s.http);
     s.ws_with("/ws", &[("Origin", own.as_str())])
         .await

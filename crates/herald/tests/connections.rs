@@ -52,7 +52,10 @@ async fn http2_prior_knowledge_is_off_by_default() {
         .await
         .expect("an h2c connection is closed when HTTP/2 is off");
     // No HTTP/2 SETTINGS frame (type 4) came back.
-    assert!(got.get(3) != Some(&4) || got.starts_with(b"HTTP/1.1"), "{got:?}");
+    assert!(
+        got.get(3) != Some(&4) || got.starts_with(b"HTTP/1.1"),
+        "{got:?}"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +78,10 @@ async fn idle_http2_connections_are_closed() {
             .expect("an idle h2c connection is closed after http2_idle_timeout");
         // It was served as HTTP/2: the server's SETTINGS (type 4), then GOAWAY (type 7).
         assert_eq!(got.get(3), Some(&4), "{got:?}");
-        assert!(got.windows(4).any(|w| w == [0, 0, 8, 7]), "a GOAWAY frame: {got:?}");
+        assert!(
+            got.windows(4).any(|w| w == [0, 0, 8, 7]),
+            "a GOAWAY frame: {got:?}"
+        );
     }
 }
 
@@ -92,7 +98,10 @@ async fn the_total_connection_cap_holds_on_every_listener() {
     let (status, body) = s.http_get("/health").await;
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("limits.max_connections") && body.contains("\"code\""), "{body}");
+    assert!(
+        body.contains("limits.max_connections") && body.contains("\"code\""),
+        "{body}"
+    );
     // Over TCP: an ERROR frame.
     let mut c = Client::tcp(s.stomp).await;
     let e = c.expect_error_and_close().await;

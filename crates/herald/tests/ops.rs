@@ -217,7 +217,13 @@ async fn admin_disconnects_one_session_or_every_session_of_a_user() {
     let (mut bob, _) = server.connect_as(Transport::Tcp, "bob").await;
     let id = c1.get("session").unwrap().to_owned();
 
-    let (status, _) = request(&server, "DELETE", &format!("/api/admin/sessions/{id}"), &[ADMIN]).await;
+    let (status, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sessions/{id}"),
+        &[ADMIN],
+    )
+    .await;
     assert_eq!(status, 204);
     let e = a1.expect_error_and_close().await;
     assert_eq!(e.command, Command::Error);
@@ -225,11 +231,22 @@ async fn admin_disconnects_one_session_or_every_session_of_a_user() {
         message_of(&e).contains("disconnected by an administrator"),
         "{e:?}"
     );
-    let (status, body) =
-        request(&server, "DELETE", &format!("/api/admin/sessions/{id}"), &[ADMIN]).await;
+    let (status, body) = request(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sessions/{id}"),
+        &[ADMIN],
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
 
-    let (status, body) = request(&server, "DELETE", "/api/admin/users/alice/sessions", &[ADMIN]).await;
+    let (status, body) = request(
+        &server,
+        "DELETE",
+        "/api/admin/users/alice/sessions",
+        &[ADMIN],
+    )
+    .await;
     assert_eq!((status, body["disconnected"].as_u64()), (200, Some(2)));
     for c in [&mut a2, &mut a3] {
         assert!(message_of(&c.expect_error_and_close().await).contains("administrator"));

@@ -92,9 +92,15 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         None => None,
     };
     let valid = if host.starts_with('[') {
-        host.len() > 2 && host[1..host.len() - 1].bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        host.len() > 2
+            && host[1..host.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
     } else {
-        !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
     };
     valid.then_some((host, port))
 }

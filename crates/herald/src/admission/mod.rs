@@ -256,8 +256,12 @@ impl Gate {
 
     /// A place for a new SockJS session of the HTTP transports.
     pub fn sockjs_session(&self, peer: IpAddr) -> Result<SockJsSlot, Refusal> {
-        let (total, ip) =
-            take_places(&self.sockjs_sessions, &self.sockjs_per_ip, peer, &SOCKJS_SESSIONS)?;
+        let (total, ip) = take_places(
+            &self.sockjs_sessions,
+            &self.sockjs_per_ip,
+            peer,
+            &SOCKJS_SESSIONS,
+        )?;
         metrics::sockjs_session_opened();
         Ok(SockJsSlot {
             _total: total,
@@ -359,18 +363,32 @@ mod tests {
     fn protected_mode_answers_loopback_only() {
         let gate = Gate::new(&Config::default()).unwrap();
         assert!(gate.is_protected());
-        assert!(gate.accept("127.0.0.1".parse().unwrap(), Listener::Http).is_ok());
+        assert!(
+            gate.accept("127.0.0.1".parse().unwrap(), Listener::Http)
+                .is_ok()
+        );
         assert!(gate.accept("::1".parse().unwrap(), Listener::Http).is_ok());
-        assert!(gate.accept("::ffff:127.0.0.1".parse().unwrap(), Listener::Http).is_ok());
-        let r = gate.accept("192.0.2.7".parse().unwrap(), Listener::Stomp).unwrap_err();
-        assert_eq!((r.status, r.code), (StatusCode::FORBIDDEN, "protected_mode"));
+        assert!(
+            gate.accept("::ffff:127.0.0.1".parse().unwrap(), Listener::Http)
+                .is_ok()
+        );
+        let r = gate
+            .accept("192.0.2.7".parse().unwrap(), Listener::Stomp)
+            .unwrap_err();
+        assert_eq!(
+            (r.status, r.code),
+            (StatusCode::FORBIDDEN, "protected_mode")
+        );
         assert!(r.message.contains("auth.anonymous"));
 
         let mut open = Config::default();
         open.auth.anonymous = AnonymousAccess::Open;
         let gate = Gate::new(&open).unwrap();
         assert!(!gate.is_protected());
-        assert!(gate.accept("192.0.2.7".parse().unwrap(), Listener::Http).is_ok());
+        assert!(
+            gate.accept("192.0.2.7".parse().unwrap(), Listener::Http)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -379,14 +397,33 @@ mod tests {
         c.limits.max_connections = 2;
         c.limits.max_connections_per_ip = 1;
         let gate = Gate::new(&c).unwrap();
-        let a = gate.accept("127.0.0.1".parse().unwrap(), Listener::Http).unwrap();
-        let e = gate.accept("127.0.0.1".parse().unwrap(), Listener::Http).unwrap_err();
-        assert!(e.message.contains("limits.max_connections_per_ip"), "{}", e.message);
-        let _b = gate.accept("127.0.0.2".parse().unwrap(), Listener::Http).unwrap();
-        let e = gate.accept("127.0.0.3".parse().unwrap(), Listener::Http).unwrap_err();
-        assert!(e.message.contains("limits.max_connections)"), "{}", e.message);
+        let a = gate
+            .accept("127.0.0.1".parse().unwrap(), Listener::Http)
+            .unwrap();
+        let e = gate
+            .accept("127.0.0.1".parse().unwrap(), Listener::Http)
+            .unwrap_err();
+        assert!(
+            e.message.contains("limits.max_connections_per_ip"),
+            "{}",
+            e.message
+        );
+        let _b = gate
+            .accept("127.0.0.2".parse().unwrap(), Listener::Http)
+            .unwrap();
+        let e = gate
+            .accept("127.0.0.3".parse().unwrap(), Listener::Http)
+            .unwrap_err();
+        assert!(
+            e.message.contains("limits.max_connections)"),
+            "{}",
+            e.message
+        );
         drop(a);
-        assert!(gate.accept("127.0.0.1".parse().unwrap(), Listener::Http).is_ok());
+        assert!(
+            gate.accept("127.0.0.1".parse().unwrap(), Listener::Http)
+                .is_ok()
+        );
     }
 
     #[test]

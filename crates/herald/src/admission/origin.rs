@@ -116,7 +116,11 @@ impl Origins {
 impl<'a> Origin<'a> {
     fn parse(s: &'a str) -> Option<Origin<'a>> {
         let (scheme, rest) = s.split_once("://")?;
-        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
             return None;
         }
         let (host, port) = split_host_port(rest)?;
@@ -216,7 +220,10 @@ mod tests {
             ("http://chat.example.com:8080", "chat.example.com:8080"),
             ("http://127.0.0.1:8080", "127.0.0.1:8080"),
         ] {
-            assert!(o.check(&headers(origin, host), false).is_ok(), "{origin} {host}");
+            assert!(
+                o.check(&headers(origin, host), false).is_ok(),
+                "{origin} {host}"
+            );
         }
         for (origin, host) in [
             ("https://evil.example", "chat.example.com"),
@@ -236,7 +243,11 @@ mod tests {
     #[test]
     fn localhost_only_in_protected_mode() {
         let o = Origins::new(&[]).unwrap();
-        for origin in ["http://localhost:3000", "https://127.0.0.1:1", "http://[::1]:5173"] {
+        for origin in [
+            "http://localhost:3000",
+            "https://127.0.0.1:1",
+            "http://[::1]:5173",
+        ] {
             assert!(o.check(&headers(origin, "127.0.0.1:8080"), true).is_ok());
             assert!(o.check(&headers(origin, "127.0.0.1:8080"), false).is_err());
         }
@@ -283,7 +294,12 @@ mod tests {
         ] {
             assert!(o.check(&headers(bad, "x"), false).is_err(), "{bad}");
         }
-        assert!(Origins::new(&["*".into()]).unwrap().check(&headers("null", "x"), false).is_ok());
+        assert!(
+            Origins::new(&["*".into()])
+                .unwrap()
+                .check(&headers("null", "x"), false)
+                .is_ok()
+        );
         assert!(Origins::new(&["https://a*b.com".into()]).is_err());
         assert!(Origins::new(&["app.example.com".into()]).is_err());
     }

@@ -41,7 +41,7 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
             .or_else(|| headers.get(header::AUTHORIZATION))
             .and_then(|v| v.to_str().ok())
             .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
-        if !key.is_some_and(|k| node.auth.api_keys.lookup(k).is_some())
+        if key.is_none_or(|k| node.auth.api_keys.lookup(k).is_none())
             && let Err(refusal) = require_admin(&state, &headers).await
         {
             return refusal.into_response();
@@ -100,7 +100,10 @@ async fn require_admin(state: &HttpState, headers: &HeaderMap) -> Result<(), Ref
             Some(p) => Err(deny(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("the admin API needs role {admin}; API key '{}' lacks it", p.name),
+                format!(
+                    "the admin API needs role {admin}; API key '{}' lacks it",
+                    p.name
+                ),
             )),
             None => Err(deny(
                 StatusCode::UNAUTHORIZED,
@@ -206,10 +209,7 @@ async fn destinations(
     Ok(Json(json!(list)))
 }
 
-async fn info(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, Refusal> {
+async fn info(State(state): State<HttpState>, headers: HeaderMap) -> Result<Json<Value>, Refusal> {
     require_admin(&state, &headers).await?;
     let node = &state.node;
     let mut settings = serde_json::to_value(&node.config).unwrap_or_default();

@@ -293,8 +293,7 @@ impl Service {
                         polling::send(self, state, peer, req, session, polling::Sender::Xhr).await
                     }
                     ("jsonp_send", Method::POST) => {
-                        polling::send(self, state, peer, req, session, polling::Sender::Jsonp)
-                            .await
+                        polling::send(self, state, peer, req, session, polling::Sender::Jsonp).await
                     }
                     ("xhr_streaming", Method::POST) => {
                         streaming::serve(self, state, peer, req, session, streaming::Kind::Xhr)

@@ -38,7 +38,15 @@ pub(super) async fn xhr(
     req: Request<Body>,
     id: String,
 ) -> Response<Body> {
-    let mut r = match poll(&service, &state, peer, (req.headers(), req.uri().query()), &id).await {
+    let mut r = match poll(
+        &service,
+        &state,
+        peer,
+        (req.headers(), req.uri().query()),
+        &id,
+    )
+    .await
+    {
         Ok(frame) => {
             let mut r = text(StatusCode::OK, frame + "\n");
             set(
@@ -71,7 +79,15 @@ pub(super) async fn jsonp(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let mut r = match poll(&service, &state, peer, (req.headers(), req.uri().query()), &id).await {
+    let mut r = match poll(
+        &service,
+        &state,
+        peer,
+        (req.headers(), req.uri().query()),
+        &id,
+    )
+    .await
+    {
         Ok(frame) => {
             // `/**/` keeps a callback from being read as a content type sniff (Rosetta Flash).
             let body = format!("/**/{callback}({});\r\n", frames::quote(&frame));
