@@ -30,7 +30,9 @@
 # Every run is bounded in time and on loopback. Results (JSON lines) and logs go to
 # OUT (default /tmp/herald-compare-DATE). Environment: ROUNDS (3), SUBS (1000),
 # DURATION (8), PAIRS (100), STORM_N (20000), STORM_C (64), IDLE_N (19000: the hard
-# RLIMIT_NOFILE of this machine is 20000), IDLE_RABBIT_N (5000), NOTIFY_USERS (1000),
+# RLIMIT_NOFILE of this machine is 20000, which this script raises the soft limit to;
+# Herald's default limits.max_connections is that less 256, so 19,744 fit),
+# IDLE_RABBIT_N (5000), NOTIFY_USERS (1000),
 # RABBIT (1; 0 skips RabbitMQ), DOC (docs/BENCHMARKS.md; empty: do not write), PROFILE
 # (1: perf record Herald during one fanout --max run, into OUT/perf-herald.txt).
 set -uo pipefail

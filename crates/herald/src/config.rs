@@ -40,6 +40,12 @@ pub struct ServerConfig {
     /// How long shutdown waits for sessions to close after telling them.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Host names the HTTP listener answers to (the `Host` header), against DNS
+    /// rebinding: "chat.example.com", "*.example.com" (any subdomain), "*" (any).
+    /// Localhost names and IP addresses are always allowed.
+    pub allowed_hosts: Vec<String>,
+    /// Serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
+    pub http2: bool,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +55,8 @@ impl Default for ServerConfig {
             stomp: Some(([0, 0, 0, 0], 61613).into()),
             node_id: String::new(),
             drain_timeout: Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
+            http2: false,
         }
     }
 }
@@ -268,8 +276,12 @@ pub struct AuthConfig {
     /// Allowed Origin patterns for WebSocket and SockJS handshakes ("https://*.example.com",
     /// "http://localhost:*", "*"). Empty: the server's own origin and localhost.
     pub allowed_origins: Vec<String>,
-    /// API keys accepted by the REST API (header `X-API-Key`).
-    pub api_keys: Vec<String>,
+    /// API keys (header `X-API-Key`): `{ key, principal, roles }` tables, or plain
+    /// strings, which are keys of a service (`service_role`).
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Who may connect while no issuer and no API key is configured: "loopback"
+    /// (protected mode: loopback clients only) or "open" (anyone who can reach it).
+    pub anonymous: AnonymousAccess,
     /// Role a token needs for the publishing REST API (the admin role works too).
     pub service_role: String,
     /// Role for the admin API and `/topic/admin/**`.
@@ -317,10 +329,43 @@ impl Default for AuthConfig {
             ],
             allowed_origins: Vec::new(),
             api_keys: Vec::new(),
+            anonymous: AnonymousAccess::Loopback,
             service_role: "SERVICE".into(),
             admin_role: "ADMIN".into(),
         }
     }
+}
+
+/// An API key and the service principal it stands for.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ApiKeyConfig {
+    /// A bare key: a service (`auth.service_role`) named "service".
+    Plain(String),
+    Full {
+        key: String,
+        /// The principal's name (REST publishes are sent as it).
+        principal: String,
+        /// Its roles: `auth.admin_role` opens the admin API.
+        #[serde(default)]
+        roles: Vec<String>,
+    },
+}
+
+impl From<&str> for ApiKeyConfig {
+    fn from(key: &str) -> Self {
+        ApiKeyConfig::Plain(key.to_owned())
+    }
+}
+
+/// Access to a server without credentials configured (no issuer, no API key).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousAccess {
+    /// Protected mode: only loopback clients are answered.
+    Loopback,
+    /// Anyone who can reach the listeners: for a trusted network.
+    Open,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -366,9 +411,18 @@ pub struct LimitsConfig {
     pub frame_rate: u32,
     /// Burst the bucket allows (defaults to frame_rate when 0).
     pub frame_burst: u32,
-    /// Time for a client to send its HTTP request headers (the WebSocket handshake).
+    /// Time for a client to send its HTTP request headers (the WebSocket handshake);
+    /// also how long an HTTP/1.1 keep-alive connection may wait for its next request.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Open connections on all listeners together (0: RLIMIT_NOFILE less 256).
+    pub max_connections: usize,
+    /// An HTTP/2 connection without a request in flight for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub http2_idle_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval; a peer that does not answer within it is dropped.
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -380,6 +434,9 @@ impl Default for LimitsConfig {
             frame_rate: 0,
             frame_burst: 0,
             handshake_timeout: Duration::from_secs(10),
+            max_connections: 0,
+            http2_idle_timeout: Duration::from_secs(60),
+            http2_keepalive: Duration::from_secs(20),
         }
     }
 }
@@ -390,12 +447,16 @@ pub struct OpsConfig {
     /// How often a stats line is logged (like Spring's WebSocketMessageBrokerStats).
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
+    /// `/metrics` needs an API key (`X-API-Key`, or `Authorization: Bearer <key>`) or
+    /// a token with `auth.admin_role`.
+    pub metrics_auth: bool,
 }
 
 impl Default for OpsConfig {
     fn default() -> Self {
         OpsConfig {
             stats_interval: Duration::from_secs(30 * 60),
+            metrics_auth: false,
         }
     }
 }
@@ -645,6 +706,43 @@ impl Config {
         if sj.response_limit == 0 {
             return err("sockjs.response_limit", "must be more than 0 bytes");
         }
+        if let Some(t) = sj
+            .transports
+            .iter()
+            .find(|t| !SOCKJS_TRANSPORTS.contains(&t.as_str()))
+        {
+            return err(
+                "sockjs.transports",
+                &format!(
+                    "unknown transport '{t}' (known: {})",
+                    SOCKJS_TRANSPORTS.join(", ")
+                ),
+            );
+        }
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
+            let (key, principal) = match key {
+                ApiKeyConfig::Plain(k) => (k, "service"),
+                ApiKeyConfig::Full { key, principal, .. } => (key, principal.as_str()),
+            };
+            if key.trim().is_empty() || principal.trim().is_empty() {
+                return err(
+                    &format!("auth.api_keys[{i}]"),
+                    "needs a key and a principal that are not empty",
+                );
+            }
+        }
+        if self.ops.metrics_auth && self.auth.api_keys.is_empty() && self.auth.issuers.is_empty() {
+            return err(
+                "ops.metrics_auth",
+                "needs an API key (auth.api_keys) or a token issuer (auth.issuers)",
+            );
+        }
+        if self.limits.http2_idle_timeout.is_zero() || self.limits.http2_keepalive.is_zero() {
+            return err(
+                "limits.http2_idle_timeout/http2_keepalive",
+                "must be more than 0s",
+            );
+        }
         let n = &self.notifications;
         if n.enabled {
             if self.database.url.is_empty() {
@@ -772,6 +870,16 @@ impl Config {
     }
 }
 
+/// The transports `sockjs.transports` may name (sockjs-client's names).
+pub const SOCKJS_TRANSPORTS: [&str; 6] = [
+    "websocket",
+    "xhr-streaming",
+    "xhr-polling",
+    "eventsource",
+    "htmlfile",
+    "jsonp-polling",
+];
+
 /// SockJS fallback transports (`transport::sockjs`), for browsers that cannot open a
 /// WebSocket: the same STOMP sessions over xhr, xhr-streaming, eventsource, htmlfile
 /// and jsonp.
@@ -786,8 +894,13 @@ pub struct SockJsConfig {
     /// The sockjs-client script the `/iframe.html` page loads (for iframe transports):
     /// by default Herald's own copy (`/web/vendor/sockjs.min.js`), so no CDN is needed.
     pub client_url: String,
-    /// Offer the websocket transport (`/info` says so); off leaves only HTTP fallbacks.
-    pub websocket: bool,
+    /// The transports offered, by sockjs-client's names: "websocket", "xhr-streaming",
+    /// "xhr-polling", "eventsource", "htmlfile", "jsonp-polling". htmlfile and jsonp are
+    /// off by default: a page of any site can open them with a plain navigation.
+    pub transports: Vec<String>,
+    /// SockJS sessions of the HTTP transports open at once, in total and per client IP.
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
     /// Tell clients a `JSESSIONID` cookie is needed (sticky load balancers).
     pub cookie_needed: bool,
     /// How often a receiving request gets an `h` frame when nothing else is sent.
@@ -809,7 +922,11 @@ impl Default for SockJsConfig {
             enabled: true,
             path: "/ws-sockjs".into(),
             client_url: "/web/vendor/sockjs.min.js".into(),
-            websocket: true,
+            transports: ["websocket", "xhr-streaming", "xhr-polling", "eventsource"]
+                .map(String::from)
+                .to_vec(),
+            max_sessions: 10_000,
+            max_sessions_per_ip: 100,
             cookie_needed: false,
             heartbeat: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),

@@ -11,7 +11,9 @@
 //! - [`router`]: destination prefixes → application handlers, user destinations, broker.
 //! - [`broker`]: subscriptions (exact and wildcard), topic fan-out, queue round-robin
 //!   and redelivery, per-session bounded outboxes.
-//! - [`auth`]: JWT principals, destination rules, origins, abuse limits.
+//! - [`admission`]: the one way in — protected mode, connection budgets, allowed
+//!   hosts and origins, the handshake's token — for every listener and endpoint.
+//! - [`auth`]: JWT principals, API keys, destination rules, abuse limits.
 //! - [`cluster`]: the bus between nodes (local, or Redis): cross-node delivery,
 //!   cluster queues, history and recovery by offset, presence.
 //! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
@@ -25,6 +27,7 @@
 // built only on the refusal path, where boxing them would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 pub mod apps;
 pub mod auth;
 pub mod broker;

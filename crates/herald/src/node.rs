@@ -9,11 +9,9 @@ use std::time::Instant;
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::RwLock;
 
-use std::net::IpAddr;
-
+use crate::admission::Gate;
 use crate::auth::Auth;
 use crate::auth::limits::Counter;
-use crate::auth::origin::Origins;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::handler::backend::Backend;
@@ -36,9 +34,9 @@ pub struct Node {
     /// The HTTP backend that owns the application destinations no handler matched.
     pub backend: Option<Backend>,
     pub auth: Auth,
-    pub origins: Origins,
-    /// Open connections per client IP and sessions per user (auth limits).
-    pub connections_per_ip: Arc<Counter<IpAddr>>,
+    /// Who may come in: protected mode, connection budgets, hosts, origins.
+    pub gate: Gate,
+    /// Sessions per user (auth limits).
     pub sessions_per_user: Arc<Counter<String>>,
     /// The notification service, set by `Server::bind` when `notifications.enabled`.
     pub notifications: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
@@ -70,8 +68,7 @@ impl Node {
             messaging: Messaging::new(broker.clone(), router.clone()),
             backend: Backend::new(&config.apps.backend),
             auth: Auth::new(&config.auth)?,
-            origins: Origins::new(&config.auth.allowed_origins),
-            connections_per_ip: Counter::new(config.limits.max_connections_per_ip),
+            gate: Gate::new(&config)?,
             sessions_per_user: Counter::new(config.limits.max_connections_per_user),
             sessions: SessionRegistry::default(),
             metrics: crate::ops::metrics::install(),

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Listener, PROTECTED_MODE, Refusal};
 use crate::apps;
 use crate::config::Config;
 use crate::handler::Handlers;
@@ -142,6 +143,9 @@ impl Server {
             tasks: tasks.clone(),
         };
         let app = router(state.clone(), app_routes);
+        if node.gate.is_protected() {
+            tracing::warn!("{PROTECTED_MODE}");
+        }
         // Keys first: a token arriving with the first connections must find its key.
         if let Some(verifier) = &node.auth.verifier {
             verifier.refresh().await;
@@ -204,54 +208,66 @@ impl Server {
     }
 }
 
-/// HTTP/1.1 and HTTP/2 on the HTTP listener. The request headers must arrive within
-/// `limits.handshake_timeout`; upgraded WebSocket connections leave hyper and are
-/// tracked by their own tasks. Each request carries the peer address. A plain `/ws`
-/// upgrade is answered by the direct path without hyper (`http/direct.rs`).
+/// HTTP/1.1 (and HTTP/2 with prior knowledge, with `server.http2`) on the HTTP
+/// listener. Every connection is admitted first (`admission::Gate::accept`) and holds
+/// its permit for its life. HTTP/1.1 request headers must arrive within
+/// `limits.handshake_timeout`, the first and each next one on a keep-alive connection;
+/// an HTTP/2 connection is told to go away after `limits.http2_idle_timeout` without a
+/// request in flight. Upgraded WebSocket connections leave hyper and are tracked by
+/// their own tasks. Each request carries the peer address and the permit. A plain
+/// `/ws` upgrade is answered by the direct path without hyper (`http/direct.rs`).
 async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) {
     use crate::http::direct::{self, Peeked};
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use tower::ServiceExt;
+    use hyper::server::conn::{http1, http2};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
 
     let node = state.node.clone();
     let shutdown = state.shutdown.clone();
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(node.config.limits.handshake_timeout);
+    let limits = &node.config.limits;
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive)
+        .keep_alive_timeout(limits.http2_keepalive);
+    let builders = Arc::new((h1, h2));
+    // Connections still being served by hyper, waited for (bounded) at shutdown.
+    let connections = TaskTracker::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match node.gate.accept(peer.ip(), Listener::Http) {
+                        Ok(permit) => Arc::new(permit),
+                        Err(refusal) => {
+                            tokio::spawn(refuse_http(stream, refusal));
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
-                    let (app, state) = (app.clone(), state.clone());
-                    let (builder, watcher) = (builder.clone(), graceful.watcher());
+                    let (app, state, builders) = (app.clone(), state.clone(), builders.clone());
                     let first_byte = node.config.limits.handshake_timeout;
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         // hyper's header timeout starts with the first byte; a client that
                         // sends nothing at all is dropped after the same time.
                         let stream = match direct::peek(&stream, first_byte).await {
                             Peeked::Nothing => return,
                             Peeked::WebSocket(head) => {
-                                match direct::upgrade(stream, head, peer, &state).await {
+                                match direct::upgrade(stream, head, peer, &state, &permit).await {
                                     Ok(()) => return,
                                     Err(stream) => stream,
                                 }
                             }
-                            Peeked::Other => stream,
+                            Peeked::Http2 if state.node.config.server.http2 => {
+                                let conn = Connection { stream, peer, permit, app, state };
+                                return conn.serve_http2(&builders.1).await;
+                            }
+                            // HTTP/2 is off: hyper's HTTP/1 parser refuses the preface.
+                            Peeked::Http2 | Peeked::Other => stream,
                         };
-                        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                            app.clone().oneshot(req)
-                        });
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        // Boxed: hyper's connection future is large, and tokio copies a
-                        // task's future several times; the direct path stays cheap.
-                        let _ = Box::pin(watcher.watch(conn.into_owned())).await;
+                        Connection { stream, peer, permit, app, state }.serve_http1(&builders.0).await;
                     });
                 }
                 Err(e) => {
@@ -261,7 +277,145 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) 
             }
         }
     }
-    let _ = tokio::time::timeout(node.config.server.drain_timeout, graceful.shutdown()).await;
+    connections.close();
+    let _ = tokio::time::timeout(node.config.server.drain_timeout, connections.wait()).await;
+}
+
+/// One HTTP connection served by hyper.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: Arc<crate::admission::Permit>,
+    app: axum::Router,
+    state: HttpState,
+}
+
+impl Connection {
+    /// The request as the router takes it: the peer address and the connection's permit.
+    fn route(
+        app: &axum::Router,
+        peer: SocketAddr,
+        permit: &Arc<crate::admission::Permit>,
+        mut req: hyper::Request<hyper::body::Incoming>,
+    ) -> tower::util::Oneshot<axum::Router, hyper::Request<hyper::body::Incoming>> {
+        use tower::ServiceExt;
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req.extensions_mut()
+            .insert(crate::http::ConnectionPermit(permit.clone()));
+        app.clone().oneshot(req)
+    }
+
+    /// HTTP/1.1 with upgrades, until the peer or the shutdown ends it.
+    async fn serve_http1(self, builder: &hyper::server::conn::http1::Builder) {
+        let Connection {
+            stream,
+            peer,
+            permit,
+            app,
+            state,
+        } = self;
+        let service =
+            hyper::service::service_fn(move |req| Connection::route(&app, peer, &permit, req));
+        let conn = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        // Boxed: hyper's connection future is large, and tokio copies a task's future
+        // several times; the direct path stays cheap.
+        let mut conn = Box::pin(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = state.shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+        }
+        let _ = conn.await;
+    }
+
+    /// HTTP/2: hyper has no idle timeout of its own, so requests in flight are counted
+    /// (until their response body is done) and the connection is told to go away
+    /// after `limits.http2_idle_timeout` without one, or at shutdown.
+    async fn serve_http2(
+        self,
+        builder: &hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::time::{Instant, sleep_until};
+
+        /// Requests in flight; each change wakes the watcher.
+        struct InFlight {
+            count: AtomicUsize,
+            changed: tokio::sync::Notify,
+        }
+        struct Guard(Arc<InFlight>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.count.fetch_sub(1, Ordering::AcqRel);
+                self.0.changed.notify_one();
+            }
+        }
+
+        let Connection {
+            stream,
+            peer,
+            permit,
+            app,
+            state,
+        } = self;
+        let in_flight = Arc::new(InFlight {
+            count: AtomicUsize::new(0),
+            changed: tokio::sync::Notify::new(),
+        });
+        let counted = in_flight.clone();
+        let service = hyper::service::service_fn(move |req| {
+            counted.count.fetch_add(1, Ordering::AcqRel);
+            counted.changed.notify_one();
+            let guard = Guard(counted.clone());
+            let response = Connection::route(&app, peer, &permit, req);
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                    axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |f| {
+                        let _held = &guard;
+                        f
+                    }))
+                }))
+            }
+        });
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut conn = Box::pin(conn);
+        let idle = state.node.config.limits.http2_idle_timeout;
+        let mut idle_since = Instant::now();
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = state.shutdown.cancelled() => break,
+                _ = in_flight.changed.notified() => idle_since = Instant::now(),
+                _ = sleep_until(idle_since + idle) => {
+                    if in_flight.count.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    idle_since = Instant::now();
+                }
+            }
+        }
+        // GOAWAY; a peer that does not answer its ping is not waited for beyond the
+        // keep-alive time.
+        conn.as_mut().graceful_shutdown();
+        let keepalive = state.node.config.limits.http2_keepalive;
+        let _ = tokio::time::timeout(keepalive, conn).await;
+    }
+}
+
+/// Tells an HTTP client why its connection is refused (`admission::Refusal` as a
+/// JSON response), then reads what it sent until it hangs up, so that the answer is
+/// not lost to a reset.
+async fn refuse_http(mut stream: tokio::net::TcpStream, refusal: Refusal) {
+    use tokio::io::AsyncReadExt;
+    let answer = async {
+        crate::http::direct::write_refusal(&mut stream, refusal.response()).await;
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), answer).await;
 }
 
 async fn accept_stomp(
@@ -275,11 +429,14 @@ async fn accept_stomp(
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(slot) = node.connections_per_ip.acquire(peer.ip()) else {
-                        tasks.spawn(refuse_tcp(stream, too_many_from(&node, peer.ip())));
-                        continue;
+                    let permit = match node.gate.accept(peer.ip(), Listener::Stomp) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            tasks.spawn(refuse_tcp(stream, refusal.message));
+                            continue;
+                        }
                     };
-                    let admission = transport::Admission { handshake: None, ip_slot: Some(slot) };
+                    let admission = transport::Admission { handshake: None, permit: Some(Arc::new(permit)) };
                     tasks.spawn(transport::drive(Tcp::new(stream), node.clone(), shutdown.clone(), admission));
                 }
                 Err(e) => {
@@ -290,13 +447,6 @@ async fn accept_stomp(
             }
         }
     }
-}
-
-pub(crate) fn too_many_from(node: &Node, ip: std::net::IpAddr) -> String {
-    format!(
-        "too many connections from {ip} (limit {})",
-        node.connections_per_ip.limit()
-    )
 }
 
 /// Tells a TCP client why it is refused, in the one frame it will understand.

@@ -8,7 +8,7 @@
 //! - `GET /api/web/session`: the auth mode, whether the development login is on, and
 //!   who the request's cookie or bearer token names;
 //! - `POST /api/dev/login` {sub, roles?, name?} (only with `web.dev_login = true` and an
-//!   issuer that can sign): mints a token (`auth::jwt::mint`) and sets it as the HttpOnly
+//!   issuer that can sign, and only for loopback clients): mints a token (`auth::jwt::mint`) and sets it as the HttpOnly
 //!   `auth.cookie_name` cookie; `POST /api/dev/logout` clears it.
 //!
 //! Caching: every asset carries an `ETag` (its SHA-256) and is revalidated
@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -166,12 +166,20 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 
 async fn dev_login(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     body: Result<Json<DevLogin>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if !dev_login_on(&state) {
         return error(
             StatusCode::NOT_FOUND,
             "the development login is off (web.dev_login = false, or no token issuer is configured)",
+        );
+    }
+    // Anyone who can use it becomes anyone: never for a client on the network.
+    if !peer.ip().to_canonical().is_loopback() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the development login answers loopback clients only (web.dev_login)",
         );
     }
     let Json(req) = match body {

@@ -19,7 +19,9 @@ const ISS: &str = "https://idp.test";
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn default_origins_are_same_origin_and_localhost() {
+async fn default_origins_are_same_origin_and_localhost_in_protected_mode() {
+    // No credentials configured: protected mode, where localhost pages are this
+    // machine's own.
     let s = TestServer::start().await;
     let own = format!("http://{}", s.http);
     let port = s.http.port();
@@ -48,6 +50,21 @@ async fn default_origins_are_same_origin_and_localhost() {
             body.contains(&format!("'{origin}'")),
             "the reason names the origin: {body}"
         );
+    }
+    // Out of protected mode only the server's own origin: scheme, host and port.
+    let s =
+        TestServer::with(|cfg| cfg.auth.anonymous = herald::config::AnonymousAccess::Open).await;
+    let own = format!("http://{}", s.http);
+    s.ws_with("/ws", &[("Origin", own.as_str())])
+        .await
+        .expect("own origin");
+    for origin in [
+        "http://localhost:3000".to_owned(),
+        "https://127.0.0.1:8443".to_owned(),
+        format!("http://127.0.0.1:{}", s.http.port() + 1),
+    ] {
+        let (status, body) = s.ws_handshake_raw("/ws", &[("Origin", &origin)]).await;
+        assert_eq!(status, 403, "origin {origin}: {body}");
     }
 }
 
@@ -140,8 +157,11 @@ async fn connections_per_ip_are_limited() {
     // The two admitted keep working.
     a.assert_works("/topic/ip-a").await;
     b.assert_works("/topic/ip-b").await;
-    // Plain HTTP (not a connection to a session) is not refused.
-    assert_eq!(s.http_get("/health").await.0, 200);
+    // Every connection counts, plain HTTP too.
+    let (status, body) = s.http_get("/health").await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("limits.max_connections_per_ip"), "{body}");
     // A closed connection gives its place back.
     a.disconnect().await;
     let mut d = None;

@@ -272,7 +272,7 @@ async fn upgrades_are_answered_alike_whole_split_or_with_large_heads() {
     assert_eq!(status, 101, "{body}");
     let (status, body) = server
         .raw_http(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
         )
         .await;

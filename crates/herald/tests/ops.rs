@@ -13,6 +13,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SECRET: &str = "ops-test-secret-0123456789abcdef0123";
+const ADMIN_KEY: &str = "admin-key-0123456789";
+const ADMIN: (&str, &str) = ("X-API-Key", ADMIN_KEY);
+
+/// An API key whose principal has the admin role.
+fn admin_key() -> herald::config::ApiKeyConfig {
+    herald::config::ApiKeyConfig::Full {
+        key: ADMIN_KEY.into(),
+        principal: "ops".into(),
+        roles: vec!["ADMIN".into()],
+    }
+}
+
+/// A server whose admin API the tests reach with [`ADMIN`]: the admin API goes by
+/// role only, never by the (loopback) peer address.
+async fn admin_server() -> TestServer {
+    TestServer::with(|c| c.auth.api_keys = vec![admin_key()]).await
+}
 
 /// An HTTP request with extra headers; returns (status, body as JSON or as a string).
 async fn request(
@@ -185,14 +202,14 @@ async fn a_failing_dependency_makes_ready_answer_503() {
 
 #[tokio::test]
 async fn admin_lists_sessions_and_destinations() {
-    let server = TestServer::start().await;
+    let server = admin_server().await;
     let (mut alice, _) = server.connect_as(Transport::Ws, "alice").await;
     alice.subscribe("a1", "/topic/news").await;
     alice.subscribe("a2", "/queue/jobs").await;
     let (mut bob, _) = server.connect_as(Transport::Tcp, "bob").await;
     bob.subscribe("b1", "/topic/news").await;
 
-    let (status, list) = request(&server, "GET", "/api/admin/sessions", &[]).await;
+    let (status, list) = request(&server, "GET", "/api/admin/sessions", &[ADMIN]).await;
     assert_eq!(status, 200, "{list}");
     let sessions = list.as_array().unwrap();
     let a = sessions
@@ -217,7 +234,7 @@ async fn admin_lists_sessions_and_destinations() {
         .expect("bob listed");
     assert_eq!(b["transport"], "tcp");
 
-    let (status, dests) = request(&server, "GET", "/api/admin/destinations", &[]).await;
+    let (status, dests) = request(&server, "GET", "/api/admin/destinations", &[ADMIN]).await;
     assert_eq!(status, 200);
     let news = dests
         .as_array()
@@ -230,14 +247,20 @@ async fn admin_lists_sessions_and_destinations() {
 
 #[tokio::test]
 async fn admin_disconnects_one_session_or_every_session_of_a_user() {
-    let server = TestServer::start().await;
+    let server = admin_server().await;
     let (mut a1, c1) = server.connect_as(Transport::Tcp, "alice").await;
     let (mut a2, _) = server.connect_as(Transport::Ws, "alice").await;
     let (mut a3, _) = server.connect_as(Transport::Tcp, "alice").await;
     let (mut bob, _) = server.connect_as(Transport::Tcp, "bob").await;
     let id = c1.get("session").unwrap().to_owned();
 
-    let (status, _) = request(&server, "DELETE", &format!("/api/admin/sessions/{id}"), &[]).await;
+    let (status, _) = request(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sessions/{id}"),
+        &[ADMIN],
+    )
+    .await;
     assert_eq!(status, 204);
     let e = a1.expect_error_and_close().await;
     assert_eq!(e.command, Command::Error);
@@ -245,11 +268,22 @@ async fn admin_disconnects_one_session_or_every_session_of_a_user() {
         message_of(&e).contains("disconnected by an administrator"),
         "{e:?}"
     );
-    let (status, body) =
-        request(&server, "DELETE", &format!("/api/admin/sessions/{id}"), &[]).await;
+    let (status, body) = request(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sessions/{id}"),
+        &[ADMIN],
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
 
-    let (status, body) = request(&server, "DELETE", "/api/admin/users/alice/sessions", &[]).await;
+    let (status, body) = request(
+        &server,
+        "DELETE",
+        "/api/admin/users/alice/sessions",
+        &[ADMIN],
+    )
+    .await;
     assert_eq!((status, body["disconnected"].as_u64()), (200, Some(2)));
     for c in [&mut a2, &mut a3] {
         assert!(message_of(&c.expect_error_and_close().await).contains("administrator"));
@@ -262,7 +296,7 @@ async fn admin_disconnects_one_session_or_every_session_of_a_user() {
 #[tokio::test]
 async fn admin_info_hides_secrets() {
     let server = TestServer::with(|c| {
-        c.auth.api_keys = vec!["k-123".into()];
+        c.auth.api_keys = vec!["k-123".into(), admin_key()];
         c.auth.issuers = vec![IssuerConfig {
             issuer: "ops".into(),
             secret: SECRET.into(),
@@ -270,14 +304,13 @@ async fn admin_info_hides_secrets() {
         }];
     })
     .await;
-    let (status, info) =
-        request(&server, "GET", "/api/admin/info", &[("X-API-Key", "k-123")]).await;
+    let (status, info) = request(&server, "GET", "/api/admin/info", &[ADMIN]).await;
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["node"], server.node.id.as_str());
     assert!(info["uptimeSeconds"].as_u64().is_some());
     let text = info.to_string();
     assert!(
-        !text.contains(SECRET) && !text.contains("k-123"),
+        !text.contains(SECRET) && !text.contains("k-123") && !text.contains(ADMIN_KEY),
         "secret leaked: {text}"
     );
     assert_eq!(info["settings"]["auth"]["issuers"][0]["secret"], "***");
@@ -286,7 +319,7 @@ async fn admin_info_hides_secrets() {
 #[tokio::test]
 async fn admin_api_needs_a_key_or_an_admin_token() {
     let server = TestServer::with(|c| {
-        c.auth.api_keys = vec!["k-123".into()];
+        c.auth.api_keys = vec!["k-123".into(), admin_key()];
         c.auth.issuers = vec![IssuerConfig {
             issuer: "ops".into(),
             secret: SECRET.into(),
@@ -306,12 +339,12 @@ async fn admin_api_needs_a_key_or_an_admin_token() {
             .0,
         401
     );
-    assert_eq!(
-        request(&server, "GET", path, &[("X-API-Key", "k-123")])
-            .await
-            .0,
-        200
-    );
+    // A plain key is a service's, not an administrator's.
+    let (status, body) = request(&server, "GET", path, &[("X-API-Key", "k-123")]).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "forbidden");
+    assert!(body["error"].as_str().unwrap().contains("ADMIN"), "{body}");
+    assert_eq!(request(&server, "GET", path, &[ADMIN]).await.0, 200);
     let mint = |roles: &[&str]| {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
         herald::auth::jwt::mint(

@@ -1,13 +1,37 @@
 // The admin dashboard: sessions and destinations from the admin API, and the
-// messages-per-second chart moving while the test publishes.
+// messages-per-second chart moving while the test publishes. The admin API goes by
+// role only, so the users sign in with the development login (ADMIN for the admin),
+// and the load is published with a service's API key.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launchBrowser, newUserPage, postJson, shot, signInByName, sleep, startHerald, waitConnected } from '../lib/harness.js';
+import { launchBrowser, newUserPage, postJson, shot, sleep, startHerald, waitConnected } from '../lib/harness.js';
+
+const API_KEY = 'browser-test-service-key';
+const CONFIG = `
+[auth]
+api_keys = ["${API_KEY}"]
+[[auth.issuers]]
+issuer = "herald-browser-test"
+secret = "browser-test-secret-that-is-long-enough-for-hs256"
+
+[web]
+dev_login = true
+`;
+
+/** Signs `page` in through the sign-in page's development login, then lands on `next`. */
+async function devLogin(page, sub, roles, next) {
+  await page.goto(`/signin?next=${encodeURIComponent(next)}`);
+  await page.waitForSelector('#dev:not(.hidden)');
+  await page.fill('#dev-sub', sub);
+  if (roles.includes('ADMIN')) await page.check('#dev-admin');
+  const path = new URL(next, 'http://x').pathname;
+  await Promise.all([page.waitForURL((u) => u.pathname === path), page.click('#dev-form button')]);
+}
 
 let herald;
 let browser;
 before(async () => {
-  herald = await startHerald();
+  herald = await startHerald({ config: CONFIG });
   browser = await launchBrowser();
 });
 after(async () => {
@@ -21,10 +45,10 @@ test('the admin chart moves under load', async () => {
   const admin = await newUserPage(browser, herald.url);
   try {
     const rooms = await (await fetch(`${herald.url}/api/rooms`)).json();
-    await signInByName(carol.page, 'carol', `/chat?room=${rooms[0].id}`);
+    await devLogin(carol.page, 'carol', [], `/chat?room=${rooms[0].id}`);
     await waitConnected(carol.page, 'websocket');
 
-    await signInByName(admin.page, 'root', '/admin');
+    await devLogin(admin.page, 'root', ['ADMIN'], '/admin');
     await waitConnected(admin.page);
     await admin.page.waitForSelector('#sessions tbody tr td:text-is("carol")');
     await admin.page.waitForSelector(`#destinations td:text-is("/topic/chat/room/${rooms[0].id}")`);
@@ -41,7 +65,7 @@ test('the admin chart moves under load', async () => {
           postJson(`${herald.url}/api/publish`, {
             destination: topic,
             body: { type: 'CHAT', chatRoomId: rooms[0].id, writer: 'load', message: `m${sent}`, timestamp: new Date().toISOString() },
-          }),
+          }, { 'X-API-Key': API_KEY }),
         ),
       );
       sent += 20;

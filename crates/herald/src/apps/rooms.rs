@@ -383,7 +383,13 @@ impl Rooms {
             })
         });
         let router = if sockjs {
-            crate::transport::sockjs::Service::new("/ws/chat-sockjs", None, sockjs_chat).routes()
+            crate::transport::sockjs::Service::new(
+                "/ws/chat-sockjs",
+                crate::admission::Entry::Plain,
+                None,
+                sockjs_chat,
+            )
+            .routes()
         } else {
             axum::Router::new()
         };
@@ -445,7 +451,8 @@ impl Rooms {
                           req: Request<Body>| {
                         let rooms = ws.clone();
                         async move {
-                            match crate::http::admit(&state, peer, &req).await {
+                            let entry = crate::admission::Entry::Plain;
+                            match crate::http::admit(&state, peer, &req, entry).await {
                                 Ok(admission) => plain_chat_upgrade(rooms, state, req, admission),
                                 Err(response) => response,
                             }

@@ -1,11 +1,12 @@
-//! Abuse limits: concurrent connections per IP and per user, and a token bucket
-//! on each session's inbound frames. A breach is refused with a clear reason; it never
-//! delays anyone else.
+//! Abuse limits: concurrent connections in total, per IP and per user, and a token
+//! bucket on each session's inbound frames. A breach is refused with a clear reason; it
+//! never delays anyone else.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -73,6 +74,55 @@ impl<K: Eq + Hash + Clone> Drop for Slot<K> {
 }
 
 pub type IpSlot = Slot<IpAddr>;
+
+/// Counts holders of one shared budget without a lock; a [`Share`] gives its place
+/// back when dropped.
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+#[derive(Debug)]
+pub struct Share {
+    budget: Arc<Budget>,
+}
+
+impl Budget {
+    /// `limit` 0 means no limit.
+    pub fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// A share, or `None` when `limit` are held.
+    pub fn acquire(self: &Arc<Self>) -> Option<Share> {
+        let held = self.held.fetch_add(1, Ordering::AcqRel);
+        if self.limit != 0 && held >= self.limit {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Share {
+            budget: self.clone(),
+        })
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 pub type UserSlot = Slot<String>;
 
 /// Inbound frame rate of one session.
@@ -130,6 +180,18 @@ mod tests {
         assert!(c.acquire("y").is_some());
         drop(a);
         assert!(c.acquire("x").is_some());
+    }
+
+    #[test]
+    fn budget_limits_and_releases() {
+        let b = Budget::new(2);
+        let x = b.acquire().unwrap();
+        let _y = b.acquire().unwrap();
+        assert!(b.acquire().is_none());
+        assert_eq!(b.held(), 2);
+        drop(x);
+        assert!(b.acquire().is_some());
+        assert!(Budget::new(0).acquire().is_some());
     }
 
     #[test]

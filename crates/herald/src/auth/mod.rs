@@ -1,17 +1,17 @@
 //! Who is connecting, and what they may do.
 //!
 //! - [`jwt`]: token verification with per-issuer keys (secret, PEM, JWKS).
+//! - [`api_keys`]: API keys and the service principals they stand for.
 //! - [`rules`]: destination rules for SUBSCRIBE and SEND.
-//! - [`limits`]: connections per IP and per user, frame rate.
-//! - [`origin`]: allowed origins for browser handshakes.
+//! - [`limits`]: connection and session counters, frame rate.
 //!
 //! Modes: with no issuer configured Herald is anonymous — each session is named by its
 //! `login` header or a generated name. With issuers, a valid token makes an
 //! authenticated [`Principal`]; `auth.required` refuses everyone else.
 
+pub mod api_keys;
 pub mod jwt;
 pub mod limits;
-pub mod origin;
 pub mod rules;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +20,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use crate::config::{AuthConfig, TokenSource};
+use api_keys::ApiKeys;
 use jwt::{Claims, Verifier};
 use rules::Rules;
 
@@ -72,6 +73,7 @@ pub struct Auth {
     pub config: AuthConfig,
     pub verifier: Option<Verifier>,
     pub rules: Rules,
+    pub api_keys: ApiKeys,
 }
 
 impl Auth {
@@ -79,6 +81,7 @@ impl Auth {
         Ok(Auth {
             verifier: Verifier::new(config)?,
             rules: Rules::new(config),
+            api_keys: ApiKeys::new(&config.api_keys, &config.service_role),
             config: config.clone(),
         })
     }

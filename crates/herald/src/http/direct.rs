@@ -11,6 +11,7 @@
 
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{HttpState, admit_headers, ws_max_message};
+use crate::admission::{Entry, Permit};
 use crate::transport::{self, websocket};
 
 /// Bytes of a request head the direct path looks at; larger heads (big cookies) go
@@ -35,9 +37,13 @@ pub(crate) enum Peeked {
     Nothing,
     /// A whole `GET /ws` request head: the direct path may answer it.
     WebSocket(Head),
+    /// The HTTP/2 connection preface (prior knowledge, h2c): hyper's, if `server.http2`.
+    Http2,
     /// Anything else: hyper's.
     Other,
 }
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// A `GET /ws` request head, still unread on the socket.
 pub(crate) struct Head {
@@ -56,9 +62,11 @@ pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
         let mut space = [MaybeUninit::<u8>::uninit(); PEEK];
         let mut buf = ReadBuf::uninit(&mut space);
         match ready!(stream.poll_peek(cx, &mut buf)) {
-            Ok(n) if n > 0 => {
-                Poll::Ready(parse(buf.filled()).map_or(Peeked::Other, Peeked::WebSocket))
-            }
+            Ok(n) if n > 0 => Poll::Ready(match parse(buf.filled()) {
+                Some(head) => Peeked::WebSocket(head),
+                None if buf.filled().starts_with(H2_PREFACE) => Peeked::Http2,
+                None => Peeked::Other,
+            }),
             _ => Poll::Ready(Peeked::Nothing),
         }
     });
@@ -99,19 +107,29 @@ fn parse(bytes: &[u8]) -> Option<Head> {
     })
 }
 
-/// Answers the upgrade and starts the STOMP session's task. Gives the stream back,
-/// unread, when the request is one the routed path must answer (a refused
-/// negotiation: hyper and the router then produce the same error response).
+/// Answers the upgrade and starts the STOMP session's task, which holds the
+/// connection's `permit`. Gives the stream back, unread, when the request is one the
+/// routed path must answer (a refused negotiation: hyper and the router then produce
+/// the same error response).
 pub(crate) async fn upgrade(
     mut stream: TcpStream,
     head: Head,
     peer: SocketAddr,
     state: &HttpState,
+    permit: &Arc<Permit>,
 ) -> Result<(), TcpStream> {
     let Ok(negotiated) = websocket::negotiate(&head.headers) else {
         return Err(stream);
     };
-    let admission = admit_headers(state.node.clone(), peer, head.headers, head.query).await;
+    let admission = admit_headers(
+        state.node.clone(),
+        peer,
+        head.headers,
+        head.query,
+        Entry::Stomp,
+        Some(permit.clone()),
+    )
+    .await;
     // The head was only peeked: take it off the socket before answering.
     let mut consumed = vec![0u8; head.len];
     if stream.read_exact(&mut consumed).await.is_err() {
@@ -153,8 +171,8 @@ pub(crate) async fn upgrade(
     Ok(())
 }
 
-/// Writes an admission refusal (403, 429, 401 with a text body) and closes.
-async fn write_refusal(stream: &mut TcpStream, refusal: Response<Body>) {
+/// Writes an admission refusal (403, 421, 429, 401 with a JSON body) and closes.
+pub(crate) async fn write_refusal(stream: &mut TcpStream, refusal: Response<Body>) {
     let (parts, body) = refusal.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024)
         .await

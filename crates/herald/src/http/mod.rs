@@ -14,12 +14,13 @@ use axum::body::Body;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Entry, Permit};
 use crate::node::Node;
 use crate::transport::{self, Admission, websocket};
 
@@ -30,7 +31,13 @@ pub(crate) struct HttpState {
     pub tasks: TaskTracker,
 }
 
+/// The connection's place in the connection budgets, on every request hyper reads from
+/// it: a session the request upgrades to holds it on.
+#[derive(Clone)]
+pub(crate) struct ConnectionPermit(pub Arc<Permit>);
+
 pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
+    let hosts = axum::middleware::from_fn_with_state(state.clone(), allowed_host);
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/health", get(health))
@@ -43,7 +50,25 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .merge(apps)
         .merge(crate::ops::routes())
         .merge(crate::web::routes())
+        .layer(hosts)
         .with_state(state)
+}
+
+/// Every HTTP request's `Host` must be one this server answers to (DNS rebinding).
+async fn allowed_host(
+    State(state): State<HttpState>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.as_bytes())
+        .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+    match state.node.gate.check_host(host) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => refusal.response(),
+    }
 }
 
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {
@@ -58,19 +83,26 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     }))
 }
 
-/// Checks a browser-facing handshake before it upgrades: the origin, the per-IP
-/// connection limit, and the token it carries. `Err` is the HTTP answer that says why.
+/// Admits a request that opens a session (`admission::Gate::admit`: host, origin,
+/// token), with its connection's permit. `Err` is the HTTP answer that says why.
 pub(crate) fn admit(
     state: &HttpState,
     peer: SocketAddr,
     req: &Request<Body>,
+    entry: Entry,
 ) -> impl std::future::Future<Output = Result<Admission, Response<Body>>> + Send + 'static {
+    let permit = req
+        .extensions()
+        .get::<ConnectionPermit>()
+        .map(|p| p.0.clone());
     // Owned copies: the request body is not Sync, so it must not be borrowed across awaits.
     admit_headers(
         state.node.clone(),
         peer,
         req.headers().clone(),
         req.uri().query().map(str::to_owned),
+        entry,
+        permit,
     )
 }
 
@@ -80,38 +112,17 @@ pub(crate) async fn admit_headers(
     peer: SocketAddr,
     headers: HeaderMap,
     query: Option<String>,
+    entry: Entry,
+    permit: Option<Arc<Permit>>,
 ) -> Result<Admission, Response<Body>> {
-    let refuse = |status: StatusCode, reason: String| {
-        Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body(Body::from(reason))
-            .expect("static response")
-    };
-    node.origins
-        .check(&headers)
-        .map_err(|e| refuse(StatusCode::FORBIDDEN, e))?;
-    let ip_slot = node.connections_per_ip.acquire(peer.ip()).ok_or_else(|| {
-        refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            crate::server::too_many_from(&node, peer.ip()),
-        )
-    })?;
     let handshake = node
-        .auth
-        .handshake(&headers, query.as_deref())
+        .gate
+        .admit(&node.auth, peer, &headers, query.as_deref(), entry)
         .await
-        .map_err(|e| {
-            tracing::info!(%peer, reason = %e, "handshake refused");
-            crate::ops::metrics::auth_failure("handshake");
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                format!("authentication failed: {e}"),
-            )
-        })?;
+        .map_err(|refusal| refusal.response())?;
     Ok(Admission {
         handshake: Some(handshake),
-        ip_slot: Some(ip_slot),
+        permit,
     })
 }
 
@@ -125,7 +136,7 @@ async fn ws_upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
-    let admission = match admit(&state, peer, &req).await {
+    let admission = match admit(&state, peer, &req, Entry::Stomp).await {
         Ok(a) => a,
         Err(response) => return response,
     };

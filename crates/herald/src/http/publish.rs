@@ -99,7 +99,7 @@ pub(crate) async fn require_service(
         )
     };
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return if keys.iter().any(|k| k == key) {
+        return if auth.api_keys.lookup(key).is_some() {
             Ok(())
         } else {
             Err(deny(401, "unknown API key".into()))

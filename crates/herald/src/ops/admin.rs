@@ -2,14 +2,15 @@
 //! admin API under `/api/admin/` — sessions (list, disconnect one or a user's),
 //! destinations with subscriber counts, and server info with secrets redacted.
 //!
-//! The admin API needs an `X-API-Key` from `auth.api_keys` or a bearer token with
-//! `auth.admin_role`; in anonymous mode without API keys it answers loopback clients only.
+//! The admin API needs the admin role (`auth.admin_role`): an `X-API-Key` whose
+//! principal has it, or a bearer token that does. The peer's address counts for
+//! nothing: behind a reverse proxy every client is loopback. `/metrics` needs any API
+//! key or an admin token when `ops.metrics_auth` is on.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -32,8 +33,20 @@ pub(crate) fn routes() -> axum::Router<HttpState> {
         .route("/api/admin/info", get(info))
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let node = &state.node;
+    if node.config.ops.metrics_auth {
+        let key = headers
+            .get("x-api-key")
+            .or_else(|| headers.get(header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
+        if key.is_none_or(|k| node.auth.api_keys.lookup(k).is_none())
+            && let Err(refusal) = require_admin(&state, &headers).await
+        {
+            return refusal.into_response();
+        }
+    }
     super::metrics::registry_size(
         node.broker.subscription_count(),
         node.broker.destination_count(),
@@ -76,48 +89,59 @@ async fn ready(State(state): State<HttpState>) -> Response {
     }
 }
 
-/// Admin access: an API key, an admin token, or (anonymous mode, no keys) loopback.
-async fn require_admin(
-    state: &HttpState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<(), Refusal> {
+/// Admin access: the admin role, from an API key's principal or a bearer token.
+async fn require_admin(state: &HttpState, headers: &HeaderMap) -> Result<(), Refusal> {
     let auth = &state.node.auth;
-    let deny = |status: StatusCode, reason: String| (status, Json(json!({ "error": reason })));
+    let admin = auth.config.admin_role.as_str();
+    let deny = |status: StatusCode, code: &str, reason: String| {
+        (status, Json(json!({ "error": reason, "code": code })))
+    };
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return if auth.config.api_keys.iter().any(|k| k == key) {
-            Ok(())
-        } else {
-            Err(deny(StatusCode::UNAUTHORIZED, "unknown API key".into()))
-        };
-    }
-    if auth.config.api_keys.is_empty() && auth.is_anonymous() {
-        return if peer.ip().is_loopback() {
-            Ok(())
-        } else {
-            Err(deny(
+        return match auth.api_keys.lookup(key) {
+            Some(p) if p.has_role(admin) => Ok(()),
+            Some(p) => Err(deny(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the admin API needs role {admin}; API key '{}' lacks it",
+                    p.name
+                ),
+            )),
+            None => Err(deny(
                 StatusCode::UNAUTHORIZED,
-                "the admin API needs an API key (auth.api_keys) or an admin token; without either it answers localhost only".into(),
-            ))
+                "unauthorized",
+                "unknown API key".into(),
+            )),
         };
     }
-    auth.bearer_with_role(headers, &[auth.config.admin_role.as_str()])
+    if auth.is_anonymous() {
+        return Err(deny(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "the admin API needs role {admin}: an API key with it (auth.api_keys) or a token with it (auth.issuers)"
+            ),
+        ));
+    }
+    auth.bearer_with_role(headers, &[admin])
         .await
         .map(|_| ())
         .map_err(|(status, reason)| {
-            deny(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
-                reason,
-            )
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+            let code = if status == StatusCode::FORBIDDEN {
+                "forbidden"
+            } else {
+                "unauthorized"
+            };
+            deny(status, code, reason)
         })
 }
 
 async fn sessions(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, peer, &headers).await?;
+    require_admin(&state, &headers).await?;
     let node = &state.node;
     let mut subs: BTreeMap<String, Vec<SubscriptionView>> = BTreeMap::new();
     node.broker.for_each_subscription(|s| {
@@ -144,11 +168,10 @@ async fn sessions(
 
 async fn disconnect_session(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Refusal> {
-    require_admin(&state, peer, &headers).await?;
+    require_admin(&state, &headers).await?;
     if state.node.sessions.kick(&id) {
         tracing::info!(session = %id, "disconnected by an administrator");
         Ok(StatusCode::NO_CONTENT)
@@ -162,11 +185,10 @@ async fn disconnect_session(
 
 async fn disconnect_user(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, peer, &headers).await?;
+    require_admin(&state, &headers).await?;
     let n = state.node.sessions.kick_user(&user);
     tracing::info!(%user, sessions = n, "user disconnected by an administrator");
     Ok(Json(json!({ "disconnected": n })))
@@ -174,10 +196,9 @@ async fn disconnect_user(
 
 async fn destinations(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, peer, &headers).await?;
+    require_admin(&state, &headers).await?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     state
         .node
@@ -190,12 +211,8 @@ async fn destinations(
     Ok(Json(json!(list)))
 }
 
-async fn info(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, peer, &headers).await?;
+async fn info(State(state): State<HttpState>, headers: HeaderMap) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, &headers).await?;
     let node = &state.node;
     let mut settings = serde_json::to_value(&node.config).unwrap_or_default();
     redact(&mut settings);

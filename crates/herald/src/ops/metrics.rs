@@ -68,6 +68,10 @@ const LIMITS: [&str; 10] = [
 // The runtime: what the process keeps alive, read when /metrics is scraped. A task
 // that outlives its session shows here first (`herald-bench churn` watches it).
 pub const RUNTIME_TASKS: &str = "herald_runtime_tasks";
+// Admission: accepted connections (HTTP and STOMP listeners), refusals, SockJS sessions.
+pub const LISTENER_CONNECTIONS: &str = "herald_listener_connections";
+pub const CONNECTIONS_REFUSED: &str = "herald_connections_refused_total";
+pub const SOCKJS_SESSIONS: &str = "herald_sockjs_sessions";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -153,6 +157,18 @@ fn describe() {
     describe_counter!(
         NOTIFICATIONS_DELIVERED,
         "Notification deliveries to sessions"
+    );
+    describe_gauge!(
+        LISTENER_CONNECTIONS,
+        "Accepted connections open, by listener (limits.max_connections)"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections and session requests refused at admission, by reason"
+    );
+    describe_gauge!(
+        SOCKJS_SESSIONS,
+        "SockJS sessions of the HTTP transports (sockjs.max_sessions)"
     );
     describe_gauge!(
         RUNTIME_TASKS,
@@ -425,6 +441,40 @@ pub fn runtime_size() {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         gauge!(RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
     }
+}
+
+const LISTENERS: [&str; 2] = ["http", "stomp"];
+static LISTENER_OPEN: PerLabel<Gauge, 2> = PerLabel::new(LISTENERS);
+
+pub fn connection_accepted(listener: &'static str) {
+    LISTENER_OPEN.with(
+        listener,
+        || gauge!(LISTENER_CONNECTIONS, "listener" => listener),
+        |g| g.increment(1.0),
+    );
+}
+
+pub fn connection_released(listener: &'static str) {
+    LISTENER_OPEN.with(
+        listener,
+        || gauge!(LISTENER_CONNECTIONS, "listener" => listener),
+        |g| g.decrement(1.0),
+    );
+}
+
+/// `reason` is a refusal's code (`protected_mode`, `max_connections`, `origin_not_allowed`...).
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+static SOCKJS_GAUGE: Cached<Gauge> = Cached::new();
+
+pub fn sockjs_session_opened() {
+    SOCKJS_GAUGE.with(|| gauge!(SOCKJS_SESSIONS), |g| g.increment(1.0));
+}
+
+pub fn sockjs_session_closed() {
+    SOCKJS_GAUGE.with(|| gauge!(SOCKJS_SESSIONS), |g| g.decrement(1.0));
 }
 
 /// A low-cardinality label for an ERROR frame's message.

@@ -22,8 +22,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::Handshake;
-use crate::auth::limits::{IpSlot, TokenBucket};
+use crate::admission::Permit;
+use crate::auth::limits::TokenBucket;
 use crate::broker::outbox::Drained;
 use crate::broker::{OutFrame, Outbox};
 use crate::node::Node;
@@ -68,14 +68,7 @@ enum Written {
     Stalled,
 }
 
-/// What the accepting side learned before the STOMP session starts.
-#[derive(Default)]
-pub struct Admission {
-    /// The handshake's token check (WebSocket, SockJS); `None` for TCP.
-    pub handshake: Option<Handshake>,
-    /// The connection's place in the per-IP limit, held until it closes.
-    pub ip_slot: Option<IpSlot>,
-}
+pub use crate::admission::Admission;
 
 /// The presence scope of connected STOMP sessions: member = session id, info = user.
 pub const PRESENCE_USERS: &str = "users";
@@ -101,18 +94,18 @@ pub fn drive<T: Transport>(
         node: node.clone(),
         entry: entry.clone(),
         kind,
-        _ip_slot: admission.ip_slot,
+        _permit: admission.permit,
     };
     run(transport, node, entry, session, outbox, ended).instrument(span)
 }
 
 /// A connection's bookkeeping, undone when it ends: the session registry, presence,
-/// the connection gauge, its place in the per-IP limit.
+/// the connection gauge, its place in the connection budgets.
 struct Ended {
     node: Arc<Node>,
     entry: Arc<SessionEntry>,
     kind: &'static str,
-    _ip_slot: Option<IpSlot>,
+    _permit: Option<Arc<Permit>>,
 }
 
 impl Drop for Ended {

@@ -20,6 +20,11 @@
 //!   frame, then leaves the registry.
 //! - The websocket transports (`websocket.rs`) are a [`Transport`] on the socket
 //!   itself and never enter the registry.
+//! - Every request of a session is admitted like the first (`admission::Gate::admit`:
+//!   host, origin, token) and must come from the session's [`Opener`] — the same
+//!   client address and the same principal — since the session id is the client's
+//!   choice and anyone who learns it could otherwise send and read as its opener.
+//!   Sessions are counted against `sockjs.max_sessions` and `sockjs.max_sessions_per_ip`.
 //!
 //! `frames.rs` has the wire formats, `polling.rs` and `streaming.rs` the HTTP transports.
 
@@ -31,7 +36,7 @@ mod websocket;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -47,6 +52,8 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use super::{Admission, Transport};
+use crate::admission::Entry;
+use crate::auth::Handshake;
 use crate::broker::OutFrame;
 use crate::config::SockJsConfig;
 use crate::http::HttpState;
@@ -69,10 +76,78 @@ pub struct Opened {
     pub admission: Admission,
 }
 
+/// Which transports an endpoint offers (`sockjs.transports`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transports {
+    pub websocket: bool,
+    pub xhr_streaming: bool,
+    pub xhr_polling: bool,
+    pub eventsource: bool,
+    pub htmlfile: bool,
+    pub jsonp: bool,
+}
+
+impl Transports {
+    pub const ALL: Transports = Transports {
+        websocket: true,
+        xhr_streaming: true,
+        xhr_polling: true,
+        eventsource: true,
+        htmlfile: true,
+        jsonp: true,
+    };
+
+    /// From sockjs-client's names (validated by `Config::validate`).
+    pub fn from_names(names: &[String]) -> Transports {
+        let has = |n: &str| names.iter().any(|t| t == n);
+        Transports {
+            websocket: has("websocket"),
+            xhr_streaming: has("xhr-streaming"),
+            xhr_polling: has("xhr-polling"),
+            eventsource: has("eventsource"),
+            htmlfile: has("htmlfile"),
+            jsonp: has("jsonp-polling"),
+        }
+    }
+
+    /// `xhr_send` carries the messages of every transport but jsonp.
+    fn xhr_send(self) -> bool {
+        self.xhr_streaming || self.xhr_polling || self.eventsource || self.htmlfile
+    }
+
+    /// Whether the URL transport `name` (`xhr`, `jsonp_send`, ...) is offered.
+    fn offers(self, name: &str) -> bool {
+        match name {
+            "websocket" => self.websocket,
+            "xhr" => self.xhr_polling,
+            "xhr_streaming" => self.xhr_streaming,
+            "xhr_send" => self.xhr_send(),
+            "eventsource" => self.eventsource,
+            "htmlfile" => self.htmlfile,
+            "jsonp" | "jsonp_send" => self.jsonp,
+            _ => false,
+        }
+    }
+}
+
+/// Who opened a session: every later request of it must come from the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Opener {
+    ip: IpAddr,
+    /// The handshake's principal (`None`: no token came with it).
+    principal: Option<String>,
+}
+
+/// A request that passed admission.
+pub(crate) struct Admitted {
+    handshake: Handshake,
+    opener: Opener,
+}
+
 /// The settings of one SockJS endpoint.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub websocket: bool,
+    pub transports: Transports,
     pub cookie_needed: bool,
     pub heartbeat: Duration,
     pub disconnect_delay: Duration,
@@ -82,7 +157,8 @@ pub struct Options {
     pub queue_limit: usize,
     /// Largest request body or WebSocket message.
     pub max_message: usize,
-    /// Run `http::admit` (origin, per-IP limit, token) when a session opens.
+    /// Admit every request (host, origin, token, the session's opener) and count
+    /// sessions against the budgets; off for the protocol suite's test endpoints.
     pub admit: bool,
 }
 
@@ -90,7 +166,7 @@ impl Options {
     pub fn from_config(sj: &SockJsConfig, node: &crate::node::Node) -> Options {
         let stomp = &node.config.stomp;
         Options {
-            websocket: sj.websocket,
+            transports: Transports::from_names(&sj.transports),
             cookie_needed: sj.cookie_needed,
             heartbeat: sj.heartbeat,
             disconnect_delay: sj.disconnect_delay,
@@ -106,6 +182,8 @@ impl Options {
 /// One SockJS endpoint: its prefix, settings, application and live sessions.
 pub struct Service {
     prefix: String,
+    /// STOMP, or an application that reads no CONNECT frame (the token check differs).
+    entry: Entry,
     /// Set at construction, or from the node's configuration at the first request.
     opts: OnceLock<Options>,
     app: App,
@@ -115,13 +193,19 @@ pub struct Service {
 impl Service {
     /// An endpoint at `prefix`; `opts` `None` takes them from `[sockjs]` at the first
     /// request (for routes built before the node exists, like the apps').
-    pub fn new(prefix: impl Into<String>, opts: Option<Options>, app: App) -> Arc<Service> {
+    pub fn new(
+        prefix: impl Into<String>,
+        entry: Entry,
+        opts: Option<Options>,
+        app: App,
+    ) -> Arc<Service> {
         let cell = OnceLock::new();
         if let Some(o) = opts {
             let _ = cell.set(o);
         }
         Arc::new(Service {
             prefix: prefix.into(),
+            entry,
             opts: cell,
             app,
             sessions: Mutex::default(),
@@ -166,17 +250,19 @@ impl Service {
             .unwrap_or("");
         let rest = rest.strip_prefix('/').unwrap_or(rest).to_owned();
         let method = req.method().clone();
+        let cors = self.cors_allowed(&state, req.headers());
+        let offered = self.opts().transports;
         match rest.as_str() {
             "" => match method {
                 Method::GET | Method::HEAD => text(StatusCode::OK, "Welcome to SockJS!\n"),
                 _ => not_allowed("GET"),
             },
             "info" => match method {
-                Method::GET => self.info(req.headers()),
-                Method::OPTIONS => options(req.headers(), "OPTIONS, GET"),
+                Method::GET => self.info(req.headers(), cors),
+                Method::OPTIONS => options(req.headers(), cors, "OPTIONS, GET"),
                 _ => not_allowed("OPTIONS, GET"),
             },
-            "websocket" if self.opts().websocket => {
+            "websocket" if offered.websocket => {
                 websocket::upgrade(self, state, peer, req, false).await
             }
             r if is_iframe(r) => match method {
@@ -193,21 +279,21 @@ impl Service {
                 }
                 let session = session.to_owned();
                 match (transport, method) {
-                    ("websocket", _) if !self.opts().websocket => not_found(),
+                    (t, _) if !offered.offers(t) => not_found(),
                     ("websocket", Method::GET) => {
                         websocket::upgrade(self, state, peer, req, true).await
                     }
                     ("websocket", _) => not_allowed("GET"),
                     ("xhr" | "xhr_send" | "xhr_streaming", Method::OPTIONS) => {
-                        options(req.headers(), "OPTIONS, POST")
+                        options(req.headers(), cors, "OPTIONS, POST")
                     }
                     ("xhr", Method::POST) => polling::xhr(self, state, peer, req, session).await,
                     ("jsonp", Method::GET) => polling::jsonp(self, state, peer, req, session).await,
                     ("xhr_send", Method::POST) => {
-                        polling::send(self, req, session, polling::Sender::Xhr).await
+                        polling::send(self, state, peer, req, session, polling::Sender::Xhr).await
                     }
                     ("jsonp_send", Method::POST) => {
-                        polling::send(self, req, session, polling::Sender::Jsonp).await
+                        polling::send(self, state, peer, req, session, polling::Sender::Jsonp).await
                     }
                     ("xhr_streaming", Method::POST) => {
                         streaming::serve(self, state, peer, req, session, streaming::Kind::Xhr)
@@ -238,9 +324,9 @@ impl Service {
         }
     }
 
-    fn info(&self, headers: &HeaderMap) -> Response<Body> {
+    fn info(&self, headers: &HeaderMap, cors_ok: bool) -> Response<Body> {
         let body = serde_json::json!({
-            "websocket": self.opts().websocket,
+            "websocket": self.opts().transports.websocket,
             "cookie_needed": self.opts().cookie_needed,
             "origins": ["*:*"],
             "entropy": rand_u32(),
@@ -253,34 +339,106 @@ impl Service {
             "application/json;charset=UTF-8",
         );
         no_cache(&mut r);
-        cors(headers, &mut r);
+        cors(headers, cors_ok, &mut r);
         r
     }
 
-    /// The session a receiving request is for, opened (admission checked, task
-    /// spawned) when it does not exist yet.
+    /// Whether CORS lets the request's origin read the answer: an allowed origin, or
+    /// any for the test endpoints.
+    fn cors_allowed(&self, state: &HttpState, headers: &HeaderMap) -> bool {
+        !self.opts().admit || state.node.gate.origin_allowed(headers)
+    }
+
+    /// Admits one request of a session (`None`: this endpoint admits nothing).
+    /// Takes the request's parts: a borrowed body (not `Sync`) would make the future
+    /// not `Send`.
+    async fn admit(
+        &self,
+        state: &HttpState,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Admitted>, Response<Body>> {
+        if !self.opts().admit {
+            return Ok(None);
+        }
+        let node = &state.node;
+        let handshake = node
+            .gate
+            .admit(&node.auth, peer, headers, query, self.entry)
+            .await
+            .map_err(|r| r.response())?;
+        let principal = match &handshake {
+            Handshake::Authenticated(p) => Some(p.name.clone()),
+            Handshake::NoToken => None,
+        };
+        Ok(Some(Admitted {
+            handshake,
+            opener: Opener {
+                ip: peer.ip(),
+                principal,
+            },
+        }))
+    }
+
+    /// `Err` (403) when a request by `by` does not come from the session's opener.
+    fn check_opener(
+        &self,
+        state: &HttpState,
+        session: &Session,
+        by: Option<&Opener>,
+    ) -> Result<(), Response<Body>> {
+        match (&session.opener, by) {
+            (Some(opener), Some(by)) if opener != by => {
+                tracing::info!(?opener, ?by, "SockJS request from another client refused");
+                Err(state.node.gate.not_the_opener().response())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The session a receiving request is for, opened (counted against the budgets,
+    /// task spawned) when it does not exist yet.
     async fn open(
         self: &Arc<Self>,
         state: &HttpState,
-        admit: impl Future<Output = Result<Admission, Response<Body>>> + Send,
+        admitted: Option<Admitted>,
+        peer: SocketAddr,
         id: &str,
     ) -> Result<Arc<Session>, Response<Body>> {
-        if let Some(s) = self.sessions.lock().get(id) {
-            return Ok(s.clone());
+        if let Some(s) = self.find(id) {
+            self.check_opener(state, &s, admitted.as_ref().map(|a| &a.opener))?;
+            return Ok(s);
         }
-        let admission = if self.opts().admit {
-            admit.await?
-        } else {
-            Admission::default()
+        let slot = match admitted {
+            Some(_) => Some(
+                state
+                    .node
+                    .gate
+                    .sockjs_session(peer.ip())
+                    .map_err(|r| r.response())?,
+            ),
+            None => None,
+        };
+        let (handshake, opener) = match admitted {
+            Some(a) => (Some(a.handshake), Some(a.opener)),
+            None => (None, None),
         };
         let session = {
             let mut sessions = self.sessions.lock();
             if let Some(s) = sessions.get(id) {
-                return Ok(s.clone());
+                let s = s.clone();
+                drop(sessions);
+                self.check_opener(state, &s, opener.as_ref())?;
+                return Ok(s);
             }
-            let s = Arc::new(Session::new(self.opts()));
+            let s = Arc::new(Session::new(self.opts(), opener));
             sessions.insert(id.to_owned(), s.clone());
             s
+        };
+        let admission = Admission {
+            handshake,
+            permit: None,
         };
         let conn = Conn::Http(SockJsTransport {
             session: session.clone(),
@@ -299,6 +457,8 @@ impl Service {
             state.shutdown.clone(),
         );
         state.tasks.spawn(async move {
+            // The session's place in the budgets, until it leaves the registry.
+            let _slot = slot;
             run.await;
             s.close_with(GO_AWAY);
             // Late requests still get the close frame until the session has been
@@ -348,18 +508,23 @@ pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<HttpState> {
             let Opened { state, admission } = opened;
             Box::pin(super::drive(conn, state.node, state.shutdown, admission))
         });
-        router = router
-            .merge(Service::new(&sj.path, Some(Options::from_config(sj, node)), stomp).routes());
+        let opts = Options::from_config(sj, node);
+        router = router.merge(Service::new(&sj.path, Entry::Stomp, Some(opts), stomp).routes());
     }
     if sj.test_endpoints {
         // The configured settings (the suite wants `response_limit = 4096`; its script
         // sets that), without admission checks.
+        // Every transport, jsonp and htmlfile included: the suite tests them all.
         let mut opts = Options::from_config(sj, node);
         opts.admit = false;
+        opts.transports = Transports::ALL;
         let echo: App = Arc::new(|conn, opened| Box::pin(echo(conn, opened)));
         let close: App = Arc::new(|mut conn: Conn, _| Box::pin(async move { conn.close().await }));
         let no_ws = Options {
-            websocket: false,
+            transports: Transports {
+                websocket: false,
+                ..Transports::ALL
+            },
             ..opts.clone()
         };
         let cookie = Options {
@@ -372,7 +537,7 @@ pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<HttpState> {
             ("/disabled_websocket_echo", no_ws, echo.clone()),
             ("/cookie_needed_echo", cookie, echo),
         ] {
-            router = router.merge(Service::new(prefix, Some(opts), app).routes());
+            router = router.merge(Service::new(prefix, Entry::Stomp, Some(opts), app).routes());
         }
     }
     router
@@ -410,6 +575,8 @@ pub struct Session {
     to_senders: Notify,
     queue_limit: usize,
     disconnect_delay: Duration,
+    /// Who opened it (`None`: an endpoint that admits nothing).
+    opener: Option<Opener>,
 }
 
 struct SessionState {
@@ -433,7 +600,7 @@ struct SessionState {
 }
 
 impl Session {
-    fn new(opts: &Options) -> Session {
+    fn new(opts: &Options, opener: Option<Opener>) -> Session {
         Session {
             state: Mutex::new(SessionState {
                 inbound: VecDeque::new(),
@@ -454,6 +621,7 @@ impl Session {
             to_senders: Notify::new(),
             queue_limit: opts.queue_limit,
             disconnect_delay: opts.disconnect_delay,
+            opener,
         }
     }
 
@@ -845,12 +1013,14 @@ fn cache_for_a_year(r: &mut Response<Body>) {
     }
 }
 
-/// The request's origin (or `*` without one) may read the response, with cookies.
-/// The answer depends on `Origin`, so caches are told (`Vary`).
-fn cors(req: &HeaderMap, r: &mut Response<Body>) {
+/// An allowed origin (`allowed`) may read the response, with cookies; without an
+/// Origin anyone may, without them. Other origins get no CORS headers, so their pages
+/// cannot read it. The answer depends on `Origin`, so caches are told (`Vary`).
+fn cors(req: &HeaderMap, allowed: bool, r: &mut Response<Body>) {
     let h = r.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     match req.get(header::ORIGIN) {
+        Some(_) if !allowed => return,
         Some(origin) => {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             h.insert(
@@ -874,13 +1044,13 @@ fn cors(req: &HeaderMap, r: &mut Response<Body>) {
 }
 
 /// A CORS preflight answer, cacheable for a year.
-fn options(req: &HeaderMap, methods: &'static str) -> Response<Body> {
+fn options(req: &HeaderMap, cors_ok: bool, methods: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     cache_for_a_year(&mut r);
     set(&mut r, header::ACCESS_CONTROL_MAX_AGE, "31536000");
     set(&mut r, header::ACCESS_CONTROL_ALLOW_METHODS, methods);
-    cors(req, &mut r);
+    cors(req, cors_ok, &mut r);
     r
 }
 

@@ -1,12 +1,11 @@
 //! The polling transports: `xhr` and `jsonp` receive one frame per request;
 //! `xhr_send` and `jsonp_send` deliver the client's messages.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 
 use super::{Next, Service, cors, error, frames, no_cache, set, text};
 use crate::http::HttpState;
@@ -15,10 +14,12 @@ use crate::http::HttpState;
 async fn poll(
     service: &Arc<Service>,
     state: &HttpState,
-    admit: impl Future<Output = Result<crate::transport::Admission, Response<Body>>> + Send,
+    peer: SocketAddr,
+    (headers, query): (&HeaderMap, Option<&str>),
     id: &str,
 ) -> Result<String, Response<Body>> {
-    let session = service.open(state, admit, id).await?;
+    let admitted = service.admit(state, peer, headers, query).await?;
+    let session = service.open(state, admitted, peer, id).await?;
     Ok(match session.attach().await {
         Err(frame) => frame,
         Ok(mut receiver) => match receiver.next(service.opts().heartbeat).await {
@@ -37,8 +38,15 @@ pub(super) async fn xhr(
     req: Request<Body>,
     id: String,
 ) -> Response<Body> {
-    let admit = crate::http::admit(&state, peer, &req);
-    let mut r = match poll(&service, &state, admit, &id).await {
+    let mut r = match poll(
+        &service,
+        &state,
+        peer,
+        (req.headers(), req.uri().query()),
+        &id,
+    )
+    .await
+    {
         Ok(frame) => {
             let mut r = text(StatusCode::OK, frame + "\n");
             set(
@@ -51,7 +59,11 @@ pub(super) async fn xhr(
         Err(r) => r,
     };
     no_cache(&mut r);
-    cors(req.headers(), &mut r);
+    cors(
+        req.headers(),
+        service.cors_allowed(&state, req.headers()),
+        &mut r,
+    );
     service.cookie(req.headers(), &mut r);
     r
 }
@@ -67,8 +79,15 @@ pub(super) async fn jsonp(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let admit = crate::http::admit(&state, peer, &req);
-    let mut r = match poll(&service, &state, admit, &id).await {
+    let mut r = match poll(
+        &service,
+        &state,
+        peer,
+        (req.headers(), req.uri().query()),
+        &id,
+    )
+    .await
+    {
         Ok(frame) => {
             // `/**/` keeps a callback from being read as a content type sniff (Rosetta Flash).
             let body = format!("/**/{callback}({});\r\n", frames::quote(&frame));
@@ -97,14 +116,30 @@ pub(super) enum Sender {
 
 pub(super) async fn send(
     service: Arc<Service>,
+    state: HttpState,
+    peer: SocketAddr,
     req: Request<Body>,
     id: String,
     kind: Sender,
 ) -> Response<Body> {
+    let admitted = match service
+        .admit(&state, peer, req.headers(), req.uri().query())
+        .await
+    {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let cors_ok = service.cors_allowed(&state, req.headers());
     let (parts, body) = req.into_parts();
-    let mut r = match service.find(&id) {
+    let session = service.find(&id).map(|s| {
+        service
+            .check_opener(&state, &s, admitted.as_ref().map(|a| &a.opener))
+            .map(|()| s)
+    });
+    let mut r = match session {
         None => super::not_found(),
-        Some(session) => match axum::body::to_bytes(body, service.opts().max_message).await {
+        Some(Err(refused)) => refused,
+        Some(Ok(session)) => match axum::body::to_bytes(body, service.opts().max_message).await {
             Err(_) => error("Payload too large or interrupted."),
             Ok(bytes) => {
                 let form = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
@@ -137,7 +172,7 @@ pub(super) async fn send(
     };
     no_cache(&mut r);
     if kind == Sender::Xhr {
-        cors(&parts.headers, &mut r);
+        cors(&parts.headers, cors_ok, &mut r);
     }
     service.cookie(&parts.headers, &mut r);
     r

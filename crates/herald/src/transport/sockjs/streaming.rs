@@ -79,8 +79,14 @@ pub(super) async fn serve(
     } else {
         String::new()
     };
-    let admit = crate::http::admit(&state, peer, &req);
-    let session = match service.open(&state, admit, &id).await {
+    let admitted = service
+        .admit(&state, peer, req.headers(), req.uri().query())
+        .await;
+    let session = match admitted {
+        Ok(admitted) => service.open(&state, admitted, peer, &id).await,
+        Err(r) => Err(r),
+    };
+    let session = match session {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -122,7 +128,11 @@ pub(super) async fn serve(
     set(&mut r, header::CONTENT_TYPE, kind.content_type());
     no_cache(&mut r);
     if kind == Kind::Xhr {
-        cors(req.headers(), &mut r);
+        cors(
+            req.headers(),
+            service.cors_allowed(&state, req.headers()),
+            &mut r,
+        );
     }
     service.cookie(req.headers(), &mut r);
     r

@@ -36,7 +36,7 @@ pub(super) async fn upgrade(
         return r;
     }
     let admission = if service.opts().admit {
-        match crate::http::admit(&state, peer, &req).await {
+        match crate::http::admit(&state, peer, &req, service.entry).await {
             Ok(a) => a,
             Err(r) => return r,
         }
