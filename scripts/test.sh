@@ -20,6 +20,8 @@
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
 #                     herald binary and the floor server, and fanout over two nodes on
 #                     a private redis-server; fails on errors, not speed)
+#   +  fuzz smoke    (scripts/fuzz.sh: every cargo-fuzz target for 15 s, no sanitizer;
+#                     installs cargo-fuzz when missing)
 #   6. browser tests (tests/browser: the web UI in Debian's chromium via playwright-core;
 #      installs `chromium` with apt-get when it is missing; screenshots are kept in
 #      tests/browser/artifacts/)
@@ -586,6 +588,34 @@ run_sockjs_conformance() {
     "${passed:-0}" "${unexpected:-0}" "$(( ${failed:-0} - ${unexpected:-0} ))"
 }
 
+# ------------------------------------------------------------------ 8. fuzz smoke
+# Every cargo-fuzz target (fuzz/, scripts/fuzz.sh) for FUZZ_SMOKE_SECONDS (15) each,
+# built without a sanitizer: the AddressSanitizer build of the server and its
+# dependencies costs minutes more, and panics (what these parsers can do wrong in safe
+# Rust) are found either way; `scripts/fuzz.sh` alone runs the long, sanitized runs.
+# The build goes to $CARGO_TARGET_DIR/fuzz-none, corpora to ~/.cache/herald/fuzz-corpus.
+# cargo-fuzz is installed when missing; if that fails, CI fails.
+run_fuzz_smoke() {
+  local name="fuzz smoke"
+  banner "$name"
+  if ! have cargo; then missing_tool "$name" cargo; return; fi
+  if ! cargo fuzz --version >/dev/null 2>&1 && ! cargo install cargo-fuzz --locked; then
+    missing_tool "$name" cargo-fuzz
+    return
+  fi
+  local log="$LOG_DIR/fuzz.log" start=$SECONDS rc=0
+  CARGO_TARGET_DIR="$TARGET_DIR" FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" \
+    scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-15}" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  local targets clean
+  targets=$(grep -cE '^  [a-z_]+ +runs ' "$log" || true)
+  clean=$(grep -cE '^  [a-z_]+ +runs .* crashes 0$' "$log" || true)
+  if ((rc == 0 && targets > 0)); then
+    record "$name" PASS $((SECONDS - start)) "$clean" 0
+  else
+    record "$name" FAIL $((SECONDS - start)) "$clean" $((targets - clean))
+  fi
+}
+
 # ------------------------------------------------------------------ main
 echo "herald tests: root=$ROOT CI=$CI CARGO_TARGET_DIR=$TARGET_DIR"
 install_node
@@ -600,6 +630,7 @@ run_node
 run_python
 run_sockjs_conformance
 run_bench_smoke
+run_fuzz_smoke
 run_browser
 
 banner "summary"

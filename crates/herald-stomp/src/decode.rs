@@ -5,7 +5,14 @@
 //! leaves a partial one in place, so any split of a byte stream decodes the same.
 //! Every limit is checked before the bytes it guards are buffered in full, and every
 //! malformed input is a [`DecodeError`] whose message names the problem — the session
-//! turns it into an ERROR frame verbatim.
+//! turns it into an ERROR frame verbatim, so what it echoes of the input is escaped
+//! (`\x00`) and short.
+//!
+//! Between frames, EOLs (heart-beats) and stray NULs are skipped. Bytes that cannot
+//! begin a command are refused as soon as they arrive, without waiting for an EOL.
+//! Header names and values carry no control characters but TAB (in values), and no
+//! name contains `:`, even one an escape produced: what is delivered to a 1.0
+//! subscriber, who has no escaping, must still frame the same way.
 
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::memchr;
@@ -36,14 +43,22 @@ impl Default for Limits {
 /// Why a byte stream is not valid STOMP. The `Display` text is sent to the client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The (escaped, shortened) command line, possibly still incomplete.
     #[error("unknown command '{0}'")]
     UnknownCommand(String),
     #[error("invalid UTF-8 in {0}")]
     InvalidUtf8(&'static str),
-    #[error("header line without ':' ({0:?})")]
+    #[error("header line without ':' ('{0}')")]
     MissingColon(String),
+    #[error("invalid header name '{header}': {problem}")]
+    HeaderName {
+        header: String,
+        problem: &'static str,
+    },
+    #[error("header '{header}' has a control character (\\x{byte:02x}) in its value")]
+    HeaderValue { header: String, byte: u8 },
     #[error("invalid escape sequence '\\{seq}' in header '{header}'")]
-    InvalidEscape { header: String, seq: char },
+    InvalidEscape { header: String, seq: String },
     #[error("header line longer than {limit} bytes")]
     HeaderLineTooLong { limit: usize },
     #[error("too many headers (limit {limit})")]
@@ -170,9 +185,14 @@ impl Decoder {
         // First find the end of the header block without allocating.
         let mut pos = 0;
         let mut lines = 0usize;
+        let mut command = None;
         let head_end = loop {
             let Some(nl) = memchr(b'\n', &buf[pos..]) else {
-                if buf.len() - pos > limits.max_header_line {
+                if command.is_none() && !Command::could_start(trim_cr(buf)) {
+                    return Err(unknown_command(buf));
+                }
+                // The line's CR may be here already, its LF not yet.
+                if trim_cr(&buf[pos..]).len() > limits.max_header_line {
                     return Err(DecodeError::HeaderLineTooLong {
                         limit: limits.max_header_line,
                     });
@@ -185,6 +205,9 @@ impl Decoder {
                 return Ok(None);
             };
             let line = trim_cr(&buf[pos..pos + nl]);
+            if command.is_none() {
+                command = Some(Command::parse(line).ok_or_else(|| unknown_command(line))?);
+            }
             if line.len() > limits.max_header_line {
                 return Err(DecodeError::HeaderLineTooLong {
                     limit: limits.max_header_line,
@@ -208,10 +231,8 @@ impl Decoder {
         };
 
         let mut rest = &buf[..head_end];
-        let command_line = trim_cr(next_line(&mut rest));
-        let command = Command::parse(command_line).ok_or_else(|| {
-            DecodeError::UnknownCommand(String::from_utf8_lossy(command_line).into_owned())
-        })?;
+        next_line(&mut rest);
+        let command = command.expect("the command line was parsed");
         let escaped = command.escapes_headers(self.version);
         let mut headers = Headers::with_capacity(lines - 1);
         loop {
@@ -222,9 +243,24 @@ impl Decoder {
             let line = std::str::from_utf8(line).map_err(|_| DecodeError::InvalidUtf8("header"))?;
             let (name, value) = line
                 .split_once(':')
-                .ok_or_else(|| DecodeError::MissingColon(line.to_owned()))?;
+                .ok_or_else(|| DecodeError::MissingColon(printable(line.as_bytes())))?;
+            if has_control(line.as_bytes()) {
+                check_name(name)?;
+                let byte = value.bytes().find(|&b| is_control(b)).unwrap_or_default();
+                return Err(DecodeError::HeaderValue {
+                    header: printable(name.as_bytes()),
+                    byte,
+                });
+            }
+            // A raw name has no ':' (the first one ends it) and, checked above, no
+            // control character: only an escape can bring one in.
             if escaped {
-                headers.push(unescape(name, name)?, unescape(value, name)?);
+                let unescaped = unescape(name, name)?;
+                if unescaped.len() != name.len() {
+                    check_name(&unescaped)?;
+                }
+                let value = unescape(value, &unescaped)?;
+                headers.push(unescaped, value);
             } else {
                 headers.push(name, value);
             }
@@ -236,7 +272,7 @@ impl Decoder {
                 let len: usize = v
                     .trim()
                     .parse()
-                    .map_err(|_| DecodeError::InvalidContentLength(v.to_owned()))?;
+                    .map_err(|_| DecodeError::InvalidContentLength(printable(v.as_bytes())))?;
                 if head_end.saturating_add(len) >= limits.max_frame {
                     return Err(DecodeError::FrameTooLarge {
                         limit: limits.max_frame,
@@ -256,7 +292,8 @@ impl Decoder {
 }
 
 /// The `receipt` header of the frame at the front of `buf`, read leniently, so that the
-/// ERROR for a frame that failed to decode can still name the client's receipt.
+/// ERROR for a frame that failed to decode can still name the client's receipt (one
+/// that is short and plain: it is echoed without the decoder's checks).
 pub fn receipt_hint(buf: &[u8]) -> Option<String> {
     let mut rest = buf;
     while let [b'\r' | b'\n', tail @ ..] = rest {
@@ -270,17 +307,18 @@ pub fn receipt_hint(buf: &[u8]) -> Option<String> {
         .skip(1)
         .map(trim_cr)
         .find_map(|line| line.strip_prefix(b"receipt:"))
+        .filter(|v| v.len() <= ECHO_MAX && !v.iter().any(|&b| is_control(b) || b == b'\\'))
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_owned)
 }
 
-/// Drops heart-beat EOLs (`\n` or `\r\n`) at the front of the buffer. A lone
-/// trailing `\r` stays until its `\n` arrives.
+/// Drops heart-beat EOLs (`\n` or `\r\n`) and stray NULs (as RabbitMQ and ActiveMQ
+/// do) at the front of the buffer. A lone trailing `\r` stays until its `\n` arrives.
 fn skip_eols(buf: &mut BytesMut) {
     let mut n = 0;
     loop {
         match &buf[n..] {
-            [b'\n', ..] => n += 1,
+            [b'\n' | 0, ..] => n += 1,
             [b'\r', b'\n', ..] => n += 2,
             _ => break,
         }
@@ -303,6 +341,99 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// A control character a header may not hold (TAB is text: some clients put it in
+/// free-text values, and it cannot break a frame).
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Whether `bytes` hold a control character; written to run without a branch per byte
+/// (every header line of every frame passes here).
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |bad, &b| {
+        bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    })
+}
+
+/// A header name, after unescaping: no control character, no `:`.
+fn check_name(name: &str) -> Result<(), DecodeError> {
+    let problem = if name.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        "it contains a control character"
+    } else if name.contains(':') {
+        "it contains ':'"
+    } else {
+        return Ok(());
+    };
+    Err(DecodeError::HeaderName {
+        header: printable(name.as_bytes()),
+        problem,
+    })
+}
+
+/// Checks a header that did not come through the decoder (one a server-side API was
+/// given): its name as [`Decoder`] checks names, its value free of control
+/// characters but TAB, CR and LF (which the encoder escapes, or turns into spaces
+/// for 1.0).
+pub fn check_header(name: &str, value: &str) -> Result<(), DecodeError> {
+    check_name(name)?;
+    match value
+        .bytes()
+        .find(|&b| is_control(b) && b != b'\r' && b != b'\n')
+    {
+        Some(byte) => Err(DecodeError::HeaderValue {
+            header: printable(name.as_bytes()),
+            byte,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Client bytes fit to echo in an ERROR: printable text as is, anything else (control
+/// characters, invalid UTF-8) as `\xNN`, at most [`ECHO_MAX`] bytes of input.
+pub fn printable(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let cut = bytes.len() > ECHO_MAX;
+    let mut rest = &bytes[..bytes.len().min(ECHO_MAX)];
+    let mut out = String::with_capacity(rest.len() + 8);
+    while !rest.is_empty() {
+        let (good, bad) = match std::str::from_utf8(rest) {
+            Ok(s) => (s, &[][..]),
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                (std::str::from_utf8(good).unwrap_or_default(), bad)
+            }
+        };
+        for c in good.chars() {
+            match c {
+                c if c.is_control() => {
+                    let mut b = [0; 4];
+                    for byte in c.encode_utf8(&mut b).bytes() {
+                        let _ = write!(out, "\\x{byte:02x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        if let Some((&byte, tail)) = bad.split_first() {
+            let _ = write!(out, "\\x{byte:02x}");
+            rest = tail;
+        } else {
+            rest = bad;
+        }
+    }
+    if cut {
+        out.push('…');
+    }
+    out
+}
+
+/// Most input bytes an error message echoes.
+pub const ECHO_MAX: usize = 64;
+
+fn unknown_command(line: &[u8]) -> DecodeError {
+    DecodeError::UnknownCommand(printable(line))
+}
+
 fn unescape(s: &str, header: &str) -> Result<String, DecodeError> {
     if !s.contains('\\') {
         return Ok(s.to_owned());
@@ -321,8 +452,8 @@ fn unescape(s: &str, header: &str) -> Result<String, DecodeError> {
             Some('\\') => out.push('\\'),
             other => {
                 return Err(DecodeError::InvalidEscape {
-                    header: header.to_owned(),
-                    seq: other.unwrap_or(' '),
+                    header: printable(header.as_bytes()),
+                    seq: other.map_or(String::new(), |c| printable(c.to_string().as_bytes())),
                 });
             }
         }
@@ -394,8 +525,8 @@ mod tests {
     #[test]
     fn unescapes_except_on_connect() {
         let frames =
-            decode_all(b"SEND\nk\\cx:a\\nb\\\\c\\r\n\n\0CONNECT\nlogin:a\\nb\n\n\0").unwrap();
-        assert_eq!(frames[0].get("k:x"), Some("a\nb\\c\r"));
+            decode_all(b"SEND\nk\\\\x:a\\nb\\\\c\\r\\c\n\n\0CONNECT\nlogin:a\\nb\n\n\0").unwrap();
+        assert_eq!(frames[0].get("k\\x"), Some("a\nb\\c\r:"));
         assert_eq!(frames[1].get("login"), Some("a\\nb"));
     }
 
@@ -444,6 +575,7 @@ mod tests {
             Some("r2".into())
         );
         assert_eq!(receipt_hint(b"SEND\n\nreceipt:body\0"), None);
+        assert_eq!(receipt_hint(b"SEND\nreceipt:a\0b\n\n\0"), None);
     }
 
     #[test]
@@ -473,5 +605,128 @@ mod tests {
             run(&[&b"SEND\n\n"[..], &[b'a'; 200][..]].concat()),
             Err(DecodeError::FrameTooLarge { limit: 100 })
         );
+    }
+
+    #[test]
+    fn garbage_is_refused_before_any_eol() {
+        let mut d = Decoder::new(Limits::default());
+        let mut buf = BytesMut::from(&b"\xff\xfe garbage \0\0"[..]);
+        let e = d.decode(&mut buf).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown command '\\xff\\xfe garbage \\x00\\x00'"
+        );
+        for partial in [&b"SUBSCR"[..], b"SEND\r", b"\r", b"\n\0\r\n\0CONN"] {
+            let mut buf = BytesMut::from(partial);
+            assert_eq!(
+                Decoder::new(Limits::default()).decode(&mut buf),
+                Ok(None),
+                "{partial:?}"
+            );
+        }
+        for junk in [
+            &b"SEND \r"[..],
+            b"SE\0",
+            b"UNSUBSCRIBEX",
+            b"send",
+            b"\rX",
+            b"CONNECT\xc3",
+        ] {
+            let mut buf = BytesMut::from(junk);
+            assert!(
+                matches!(
+                    Decoder::new(Limits::default()).decode(&mut buf),
+                    Err(DecodeError::UnknownCommand(_))
+                ),
+                "{junk:?}"
+            );
+        }
+        // A complete but unknown command line is refused before its headers arrive.
+        let mut buf = BytesMut::from(&b"HELLO\nheader:"[..]);
+        assert!(d.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_longest_line_split_between_its_cr_and_lf_still_decodes() {
+        let limits = Limits {
+            max_frame: 1024,
+            max_headers: 4,
+            max_header_line: 20,
+        };
+        let line = format!("k:{}", "v".repeat(18));
+        let input = format!("SEND\r\n{line}\r\n\r\n\0");
+        let cut = input.find(&line).unwrap() + line.len() + 1;
+        let mut d = Decoder::new(limits);
+        let mut buf = BytesMut::from(&input.as_bytes()[..cut]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(&input.as_bytes()[cut..]);
+        assert_eq!(
+            d.decode(&mut buf).unwrap().unwrap().get("k").map(str::len),
+            Some(18)
+        );
+    }
+
+    #[test]
+    fn stray_nuls_between_frames_are_skipped() {
+        let frames = decode_all(b"\0SEND\n\nA\0\0\n\0\r\nSEND\n\nB\0\0").unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(&frames[1].body[..], b"B");
+    }
+
+    #[test]
+    fn headers_with_control_characters_or_colons_in_names_are_refused() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"SEND\nx:a\0MESSAGE\n\n\0",
+                "header 'x' has a control character (\\x00) in its value",
+            ),
+            (
+                b"SEND\nx:a\x01\n\n\0",
+                "header 'x' has a control character (\\x01) in its value",
+            ),
+            (b"SEND\nx:a\rb\n\n\0", "(\\x0d)"),
+            (
+                b"SEND\nx\x7f:a\n\n\0",
+                "invalid header name 'x\\x7f': it contains a control character",
+            ),
+            (
+                b"SEND\nn\\cx:a\n\n\0",
+                "invalid header name 'n:x': it contains ':'",
+            ),
+            (
+                b"SEND\nn\\nx:a\n\n\0",
+                "invalid header name 'n\\x0ax': it contains a control character",
+            ),
+            (
+                b"CONNECT\nlogin:a\0\n\n\0",
+                "header 'login' has a control character",
+            ),
+        ];
+        for (input, msg) in cases {
+            let err = decode_all(input).unwrap_err().to_string();
+            assert!(err.contains(msg), "{err:?} should contain {msg:?}");
+            assert!(
+                !err.bytes().any(|b| b < 0x20),
+                "{err:?} echoes a control character"
+            );
+        }
+        // TAB is text; escaped EOLs in values are what escaping is for.
+        let f = &decode_all(b"SEND\nx:a\tb\ny:1\\n2\\c3\n\n\0").unwrap()[0];
+        assert_eq!((f.get("x"), f.get("y")), (Some("a\tb"), Some("1\n2:3")));
+        assert!(check_header("x-ok", "a\r\nb\t").is_ok());
+        assert!(check_header("x:y", "a").is_err());
+        assert!(check_header("x", "a\0").is_err());
+    }
+
+    #[test]
+    fn echoed_input_is_escaped_and_short() {
+        assert_eq!(
+            printable(b"ok \xe2\x82\xac \x00\x1b\xff"),
+            "ok \u{20ac} \\x00\\x1b\\xff"
+        );
+        let long = printable(&[b'a'; 500]);
+        assert!(long.len() < 70 && long.ends_with('…'), "{long}");
+        let e = decode_all(&[&b"SEND\nk:"[..], &[1u8; 300], b"\n\n\0"].concat()).unwrap_err();
+        assert!(!e.to_string().bytes().any(|b| b < 0x20));
     }
 }

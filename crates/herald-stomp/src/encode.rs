@@ -1,6 +1,7 @@
 //! Writing frames. Header values are escaped for 1.1/1.2 (never on CONNECT, STOMP or
 //! CONNECTED); 1.0 cannot carry an EOL in a value, so one is written as a space rather
-//! than letting a value break the framing.
+//! than letting a value break the framing. No version can carry a NUL in a header:
+//! it is written as a space too, so no header ever ends a frame early.
 
 use bytes::{BufMut, BytesMut};
 
@@ -34,7 +35,7 @@ pub fn write_header(out: &mut BytesMut, name: &str, value: &str, escape: bool) {
 
 /// Appends a header name or value, escaped when `escape` is set.
 pub fn encode_header_value(out: &mut BytesMut, s: &str, escape: bool) {
-    let special = |b: &u8| matches!(b, b'\r' | b'\n' | b':' | b'\\');
+    let special = |b: &u8| matches!(b, b'\r' | b'\n' | b':' | b'\\' | 0);
     if !s.as_bytes().iter().any(special) {
         out.put_slice(s.as_bytes());
         return;
@@ -45,7 +46,7 @@ pub fn encode_header_value(out: &mut BytesMut, s: &str, escape: bool) {
             (b'\n', true) => out.put_slice(b"\\n"),
             (b':', true) => out.put_slice(b"\\c"),
             (b'\\', true) => out.put_slice(b"\\\\"),
-            (b'\r' | b'\n', false) => out.put_u8(b' '),
+            (b'\r' | b'\n', false) | (0, _) => out.put_u8(b' '),
             _ => out.put_u8(b),
         }
     }
@@ -75,5 +76,21 @@ mod tests {
         );
         let c = Frame::new(Command::Connected).header("server", "a:b");
         assert_eq!(encoded(&c, Version::V1_2), "CONNECTED\nserver:a:b\n\n\0");
+    }
+
+    #[test]
+    fn no_header_carries_a_nul_or_a_raw_eol_in_any_version() {
+        let f = Frame::new(Command::Message).header("n\0\r\n", "v\0x\r\n");
+        for v in [Version::V1_0, Version::V1_1, Version::V1_2] {
+            let text = encoded(&f, v);
+            let head = &text[..text.find("\n\n").unwrap()];
+            assert_eq!(head.lines().count(), 3, "{v}: {head:?}");
+            assert!(
+                !head.contains('\0') && !head.contains('\r'),
+                "{v}: {head:?}"
+            );
+        }
+        let c = Frame::new(Command::Connected).header("server", "a\0\nb");
+        assert_eq!(encoded(&c, Version::V1_2), "CONNECTED\nserver:a  b\n\n\0");
     }
 }

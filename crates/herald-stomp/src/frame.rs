@@ -107,6 +107,30 @@ impl Command {
         }
     }
 
+    /// Every command name, client and server side.
+    pub const NAMES: [&'static str; 15] = [
+        "CONNECT",
+        "STOMP",
+        "SEND",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "ACK",
+        "NACK",
+        "BEGIN",
+        "COMMIT",
+        "ABORT",
+        "DISCONNECT",
+        "CONNECTED",
+        "MESSAGE",
+        "RECEIPT",
+        "ERROR",
+    ];
+
+    /// Whether `s` can still become a command name once more bytes arrive.
+    pub fn could_start(s: &[u8]) -> bool {
+        Command::NAMES.iter().any(|n| n.as_bytes().starts_with(s))
+    }
+
     pub fn parse(s: &[u8]) -> Option<Command> {
         Some(match s {
             b"CONNECT" => Command::Connect,

@@ -12,6 +12,6 @@ pub mod decode;
 pub mod encode;
 pub mod frame;
 
-pub use decode::{DecodeError, Decoder, Limits, receipt_hint};
+pub use decode::{DecodeError, Decoder, Limits, check_header, printable, receipt_hint};
 pub use encode::{encode, encode_header_value, write_header};
 pub use frame::{Command, Frame, Headers, Version};

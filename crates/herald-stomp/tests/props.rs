@@ -31,15 +31,16 @@ fn version() -> impl Strategy<Value = Version> {
     ]
 }
 
-/// Header text this version and command can carry: escaped frames may hold anything
-/// but NUL; unescaped ones (1.0, CONNECT, CONNECTED) no EOL, and names no ':'.
+/// Header text the decoder accepts: no control character but TAB in values, no ':' in
+/// names; escaped frames (1.1/1.2 but CONNECT, CONNECTED) may carry CR and LF in
+/// values too, as escapes.
 fn text(escaped: bool, name: bool) -> BoxedStrategy<String> {
-    let s = if escaped {
-        "[^\u{0}]{0,12}"
-    } else if name {
-        "[^\u{0}\r\n:]{0,12}"
+    let s = if name {
+        "[^\u{0}-\u{1f}\u{7f}:]{0,12}"
+    } else if escaped {
+        "[^\u{0}-\u{8}\u{b}\u{c}\u{e}-\u{1f}\u{7f}]{0,12}"
     } else {
-        "[^\u{0}\r\n]{0,12}"
+        "[^\u{0}-\u{8}\u{a}-\u{1f}\u{7f}]{0,12}"
     };
     s.prop_filter("content-length is the codec's own", |n| {
         n != "content-length"
@@ -109,7 +110,7 @@ proptest! {
     #[test]
     fn any_split_decodes_like_the_whole(
         (v, frames) in version().prop_flat_map(|v| (Just(v), prop::collection::vec(frame_in(v), 1..5))),
-        heartbeats in prop::collection::vec(prop_oneof![Just(&b""[..]), Just(&b"\n"[..]), Just(&b"\r\n\n"[..])], 5),
+        heartbeats in prop::collection::vec(prop_oneof![Just(&b""[..]), Just(&b"\n"[..]), Just(&b"\r\n\n"[..]), Just(&b"\0\n\0"[..])], 5),
         points in prop::collection::vec(any::<usize>(), 0..12),
     ) {
         let mut stream = BytesMut::new();
@@ -141,5 +142,20 @@ proptest! {
         if let Ok(frames) = whole {
             prop_assert_eq!(split, Ok(frames));
         }
+    }
+
+    /// Bytes that cannot begin a command are refused at once: no EOL needed.
+    #[test]
+    fn garbage_is_refused_without_an_eol(
+        junk in prop::collection::vec(any::<u8>().prop_filter("no EOL", |b| *b != b'\n'), 1..40),
+        lead in prop::sample::select(vec!["", "\n", "\0", "\r\n\0"]),
+    ) {
+        let start = junk.iter().position(|&b| b != 0).unwrap_or(junk.len());
+        let line = junk[start..].strip_suffix(b"\r").unwrap_or(&junk[start..]);
+        prop_assume!(!Command::could_start(line));
+        let mut input = lead.as_bytes().to_vec();
+        input.extend_from_slice(&junk);
+        let refused = matches!(decode_chunks(Version::V1_2, &[&input]), Err(DecodeError::UnknownCommand(_)));
+        prop_assert!(refused);
     }
 }

@@ -143,6 +143,15 @@ pub struct BrokerConfig {
     pub max_queues: usize,
     /// What a full queue does with one more message.
     pub queue_overflow: QueueOverflow,
+
+    // What a client may name (SUBSCRIBE, SEND, the publish API); over a limit is an
+    // ERROR (400 over HTTP) naming the setting.
+    /// Longest destination, bytes.
+    pub max_destination_length: usize,
+    /// Most segments in a destination (`/` and `.` separate them).
+    pub max_destination_segments: usize,
+    /// Most wildcards (`*`, `**`, `#`) in one destination.
+    pub max_wildcards: usize,
 }
 
 /// What a queue at one of its limits does with a new message (RabbitMQ's `x-overflow`).
@@ -156,6 +165,16 @@ pub enum QueueOverflow {
     DropHead,
 }
 
+impl BrokerConfig {
+    pub fn destination_limits(&self) -> crate::destination::Limits {
+        crate::destination::Limits {
+            max_length: self.max_destination_length,
+            max_segments: self.max_destination_segments,
+            max_wildcards: self.max_wildcards,
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -166,6 +185,9 @@ impl Default for BrokerConfig {
             queues_max_bytes: 64 * 1024 * 1024,
             max_queues: 10_000,
             queue_overflow: QueueOverflow::RejectPublish,
+            max_destination_length: 1024,
+            max_destination_segments: 32,
+            max_wildcards: 8,
         }
     }
 }
@@ -389,8 +411,9 @@ pub struct IssuerConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuleConfig {
-    /// Destination pattern: `*` one segment, `**` the rest, `{user}` one segment that
-    /// `owner` compares with the principal.
+    /// Destination pattern: `*` one segment, `**` (or `#`) any number, `/` and `.` both
+    /// separate segments; `{user}` a whole `/` segment that `owner` compares with the
+    /// principal.
     pub pattern: String,
     /// Who may SUBSCRIBE: "anyone", "authenticated", "role:X", "owner", "deny".
     pub subscribe: Option<String>,
@@ -627,6 +650,16 @@ impl Config {
         if s.max_header_line < 64 {
             return err("stomp.max_header_line", "must be at least 64 bytes");
         }
+        let b = &self.broker;
+        if b.max_destination_length < 16 {
+            return err("broker.max_destination_length", "must be at least 16 bytes");
+        }
+        if b.max_destination_segments < 2 {
+            return err("broker.max_destination_segments", "must be at least 2");
+        }
+        if b.max_wildcards == 0 {
+            return err("broker.max_wildcards", "must be at least 1");
+        }
         let backend = &self.apps.backend;
         if !backend.url.is_empty()
             && !backend.url.starts_with("http://")
@@ -664,6 +697,9 @@ impl Config {
             return err("auth.required", "needs at least one entry in auth.issuers");
         }
         for (i, rule) in self.auth.rules.iter().enumerate() {
+            if let Err(e) = crate::destination::Pattern::rule(&rule.pattern) {
+                return err(&format!("auth.rules[{i}].pattern"), &e.to_string());
+            }
             for access in rule.subscribe.iter().chain(&rule.send) {
                 if let Err(e) = crate::auth::rules::Access::parse(access) {
                     return err(&format!("auth.rules[{i}]"), &e);

@@ -11,6 +11,8 @@
 //! - [`router`]: destination prefixes → application handlers, user destinations, broker.
 //! - [`broker`]: subscriptions (exact and wildcard), topic fan-out, queue round-robin
 //!   and redelivery, per-session bounded outboxes.
+//! - [`destination`]: the destination grammar (segments, `*`, `**`, captures) and the
+//!   limits on what a client may name; used by the broker, the rules and the bus.
 //! - [`admission`]: the one way in — protected mode, connection budgets, allowed
 //!   hosts and origins, the handshake's token — for every listener and endpoint.
 //! - [`auth`]: JWT principals, API keys, destination rules, abuse limits.
@@ -33,11 +35,15 @@ pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod destination;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 mod http;
 pub mod node;
 pub mod notify;
 pub mod ops;
+mod params;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -10,6 +10,8 @@
 
 use crate::broker::{Kind, Target};
 use crate::config::{BrokerConfig, RoutingConfig};
+use crate::destination::Limits;
+use crate::ops::metrics;
 use crate::session::StompError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,7 @@ pub struct Router {
     queue_prefixes: Vec<String>,
     app_prefixes: Vec<String>,
     user_prefix: String,
+    limits: Limits,
 }
 
 impl Router {
@@ -36,7 +39,17 @@ impl Router {
             queue_prefixes: broker.queue_prefixes.clone(),
             app_prefixes: routing.app_prefixes.clone(),
             user_prefix: routing.user_prefix.clone(),
+            limits: broker.destination_limits(),
         }
+    }
+
+    /// Refuses a destination a client gave that is over a `[broker]` limit, before
+    /// anything matches or stores it.
+    pub fn check_limits(&self, destination: &str) -> Result<(), StompError> {
+        self.limits.check(destination).map_err(|e| {
+            metrics::destination_refused(e.limit());
+            StompError::new(e.to_string())
+        })
     }
 
     pub fn for_send(&self, destination: &str) -> Result<SendRoute, StompError> {

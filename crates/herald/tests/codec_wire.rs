@@ -23,7 +23,7 @@ async fn escaped_headers_round_trip_in_1_1_and_1_2() {
 
     let mut p = server.connect_version(Transport::Tcp, "1.2").await;
     p.send_raw(
-        b"SEND\ndestination:/topic/esc\nx-esc:a\\cb\\nc\\\\d\\re\nk\\cey:v\nreceipt:r1\n\nbody\0",
+        b"SEND\ndestination:/topic/esc\nx-esc:a\\cb\\nc\\\\d\\re\nk\\\\ey:v\nreceipt:r1\n\nbody\0",
     )
     .await;
     let r = p.recv_frame().await;
@@ -37,7 +37,7 @@ async fn escaped_headers_round_trip_in_1_1_and_1_2() {
         let m = c.recv_message().await;
         assert_eq!(m.get("x-esc"), Some("a:b\nc\\d\re"), "{name}: {m:?}");
         assert_eq!(
-            m.get("k:ey"),
+            m.get("k\\ey"),
             Some("v"),
             "{name}: escaped header name: {m:?}"
         );
@@ -47,7 +47,7 @@ async fn escaped_headers_round_trip_in_1_1_and_1_2() {
             "{name}: {:?}",
             String::from_utf8_lossy(&c.received)
         );
-        assert!(contains(&c.received, b"k\\cey:v\n"), "{name}");
+        assert!(contains(&c.received, b"k\\\\ey:v\n"), "{name}");
     }
 }
 

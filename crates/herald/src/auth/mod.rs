@@ -20,6 +20,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use crate::config::{AuthConfig, TokenSource};
+use crate::params;
 use api_keys::ApiKeys;
 use jwt::{Claims, Verifier};
 use rules::Rules;
@@ -103,11 +104,15 @@ impl Auth {
         };
         for source in &self.config.token_sources {
             let token = match source {
-                TokenSource::Cookie => cookie(headers, &self.config.cookie_name),
+                TokenSource::Cookie => params::cookie(headers, &self.config.cookie_name)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned),
                 TokenSource::Header => {
                     bearer(headers.get("authorization").and_then(|v| v.to_str().ok()))
                 }
-                TokenSource::Query => query_param(query, &self.config.query_param),
+                TokenSource::Query => {
+                    params::query_value(query, &self.config.query_param).filter(|v| !v.is_empty())
+                }
                 TokenSource::Connect => continue,
             };
             if let Some(token) = token {
@@ -270,65 +275,13 @@ fn bearer(value: Option<&str>) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| percent_decode(v))
-        .filter(|v| !v.is_empty())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn token_sources_parse() {
-        let mut h = HeaderMap::new();
-        h.insert("cookie", "a=1; access_token=tok; b=2".parse().unwrap());
-        assert_eq!(cookie(&h, "access_token").as_deref(), Some("tok"));
         assert_eq!(bearer(Some("Bearer abc")).as_deref(), Some("abc"));
         assert_eq!(bearer(Some("abc")).as_deref(), Some("abc"));
-        assert_eq!(
-            query_param(Some("x=1&access_token=a%2Eb"), "access_token").as_deref(),
-            Some("a.b")
-        );
-        assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::auth::Principal;
 use crate::config::AuthConfig;
-use crate::handler::PathPattern;
+use crate::destination::Pattern;
 
 /// What `admin` parses to before the configured admin role replaces it.
 const ADMIN_PLACEHOLDER: &str = "\u{0}admin";
@@ -69,13 +69,12 @@ impl fmt::Display for Operation {
     }
 }
 
-/// A rule's pattern is tried with `/` segments first (so `{user}` captures a whole
-/// name like `alice@example.com`), then with `/` and `.` segments as the broker's
-/// wildcards use them (so `/topic/admin/**` also covers `/topic/admin.x`).
+/// A rule's pattern reads as subscriptions do (`/topic/admin/**` also covers
+/// `/topic/admin.x`); its `{user}` takes a whole `/` segment, so a name like
+/// `alice@example.com` is compared whole.
 #[derive(Debug)]
 struct Rule {
-    pattern: PathPattern,
-    dotted: PathPattern,
+    pattern: Pattern,
     subscribe: Option<Access>,
     send: Option<Access>,
 }
@@ -102,8 +101,7 @@ impl Rules {
                 .rules
                 .iter()
                 .map(|r| Rule {
-                    pattern: PathPattern::parse(&r.pattern),
-                    dotted: PathPattern::destination(&r.pattern),
+                    pattern: Pattern::rule(&r.pattern).expect("validated at start"),
                     subscribe: parse(&r.subscribe),
                     send: parse(&r.send),
                 })
@@ -128,18 +126,18 @@ impl Rules {
                 Operation::Subscribe => &rule.subscribe,
                 Operation::Send => &rule.send,
             };
-            let params = rule
-                .pattern
-                .matches(destination)
-                .or_else(|| rule.dotted.matches(destination));
-            let (Some(access), Some(params)) = (access, params) else {
+            let Some(access) = access else { continue };
+            if !rule.pattern.matches(destination) {
                 continue;
-            };
+            }
             let ok = match access {
                 Access::Anyone => true,
                 Access::Authenticated => principal.authenticated,
                 Access::Role(r) => principal.authenticated && principal.has_role(r),
-                Access::Owner => params.get("user").is_some_and(|u| *u == principal.name),
+                Access::Owner => rule.pattern.captures(destination).is_some_and(|c| {
+                    c.iter()
+                        .any(|&(name, value)| name == "user" && value == principal.name)
+                }),
                 Access::Deny => false,
             };
             return if ok {

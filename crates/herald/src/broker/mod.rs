@@ -10,7 +10,6 @@
 //! Publishing never waits on a subscriber: delivery pushes encoded frames into each
 //! session's [`Outbox`] under a read lock and returns. Nothing here does I/O.
 
-pub mod destination;
 pub mod message;
 pub mod outbox;
 pub mod queue;

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use herald_stomp::Version;
 use parking_lot::Mutex;
 
-use super::destination::Pattern;
 use super::message::Message;
 use super::outbox::{Outbox, PushError};
 use super::{Kind, Target};
+use crate::destination::Pattern;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckMode {
@@ -142,7 +142,7 @@ impl Subscription {
             destination,
         } = target;
         Subscription {
-            pattern: Pattern::parse(&key),
+            pattern: Pattern::subscription(&key),
             id,
             destination,
             kind,

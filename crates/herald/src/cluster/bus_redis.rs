@@ -43,8 +43,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use herald_stomp::Headers;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
@@ -54,11 +52,12 @@ use tokio_util::sync::CancellationToken;
 use super::outage::OutageLog;
 use super::presence::{JOIN_SCRIPT, LIST_SCRIPT, Members, REFRESH_CHUNK};
 use super::spool::{Spool, Spooled};
+use super::wire::{decode, encode, split_published};
 use super::{Bus, BusStatus, Confirm, Outcome, Since};
-use crate::broker::destination::Pattern;
 use crate::broker::message::{Entry, Position};
 use crate::broker::{Broker, Kind, Message, Subscription};
 use crate::config::ClusterConfig;
+use crate::destination::{Pattern, is_wildcard};
 use crate::handler::BoxFuture;
 
 const GROUP: &str = "herald";
@@ -331,20 +330,11 @@ impl Inner {
             let user = rest.split('/').next().unwrap_or(rest);
             return Some((format!("{}:u:{user}", self.prefix), false));
         }
-        match first_wildcard(key) {
-            None => Some((format!("{}:t:{key}", self.prefix), false)),
-            Some(at) => {
-                let mut glob = format!("{}:t:", self.prefix);
-                for c in key[..at].chars() {
-                    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                        glob.push('\\');
-                    }
-                    glob.push(c);
-                }
-                glob.push('*');
-                Some((glob, true))
-            }
-        }
+        let channel = format!("{}:t:", self.prefix);
+        Some(match Pattern::subscription(key) {
+            None => (channel + key, false),
+            Some(p) => (topic_glob(&channel, p.literal_prefix()), true),
+        })
     }
 
     /// The channel a message routed under `key` is published on.
@@ -1143,7 +1133,7 @@ impl Inner {
         }
         listening
             .iter()
-            .filter(|(p, is_pattern)| *is_pattern && channel.starts_with(&glob_prefix(p)))
+            .filter(|(p, is_pattern)| *is_pattern && glob_matches(p, channel))
             .map(|(p, _)| p.as_str())
             .min()
             == Some(pattern)
@@ -1255,7 +1245,7 @@ impl Inner {
                 .wild_queues
                 .lock()
                 .keys()
-                .filter_map(|k| Pattern::parse(k))
+                .filter_map(|k| Pattern::subscription(k))
                 .collect();
             if patterns.is_empty() {
                 matched.clear();
@@ -1475,7 +1465,7 @@ impl Inner {
                 .wild_queues
                 .lock()
                 .keys()
-                .any(|p| Pattern::parse(p).is_some_and(|p| p.matches(key)))
+                .any(|p| Pattern::subscription(p).is_some_and(|p| p.matches(key)))
     }
 
     fn forget(&self, message: &Message) -> Option<Entry> {
@@ -1652,7 +1642,7 @@ impl Bus for RedisBus {
     fn subscribed(&self, kind: Kind, key: &str) {
         let inner = &self.inner;
         if kind == Kind::Queue {
-            if crate::broker::destination::is_wildcard(key) {
+            if is_wildcard(key) {
                 *inner.wild_queues.lock().entry(key.to_owned()).or_default() += 1;
                 inner.queues_changed.notify_one();
                 return;
@@ -1665,7 +1655,7 @@ impl Bus for RedisBus {
         let Some(ch) = inner.channel_for(kind, key) else {
             return;
         };
-        if !crate::broker::destination::is_wildcard(key) {
+        if !crate::destination::is_wildcard(key) {
             inner
                 .heard
                 .lock()
@@ -1684,7 +1674,7 @@ impl Bus for RedisBus {
     fn unsubscribed(&self, kind: Kind, key: &str) {
         let inner = &self.inner;
         if kind == Kind::Queue {
-            if crate::broker::destination::is_wildcard(key) {
+            if is_wildcard(key) {
                 let mut w = inner.wild_queues.lock();
                 if let Some(n) = w.get_mut(key) {
                     *n -= 1;
@@ -1842,133 +1832,41 @@ impl Bus for RedisBus {
     }
 }
 
-/// The literal prefix a `prefix*` glob (as `channel_for` makes them) matches.
-fn glob_prefix(glob: &str) -> String {
-    let body = glob.strip_suffix('*').unwrap_or(glob);
-    let mut out = String::with_capacity(body.len());
-    let mut escaped = false;
-    for c in body.chars() {
-        if c == '\\' && !escaped {
-            escaped = true;
-            continue;
-        }
-        escaped = false;
-        out.push(c);
-    }
-    out
-}
-
-/// Byte offset of the first wildcard segment of `key`, if any.
-fn first_wildcard(key: &str) -> Option<usize> {
-    let mut start = 0;
-    for (i, c) in key.char_indices().chain([(key.len(), '/')]) {
-        if c == '/' || c == '.' {
-            if matches!(&key[start..i], "*" | "**" | "#") {
-                return Some(start);
+/// The `PSUBSCRIBE` glob for a wildcard subscription: `channel` and the pattern's
+/// literal prefix, glob characters escaped, each separator either separator (the
+/// grammar reads `/` and `.` alike), then anything. It matches every channel the
+/// pattern's destinations publish on, and more; the broker matches exactly.
+fn topic_glob(channel: &str, literal: &str) -> String {
+    let mut glob = String::with_capacity(channel.len() + literal.len() * 2 + 1);
+    let chars = channel.chars().map(|c| (c, false));
+    for (c, in_literal) in chars.chain(literal.chars().map(|c| (c, true))) {
+        match c {
+            '/' | '.' if in_literal => glob.push_str("[./]"),
+            '*' | '?' | '[' | ']' | '\\' => {
+                glob.push('\\');
+                glob.push(c);
             }
-            start = i + 1;
+            c => glob.push(c),
         }
     }
-    None
+    glob.push('*');
+    glob
 }
 
-// -------------------------------------------------------------------- wire format
-
-/// One message on the wire: version 1, origin node, id, kind, key, destination,
-/// content type, sender headers, body. Strings are u16-length-prefixed, header
-/// values and the body u32.
-fn encode(m: &Message, origin: &str) -> Vec<u8> {
-    let mut out = BytesMut::with_capacity(64 + m.key.len() * 2 + m.body.len());
-    out.put_u8(1);
-    put_str(&mut out, origin);
-    put_str(&mut out, &m.id);
-    out.put_u8(matches!(m.kind, Kind::Queue) as u8);
-    put_str(&mut out, &m.key);
-    put_str(&mut out, &m.destination);
-    match &m.content_type {
-        Some(ct) => {
-            out.put_u8(1);
-            put_str(&mut out, ct);
+/// Whether `channel` matches a glob [`topic_glob`] made.
+fn glob_matches(glob: &str, channel: &str) -> bool {
+    let (mut g, mut c) = (glob.as_bytes(), channel.as_bytes());
+    loop {
+        (g, c) = match (g, c) {
+            ([b'*'], _) => return true,
+            ([], rest) => return rest.is_empty(),
+            ([b'[', b'.', b'/', b']', g @ ..], [b'.' | b'/', c @ ..]) => (g, c),
+            ([b'\\', x, g @ ..], [y, c @ ..]) if x == y => (g, c),
+            ([b'\\', ..], _) => return false,
+            ([x, g @ ..], [y, c @ ..]) if x == y => (g, c),
+            _ => return false,
         }
-        None => out.put_u8(0),
     }
-    let headers: Vec<(&str, &str)> = m.headers.iter().collect();
-    out.put_u16(headers.len() as u16);
-    for (k, v) in headers {
-        put_str(&mut out, k);
-        out.put_u32(v.len() as u32);
-        out.put_slice(v.as_bytes());
-    }
-    out.put_u32(m.body.len() as u32);
-    out.put_slice(&m.body);
-    out.to_vec()
-}
-
-fn put_str(out: &mut BytesMut, s: &str) {
-    let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
-    out.put_u16(s.len() as u16);
-    out.put_slice(s);
-}
-
-fn decode(payload: &[u8]) -> Option<(String, Message)> {
-    let mut b = payload;
-    fn take(b: &mut &[u8], n: usize) -> Option<Vec<u8>> {
-        (b.remaining() >= n).then(|| {
-            let v = b[..n].to_vec();
-            b.advance(n);
-            v
-        })
-    }
-    fn s16(b: &mut &[u8]) -> Option<String> {
-        (b.remaining() >= 2).then_some(())?;
-        let n = b.get_u16() as usize;
-        String::from_utf8(take(b, n)?).ok()
-    }
-    (b.remaining() >= 1 && b.get_u8() == 1).then_some(())?;
-    let origin = s16(&mut b)?;
-    let id = s16(&mut b)?;
-    (b.remaining() >= 1).then_some(())?;
-    let kind = if b.get_u8() == 1 {
-        Kind::Queue
-    } else {
-        Kind::Topic
-    };
-    let key = s16(&mut b)?;
-    let destination = s16(&mut b)?;
-    (b.remaining() >= 1).then_some(())?;
-    let content_type = if b.get_u8() == 1 {
-        Some(s16(&mut b)?)
-    } else {
-        None
-    };
-    (b.remaining() >= 2).then_some(())?;
-    let n = b.get_u16();
-    let mut headers = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let k = s16(&mut b)?;
-        (b.remaining() >= 4).then_some(())?;
-        let len = b.get_u32() as usize;
-        let v = String::from_utf8(take(&mut b, len)?).ok()?;
-        headers.push((k, v));
-    }
-    (b.remaining() >= 4).then_some(())?;
-    let len = b.get_u32() as usize;
-    let body = Bytes::from(take(&mut b, len)?);
-    let headers: Headers = headers.into_iter().collect();
-    Some((
-        origin,
-        Message::from_parts(id, kind, key, destination, content_type, headers, body),
-    ))
-}
-
-/// `"<offset> <epoch> <payload>"` as the topic script publishes it.
-fn split_published(p: &[u8]) -> Option<(u64, String, &[u8])> {
-    let sp = p.iter().position(|&c| c == b' ')?;
-    let offset = std::str::from_utf8(&p[..sp]).ok()?.parse().ok()?;
-    let rest = &p[sp + 1..];
-    let sp = rest.iter().position(|&c| c == b' ')?;
-    let epoch = std::str::from_utf8(&rest[..sp]).ok()?.to_owned();
-    Some((offset, epoch, &rest[sp + 1..]))
 }
 
 /// History stream entries (`XRANGE`'s answer) as messages of `epoch`, stamped with
@@ -2136,37 +2034,9 @@ fn entry_list(v: Value) -> Vec<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Target;
-
-    #[test]
-    fn wire_round_trip() {
-        let sent: Headers = [("content-type", "text/plain"), ("x-a", "1:2")]
-            .into_iter()
-            .collect();
-        let m = Message::new(
-            "n-1".into(),
-            Target::broker(Kind::Topic, "/topic/a"),
-            &sent,
-            Bytes::from_static(b"hi\0there"),
-        );
-        let (origin, d) = decode(&encode(&m, "node")).unwrap();
-        assert_eq!(origin, "node");
-        assert_eq!(
-            (d.id.as_str(), d.key.as_str(), d.destination.as_str()),
-            ("n-1", "/topic/a", "/topic/a")
-        );
-        assert_eq!(d.content_type.as_deref(), Some("text/plain"));
-        assert_eq!(d.headers.get("x-a"), Some("1:2"));
-        assert_eq!(&d.body[..], b"hi\0there");
-        assert!(decode(b"\x02junk").is_none());
-    }
 
     #[test]
     fn wildcards_become_prefix_globs() {
-        assert_eq!(first_wildcard("/topic/a"), None);
-        assert_eq!(first_wildcard("/topic/chat.*"), Some(12));
-        assert_eq!(first_wildcard("/topic/**"), Some(7));
-        assert_eq!(first_wildcard("/topic/a*b/c"), None);
         let bus = RedisBus::new(
             &ClusterConfig {
                 redis_url: "redis://127.0.0.1:1".into(),
@@ -2182,10 +2052,22 @@ mod tests {
             i.channel_for(Kind::Topic, "/topic/a"),
             Some(("herald:t:/topic/a".into(), false))
         );
+        let glob = "herald:t:[./]topic[./]x\\?*";
         assert_eq!(
             i.channel_for(Kind::Topic, "/topic/x?.*"),
-            Some(("herald:t:/topic/x\\?.*".into(), true))
+            Some((glob.into(), true))
         );
+        assert!(glob_matches(glob, "herald:t:/topic/x?.a"));
+        assert!(glob_matches(glob, "herald:t:/topic/x?"));
+        assert!(!glob_matches(glob, "herald:t:/topic/xy"));
+        assert_eq!(
+            i.channel_for(Kind::Topic, "/topic/a*b/**"),
+            Some(("herald:t:[./]topic[./]a\\*b*".into(), true))
+        );
+        assert!(glob_matches(
+            "herald:t:[./]topic[./]a\\*b*",
+            "herald:t:/topic/a*b"
+        ));
         assert_eq!(
             i.channel_for(Kind::Topic, "/user/bob/queue/*"),
             Some(("herald:u:bob".into(), false))

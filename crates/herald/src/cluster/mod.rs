@@ -23,6 +23,7 @@ pub mod bus_redis;
 mod outage;
 pub mod presence;
 mod spool;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::sync::{Arc, Weak};

@@ -15,16 +15,16 @@ use bytes::Bytes;
 use herald_stomp::Headers;
 use serde::{Deserialize, Serialize};
 
-use super::pattern::PathPattern;
 use super::{BoxFuture, Call, HandlerError, Reply, ReplyTarget};
 use crate::config::BackendConfig;
+use crate::destination::Pattern;
 
 #[derive(Debug)]
 pub struct Backend {
     client: reqwest::Client,
     url: String,
     timeout: Duration,
-    patterns: Vec<PathPattern>,
+    patterns: Vec<Pattern>,
 }
 
 #[derive(Serialize)]
@@ -68,16 +68,12 @@ impl Backend {
                 .expect("HTTP client"),
             url: cfg.url.clone(),
             timeout: cfg.timeout,
-            patterns: cfg
-                .destinations
-                .iter()
-                .map(|p| PathPattern::parse(p))
-                .collect(),
+            patterns: cfg.destinations.iter().map(|p| Pattern::path(p)).collect(),
         })
     }
 
     pub fn owns(&self, path: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches(path).is_some())
+        self.patterns.iter().any(|p| p.matches(path))
     }
 
     pub fn call(&self, call: Call) -> BoxFuture<Result<Vec<Reply>, HandlerError>> {

@@ -16,7 +16,6 @@
 
 pub mod backend;
 mod messaging;
-mod pattern;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,8 +29,9 @@ use herald_stomp::Headers;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::destination::Pattern;
+
 pub use messaging::Messaging;
-pub use pattern::PathPattern;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -216,7 +216,7 @@ type DisconnectFn = dyn Fn(SessionInfo, Messaging) -> BoxFuture<()> + Send + Syn
 /// The registry of application handlers.
 #[derive(Clone, Default)]
 pub struct Handlers {
-    routes: Vec<(PathPattern, Arc<RouteFn>)>,
+    routes: Vec<(Pattern, Arc<RouteFn>)>,
     on_disconnect: Vec<Arc<DisconnectFn>>,
 }
 
@@ -243,7 +243,7 @@ impl Handlers {
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
         R: IntoReplies,
     {
-        let pattern = PathPattern::parse(pattern);
+        let pattern = Pattern::path(pattern);
         let route_name = pattern.to_string();
         let handler = Arc::new(handler);
         let route = move |call: Call,
@@ -311,7 +311,7 @@ impl Handlers {
         call: Call,
     ) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
         for (pattern, route) in &self.routes {
-            if let Some(params) = pattern.matches(&call.path) {
+            if let Some(params) = pattern.params(&call.path) {
                 return Ok(route(call, params));
             }
         }

@@ -49,6 +49,33 @@ fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
     )
 }
 
+/// Headers as a STOMP client may send them: no control characters, no ':' in a name
+/// (a 1.0 subscriber has no escaping to carry them).
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), (StatusCode, Json<Value>)> {
+    for (name, value) in headers {
+        herald_stomp::check_header(name, value).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": e.to_string(), "code": "invalid_header" })),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A destination over a `[broker]` limit is a 400 naming the setting.
+fn check_destination(
+    state: &HttpState,
+    destination: &str,
+) -> Result<(), (StatusCode, Json<Value>)> {
+    state.node.router.check_limits(destination).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.message, "code": "destination_limit" })),
+        )
+    })
+}
+
 fn accepted(sent: Result<Outcome, Refused>) -> ApiResult {
     let outcome = sent.map_err(|e| {
         (
@@ -125,7 +152,9 @@ pub(crate) async fn publish(
 ) -> ApiResult {
     require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
+    check_headers(&req.headers)?;
     let (destination, message_headers, body) = encode(req);
+    check_destination(&state, &destination)?;
     let sent = state
         .node
         .messaging
@@ -142,12 +171,14 @@ pub(crate) async fn to_user(
 ) -> ApiResult {
     require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
+    check_headers(&req.headers)?;
     let (destination, message_headers, body) = encode(req);
     if !destination.starts_with('/') {
         return Err(bad_request(format!(
             "destination '{destination}' must start with '/'"
         )));
     }
+    check_destination(&state, &destination)?;
     let sent =
         state
             .node

@@ -35,6 +35,7 @@ use super::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, vie
 use crate::auth::Handshake;
 use crate::http::HttpState;
 use crate::http::publish::require_service;
+use crate::params::query_value;
 
 type Answer = (StatusCode, Json<Value>);
 type ApiResult = Result<Answer, Answer>;
@@ -97,7 +98,7 @@ async fn owner(
             .get("x-user")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .or_else(|| query_param(query, "user"))
+            .or_else(|| query_value(query, "user"))
             .filter(|u| !u.trim().is_empty());
         return named.ok_or_else(|| {
             unauthorized("name the user with an X-User header or ?user= (anonymous mode)".into())
@@ -110,33 +111,6 @@ async fn owner(
         )),
         Err(e) => Err(unauthorized(format!("authentication failed: {e}"))),
     }
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| percent_decode(v))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Deserialize)]
@@ -242,8 +216,8 @@ async fn list(
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let q = query.as_deref();
-    let unread = matches!(query_param(q, "unread").as_deref(), Some("true" | "1"));
-    let limit = match query_param(q, "limit") {
+    let unread = matches!(query_value(q, "unread").as_deref(), Some("true" | "1"));
+    let limit = match query_value(q, "limit") {
         None => notifier.config().page_size as i64,
         Some(l) => l
             .parse::<i64>()
@@ -256,7 +230,7 @@ async fn list(
                 )
             })?,
     };
-    let before = match query_param(q, "cursor").or_else(|| query_param(q, "before")) {
+    let before = match query_value(q, "cursor").or_else(|| query_value(q, "before")) {
         None => None,
         Some(c) if c.is_empty() => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| {

@@ -72,6 +72,8 @@ pub const RUNTIME_TASKS: &str = "herald_runtime_tasks";
 pub const LISTENER_CONNECTIONS: &str = "herald_listener_connections";
 pub const CONNECTIONS_REFUSED: &str = "herald_connections_refused_total";
 pub const SOCKJS_SESSIONS: &str = "herald_sockjs_sessions";
+// Destinations refused for a `[broker]` limit (length, segments, wildcards).
+pub const DESTINATIONS_REFUSED: &str = "herald_destinations_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -173,6 +175,10 @@ fn describe() {
     describe_gauge!(
         RUNTIME_TASKS,
         "Tasks alive in the tokio runtime that serves /metrics"
+    );
+    describe_counter!(
+        DESTINATIONS_REFUSED,
+        "Destinations refused for a broker limit, by limit"
     );
     describe_budgets();
 }
@@ -278,23 +284,7 @@ impl<T, const N: usize> PerLabel<T, N> {
 }
 
 const TRANSPORTS: [&str; 4] = ["websocket", "sockjs", "tcp", "other"];
-const COMMANDS: [&str; 15] = [
-    "CONNECT",
-    "STOMP",
-    "SEND",
-    "SUBSCRIBE",
-    "UNSUBSCRIBE",
-    "ACK",
-    "NACK",
-    "BEGIN",
-    "COMMIT",
-    "ABORT",
-    "DISCONNECT",
-    "CONNECTED",
-    "MESSAGE",
-    "RECEIPT",
-    "ERROR",
-];
+const COMMANDS: [&str; 15] = herald_stomp::Command::NAMES;
 
 pub fn connection_opened(transport: &'static str) {
     static OPENED: PerLabel<Counter, 4> = PerLabel::new(TRANSPORTS);
@@ -426,6 +416,10 @@ pub fn notifications_delivered(n: usize) {
     counter!(NOTIFICATIONS_DELIVERED).increment(n as u64);
 }
 
+pub fn destination_refused(limit: &'static str) {
+    counter!(DESTINATIONS_REFUSED, "limit" => limit).increment(1);
+}
+
 pub fn handler_time(elapsed: Duration) {
     histogram!(HANDLER_SECONDS).record(elapsed.as_secs_f64());
 }
@@ -493,6 +487,8 @@ pub fn error_reason(message: &str) -> &'static str {
         ("frame rate limit", "limit"),
         ("no CONNECT frame", "connect_timeout"),
         ("unknown destination", "destination"),
+        ("limit broker.max_destination", "limit"),
+        ("limit broker.max_wildcards", "limit"),
         ("no application handler", "handler"),
         ("invalid payload", "handler"),
         ("handler", "handler"),

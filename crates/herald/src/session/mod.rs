@@ -247,7 +247,10 @@ impl Session {
                         for confirmed in confirmations {
                             match confirmed.await {
                                 Ok(Outcome { error: None, .. }) => {}
-                                Ok(Outcome { error: Some(refused), .. }) => {
+                                Ok(Outcome {
+                                    error: Some(refused),
+                                    ..
+                                }) => {
                                     return Err(HandlerError::new(refused));
                                 }
                                 Err(refused) => return Err(HandlerError::new(refused.message)),
@@ -484,6 +487,7 @@ impl Session {
 
     fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
         let destination = required(frame, "destination")?;
+        self.node.router.check_limits(destination)?;
         self.allow(Operation::Send, destination)?;
         self.node.router.for_send(destination)
     }
@@ -577,6 +581,7 @@ impl Session {
                 "too many subscriptions for this session (limit {limit})"
             )));
         }
+        self.node.router.check_limits(destination)?;
         self.allow(Operation::Subscribe, destination)?;
         let target = self
             .node
@@ -594,7 +599,7 @@ impl Session {
             None => None,
         };
         let mut sub = Subscription::new(id.to_owned(), target, ack, recipient).with_window(window);
-        if crate::broker::destination::is_wildcard(destination) {
+        if crate::destination::is_wildcard(destination) {
             // Rules were checked against the pattern; each concrete destination it
             // matches is checked again at delivery (`/topic/**` vs `/topic/admin/**`).
             let (node, principal) = (self.node.clone(), self.principal.clone());

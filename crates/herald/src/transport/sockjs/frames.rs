@@ -1,6 +1,6 @@
 //! SockJS frames and the small text formats around them: `o`, `h`, `a[...]`,
 //! `c[code,"reason"]`, the JSON escaping SockJS asks of servers, client payload
-//! decoding, callbacks, query strings and the static pages.
+//! decoding, callbacks and the static pages (query strings and forms: `crate::params`).
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -94,39 +94,6 @@ pub fn valid_callback(c: &str) -> bool {
         && c.len() <= 256
         && c.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// The value of `key` in a query string or form body, percent-decoded.
-pub fn form_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == key).then(|| percent_decode(v))
-    })
-}
-
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// The page iframe-based transports load: it bootstraps sockjs-client from `client_url`.
@@ -234,17 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn forms_and_callbacks() {
-        assert_eq!(
-            form_value("d=%5B%22x%22%5D", "d").as_deref(),
-            Some(r#"["x"]"#)
-        );
-        assert_eq!(
-            form_value("c=%63allback&t=1", "c").as_deref(),
-            Some("callback")
-        );
-        assert_eq!(form_value("p=p", "d"), None);
-        assert_eq!(percent_decode("a%2"), "a%2");
+    fn callbacks() {
         assert!(valid_callback("jQuery_1.2-x"));
         assert!(!valid_callback("abc(") && !valid_callback(" ") && !valid_callback(""));
     }

@@ -484,12 +484,7 @@ impl Service {
         if !self.opts().cookie_needed {
             return;
         }
-        let id = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix("JSESSIONID="))
+        let id = crate::params::cookie(headers, "JSESSIONID")
             .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b';'))
             .unwrap_or("dummy");
         if let Ok(v) = HeaderValue::from_str(&format!("JSESSIONID={id}; path=/")) {
@@ -1080,7 +1075,7 @@ fn iframe(req: &HeaderMap, client_url: &str) -> Response<Body> {
 
 /// A JSONP callback from `?c=`, or the spec's 500.
 fn callback(req: &Request<Body>) -> Result<String, Response<Body>> {
-    let Some(c) = req.uri().query().and_then(|q| frames::form_value(q, "c")) else {
+    let Some(c) = crate::params::query_value(req.uri().query(), "c") else {
         return Err(error("\"callback\" parameter required"));
     };
     if !frames::valid_callback(&c) {

@@ -147,9 +147,7 @@ pub(super) async fn send(
                         .starts_with(b"application/x-www-form-urlencoded")
                 });
                 let payload = if kind == Sender::Jsonp && form {
-                    std::str::from_utf8(&bytes)
-                        .ok()
-                        .and_then(|s| frames::form_value(s, "d"))
+                    crate::params::form_value(&bytes, "d")
                         .unwrap_or_default()
                         .into_bytes()
                 } else {
