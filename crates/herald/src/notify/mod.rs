@@ -700,3 +700,39 @@ fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoped_keys_never_collide_across_callers() {
+        // The length prefix keeps "a" + "b:c" apart from "a:b" + "c".
+        assert_ne!(scoped_key("a", "b:c"), scoped_key("a:b", "c"));
+        assert_ne!(scoped_key("", "k"), scoped_key("x", "k"));
+        assert_eq!(scoped_key("svc", "k"), scoped_key("svc", "k"));
+        // Too long for the column: hashed, still per caller, and within it.
+        let long = "k".repeat(MAX_KEY);
+        let (a, b) = (scoped_key("one", &long), scoped_key("two", &long));
+        assert!(a.starts_with("sha1:") && a.len() <= MAX_KEY, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_site_paths_and_http_urls_are_safe_redirects() {
+        for ok in ["/", "/a/b?c#d", "https://x.example/", "HTTP://x"] {
+            assert!(safe_redirect(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "//x",
+            "/\\x",
+            "/a\tb",
+            "",
+            "x",
+            "https://",
+        ] {
+            assert!(!safe_redirect(bad), "{bad}");
+        }
+    }
+}
