@@ -258,9 +258,12 @@ pub async fn run(a: &NotifyArgs) -> Result<Report> {
                             .record_ns(w, sent.elapsed().as_nanos() as u64);
                         shared.requests_ok.fetch_add(1, Relaxed);
                         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-                        let n = v["notifications"]
-                            .as_array()
-                            .map_or(a.per_request, |n| n.len());
+                        // Herald answers many recipients with a summary: `count`.
+                        let n = v["count"].as_u64().map(|c| c as usize).unwrap_or_else(|| {
+                            v["notifications"]
+                                .as_array()
+                                .map_or(a.per_request, |n| n.len())
+                        });
                         shared.persisted.fetch_add(n as u64, Relaxed);
                         if let Some(d) = v["delivered"].as_u64() {
                             shared.server_delivered.fetch_add(d, Relaxed);

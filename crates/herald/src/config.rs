@@ -46,7 +46,14 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
     pub http2: bool,
+    /// Largest request body of a REST endpoint (`/api/**`), refused with 413 while
+    /// it is read, so a client cannot make the server buffer more.
+    pub max_body: usize,
 }
+
+/// `server.max_body` by default: 1 MiB, room for a notification to
+/// `notifications.max_recipients` users with the largest message and payload.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -57,6 +64,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(5),
             allowed_hosts: Vec::new(),
             http2: false,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -597,6 +605,13 @@ pub struct NotificationsConfig {
     pub retention_interval: Duration,
     /// Default page size of GET /api/notifications.
     pub page_size: u32,
+    /// Most users one `POST /api/notifications` names: each is a row written in the
+    /// request's transaction.
+    pub max_recipients: usize,
+    /// Largest `message`, in bytes (stored once per recipient).
+    pub max_message: usize,
+    /// Largest `payload`, in bytes of its JSON (stored once per recipient).
+    pub max_payload: usize,
 }
 
 impl Default for NotificationsConfig {
@@ -609,6 +624,9 @@ impl Default for NotificationsConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_interval: Duration::from_secs(3600),
             page_size: 20,
+            max_recipients: 1000,
+            max_message: 4 * 1024,
+            max_payload: 16 * 1024,
         }
     }
 }
@@ -659,6 +677,28 @@ impl Config {
         }
         if b.max_wildcards == 0 {
             return err("broker.max_wildcards", "must be at least 1");
+        }
+        if self.server.max_body < 1024 {
+            return err("server.max_body", "must be at least 1024 bytes");
+        }
+        let n = &self.notifications;
+        if !(1..=crate::notify::MAX_RECIPIENTS).contains(&n.max_recipients) {
+            return err(
+                "notifications.max_recipients",
+                &format!("must be 1 to {}", crate::notify::MAX_RECIPIENTS),
+            );
+        }
+        if !(1..=crate::notify::MAX_MESSAGE).contains(&n.max_message) {
+            return err(
+                "notifications.max_message",
+                &format!("must be 1 to {} bytes", crate::notify::MAX_MESSAGE),
+            );
+        }
+        if !(2..=crate::notify::MAX_PAYLOAD).contains(&n.max_payload) {
+            return err(
+                "notifications.max_payload",
+                &format!("must be 2 to {} bytes", crate::notify::MAX_PAYLOAD),
+            );
         }
         let backend = &self.apps.backend;
         if !backend.url.is_empty()

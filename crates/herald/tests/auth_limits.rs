@@ -504,3 +504,20 @@ async fn rest_api_service_role_is_configurable_and_keys_work_alongside_tokens() 
         401
     );
 }
+
+/// The per-user counter keeps only users with a live session: many users that come
+/// and go leave nothing behind.
+#[tokio::test]
+async fn per_user_counts_are_forgotten_when_sessions_end() {
+    let s = TestServer::with(|cfg| cfg.limits.max_connections_per_user = 2).await;
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        clients.push(s.connect_as(Transport::Tcp, &format!("passer-{i}")).await.0);
+    }
+    let counter = s.node.sessions_per_user.clone();
+    assert!(counter.keys() >= 30, "{} users counted", counter.keys());
+    for c in clients {
+        c.disconnect().await;
+    }
+    wait_until("every user's count is removed", || counter.keys() == 0).await;
+}

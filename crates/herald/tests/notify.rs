@@ -528,6 +528,106 @@ async fn idempotency_key_creates_nothing_new(b: Backend) {
     assert_eq!(races, 1, "{list}");
 }
 
+/// A key belongs to one caller and names one notification per recipient: the same key
+/// for another recipient, or from another service, creates a notification of its own;
+/// the same caller repeating it for a recipient gets that recipient's original.
+async fn idempotency_keys_are_per_caller_and_recipient(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = server_with(&db, |c| {
+        c.auth.api_keys = vec![
+            herald::config::ApiKeyConfig::Full {
+                key: "key-billing".into(),
+                principal: "billing".into(),
+                roles: vec![],
+            },
+            herald::config::ApiKeyConfig::Full {
+                key: "key-shop".into(),
+                principal: "shop".into(),
+                roles: vec![],
+            },
+        ];
+    })
+    .await;
+    let create = |key: &'static str, user: &'static str, message: &'static str| {
+        let body = json!({"user": user, "message": message, "idempotencyKey": "k-1"}).to_string();
+        let s = &s;
+        async move {
+            s.http_call(
+                "POST",
+                "/api/notifications",
+                &[("X-API-Key", key)],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (s1, a) = create("key-billing", "amy", "billing to amy").await;
+    let (s2, b2) = create("key-billing", "bo", "billing to bo").await;
+    let (s3, c) = create("key-shop", "amy", "shop to amy").await;
+    assert_eq!((s1, s2, s3), (201, 201, 201), "{a} {b2} {c}");
+    let (s4, again) = create("key-billing", "amy", "billing again").await;
+    assert_eq!((s4, again["duplicate"].clone()), (200, json!(true)));
+    assert_eq!(again["notifications"][0], a["notifications"][0]);
+    let (_, amy) = get_as(&s, "amy", "/api/notifications").await;
+    let messages: Vec<&str> = amy["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, vec!["shop to amy", "billing to amy"]);
+    let (_, bo) = get_as(&s, "bo", "/api/notifications").await;
+    assert_eq!(bo["items"][0]["message"], "billing to bo");
+    // A list with some recipients done before: only the others are new.
+    let body = json!({"users": ["amy", "cy", "bo"], "message": "list", "idempotencyKey": "k-1"})
+        .to_string();
+    let (s5, list) = s
+        .http_call(
+            "POST",
+            "/api/notifications",
+            &[("X-API-Key", "key-billing")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(
+        (s5, list["duplicate"].clone()),
+        (201, json!(false)),
+        "{list}"
+    );
+    let members: Vec<&str> = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, vec!["billing to amy", "list", "billing to bo"]);
+    // A job's final notification uses the key job:{id}:{status}, once per user.
+    let done = |user: &str| json!({"user": user, "status": "done", "percent": 100});
+    let job = |body: Value| {
+        let s = &s;
+        async move {
+            s.http_call(
+                "POST",
+                "/api/jobs/77/progress",
+                &[("X-API-Key", "key-shop")],
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    let (_, ja) = job(done("amy")).await;
+    let (_, jb) = job(done("bo")).await;
+    assert_eq!(jb["notification"]["memberId"], "bo", "{jb}");
+    assert_ne!(
+        ja["notification"]["notificationId"],
+        jb["notification"]["notificationId"]
+    );
+    let (_, again) = job(done("bo")).await;
+    assert_eq!(again["notification"], jb["notification"]);
+}
+
 async fn raw_post(addr: std::net::SocketAddr, body: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -756,7 +856,13 @@ async fn bulk_insert_to_many_users(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
     };
-    let s = server(&db).await;
+    // Above the default budgets, which `notification_budgets` covers.
+    let s = server_with(&db, |c| {
+        c.notifications.max_recipients = 1200;
+        c.notifications.max_message = 16 * 1024;
+        c.server.max_body = 16 << 20;
+    })
+    .await;
     let users: Vec<String> = (0..1200).map(|i| format!("bulk-{i}")).collect();
     let mut live = Vec::new();
     for u in ["bulk-0", "bulk-499", "bulk-500", "bulk-1199"] {
@@ -770,30 +876,43 @@ async fn bulk_insert_to_many_users(b: Backend) {
         "{}",
         &body.to_string()[..body.to_string().len().min(300)]
     );
-    let rows = body["notifications"].as_array().unwrap();
-    assert_eq!(rows.len(), 1200);
-    let ids: std::collections::HashSet<i64> = rows
+    // A summary: every id, the first rows in full.
+    assert_eq!(
+        (body["count"].clone(), body["more"].clone()),
+        (json!(1200), json!(true))
+    );
+    let ids: Vec<i64> = body["ids"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|n| n["notificationId"].as_i64().unwrap())
+        .map(|id| id.as_i64().unwrap())
         .collect();
-    assert_eq!(ids.len(), 1200, "every row has its own id");
-    for (row, user) in rows.iter().zip(&users) {
+    assert_eq!(ids.len(), 1200);
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        1200,
+        "every row has its own id"
+    );
+    let rows = body["notifications"].as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    for ((row, user), id) in rows.iter().zip(&users).zip(&ids) {
         assert_eq!(
-            row["memberId"],
-            user.as_str(),
-            "rows come back in the order of 'users'"
+            (row["memberId"].as_str(), row["notificationId"].as_i64()),
+            (Some(user.as_str()), Some(*id)),
+            "rows and ids come back in the order of 'users'"
         );
     }
     assert_eq!(body["delivered"], 4);
-    for (c, u) in live
-        .iter_mut()
-        .zip(["bulk-0", "bulk-499", "bulk-500", "bulk-1199"])
-    {
+    for (c, (u, i)) in live.iter_mut().zip([
+        ("bulk-0", 0),
+        ("bulk-499", 499),
+        ("bulk-500", 500),
+        ("bulk-1199", 1199),
+    ]) {
         let (_, v) = next_json(c).await;
         assert_eq!(v["memberId"], u);
-        let listed = rows.iter().find(|r| r["memberId"] == u).unwrap();
         assert_eq!(
-            v["notificationId"], listed["notificationId"],
+            v["notificationId"], ids[i],
             "the live copy is the stored row"
         );
     }
@@ -805,7 +924,7 @@ async fn bulk_insert_to_many_users(b: Backend) {
     // Again with the same key: nothing new, nothing published.
     let (status, again) = post(&s, req).await;
     assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
-    assert_eq!(again["notifications"].as_array().unwrap().len(), 1200);
+    assert_eq!(again["ids"], body["ids"]);
     for c in live.iter_mut() {
         c.expect_silence(Duration::from_millis(100)).await;
     }
@@ -816,7 +935,7 @@ async fn bulk_insert_to_many_users(b: Backend) {
     let big = "x".repeat(16 * 1024);
     let (status, body) = post(&s, json!({"users": &users[..700], "message": big})).await;
     assert_eq!(status, 201);
-    assert_eq!(body["notifications"].as_array().unwrap().len(), 700);
+    assert_eq!(body["count"], 700);
     let (_, l) = get_as(&s, "bulk-699", "/api/notifications").await;
     assert_eq!(
         (
@@ -1134,6 +1253,7 @@ per_backend!(
         users_list_and_broadcast,
         read_state_pushed_to_other_sessions,
         idempotency_key_creates_nothing_new,
+        idempotency_keys_are_per_caller_and_recipient,
         offline_user_finds_it_unread,
         database_failure_is_503_and_publishes_nothing,
         job_progress_and_final_result,

@@ -1,6 +1,8 @@
 //! Abuse limits: concurrent connections in total, per IP and per user, and a token
 //! bucket on each session's inbound frames. A breach is refused with a clear reason; it
-//! never delays anyone else.
+//! never delays anyone else. A [`Counter`] keeps only the keys that hold a slot now
+//! (the last slot's drop removes its key), so clients that come and go from ever new
+//! addresses or names cannot grow it.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -55,6 +57,11 @@ impl<K: Eq + Hash + Clone> Counter<K> {
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// How many keys hold a slot now.
+    pub fn keys(&self) -> usize {
+        self.counts.lock().len()
     }
 }
 
@@ -180,6 +187,23 @@ mod tests {
         assert!(c.acquire("y").is_some());
         drop(a);
         assert!(c.acquire("x").is_some());
+    }
+
+    #[test]
+    fn counter_forgets_a_key_when_its_last_slot_goes() {
+        let c = Counter::new(2);
+        let slots: Vec<_> = (0..1000).map(|i| c.acquire(i).unwrap()).collect();
+        let again = c.acquire(7).unwrap();
+        assert!(c.acquire(7).is_none(), "a refusal holds nothing");
+        assert_eq!(c.keys(), 1000);
+        drop(slots);
+        assert_eq!(c.keys(), 1, "key 7 still holds a slot");
+        drop(again);
+        assert_eq!(c.keys(), 0);
+        // Without a limit nothing is counted at all.
+        let unlimited = Counter::new(0);
+        let _held: Vec<_> = (0..100).map(|i| unlimited.acquire(i).unwrap()).collect();
+        assert_eq!(unlimited.keys(), 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
@@ -38,6 +39,8 @@ pub(crate) struct ConnectionPermit(pub Arc<Permit>);
 
 pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
     let hosts = axum::middleware::from_fn_with_state(state.clone(), allowed_host);
+    let bodies = axum::middleware::from_fn_with_state(state.clone(), body_budget);
+    let max_body = state.node.config.server.max_body;
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/health", get(health))
@@ -50,6 +53,8 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .merge(apps)
         .merge(crate::ops::routes())
         .merge(crate::web::routes())
+        .layer(bodies)
+        .layer(DefaultBodyLimit::max(max_body))
         .layer(hosts)
         .with_state(state)
 }
@@ -69,6 +74,75 @@ async fn allowed_host(
         Ok(()) => next.run(req).await,
         Err(refusal) => refusal.response(),
     }
+}
+
+/// The REST API's request bodies (`/api/**`) are read here, at most
+/// `server.max_body` bytes: a larger one is refused with 413 as soon as its
+/// `Content-Length` says so or the bytes read pass the budget, before any handler
+/// buffers or parses it. Session transports (`/ws`, SockJS) bound their own messages.
+async fn body_budget(
+    State(state): State<HttpState>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let max = state.node.config.server.max_body;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return body_too_large(max);
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, max).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                body_too_large(max)
+            } else {
+                json_answer(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    serde_json::json!({
+                        "error": format!("the request body could not be read: {e}"),
+                        "code": "bad_body",
+                    }),
+                )
+            }
+        }
+    }
+}
+
+/// 413 {"error": "request body exceeds server.max_body (N bytes)", "code": "too_large",
+/// "limit": "server.max_body"}.
+fn body_too_large(max: usize) -> Response<Body> {
+    crate::ops::metrics::limit_hit("server.max_body");
+    let mut r = json_answer(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        serde_json::json!({
+            "error": format!("request body exceeds server.max_body ({max} bytes)"),
+            "code": "too_large",
+            "limit": "server.max_body",
+        }),
+    );
+    // The rest of the body is not read: the connection cannot carry another request.
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+fn json_answer(status: axum::http::StatusCode, body: serde_json::Value) -> Response<Body> {
+    (status, axum::Json(body)).into_response()
 }
 
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {

@@ -3,10 +3,18 @@
 //! Services (an API key or a service/admin token, see `require_service`):
 //! - `POST /api/notifications` {user | users | memberId | broadcast: true, message,
 //!   type, title?, redirectPath?, payload?, idempotencyKey?} (or an `Idempotency-Key`
-//!   header) → 201 {notifications, delivered, duplicate: false}; a used key → 200 with
-//!   the earlier notifications and `duplicate: true`.
+//!   header) → 201 {count, ids, notifications, more, delivered, duplicate: false}:
+//!   `ids` in the order of the users, `notifications` the first [`ECHOED`] rows only
+//!   (`more` when there are others), so a request to many users is not answered with
+//!   a copy of every row. A key this caller used before for these recipients → 200
+//!   with the earlier notifications and `duplicate: true`. Over a budget
+//!   (`notifications.max_recipients`, `max_message`, `max_payload`) → 413
+//!   {"error": "... exceeds notifications.max_… (…)", "code": "too_large", "limit"}.
 //! - `POST /api/jobs/{id}/progress` {user, percent, status, result?, message?, title?,
 //!   redirectPath?} → 202 {delivered, notification}.
+//!
+//! Idempotency keys belong to the caller (the API key's or token's principal) and
+//! name one notification per recipient.
 //!
 //! The user themself (bearer token, cookie or query token; in anonymous mode an
 //! `X-User` header or `?user=`):
@@ -41,6 +49,8 @@ type Answer = (StatusCode, Json<Value>);
 type ApiResult = Result<Answer, Answer>;
 
 const MAX_PAGE: i64 = 200;
+/// Rows a create answers with in full; the others by id.
+pub(crate) const ECHOED: usize = 10;
 
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
@@ -58,6 +68,10 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Answer {
 fn failed(e: NotifyError) -> Answer {
     match e {
         NotifyError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        NotifyError::TooLarge { limit, message } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({ "error": message, "code": "too_large", "limit": limit })),
+        ),
         NotifyError::Store(ref db) => {
             tracing::warn!(error = %db, "notification store error");
             unavailable(&e)
@@ -81,6 +95,31 @@ fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
             "notifications are turned off (notifications.enabled = false)",
         )
     })
+}
+
+/// The service creating notifications (authorized by `require_service`), by name:
+/// whose idempotency keys these are. Empty when anonymous.
+async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<String, Answer> {
+    require_service(state, headers).await?;
+    let auth = &state.node.auth;
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Ok(auth
+            .api_keys
+            .lookup(key)
+            .map(|p| format!("key:{}", p.name))
+            .unwrap_or_default());
+    }
+    if auth.config.api_keys.is_empty() && auth.is_anonymous() {
+        return Ok(String::new());
+    }
+    let roles = [
+        auth.config.service_role.as_str(),
+        auth.config.admin_role.as_str(),
+    ];
+    auth.bearer_with_role(headers, &roles)
+        .await
+        .map(|p| format!("token:{}", p.name))
+        .map_err(|(_, reason)| error(StatusCode::UNAUTHORIZED, reason))
 }
 
 /// The user a read-state request is about: the principal of a valid cookie, bearer or
@@ -141,7 +180,7 @@ async fn create(
     headers: HeaderMap,
     req: Result<Json<CreateRequest>, JsonRejection>,
 ) -> ApiResult {
-    require_service(&state, &headers).await?;
+    let caller = caller(&state, &headers).await?;
     let notifier = notifier(&state)?;
     let Json(req) = req.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
     let member = match req.member_id {
@@ -190,6 +229,7 @@ async fn create(
             redirect_path: req.redirect_path,
             payload: req.payload,
             idempotency_key: req.idempotency_key.or(header_key),
+            caller,
         })
         .await
         .map_err(failed)?;
@@ -198,10 +238,14 @@ async fn create(
     } else {
         StatusCode::CREATED
     };
+    let rows = &created.notifications;
     Ok((
         status,
         Json(json!({
-            "notifications": created.notifications.iter().map(view).collect::<Vec<_>>(),
+            "count": rows.len(),
+            "ids": rows.iter().map(|n| n.id).collect::<Vec<_>>(),
+            "notifications": rows.iter().take(ECHOED).map(view).collect::<Vec<_>>(),
+            "more": rows.len() > ECHOED,
             "delivered": created.delivered,
             "duplicate": created.duplicate,
         })),
@@ -317,11 +361,11 @@ async fn job_progress(
     headers: HeaderMap,
     req: Result<Json<JobProgress>, JsonRejection>,
 ) -> ApiResult {
-    require_service(&state, &headers).await?;
+    let caller = caller(&state, &headers).await?;
     let notifier = notifier(&state)?;
     let Json(mut job) = req.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
     job.id = id;
-    let (delivered, created) = notifier.job_progress(&job).await.map_err(failed)?;
+    let (delivered, created) = notifier.job_progress(&job, &caller).await.map_err(failed)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

@@ -46,8 +46,12 @@ pub const MAX_KIND: usize = 100;
 pub const MAX_TITLE: usize = 255;
 pub const MAX_KEY: usize = 255;
 pub const MAX_REDIRECT: usize = 1024;
-pub const MAX_MESSAGE: usize = 16 * 1024;
-pub const MAX_PAYLOAD: usize = 64 * 1024;
+pub const MAX_JOB_ID: usize = 100;
+/// The most `notifications.max_message` may allow (MySQL's `TEXT` column).
+pub const MAX_MESSAGE: usize = 65_535;
+/// The most `notifications.max_payload` may allow.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+/// The most `notifications.max_recipients` may allow.
 pub const MAX_RECIPIENTS: usize = 10_000;
 
 /// Who a notification is for.
@@ -67,13 +71,21 @@ pub struct NewNotification {
     pub redirect_path: Option<String>,
     pub payload: Option<Value>,
     pub idempotency_key: Option<String>,
+    /// Who asks (the service's principal; empty when anonymous): idempotency keys
+    /// are this caller's own, so two services using the same key never collide.
+    pub caller: String,
 }
 
 /// What [`Notifier::notify`] did.
 #[derive(Debug)]
 pub struct Created {
+    /// One per recipient, in the order of the request's users.
     pub notifications: Vec<Stored>,
-    /// The idempotency key was used before: nothing was written or published.
+    /// How many of them were written (and published) now; the others the caller
+    /// had created before with the same idempotency key.
+    pub written: usize,
+    /// The idempotency key was used before for every recipient: nothing was written
+    /// or published.
     pub duplicate: bool,
     /// Subscriptions the live copies reached (0 when nobody was connected).
     pub delivered: usize,
@@ -84,6 +96,12 @@ pub enum NotifyError {
     /// The request is wrong (400).
     #[error("{0}")]
     Invalid(String),
+    /// The request is over a budget (413); `limit` is the setting.
+    #[error("{message}")]
+    TooLarge {
+        limit: &'static str,
+        message: String,
+    },
     /// The database failed (503): nothing was published.
     #[error("notification store unavailable: {0}")]
     Store(#[from] sqlx::Error),
@@ -217,14 +235,15 @@ impl Notifier {
     /// Persists `n`, then publishes it. A repeated idempotency key returns the
     /// earlier notifications and publishes nothing again.
     pub async fn notify(&self, n: NewNotification) -> Result<Created, NotifyError> {
-        let recipients = validate(&n)?;
+        let (recipients, payload) = validate(&n, &self.config)?;
+        let idempotency_key = n.idempotency_key.map(|k| scoped_key(&n.caller, &k));
         let draft = Draft {
             kind: n.kind,
             title: n.title,
             message: n.message,
             redirect_path: n.redirect_path,
-            payload: n.payload.map(|p| p.to_string()),
-            idempotency_key: n.idempotency_key,
+            payload,
+            idempotency_key,
             created_at: now_ms(),
         };
         let store = self.ready_store()?;
@@ -232,19 +251,25 @@ impl Notifier {
         let inserted = store.insert(&recipients, &draft).await;
         crate::ops::metrics::database_time("insert", started.elapsed());
         let inserted = inserted?;
-        if inserted.duplicate {
-            return Ok(Created {
-                notifications: inserted.rows,
-                duplicate: true,
-                delivered: 0,
-            });
+        let duplicate = inserted.duplicate();
+        let new = || {
+            inserted
+                .rows
+                .iter()
+                .zip(&inserted.written)
+                .filter(|(_, written)| **written)
+                .map(|(row, _)| row)
+        };
+        let delivered = new().map(|row| self.publish(row)).sum();
+        let written = new().count();
+        if written > 0 {
+            crate::ops::metrics::notifications_created(written);
+            crate::ops::metrics::notifications_delivered(delivered);
         }
-        let delivered = inserted.rows.iter().map(|row| self.publish(row)).sum();
-        crate::ops::metrics::notifications_created(inserted.rows.len());
-        crate::ops::metrics::notifications_delivered(delivered);
         Ok(Created {
             notifications: inserted.rows,
-            duplicate: false,
+            written,
+            duplicate,
             delivered,
         })
     }
@@ -340,7 +365,16 @@ impl Notifier {
     pub async fn job_progress(
         &self,
         job: &JobProgress,
+        caller: &str,
     ) -> Result<(usize, Option<Created>), NotifyError> {
+        if job.id.is_empty() || job.id.len() > MAX_JOB_ID {
+            return Err(NotifyError::Invalid(format!(
+                "the job id must be 1 to {MAX_JOB_ID} bytes"
+            )));
+        }
+        if let Some(result) = &job.result {
+            payload_text(result, &self.config)?;
+        }
         if job.user.is_empty() || job.user.len() > MAX_USER || job.user == EVERYONE {
             return Err(NotifyError::Invalid(format!(
                 "'user' must name one user (1 to {MAX_USER} bytes, not '*')"
@@ -381,6 +415,7 @@ impl Notifier {
                         "result": job.result,
                     })),
                     idempotency_key: Some(format!("job:{}:{}", job.id, job.status)),
+                    caller: caller.to_owned(),
                 })
                 .await?,
             )
@@ -456,7 +491,12 @@ pub struct JobProgress {
     pub redirect_path: Option<String>,
 }
 
-fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
+/// Checks `n` against the field limits and the budgets; returns its distinct
+/// recipients and its payload as JSON text.
+fn validate(
+    n: &NewNotification,
+    config: &NotificationsConfig,
+) -> Result<(Vec<String>, Option<String>), NotifyError> {
     let bad = |m: String| Err(NotifyError::Invalid(m));
     let recipients = match &n.to {
         Recipients::Everyone => vec![EVERYONE.to_owned()],
@@ -464,15 +504,22 @@ fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
             if users.is_empty() {
                 return bad("no recipient: give 'user', 'users' or 'broadcast': true".into());
             }
-            if users.len() > MAX_RECIPIENTS {
-                return bad(format!("at most {MAX_RECIPIENTS} users per request"));
+            if users.len() > config.max_recipients {
+                return Err(too_large(
+                    "notifications.max_recipients",
+                    format!(
+                        "{} users exceed notifications.max_recipients ({} per request)",
+                        users.len(),
+                        config.max_recipients
+                    ),
+                ));
             }
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::with_capacity(users.len());
-            for u in users {
+            for (i, u) in users.iter().enumerate() {
                 if u.is_empty() || u.len() > MAX_USER || u == EVERYONE {
                     return bad(format!(
-                        "user '{u}': a user id is 1 to {MAX_USER} bytes and not '*'"
+                        "user {i}: a user id is 1 to {MAX_USER} bytes and not '*'"
                     ));
                 }
                 if seen.insert(u.as_str()) {
@@ -482,8 +529,18 @@ fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
             out
         }
     };
-    if n.message.is_empty() || n.message.len() > MAX_MESSAGE {
-        return bad(format!("'message' must be 1 to {MAX_MESSAGE} bytes"));
+    if n.message.is_empty() {
+        return bad("'message' must not be empty".into());
+    }
+    if n.message.len() > config.max_message {
+        return Err(too_large(
+            "notifications.max_message",
+            format!(
+                "'message' ({} bytes) exceeds notifications.max_message ({} bytes)",
+                n.message.len(),
+                config.max_message
+            ),
+        ));
     }
     if n.kind.is_empty() || n.kind.len() > MAX_KIND {
         return bad(format!("'type' must be 1 to {MAX_KIND} bytes"));
@@ -491,28 +548,82 @@ fn validate(n: &NewNotification) -> Result<Vec<String>, NotifyError> {
     if n.title.len() > MAX_TITLE {
         return bad(format!("'title' must be at most {MAX_TITLE} bytes"));
     }
-    if n.redirect_path
-        .as_ref()
-        .is_some_and(|r| r.len() > MAX_REDIRECT)
-    {
-        return bad(format!(
-            "'redirectPath' must be at most {MAX_REDIRECT} bytes"
-        ));
+    if let Some(r) = &n.redirect_path {
+        if r.len() > MAX_REDIRECT {
+            return bad(format!(
+                "'redirectPath' must be at most {MAX_REDIRECT} bytes"
+            ));
+        }
+        if !safe_redirect(r) {
+            return bad(
+                "'redirectPath' must be a path on this site ('/…', not '//…') or an http(s):// URL, without control characters"
+                    .into(),
+            );
+        }
     }
     if let Some(k) = &n.idempotency_key
         && (k.is_empty() || k.len() > MAX_KEY)
     {
         return bad(format!("the idempotency key must be 1 to {MAX_KEY} bytes"));
     }
-    if n.payload
-        .as_ref()
-        .is_some_and(|p| p.to_string().len() > MAX_PAYLOAD)
-    {
-        return bad(format!(
-            "'payload' must serialize to at most {MAX_PAYLOAD} bytes"
+    let payload = match &n.payload {
+        None => None,
+        Some(p) => Some(payload_text(p, config)?),
+    };
+    Ok((recipients, payload))
+}
+
+/// `payload` as JSON text, within `notifications.max_payload`.
+fn payload_text(payload: &Value, config: &NotificationsConfig) -> Result<String, NotifyError> {
+    let text = payload.to_string();
+    if text.len() > config.max_payload {
+        return Err(too_large(
+            "notifications.max_payload",
+            format!(
+                "'payload' ({} bytes of JSON) exceeds notifications.max_payload ({} bytes)",
+                text.len(),
+                config.max_payload
+            ),
         ));
     }
-    Ok(recipients)
+    Ok(text)
+}
+
+fn too_large(limit: &'static str, message: String) -> NotifyError {
+    crate::ops::metrics::limit_hit(limit);
+    NotifyError::TooLarge { limit, message }
+}
+
+/// Whether the web UI may make `r` a link: a path on this site (one `/`, so not a
+/// scheme-relative `//host` nor `/\host`, which browsers read as `//host`), or an
+/// absolute http(s) URL. Anything else (`javascript:`, `data:`, …) would run in the
+/// page that shows it. Control characters are refused because browsers drop tabs and
+/// newlines inside URLs, which would let `/\t/host` become `//host`.
+pub fn safe_redirect(r: &str) -> bool {
+    if r.chars().any(char::is_control) {
+        return false;
+    }
+    if let Some(rest) = r.strip_prefix('/') {
+        return !rest.starts_with(['/', '\\']);
+    }
+    let Some((scheme, rest)) = r.split_once("://") else {
+        return false;
+    };
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        && !rest.is_empty()
+}
+
+/// The stored form of `caller`'s idempotency key: `{len}:{caller}:{key}` (the length
+/// makes it unambiguous), or, when that would not fit the column, `sha1:` and the
+/// hash of it. The key is unique per recipient in the table, so a key is scoped to
+/// one caller and one recipient.
+fn scoped_key(caller: &str, key: &str) -> String {
+    let scoped = format!("{}:{caller}:{key}", caller.len());
+    if scoped.len() <= MAX_KEY {
+        scoped
+    } else {
+        format!("sha1:{}", sha1_smol::Sha1::from(scoped.as_bytes()).digest())
+    }
 }
 
 /// A notification as clients see it, in the REST API and in the live message:
@@ -588,4 +699,40 @@ pub fn now_ms() -> i64 {
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoped_keys_never_collide_across_callers() {
+        // The length prefix keeps "a" + "b:c" apart from "a:b" + "c".
+        assert_ne!(scoped_key("a", "b:c"), scoped_key("a:b", "c"));
+        assert_ne!(scoped_key("", "k"), scoped_key("x", "k"));
+        assert_eq!(scoped_key("svc", "k"), scoped_key("svc", "k"));
+        // Too long for the column: hashed, still per caller, and within it.
+        let long = "k".repeat(MAX_KEY);
+        let (a, b) = (scoped_key("one", &long), scoped_key("two", &long));
+        assert!(a.starts_with("sha1:") && a.len() <= MAX_KEY, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_site_paths_and_http_urls_are_safe_redirects() {
+        for ok in ["/", "/a/b?c#d", "https://x.example/", "HTTP://x"] {
+            assert!(safe_redirect(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "//x",
+            "/\\x",
+            "/a\tb",
+            "",
+            "x",
+            "https://",
+        ] {
+            assert!(!safe_redirect(bad), "{bad}");
+        }
+    }
 }

@@ -55,10 +55,17 @@ pub struct Stored {
 
 #[derive(Debug)]
 pub struct Inserted {
+    /// One row per recipient, in the order of the recipients.
     pub rows: Vec<Stored>,
-    /// The idempotency key had been used: `rows` are the earlier notifications and
-    /// nothing new was written.
-    pub duplicate: bool,
+    /// Per row: written now (true), or found under the idempotency key (false).
+    pub written: Vec<bool>,
+}
+
+impl Inserted {
+    /// Every row was there before: nothing was written.
+    pub fn duplicate(&self) -> bool {
+        !self.written.contains(&true)
+    }
 }
 
 /// What marking one notification read found.
@@ -161,38 +168,55 @@ impl NotificationStore {
 
     /// Inserts `draft` once per recipient (recipients must be distinct), all in one
     /// transaction, [`MAX_ROWS_PER_INSERT`] rows per statement. With an idempotency
-    /// key that was used before, inserts nothing and returns the earlier rows.
+    /// key (already scoped to its caller), a recipient that has a row under that key
+    /// gets that row back instead of a new one: the key is unique per recipient.
     pub async fn insert(
         &self,
         recipients: &[String],
         draft: &Draft,
     ) -> Result<Inserted, sqlx::Error> {
-        let duplicate = |rows| {
-            Ok(Inserted {
-                rows,
-                duplicate: true,
-            })
+        let Some(key) = &draft.idempotency_key else {
+            let rows = each!(self, s => s.insert_rows(recipients, draft).await)?;
+            let written = vec![true; rows.len()];
+            return Ok(Inserted { rows, written });
         };
-        if let Some(key) = &draft.idempotency_key {
-            let earlier = each!(self, s => s.by_key(key).await)?;
-            if !earlier.is_empty() {
-                return duplicate(earlier);
-            }
+        let earlier = self.by_key(key, recipients).await?;
+        let missing: Vec<String> = recipients
+            .iter()
+            .filter(|r| !earlier.contains_key(r.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(merge(recipients, earlier, Vec::new()));
         }
-        match each!(self, s => s.insert_rows(recipients, draft).await) {
-            Ok(rows) => Ok(Inserted {
-                rows,
-                duplicate: false,
-            }),
-            // A concurrent request with the same key won the race.
-            Err(sqlx::Error::Database(e))
-                if e.is_unique_violation() && draft.idempotency_key.is_some() =>
-            {
-                let key = draft.idempotency_key.as_deref().unwrap_or_default();
-                duplicate(each!(self, s => s.by_key(key).await)?)
+        match each!(self, s => s.insert_rows(&missing, draft).await) {
+            Ok(new) => Ok(merge(recipients, earlier, new)),
+            // A concurrent request with the same key won the race: its rows are
+            // committed, so they are all found now.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let earlier = self.by_key(key, recipients).await?;
+                if earlier.len() == recipients.len() {
+                    Ok(merge(recipients, earlier, Vec::new()))
+                } else {
+                    Err(sqlx::Error::Database(e))
+                }
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The rows stored under `key` for any of `recipients`, by recipient.
+    async fn by_key(
+        &self,
+        key: &str,
+        recipients: &[String],
+    ) -> Result<std::collections::HashMap<String, Stored>, sqlx::Error> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in recipients.chunks(MAX_ROWS_PER_INSERT) {
+            let rows = each!(self, s => s.by_key(key, chunk).await)?;
+            found.extend(rows.into_iter().map(|row| (row.recipient.clone(), row)));
+        }
+        Ok(found)
     }
 
     /// `user`'s notifications (their own and broadcasts), newest first, ids below
@@ -249,7 +273,6 @@ pub(super) enum Dialect {
 /// The statements of one dialect, made once (see [`Dialect::sql`]).
 pub(super) struct Sql {
     dialect: Dialect,
-    pub by_key: String,
     pub list: String,
     pub list_unread: String,
     pub unread_count: String,
@@ -331,11 +354,6 @@ impl Sql {
         let user_rows = |tail: &str| d.placeholders(&format!("{USERS_ROWS} {tail}"));
         let mut sql = Sql {
             dialect: d,
-            by_key: d.placeholders(&format!(
-                "SELECT {cols} FROM notifications n \
-                 LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = n.recipient \
-                 WHERE n.idempotency_key = $1 ORDER BY n.id"
-            )),
             list: format!("SELECT {cols} {}", user_rows("AND n.id < $4 ORDER BY n.id DESC LIMIT $5")),
             list_unread: format!(
                 "SELECT {cols} {}",
@@ -380,6 +398,28 @@ impl Sql {
         out
     }
 
+    /// The rows stored under a key (the first value) for any of `recipients` users
+    /// (the next values).
+    pub fn by_key(&self, recipients: usize) -> String {
+        let postgres = self.dialect == Dialect::Postgres;
+        let mark = |i: usize| {
+            if postgres {
+                format!("${i}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        let users: Vec<String> = (2..recipients + 2).map(mark).collect();
+        format!(
+            "SELECT {cols} FROM notifications n \
+             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = n.recipient \
+             WHERE n.idempotency_key = {key} AND n.recipient IN ({users}) ORDER BY n.id",
+            cols = self.dialect.columns(),
+            key = mark(1),
+            users = users.join(", "),
+        )
+    }
+
     /// One multi-row `INSERT` of `rows` notifications ([`NOTIFICATION_VALUES`] values
     /// each); SQLite and PostgreSQL return `(id, recipient)` of every row.
     pub fn insert_notifications(&self, rows: usize) -> String {
@@ -409,6 +449,28 @@ impl Sql {
             )
         }
     }
+}
+
+/// The rows of `recipients` in their order: each one found under the key, or the
+/// next of `new` (written for the recipients not found, in the same order).
+fn merge(
+    recipients: &[String],
+    mut earlier: std::collections::HashMap<String, Stored>,
+    new: Vec<Stored>,
+) -> Inserted {
+    let mut new = new.into_iter();
+    let mut rows = Vec::with_capacity(recipients.len());
+    let mut written = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        if let Some(row) = earlier.remove(recipient) {
+            rows.push(row);
+            written.push(false);
+        } else if let Some(row) = new.next() {
+            rows.push(row);
+            written.push(true);
+        }
+    }
+    Inserted { rows, written }
 }
 
 /// The [`Stored`] row `draft` became for `recipient`.
@@ -532,11 +594,20 @@ macro_rules! shared_methods {
             Ok(Some(rows))
         }
 
-        pub(super) async fn by_key(&self, key: &str) -> Result<Vec<Stored>, sqlx::Error> {
-            sqlx::query_as(Self::sql().by_key.as_str())
-                .bind(key)
-                .fetch_all(&self.pool)
-                .await
+        pub(super) async fn by_key(
+            &self,
+            key: &str,
+            recipients: &[String],
+        ) -> Result<Vec<Stored>, sqlx::Error> {
+            let n = recipients.len();
+            let full = n == $crate::notify::store::MAX_ROWS_PER_INSERT;
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(Self::sql().by_key(n)))
+                .persistent(n == 1 || full)
+                .bind(key);
+            for recipient in recipients {
+                q = q.bind(recipient);
+            }
+            q.fetch_all(&self.pool).await
         }
 
         pub(super) async fn list(

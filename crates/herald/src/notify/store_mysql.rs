@@ -49,8 +49,8 @@ impl MySqlStore {
             .execute(&mut **tx)
             .await?;
         let first = done.last_insert_id() as i64;
-        if n == 1 {
-            return Ok(Some(vec![(first, recipients[0].clone())]));
+        if let [only] = recipients {
+            return Ok(Some(vec![(first, only.clone())]));
         }
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT id, recipient FROM notifications \

@@ -53,7 +53,7 @@ pub const HISTORY_BYTES: &str = "herald_history_bytes";
 pub const UNACKED: &str = "herald_unacked_deliveries";
 
 /// The `limit` label of [`LIMIT_HITS`]: the setting whose budget was reached.
-const LIMITS: [&str; 10] = [
+const LIMITS: [&str; 14] = [
     "broker.queue_capacity",
     "broker.queue_max_bytes",
     "broker.queues_max_bytes",
@@ -64,6 +64,10 @@ const LIMITS: [&str; 10] = [
     "stomp.transaction_max_frames",
     "stomp.transaction_max_bytes",
     "stomp.prefetch",
+    "server.max_body",
+    "notifications.max_recipients",
+    "notifications.max_message",
+    "notifications.max_payload",
 ];
 // The runtime: what the process keeps alive, read when /metrics is scraped. A task
 // that outlives its session shows here first (`herald-bench churn` watches it).
@@ -232,7 +236,7 @@ pub fn budgets(b: &Budgets) {
 
 /// A budget was reached; `limit` is its setting (one of [`LIMITS`]).
 pub fn limit_hit(limit: &'static str) {
-    static HITS: PerLabel<Counter, 10> = PerLabel::new(LIMITS);
+    static HITS: PerLabel<Counter, 14> = PerLabel::new(LIMITS);
     HITS.with(
         limit,
         || counter!(LIMIT_HITS, "limit" => limit),

@@ -230,10 +230,13 @@ impl Session {
         let confirmations = self.confirming.take().unwrap_or_default();
         // A SEND to an application destination is receipted once its handler is done.
         let receipt = match (direct_send && self.calls.len() > calls_before, receipt) {
-            (true, Some(r)) => {
-                self.calls.back_mut().expect("a call was queued").receipt = Some(r);
-                None
-            }
+            (true, Some(r)) => match self.calls.back_mut() {
+                Some(call) => {
+                    call.receipt = Some(r);
+                    None
+                }
+                None => Some(r),
+            },
             (_, r) => r,
         };
         // In a cluster the RECEIPT waits for the bus: once what a SEND or COMMIT
@@ -587,7 +590,10 @@ impl Session {
             .node
             .router
             .for_subscribe(destination, &self.principal.name)?;
-        let recipient = self.recipient.clone().expect("connected");
+        let recipient = self
+            .recipient
+            .clone()
+            .ok_or_else(|| StompError::new("SUBSCRIBE before CONNECT"))?;
         // Resubscribing after a gap: `offset` (and `epoch`) of the last message seen.
         let since = match frame.get("offset") {
             Some(o) => Some(crate::cluster::Since {

@@ -19,6 +19,14 @@ let unread = 0;
 let nextCursor = null;
 let syncs = 0;
 
+// The server stores only a path on this site or an http(s) URL as redirectPath; rows
+// from before it checked are followed only if they are one too.
+function safeRedirect(r) {
+  if (typeof r !== 'string' || /[\u0000-\u001f\u007f]/.test(r)) return null;
+  if (r.startsWith('/')) return /^\/[\/\\]/.test(r) ? null : r;
+  return /^https?:\/\/./i.test(r) ? r : null;
+}
+
 function setUnread(n) {
   unread = Math.max(0, n);
   const badge = $('#unread');
@@ -45,7 +53,7 @@ function render() {
             `#${n.notificationId} · ${n.type}${n.broadcast ? ' · broadcast' : ''} · ${new Date(n.createdAt).toLocaleString()}`,
             n.origin === 'live' ? ' · live' : n.origin === 'sync' ? ' · arrived while you were away' : '',
           ),
-          n.redirectPath ? el('a', { href: n.redirectPath }, 'Open') : null,
+          safeRedirect(n.redirectPath) ? el('a', { href: safeRedirect(n.redirectPath) }, 'Open') : null,
         ),
         n.read ? null : el('button', { class: 'secondary mark-read', type: 'button', onclick: () => markRead(n.notificationId) }, 'Mark read'),
       ),
@@ -114,7 +122,7 @@ function desktopNotify(n) {
     const shown = new Notification(n.title || 'Herald', { body: n.message, tag: `herald-${n.notificationId}` });
     shown.onclick = () => {
       window.focus();
-      if (n.redirectPath) location.href = n.redirectPath;
+      if (safeRedirect(n.redirectPath)) location.href = safeRedirect(n.redirectPath);
     };
   } catch {
     // Some browsers allow notifications only from a service worker.
