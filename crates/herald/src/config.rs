@@ -241,6 +241,12 @@ pub struct AppsConfig {
     /// Longest an application handler may take.
     #[serde(with = "humantime_serde")]
     pub handler_timeout: Duration,
+    /// Most chat rooms that may exist at once (the three starting rooms included):
+    /// creating one more is refused.
+    pub max_rooms: usize,
+    /// A room without members this long is removed (the starting rooms stay).
+    #[serde(with = "humantime_serde")]
+    pub room_idle_timeout: Duration,
     pub backend: BackendConfig,
 }
 
@@ -251,6 +257,8 @@ impl Default for AppsConfig {
             errors: ErrorDelivery::Frame,
             error_destination: "/queue/errors".into(),
             handler_timeout: Duration::from_secs(10),
+            max_rooms: 1000,
+            room_idle_timeout: Duration::from_secs(300),
             backend: BackendConfig::default(),
         }
     }
@@ -842,6 +850,12 @@ impl Config {
             if !(1..=200).contains(&n.page_size) {
                 return err("notifications.page_size", "must be 1 to 200");
             }
+        }
+        if self.apps.max_rooms == 0 {
+            return err("apps.max_rooms", "must be at least 1");
+        }
+        if self.apps.room_idle_timeout.is_zero() {
+            return err("apps.room_idle_timeout", "must be more than 0");
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");

@@ -24,6 +24,8 @@ pub struct Server {
     node: Arc<Node>,
     /// HTTP routes the apps bring.
     app_routes: axum::Router<HttpState>,
+    /// The demo chat rooms, whose idle ones a task removes while the server runs.
+    rooms: Option<apps::rooms::Rooms>,
     http: TcpListener,
     stomp: Option<TcpListener>,
     shutdown: CancellationToken,
@@ -39,14 +41,15 @@ impl Server {
     /// `apps.demo` is on).
     pub async fn bind_with(config: Config, handlers: Handlers) -> anyhow::Result<Server> {
         config.validate()?;
-        let (handlers, app_routes) = if config.apps.demo {
-            let rooms = apps::rooms::Rooms::new();
+        let (handlers, app_routes, rooms) = if config.apps.demo {
+            let rooms = apps::rooms::Rooms::new(&config);
             (
                 handlers.merge(apps::handlers(&rooms)),
                 rooms.routes(config.sockjs.enabled),
+                Some(rooms),
             )
         } else {
-            (handlers, axum::Router::new())
+            (handlers, axum::Router::new(), None)
         };
         let http = TcpListener::bind(config.server.http)
             .await
@@ -103,6 +106,7 @@ impl Server {
         Ok(Server {
             node,
             app_routes,
+            rooms,
             http,
             stomp,
             shutdown: CancellationToken::new(),
@@ -133,6 +137,7 @@ impl Server {
         let Server {
             node,
             app_routes,
+            rooms,
             http,
             stomp,
             shutdown,
@@ -175,6 +180,9 @@ impl Server {
         ));
         if let Some(notifier) = node.notifications.get() {
             notifier.spawn_retention(shutdown.clone());
+        }
+        if let Some(rooms) = &rooms {
+            rooms.spawn_expiry(node.messaging.cluster().clone(), shutdown.clone());
         }
         if let Some(listener) = stomp {
             tasks.spawn(accept_stomp(

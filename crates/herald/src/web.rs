@@ -7,9 +7,17 @@
 //!   copied from npm by `scripts/vendor-web.sh`);
 //! - `GET /api/web/session`: the auth mode, whether the development login is on, and
 //!   who the request's cookie or bearer token names;
+//! - `POST /api/web/signin` {token}: verifies a pasted token and sets it as the
+//!   HttpOnly `auth.cookie_name` cookie; `POST /api/web/signout` clears it;
 //! - `POST /api/dev/login` {sub, roles?, name?} (only with `web.dev_login = true` and an
-//!   issuer that can sign, and only for loopback clients): mints a token (`auth::jwt::mint`) and sets it as the HttpOnly
-//!   `auth.cookie_name` cookie; `POST /api/dev/logout` clears it.
+//!   issuer that can sign, and only for loopback clients): mints a token
+//!   (`auth::jwt::mint`) and sets it as that cookie; `POST /api/dev/logout` clears it.
+//!
+//! The pages hold no token: the cookie, out of the scripts' reach, authenticates the
+//! WebSocket, SockJS and REST requests. Every answer carries a Content-Security-Policy
+//! without inline script ([`CSP`]), `frame-ancestors 'none'`, a same-origin
+//! Referrer-Policy and `nosniff`, so an injected tag runs nothing and the pages cannot
+//! be framed.
 //!
 //! Caching: every asset carries an `ETag` (its SHA-256) and is revalidated
 //! (`Cache-Control: no-cache`, 304 on `If-None-Match`); the vendored libraries, which
@@ -44,10 +52,18 @@ const PAGES: &[(&str, &str)] = &[
 /// How long a development login's token lives.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// The pages' Content-Security-Policy: scripts only from files of this origin (no
+/// inline script, no eval), connections only to this origin (`'self'` covers its
+/// `ws:`/`wss:`), no plugins, no `<base>` rewriting, forms to this origin, never
+/// framed. Inline `style` attributes are allowed: they cannot run code.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 pub(crate) fn routes() -> axum::Router<HttpState> {
     let mut router = axum::Router::new()
         .route("/web/{*path}", get(asset))
         .route("/api/web/session", get(session))
+        .route("/api/web/signin", post(signin))
+        .route("/api/web/signout", post(signout))
         .route("/api/dev/login", post(dev_login))
         .route("/api/dev/logout", post(dev_logout));
     for (path, file) in PAGES {
@@ -80,12 +96,14 @@ pub fn content_type(path: &str) -> &'static str {
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(file) = Assets::get(path) else {
-        return (
+        let mut response = (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "text/plain")],
             "not found",
         )
             .into_response();
+        secure(response.headers_mut());
+        return response;
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
     let cache = if path.starts_with("vendor/") {
@@ -108,14 +126,28 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    secure(h);
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
     response
+}
+
+/// The security headers every page and asset carries.
+fn secure(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -164,11 +196,103 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
+/// The `Set-Cookie` value that signs the browser in with `token` for `max_age`.
+fn session_cookie(state: &HttpState, token: &str, max_age: Duration) -> Option<HeaderValue> {
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        state.node.auth.config.cookie_name,
+        max_age.as_secs()
+    );
+    HeaderValue::from_str(&cookie).ok()
+}
+
+/// A sign-in must come from a page of an allowed origin: another site must not sign
+/// the browser in as someone else (login CSRF).
+fn same_origin(state: &HttpState, headers: &HeaderMap) -> Result<(), Response> {
+    state.node.gate.check_origin(headers).map_err(|r| {
+        (
+            r.status,
+            Json(json!({ "error": r.message, "code": r.code })),
+        )
+            .into_response()
+    })
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// Verifies a pasted token and keeps it in the HttpOnly cookie for its lifetime.
+async fn signin(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Json<SignIn>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(refused) = same_origin(&state, &headers) {
+        return refused;
+    }
+    let auth = &state.node.auth;
+    let Some(verifier) = &auth.verifier else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no token issuer is configured (auth.issuers): anonymous mode has no sign-in",
+        );
+    };
+    if !auth
+        .config
+        .token_sources
+        .contains(&crate::config::TokenSource::Cookie)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            "the web UI signs in with the auth cookie, and \"cookie\" is not one of auth.token_sources",
+        );
+    }
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let token = req.token.trim();
+    let principal = match verifier
+        .verify(token)
+        .await
+        .and_then(|claims| auth.principal(&claims))
+    {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, format!("token refused: {e}")),
+    };
+    let max_age = principal.time_left().unwrap_or(DEV_TOKEN_TTL);
+    let mut response = Json(json!({
+        "name": principal.name,
+        "displayName": principal.display_name,
+        "roles": principal.roles,
+        "expiresIn": max_age.as_secs(),
+    }))
+    .into_response();
+    if let Some(v) = session_cookie(&state, token, max_age) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn signout(State(state): State<HttpState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = session_cookie(&state, "", Duration::ZERO) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
 async fn dev_login(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<DevLogin>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    if let Err(refused) = same_origin(&state, &headers) {
+        return refused;
+    }
     if !dev_login_on(&state) {
         return error(
             StatusCode::NOT_FOUND,
@@ -208,35 +332,22 @@ async fn dev_login(
         }
     };
     tracing::info!(sub, roles = ?req.roles, "development login");
-    let cookie = format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        config.cookie_name,
-        DEV_TOKEN_TTL.as_secs()
-    );
     let mut response = Json(json!({
         "sub": sub,
         "roles": req.roles,
-        // Development only: the pages also send it as a bearer token to the REST API.
+        // For scripts and tests that call the APIs themselves; the pages keep none.
         "token": token,
         "expiresIn": DEV_TOKEN_TTL.as_secs(),
     }))
     .into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Some(v) = session_cookie(&state, &token, DEV_TOKEN_TTL) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
 }
 
-async fn dev_logout(State(state): State<HttpState>) -> Response {
-    let cookie = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        state.node.auth.config.cookie_name
-    );
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
+async fn dev_logout(state: State<HttpState>) -> Response {
+    signout(state).await
 }
 
 #[cfg(test)]
@@ -266,6 +377,36 @@ mod tests {
             content_type("vendor/stompjs.LICENSE"),
             "text/plain; charset=utf-8"
         );
+    }
+
+    #[test]
+    fn every_answer_carries_the_security_headers() {
+        for response in [
+            serve("index.html", &HeaderMap::new()),
+            serve("js/herald.js", &HeaderMap::new()),
+            serve("nope.html", &HeaderMap::new()),
+        ] {
+            let h = response.headers();
+            let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(csp.contains("script-src 'self';"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert!(!csp.contains("script-src 'self' 'unsafe-inline'"), "{csp}");
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(h[header::REFERRER_POLICY], "same-origin");
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        }
+    }
+
+    #[test]
+    fn no_page_has_an_inline_script() {
+        for (_, file) in PAGES {
+            let html = String::from_utf8(Assets::get(file).unwrap().data.into_owned()).unwrap();
+            for tag in html.split("<script").skip(1) {
+                let open = &tag[..tag.find('>').unwrap()];
+                assert!(open.contains("src="), "{file} has an inline script");
+            }
+            assert!(!html.contains(" onclick="), "{file} has an inline handler");
+        }
     }
 
     #[test]

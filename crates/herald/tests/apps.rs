@@ -943,8 +943,9 @@ async fn seed_chat_and_greeting() {
 struct PlainWs(WebSocketStream<MaybeTlsStream<TcpStream>>);
 
 impl PlainWs {
-    async fn open(server: &TestServer) -> PlainWs {
-        let url = format!("ws://{}/ws/chat", server.http);
+    /// `query` is the handshake's query string (`login=pat`, `access_token=...`).
+    async fn open(server: &TestServer, query: &str) -> PlainWs {
+        let url = format!("ws://{}/ws/chat?{query}", server.http);
         let (ws, _) = tokio::time::timeout(WAIT, ClientBuilder::new().uri(&url).unwrap().connect())
             .await
             .expect("/ws/chat handshake in time")
@@ -1049,21 +1050,21 @@ async fn seed_rooms_stomp_and_plain_websocket_meet() {
     let v = json_of(&stomp.recv_message().await);
     assert_eq!(
         (v["type"].as_str(), v["writer"].as_str()),
-        (Some("JOIN"), Some("Alice"))
+        (Some("JOIN"), Some("alice"))
     );
     assert_eq!(v["chatRoomId"], id.as_str());
-    assert_eq!(v["members"], json!(["Alice"]));
+    assert_eq!(v["members"], json!(["alice"]));
 
-    let mut plain = PlainWs::open(&server).await;
+    let mut plain = PlainWs::open(&server, "login=pat").await;
     plain
         .send(json!({ "chatRoomId": id, "type": "JOIN", "writer": "Pat" }))
         .await;
     let v = plain.recv().await;
     assert_eq!(
         (v["type"].as_str(), v["writer"].as_str()),
-        (Some("JOIN"), Some("Pat"))
+        (Some("JOIN"), Some("pat"))
     );
-    assert_eq!(v["members"], json!(["Alice", "Pat"]));
+    assert_eq!(v["members"], json!(["alice", "pat"]));
     assert_eq!(
         json_of(&stomp.recv_message().await),
         v,
@@ -1073,7 +1074,7 @@ async fn seed_rooms_stomp_and_plain_websocket_meet() {
     let (_, body) = server.http_get(&format!("/api/rooms/{id}")).await;
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["members"],
-        json!(["Alice", "Pat"])
+        json!(["alice", "pat"])
     );
 
     plain
@@ -1099,7 +1100,7 @@ async fn seed_rooms_stomp_and_plain_websocket_meet() {
                 v["writer"].as_str(),
                 v["message"].as_str()
             ),
-            (Some("CHAT"), Some("Alice"), Some("hi from stomp"))
+            (Some("CHAT"), Some("alice"), Some("hi from stomp"))
         );
     }
 
@@ -1172,15 +1173,15 @@ async fn seed_rooms_stomp_and_plain_websocket_meet() {
     for v in [plain.recv().await, json_of(&stomp.recv_message().await)] {
         assert_eq!(
             (v["type"].as_str(), v["writer"].as_str()),
-            (Some("LEAVE"), Some("Alice"))
+            (Some("LEAVE"), Some("alice"))
         );
-        assert_eq!(v["members"], json!(["Pat"]));
+        assert_eq!(v["members"], json!(["pat"]));
     }
     drop(plain);
     let v = json_of(&stomp.recv_message().await);
     assert_eq!(
         (v["type"].as_str(), v["writer"].as_str()),
-        (Some("LEAVE"), Some("Pat"))
+        (Some("LEAVE"), Some("pat"))
     );
     assert_eq!(v["members"], json!([]));
     let (_, body) = server.http_get(&format!("/api/rooms/{id}")).await;
@@ -1198,7 +1199,7 @@ async fn seed_rooms_stomp_disconnect_leaves() {
     watcher
         .subscribe("room", &format!("/topic/chat/room/{id}"))
         .await;
-    let mut joiner = server.tcp().await;
+    let (mut joiner, _) = server.connect_as(Transport::Tcp, "Jo").await;
     joiner
         .request(app(
             "/app/chat/join",
@@ -1225,4 +1226,230 @@ async fn seed_rooms_stomp_disconnect_leaves() {
     let e = unknown.expect_error_and_close().await;
     assert!(message_of(&e).contains("unknown room 'nope'"), "{e:?}");
     assert_eq!(e.get("receipt-id"), Some("ru"));
+}
+
+// ---------------------------------------------------------------------------
+// 7. The demo apps speak for the principal; rooms have a budget
+// ---------------------------------------------------------------------------
+
+const ISS: &str = "https://idp.test";
+
+#[tokio::test]
+async fn demo_chat_writes_as_the_principal_never_as_the_payload_says() {
+    let server = TestServer::with(|c| {
+        c.auth.issuers = vec![secret_issuer(ISS)];
+        c.auth.required = true;
+    })
+    .await;
+    let id = first_room(&server).await["id"].as_str().unwrap().to_owned();
+    let topic = format!("/topic/chat/room/{id}");
+    let bearer = format!("Bearer {}", hs_token(ISS, "alice", &[]));
+    let (mut alice, answer) = server
+        .connect_headers(Transport::Ws, &[("Authorization", &bearer)])
+        .await;
+    assert_eq!(answer.command, Command::Connected, "{answer:?}");
+    alice.subscribe("room", &topic).await;
+    alice.subscribe("chat", "/topic/chat").await;
+
+    // No token: the plain chat is not let in at all.
+    let url = format!("ws://{}/ws/chat", server.http);
+    let refused = tokio::time::timeout(WAIT, ClientBuilder::new().uri(&url).unwrap().connect())
+        .await
+        .expect("/ws/chat answers in time");
+    assert!(refused.is_err(), "/ws/chat without a token was let in");
+
+    // Mallory's token, claiming to be "admin" by login and by payload.
+    let mallory = hs_token(ISS, "mallory", &[]);
+    let mut plain = PlainWs::open(&server, &format!("access_token={mallory}&login=admin")).await;
+    plain
+        .send(json!({ "chatRoomId": id, "type": "JOIN", "writer": "admin" }))
+        .await;
+    let v = plain.recv().await;
+    assert_eq!(
+        (v["type"].as_str(), v["writer"].as_str()),
+        (Some("JOIN"), Some("mallory"))
+    );
+    assert_eq!(v["members"], json!(["mallory"]));
+    assert_eq!(json_of(&alice.recv_message().await), v);
+    plain
+        .send(json!({ "chatRoomId": id, "type": "CHAT", "writer": "admin", "message": "hi" }))
+        .await;
+    for v in [plain.recv().await, json_of(&alice.recv_message().await)] {
+        assert_eq!(
+            (v["writer"].as_str(), v["message"].as_str()),
+            (Some("mallory"), Some("hi"))
+        );
+    }
+
+    // STOMP: the payload's writer and sender are ignored too.
+    alice
+        .request(app(
+            "/app/chat/join",
+            &json!({ "chatRoomId": id, "writer": "admin" }).to_string(),
+        ))
+        .await;
+    let v = json_of(&alice.recv_message().await);
+    assert_eq!(
+        (v["type"].as_str(), v["writer"].as_str()),
+        (Some("JOIN"), Some("alice"))
+    );
+    assert_eq!(v["members"], json!(["alice", "mallory"]));
+    alice
+        .request(app(
+            "/app/chat/message",
+            &json!({ "chatRoomId": id, "writer": "admin", "message": "yo" }).to_string(),
+        ))
+        .await;
+    assert_eq!(json_of(&alice.recv_message().await)["writer"], "alice");
+    alice
+        .request(app(
+            "/app/chat.send",
+            r#"{"sender":"admin","content":"from me"}"#,
+        ))
+        .await;
+    let v = json_of(&alice.recv_message().await);
+    assert_eq!(
+        (v["sender"].as_str(), v["content"].as_str()),
+        (Some("alice"), Some("from me"))
+    );
+}
+
+#[tokio::test]
+async fn anonymous_plain_chat_is_named_like_a_connect_never_by_the_payload() {
+    let server = TestServer::start().await;
+    let id = first_room(&server).await["id"].as_str().unwrap().to_owned();
+    let mut nameless = PlainWs::open(&server, "").await;
+    nameless
+        .send(json!({ "chatRoomId": id, "type": "JOIN", "writer": "admin" }))
+        .await;
+    let v = nameless.recv().await;
+    let writer = v["writer"].as_str().unwrap();
+    assert!(writer.starts_with("anonymous-"), "{v}");
+}
+
+/// Creates a room by REST: (status, answer).
+async fn create_room(server: &TestServer, name: &str) -> (u16, Value) {
+    server
+        .http_post_json("/api/rooms", &json!({ "name": name }).to_string())
+        .await
+}
+
+/// Polls `GET /api/rooms/{id}` until it answers `status` (within a generous bound).
+async fn until_room_status(server: &TestServer, id: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + HTTP_WAIT;
+    loop {
+        let (got, _) = server.http_get(&format!("/api/rooms/{id}")).await;
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room {id} still answers {got}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn rooms_are_limited_and_the_refusal_names_the_limit() {
+    let server = TestServer::with(|c| c.apps.max_rooms = 5).await;
+    first_room(&server).await;
+    for name in ["a", "b"] {
+        let (status, v) = create_room(&server, name).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let (status, v) = create_room(&server, "c").await;
+    assert_eq!(status, 429, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("too many rooms") && msg.contains("apps.max_rooms = 5"),
+        "{v}"
+    );
+    assert_eq!(v["code"], "max_rooms");
+    let (_, body) = server.http_get("/api/rooms").await;
+    let rooms: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rooms.as_array().unwrap().len(), 5);
+    let (status, body) = server.http_get("/metrics").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("herald_limit_hits_total{limit=\"apps.max_rooms\"}"),
+        "{text}"
+    );
+    assert!(text.contains("herald_rooms "), "{text}");
+}
+
+#[tokio::test]
+async fn idle_rooms_expire_and_free_their_place() {
+    let server = TestServer::with(|c| {
+        c.apps.max_rooms = 5;
+        c.apps.room_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    first_room(&server).await;
+    let (_, busy) = create_room(&server, "busy").await;
+    let busy = busy["id"].as_str().unwrap().to_owned();
+    let (_, idle) = create_room(&server, "idle").await;
+    let idle = idle["id"].as_str().unwrap().to_owned();
+    let (mut member, _) = server.connect_as(Transport::Tcp, "bo").await;
+    member
+        .subscribe("room", &format!("/topic/chat/room/{busy}"))
+        .await;
+    member
+        .request(app(
+            "/app/chat/join",
+            &json!({ "chatRoomId": busy }).to_string(),
+        ))
+        .await;
+    assert_eq!(json_of(&member.recv_message().await)["type"], "JOIN");
+    assert_eq!(create_room(&server, "full").await.0, 429);
+
+    // The empty room goes; the occupied one and the starting rooms stay.
+    until_room_status(&server, &idle, 404).await;
+    let (status, _) = server.http_get(&format!("/api/rooms/{busy}")).await;
+    assert_eq!(status, 200, "a room with a member was removed");
+    let (_, body) = server.http_get("/api/rooms").await;
+    let names: Vec<String> = serde_json::from_slice::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["Room 1", "Room 2", "Room 3", "busy"]);
+    let (status, v) = create_room(&server, "now there is room").await;
+    assert_eq!(status, 201, "{v}");
+
+    // Once its member leaves, the busy room goes too.
+    member
+        .request(app(
+            "/app/chat/leave",
+            &json!({ "chatRoomId": busy }).to_string(),
+        ))
+        .await;
+    until_room_status(&server, &busy, 404).await;
+}
+
+#[tokio::test]
+async fn rooms_follow_a_custom_topic_prefix() {
+    let server = TestServer::with(|c| c.broker.topic_prefixes = vec!["/exchange/".into()]).await;
+    let id = first_room(&server).await["id"].as_str().unwrap().to_owned();
+    let (mut watcher, _) = server.connect_as(Transport::Ws, "watcher").await;
+    watcher
+        .subscribe("room", &format!("/exchange/chat/room/{id}"))
+        .await;
+    let mut plain = PlainWs::open(&server, "login=pat").await;
+    plain
+        .send(json!({ "chatRoomId": id, "type": "JOIN" }))
+        .await;
+    let v = plain.recv().await;
+    assert_eq!(
+        (v["type"].as_str(), v["writer"].as_str()),
+        (Some("JOIN"), Some("pat"))
+    );
+    assert_eq!(json_of(&watcher.recv_message().await), v);
+    plain
+        .send(json!({ "chatRoomId": id, "type": "CHAT", "message": "still alive" }))
+        .await;
+    assert_eq!(plain.recv().await["message"], "still alive");
 }

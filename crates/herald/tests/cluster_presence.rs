@@ -134,9 +134,9 @@ async fn rooms_are_shared_and_members_span_nodes() {
     let topic = format!("/topic/chat/room/{id}");
 
     // Ann joins over STOMP on A; Ben over STOMP on B: Ben's JOIN lists both.
-    let mut ann = a.tcp().await;
+    let (mut ann, _) = a.connect_as(Transport::Tcp, "Ann").await;
     ann.subscribe("r", &topic).await;
-    let mut ben = b.ws().await;
+    let (mut ben, _) = b.connect_as(Transport::Ws, "Ben").await;
     ben.subscribe("r", &topic).await;
     listening(&a, Kind::Topic, &topic).await;
     listening(&b, Kind::Topic, &topic).await;

@@ -138,14 +138,14 @@ def test_rooms_over_stomp_and_rest(herald, users):
     watcher.subscribe(f"/topic/chat/room/{rid}")
     send_app(joiner, "/app/chat/join", {"chatRoomId": rid, "writer": "Jo"})
     v = json.loads(watcher.rec.next_message(what="JOIN").body)
-    assert (v["type"], v["writer"], v["members"]) == ("JOIN", "Jo", ["Jo"])
-    assert http(herald, "GET", f"/api/rooms/{rid}")[1]["members"] == ["Jo"]
+    assert (v["type"], v["writer"], v["members"]) == ("JOIN", "jo", ["jo"])
+    assert http(herald, "GET", f"/api/rooms/{rid}")[1]["members"] == ["jo"]
     send_app(joiner, "/app/chat/message", {"chatRoomId": rid, "writer": "Jo", "message": "hey"})
     v = json.loads(watcher.rec.next_message(what="CHAT").body)
     assert (v["type"], v["message"]) == ("CHAT", "hey")
     joiner.close()
     v = json.loads(watcher.rec.next_message(what="LEAVE on disconnect").body)
-    assert (v["type"], v["writer"], v["members"]) == ("LEAVE", "Jo", [])
+    assert (v["type"], v["writer"], v["members"]) == ("LEAVE", "jo", [])
     assert http(herald, "GET", f"/api/rooms/{rid}")[1]["members"] == []
 
 

@@ -8,7 +8,8 @@
 //!   [`Permit`] is held for the connection's life, by the session when it upgrades.
 //! - [`Gate::admit`], when an HTTP request asks for a session: the `Host`
 //!   (`hosts.rs`, against DNS rebinding), the `Origin` (`origin.rs`, exact), then the
-//!   token (`auth::Auth::handshake`).
+//!   token (`auth::Auth::handshake`). [`Gate::check_origin`] alone guards every
+//!   state-changing request that the auth cookie authenticates (CSRF).
 //!
 //! A refusal is a [`Refusal`]: an HTTP status with a JSON body, or an ERROR frame's
 //! text for TCP. This module looks only down and beside (auth, config, ops::metrics);
@@ -217,6 +218,19 @@ impl Gate {
             .is_some_and(|o| self.origins.allows(o, headers, self.protected))
     }
 
+    /// The `Origin` check alone (`origin.rs`): a request that opens a session, and
+    /// every state-changing request a browser's cookie authenticates (against CSRF).
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        self.origins.check(headers, self.protected).map_err(|e| {
+            let code = if headers.contains_key(header::ORIGIN) {
+                "origin_not_allowed"
+            } else {
+                "cross_site"
+            };
+            Refusal::new(StatusCode::FORBIDDEN, code, e)
+        })
+    }
+
     /// Checks a request that opens or carries a session: host, origin, then the token.
     pub async fn admit(
         &self,
@@ -227,14 +241,7 @@ impl Gate {
         entry: Entry,
     ) -> Result<Handshake, Refusal> {
         self.check_host(headers.get(header::HOST).map(|h| h.as_bytes()))?;
-        if let Err(e) = self.origins.check(headers, self.protected) {
-            let code = if headers.contains_key(header::ORIGIN) {
-                "origin_not_allowed"
-            } else {
-                "cross_site"
-            };
-            return Err(Refusal::new(StatusCode::FORBIDDEN, code, e));
-        }
+        self.check_origin(headers)?;
         let refuse = |e: String| {
             tracing::info!(%peer, reason = %e, "handshake refused");
             metrics::auth_failure("handshake");

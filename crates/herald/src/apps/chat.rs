@@ -1,5 +1,6 @@
 //! Seed 000's chat: public messages with a server timestamp, and private messages to
-//! one user's `/user/queue/messages`.
+//! one user's `/user/queue/messages`. The sender is always the session's principal:
+//! a `sender` in the payload (the seed's clients send one) is ignored.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,9 +9,6 @@ use crate::handler::{HandlerError, Handlers, Reply, Request};
 
 #[derive(Deserialize)]
 pub struct ChatMessage {
-    /// Defaults to the sender's principal name.
-    #[serde(default)]
-    pub sender: Option<String>,
     pub content: String,
 }
 
@@ -32,15 +30,10 @@ struct Stamped<'a> {
 pub fn handlers() -> Handlers {
     Handlers::new()
         .route("/chat.send", |req: Request<ChatMessage>| async move {
-            let sender = req
-                .payload
-                .sender
-                .as_deref()
-                .unwrap_or(&req.session.principal.name);
             Ok::<_, HandlerError>(Reply::to(
                 "/topic/chat",
                 &Stamped {
-                    sender,
+                    sender: &req.session.principal.name,
                     recipient: None,
                     content: &req.payload.content,
                     timestamp: now_rfc3339(),

@@ -1,19 +1,27 @@
-//! Seed 001's chat rooms, reachable three ways that all meet on `/topic/chat/room/{id}`:
-//! - STOMP: `/app/chat/join` {chatRoomId, writer}, `/app/chat/message`
-//!   {chatRoomId, writer, message}, `/app/chat/leave` {chatRoomId};
-//! - the plain JSON WebSocket `/ws/chat`: {chatRoomId, type: JOIN|CHAT|LEAVE, writer,
+//! Seed 001's chat rooms, reachable three ways that all meet on the room's topic,
+//! `{first of broker.topic_prefixes}chat/room/{id}` (`/topic/chat/room/{id}`):
+//! - STOMP: `/app/chat/join` {chatRoomId}, `/app/chat/message` {chatRoomId, message},
+//!   `/app/chat/leave` {chatRoomId};
+//! - the plain JSON WebSocket `/ws/chat`: {chatRoomId, type: JOIN|CHAT|LEAVE,
 //!   message}, answered with the same JSON the STOMP subscribers get; the same chat
 //!   over SockJS at `/ws/chat-sockjs` (one JSON message per SockJS message);
 //! - REST: `GET /api/rooms`, `POST /api/rooms` {name}, `GET /api/rooms/{id}`.
+//!
+//! The writer of every event is the session's principal; a `writer` in the payload
+//! (the seed's clients send one) is ignored, so nobody speaks under another's name.
+//! `/ws/chat` is admitted like `/ws` and its principal made the way a CONNECT's is,
+//! its `?login=` standing for the CONNECT `login` header.
 //!
 //! The registry and presence are the cluster's ([`crate::cluster::Bus`]): a room
 //! created on one node exists on all of them (a shared map), and its members are the
 //! sessions of every node that joined it (presence scope `room:{id}`, entries of a
 //! node that died expire). JOIN and LEAVE events carry the member list; a session
-//! that ends leaves every room it was in.
+//! that ends leaves every room it was in. At most `apps.max_rooms` rooms exist; one
+//! without members for `apps.room_idle_timeout` is removed by every node's sweep.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -30,10 +38,12 @@ use super::now_rfc3339;
 use crate::broker::{AckMode, Outbox, Recipient, Subscription};
 use crate::cluster::Bus;
 use crate::cluster::presence::tally;
+use crate::config::Config;
 use crate::handler::{
     HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo,
 };
 use crate::http::HttpState;
+use crate::ops::metrics;
 use crate::transport::Transport;
 use crate::transport::websocket::{self, WebSocket};
 
@@ -60,12 +70,40 @@ fn presence_scope(room_id: &str) -> String {
 }
 
 /// The room apps' state on this node: which rooms this node's sessions joined, under
-/// which name (for LEAVE events and leaving on disconnect). Rooms and members
-/// themselves live in the cluster.
-#[derive(Clone, Debug, Default)]
+/// which name (for LEAVE events and leaving on disconnect), and since when this node
+/// has seen rooms empty (for expiry). Rooms and members themselves live in the cluster.
+#[derive(Clone, Debug)]
 pub struct Rooms {
     /// Session id → room id → the name it joined under.
     joined: Arc<Mutex<HashMap<String, HashMap<String, String>>>>,
+    /// Room id → when this node first saw it without members.
+    idle: Arc<Mutex<HashMap<String, Instant>>>,
+    max_rooms: usize,
+    idle_timeout: Duration,
+    /// The broker prefix room topics are under; `None` when none is configured.
+    topic_prefix: Option<String>,
+}
+
+/// Why a room was not created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateError {
+    /// The name is empty or too long.
+    Invalid(String),
+    /// `apps.max_rooms` rooms exist.
+    TooMany(String),
+    /// The cluster's registry did not answer.
+    Unavailable(String),
+}
+
+impl CreateError {
+    fn answer(&self) -> (StatusCode, Json<serde_json::Value>) {
+        let (status, code, msg) = match self {
+            CreateError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m),
+            CreateError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "max_rooms", m),
+            CreateError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+        };
+        (status, Json(json!({ "error": msg, "code": code })))
+    }
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -91,18 +129,18 @@ pub struct RoomEvent {
     pub members: Option<Vec<String>>,
 }
 
+/// The seed's clients also send a `writer`: ignored, the principal writes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinMessage {
     pub chat_room_id: String,
-    pub writer: String,
 }
 
+/// The seed's clients also send a `writer`: ignored, the principal writes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
     pub chat_room_id: String,
-    pub writer: String,
     pub message: String,
 }
 
@@ -110,10 +148,6 @@ pub struct ChatMessage {
 #[serde(rename_all = "camelCase")]
 pub struct LeaveMessage {
     pub chat_room_id: String,
-}
-
-pub fn room_topic(id: &str) -> String {
-    format!("/topic/chat/room/{id}")
 }
 
 /// A room name, trimmed, or why it cannot be one.
@@ -133,8 +167,26 @@ fn unavailable(e: String) -> HandlerError {
 }
 
 impl Rooms {
-    pub fn new() -> Rooms {
-        Rooms::default()
+    pub fn new(config: &Config) -> Rooms {
+        Rooms {
+            joined: Arc::default(),
+            idle: Arc::default(),
+            max_rooms: config.apps.max_rooms,
+            idle_timeout: config.apps.room_idle_timeout,
+            topic_prefix: config.broker.topic_prefixes.first().cloned(),
+        }
+    }
+
+    /// The topic a room's events go to.
+    pub fn topic(&self, room_id: &str) -> Result<String, HandlerError> {
+        self.topic_prefix
+            .as_ref()
+            .map(|p| format!("{p}chat/room/{room_id}"))
+            .ok_or_else(|| {
+                HandlerError::new(
+                    "chat rooms need a topic prefix for their events (broker.topic_prefixes is empty)",
+                )
+            })
     }
 
     fn seed(id: &str) -> Option<Room> {
@@ -148,19 +200,118 @@ impl Rooms {
             })
     }
 
-    /// Creates a room with a fresh id, on every node.
-    pub async fn create(&self, bus: &Arc<dyn Bus>, name: &str) -> Result<RoomInfo, HandlerError> {
-        let name = check_name(name).map_err(HandlerError::new)?;
+    /// Creates a room with a fresh id, on every node, unless `apps.max_rooms` exist.
+    /// (Nodes creating rooms at the same moment may pass the count together: the
+    /// limit can be exceeded by as many rooms as are created at once.)
+    pub async fn create(&self, bus: &Arc<dyn Bus>, name: &str) -> Result<RoomInfo, CreateError> {
+        let name = check_name(name).map_err(CreateError::Invalid)?;
+        let down = |e: String| CreateError::Unavailable(format!("rooms unavailable: {e}"));
+        let count = bus.map_len(MAP).await.map_err(down)?;
+        metrics::rooms(count);
+        if count >= self.max_rooms {
+            metrics::limit_hit("apps.max_rooms");
+            return Err(CreateError::TooMany(format!(
+                "too many rooms (apps.max_rooms = {}); an empty room is removed after apps.room_idle_timeout",
+                self.max_rooms
+            )));
+        }
         let room = Room {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             created_at: now_rfc3339(),
         };
-        let json = serde_json::to_string(&room).expect("a room serializes");
-        bus.map_put(MAP, &room.id, &json, true)
+        bus.map_put(MAP, &room.id, &room_json(&room), true)
             .await
-            .map_err(unavailable)?;
+            .map_err(down)?;
+        self.idle.lock().insert(room.id.clone(), Instant::now());
+        metrics::rooms(count + 1);
         Ok(RoomInfo::of(room, Vec::new()))
+    }
+
+    /// Removes every room that has had no members for `apps.room_idle_timeout` (the
+    /// starting rooms stay); returns how many this call removed.
+    pub async fn expire_idle(&self, bus: &Arc<dyn Bus>) -> Result<usize, HandlerError> {
+        let stored = bus.map_all(MAP).await.map_err(unavailable)?;
+        let mut count = stored.len();
+        let mut removed = 0;
+        let mut present = HashSet::with_capacity(stored.len());
+        for (id, _) in stored {
+            if Rooms::seed(&id).is_some() {
+                continue;
+            }
+            let empty = bus
+                .presence(&presence_scope(&id))
+                .await
+                .map_err(unavailable)?
+                .is_empty();
+            let now = Instant::now();
+            let expired = {
+                let mut idle = self.idle.lock();
+                if empty {
+                    let since = *idle.entry(id.clone()).or_insert(now);
+                    now.duration_since(since) >= self.idle_timeout
+                } else {
+                    idle.remove(&id);
+                    false
+                }
+            };
+            if expired && bus.map_remove(MAP, &id).await.map_err(unavailable)? {
+                self.forget(&id);
+                count -= 1;
+                removed += 1;
+                tracing::debug!(room = %id, "idle room removed");
+            } else if !expired {
+                present.insert(id);
+            }
+        }
+        // Rooms another node removed are forgotten here too.
+        let removed_elsewhere: Vec<String> = self
+            .idle
+            .lock()
+            .keys()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect();
+        for id in &removed_elsewhere {
+            self.forget(id);
+        }
+        metrics::rooms(count);
+        Ok(removed)
+    }
+
+    /// Drops what this node keeps about a room that no longer exists.
+    fn forget(&self, room_id: &str) {
+        self.idle.lock().remove(room_id);
+        let mut joined = self.joined.lock();
+        joined.retain(|_, rooms| {
+            rooms.remove(room_id);
+            !rooms.is_empty()
+        });
+    }
+
+    /// Sweeps idle rooms away (see [`Rooms::expire_idle`]) until `shutdown`.
+    pub fn spawn_expiry(
+        &self,
+        bus: Arc<dyn Bus>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let rooms = self.clone();
+        let period =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = every.tick() => {
+                        if let Err(e) = rooms.expire_idle(&bus).await {
+                            tracing::warn!(error = %e.message, "idle rooms not swept");
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Every room, oldest first, with its members.
@@ -172,8 +323,10 @@ impl Rooms {
             .collect();
         // The starting rooms exist on every node, even after Redis lost them.
         for (id, _) in SEEDS {
-            if !rooms.iter().any(|r| r.id == id) {
-                rooms.push(self.ensure_seed(bus, id).await?.expect("a seed id"));
+            if !rooms.iter().any(|r| r.id == id)
+                && let Some(seed) = self.ensure_seed(bus, id).await?
+            {
+                rooms.push(seed);
             }
         }
         // The starting rooms first, then by age.
@@ -214,9 +367,8 @@ impl Rooms {
         let Some(seed) = Rooms::seed(id) else {
             return Ok(None);
         };
-        let json = serde_json::to_string(&seed).expect("a room serializes");
         if bus
-            .map_put(MAP, id, &json, true)
+            .map_put(MAP, id, &room_json(&seed), true)
             .await
             .map_err(unavailable)?
         {
@@ -244,7 +396,7 @@ impl Rooms {
             .ok_or_else(|| HandlerError::new(format!("unknown room '{id}'")))
     }
 
-    /// Adds the session under `writer` and returns the JOIN event.
+    /// Adds the session under `writer` (its principal's name) and returns the JOIN event.
     pub async fn join(
         &self,
         bus: &Arc<dyn Bus>,
@@ -254,6 +406,8 @@ impl Rooms {
     ) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
         let room = self.existing(bus, room_id).await?;
+        let topic = self.topic(&room.id)?;
+        self.idle.lock().remove(&room.id);
         self.joined
             .lock()
             .entry(session.to_owned())
@@ -262,6 +416,7 @@ impl Rooms {
         bus.presence_join(&presence_scope(&room.id), session, writer);
         let members = members(bus, &room.id).await?;
         Ok(event(
+            topic,
             &room.id,
             "JOIN",
             writer,
@@ -279,7 +434,15 @@ impl Rooms {
     ) -> Result<Reply, HandlerError> {
         let writer = non_empty(writer, "writer")?;
         let room = self.existing(bus, room_id).await?;
-        Ok(event(&room.id, "CHAT", writer, message.to_owned(), None))
+        let topic = self.topic(&room.id)?;
+        Ok(event(
+            topic,
+            &room.id,
+            "CHAT",
+            writer,
+            message.to_owned(),
+            None,
+        ))
     }
 
     /// Removes the session from the room; the LEAVE event when it was a member.
@@ -303,14 +466,34 @@ impl Rooms {
         let Some(writer) = writer else {
             return Ok(None);
         };
-        Ok(Some(self.left(bus, &room.id, session, &writer).await))
+        self.left(bus, &room.id, session, &writer).await.map(Some)
     }
 
-    async fn left(&self, bus: &Arc<dyn Bus>, room_id: &str, session: &str, writer: &str) -> Reply {
+    async fn left(
+        &self,
+        bus: &Arc<dyn Bus>,
+        room_id: &str,
+        session: &str,
+        writer: &str,
+    ) -> Result<Reply, HandlerError> {
         bus.presence_leave(&presence_scope(room_id), session);
         // A LEAVE goes out even when the member list cannot be read.
         let members = members(bus, room_id).await.ok();
-        event(room_id, "LEAVE", writer, format!("{writer} left"), members)
+        if members.as_ref().is_some_and(Vec::is_empty) {
+            self.idle
+                .lock()
+                .entry(room_id.to_owned())
+                .or_insert_with(Instant::now);
+        }
+        let topic = self.topic(room_id)?;
+        Ok(event(
+            topic,
+            room_id,
+            "LEAVE",
+            writer,
+            format!("{writer} left"),
+            members,
+        ))
     }
 
     /// Leaves every room the session is in (it disconnected).
@@ -318,7 +501,9 @@ impl Rooms {
         let rooms = self.joined.lock().remove(session).unwrap_or_default();
         let mut replies = Vec::with_capacity(rooms.len());
         for (room_id, writer) in rooms {
-            replies.push(self.left(bus, &room_id, session, &writer).await);
+            if let Ok(reply) = self.left(bus, &room_id, session, &writer).await {
+                replies.push(reply);
+            }
         }
         replies
     }
@@ -330,9 +515,9 @@ impl Rooms {
                 let rooms = join.clone();
                 async move {
                     let bus = req.messaging.cluster();
-                    let p = &req.payload;
+                    let s = &req.session;
                     rooms
-                        .join(bus, &p.chat_room_id, &req.session.id, &p.writer)
+                        .join(bus, &req.payload.chat_room_id, &s.id, &s.principal.name)
                         .await
                 }
             })
@@ -344,7 +529,7 @@ impl Rooms {
                         .chat(
                             req.messaging.cluster(),
                             &p.chat_room_id,
-                            &p.writer,
+                            &req.session.principal.name,
                             &p.message,
                         )
                         .await
@@ -378,7 +563,8 @@ impl Rooms {
             let rooms = sockjs_rooms.clone();
             Box::pin(async move {
                 let crate::transport::sockjs::Opened { state, admission } = opened;
-                plain_chat(conn, rooms, state.node, state.shutdown).await;
+                let handshake = admission.handshake.clone();
+                plain_chat(conn, rooms, state.node, state.shutdown, handshake, None).await;
                 drop(admission);
             })
         });
@@ -415,12 +601,11 @@ impl Rooms {
                         let rooms = create.clone();
                         async move {
                             let Json(body) = body.map_err(|e| bad_request(&e.body_text()))?;
-                            let name = check_name(&body.name).map_err(|e| bad_request(&e))?;
                             rooms
-                                .create(state.node.messaging.cluster(), name)
+                                .create(state.node.messaging.cluster(), &body.name)
                                 .await
                                 .map(|r| (StatusCode::CREATED, Json(r)))
-                                .map_err(|e| unavailable_response(&e))
+                                .map_err(|e| e.answer())
                         }
                     },
                 ),
@@ -500,6 +685,7 @@ async fn members(bus: &Arc<dyn Bus>, room_id: &str) -> Result<Vec<String>, Handl
 }
 
 fn event(
+    topic: String,
     room_id: &str,
     kind: &'static str,
     writer: &str,
@@ -507,7 +693,7 @@ fn event(
     members: Option<Vec<String>>,
 ) -> Reply {
     Reply::to(
-        room_topic(room_id),
+        topic,
         &RoomEvent {
             kind,
             chat_room_id: room_id.to_owned(),
@@ -517,6 +703,10 @@ fn event(
             members,
         },
     )
+}
+
+fn room_json(room: &Room) -> String {
+    json!({ "id": room.id, "name": room.name, "createdAt": room.created_at }).to_string()
 }
 
 fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, HandlerError> {
@@ -548,8 +738,6 @@ struct PlainMessage {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    writer: String,
-    #[serde(default)]
     message: String,
 }
 
@@ -559,6 +747,7 @@ fn plain_chat_upgrade(
     req: Request<Body>,
     admission: crate::transport::Admission,
 ) -> Response {
+    let login = crate::params::query_value(req.uri().query(), "login");
     let upgrade = match websocket::accept(req) {
         Ok(u) => u,
         Err(response) => return response,
@@ -568,10 +757,11 @@ fn plain_chat_upgrade(
         shutdown,
         tasks,
     } = state;
+    let handshake = admission.handshake.clone();
     tasks.spawn(async move {
         if let Ok(upgraded) = upgrade.on_upgrade.await {
             let ws = WebSocket::new(upgraded, node.config.stomp.max_frame);
-            plain_chat(ws, rooms, node, shutdown).await;
+            plain_chat(ws, rooms, node, shutdown, handshake, login).await;
         }
         drop(admission);
     });
@@ -581,16 +771,35 @@ fn plain_chat_upgrade(
 /// A plain chat client (a WebSocket, or SockJS: any transport whose reads are whole
 /// messages): it joins rooms by JSON message and receives each room event's JSON
 /// body. Bad messages get `{"type":"ERROR","error":...}` and the connection stays open.
+/// Its principal is made as a CONNECT's would be, from the handshake and `login` (the
+/// `?login=` of `/ws/chat`, which names the session in anonymous mode only).
 async fn plain_chat<T: Transport>(
     mut ws: T,
     rooms: Rooms,
     node: Arc<crate::node::Node>,
     shutdown: tokio_util::sync::CancellationToken,
+    handshake: Option<crate::auth::Handshake>,
+    login: Option<String>,
 ) {
-    let session = SessionInfo {
-        id: node.next_session_id(),
-        principal: crate::handler::Principal::anonymous(String::new()),
+    let id = node.next_session_id();
+    let fallback = format!("anonymous-{id}");
+    let principal = match node
+        .auth
+        .connect(handshake.as_ref(), login.as_deref(), None, None, fallback)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            // Admission refuses what this would; a token the handshake lacked ends here.
+            let body = json!({ "type": "ERROR", "error": format!("authentication failed: {e}") });
+            let _ = ws
+                .write(&[crate::broker::OutFrame::text(body.to_string().into())])
+                .await;
+            ws.close().await;
+            return;
+        }
     };
+    let session = SessionInfo { id, principal };
     let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
     let recipient = Arc::new(Recipient::bodies_only(session.id.clone(), outbox.clone()));
     let mut subscriptions: HashMap<String, Arc<Subscription>> = HashMap::new();
@@ -646,14 +855,17 @@ async fn plain_message(
         .map_err(|e| HandlerError::new(format!("invalid chat message: {e}")))?;
     let bus = node.messaging.cluster();
     let room = m.chat_room_id.clone();
+    let writer = &session.principal.name;
     match m.kind.as_str() {
         "JOIN" => {
-            let reply = rooms.join(bus, &room, &session.id, &m.writer).await?;
+            // The subscription's target first: a room this node cannot route to is
+            // refused before anyone joins it.
+            let target = node
+                .router
+                .broker_target(&rooms.topic(&room)?)
+                .map_err(|e| HandlerError::new(e.message))?;
+            let reply = rooms.join(bus, &room, &session.id, writer).await?;
             subscriptions.entry(room.clone()).or_insert_with(|| {
-                let target = node
-                    .router
-                    .broker_target(&room_topic(&room))
-                    .expect("room topic is a broker destination");
                 let sub = Arc::new(Subscription::new(
                     room.clone(),
                     target,
@@ -665,7 +877,7 @@ async fn plain_message(
             });
             Ok(Some(reply))
         }
-        "CHAT" | "TALK" => Ok(Some(rooms.chat(bus, &room, &m.writer, &m.message).await?)),
+        "CHAT" | "TALK" => Ok(Some(rooms.chat(bus, &room, writer, &m.message).await?)),
         "LEAVE" => {
             if let Some(sub) = subscriptions.remove(&room) {
                 node.broker.unsubscribe(&sub);

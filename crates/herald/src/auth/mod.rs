@@ -177,6 +177,10 @@ impl Auth {
     }
 
     /// Checks a bearer token for a role (REST API). `Err` is (status, reason).
+    ///
+    /// Without an `Authorization` header the auth cookie counts (when "cookie" is one
+    /// of `auth.token_sources`): the web UI's session. The HTTP layer refuses a
+    /// state-changing request with that cookie from another origin before it gets here.
     pub async fn bearer_with_role(
         &self,
         headers: &HeaderMap,
@@ -185,10 +189,21 @@ impl Auth {
         let Some(verifier) = &self.verifier else {
             return Err((401, "no token issuer is configured; use an API key".into()));
         };
-        let token = bearer(headers.get("authorization").and_then(|v| v.to_str().ok())).ok_or((
-            401,
-            "missing Authorization: Bearer token or X-API-Key".to_owned(),
-        ))?;
+        let cookie = || {
+            self.config
+                .token_sources
+                .contains(&TokenSource::Cookie)
+                .then(|| params::cookie(headers, &self.config.cookie_name))
+                .flatten()
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let token = bearer(headers.get("authorization").and_then(|v| v.to_str().ok()))
+            .or_else(cookie)
+            .ok_or((
+                401,
+                "missing Authorization: Bearer token, the auth cookie or X-API-Key".to_owned(),
+            ))?;
         let claims = verifier.verify(&token).await.map_err(|e| (401, e))?;
         let principal = self.principal(&claims).map_err(|e| (401, e))?;
         if roles.iter().any(|r| principal.has_role(r)) {

@@ -311,6 +311,16 @@ impl Bus for LocalBus {
         Box::pin(async move { Ok(v) })
     }
 
+    fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>> {
+        let n = self.shared.len(map);
+        Box::pin(async move { Ok(n) })
+    }
+
+    fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>> {
+        let removed = self.shared.remove(map, key);
+        Box::pin(async move { Ok(removed) })
+    }
+
     fn status(&self) -> BusStatus {
         BusStatus {
             kind: "local",

@@ -1639,6 +1639,25 @@ impl Bus for RedisBus {
         Box::pin(async move { Ok(pairs(answer.await?)) })
     }
 
+    fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>> {
+        let mut cmd = redis::cmd("HLEN");
+        cmd.arg(self.inner.map_key(map));
+        let answer = self.inner.call(cmd);
+        Box::pin(async move {
+            let v = answer.await?;
+            as_u64(&v)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .ok_or_else(|| format!("HLEN answered {v:?}"))
+        })
+    }
+
+    fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.inner.map_key(map)).arg(key);
+        let answer = self.inner.call(cmd);
+        Box::pin(async move { Ok(as_u64(&answer.await?) == Some(1)) })
+    }
+
     fn subscribed(&self, kind: Kind, key: &str) {
         let inner = &self.inner;
         if kind == Kind::Queue {

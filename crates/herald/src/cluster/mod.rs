@@ -146,6 +146,10 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<Result<bool, String>>;
     fn map_get(&self, map: &str, key: &str) -> BoxFuture<Result<Option<String>, String>>;
     fn map_all(&self, map: &str) -> BoxFuture<Result<Vec<(String, String)>, String>>;
+    /// How many keys `map` holds.
+    fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>>;
+    /// Removes `key`; returns whether it was there.
+    fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>>;
 
     /// A local subscription to `key` (a routing key or pattern) was added / removed.
     fn subscribed(&self, kind: Kind, key: &str);

@@ -120,6 +120,22 @@ impl LocalShared {
         self.maps.lock().get(map).and_then(|m| m.get(key).cloned())
     }
 
+    pub(crate) fn len(&self, map: &str) -> usize {
+        self.maps.lock().get(map).map_or(0, HashMap::len)
+    }
+
+    pub(crate) fn remove(&self, map: &str, key: &str) -> bool {
+        let mut maps = self.maps.lock();
+        let Some(m) = maps.get_mut(map) else {
+            return false;
+        };
+        let removed = m.remove(key).is_some();
+        if m.is_empty() {
+            maps.remove(map);
+        }
+        removed
+    }
+
     pub(crate) fn all(&self, map: &str) -> Vec<(String, String)> {
         self.maps
             .lock()

@@ -59,7 +59,9 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Every HTTP request's `Host` must be one this server answers to (DNS rebinding).
+/// Every HTTP request's `Host` must be one this server answers to (DNS rebinding),
+/// and a state-changing request the browser sent with the auth cookie must come from
+/// an allowed origin (CSRF): a cookie authenticates whoever's page made the request.
 async fn allowed_host(
     State(state): State<HttpState>,
     req: Request<Body>,
@@ -70,10 +72,19 @@ async fn allowed_host(
         .get(header::HOST)
         .map(|h| h.as_bytes())
         .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
-    match state.node.gate.check_host(host) {
-        Ok(()) => next.run(req).await,
-        Err(refusal) => refusal.response(),
+    let gate = &state.node.gate;
+    if let Err(refusal) = gate.check_host(host) {
+        return refusal.response();
     }
+    let changes_state = !req.method().is_safe();
+    let cookie = &state.node.auth.config.cookie_name;
+    if changes_state
+        && crate::params::cookie(req.headers(), cookie).is_some()
+        && let Err(refusal) = gate.check_origin(req.headers())
+    {
+        return refusal.response();
+    }
+    next.run(req).await
 }
 
 /// The REST API's request bodies (`/api/**`) are read here, at most

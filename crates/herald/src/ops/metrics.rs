@@ -51,9 +51,11 @@ pub const QUEUES: &str = "herald_queues";
 pub const HISTORY_DESTINATIONS: &str = "herald_history_destinations";
 pub const HISTORY_BYTES: &str = "herald_history_bytes";
 pub const UNACKED: &str = "herald_unacked_deliveries";
+// The demo chat rooms (apps.max_rooms, apps.room_idle_timeout).
+pub const ROOMS: &str = "herald_rooms";
 
 /// The `limit` label of [`LIMIT_HITS`]: the setting whose budget was reached.
-const LIMITS: [&str; 14] = [
+const LIMITS: [&str; 15] = [
     "broker.queue_capacity",
     "broker.queue_max_bytes",
     "broker.queues_max_bytes",
@@ -68,6 +70,7 @@ const LIMITS: [&str; 14] = [
     "notifications.max_recipients",
     "notifications.max_message",
     "notifications.max_payload",
+    "apps.max_rooms",
 ];
 // The runtime: what the process keeps alive, read when /metrics is scraped. A task
 // that outlives its session shows here first (`herald-bench churn` watches it).
@@ -210,6 +213,7 @@ fn describe_budgets() {
         "Bytes of messages kept in history rings"
     );
     describe_gauge!(UNACKED, "Deliveries waiting for an ACK or NACK");
+    describe_gauge!(ROOMS, "Chat rooms of the demo apps, in the cluster");
     budgets(&Budgets::default());
 }
 
@@ -234,9 +238,14 @@ pub fn budgets(b: &Budgets) {
     gauge!(UNACKED).set(b.unacked as f64);
 }
 
+/// How many chat rooms exist (as last counted by this node).
+pub fn rooms(n: usize) {
+    gauge!(ROOMS).set(n as f64);
+}
+
 /// A budget was reached; `limit` is its setting (one of [`LIMITS`]).
 pub fn limit_hit(limit: &'static str) {
-    static HITS: PerLabel<Counter, 14> = PerLabel::new(LIMITS);
+    static HITS: PerLabel<Counter, 15> = PerLabel::new(LIMITS);
     HITS.with(
         limit,
         || counter!(LIMIT_HITS, "limit" => limit),

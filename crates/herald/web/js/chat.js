@@ -104,7 +104,8 @@ if (roomId) {
       onConnect: (client, frame, { reconnected }) => {
         client.subscribe(topic, (m) => onEvent(JSON.parse(m.body)));
         // (Re)joining after the subscription: we see our own JOIN and the member list.
-        conn.publish('/app/chat/join', { chatRoomId: roomId, writer: user.name });
+        // The server writes as our principal: no writer is sent.
+        conn.publish('/app/chat/join', { chatRoomId: roomId });
         if (reconnected) addLine(el('div', { class: 'msg event' }, 'reconnected'));
         $('#send-button').disabled = false;
       },
@@ -117,7 +118,7 @@ if (roomId) {
       e.preventDefault();
       const text = $('#text').value.trim();
       if (!text || !conn.client.connected) return;
-      conn.publish('/app/chat/message', { chatRoomId: roomId, writer: user.name, message: text });
+      conn.publish('/app/chat/message', { chatRoomId: roomId, message: text });
       $('#text').value = '';
     };
     addEventListener('pagehide', () => {

@@ -2,6 +2,11 @@
 // and one STOMP connection over WebSocket with a SockJS fallback, reconnecting with
 // exponential backoff, with its status shown in the page header.
 //
+// No page holds a token: with JWT the HttpOnly auth cookie (set by POST /api/web/signin
+// or the development login) authenticates every request, out of any script's reach.
+// Addresses that come from outside (?next=, ?sockjs_path=, a notification's
+// redirectPath) pass localPath() or safeHref() before anything follows them.
+//
 // Needs the classic scripts /web/vendor/stomp.umd.min.js (window.StompJs) and
 // /web/vendor/sockjs.min.js (window.SockJS), loaded before this module.
 
@@ -10,16 +15,53 @@ const params = new URLSearchParams(location.search);
 // ------------------------------------------------------------------ identity
 
 const NAME_KEY = 'herald.name';
-const TOKEN_KEY = 'herald.token';
+// Earlier versions kept a bearer token here; a script could read it.
+localStorage.removeItem('herald.token');
 
 /** The server's auth mode and who its cookie names: GET /api/web/session. */
 let sessionInfo = null;
 export async function serverSession(refresh = false) {
   if (!sessionInfo || refresh) {
-    const r = await fetch('/api/web/session', { headers: tokenHeader() });
+    const r = await fetch('/api/web/session');
     sessionInfo = await r.json();
   }
   return sessionInfo;
+}
+
+// Browsers drop tabs and newlines inside URLs and read a backslash as "/": a path with
+// either could lead off-site ("/<TAB>/evil.example" is "//evil.example").
+const UNSAFE_URL_CHARS = /[\u0000-\u001f\u007f\\]/;
+
+/**
+ * `value` when it is a path on this origin ("/chat?room=1": one leading "/", not "//"
+ * or "/" and a backslash), normalized; otherwise null. For ?next= and ?sockjs_path=.
+ */
+export function localPath(value) {
+  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//')) return null;
+  if (UNSAFE_URL_CHARS.test(value)) return null;
+  let url;
+  try {
+    url = new URL(value, location.origin);
+  } catch {
+    return null;
+  }
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : null;
+}
+
+/**
+ * A link target from data (a notification's redirectPath): a path on this origin, or
+ * an http(s) URL; anything else (javascript:, data:, //host) is null and never followed.
+ */
+export function safeHref(value) {
+  const local = localPath(value);
+  if (local) return local;
+  if (typeof value !== 'string' || /[\u0000-\u0020\u007f]/.test(value)) return null;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
 }
 
 export function storedName() {
@@ -28,18 +70,6 @@ export function storedName() {
 export function setName(name) {
   if (name) localStorage.setItem(NAME_KEY, name);
   else localStorage.removeItem(NAME_KEY);
-}
-export function storedToken() {
-  return localStorage.getItem(TOKEN_KEY) || '';
-}
-export function setToken(token) {
-  if (token) localStorage.setItem(TOKEN_KEY, token);
-  else localStorage.removeItem(TOKEN_KEY);
-}
-
-function tokenHeader() {
-  const t = storedToken();
-  return t ? { Authorization: `Bearer ${t}` } : {};
 }
 
 /** The claims of a JWT, unverified (for display only: the server verifies it). */
@@ -55,7 +85,7 @@ export function tokenClaims(token) {
 /**
  * The current user: {name, roles, via} or null when nobody signed in.
  * Anonymous mode: the name picked on the sign-in page (the STOMP `login` header).
- * JWT mode: the pasted token's claims, or the cookie's principal (development login).
+ * JWT mode: the principal of the auth cookie, as the server tells.
  */
 export async function currentUser() {
   const s = await serverSession();
@@ -63,7 +93,7 @@ export async function currentUser() {
     const name = params.get('user') || storedName();
     return name ? { name, roles: [], via: 'name' } : null;
   }
-  if (s.user) return { name: s.user.name, roles: s.user.roles || [], via: storedToken() ? 'token' : 'cookie' };
+  if (s.user) return { name: s.user.name, roles: s.user.roles || [], via: 'cookie' };
   return null;
 }
 
@@ -77,9 +107,9 @@ export async function requireUser() {
   return user;
 }
 
-/** fetch() with the user's credentials: Bearer token (JWT mode) or X-User (anonymous). */
+/** fetch() with the user's credentials: the auth cookie (JWT mode) or X-User (anonymous). */
 export async function api(path, { method = 'GET', body, headers = {} } = {}) {
-  const h = { ...tokenHeader(), ...headers };
+  const h = { ...headers };
   const s = await serverSession();
   if (s.mode === 'anonymous') {
     const user = await currentUser();
@@ -142,7 +172,11 @@ export function connect({ user, onConnect, onStatus = () => {}, onError = () => 
   };
 
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  const sockjsUrl = `${location.origin}${params.get('sockjs_path') || '/ws-sockjs'}`;
+  // ?sockjs_path= picks another endpoint of this server, never another host.
+  const askedPath = params.get('sockjs_path');
+  const sockjsPath = askedPath === null ? '/ws-sockjs' : localPath(askedPath);
+  if (sockjsPath === null) console.warn(`sockjs_path refused (not a path on this origin): ${askedPath}`);
+  const sockjsUrl = `${location.origin}${sockjsPath || '/ws-sockjs'}`;
   const sockjsTransports = params.get('sockjs_transports');
 
   const client = new Client({
@@ -164,10 +198,9 @@ export function connect({ user, onConnect, onStatus = () => {}, onError = () => 
   client.beforeConnect = async () => {
     attempts += 1;
     setStatus(connectedOnce ? 'reconnecting' : 'connecting', attempts > 1 ? `attempt ${attempts}` : '');
+    // With JWT the handshake's cookie authenticates; anonymous users name themselves.
     const headers = {};
-    const token = storedToken();
-    if (token) headers.Authorization = `Bearer ${token}`;
-    else if (user && user.via === 'name') headers.login = user.name;
+    if (user && user.via === 'name') headers.login = user.name;
     client.connectHeaders = headers;
   };
   client.onConnect = (frame) => {

@@ -5,7 +5,9 @@
 // - POST /api/notifications/{id}/read and /read-all;
 // - after every reconnect the first page is fetched again, so what arrived while we
 //   were disconnected shows up; everything is kept by id, so nothing shows twice.
-import { $, api, connect, el, renderHeader, requireUser } from './herald.js';
+// - a redirectPath becomes a link or a click target only through safeHref (a path on
+//   this origin or an http(s) URL): the data comes from whoever sent the notification.
+import { $, api, connect, el, renderHeader, requireUser, safeHref } from './herald.js';
 
 const USER_DEST = '/user/queue/notifications';
 const BROADCAST_DEST = '/topic/notifications';
@@ -19,14 +21,6 @@ let unread = 0;
 let nextCursor = null;
 let syncs = 0;
 
-// The server stores only a path on this site or an http(s) URL as redirectPath; rows
-// from before it checked are followed only if they are one too.
-function safeRedirect(r) {
-  if (typeof r !== 'string' || /[\u0000-\u001f\u007f]/.test(r)) return null;
-  if (r.startsWith('/')) return /^\/[\/\\]/.test(r) ? null : r;
-  return /^https?:\/\/./i.test(r) ? r : null;
-}
-
 function setUnread(n) {
   unread = Math.max(0, n);
   const badge = $('#unread');
@@ -38,8 +32,9 @@ function setUnread(n) {
 function render() {
   const sorted = [...items.values()].sort((a, b) => b.notificationId - a.notificationId);
   $('#list').replaceChildren(
-    ...sorted.map((n) =>
-      el(
+    ...sorted.map((n) => {
+      const href = safeHref(n.redirectPath);
+      return el(
         'li',
         { class: n.read ? 'read' : 'unread', dataset: { id: n.notificationId, origin: n.origin || 'page' } },
         el(
@@ -53,11 +48,11 @@ function render() {
             `#${n.notificationId} · ${n.type}${n.broadcast ? ' · broadcast' : ''} · ${new Date(n.createdAt).toLocaleString()}`,
             n.origin === 'live' ? ' · live' : n.origin === 'sync' ? ' · arrived while you were away' : '',
           ),
-          safeRedirect(n.redirectPath) ? el('a', { href: safeRedirect(n.redirectPath) }, 'Open') : null,
+          href ? el('a', { class: 'open', href, rel: 'noopener noreferrer' }, 'Open') : null,
         ),
         n.read ? null : el('button', { class: 'secondary mark-read', type: 'button', onclick: () => markRead(n.notificationId) }, 'Mark read'),
-      ),
-    ),
+      );
+    }),
   );
   $('#empty').classList.toggle('hidden', items.size > 0);
   $('#more').classList.toggle('hidden', !nextCursor);
@@ -120,9 +115,10 @@ function desktopNotify(n) {
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
   try {
     const shown = new Notification(n.title || 'Herald', { body: n.message, tag: `herald-${n.notificationId}` });
+    const href = safeHref(n.redirectPath);
     shown.onclick = () => {
       window.focus();
-      if (safeRedirect(n.redirectPath)) location.href = safeRedirect(n.redirectPath);
+      if (href) location.href = href;
     };
   } catch {
     // Some browsers allow notifications only from a service worker.

@@ -1,7 +1,9 @@
 // Sign-in for the demo: a name (anonymous mode), a pasted token, or the development login.
-import { $, api, currentUser, renderHeader, serverSession, setName, setToken, storedToken, tokenClaims } from './herald.js';
+// A token goes to the server once (POST /api/web/signin), which keeps it in the HttpOnly
+// cookie; the page keeps none. ?next= is followed only when it is a path on this origin.
+import { $, api, currentUser, localPath, renderHeader, serverSession, setName, tokenClaims } from './herald.js';
 
-const next = new URLSearchParams(location.search).get('next') || '/';
+const next = localPath(new URLSearchParams(location.search).get('next')) || '/';
 const s = await serverSession(true);
 const show = (id) => $(id).classList.remove('hidden');
 const fail = (e) => {
@@ -31,8 +33,7 @@ async function renderCurrent() {
     out.textContent = 'Sign out';
     out.onclick = async () => {
       setName('');
-      setToken('');
-      if (s.devLogin) await api('/api/dev/logout', { method: 'POST' }).catch(() => {});
+      if (s.mode !== 'anonymous') await api('/api/web/signout', { method: 'POST' }).catch(() => {});
       await serverSession(true);
       renderCurrent();
       renderHeader();
@@ -59,11 +60,10 @@ if (s.mode === 'anonymous') {
     e.preventDefault();
     const token = $('#token').value.trim();
     if (!tokenClaims(token)) return fail(new Error('that is not a JWT (three base64url parts)'));
-    setToken(token);
-    const check = await serverSession(true);
-    if (!check.user) {
-      setToken('');
-      return fail(new Error(`the server refused the token: ${check.error || 'unknown reason'}`));
+    try {
+      await api('/api/web/signin', { method: 'POST', body: { token } });
+    } catch (err) {
+      return fail(new Error(`the server refused the token: ${err.message}`));
     }
     location.href = next;
   };
@@ -71,16 +71,13 @@ if (s.mode === 'anonymous') {
     e.preventDefault();
     try {
       const roles = $('#dev-admin').checked ? [s.adminRole] : [];
-      const r = await api('/api/dev/login', { method: 'POST', body: { sub: $('#dev-sub').value.trim(), roles } });
-      // The cookie authenticates the WebSocket/SockJS handshake; the bearer copy is for
-      // the admin REST API, which reads only the Authorization header.
-      setToken(r.token);
+      // The answer sets the HttpOnly cookie, which authenticates STOMP and REST alike.
+      await api('/api/dev/login', { method: 'POST', body: { sub: $('#dev-sub').value.trim(), roles } });
       location.href = next;
     } catch (err) {
       fail(err);
     }
   };
-  if (storedToken()) $('#token').value = storedToken();
 }
 renderCurrent();
 renderHeader();

@@ -74,8 +74,8 @@ function assertRecentTimestamp(v) {
 }
 
 /** A plain JSON WebSocket client of /ws/chat. */
-async function openPlainChat() {
-  const ws = new WebSocket(`${server.httpUrl.replace('http', 'ws')}/ws/chat`);
+async function openPlainChat(login) {
+  const ws = new WebSocket(`${server.httpUrl.replace('http', 'ws')}/ws/chat?login=${encodeURIComponent(login)}`);
   const inbox = new Inbox();
   const closes = new Inbox();
   ws.on('message', (data) => inbox.push(JSON.parse(data.toString())));
@@ -310,28 +310,28 @@ describe('seed apps', () => {
     const id = created.json.id;
     const topic = `/topic/chat/room/${id}`;
     const stompc = await connectAs(server, 'alice');
-    const plain = await openPlainChat();
+    const plain = await openPlainChat('pat');
     try {
       const room = await subscribeConfirmed(stompc, topic);
       await publishConfirmed(stompc, '/app/chat/join', { chatRoomId: id, writer: 'Alice' });
       let v = JSON.parse((await room.inbox.next(WAIT, 'JOIN Alice')).body);
-      assert.deepEqual([v.type, v.writer, v.chatRoomId, v.members], ['JOIN', 'Alice', id, ['Alice']]);
+      assert.deepEqual([v.type, v.writer, v.chatRoomId, v.members], ['JOIN', 'alice', id, ['alice']]);
 
       plain.send({ chatRoomId: id, type: 'JOIN', writer: 'Pat' });
       v = await plain.inbox.next(WAIT, 'JOIN Pat on /ws/chat');
-      assert.deepEqual([v.type, v.writer, v.members], ['JOIN', 'Pat', ['Alice', 'Pat']]);
+      assert.deepEqual([v.type, v.writer, v.members], ['JOIN', 'pat', ['alice', 'pat']]);
       assert.deepEqual(JSON.parse((await room.inbox.next(WAIT, 'JOIN Pat on STOMP')).body), v);
       let r = await httpJson('GET', `/api/rooms/${id}`);
-      assert.deepEqual(r.json.members, ['Alice', 'Pat']);
+      assert.deepEqual(r.json.members, ['alice', 'pat']);
 
       plain.send({ chatRoomId: id, type: 'CHAT', writer: 'Pat', message: 'hi from ws' });
       for (const got of [await plain.inbox.next(WAIT, 'own chat'), JSON.parse((await room.inbox.next(WAIT, 'ws chat on STOMP')).body)]) {
-        assert.deepEqual([got.type, got.writer, got.message], ['CHAT', 'Pat', 'hi from ws']);
+        assert.deepEqual([got.type, got.writer, got.message], ['CHAT', 'pat', 'hi from ws']);
         assertRecentTimestamp(got);
       }
       await publishConfirmed(stompc, '/app/chat/message', { chatRoomId: id, writer: 'Alice', message: 'hi from stomp' });
       for (const got of [await plain.inbox.next(WAIT, 'stomp chat on ws'), JSON.parse((await room.inbox.next(WAIT, 'own chat')).body)]) {
-        assert.deepEqual([got.type, got.writer, got.message], ['CHAT', 'Alice', 'hi from stomp']);
+        assert.deepEqual([got.type, got.writer, got.message], ['CHAT', 'alice', 'hi from stomp']);
       }
 
       // Bad /ws/chat messages: an ERROR to that socket, which stays open; STOMP side undisturbed.
@@ -355,11 +355,11 @@ describe('seed apps', () => {
       // LEAVE via /app/chat/leave, then the plain client's disconnect.
       await publishConfirmed(stompc, '/app/chat/leave', { chatRoomId: id });
       v = await plain.inbox.next(WAIT, 'LEAVE Alice');
-      assert.deepEqual([v.type, v.writer, v.members], ['LEAVE', 'Alice', ['Pat']]);
+      assert.deepEqual([v.type, v.writer, v.members], ['LEAVE', 'alice', ['pat']]);
       await room.inbox.next(WAIT, 'LEAVE Alice on STOMP');
       plain.ws.close();
       v = JSON.parse((await room.inbox.next(WAIT, 'LEAVE Pat after close')).body);
-      assert.deepEqual([v.type, v.writer, v.members], ['LEAVE', 'Pat', []]);
+      assert.deepEqual([v.type, v.writer, v.members], ['LEAVE', 'pat', []]);
       r = await httpJson('GET', `/api/rooms/${id}`);
       assert.deepEqual(r.json.members, []);
     } finally {
@@ -377,10 +377,10 @@ describe('seed apps', () => {
       const room = await subscribeConfirmed(watcher, `/topic/chat/room/${id}`);
       await publishConfirmed(joiner, '/app/chat/join', { chatRoomId: id, writer: 'Jo' });
       assert.equal(JSON.parse((await room.inbox.next(WAIT, 'JOIN')).body).type, 'JOIN');
-      assert.deepEqual((await httpJson('GET', `/api/rooms/${id}`)).json.members, ['Jo']);
+      assert.deepEqual((await httpJson('GET', `/api/rooms/${id}`)).json.members, ['jo']);
       await disconnect(joiner);
       const v = JSON.parse((await room.inbox.next(WAIT, 'LEAVE on disconnect')).body);
-      assert.deepEqual([v.type, v.writer, v.members], ['LEAVE', 'Jo', []]);
+      assert.deepEqual([v.type, v.writer, v.members], ['LEAVE', 'jo', []]);
 
       lost.publish({ destination: '/app/chat/message', body: JSON.stringify({ chatRoomId: 'nope', writer: 'L', message: 'x' }) });
       const e = await lost.events.errors.next(WAIT, 'ERROR for an unknown room');
