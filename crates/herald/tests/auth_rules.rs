@@ -47,18 +47,12 @@ async fn refused(c: &mut Client, frame: Frame) -> String {
 }
 
 fn forged_read_all(destination: &str) -> Frame {
-    send(destination, r#"{"event":"read","all":true}"#)
-        .header("content-type", "application/json")
+    send(destination, r#"{"event":"read","all":true}"#).header("content-type", "application/json")
 }
 
 async fn publish_api(s: &TestServer, path: &str, key: &str, json: &Value) -> (u16, Value) {
-    s.http_call(
-        "POST",
-        path,
-        &[("X-API-Key", key)],
-        Some(&json.to_string()),
-    )
-    .await
+    s.http_call("POST", path, &[("X-API-Key", key)], Some(&json.to_string()))
+        .await
 }
 
 // ---------------------------------------------------------------------------
@@ -127,7 +121,10 @@ async fn clients_cannot_send_to_user_notification_or_job_destinations() {
     bob3.publish("/user/bob/queue/x", "sentinel").await;
     let f = bob.recv_message().await;
     assert_eq!(
-        (f.get("subscription"), String::from_utf8_lossy(&f.body).as_ref()),
+        (
+            f.get("subscription"),
+            String::from_utf8_lossy(&f.body).as_ref()
+        ),
         (Some("x"), "sentinel")
     );
 }
@@ -225,7 +222,11 @@ async fn default_rules_follow_the_user_prefix() {
     bob.subscribe("n", "/member/queue/notification").await;
     bob.subscribe("x", "/member/queue/x").await;
     let (mut alice, _) = s.connect_as(Transport::Tcp, "alice").await;
-    let m = refused(&mut alice, forged_read_all("/member/bob/queue/notification")).await;
+    let m = refused(
+        &mut alice,
+        forged_read_all("/member/bob/queue/notification"),
+    )
+    .await;
     assert!(
         m.contains("'/member/bob/queue/notification'")
             && m.contains("/member/{user}/queue/notification/**"),
@@ -238,7 +239,10 @@ async fn default_rules_follow_the_user_prefix() {
     bob2.publish("/member/bob/queue/x", "mine").await;
     let f = bob.recv_message().await;
     assert_eq!(
-        (f.get("subscription"), String::from_utf8_lossy(&f.body).as_ref()),
+        (
+            f.get("subscription"),
+            String::from_utf8_lossy(&f.body).as_ref()
+        ),
         (Some("x"), "mine")
     );
 }
@@ -260,7 +264,9 @@ async fn a_rule_admits_any_of_its_grants() {
     let mut alice = as_user(&s, Transport::Tcp, "alice", &[]).await;
     alice.subscribe("d", "/topic/desk/alice/inbox").await;
     let mut support = as_user(&s, Transport::Ws, "sam", &["SUPPORT"]).await;
-    support.publish("/topic/desk/alice/inbox", "from support").await;
+    support
+        .publish("/topic/desk/alice/inbox", "from support")
+        .await;
     assert_eq!(alice.recv_body().await, "from support");
     alice.publish("/topic/desk/alice/inbox", "from alice").await;
     assert_eq!(alice.recv_body().await, "from alice");
@@ -290,7 +296,10 @@ async fn publish_api_obeys_the_rules_as_its_caller() {
     assert_eq!(body["rule"], "/topic/admin/**", "{body}");
     assert_eq!(body["destination"], "/topic/admin/stats", "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("requires role ADMIN"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("requires role ADMIN"),
         "{body}"
     );
     // A bearer token with the service role: the same.
@@ -331,8 +340,7 @@ async fn publish_api_to_users_needs_the_owner_or_a_service() {
     assert_eq!(status, 403, "{body}");
     // The server's destinations are a service's, even for their owner.
     let notification = json!({"destination": "/queue/notifications", "body": "x"});
-    let (status, body) =
-        publish_api(&s, "/api/users/bob/messages", "bob-key", &notification).await;
+    let (status, body) = publish_api(&s, "/api/users/bob/messages", "bob-key", &notification).await;
     assert_eq!(status, 403, "{body}");
     // bob's own key, then a service, reach bob; nothing refused came before.
     for (key, text) in [("bob-key", "from bob"), ("svc-key", "from billing")] {

@@ -136,7 +136,8 @@ pub struct Rules {
 }
 
 const RESERVED: &str = "reserved: the server publishes there";
-const USER_DEFAULT: &str = "default: a user's destinations take messages from their owner, services and admins";
+const USER_DEFAULT: &str =
+    "default: a user's destinations take messages from their owner, services and admins";
 const ADMIN_DEFAULT: &str = "default: admins only";
 
 impl Rules {
@@ -147,16 +148,17 @@ impl Rules {
         let admin = Access::Role(auth.admin_role.clone());
         let service = Access::Role(auth.service_role.clone());
         let user_prefix = &config.routing.user_prefix;
-        let built_in = |pattern: String, subscribe, send, reason| -> Result<Rule, (String, String)> {
-            let pattern = Pattern::rule(&pattern)
-                .map_err(|e| ("routing.user_prefix".to_owned(), e.to_string()))?;
-            Ok(Rule {
-                pattern,
-                subscribe,
-                send,
-                reason: Some(reason),
-            })
-        };
+        let built_in =
+            |pattern: String, subscribe, send, reason| -> Result<Rule, (String, String)> {
+                let pattern = Pattern::rule(&pattern)
+                    .map_err(|e| ("routing.user_prefix".to_owned(), e.to_string()))?;
+                Ok(Rule {
+                    pattern,
+                    subscribe,
+                    send,
+                    reason: Some(reason),
+                })
+            };
         let mut rules = Vec::new();
         if auth.default_rules {
             let n = &config.notifications;
@@ -245,7 +247,10 @@ impl Rules {
             if !rule.pattern.matches(destination) {
                 continue;
             }
-            if grants.iter().any(|a| admits(a, rule, destination, principal)) {
+            if grants
+                .iter()
+                .any(|a| admits(a, rule, destination, principal))
+            {
                 return Ok(());
             }
             let needs = grants

@@ -487,9 +487,13 @@ impl Session {
 
     fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
         let destination = required(frame, "destination")?;
-        if let Some(name) = crate::auth::rules::reserved_header(frame.headers.iter().map(|(k, _)| k)) {
+        if let Some(name) =
+            crate::auth::rules::reserved_header(frame.headers.iter().map(|(k, _)| k))
+        {
             tracing::warn!(session = %self.id, user = %self.principal.name, "reserved header {name}");
-            return Err(StompError::new(crate::auth::rules::reserved_header_message(name)));
+            return Err(StompError::new(
+                crate::auth::rules::reserved_header_message(name),
+            ));
         }
         self.node.router.check_limits(destination)?;
         self.allow(Operation::Send, destination)?;
