@@ -309,8 +309,14 @@ pub struct AuthConfig {
     pub jwks_refresh: Duration,
     /// Token issuers and their keys; none configured means anonymous mode.
     pub issuers: Vec<IssuerConfig>,
-    /// Destination rules, first match wins (per SUBSCRIBE and SEND).
+    /// Destination rules, first match wins (per SUBSCRIBE and SEND). They come after
+    /// the reserved rules and before the default rules (see `default_rules`).
     pub rules: Vec<RuleConfig>,
+    /// The built-in rules: the server's own destinations (notifications, broadcasts,
+    /// jobs) SEND by `service_role`/`admin_role` only, checked before `rules`; user
+    /// destinations SEND by their owner, a service or an admin, and `/topic/admin/**`
+    /// by admins, checked after `rules`. Off: only `rules` apply.
+    pub default_rules: bool,
     /// Allowed Origin patterns for WebSocket and SockJS handshakes ("https://*.example.com",
     /// "http://localhost:*", "*"). Empty: the server's own origin and localhost.
     pub allowed_origins: Vec<String>,
@@ -353,18 +359,8 @@ impl Default for AuthConfig {
             leeway: Duration::from_secs(30),
             jwks_refresh: Duration::from_secs(300),
             issuers: Vec::new(),
-            rules: vec![
-                RuleConfig {
-                    pattern: "/user/{user}/**".into(),
-                    subscribe: None,
-                    send: Some("owner".into()),
-                },
-                RuleConfig {
-                    pattern: "/topic/admin/**".into(),
-                    subscribe: Some("admin".into()),
-                    send: Some("admin".into()),
-                },
-            ],
+            rules: Vec::new(),
+            default_rules: true,
             allowed_origins: Vec::new(),
             api_keys: Vec::new(),
             anonymous: AnonymousAccess::Loopback,
@@ -431,10 +427,41 @@ pub struct RuleConfig {
     /// separate segments; `{user}` a whole `/` segment that `owner` compares with the
     /// principal.
     pub pattern: String,
-    /// Who may SUBSCRIBE: "anyone", "authenticated", "role:X", "owner", "deny".
-    pub subscribe: Option<String>,
+    /// Who may SUBSCRIBE: "anyone", "authenticated", "role:X", "admin", "owner", "deny",
+    /// or a list of them, any of which admits (`["owner", "role:SERVICE"]`).
+    pub subscribe: Option<Grants>,
     /// Who may SEND, same values.
-    pub send: Option<String>,
+    pub send: Option<Grants>,
+}
+
+/// A rule's access for one operation: one grant, or several of which any admits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Grants {
+    One(String),
+    Any(Vec<String>),
+}
+
+impl Grants {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let all: &[String] = match self {
+            Grants::One(g) => std::slice::from_ref(g),
+            Grants::Any(list) => list,
+        };
+        all.iter().map(String::as_str)
+    }
+}
+
+impl From<&str> for Grants {
+    fn from(grant: &str) -> Self {
+        Grants::One(grant.to_owned())
+    }
+}
+
+impl From<&[&str]> for Grants {
+    fn from(grants: &[&str]) -> Self {
+        Grants::Any(grants.iter().map(|g| (*g).to_owned()).collect())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -744,15 +771,8 @@ impl Config {
         if self.auth.required && self.auth.issuers.is_empty() {
             return err("auth.required", "needs at least one entry in auth.issuers");
         }
-        for (i, rule) in self.auth.rules.iter().enumerate() {
-            if let Err(e) = crate::destination::Pattern::rule(&rule.pattern) {
-                return err(&format!("auth.rules[{i}].pattern"), &e.to_string());
-            }
-            for access in rule.subscribe.iter().chain(&rule.send) {
-                if let Err(e) = crate::auth::rules::Access::parse(access) {
-                    return err(&format!("auth.rules[{i}]"), &e);
-                }
-            }
+        if let Err((key, problem)) = crate::auth::rules::Rules::new(self) {
+            return err(&key, &problem);
         }
         if self.ops.stats_interval.is_zero() {
             return err("ops.stats_interval", "must be longer than 0s");
@@ -1055,6 +1075,24 @@ mod tests {
         std::fs::write(&path, "[stomp]\nmax_frame = 10\n").unwrap();
         let e = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(e.contains("stomp.max_frame"), "{e}");
+    }
+
+    #[test]
+    fn a_grant_is_one_string_or_a_list() {
+        let c = toml_from_str(
+            "[[auth.rules]]\npattern = \"/topic/a/**\"\nsubscribe = \"anyone\"\n\
+             send = [\"owner\", \"role:SERVICE\"]\n",
+        );
+        let rule = &c.auth.rules[0];
+        assert_eq!(rule.subscribe, Some(Grants::One("anyone".into())));
+        assert_eq!(
+            rule.send.as_ref().map(|g| g.iter().collect::<Vec<_>>()),
+            Some(vec!["owner", "role:SERVICE"])
+        );
+        c.validate().unwrap();
+        let c = toml_from_str("[[auth.rules]]\npattern = \"/topic/a\"\nsend = []\n");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("auth.rules[0].send"), "{e}");
     }
 
     fn toml_from_str(text: &str) -> Config {

@@ -67,7 +67,7 @@ impl Node {
         Ok(Arc::new(Node {
             messaging: Messaging::new(broker.clone(), router.clone()),
             backend: Backend::new(&config.apps.backend),
-            auth: Auth::new(&config.auth)?,
+            auth: Auth::new(&config)?,
             gate: Gate::new(&config)?,
             sessions_per_user: Counter::new(config.limits.max_connections_per_user),
             sessions: SessionRegistry::default(),

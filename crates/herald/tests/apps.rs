@@ -298,8 +298,9 @@ async fn configurable_prefixes_publish_and_member() {
     assert_eq!(m.get("destination"), Some("/topic/chat"));
     assert_eq!(json_of(&m)["content"], "hi");
 
-    // /member/{name}/... is a user destination.
-    alice.publish("/member/bob/queue/x", "direct").await;
+    // /member/{name}/... is a user destination (its owner's to send to, by default).
+    let (mut bob2, _) = server.connect_as(Transport::Tcp, "bob").await;
+    bob2.publish("/member/bob/queue/x", "direct").await;
     let m = bob.recv_message().await;
     assert_eq!(
         (m.get("subscription"), body_of(&m).as_str()),

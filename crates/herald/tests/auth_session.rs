@@ -685,8 +685,8 @@ async fn wildcard_subscriptions_do_not_bypass_admin_rules() {
 fn rule(pattern: &str, subscribe: Option<&str>, send: Option<&str>) -> RuleConfig {
     RuleConfig {
         pattern: pattern.into(),
-        subscribe: subscribe.map(str::to_owned),
-        send: send.map(str::to_owned),
+        subscribe: subscribe.map(Into::into),
+        send: send.map(Into::into),
     }
 }
 
@@ -772,7 +772,7 @@ async fn configured_rules_first_match_wins() {
         "deny",
     )
     .await;
-    // The default admin rule is replaced by the configured list.
+    // Configured rules come before the default admin rule, so they can open it.
     let mut anyone = s.connect_ok(t, &[]).await.0;
     anyone.subscribe("1", "/topic/admin/x").await;
 }

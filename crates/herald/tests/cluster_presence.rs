@@ -14,7 +14,7 @@ use redis_server::{RedisServer, listening, node_with};
 use serde_json::Value;
 
 async fn node(redis: &RedisServer) -> TestServer {
-    node_with(redis, |c| c.auth.rules.clear()).await
+    node_with(redis, |c| c.auth.default_rules = false).await
 }
 
 async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {

@@ -15,7 +15,7 @@ use redis_server::{RedisServer, listening, node_with};
 
 async fn node(redis: &RedisServer) -> TestServer {
     // Any client may send to any user's destinations here.
-    node_with(redis, |c| c.auth.rules.clear()).await
+    node_with(redis, |c| c.auth.default_rules = false).await
 }
 
 fn header<'a>(f: &'a Frame, name: &str) -> &'a str {

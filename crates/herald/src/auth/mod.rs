@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use crate::config::{AuthConfig, TokenSource};
+use crate::config::{AuthConfig, Config, TokenSource};
 use crate::params;
 use api_keys::ApiKeys;
 use jwt::{Claims, Verifier};
@@ -78,12 +78,13 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(config: &AuthConfig) -> Result<Auth, String> {
+    pub fn new(config: &Config) -> Result<Auth, String> {
+        let auth = &config.auth;
         Ok(Auth {
-            verifier: Verifier::new(config)?,
-            rules: Rules::new(config),
-            api_keys: ApiKeys::new(&config.api_keys, &config.service_role),
-            config: config.clone(),
+            verifier: Verifier::new(auth)?,
+            rules: Rules::new(config).map_err(|(key, problem)| format!("{key}: {problem}"))?,
+            api_keys: ApiKeys::new(&auth.api_keys, &auth.service_role),
+            config: auth.clone(),
         })
     }
 

@@ -1,14 +1,47 @@
 //! Destination rules: who may SUBSCRIBE to or SEND to a destination.
 //!
 //! Rules are tried in order; the first whose pattern matches and that says something
-//! about the operation decides. With no such rule, a destination is open to
-//! authenticated principals when auth is required, and to anyone otherwise.
+//! about the operation decides, and it admits whoever any of its grants admits. The
+//! order: the reserved rules (the server's own notification, broadcast and job
+//! destinations: a client that could SEND there would speak as the server), then
+//! `auth.rules`, then the default rules (user destinations, `/topic/admin/**`), which
+//! configured rules can refine; `auth.default_rules = false` leaves only the
+//! configured ones. With no deciding rule, a destination is open to authenticated
+//! principals when auth is required, and to anyone otherwise.
+//!
+//! The same check serves STOMP SENDs and the publish REST API, so no way in reaches
+//! a destination that another way is refused.
+//!
+//! Headers named `herald-*` are the server's own (`herald-event` tells a notification
+//! from a read push): a client SEND or a REST publish carrying one is refused, so a
+//! subscriber can trust them to come from Herald.
 
 use std::fmt;
 
 use crate::auth::Principal;
-use crate::config::AuthConfig;
+use crate::config::{Config, Grants};
 use crate::destination::Pattern;
+
+/// The prefix of the headers only the server sets, compared without case.
+pub const RESERVED_HEADER_PREFIX: &str = "herald-";
+
+/// The first reserved header among `names`.
+pub fn reserved_header<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let prefix = RESERVED_HEADER_PREFIX.as_bytes();
+    names.into_iter().find(|n| {
+        n.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    })
+}
+
+/// The refusal of a message carrying the reserved header `name`.
+pub fn reserved_header_message(name: &str) -> String {
+    format!(
+        "reserved header '{}': {RESERVED_HEADER_PREFIX}* headers are set by the server only",
+        herald_stomp::printable(name.as_bytes())
+    )
+}
 
 /// What `admin` parses to before the configured admin role replaces it.
 const ADMIN_PLACEHOLDER: &str = "\u{0}admin";
@@ -75,8 +108,25 @@ impl fmt::Display for Operation {
 #[derive(Debug)]
 struct Rule {
     pattern: Pattern,
-    subscribe: Option<Access>,
-    send: Option<Access>,
+    subscribe: Option<Vec<Access>>,
+    send: Option<Vec<Access>>,
+    /// Why a built-in rule exists, told with its refusals.
+    reason: Option<&'static str>,
+}
+
+/// A refusal: the destination, the rule that refused (none for `auth.required`'s
+/// fallback) and a message naming both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    pub destination: String,
+    pub rule: Option<String>,
+    message: String,
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 #[derive(Debug)]
@@ -85,33 +135,100 @@ pub struct Rules {
     fallback: Access,
 }
 
+const RESERVED: &str = "reserved: the server publishes there";
+const USER_DEFAULT: &str =
+    "default: a user's destinations take messages from their owner, services and admins";
+const ADMIN_DEFAULT: &str = "default: admins only";
+
 impl Rules {
-    pub fn new(config: &AuthConfig) -> Rules {
-        let parse = |a: &Option<String>| {
-            a.as_deref()
-                .map(|s| match Access::parse(s).expect("validated at start") {
-                    Access::Role(r) if r == ADMIN_PLACEHOLDER => {
-                        Access::Role(config.admin_role.clone())
-                    }
-                    other => other,
+    /// The rules `config` sets: reserved, configured, default. `Err` is the setting at
+    /// fault and the problem (`Config::validate` reports it at start).
+    pub fn new(config: &Config) -> Result<Rules, (String, String)> {
+        let auth = &config.auth;
+        let admin = Access::Role(auth.admin_role.clone());
+        let service = Access::Role(auth.service_role.clone());
+        let user_prefix = &config.routing.user_prefix;
+        let built_in =
+            |pattern: String, subscribe, send, reason| -> Result<Rule, (String, String)> {
+                let pattern = Pattern::rule(&pattern)
+                    .map_err(|e| ("routing.user_prefix".to_owned(), e.to_string()))?;
+                Ok(Rule {
+                    pattern,
+                    subscribe,
+                    send,
+                    reason: Some(reason),
                 })
-        };
-        Rules {
-            rules: config
-                .rules
-                .iter()
-                .map(|r| Rule {
-                    pattern: Pattern::rule(&r.pattern).expect("validated at start"),
-                    subscribe: parse(&r.subscribe),
-                    send: parse(&r.send),
-                })
-                .collect(),
-            fallback: if config.required {
+            };
+        let mut rules = Vec::new();
+        if auth.default_rules {
+            let n = &config.notifications;
+            for (key, destination, user) in [
+                ("notifications.destination", &n.destination, true),
+                ("notifications.jobs_destination", &n.jobs_destination, true),
+                (
+                    "notifications.broadcast_destination",
+                    &n.broadcast_destination,
+                    false,
+                ),
+            ] {
+                let plain = destination.starts_with('/')
+                    && !crate::destination::is_wildcard(destination)
+                    && !destination.contains(['{', '}']);
+                if !plain {
+                    return Err((
+                        key.to_owned(),
+                        format!(
+                            "'{destination}' must start with '/' and name one destination (no *, **, # or {{name}})"
+                        ),
+                    ));
+                }
+                let destination = destination.trim_end_matches('/');
+                let pattern = if user {
+                    format!("{user_prefix}{{user}}{destination}/**")
+                } else {
+                    format!("{destination}/**")
+                };
+                let send = vec![service.clone(), admin.clone()];
+                rules.push(built_in(pattern, None, Some(send), RESERVED)?);
+            }
+        }
+        for (i, r) in auth.rules.iter().enumerate() {
+            let grants = |g: &Option<Grants>, op: &str| {
+                g.as_ref()
+                    .map(|g| parse_grants(g, &auth.admin_role))
+                    .transpose()
+                    .map_err(|e| (format!("auth.rules[{i}].{op}"), e))
+            };
+            rules.push(Rule {
+                pattern: Pattern::rule(&r.pattern)
+                    .map_err(|e| (format!("auth.rules[{i}].pattern"), e.to_string()))?,
+                subscribe: grants(&r.subscribe, "subscribe")?,
+                send: grants(&r.send, "send")?,
+                reason: None,
+            });
+        }
+        if auth.default_rules {
+            rules.push(built_in(
+                format!("{user_prefix}{{user}}/**"),
+                None,
+                Some(vec![Access::Owner, service, admin.clone()]),
+                USER_DEFAULT,
+            )?);
+            rules.push(built_in(
+                "/topic/admin/**".to_owned(),
+                Some(vec![admin.clone()]),
+                Some(vec![admin]),
+                ADMIN_DEFAULT,
+            )?);
+        }
+        Ok(Rules {
+            rules,
+            fallback: if auth.required {
                 Access::Authenticated
             } else {
                 Access::Anyone
             },
-        }
+        })
     }
 
     /// `Err` names the destination, the operation and the rule that refused.
@@ -120,47 +237,83 @@ impl Rules {
         op: Operation,
         destination: &str,
         principal: &Principal,
-    ) -> Result<(), String> {
+    ) -> Result<(), Denied> {
         for rule in &self.rules {
-            let access = match op {
+            let grants = match op {
                 Operation::Subscribe => &rule.subscribe,
                 Operation::Send => &rule.send,
             };
-            let Some(access) = access else { continue };
+            let Some(grants) = grants else { continue };
             if !rule.pattern.matches(destination) {
                 continue;
             }
-            let ok = match access {
-                Access::Anyone => true,
-                Access::Authenticated => principal.authenticated,
-                Access::Role(r) => principal.authenticated && principal.has_role(r),
-                Access::Owner => rule.pattern.captures(destination).is_some_and(|c| {
-                    c.iter()
-                        .any(|&(name, value)| name == "user" && value == principal.name)
-                }),
-                Access::Deny => false,
-            };
-            return if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "access denied: {op} to '{destination}' requires {access} (rule '{}')",
+            if grants
+                .iter()
+                .any(|a| admits(a, rule, destination, principal))
+            {
+                return Ok(());
+            }
+            let needs = grants
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let reason = rule.reason.map(|r| format!("; {r}")).unwrap_or_default();
+            return Err(Denied {
+                destination: destination.to_owned(),
+                rule: Some(rule.pattern.to_string()),
+                message: format!(
+                    "access denied: {op} to '{destination}' requires {needs} (rule '{}'{reason})",
                     rule.pattern
-                ))
-            };
+                ),
+            });
         }
         match (&self.fallback, principal.authenticated) {
-            (Access::Authenticated, false) => Err(format!(
-                "access denied: {op} to '{destination}' needs an authenticated user (auth.required)"
-            )),
+            (Access::Authenticated, false) => Err(Denied {
+                destination: destination.to_owned(),
+                rule: None,
+                message: format!(
+                    "access denied: {op} to '{destination}' needs an authenticated user (auth.required)"
+                ),
+            }),
             _ => Ok(()),
         }
+    }
+}
+
+fn parse_grants(grants: &Grants, admin_role: &str) -> Result<Vec<Access>, String> {
+    let parsed = grants
+        .iter()
+        .map(|g| {
+            Access::parse(g).map(|a| match a {
+                Access::Role(r) if r == ADMIN_PLACEHOLDER => Access::Role(admin_role.to_owned()),
+                other => other,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if parsed.is_empty() {
+        return Err("an empty list admits no one: write \"deny\"".to_owned());
+    }
+    Ok(parsed)
+}
+
+fn admits(access: &Access, rule: &Rule, destination: &str, principal: &Principal) -> bool {
+    match access {
+        Access::Anyone => true,
+        Access::Authenticated => principal.authenticated,
+        Access::Role(r) => principal.authenticated && principal.has_role(r),
+        Access::Owner => rule.pattern.captures(destination).is_some_and(|c| {
+            c.iter()
+                .any(|&(name, value)| name == "user" && value == principal.name)
+        }),
+        Access::Deny => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RuleConfig;
 
     fn p(name: &str, roles: &[&str], authenticated: bool) -> Principal {
         Principal {
@@ -174,7 +327,7 @@ mod tests {
 
     #[test]
     fn default_rules() {
-        let rules = Rules::new(&AuthConfig::default());
+        let rules = Rules::new(&Config::default()).unwrap();
         let alice = p("alice", &[], true);
         assert!(
             rules
@@ -185,7 +338,8 @@ mod tests {
             .check(Operation::Send, "/user/bob/queue/x", &alice)
             .unwrap_err();
         assert!(
-            e.contains("/user/bob/queue/x") && e.contains("/user/{user}/**"),
+            e.rule.as_deref() == Some("/user/{user}/**")
+                && e.to_string().contains("/user/bob/queue/x"),
             "{e}"
         );
         assert!(
@@ -219,14 +373,138 @@ mod tests {
                 .check(Operation::Subscribe, "/topic/news", &p("x", &[], false))
                 .is_ok()
         );
-        let required = Rules::new(&AuthConfig {
-            required: true,
-            ..AuthConfig::default()
-        });
+        let mut config = Config::default();
+        config.auth.required = true;
+        let required = Rules::new(&config).unwrap();
         assert!(
             required
                 .check(Operation::Subscribe, "/topic/news", &p("x", &[], false))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn reserved_destinations_take_sends_from_services_and_admins() {
+        let mut config = Config::default();
+        config.routing.user_prefix = "/member/".into();
+        config.notifications.destination = "/queue/notification".into();
+        let rules = Rules::new(&config).unwrap();
+        let alice = p("alice", &[], true);
+        let service = p("billing", &["SERVICE"], true);
+        let admin = p("root", &["ADMIN"], true);
+        for d in [
+            "/topic/notifications",
+            "/topic/notifications.x",
+            "/member/alice/queue/notification",
+            "/member/bob/queue/notification",
+            "/member/bob/queue/jobs",
+        ] {
+            let e = rules.check(Operation::Send, d, &alice).unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{e}");
+            assert!(rules.check(Operation::Send, d, &service).is_ok(), "{d}");
+            assert!(rules.check(Operation::Send, d, &admin).is_ok(), "{d}");
+        }
+        assert!(
+            rules
+                .check(Operation::Subscribe, "/topic/notifications", &alice)
+                .is_ok()
+        );
+        // The user prefix is /member/: owner, service or admin.
+        assert!(
+            rules
+                .check(Operation::Send, "/member/bob/queue/x", &alice)
+                .is_err()
+        );
+        for who in [&service, &admin, &p("bob", &[], true)] {
+            assert!(
+                rules
+                    .check(Operation::Send, "/member/bob/queue/x", who)
+                    .is_ok()
+            );
+        }
+        // Unauthenticated principals never hold a role.
+        assert!(
+            rules
+                .check(
+                    Operation::Send,
+                    "/topic/notifications",
+                    &p("x", &["SERVICE"], false)
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn several_grants_and_the_order_of_rules() {
+        let mut config = Config::default();
+        config.auth.rules = vec![
+            RuleConfig {
+                pattern: "/topic/ops/**".into(),
+                subscribe: Some(["role:OPS", "admin"].as_slice().into()),
+                send: None,
+            },
+            // Configured rules come before the defaults and after the reserved rules.
+            RuleConfig {
+                pattern: "/topic/**".into(),
+                subscribe: Some("anyone".into()),
+                send: Some("anyone".into()),
+            },
+        ];
+        let rules = Rules::new(&config).unwrap();
+        let sub = |d, who: &Principal| rules.check(Operation::Subscribe, d, who);
+        assert!(sub("/topic/ops/x", &p("o", &["OPS"], true)).is_ok());
+        assert!(sub("/topic/ops/x", &p("r", &["ADMIN"], true)).is_ok());
+        let e = sub("/topic/ops/x", &p("a", &[], true)).unwrap_err();
+        assert!(
+            e.to_string().contains("requires role OPS or role ADMIN"),
+            "{e}"
+        );
+        assert!(sub("/topic/admin/x", &p("a", &[], true)).is_ok());
+        let anyone = p("a", &[], true);
+        assert!(
+            rules
+                .check(Operation::Send, "/topic/notifications", &anyone)
+                .is_err()
+        );
+        config.auth.default_rules = false;
+        let rules = Rules::new(&config).unwrap();
+        assert!(
+            rules
+                .check(Operation::Send, "/topic/notifications", &anyone)
+                .is_ok()
+        );
+        assert!(
+            rules
+                .check(Operation::Send, "/user/bob/queue/x", &anyone)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn reserved_headers() {
+        assert_eq!(
+            reserved_header(["content-type", "Herald-Event"]),
+            Some("Herald-Event")
+        );
+        assert_eq!(reserved_header(["herald", "x-herald-event", "é"]), None);
+    }
+
+    #[test]
+    fn bad_grants_name_the_setting() {
+        let mut config = Config::default();
+        config.auth.rules = vec![RuleConfig {
+            pattern: "/topic/x".into(),
+            subscribe: None,
+            send: Some(Grants::Any(vec!["owner".into(), "nobody".into()])),
+        }];
+        let (key, problem) = Rules::new(&config).unwrap_err();
+        assert_eq!(key, "auth.rules[0].send");
+        assert!(problem.contains("nobody"), "{problem}");
+        config.auth.rules[0].send = Some(Grants::Any(Vec::new()));
+        assert!(Rules::new(&config).is_err());
+        config.auth.rules.clear();
+        config.notifications.broadcast_destination = "/topic/*".into();
+        let (key, _) = Rules::new(&config).unwrap_err();
+        assert_eq!(key, "notifications.broadcast_destination");
     }
 }

@@ -4,7 +4,10 @@
 //! - `POST /api/users/{user}/messages` {destination, body, headers?} — `destination`
 //!   (like `/queue/messages`) of every session of `user`.
 //!
-//! Both need a service identity (see [`require_service`]). `body` is a string (sent as
+//! Both need a service identity (see [`require_service`]) and obey the destination rules
+//! as that principal, as a STOMP SEND would (403 {"error", "code": "access_denied",
+//! "rule", "destination"}); `herald-*` headers are the server's (400 {"code":
+//! "reserved_header"}). `body` is a string (sent as
 //! is, `text/plain` unless `headers` say otherwise) or any other JSON value
 //! (serialized, `application/json`). The answer comes once the message is in the
 //! cluster: 202 {"delivered": n, "offset"?: o, "epoch"?: e} — `delivered` counts the
@@ -28,6 +31,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
+use crate::auth::Principal;
+use crate::auth::rules::{self, Operation};
 use crate::broker::Refused;
 use crate::cluster::Outcome;
 
@@ -50,8 +55,18 @@ fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
 }
 
 /// Headers as a STOMP client may send them: no control characters, no ':' in a name
-/// (a 1.0 subscriber has no escaping to carry them).
+/// (a 1.0 subscriber has no escaping to carry them), none of the server's own.
 fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), (StatusCode, Json<Value>)> {
+    if let Some(name) = rules::reserved_header(headers.keys().map(String::as_str)) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": rules::reserved_header_message(name),
+                "code": "reserved_header",
+                "header": name,
+            })),
+        ));
+    }
     for (name, value) in headers {
         herald_stomp::check_header(name, value).map_err(|e| {
             (
@@ -74,6 +89,29 @@ fn check_destination(
             Json(json!({ "error": e.message, "code": "destination_limit" })),
         )
     })
+}
+
+/// The destination rules, as for a STOMP SEND by `principal`.
+fn check_rules(
+    state: &HttpState,
+    destination: &str,
+    principal: &Principal,
+) -> Result<(), (StatusCode, Json<Value>)> {
+    let auth = &state.node.auth;
+    auth.rules
+        .check(Operation::Send, destination, principal)
+        .map_err(|e| {
+            tracing::warn!(user = %principal.name, "publish API: {e}");
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({
+                    "error": e.to_string(),
+                    "code": "access_denied",
+                    "rule": e.rule,
+                    "destination": e.destination,
+                })),
+            )
+        })
 }
 
 fn accepted(sent: Result<Outcome, Refused>) -> ApiResult {
@@ -111,12 +149,13 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
 }
 
 /// The REST API's caller must be a service: an `X-API-Key` from `auth.api_keys`, or a
-/// bearer token with `auth.service_role` or `auth.admin_role`. With neither keys nor
-/// issuers configured (anonymous development mode) the API is open.
+/// bearer token with `auth.service_role` or `auth.admin_role`; `Ok` is its principal.
+/// With neither keys nor issuers configured (anonymous development mode) the API is
+/// open, and its callers are the service a plain API key would be.
 pub(crate) async fn require_service(
     state: &HttpState,
     headers: &HeaderMap,
-) -> Result<(), (StatusCode, Json<Value>)> {
+) -> Result<Principal, (StatusCode, Json<Value>)> {
     let auth = &state.node.auth;
     let keys = &auth.config.api_keys;
     let deny = |status: u16, reason: String| {
@@ -126,14 +165,16 @@ pub(crate) async fn require_service(
         )
     };
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return if auth.api_keys.lookup(key).is_some() {
-            Ok(())
-        } else {
-            Err(deny(401, "unknown API key".into()))
+        return match auth.api_keys.lookup(key) {
+            Some(principal) => Ok(principal.clone()),
+            None => Err(deny(401, "unknown API key".into())),
         };
     }
     if keys.is_empty() && auth.is_anonymous() {
-        return Ok(());
+        let mut service = Principal::anonymous("service".to_owned());
+        service.roles = vec![auth.config.service_role.clone()];
+        service.authenticated = true;
+        return Ok(service);
     }
     let roles = [
         auth.config.service_role.as_str(),
@@ -141,7 +182,6 @@ pub(crate) async fn require_service(
     ];
     auth.bearer_with_role(headers, &roles)
         .await
-        .map(|_| ())
         .map_err(|(status, reason)| deny(status, reason))
 }
 
@@ -150,11 +190,12 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
-    require_service(&state, &headers).await?;
+    let principal = require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     check_headers(&req.headers)?;
     let (destination, message_headers, body) = encode(req);
     check_destination(&state, &destination)?;
+    check_rules(&state, &destination, &principal)?;
     let sent = state
         .node
         .messaging
@@ -169,7 +210,7 @@ pub(crate) async fn to_user(
     headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
-    require_service(&state, &headers).await?;
+    let principal = require_service(&state, &headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     check_headers(&req.headers)?;
     let (destination, message_headers, body) = encode(req);
@@ -179,6 +220,14 @@ pub(crate) async fn to_user(
         )));
     }
     check_destination(&state, &destination)?;
+    // The rules read what a STOMP client would SEND to: `/user/{user}/queue/x`. A `/`
+    // in the name is escaped, so it stays one `{user}` segment.
+    let as_sent = format!(
+        "{}{}{destination}",
+        state.node.config.routing.user_prefix,
+        user.replace('%', "%25").replace('/', "%2F")
+    );
+    check_rules(&state, &as_sent, &principal)?;
     let sent =
         state
             .node

@@ -452,7 +452,7 @@ impl Session {
             .check(op, destination, &self.principal)
             .map_err(|e| {
                 tracing::warn!(session = %self.id, user = %self.principal.name, "{e}");
-                StompError::new(e)
+                StompError::new(e.to_string())
             })
     }
 
@@ -490,6 +490,14 @@ impl Session {
 
     fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
         let destination = required(frame, "destination")?;
+        if let Some(name) =
+            crate::auth::rules::reserved_header(frame.headers.iter().map(|(k, _)| k))
+        {
+            tracing::warn!(session = %self.id, user = %self.principal.name, "reserved header {name}");
+            return Err(StompError::new(
+                crate::auth::rules::reserved_header_message(name),
+            ));
+        }
         self.node.router.check_limits(destination)?;
         self.allow(Operation::Send, destination)?;
         self.node.router.for_send(destination)

@@ -132,7 +132,8 @@ describe('routing by prefix', () => {
       const m = await pm.inbox.next(WAIT, 'private message on /member/queue/messages');
       assert.equal(m.headers.destination, '/member/queue/messages');
       assert.equal(JSON.parse(m.body).content, 'psst');
-      await publishConfirmed(alice, '/member/bob/queue/messages', 'direct');
+      // A user destination is its owner's to send to (alice's would be refused).
+      await publishConfirmed(bob, '/member/bob/queue/messages', 'direct');
       assert.equal((await pm.inbox.next(WAIT, 'direct user message')).body, 'direct');
       alice.publish({ destination: '/app/hello', body: '{"name":"x"}' });
       const e = await alice.events.errors.next(WAIT, 'ERROR for /app/ (no longer a prefix)');
