@@ -100,26 +100,15 @@ fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
 /// The service creating notifications (authorized by `require_service`), by name:
 /// whose idempotency keys these are. Empty when anonymous.
 async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<String, Answer> {
-    require_service(state, headers).await?;
+    let principal = require_service(state, headers).await?;
     let auth = &state.node.auth;
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Ok(auth
-            .api_keys
-            .lookup(key)
-            .map(|p| format!("key:{}", p.name))
-            .unwrap_or_default());
-    }
-    if auth.config.api_keys.is_empty() && auth.is_anonymous() {
-        return Ok(String::new());
-    }
-    let roles = [
-        auth.config.service_role.as_str(),
-        auth.config.admin_role.as_str(),
-    ];
-    auth.bearer_with_role(headers, &roles)
-        .await
-        .map(|p| format!("token:{}", p.name))
-        .map_err(|(_, reason)| error(StatusCode::UNAUTHORIZED, reason))
+    Ok(if headers.contains_key("x-api-key") {
+        format!("key:{}", principal.name)
+    } else if auth.config.api_keys.is_empty() && auth.is_anonymous() {
+        String::new()
+    } else {
+        format!("token:{}", principal.name)
+    })
 }
 
 /// The user a read-state request is about: the principal of a valid cookie, bearer or
