@@ -180,6 +180,9 @@ impl Pattern {
     /// tried again from there: earlier tokens matched as early as they could, so they
     /// never need to move, and each retry starts one segment further on.
     fn run(&self, d: &str, spans: &mut [(usize, usize)]) -> bool {
+        if !self.may_match(d) {
+            return false;
+        }
         let tokens = &self.tokens;
         let end = d.len() + 1;
         let (mut t, mut at) = (0, 0);
@@ -245,6 +248,19 @@ impl Pattern {
             }
             Token::Many => unreachable!("`**` widens, it is never stepped"),
         }
+    }
+
+    /// Whether `d` starts with the literal prefix (`/` and `.` alike where both
+    /// separate). Most patterns a destination is held against (access rules, wildcard
+    /// subscriptions) fail here, in one short comparison, before any segment is walked.
+    fn may_match(&self, d: &str) -> bool {
+        let (p, d) = (self.literal_prefix().as_bytes(), d.as_bytes());
+        d.len() >= p.len()
+            && p.iter().zip(d).all(|(a, b)| {
+                a == b
+                    || (self.separators == Separators::Both
+                        && matches!((a, b), (b'/', b'.') | (b'.', b'/')))
+            })
     }
 
     fn segment_end(&self, d: &str, at: usize) -> usize {
