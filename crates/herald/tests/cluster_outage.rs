@@ -537,3 +537,32 @@ async fn a_commit_the_cluster_cannot_take_is_refused_with_its_receipt() {
     assert!(message_of(&e).starts_with(NOT_ACCEPTED), "{e:?}");
     redis.restart();
 }
+
+#[tokio::test]
+async fn an_app_send_is_receipted_only_once_its_replies_are_in_the_cluster() {
+    let mut redis = RedisServer::start();
+    let settings = |c: &mut herald::config::Config| {
+        c.cluster.publish_timeout = Duration::from_millis(300);
+    };
+    let a = node_with(&redis, settings).await;
+    let b = node_with(&redis, settings).await;
+    let mut watcher = b.tcp().await;
+    watcher.subscribe("g", "/topic/greetings").await;
+    listening(&b, Kind::Topic, "/topic/greetings").await;
+    let mut p = a.tcp().await;
+    // The handler's greeting reached the other node by the time of the RECEIPT.
+    p.request(send("/app/hello", r#"{"name":"ann"}"#)).await;
+    let greeting = watcher.recv_message().await;
+    assert!(
+        String::from_utf8_lossy(&greeting.body).contains("ann"),
+        "{greeting:?}"
+    );
+
+    redis.kill();
+    p.send_frame(&send("/app/hello", r#"{"name":"bo"}"#).header("receipt", "hello-2"))
+        .await;
+    let e = p.expect_error_and_close().await;
+    assert_eq!(e.get("receipt-id"), Some("hello-2"), "{e:?}");
+    assert!(message_of(&e).starts_with(NOT_ACCEPTED), "{e:?}");
+    redis.restart();
+}

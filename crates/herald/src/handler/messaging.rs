@@ -7,7 +7,7 @@ use bytes::Bytes;
 use herald_stomp::Headers;
 use serde::Serialize;
 
-use super::{HandlerError, Reply, ReplyTarget, SessionInfo};
+use super::{BoxFuture, HandlerError, Reply, ReplyTarget, SessionInfo};
 use crate::broker::{Broker, Message, Refused, Target};
 use crate::cluster::{Bus, Outcome};
 use crate::router::{Router, SendRoute};
@@ -116,8 +116,44 @@ impl Messaging {
         reply: Reply,
         sender: Option<&SessionInfo>,
     ) -> Result<usize, HandlerError> {
+        let (target, only_session) = self.reply_target(&reply.target, sender)?;
+        self.publish_to(target, &reply.headers, reply.body, only_session)
+    }
+
+    /// Like [`Messaging::publish`], resolving once the reply is in the cluster or
+    /// refused (as [`Messaging::send_confirmed`]). A reply to the sending session alone
+    /// never leaves this node: it resolves at once.
+    pub fn publish_confirmed(
+        &self,
+        reply: Reply,
+        sender: Option<&SessionInfo>,
+    ) -> Result<BoxFuture<Result<Outcome, Refused>>, HandlerError> {
+        let (target, only_session) = self.reply_target(&reply.target, sender)?;
+        if only_session.is_some() {
+            let delivered = self.publish_to(target, &reply.headers, reply.body, only_session)?;
+            return Ok(Box::pin(std::future::ready(Ok(Outcome {
+                delivered,
+                ..Outcome::default()
+            }))));
+        }
+        let message = Message::new(
+            self.broker.next_message_id(),
+            target,
+            &reply.headers,
+            reply.body,
+        );
+        Ok(Box::pin(self.broker.publish_confirmed(message)))
+    }
+
+    /// Where a reply goes, and the one session it is for when it is for the sender's
+    /// session alone.
+    fn reply_target<'s>(
+        &self,
+        target: &ReplyTarget,
+        sender: Option<&'s SessionInfo>,
+    ) -> Result<(Target, Option<&'s str>), HandlerError> {
         let no_sender = || HandlerError::new("a reply to the sender needs a sending session");
-        let (target, only_session) = match &reply.target {
+        Ok(match target {
             ReplyTarget::Destination(d) => (self.destination_target(d)?, None),
             ReplyTarget::User { user, destination } => {
                 (self.router.user_target(user, destination), None)
@@ -136,8 +172,7 @@ impl Messaging {
                     Some(s.id.as_str()),
                 )
             }
-        };
-        self.publish_to(target, &reply.headers, reply.body, only_session)
+        })
     }
 
     fn destination_target(&self, destination: &str) -> Result<Target, HandlerError> {

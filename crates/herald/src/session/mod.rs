@@ -166,11 +166,31 @@ impl Session {
                 ..StompError::new(e.message.clone())
             });
         }
+        // A receipted SEND's RECEIPT promises what its handler published: in a cluster
+        // it waits until the replies are in Redis (or becomes the ERROR refusing them).
+        let confirm = call.receipt.is_some() && self.node.broker.bus().confirms_later();
+        let mut confirmations = Vec::new();
         let result = result.and_then(|replies| {
-            replies
-                .into_iter()
-                .try_for_each(|r| self.node.messaging.publish(r, Some(&info)).map(|_| ()))
+            replies.into_iter().try_for_each(|r| {
+                let messaging = &self.node.messaging;
+                if confirm {
+                    confirmations.push(messaging.publish_confirmed(r, Some(&info))?);
+                    Ok(())
+                } else {
+                    messaging.publish(r, Some(&info)).map(|_| ())
+                }
+            })
         });
+        if result.is_ok() && !confirmations.is_empty() {
+            // Next, ahead of later calls, so RECEIPTs keep the order of their SENDs.
+            self.calls.push_front(AppCall {
+                future: all_confirmed(confirmations),
+                destination: call.destination,
+                receipt: call.receipt,
+                confirms: true,
+            });
+            return Ok(());
+        }
         match result {
             Ok(()) => {}
             Err(e) => {
@@ -246,21 +266,7 @@ impl Session {
         let receipt = match receipt {
             Some(r) if !confirmations.is_empty() && result.is_ok() => {
                 self.calls.push_back(AppCall {
-                    future: Box::pin(async move {
-                        for confirmed in confirmations {
-                            match confirmed.await {
-                                Ok(Outcome { error: None, .. }) => {}
-                                Ok(Outcome {
-                                    error: Some(refused),
-                                    ..
-                                }) => {
-                                    return Err(HandlerError::new(refused));
-                                }
-                                Err(refused) => return Err(HandlerError::new(refused.message)),
-                            }
-                        }
-                        Ok(Vec::new())
-                    }),
+                    future: all_confirmed(confirmations),
                     destination: what,
                     receipt: Some(r),
                     confirms: true,
@@ -786,4 +792,23 @@ fn negotiate_version(accept: Option<&str>) -> Result<Version, StompError> {
                 "unsupported STOMP version '{accept}': this server speaks 1.0, 1.1 and 1.2"
             ))
         })
+}
+
+/// Resolves once every publish is in the cluster; the first refusal is the error.
+fn all_confirmed(
+    confirmations: Vec<BoxFuture<Result<Outcome, Refused>>>,
+) -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+    Box::pin(async move {
+        for confirmed in confirmations {
+            match confirmed.await {
+                Ok(Outcome { error: None, .. }) => {}
+                Ok(Outcome {
+                    error: Some(refused),
+                    ..
+                }) => return Err(HandlerError::new(refused)),
+                Err(refused) => return Err(HandlerError::new(refused.message)),
+            }
+        }
+        Ok(Vec::new())
+    })
 }
