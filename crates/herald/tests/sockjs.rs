@@ -1321,6 +1321,21 @@ async fn raw_websocket_endpoint() {
     assert_eq!(ws.text().await, "hello [\"not json\"");
     ws.send("second").await;
     assert_eq!(ws.text().await, "second");
+    // The opcode comes back too: binary in, binary out (also bytes that are not UTF-8).
+    let bytes = vec![0u8, 0xff, 0xfe, b'x'];
+    tokio::time::timeout(WAIT, ws.0.send(Message::binary(bytes.clone())))
+        .await
+        .expect("WebSocket send in time")
+        .expect("WebSocket send");
+    let m = tokio::time::timeout(WAIT, ws.0.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("a message");
+    assert!(m.is_binary(), "binary echoed as {m:?}");
+    assert_eq!(&*m.into_payload(), &bytes[..]);
+    ws.send("text again").await;
+    assert_eq!(ws.text().await, "text again");
 
     let mut ws = sj.websocket("/close/websocket").await;
     assert_eq!(ws.closed().await, Some((3000, "Go away!".into())));

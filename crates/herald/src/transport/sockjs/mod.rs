@@ -538,7 +538,8 @@ pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<HttpState> {
     router
 }
 
-/// The test suite's echo service: every message comes back as it was.
+/// The test suite's echo service: every message comes back as it was (on the raw
+/// WebSocket, with its opcode: binary in, binary out).
 async fn echo(mut conn: Conn, opened: Opened) {
     let mut buf = BytesMut::new();
     loop {
@@ -548,7 +549,8 @@ async fn echo(mut conn: Conn, opened: Opened) {
                 if !matches!(read, Ok(true)) {
                     break;
                 }
-                let msg = OutFrame { text: true, bytes: buf.split().freeze() };
+                let text = !matches!(&conn, Conn::Ws(ws) if ws.read_binary());
+                let msg = OutFrame { text, bytes: buf.split().freeze() };
                 if conn.write(&[msg]).await.is_err() {
                     break;
                 }

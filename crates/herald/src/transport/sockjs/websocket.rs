@@ -95,6 +95,8 @@ pub struct SockJsWs {
     closed: bool,
     /// Close without a `c[...]` frame (the client broke the framing).
     abrupt: bool,
+    /// Raw: the last message read was binary (the echo answers in kind).
+    binary: bool,
 }
 
 impl SockJsWs {
@@ -111,11 +113,17 @@ impl SockJsWs {
             last_write: Instant::now(),
             closed: false,
             abrupt: false,
+            binary: false,
         };
         if framed {
             conn.send(frames::OPEN.into()).await.ok()?;
         }
         Some(conn)
+    }
+
+    /// Raw: whether the last message read was binary, not text.
+    pub(super) fn read_binary(&self) -> bool {
+        self.binary
     }
 
     async fn send(&mut self, text: String) -> io::Result<()> {
@@ -141,6 +149,7 @@ impl Transport for SockJsWs {
                     Some(Err(e)) => return Err(io::Error::other(e)),
                     Some(Ok(m)) if m.is_close() => return Ok(false),
                     Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                        self.binary = m.is_binary();
                         let payload = m.into_payload();
                         if !self.framed {
                             buf.extend_from_slice(&payload);
