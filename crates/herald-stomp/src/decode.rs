@@ -162,7 +162,19 @@ impl Decoder {
             });
         }
         if body_len > 0 && !p.command.allows_body() {
-            return Err(DecodeError::BodyNotAllowed(p.command));
+            // Clients that end CONNECT with an extra EOL before the NUL exist, and
+            // RabbitMQ and ActiveMQ both take it: a body of EOLs alone is no body.
+            let body = &buf[p.body_start..p.body_start + body_len];
+            let only_eols = body.iter().all(|b| matches!(b, b'\n' | b'\r'));
+            if !(only_eols && matches!(p.command, Command::Connect | Command::Stomp)) {
+                return Err(DecodeError::BodyNotAllowed(p.command));
+            }
+            buf.advance(p.body_start + body_len + 1);
+            return Ok(Some(Frame {
+                command: p.command,
+                headers: p.headers,
+                body: Bytes::new(),
+            }));
         }
         // The body gets an allocation of its own. A slice of `buf` would keep the
         // whole read buffer alive (a WebSocket message of up to 1 MiB) for as long as
@@ -561,6 +573,25 @@ mod tests {
         for (input, msg) in cases {
             let err = decode_all(input).unwrap_err().to_string();
             assert!(err.contains(msg), "{err:?} should contain {msg:?}");
+        }
+    }
+
+    #[test]
+    fn a_connect_body_of_eols_is_no_body() {
+        for input in [
+            &b"CONNECT\naccept-version:1.2\n\n\n\0"[..],
+            b"STOMP\r\naccept-version:1.2\r\n\r\n\r\n\0",
+        ] {
+            let frames = decode_all(input).unwrap();
+            assert_eq!(frames.len(), 1, "{input:?}");
+            assert!(frames[0].body.is_empty(), "{input:?}");
+        }
+        for input in [
+            &b"CONNECT\n\nx\n\0"[..],
+            b"SUBSCRIBE\nid:1\ndestination:/q\n\n\n\0",
+        ] {
+            let err = decode_all(input).unwrap_err().to_string();
+            assert!(err.contains("must not have a body"), "{err:?}");
         }
     }
 

@@ -279,3 +279,31 @@ async fn upgrades_are_answered_alike_whole_split_or_with_large_heads() {
     assert_eq!(status, 426, "{body}");
     assert!(body.contains("unsupported Sec-WebSocket-Version"), "{body}");
 }
+
+/// Clients that end CONNECT with an extra EOL (a one-EOL body) connect, as they do on
+/// RabbitMQ and ActiveMQ, over both transports; any other body is still refused.
+#[tokio::test]
+async fn a_connect_whose_body_is_only_eols_connects() {
+    let server = TestServer::start().await;
+    for transport in [Transport::Tcp, Transport::Ws] {
+        for raw in [
+            &b"CONNECT\naccept-version:1.2\nhost:x\n\n\n\0"[..],
+            b"STOMP\r\naccept-version:1.2\r\nhost:x\r\n\r\n\r\n\0",
+        ] {
+            let mut c = server.open(transport).await;
+            c.send_raw(raw).await;
+            let f = c.recv_frame().await;
+            assert_eq!(
+                f.command,
+                Command::Connected,
+                "{transport:?} {raw:?}: {f:?}"
+            );
+            c.subscribe("s", "/topic/eol").await;
+        }
+        let mut c = server.open(transport).await;
+        c.send_raw(b"CONNECT\naccept-version:1.2\nhost:x\n\nhello\0")
+            .await;
+        let e = c.expect_error_and_close().await;
+        assert!(message_of(&e).contains("must not have a body"), "{e:?}");
+    }
+}
