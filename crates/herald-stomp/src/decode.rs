@@ -161,6 +161,7 @@ impl Decoder {
                 limit: self.limits.max_frame,
             });
         }
+        let mut kept = body_len;
         if body_len > 0 && !p.command.allows_body() {
             // Clients that end CONNECT with an extra EOL before the NUL exist, and
             // RabbitMQ and ActiveMQ both take it: a body of EOLs alone is no body.
@@ -169,12 +170,7 @@ impl Decoder {
             if !(only_eols && matches!(p.command, Command::Connect | Command::Stomp)) {
                 return Err(DecodeError::BodyNotAllowed(p.command));
             }
-            buf.advance(p.body_start + body_len + 1);
-            return Ok(Some(Frame {
-                command: p.command,
-                headers: p.headers,
-                body: Bytes::new(),
-            }));
+            kept = 0;
         }
         // The body gets an allocation of its own. A slice of `buf` would keep the
         // whole read buffer alive (a WebSocket message of up to 1 MiB) for as long as
@@ -182,7 +178,7 @@ impl Decoder {
         // tell how much of its allocation lies before the body (consumed frames,
         // heart-beats), so a slice is never provably small overhead; and the broker
         // copies the body into every MESSAGE it encodes anyway.
-        let body = Bytes::copy_from_slice(&buf[p.body_start..p.body_start + body_len]);
+        let body = Bytes::copy_from_slice(&buf[p.body_start..p.body_start + kept]);
         buf.advance(p.body_start + body_len + 1); // and the NUL
         Ok(Some(Frame {
             command: p.command,
