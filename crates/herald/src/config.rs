@@ -315,7 +315,8 @@ pub struct AuthConfig {
     /// The built-in rules: the server's own destinations (notifications, broadcasts,
     /// jobs) SEND by `service_role`/`admin_role` only, checked before `rules`; user
     /// destinations SEND by their owner, a service or an admin, and `/topic/admin/**`
-    /// by admins, checked after `rules`. Off: only `rules` apply.
+    /// by admins, checked after `rules`. Off: the default rules go; the reserved ones
+    /// stay while `notifications.enabled`.
     pub default_rules: bool,
     /// Allowed Origin patterns for WebSocket and SockJS handshakes ("https://*.example.com",
     /// "http://localhost:*", "*"). Empty: the server's own origin and localhost.

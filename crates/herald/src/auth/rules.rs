@@ -5,8 +5,8 @@
 //! order: the reserved rules (the server's own notification, broadcast and job
 //! destinations: a client that could SEND there would speak as the server), then
 //! `auth.rules`, then the default rules (user destinations, `/topic/admin/**`), which
-//! configured rules can refine; `auth.default_rules = false` leaves only the
-//! configured ones. With no deciding rule, a destination is open to authenticated
+//! configured rules can refine; `auth.default_rules = false` drops the defaults
+//! (the reserved rules stay while notifications are on). With no deciding rule, a destination is open to authenticated
 //! principals when auth is required, and to anyone otherwise.
 //!
 //! The same check serves STOMP SENDs and the publish REST API, so no way in reaches
@@ -160,7 +160,9 @@ impl Rules {
                 })
             };
         let mut rules = Vec::new();
-        if auth.default_rules {
+        // Not switched off with the default rules: no configuration should let a
+        // client speak as the server. Without notifications nothing is published there.
+        if config.notifications.enabled {
             let n = &config.notifications;
             for (key, destination, user) in [
                 ("notifications.destination", &n.destination, true),
@@ -467,6 +469,14 @@ mod tests {
                 .is_err()
         );
         config.auth.default_rules = false;
+        let rules = Rules::new(&config).unwrap();
+        // The reserved rules stay: only the notifier's destinations need them.
+        assert!(
+            rules
+                .check(Operation::Send, "/topic/notifications", &anyone)
+                .is_err()
+        );
+        config.notifications.enabled = false;
         let rules = Rules::new(&config).unwrap();
         assert!(
             rules
