@@ -276,7 +276,12 @@ async fn signin(
     response
 }
 
-async fn signout(State(state): State<HttpState>) -> Response {
+/// Clears the cookie; from this site only (the Lax cookie does not come along on a
+/// foreign site's form POST, so the cookie check of the HTTP layer does not see it).
+async fn signout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = same_origin(&state, &headers) {
+        return refused;
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(v) = session_cookie(&state, "", Duration::ZERO) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -300,10 +305,15 @@ async fn dev_login(
         );
     }
     // Anyone who can use it becomes anyone: never for a client on the network.
-    if !peer.ip().to_canonical().is_loopback() {
+    // Behind a reverse proxy on this host every client is loopback: a request the
+    // proxy says it forwarded is from the network.
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if !peer.ip().to_canonical().is_loopback() || forwarded {
         return error(
             StatusCode::FORBIDDEN,
-            "the development login answers loopback clients only (web.dev_login)",
+            "the development login answers loopback clients only, never through a proxy (web.dev_login)",
         );
     }
     let Json(req) = match body {
@@ -346,8 +356,8 @@ async fn dev_login(
     response
 }
 
-async fn dev_logout(state: State<HttpState>) -> Response {
-    signout(state).await
+async fn dev_logout(state: State<HttpState>, headers: HeaderMap) -> Response {
+    signout(state, headers).await
 }
 
 #[cfg(test)]

@@ -206,3 +206,44 @@ async fn a_cookie_from_another_origin_changes_nothing() {
         "{cleared}"
     );
 }
+
+/// A foreign site's form POST carries no Lax cookie, so only the sign-out itself can
+/// refuse it: it does, and clears nothing.
+#[tokio::test]
+async fn another_site_cannot_sign_a_browser_out() {
+    let server = jwt_server().await;
+    for extra in [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let (status, head, body) = call(&server, "POST", "/api/web/signout", &[extra], "").await;
+        assert_eq!(status, 403, "{extra:?}: {body}");
+        assert!(header(&head, "set-cookie").is_none(), "{head}");
+    }
+}
+
+/// Behind a reverse proxy on the same host every client is loopback: a request the
+/// proxy marks as forwarded does not get the development login.
+#[tokio::test]
+async fn the_development_login_refuses_forwarded_requests() {
+    let server = TestServer::with(|c| {
+        c.auth.issuers = vec![secret_issuer(ISS)];
+        c.web.dev_login = true;
+    })
+    .await;
+    let body = r#"{"sub":"root","roles":["ADMIN"]}"#;
+    for forwarded in [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("Forwarded", "for=203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+    ] {
+        let (status, head, answer) =
+            call(&server, "POST", "/api/dev/login", &[forwarded], body).await;
+        assert_eq!(status, 403, "{forwarded:?}: {answer}");
+        assert!(answer.contains("proxy"), "{answer}");
+        assert!(header(&head, "set-cookie").is_none(), "{head}");
+    }
+    let (status, head, answer) = call(&server, "POST", "/api/dev/login", &[], body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(header(&head, "set-cookie").is_some(), "{head}");
+}
