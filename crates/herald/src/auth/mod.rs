@@ -93,6 +93,12 @@ impl Auth {
         self.verifier.is_none()
     }
 
+    /// Neither API keys nor issuers configured (development): the service REST API
+    /// is open, and its callers are one anonymous service.
+    pub fn services_open(&self) -> bool {
+        self.config.api_keys.is_empty() && self.is_anonymous()
+    }
+
     /// Checks the token a WebSocket or SockJS handshake carries (cookie, header or
     /// query, in the configured order). `Err` is the reason for a 401.
     pub async fn handshake(

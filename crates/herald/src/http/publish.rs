@@ -157,7 +157,6 @@ pub(crate) async fn require_service(
     headers: &HeaderMap,
 ) -> Result<Principal, (StatusCode, Json<Value>)> {
     let auth = &state.node.auth;
-    let keys = &auth.config.api_keys;
     let deny = |status: u16, reason: String| {
         (
             StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
@@ -170,7 +169,7 @@ pub(crate) async fn require_service(
             None => Err(deny(401, "unknown API key".into())),
         };
     }
-    if keys.is_empty() && auth.is_anonymous() {
+    if auth.services_open() {
         let mut service = Principal::anonymous("service".to_owned());
         service.roles = vec![auth.config.service_role.clone()];
         service.authenticated = true;

@@ -104,7 +104,7 @@ async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<String, Answer
     let auth = &state.node.auth;
     Ok(if headers.contains_key("x-api-key") {
         format!("key:{}", principal.name)
-    } else if auth.config.api_keys.is_empty() && auth.is_anonymous() {
+    } else if auth.services_open() {
         String::new()
     } else {
         format!("token:{}", principal.name)
