@@ -36,7 +36,7 @@ pub struct FloorArgs {
     pub max_seconds: f64,
     /// Bytes that may wait for one connection before it is closed as a slow
     /// consumer (Herald's default `stomp.outbound_queue`).
-    #[arg(long, default_value_t = 512 * 1024)]
+    #[arg(long, default_value_t = 1024 * 1024)]
     pub outbound_queue: usize,
 }
 

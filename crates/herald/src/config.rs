@@ -84,10 +84,22 @@ pub struct StompConfig {
     /// Longest inbound header line, bytes.
     pub max_header_line: usize,
     /// Bytes that may wait in a session's outbound queue before the session is
-    /// closed as a slow consumer (Spring's sendBufferSizeLimit).
+    /// closed as a slow consumer (Spring's sendBufferSizeLimit). With flow control
+    /// only what cannot be paced gets this far: other nodes' messages, many
+    /// publishers at once.
     pub outbound_queue: usize,
-    /// Longest a single write to a client may take before the session is closed
-    /// as a slow consumer (Spring's sendTimeLimit).
+    /// Producer flow control: a publish that leaves a subscriber with more than this
+    /// many bytes waiting pauses its publisher (the session stops reading its socket)
+    /// until the subscriber is under `outbound_low_water`. Equal to `outbound_queue`:
+    /// no flow control, a subscriber past the limit is closed (Spring's behaviour).
+    /// Unset: a quarter of `outbound_queue`.
+    pub outbound_high_water: Option<usize>,
+    /// Where a paused publisher is let go again. Unset: a quarter of the high-water
+    /// mark.
+    pub outbound_low_water: Option<usize>,
+    /// Longest a write to a client may go without progress (not one byte taken)
+    /// before the session is closed as a slow consumer (Spring's sendTimeLimit);
+    /// also how long a REST publish waits for paced subscribers.
     #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
     /// Heart-beat the server offers to send (0 = none).
@@ -113,13 +125,27 @@ pub struct StompConfig {
     pub prefetch_max: usize,
 }
 
+impl StompConfig {
+    /// Bytes waiting for a subscriber above which its publishers pause.
+    pub fn high_water(&self) -> usize {
+        self.outbound_high_water.unwrap_or(self.outbound_queue / 4)
+    }
+
+    /// Bytes waiting for a subscriber under which paused publishers go on.
+    pub fn low_water(&self) -> usize {
+        self.outbound_low_water.unwrap_or(self.high_water() / 4)
+    }
+}
+
 impl Default for StompConfig {
     fn default() -> Self {
         StompConfig {
             max_frame: 64 * 1024,
             max_headers: 64,
             max_header_line: 8 * 1024,
-            outbound_queue: 512 * 1024,
+            outbound_queue: 1024 * 1024,
+            outbound_high_water: None,
+            outbound_low_water: None,
             send_timeout: Duration::from_secs(10),
             heartbeat_send: Duration::from_secs(10),
             heartbeat_receive: Duration::from_secs(10),
@@ -880,6 +906,21 @@ impl Config {
         }
         if s.outbound_queue < s.max_frame {
             return err("stomp.outbound_queue", "must be at least stomp.max_frame");
+        }
+        if s.high_water() > s.outbound_queue {
+            return err(
+                "stomp.outbound_high_water",
+                "must be at most stomp.outbound_queue",
+            );
+        }
+        if s.low_water() >= s.high_water() && s.high_water() < s.outbound_queue {
+            return err(
+                "stomp.outbound_low_water",
+                "must be less than stomp.outbound_high_water",
+            );
+        }
+        if s.send_timeout.is_zero() {
+            return err("stomp.send_timeout", "must be more than 0");
         }
         self.validate_budgets()?;
         let b = &self.broker;

@@ -65,7 +65,7 @@ impl Node {
         bus.attach(Arc::downgrade(&broker));
         let router = Arc::new(Router::new(&config.broker, &config.routing));
         Ok(Arc::new(Node {
-            messaging: Messaging::new(broker.clone(), router.clone()),
+            messaging: Messaging::new(broker.clone(), router.clone(), config.stomp.send_timeout),
             backend: Backend::new(&config.apps.backend),
             auth: Auth::new(&config)?,
             gate: Gate::new(&config)?,

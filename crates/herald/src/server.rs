@@ -304,13 +304,14 @@ impl Connection {
         app: &axum::Router,
         peer: SocketAddr,
         permit: &Arc<crate::admission::Permit>,
+        socket: std::os::fd::RawFd,
         mut req: hyper::Request<hyper::body::Incoming>,
     ) -> tower::util::Oneshot<axum::Router, hyper::Request<hyper::body::Incoming>> {
         use tower::ServiceExt;
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
         req.extensions_mut()
-            .insert(crate::http::ConnectionPermit(permit.clone()));
+            .insert(crate::http::ConnectionPermit(permit.clone(), socket));
         app.clone().oneshot(req)
     }
 
@@ -323,8 +324,10 @@ impl Connection {
             app,
             state,
         } = self;
-        let service =
-            hyper::service::service_fn(move |req| Connection::route(&app, peer, &permit, req));
+        let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let service = hyper::service::service_fn(move |req| {
+            Connection::route(&app, peer, &permit, socket, req)
+        });
         let conn = builder
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
             .with_upgrades();
@@ -368,6 +371,7 @@ impl Connection {
             app,
             state,
         } = self;
+        let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let in_flight = Arc::new(InFlight {
             count: AtomicUsize::new(0),
             changed: tokio::sync::Notify::new(),
@@ -377,7 +381,7 @@ impl Connection {
             counted.count.fetch_add(1, Ordering::AcqRel);
             counted.changed.notify_one();
             let guard = Guard(counted.clone());
-            let response = Connection::route(&app, peer, &permit, req);
+            let response = Connection::route(&app, peer, &permit, socket, req);
             async move {
                 let response = response.await?;
                 Ok::<_, std::convert::Infallible>(response.map(move |body| {

@@ -1,5 +1,6 @@
 //! A subscriber that stops reading is closed as a slow consumer, while the publisher
-//! and a fast subscriber keep going.
+//! and a fast subscriber keep going (flow control holds the publisher no longer than
+//! `stomp.send_timeout`; tests/flow_control.rs has the burst cases).
 
 mod common;
 
@@ -108,20 +109,22 @@ async fn slow_consumer_case(server: TestServer, limit: Duration) {
     }
 }
 
-/// The outbound queue limit alone closes the slow consumer: it must not wait for the
-/// (long) send timeout.
+/// Without flow control (high-water mark = limit) the outbound queue limit alone
+/// closes the slow consumer: it must not wait for the (long) send timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overflowing_outbound_queue_closes_the_slow_consumer() {
     let server = TestServer::with(|c| {
         c.stomp.max_frame = 4096;
         c.stomp.outbound_queue = OUTBOUND_QUEUE;
+        c.stomp.outbound_high_water = Some(OUTBOUND_QUEUE);
         c.stomp.send_timeout = Duration::from_secs(30);
     })
     .await;
     slow_consumer_case(server, SETTLE).await;
 }
 
-/// A write that blocks longer than send_timeout closes the slow consumer.
+/// A write that makes no progress for send_timeout closes the slow consumer; its
+/// publisher, paced to it meanwhile, goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_write_closes_the_slow_consumer() {
     let server = TestServer::with(|c| {

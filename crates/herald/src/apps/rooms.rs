@@ -760,7 +760,7 @@ fn plain_chat_upgrade(
     let handshake = admission.handshake.clone();
     tasks.spawn(async move {
         if let Ok(upgraded) = upgrade.on_upgrade.await {
-            let ws = WebSocket::new(upgraded, node.config.stomp.max_frame);
+            let ws = WebSocket::new(upgraded, node.config.stomp.max_frame, None);
             plain_chat(ws, rooms, node, shutdown, handshake, login).await;
         }
         drop(admission);
@@ -800,11 +800,13 @@ async fn plain_chat<T: Transport>(
         }
     };
     let session = SessionInfo { id, principal };
-    let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
+    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
     let recipient = Arc::new(Recipient::bodies_only(session.id.clone(), outbox.clone()));
     let mut subscriptions: HashMap<String, Arc<Subscription>> = HashMap::new();
     let mut buf = BytesMut::new();
     let mut pending = Vec::new();
+    let progress = ws.progress();
+    let send_timeout = node.config.stomp.send_timeout;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -812,10 +814,16 @@ async fn plain_chat<T: Transport>(
                 if outbox.drain(&mut pending) == crate::broker::outbox::Drained::Overflowed {
                     break;
                 }
-                if ws.write(&pending).await.is_err() {
+                // A client that reads nothing is let go like a STOMP slow consumer, so
+                // it holds neither its task nor the publishers paced to it.
+                let written = crate::transport::progress::write_watched(
+                    &mut ws, &pending, progress.as_ref(), send_timeout,
+                ).await;
+                if !matches!(written, Ok(Ok(()))) {
                     break;
                 }
                 pending.clear();
+                outbox.written();
             }
             read = ws.read(&mut buf) => {
                 if !matches!(read, Ok(true)) {

@@ -17,6 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use herald_stomp::{Headers, Version, write_header};
 
 use super::outbox::OutFrame;
+use super::pressure::Pressure;
 use super::{Kind, Target};
 
 /// Headers a sender may not set on a MESSAGE: the broker owns them.
@@ -53,6 +54,9 @@ pub struct Message {
     /// The queue stream entry this message came from (cluster queues): acked there
     /// once a subscriber consumed it.
     pub entry: Option<Entry>,
+    /// The flow control of the local publisher, which waits while a delivery of this
+    /// message left a subscriber's outbox above its high-water mark.
+    pub(crate) pressure: Option<Arc<Pressure>>,
     /// The first frame encoded: [0] unescaped (1.0), [1] escaped (1.1/1.2).
     encoded: [OnceLock<Encoded>; 2],
     utf8: bool,
@@ -111,6 +115,7 @@ impl Message {
             body,
             position: None,
             entry: None,
+            pressure: None,
             encoded: [OnceLock::new(), OnceLock::new()],
             footprint: 0,
         }
@@ -140,6 +145,7 @@ impl Message {
             body,
             position: None,
             entry: None,
+            pressure: None,
             encoded: [OnceLock::new(), OnceLock::new()],
             footprint: 0,
         }
@@ -157,6 +163,12 @@ impl Message {
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>();
         self.footprint = OVERHEAD + strings + self.body.len();
+        self
+    }
+
+    /// Paces `publisher` to this message's subscribers (producer flow control).
+    pub fn paced_by(mut self, publisher: Option<Arc<Pressure>>) -> Message {
+        self.pressure = publisher;
         self
     }
 

@@ -8,10 +8,13 @@
 //!   message goes to another subscriber.
 //!
 //! Publishing never waits on a subscriber: delivery pushes encoded frames into each
-//! session's [`Outbox`] under a read lock and returns. Nothing here does I/O.
+//! session's [`Outbox`] under a read lock and returns; a subscriber left above its
+//! high-water mark is noted in the publisher's [`Pressure`], which the publisher
+//! waits on before it sends more (producer flow control). Nothing here does I/O.
 
 pub mod message;
 pub mod outbox;
+pub mod pressure;
 pub mod queue;
 pub mod subscription;
 
@@ -25,6 +28,7 @@ use crate::cluster::{Bus, Outcome, Since};
 use crate::config::{BrokerConfig, ClusterConfig};
 pub use message::Message;
 pub use outbox::{OutFrame, Outbox};
+pub use pressure::Pressure;
 pub use queue::Refused;
 pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
 

@@ -1,9 +1,23 @@
 //! A session's bounded outbound queue.
 //!
-//! Publishers push already-encoded frames and never wait: when the queued bytes would
-//! pass the limit the outbox marks itself overflowed and refuses more, and the session's
-//! connection task closes it as a slow consumer. The connection task is the only reader;
-//! it drains everything pending at once so the transport can write it in one go.
+//! Publishers push already-encoded frames and never wait inside a push. Two marks
+//! govern how much may wait for one client:
+//!
+//! - Above the *high-water mark* a push still succeeds but says so
+//!   ([`Level::High`]): the publisher is asked to stop sending more until the outbox
+//!   is *relieved* — back under its low-water mark, or closed ([`Outbox::relieved`],
+//!   [`super::pressure::Pressure`]). A reader that keeps reading, however slowly,
+//!   therefore loses nothing of a burst: its publishers are paced to it.
+//! - Past the *limit* (`stomp.outbound_queue`) — reached only by what cannot be paced:
+//!   other nodes' messages, many publishers at once — the outbox marks itself
+//!   overflowed and refuses more, and the session's connection task closes it as a
+//!   slow consumer.
+//!
+//! What the connection task drained and is still writing counts until the write is
+//! done ([`Outbox::written`]): a client that does not read holds its publishers back
+//! until its connection task gives up on it (`stomp.send_timeout` without progress).
+//! The connection task is the only reader; it drains everything pending at once so
+//! the transport can write it in one go.
 //!
 //! A push wakes the connection task only when the outbox goes from empty to
 //! non-empty (or overflows): frames pushed after that are taken by the same drain, so
@@ -42,10 +56,20 @@ pub enum PushError {
     Full,
 }
 
+/// How full an outbox is after a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Normal,
+    /// Above the high-water mark: the publisher should wait for [`Outbox::relieved`].
+    High,
+}
+
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<OutFrame>,
     bytes: usize,
+    /// Drained by the connection task and not yet written.
+    in_flight: usize,
     overflowed: bool,
     closed: bool,
     /// Why the session is closed as a slow consumer, when not for this byte limit.
@@ -56,7 +80,11 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
+    /// Publishers waiting for the outbox to be relieved.
+    relief: Notify,
     limit: usize,
+    high_water: usize,
+    low_water: usize,
 }
 
 /// What a drain found.
@@ -67,16 +95,33 @@ pub enum Drained {
 }
 
 impl Outbox {
+    /// An outbox that refuses past `limit` and never asks publishers to wait.
     pub fn new(limit: usize) -> Self {
+        Outbox::paced(limit, limit, limit)
+    }
+
+    /// A session's outbox as `[stomp]` configures it.
+    pub fn for_session(cfg: &crate::config::StompConfig) -> Self {
+        Outbox::paced(cfg.outbound_queue, cfg.high_water(), cfg.low_water())
+    }
+
+    /// An outbox that asks publishers to wait above `high_water` until it is back
+    /// under `low_water`, and refuses past `limit`.
+    pub fn paced(limit: usize, high_water: usize, low_water: usize) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
+            relief: Notify::new(),
             limit,
+            high_water: high_water.min(limit),
+            low_water: low_water.min(high_water),
         }
     }
 
-    /// Queues a frame subject to the byte limit.
-    pub fn push(&self, frame: OutFrame) -> Result<(), PushError> {
+    /// Queues a frame subject to the byte limit; [`Level::High`] asks the publisher
+    /// to wait for [`Outbox::relieved`] before it sends more.
+    pub fn push(&self, frame: OutFrame) -> Result<Level, PushError> {
+        let level;
         {
             let mut s = self.state.lock();
             if s.closed {
@@ -85,24 +130,31 @@ impl Outbox {
             if s.overflowed {
                 return Err(PushError::Overflow);
             }
-            if s.bytes + frame.bytes.len() > self.limit {
+            let held = s.bytes + s.in_flight + frame.bytes.len();
+            if held > self.limit {
                 s.overflowed = true;
                 s.frames.clear();
                 s.bytes = 0;
                 drop(s);
                 self.notify.notify_one();
+                self.relief.notify_waiters();
                 return Err(PushError::Overflow);
             }
+            level = if held > self.high_water {
+                Level::High
+            } else {
+                Level::Normal
+            };
             let was_empty = s.frames.is_empty();
             s.bytes += frame.bytes.len();
             s.frames.push_back(frame);
             if !was_empty {
                 // The wake-up of the first pending frame has not been drained yet.
-                return Ok(());
+                return Ok(level);
             }
         }
         self.notify.notify_one();
-        Ok(())
+        Ok(level)
     }
 
     /// Queues a reply of the session's own (CONNECTED, RECEIPT, ERROR), which the
@@ -121,15 +173,46 @@ impl Outbox {
         }
     }
 
-    /// Moves every pending frame into `into`.
+    /// Moves every pending frame into `into`; they count against the marks until
+    /// [`Outbox::written`].
     pub fn drain(&self, into: &mut Vec<OutFrame>) -> Drained {
         let mut s = self.state.lock();
         if s.overflowed {
             return Drained::Overflowed;
         }
+        s.in_flight += s.bytes;
         s.bytes = 0;
         into.extend(s.frames.drain(..));
         Drained::Frames
+    }
+
+    /// What was drained is written: publishers waiting for room are let go once
+    /// what is left is under the low-water mark.
+    pub fn written(&self) {
+        let mut s = self.state.lock();
+        s.in_flight = 0;
+        let relieved = s.bytes <= self.low_water;
+        drop(s);
+        if relieved {
+            self.relief.notify_waiters();
+        }
+    }
+
+    /// Resolves once the outbox is under its low-water mark, or closed or overflowed
+    /// (a closed client holds no one back).
+    pub async fn relieved(&self) {
+        loop {
+            let notified = self.relief.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = self.state.lock();
+                if s.closed || s.overflowed || s.bytes + s.in_flight <= self.low_water {
+                    return;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Waits until something was pushed (or the outbox overflowed).
@@ -154,6 +237,7 @@ impl Outbox {
         s.bytes = 0;
         drop(s);
         self.notify.notify_one();
+        self.relief.notify_waiters();
     }
 
     /// The ERROR message of an overflow: its own reason, or the byte limit's.
@@ -172,6 +256,9 @@ impl Outbox {
         s.closed = true;
         s.frames = VecDeque::new();
         s.bytes = 0;
+        s.in_flight = 0;
+        drop(s);
+        self.relief.notify_waiters();
     }
 
     /// Re-arms [`Outbox::ready`] when frames wait (their wake-up was consumed elsewhere).
@@ -193,6 +280,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn f(n: usize) -> OutFrame {
         OutFrame::text(Bytes::from(vec![b'x'; n]))
@@ -243,8 +331,60 @@ mod tests {
         let mut v = vec![];
         assert_eq!(o.drain(&mut v), Drained::Frames);
         assert_eq!(v.len(), 1);
+        o.written();
         o.push(f(6)).unwrap();
         o.close();
         assert_eq!(o.push(f(1)), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn what_is_being_written_counts_until_it_is_written() {
+        let o = Outbox::new(10);
+        o.push(f(6)).unwrap();
+        o.drain(&mut Vec::new());
+        assert_eq!(
+            o.push(f(6)),
+            Err(PushError::Overflow),
+            "a write in progress still holds its bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn above_the_high_water_mark_publishers_wait_until_the_low_water_mark() {
+        use futures_util::FutureExt;
+        let o = Arc::new(Outbox::paced(100, 20, 10));
+        assert_eq!(o.push(f(15)), Ok(Level::Normal));
+        assert_eq!(o.push(f(15)), Ok(Level::High), "30 bytes are above 20");
+        assert!(o.relieved().now_or_never().is_none());
+        let waiter = tokio::spawn({
+            let o = o.clone();
+            async move { o.relieved().await }
+        });
+        let mut v = vec![];
+        o.drain(&mut v);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "drained is not written");
+        o.push(f(15)).unwrap();
+        o.written();
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "15 bytes left are above 10");
+        o.drain(&mut v);
+        o.written();
+        waiter.await.unwrap();
+        assert!(o.relieved().now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_closed_or_overflowed_outbox_holds_no_one_back() {
+        use futures_util::FutureExt;
+        let o = Outbox::paced(100, 20, 10);
+        o.push(f(50)).unwrap();
+        assert!(o.relieved().now_or_never().is_none());
+        o.close();
+        assert!(o.relieved().now_or_never().is_some());
+        let o = Outbox::paced(100, 20, 10);
+        o.push(f(50)).unwrap();
+        assert_eq!(o.push(f(60)), Err(PushError::Overflow));
+        assert!(o.relieved().now_or_never().is_some());
     }
 }

@@ -20,7 +20,7 @@ use herald_stomp::Version;
 use parking_lot::Mutex;
 
 use super::message::Message;
-use super::outbox::{Outbox, PushError};
+use super::outbox::{Level, OutFrame, Outbox, PushError};
 use super::{Kind, Target};
 use crate::destination::Pattern;
 
@@ -237,12 +237,13 @@ impl Subscription {
     ) -> Result<(), PushError> {
         let r = &self.recipient;
         if r.bodies_only {
-            return r.outbox.push(message.body_frame());
+            return self.push(message, message.body_frame());
         }
         if self.ack == AckMode::Auto {
-            return r
-                .outbox
-                .push(message.frame_with(&self.id, None, r.version, extra));
+            return self.push(
+                message,
+                message.frame_with(&self.id, None, r.version, extra),
+            );
         }
         if st.unacked.len() >= self.window {
             return Err(self.window_full());
@@ -250,13 +251,27 @@ impl Subscription {
         let ack_id = r.next_ack_id();
         // 1.2 names the delivery by `ack`; 1.0/1.1 acknowledge by message-id.
         let ack_header = (r.version == Version::V1_2).then_some(ack_id.as_str());
-        r.outbox
-            .push(message.frame_with(&self.id, ack_header, r.version, extra))?;
+        self.push(
+            message,
+            message.frame_with(&self.id, ack_header, r.version, extra),
+        )?;
         st.unacked.push_back(Unacked {
             ack_id,
             message: message.clone(),
             from_queue,
         });
+        Ok(())
+    }
+
+    /// Queues `frame` of `message`; above the outbox's high-water mark, the message's
+    /// publisher is told to wait for this subscriber.
+    fn push(&self, message: &Message, frame: OutFrame) -> Result<(), PushError> {
+        let outbox = &self.recipient.outbox;
+        if outbox.push(frame)? == Level::High
+            && let Some(publisher) = &message.pressure
+        {
+            publisher.note(outbox);
+        }
         Ok(())
     }
 

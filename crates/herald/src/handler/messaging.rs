@@ -2,13 +2,14 @@
 //! `SimpMessagingTemplate.convertAndSend` / `convertAndSendToUser`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use herald_stomp::Headers;
 use serde::Serialize;
 
 use super::{BoxFuture, HandlerError, Reply, ReplyTarget, SessionInfo};
-use crate::broker::{Broker, Message, Refused, Target};
+use crate::broker::{Broker, Message, Pressure, Refused, Target};
 use crate::cluster::{Bus, Outcome};
 use crate::router::{Router, SendRoute};
 
@@ -16,11 +17,19 @@ use crate::router::{Router, SendRoute};
 pub struct Messaging {
     broker: Arc<Broker>,
     router: Arc<Router>,
+    /// How long a confirmed send waits for subscribers it left with too much
+    /// waiting (`stomp.send_timeout`): a subscriber that makes no progress for that
+    /// long is closed meanwhile.
+    pace: Duration,
 }
 
 impl Messaging {
-    pub fn new(broker: Arc<Broker>, router: Arc<Router>) -> Self {
-        Messaging { broker, router }
+    pub fn new(broker: Arc<Broker>, router: Arc<Router>, pace: Duration) -> Self {
+        Messaging {
+            broker,
+            router,
+            pace,
+        }
     }
 
     /// Publishes JSON `payload` to a broker destination (or `/user/{name}/...`);
@@ -69,7 +78,33 @@ impl Messaging {
     ) -> Result<impl Future<Output = Result<Outcome, Refused>> + Send + 'static, HandlerError> {
         let target = self.destination_target(destination)?;
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
-        Ok(self.broker.publish_confirmed(message))
+        Ok(self.confirmed_and_paced(message))
+    }
+
+    /// Publishes `message`, resolving once it is in the cluster and the subscribers it
+    /// left with too much waiting took it (or `pace` passed): a caller that sends one
+    /// request after another (the REST API) goes at its slowest reader's pace, within
+    /// the bound, as a STOMP publisher does.
+    fn confirmed_and_paced(
+        &self,
+        message: Message,
+    ) -> impl Future<Output = Result<Outcome, Refused>> + Send + 'static {
+        let pressure = Arc::new(Pressure::default());
+        let confirmed = self
+            .broker
+            .publish_confirmed(message.paced_by(Some(pressure.clone())));
+        let pace = self.pace;
+        async move {
+            let outcome = confirmed.await;
+            if pressure.is_raised() {
+                crate::ops::metrics::publisher_paused(true);
+                if !pressure.relieved_within(pace).await {
+                    tracing::debug!("a paced publish went on after {pace:?}");
+                }
+                crate::ops::metrics::publisher_paused(false);
+            }
+            outcome
+        }
     }
 
     /// Like [`Messaging::send_to_user`], resolving once the message is in the cluster
@@ -83,7 +118,7 @@ impl Messaging {
     ) -> impl Future<Output = Result<Outcome, Refused>> + Send + 'static {
         let target = self.router.user_target(user, destination);
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
-        self.broker.publish_confirmed(message)
+        self.confirmed_and_paced(message)
     }
 
     /// The cluster: presence (who is online, who is in a room) and small maps shared
@@ -116,8 +151,28 @@ impl Messaging {
         reply: Reply,
         sender: Option<&SessionInfo>,
     ) -> Result<usize, HandlerError> {
+        self.publish_paced(reply, sender, None)
+    }
+
+    /// Like [`Messaging::publish`]; a subscriber left with too much waiting makes
+    /// `publisher` wait (producer flow control, [`Pressure`]).
+    pub fn publish_paced(
+        &self,
+        reply: Reply,
+        sender: Option<&SessionInfo>,
+        publisher: Option<Arc<Pressure>>,
+    ) -> Result<usize, HandlerError> {
         let (target, only_session) = self.reply_target(&reply.target, sender)?;
-        self.publish_to(target, &reply.headers, reply.body, only_session)
+        let message = Message::new(
+            self.broker.next_message_id(),
+            target,
+            &reply.headers,
+            reply.body,
+        )
+        .paced_by(publisher);
+        self.broker
+            .publish_filtered(message, only_session)
+            .map_err(|e| HandlerError::new(e.message))
     }
 
     /// Like [`Messaging::publish`], resolving once the reply is in the cluster or
@@ -127,21 +182,26 @@ impl Messaging {
         &self,
         reply: Reply,
         sender: Option<&SessionInfo>,
+        publisher: Option<Arc<Pressure>>,
     ) -> Result<BoxFuture<Result<Outcome, Refused>>, HandlerError> {
         let (target, only_session) = self.reply_target(&reply.target, sender)?;
-        if only_session.is_some() {
-            let delivered = self.publish_to(target, &reply.headers, reply.body, only_session)?;
-            return Ok(Box::pin(std::future::ready(Ok(Outcome {
-                delivered,
-                ..Outcome::default()
-            }))));
-        }
         let message = Message::new(
             self.broker.next_message_id(),
             target,
             &reply.headers,
             reply.body,
-        );
+        )
+        .paced_by(publisher);
+        if only_session.is_some() {
+            let delivered = self
+                .broker
+                .publish_filtered(message, only_session)
+                .map_err(|e| HandlerError::new(e.message))?;
+            return Ok(Box::pin(std::future::ready(Ok(Outcome {
+                delivered,
+                ..Outcome::default()
+            }))));
+        }
         Ok(Box::pin(self.broker.publish_confirmed(message)))
     }
 

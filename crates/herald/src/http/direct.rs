@@ -157,7 +157,8 @@ pub(crate) async fn upgrade(
         return Ok(());
     }
     drop(answer);
-    let ws = websocket::WebSocket::over(stream, ws_max_message(&state.node));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let ws = websocket::WebSocket::over(stream, ws_max_message(&state.node), Some(fd));
     // Its own task, tracked like the routed path's sessions (shutdown waits for them).
     // Running the session on in this task would save a spawn but keep this task's
     // state (hyper's builder, the router, the upgrade) for the connection's life:

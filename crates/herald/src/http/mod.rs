@@ -33,9 +33,10 @@ pub(crate) struct HttpState {
 }
 
 /// The connection's place in the connection budgets, on every request hyper reads from
-/// it: a session the request upgrades to holds it on.
+/// it: a session the request upgrades to holds it on. Also its TCP socket, which a
+/// WebSocket upgraded from it watches for progress (`transport::Progress`).
 #[derive(Clone)]
-pub(crate) struct ConnectionPermit(pub Arc<Permit>);
+pub(crate) struct ConnectionPermit(pub Arc<Permit>, pub std::os::fd::RawFd);
 
 pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
     let hosts = axum::middleware::from_fn_with_state(state.clone(), allowed_host);
@@ -225,6 +226,7 @@ async fn ws_upgrade(
         Ok(a) => a,
         Err(response) => return response,
     };
+    let socket = req.extensions().get::<ConnectionPermit>().map(|p| p.1);
     let upgrade = match websocket::accept(req) {
         Ok(u) => u,
         Err(response) => return response,
@@ -238,7 +240,7 @@ async fn ws_upgrade(
     tasks.spawn(async move {
         match upgrade.on_upgrade.await {
             Ok(upgraded) => {
-                let ws = websocket::WebSocket::new(upgraded, max_message);
+                let ws = websocket::WebSocket::new(upgraded, max_message, socket);
                 transport::drive(ws, node, shutdown, admission).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),

@@ -27,6 +27,9 @@ pub const MESSAGES_PUBLISHED: &str = "herald_messages_published_total";
 pub const MESSAGES_DELIVERED: &str = "herald_messages_delivered_total";
 pub const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
 pub const SLOW_CONSUMER_CLOSES: &str = "herald_slow_consumer_closes_total";
+// Producer flow control (stomp.outbound_high_water / outbound_low_water).
+pub const PUBLISHERS_PAUSED: &str = "herald_publishers_paused";
+pub const PUBLISHER_PAUSES: &str = "herald_publisher_pauses_total";
 pub const ERRORS: &str = "herald_error_frames_total";
 pub const AUTH_FAILURES: &str = "herald_auth_failures_total";
 pub const HANDLER_SECONDS: &str = "herald_app_handler_seconds";
@@ -123,6 +126,14 @@ fn describe() {
     describe_counter!(MESSAGES_DELIVERED, "Message deliveries to subscriptions");
     describe_counter!(MESSAGES_DROPPED, "Messages not delivered, by reason");
     describe_counter!(SLOW_CONSUMER_CLOSES, "Sessions closed as slow consumers");
+    describe_gauge!(
+        PUBLISHERS_PAUSED,
+        "Publishers (sessions, REST requests) waiting for a subscriber above its outbound high-water mark"
+    );
+    describe_counter!(
+        PUBLISHER_PAUSES,
+        "Times a publisher was paused by producer flow control"
+    );
     describe_counter!(ERRORS, "ERROR frames sent, by reason");
     describe_counter!(AUTH_FAILURES, "Refused authentications, by stage");
     describe_histogram!(
@@ -381,6 +392,18 @@ pub fn error_frame(reason: &'static str) {
     counter!(ERRORS, "reason" => reason).increment(1);
     if reason == "slow_consumer" {
         counter!(SLOW_CONSUMER_CLOSES).increment(1);
+    }
+}
+
+/// A publisher started (`true`) or stopped waiting for a subscriber (flow control).
+pub fn publisher_paused(paused: bool) {
+    static PAUSED: Cached<Gauge> = Cached::new();
+    static PAUSES: Cached<Counter> = Cached::new();
+    if paused {
+        PAUSES.with(|| counter!(PUBLISHER_PAUSES), |c| c.increment(1));
+        PAUSED.with(|| gauge!(PUBLISHERS_PAUSED), |g| g.increment(1.0));
+    } else {
+        PAUSED.with(|| gauge!(PUBLISHERS_PAUSED), |g| g.decrement(1.0));
     }
 }
 

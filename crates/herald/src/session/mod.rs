@@ -19,7 +19,8 @@ use crate::auth::Handshake;
 use crate::auth::limits::UserSlot;
 use crate::auth::rules::Operation;
 use crate::broker::{
-    AckMode, DeliveryGuard, Message, OutFrame, Outbox, Recipient, Refused, Subscription, Unacked,
+    AckMode, DeliveryGuard, Message, OutFrame, Outbox, Pressure, Recipient, Refused, Subscription,
+    Unacked,
 };
 use crate::cluster::Outcome;
 use crate::config::ErrorDelivery;
@@ -91,6 +92,8 @@ pub struct Session {
     /// While a receipted SEND or COMMIT is handled: the confirmations of what it
     /// publishes, which its RECEIPT waits for.
     confirming: Option<Vec<BoxFuture<Result<Outcome, Refused>>>>,
+    /// Producer flow control of what this session publishes; made at its first SEND.
+    pressure: Option<Arc<Pressure>>,
 }
 
 /// Frames buffered between BEGIN and COMMIT, within `stomp.transaction_max_frames`
@@ -120,7 +123,18 @@ impl Session {
             transactions: HashMap::new(),
             calls: VecDeque::new(),
             confirming: None,
+            pressure: None,
         }
+    }
+
+    /// While a subscriber this session published to has too much waiting: the
+    /// connection reads nothing more until [`Pressure::relieved`].
+    pub fn paced(&self) -> Option<&Arc<Pressure>> {
+        self.pressure.as_ref().filter(|p| p.is_raised())
+    }
+
+    fn publisher(&mut self) -> Arc<Pressure> {
+        self.pressure.get_or_insert_default().clone()
     }
 
     /// Who this session is, for handlers.
@@ -173,11 +187,12 @@ impl Session {
         let result = result.and_then(|replies| {
             replies.into_iter().try_for_each(|r| {
                 let messaging = &self.node.messaging;
+                let paced = self.pressure.clone();
                 if confirm {
-                    confirmations.push(messaging.publish_confirmed(r, Some(&info))?);
+                    confirmations.push(messaging.publish_confirmed(r, Some(&info), paced)?);
                     Ok(())
                 } else {
-                    messaging.publish(r, Some(&info)).map(|_| ())
+                    messaging.publish_paced(r, Some(&info), paced).map(|_| ())
                 }
             })
         });
@@ -512,13 +527,15 @@ impl Session {
     fn send(&mut self, frame: &Frame) -> Result<(), StompError> {
         match self.check_send(frame)? {
             SendRoute::Broker(target) => {
+                let paced = Some(self.publisher());
                 let broker = &self.node.broker;
                 let message = Message::new(
                     broker.next_message_id(),
                     target,
                     &frame.headers,
                     frame.body.clone(),
-                );
+                )
+                .paced_by(paced);
                 match &mut self.confirming {
                     Some(waiting) => waiting.push(Box::pin(broker.publish_confirmed(message))),
                     None => {
@@ -530,6 +547,8 @@ impl Session {
                 Ok(())
             }
             SendRoute::App { path } => {
+                // The handler's replies are paced like the session's own SENDs.
+                self.publisher();
                 let destination = required(frame, "destination")?.to_owned();
                 let call = Call {
                     destination: destination.clone(),

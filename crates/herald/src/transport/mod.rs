@@ -7,6 +7,7 @@
 //! consumer, heart-beat timeout, shutdown — writes at most one ERROR and closes.
 //! A transport (WebSocket, TCP, SockJS) only implements read, write and close.
 
+pub mod progress;
 pub(crate) mod sockjs;
 pub mod tcp;
 pub mod websocket;
@@ -30,6 +31,8 @@ use crate::node::Node;
 use crate::ops::metrics;
 use crate::ops::sessions::SessionEntry;
 use crate::session::{AppCall, Flow, Heartbeat, Session, StompError};
+pub use progress::Progress;
+use progress::write_watched;
 
 /// Time allowed for the last frames (an ERROR, a RECEIPT) before closing.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
@@ -47,6 +50,12 @@ pub trait Transport: Send {
     fn kind(&self) -> &'static str {
         "other"
     }
+    /// What the transport has handed to the peer so far, when it counts it: a write
+    /// then fails only after no progress for `stomp.send_timeout`, not after taking
+    /// that long in all.
+    fn progress(&self) -> Option<Progress> {
+        None
+    }
 }
 
 /// Why a connection ended.
@@ -61,7 +70,9 @@ enum End {
 
 /// How a write of the outbox ended.
 enum Written {
-    Done(Result<io::Result<()>, tokio::time::error::Elapsed>),
+    Done(io::Result<()>),
+    /// The client took nothing for `stomp.send_timeout` (a slow consumer).
+    NoProgress,
     /// The outbox overflowed meanwhile (a slow consumer).
     Overflowed,
     /// Shutdown came and the write still did not finish.
@@ -84,7 +95,7 @@ pub fn drive<T: Transport>(
     shutdown: CancellationToken,
     admission: Admission,
 ) -> impl Future<Output = ()> + Send {
-    let outbox = Arc::new(Outbox::new(node.config.stomp.outbound_queue));
+    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
     let session = Session::new(node.clone(), outbox.clone(), admission.handshake);
     let kind = transport.kind();
     let entry = node.sessions.register(session.id(), kind, &shutdown);
@@ -132,6 +143,7 @@ async fn run<T: Transport>(
     let shutdown = entry.stop.clone();
     let cfg = &node.config.stomp;
     let mut decoder = Decoder::new(node.config.limits());
+    let progress = transport.progress();
     let mut buf = BytesMut::new();
     let mut pending: Vec<OutFrame> = Vec::new();
 
@@ -153,7 +165,17 @@ async fn run<T: Transport>(
     // calls queued as it may, and decoding goes on once they are done.
     let mut backlog = false;
 
+    // Producer flow control: while a subscriber this session published to has too
+    // much waiting, nothing more is read (TCP pushes back on the client); writes,
+    // heart-beats and application calls go on.
+    let mut pausing = false;
+
     let end = 'conn: loop {
+        let paused = session.paced().cloned();
+        if paused.is_some() != pausing {
+            pausing = !pausing;
+            metrics::publisher_paused(pausing);
+        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break End::Error(StompError::new(if entry.was_kicked() {
@@ -170,15 +192,19 @@ async fn run<T: Transport>(
                 // so does shutdown: the write gets the final write's time to finish
                 // (an ERROR cannot follow half a frame), then the socket is dropped.
                 let written = {
-                    let write = timeout(cfg.send_timeout, transport.write(&pending));
+                    let write = write_watched(&mut transport, &pending, progress.as_ref(), cfg.send_timeout);
                     tokio::pin!(write);
+                    let done = |r: Result<io::Result<()>, progress::Stalled>| match r {
+                        Ok(r) => Written::Done(r),
+                        Err(progress::Stalled) => Written::NoProgress,
+                    };
                     loop {
                         tokio::select! {
                             biased;
-                            r = &mut write => break Written::Done(r),
+                            r = &mut write => break done(r),
                             _ = outbox.ready() => if outbox.is_overflowed() { break Written::Overflowed },
                             _ = shutdown.cancelled() => break match timeout(FINAL_WRITE, &mut write).await {
-                                Ok(r) => Written::Done(r),
+                                Ok(r) => done(r),
                                 Err(_) => Written::Stalled,
                             },
                         }
@@ -187,14 +213,15 @@ async fn run<T: Transport>(
                 match written {
                     Written::Overflowed => break End::Error(StompError::new(outbox.overflow_reason())),
                     Written::Stalled => break End::Abandoned,
-                    Written::Done(Ok(Ok(()))) => {}
-                    Written::Done(Ok(Err(_))) => break End::Quiet,
-                    Written::Done(Err(_)) => break End::Error(StompError::new(format!(
-                        "slow consumer: a write took longer than {:?}", cfg.send_timeout
+                    Written::Done(Ok(())) => {}
+                    Written::Done(Err(_)) => break End::Quiet,
+                    Written::NoProgress => break End::Error(StompError::new(format!(
+                        "slow consumer: nothing was read for {:?}", cfg.send_timeout
                     ))),
                 }
                 metrics::bytes_out(pending.iter().map(|f| f.bytes.len()).sum());
                 pending.clear();
+                outbox.written();
                 last_write = Instant::now();
                 // Frames pushed during the write consumed their wake-up above.
                 outbox.wake_if_pending();
@@ -206,9 +233,14 @@ async fn run<T: Transport>(
                 }
                 call = session.next_call();
             }
+            _ = async { paused.as_ref().expect("guarded").relieved().await }, if paused.is_some() => {
+                // The client's silence meanwhile was this server's: heart-beats it sent
+                // wait unread in the socket.
+                last_read = Instant::now();
+            }
             read = async {
                 if backlog { Ok(true) } else { transport.read(&mut buf).await }
-            }, if call.is_none() => {
+            }, if call.is_none() && paused.is_none() => {
                 match read {
                     Ok(true) if backlog => backlog = false,
                     Ok(true) => {
@@ -220,7 +252,7 @@ async fn run<T: Transport>(
                 }
                 let unread = buf.len();
                 loop {
-                    if session.calls_full() {
+                    if session.calls_full() || session.paced().is_some() {
                         backlog = !buf.is_empty();
                         break;
                     }
@@ -289,6 +321,7 @@ async fn run<T: Transport>(
                     break End::Error(StompError::new("token expired: reconnect with a fresh token"));
                 }
                 if let Some(r) = heartbeat.receive
+                    && paused.is_none()
                     && now.duration_since(last_read) >= r * 2 {
                         break End::Error(StompError::new(format!(
                             "heart-beat timeout: nothing received for {} ms (expected every {} ms)",
@@ -320,6 +353,9 @@ async fn run<T: Transport>(
         }
     };
 
+    if pausing {
+        metrics::publisher_paused(false);
+    }
     // Whatever the session queued last (a RECEIPT for DISCONNECT), then the ERROR.
     pending.clear();
     if outbox.drain(&mut pending) == Drained::Overflowed {

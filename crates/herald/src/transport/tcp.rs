@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Transport;
+use super::progress::{Metered, Progress};
 use crate::broker::OutFrame;
 
 /// Read size: enough for typical frames, small enough that an idle peer costs little
@@ -14,15 +15,16 @@ use crate::broker::OutFrame;
 const READ_CHUNK: usize = 4096;
 
 pub struct Tcp {
-    stream: TcpStream,
+    stream: Metered<TcpStream>,
     out: BytesMut,
 }
 
 impl Tcp {
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         Tcp {
-            stream,
+            stream: Metered::new(stream, Some(fd)),
             out: BytesMut::new(),
         }
     }
@@ -54,6 +56,10 @@ impl Transport for Tcp {
 
     fn kind(&self) -> &'static str {
         "tcp"
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        Some(self.stream.progress())
     }
 
     async fn close(&mut self) {

@@ -8,6 +8,7 @@
 //! frames and one frame may span several messages: the decoder sees only bytes.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_websockets::{Limits, Message, WebSocketStream};
 
 use super::Transport;
+use super::progress::{Metered, Progress};
 use crate::broker::OutFrame;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -135,23 +137,28 @@ fn choose_subprotocol(headers: &HeaderMap) -> Option<Version> {
 /// A WebSocket connection after its handshake: an upgraded hyper connection, or a
 /// TCP stream whose upgrade the direct `/ws` path answered.
 pub struct WebSocket<S = TokioIo<Upgraded>> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Metered<S>>,
+    progress: Progress,
 }
 
 impl WebSocket {
-    /// Wraps an upgraded connection; `max_message` bounds one WebSocket message.
-    pub fn new(upgraded: Upgraded, max_message: usize) -> Self {
-        WebSocket::over(TokioIo::new(upgraded), max_message)
+    /// Wraps an upgraded connection; `max_message` bounds one WebSocket message;
+    /// `socket` is the TCP socket underneath, when known ([`Progress`]).
+    pub fn new(upgraded: Upgraded, max_message: usize, socket: Option<RawFd>) -> Self {
+        WebSocket::over(TokioIo::new(upgraded), max_message, socket)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    /// Speaks WebSocket over `stream`, whose handshake is done.
-    pub fn over(stream: S, max_message: usize) -> Self {
+    /// Speaks WebSocket over `stream`, whose handshake is done; `socket` is the TCP
+    /// socket underneath, when known ([`Progress`]).
+    pub fn over(stream: S, max_message: usize, socket: Option<RawFd>) -> Self {
+        let stream = Metered::new(stream, socket);
+        let progress = stream.progress();
         let ws = tokio_websockets::ServerBuilder::new()
             .limits(Limits::default().max_payload_len(Some(max_message)))
             .serve(stream);
-        WebSocket { ws }
+        WebSocket { ws, progress }
     }
 }
 
@@ -198,6 +205,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
 
     fn kind(&self) -> &'static str {
         "websocket"
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        Some(self.progress.clone())
     }
 
     async fn close(&mut self) {

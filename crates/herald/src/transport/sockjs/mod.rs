@@ -941,6 +941,15 @@ impl Transport for Conn {
         }
     }
 
+    fn progress(&self) -> Option<crate::transport::Progress> {
+        match self {
+            // A write completes as soon as the session has room: the whole write is
+            // the progress.
+            Conn::Http(_) => None,
+            Conn::Ws(t) => t.progress(),
+        }
+    }
+
     async fn close(&mut self) {
         match self {
             Conn::Http(t) => t.close().await,

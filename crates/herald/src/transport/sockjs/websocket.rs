@@ -23,6 +23,7 @@ use tokio_websockets::{Limits, Message, WebSocketStream};
 use super::{Conn, GO_AWAY, Opened, Service, frames, text};
 use crate::broker::OutFrame;
 use crate::http::HttpState;
+use crate::transport::progress::{Metered, Progress};
 use crate::transport::{Admission, Transport, websocket as ws};
 
 pub(super) async fn upgrade(
@@ -85,7 +86,8 @@ fn check_upgrade(h: &axum::http::HeaderMap) -> Result<(), Response<Body>> {
 }
 
 pub struct SockJsWs {
-    ws: WebSocketStream<TokioIo<Upgraded>>,
+    ws: WebSocketStream<Metered<TokioIo<Upgraded>>>,
+    progress: Progress,
     /// SockJS framing (`/{server}/{session}/websocket`) or raw (`/websocket`).
     framed: bool,
     /// Messages received in one array and not read yet.
@@ -102,11 +104,15 @@ pub struct SockJsWs {
 impl SockJsWs {
     /// Wraps the socket and, framed, says `o`.
     async fn open(upgraded: Upgraded, opts: &super::Options, framed: bool) -> Option<SockJsWs> {
+        // No socket: SockJS's WebSocket counts bytes handed over (a coarse measure).
+        let stream = Metered::new(TokioIo::new(upgraded), None);
+        let progress = stream.progress();
         let ws = tokio_websockets::ServerBuilder::new()
             .limits(Limits::default().max_payload_len(Some(opts.max_message)))
-            .serve(TokioIo::new(upgraded));
+            .serve(stream);
         let mut conn = SockJsWs {
             ws,
+            progress,
             framed,
             inbound: VecDeque::new(),
             heartbeat: opts.heartbeat,
@@ -216,5 +222,9 @@ impl Transport for SockJsWs {
         let code = CloseCode::try_from(code).ok();
         let _ = self.ws.send(Message::close(code, reason)).await;
         let _ = self.ws.close().await;
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        Some(self.progress.clone())
     }
 }
