@@ -114,6 +114,8 @@ async fn shutdown_does_not_wait_for_a_client_that_never_reads() {
     let drain = Duration::from_millis(800);
     let mut server = TestServer::with(|c| {
         c.server.drain_timeout = drain;
+        // No flow control: the publisher must not wait for the client that stalls.
+        c.stomp.outbound_high_water = Some(c.stomp.outbound_queue);
     })
     .await;
     // A client that stopped reading and has a full socket: the server cannot even
@@ -135,6 +137,7 @@ async fn shutdown_reaches_a_session_blocked_writing_to_a_stalled_client() {
         c.server.drain_timeout = Duration::from_secs(60);
         c.stomp.send_timeout = Duration::from_secs(60);
         c.stomp.outbound_queue = 64 << 20;
+        c.stomp.outbound_high_water = Some(64 << 20);
     })
     .await;
     // Its outbox (64 MiB) holds what the kernel does not: the session sits in a
