@@ -1116,6 +1116,19 @@ mod tests {
         assert!(e.contains("auth.rules[0].send"), "{e}");
     }
 
+    #[test]
+    fn a_dead_letter_setting_that_is_no_queue_is_refused_by_name() {
+        for bad in ["/topic/dlq", "/queue/", "dlq.*"] {
+            let c = toml_from_str(&format!("[broker]\ndead_letter = \"{bad}\"\n"));
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("broker.dead_letter"), "{bad}: {e}");
+        }
+        for ok in ["", "dlq.", "/queue/dead-letters"] {
+            let c = toml_from_str(&format!("[broker]\ndead_letter = \"{ok}\"\n"));
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+    }
+
     fn toml_from_str(text: &str) -> Config {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(text))
