@@ -23,7 +23,10 @@ async fn dead_lettered(server: &TestServer, reason: &str, outcome: &str) -> f64 
     let (status, body) = server.http_get("/metrics").await;
     assert_eq!(status, 200);
     let text = String::from_utf8(body).expect("text exposition");
-    let (r, o) = (format!("reason=\"{reason}\""), format!("outcome=\"{outcome}\""));
+    let (r, o) = (
+        format!("reason=\"{reason}\""),
+        format!("outcome=\"{outcome}\""),
+    );
     text.lines()
         .filter(|l| l.starts_with("herald_messages_dead_lettered_total{"))
         .find(|l| l.contains(&r) && l.contains(&o))
@@ -180,7 +183,8 @@ async fn with_dead_lettering_off_a_dead_letter_is_dropped_and_counted() {
     let server = TestServer::with(|c| c.broker.dead_letter = String::new()).await;
     let before = dead_lettered(&server, "nack", "dropped").await;
     let mut a = server.tcp().await;
-    a.subscribe_ack("a", "/queue/off", "client-individual").await;
+    a.subscribe_ack("a", "/queue/off", "client-individual")
+        .await;
     a.publish("/queue/off", "gone").await;
     let m = a.recv_message().await;
     a.request(nack(&m).header("requeue", "false")).await;

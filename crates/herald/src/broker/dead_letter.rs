@@ -116,7 +116,15 @@ pub fn letter(original: &Message, queue: String, reason: Reason, id: String) -> 
     let mut headers: Headers = original
         .headers
         .iter()
-        .filter(|(k, _)| ![ORIGINAL_DESTINATION, ORIGINAL_MESSAGE_ID, REASON, DELIVERY_COUNT].contains(k))
+        .filter(|(k, _)| {
+            ![
+                ORIGINAL_DESTINATION,
+                ORIGINAL_MESSAGE_ID,
+                REASON,
+                DELIVERY_COUNT,
+            ]
+            .contains(k)
+        })
         .collect();
     headers.push(ORIGINAL_DESTINATION, original.destination.as_str());
     headers.push(ORIGINAL_MESSAGE_ID, original.id.as_str());
@@ -163,7 +171,11 @@ mod tests {
             Some("/jobs/dlq.eu.daily"),
             "each queue prefix keeps its dead letters"
         );
-        assert_eq!(d.queue_for("/queue/dlq.orders"), None, "a DLQ's are dropped");
+        assert_eq!(
+            d.queue_for("/queue/dlq.orders"),
+            None,
+            "a DLQ's are dropped"
+        );
         assert_eq!(d.queue_for("/topic/x"), None);
     }
 
@@ -205,7 +217,12 @@ mod tests {
         );
         m.give_back();
         m.give_back();
-        let l = letter(&m, "/queue/dlq.orders".into(), Reason::MaxRedeliveries, "n-8".into());
+        let l = letter(
+            &m,
+            "/queue/dlq.orders".into(),
+            Reason::MaxRedeliveries,
+            "n-8".into(),
+        );
         assert_eq!(
             (l.kind, l.key.as_str(), l.destination.as_str()),
             (Kind::Queue, "/queue/dlq.orders", "/queue/dlq.orders")
@@ -218,6 +235,9 @@ mod tests {
         assert_eq!(l.headers.get(REASON), Some("max-redeliveries"));
         assert_eq!(l.headers.get(DELIVERY_COUNT), Some("2"));
         assert_eq!(l.headers.iter().filter(|(k, _)| *k == REASON).count(), 1);
-        assert!(!l.redelivered(), "a letter's first delivery is a first delivery");
+        assert!(
+            !l.redelivered(),
+            "a letter's first delivery is a first delivery"
+        );
     }
 }

@@ -181,7 +181,9 @@ impl Message {
     /// A consumer gave it back: returns how many times that happened now. (A queue
     /// message has one holder at a time, so nothing races this count.)
     pub(crate) fn give_back(&self) -> u32 {
-        self.given_back.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+        self.given_back
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
     }
 
     /// The count the cluster kept for a queue entry read back from it.

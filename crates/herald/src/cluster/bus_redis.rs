@@ -777,9 +777,7 @@ impl Inner {
                         }
                     }
                     Some(Answer::NotRun(_)) | None => {
-                        self.retry_hand_backs
-                            .lock()
-                            .push((stream, id, given_back));
+                        self.retry_hand_backs.lock().push((stream, id, given_back));
                     }
                     Some(Answer::Rejected(why)) => {
                         tracing::warn!(queue = %stream, error = %why, "handing a queue message back failed; it is claimed after claim_after");
@@ -2135,7 +2133,8 @@ mod tests {
     #[test]
     fn queue_entries_carry_their_give_back_count() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let entry = |id: &str, fields: Vec<Value>| Value::Array(vec![bulk(id), Value::Array(fields)]);
+        let entry =
+            |id: &str, fields: Vec<Value>| Value::Array(vec![bulk(id), Value::Array(fields)]);
         let read = entry_list(Value::Array(vec![
             entry("1-0", vec![bulk("p"), bulk("first")]),
             entry("2-0", vec![bulk("p"), bulk("again"), bulk("r"), bulk("3")]),

@@ -685,7 +685,10 @@ impl Session {
             ),
         };
         // RabbitMQ's NACK header: `requeue:false` dead-letters at once.
-        let requeue = match frame.get("requeue").filter(|_| frame.command == Command::Nack) {
+        let requeue = match frame
+            .get("requeue")
+            .filter(|_| frame.command == Command::Nack)
+        {
             None | Some("true") => true,
             Some("false") => false,
             Some(other) => {
