@@ -177,6 +177,15 @@ pub struct BrokerConfig {
     pub max_queues: usize,
     /// What a full queue does with one more message.
     pub queue_overflow: QueueOverflow,
+    /// Times a queue message may be given back (NACK, or its session ended or
+    /// unsubscribed before an ACK) and still be redelivered; given back once more,
+    /// it is dead-lettered. 0: dead-lettered at the first give-back.
+    pub max_redeliveries: u32,
+    /// Where dead-lettered queue messages go. A name without a leading `/` goes
+    /// between the queue prefix and the queue's name (`"dlq."`: `/queue/orders` →
+    /// `/queue/dlq.orders`); a destination (`/queue/dead-letters`) is one queue for
+    /// every queue; empty: dead letters are dropped (and counted).
+    pub dead_letter: String,
 
     // What a client may name (SUBSCRIBE, SEND, the publish API); over a limit is an
     // ERROR (400 over HTTP) naming the setting.
@@ -187,6 +196,12 @@ pub struct BrokerConfig {
     /// Most wildcards (`*`, `**`, `#`) in one destination.
     pub max_wildcards: usize,
 }
+
+/// `broker.max_redeliveries` by default: ActiveMQ's `maximumRedeliveries`.
+pub const DEFAULT_MAX_REDELIVERIES: u32 = 6;
+
+/// `broker.dead_letter` by default: `/queue/orders` dead-letters to `/queue/dlq.orders`.
+pub const DEFAULT_DEAD_LETTER: &str = "dlq.";
 
 /// What a queue at one of its limits does with a new message (RabbitMQ's `x-overflow`).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -219,6 +234,8 @@ impl Default for BrokerConfig {
             queues_max_bytes: 64 * 1024 * 1024,
             max_queues: 10_000,
             queue_overflow: QueueOverflow::RejectPublish,
+            max_redeliveries: DEFAULT_MAX_REDELIVERIES,
+            dead_letter: DEFAULT_DEAD_LETTER.into(),
             max_destination_length: 1024,
             max_destination_segments: 32,
             max_wildcards: 8,
@@ -951,6 +968,9 @@ impl Config {
                 );
             }
         }
+        if let Err(problem) = crate::broker::dead_letter::DeadLetters::check(b) {
+            return err("broker.dead_letter", &problem);
+        }
         Ok(())
     }
 
@@ -1135,6 +1155,19 @@ mod tests {
         let c = toml_from_str("[[auth.rules]]\npattern = \"/topic/a\"\nsend = []\n");
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("auth.rules[0].send"), "{e}");
+    }
+
+    #[test]
+    fn a_dead_letter_setting_that_is_no_queue_is_refused_by_name() {
+        for bad in ["/topic/dlq", "/queue/", "dlq.*"] {
+            let c = toml_from_str(&format!("[broker]\ndead_letter = \"{bad}\"\n"));
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("broker.dead_letter"), "{bad}: {e}");
+        }
+        for ok in ["", "dlq.", "/queue/dead-letters"] {
+            let c = toml_from_str(&format!("[broker]\ndead_letter = \"{ok}\"\n"));
+            assert!(c.validate().is_ok(), "{ok}");
+        }
     }
 
     fn toml_from_str(text: &str) -> Config {

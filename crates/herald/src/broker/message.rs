@@ -11,6 +11,7 @@
 //! common part — destination, content headers, the sender's own headers, body, NUL —
 //! which is a slice of the kept frame, never encoded twice.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,6 +27,7 @@ const RESERVED: &[&str] = &[
     "offset",
     "epoch",
     "recovered",
+    "redelivered",
     "message-id",
     "subscription",
     "ack",
@@ -57,6 +59,9 @@ pub struct Message {
     /// The flow control of the local publisher, which waits while a delivery of this
     /// message left a subscriber's outbox above its high-water mark.
     pub(crate) pressure: Option<Arc<Pressure>>,
+    /// Times a consumer gave this queue message back (NACK, or its session ended
+    /// before an ACK); every delivery after the first carries `redelivered:true`.
+    given_back: AtomicU32,
     /// The first frame encoded: [0] unescaped (1.0), [1] escaped (1.1/1.2).
     encoded: [OnceLock<Encoded>; 2],
     utf8: bool,
@@ -116,6 +121,7 @@ impl Message {
             position: None,
             entry: None,
             pressure: None,
+            given_back: AtomicU32::new(0),
             encoded: [OnceLock::new(), OnceLock::new()],
             footprint: 0,
         }
@@ -146,6 +152,7 @@ impl Message {
             position: None,
             entry: None,
             pressure: None,
+            given_back: AtomicU32::new(0),
             encoded: [OnceLock::new(), OnceLock::new()],
             footprint: 0,
         }
@@ -170,6 +177,30 @@ impl Message {
     pub fn paced_by(mut self, publisher: Option<Arc<Pressure>>) -> Message {
         self.pressure = publisher;
         self
+    }
+
+    /// Times a consumer gave this message back.
+    pub fn given_back(&self) -> u32 {
+        self.given_back.load(Ordering::Relaxed)
+    }
+
+    /// Whether it was delivered before (and given back): its next delivery is a
+    /// redelivery.
+    pub fn redelivered(&self) -> bool {
+        self.given_back() > 0
+    }
+
+    /// A consumer gave it back: returns how many times that happened now. (A queue
+    /// message has one holder at a time, so nothing races this count.)
+    pub(crate) fn give_back(&self) -> u32 {
+        self.given_back
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
+    /// The count the cluster kept for a queue entry read back from it.
+    pub(crate) fn set_given_back(&self, n: u32) {
+        self.given_back.store(n, Ordering::Relaxed);
     }
 
     /// Bytes the queue and history budgets count for keeping this message: body,

@@ -5,13 +5,15 @@
 //! - Queue destinations (`/queue/**`) deliver each message to one matching subscription,
 //!   round-robin; with no subscriber (or none with room in its prefetch window) the
 //!   message waits within the queue budgets ([`queue`]); a NACKed or never-acked queue
-//!   message goes to another subscriber.
+//!   message goes to another subscriber, marked `redelivered:true`, at most
+//!   `broker.max_redeliveries` times before it is dead-lettered ([`dead_letter`]).
 //!
 //! Publishing never waits on a subscriber: delivery pushes encoded frames into each
 //! session's [`Outbox`] under a read lock and returns; a subscriber left above its
 //! high-water mark is noted in the publisher's [`Pressure`], which the publisher
 //! waits on before it sends more (producer flow control). Nothing here does I/O.
 
+pub mod dead_letter;
 pub mod message;
 pub mod outbox;
 pub mod pressure;
@@ -83,6 +85,7 @@ pub struct Broker {
     next_id: AtomicU64,
     registry: RwLock<Registry>,
     queues: Mutex<queue::Queues>,
+    dead_letters: dead_letter::DeadLetters,
     /// The other nodes (or, alone, the history of each destination).
     bus: Arc<dyn Bus>,
 }
@@ -99,6 +102,7 @@ impl Broker {
     /// A broker on `bus`; call [`Bus::attach`] once it is in an `Arc`.
     pub fn with_bus(config: BrokerConfig, node_id: String, bus: Arc<dyn Bus>) -> Self {
         Broker {
+            dead_letters: dead_letter::DeadLetters::new(&config),
             config,
             node_id,
             next_id: AtomicU64::new(1),
@@ -151,7 +155,7 @@ impl Broker {
         // Messages that waited for a consumer go out now.
         let reg = parking_lot::RwLockWriteGuard::downgrade(reg);
         self.queues.lock().offer(&sub, |name, next, m| {
-            match deliver_one(&reg, name, next, m, None) {
+            match deliver_one(&reg, name, next, m, None, true) {
                 Some(s) => {
                     self.delivered_from_queue(s, m);
                     true
@@ -267,6 +271,12 @@ impl Broker {
         only_session: Option<&str>,
     ) -> Result<usize, Refused> {
         let delivered = match message.kind {
+            // A cluster queue entry can come back over the limit: given back with
+            // its count by a node, or claimed from a node that died holding it.
+            Kind::Queue if message.given_back() > self.config.max_redeliveries => {
+                self.dead_letter(message, dead_letter::Reason::MaxRedeliveries);
+                0
+            }
             Kind::Queue => self.enqueue(message, None, false)? as usize,
             Kind::Topic => {
                 let reg = self.registry.read();
@@ -298,13 +308,66 @@ impl Broker {
 
     /// Queue messages that were NACKed or never acked go to another subscriber
     /// (the one that gave them back only when no other exists), a cluster queue's
-    /// back to the cluster when none is here; topic messages are dropped, as there is
-    /// no one else to give them to.
+    /// back to the cluster when no other is here; topic messages are dropped, as
+    /// there is no one else to give them to. Each give-back counts: past
+    /// `broker.max_redeliveries` the message is dead-lettered instead.
     pub fn redeliver(&self, unacked: Vec<Unacked>, from_session: Option<&str>) {
         for u in unacked.into_iter().filter(|u| u.from_queue) {
+            if u.message.give_back() > self.config.max_redeliveries {
+                self.dead_letter(u.message, dead_letter::Reason::MaxRedeliveries);
+                continue;
+            }
             // Admitted once already: the queue takes it back whatever its budgets
             // (what is unacked is bounded by the prefetch windows).
             let _ = self.enqueue(u.message, from_session, true);
+        }
+    }
+
+    /// Queue messages NACKed with `requeue:false`: dead-lettered at once (topic
+    /// messages are dropped, as on any NACK).
+    pub fn reject(&self, unacked: Vec<Unacked>) {
+        for u in unacked.into_iter().filter(|u| u.from_queue) {
+            u.message.give_back();
+            self.dead_letter(u.message, dead_letter::Reason::Rejected);
+        }
+    }
+
+    /// Moves `message` to its dead-letter queue, within that queue's budgets, or
+    /// drops it (dead-lettering off, a dead letter already, or the queue is full).
+    /// Never fails the consumer that gave it back. A cluster entry is acked once
+    /// Redis holds its dead letter; if Redis refuses the letter, the entry goes back
+    /// to its stream with its count, to be dead-lettered by whichever node reads it.
+    fn dead_letter(&self, message: Arc<Message>, reason: dead_letter::Reason) {
+        let Some(queue) = self.dead_letters.queue_for(&message.key) else {
+            tracing::debug!(queue = %message.key, reason = reason.as_str(), "dead letter dropped");
+            crate::ops::metrics::dead_lettered(reason.as_str(), "dropped");
+            self.bus.consumed(&message);
+            return;
+        };
+        let letter = dead_letter::letter(&message, queue, reason, self.next_message_id());
+        let confirmed = self.publish_confirmed(letter);
+        let bus = self.bus.clone();
+        let settle = async move {
+            let outcome = match confirmed.await {
+                Ok(o) if o.error.is_none() => "queued",
+                Ok(o) => {
+                    tracing::warn!(queue = %message.key, error = ?o.error, "the cluster refused a dead letter; its message goes back to the queue");
+                    bus.handed_back(&message);
+                    return;
+                }
+                Err(refused) => {
+                    tracing::debug!(queue = %message.key, limit = refused.limit, "dead-letter queue full: dead letter dropped");
+                    "dropped"
+                }
+            };
+            crate::ops::metrics::dead_lettered(reason.as_str(), outcome);
+            bus.consumed(&message);
+        };
+        if !self.bus.confirms_later() {
+            // Alone the letter was delivered or queued within publish_confirmed.
+            let _ = futures_util::FutureExt::now_or_never(settle);
+        } else if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(settle);
         }
     }
 
@@ -320,7 +383,11 @@ impl Broker {
         let reg = self.registry.read();
         let mut queues = self.queues.lock();
         let mut next = queues.next(&message.key);
-        if let Some(sub) = deliver_one(&reg, &message.key, &mut next, &message, avoid) {
+        // A cluster entry given back goes to another node's consumer before it
+        // comes back to the session that gave it back.
+        let last_resort = message.entry.is_none();
+        if let Some(sub) = deliver_one(&reg, &message.key, &mut next, &message, avoid, last_resort)
+        {
             queues.set_next(&self.config, &message.key, next);
             self.delivered_from_queue(sub, &message);
             return Ok(true);
@@ -388,13 +455,15 @@ impl Broker {
 
 /// Round-robin over the subscriptions matching `destination`, skipping those that
 /// refuse (closing or overflowing sessions, full prefetch windows); the session
-/// `avoid` that just gave the message back comes last.
+/// `avoid` that just gave the message back comes last, or (without `last_resort`)
+/// not at all.
 fn deliver_one<'a>(
     reg: &'a Registry,
     destination: &'a str,
     next: &mut usize,
     message: &Arc<Message>,
     avoid: Option<&str>,
+    last_resort: bool,
 ) -> Option<&'a Arc<Subscription>> {
     let consumers: Vec<&Arc<Subscription>> = reg.matching(destination).collect();
     let n = consumers.len();
@@ -410,7 +479,7 @@ fn deliver_one<'a>(
                 return Some(sub);
             }
         }
-        if avoid.is_none() {
+        if avoid.is_none() || !last_resort {
             break;
         }
     }
@@ -511,5 +580,129 @@ mod tests {
         b.subscribe(c.clone());
         b.unsubscribe(&a);
         assert_eq!(queued(&c), 1);
+    }
+
+    /// The MESSAGE frames waiting for `s`, decoded.
+    fn frames(s: &Subscription) -> Vec<herald_stomp::Frame> {
+        let mut v = vec![];
+        s.recipient.outbox.drain(&mut v);
+        v.iter()
+            .map(|f| {
+                let mut d = herald_stomp::Decoder::new(herald_stomp::Limits::default());
+                d.set_version(Version::V1_2);
+                d.decode(&mut bytes::BytesMut::from(&f.bytes[..]))
+                    .expect("a valid frame")
+                    .expect("a whole frame")
+            })
+            .collect()
+    }
+
+    fn broker_with(max_redeliveries: u32, dead_letter: &str) -> Broker {
+        let config = BrokerConfig {
+            max_redeliveries,
+            dead_letter: dead_letter.into(),
+            ..BrokerConfig::default()
+        };
+        Broker::new(config, "n1".into())
+    }
+
+    /// Gives back everything `s` holds, as a NACK would.
+    fn nack_all(b: &Broker, s: &Subscription) {
+        let mut ids = vec![];
+        for f in frames(s) {
+            ids.push(f.get("ack").expect("client acks").to_owned());
+        }
+        for id in ids {
+            let (u, _) = s.take_acked(&id, false).expect("unacked");
+            b.redeliver(u, Some(&s.recipient.session_id));
+        }
+    }
+
+    #[test]
+    fn each_give_back_counts_and_past_the_limit_the_message_is_dead_lettered() {
+        let b = broker_with(2, "dlq.");
+        let a = sub("a", "/queue/q", AckMode::ClientIndividual);
+        let dlq = sub("d", "/queue/dlq.q", AckMode::Auto);
+        b.subscribe(a.clone());
+        b.subscribe(dlq.clone());
+        publish(&b, "/queue/q");
+        let mut seen = vec![];
+        loop {
+            let got = frames(&a);
+            let Some(f) = got.first() else { break };
+            seen.push(f.get("redelivered").map(str::to_owned));
+            let (u, _) = a.take_acked(f.get("ack").unwrap(), false).unwrap();
+            b.redeliver(u, Some("s-a"));
+        }
+        assert_eq!(
+            seen,
+            [None, Some("true".into()), Some("true".into())],
+            "a first delivery, then max_redeliveries redeliveries"
+        );
+        let letters = frames(&dlq);
+        assert_eq!(letters.len(), 1);
+        let l = &letters[0];
+        assert_eq!(l.get("destination"), Some("/queue/dlq.q"));
+        assert_eq!(l.get("original-destination"), Some("/queue/q"));
+        assert_eq!(l.get("dead-letter-reason"), Some("max-redeliveries"));
+        assert_eq!(l.get("delivery-count"), Some("3"));
+        assert_eq!(l.get("redelivered"), None);
+    }
+
+    #[test]
+    fn a_dead_letter_over_the_limit_is_dropped_not_dead_lettered_again() {
+        let b = broker_with(0, "dlq.");
+        let dlq = sub("d", "/queue/dlq.q", AckMode::ClientIndividual);
+        let deeper = sub("dd", "/queue/dlq.dlq.q", AckMode::Auto);
+        b.subscribe(dlq.clone());
+        b.subscribe(deeper.clone());
+        publish(&b, "/queue/dlq.q");
+        nack_all(&b, &dlq);
+        assert!(frames(&dlq).is_empty(), "not redelivered");
+        assert!(frames(&deeper).is_empty(), "not dead-lettered again");
+        assert_eq!(b.budgets().queued_messages, 0);
+    }
+
+    #[test]
+    fn reject_dead_letters_at_once_and_an_empty_setting_drops() {
+        let b = broker_with(6, "/queue/dead");
+        let a = sub("a", "/queue/q", AckMode::ClientIndividual);
+        let dead = sub("d", "/queue/dead", AckMode::Auto);
+        b.subscribe(a.clone());
+        b.subscribe(dead.clone());
+        publish(&b, "/queue/q");
+        let f = frames(&a).remove(0);
+        let (u, _) = a.take_acked(f.get("ack").unwrap(), false).unwrap();
+        b.reject(u);
+        assert!(frames(&a).is_empty());
+        let l = frames(&dead).remove(0);
+        assert_eq!(l.get("dead-letter-reason"), Some("nack"));
+        assert_eq!(l.get("delivery-count"), Some("1"));
+
+        let b = broker_with(0, "");
+        let a = sub("a", "/queue/q", AckMode::ClientIndividual);
+        b.subscribe(a.clone());
+        publish(&b, "/queue/q");
+        nack_all(&b, &a);
+        assert!(frames(&a).is_empty());
+        assert_eq!(b.budgets().queued_messages, 0, "dropped, not kept");
+    }
+
+    #[test]
+    fn a_full_dead_letter_queue_drops_the_letter_and_the_nack_still_succeeds() {
+        let config = BrokerConfig {
+            max_redeliveries: 0,
+            queue_capacity: 1,
+            ..BrokerConfig::default()
+        };
+        let b = Broker::new(config, "n1".into());
+        let a = sub("a", "/queue/q", AckMode::ClientIndividual);
+        b.subscribe(a.clone());
+        for _ in 0..2 {
+            publish(&b, "/queue/q");
+        }
+        nack_all(&b, &a);
+        let (_, waiting, _) = b.queues.lock().usage();
+        assert_eq!(waiting, 1, "the DLQ holds one letter, its capacity");
     }
 }

@@ -239,6 +239,11 @@ impl Subscription {
         if r.bodies_only {
             return self.push(message, message.body_frame());
         }
+        // A first delivery keeps sharing the encoded frame; a redelivery says so.
+        let extra = match extra {
+            None if message.redelivered() => Some(("redelivered", "true")),
+            extra => extra,
+        };
         if self.ack == AckMode::Auto {
             return self.push(
                 message,

@@ -37,6 +37,10 @@
 //!   exact topic subscriptions from the destinations' history.
 //! - **Hand-back.** Unacked entries of a session that ended (or NACKed) with no other
 //!   local consumer are re-added to their stream at once, for any node to read.
+//! - **Redeliveries.** An entry's field `r` counts how many times consumers gave it
+//!   back; a hand-back writes it into the new entry, and an entry claimed from a
+//!   node that died holding it adds the claims Redis counted (`XPENDING`'s delivery
+//!   count). Past `broker.max_redeliveries` the broker dead-letters it instead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -97,9 +101,10 @@ redis.call('SADD', KEYS[2], ARGV[3])
 return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'p', ARGV[1])
 "#;
 
-/// KEYS: queue stream. ARGV: entry id, this node's consumer, capacity. Re-adds an
-/// entry this node holds as a new one (any node's next XREADGROUP reads it) and
-/// removes the old; nothing when another consumer holds it now. Returns 1 if moved.
+/// KEYS: queue stream. ARGV: entry id, this node's consumer, capacity, times it was
+/// given back. Re-adds an entry this node holds as a new one (any node's next
+/// XREADGROUP reads it) with that count in field `r`, and removes the old; nothing
+/// when another consumer holds it now. Returns 1 if moved.
 const HAND_BACK_SCRIPT: &str = r#"
 local held = redis.call('XPENDING', KEYS[1], 'herald', ARGV[1], ARGV[1], 1, ARGV[2])
 if #held == 0 then return 0 end
@@ -107,7 +112,17 @@ local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 redis.call('XACK', KEYS[1], 'herald', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 if #e == 0 then return 0 end
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', unpack(e[1][2]))
+local fields = {}
+local f = e[1][2]
+for i = 1, #f, 2 do
+  if f[i] ~= 'r' then
+    fields[#fields + 1] = f[i]
+    fields[#fields + 1] = f[i + 1]
+  end
+end
+fields[#fields + 1] = 'r'
+fields[#fields + 1] = ARGV[4]
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', unpack(fields))
 return 1
 "#;
 
@@ -132,8 +147,9 @@ type Waiter = (Confirm, tokio::time::Instant);
 enum Cmd {
     Publish(Message, Option<Waiter>),
     Ack(Arc<str>, String),
-    /// An entry this node holds goes back to its stream (its session ended).
-    HandBack(Arc<str>, String),
+    /// An entry this node holds goes back to its stream (its session ended), with
+    /// the times it was given back.
+    HandBack(Arc<str>, String, u32),
     /// A command run in order with the publishes; its answer goes to the reply.
     Call(redis::Cmd, Option<Reply>),
     /// Answered once everything sent before it was flushed.
@@ -214,7 +230,7 @@ struct Inner {
     /// ACKs that did not reach Redis, sent again once it is back.
     retry_acks: Mutex<Vec<(Arc<str>, String)>>,
     /// Hand-backs that did not reach Redis, sent again once it is back.
-    retry_hand_backs: Mutex<Vec<(Arc<str>, String)>>,
+    retry_hand_backs: Mutex<Vec<(Arc<str>, String, u32)>>,
     /// Channels no longer wanted whose UNSUBSCRIBE waits for Redis.
     unsubscribe_later: Mutex<Vec<(String, bool)>>,
     /// Exact topic routing keys with local subscriptions → the last position this
@@ -615,14 +631,15 @@ impl Inner {
                     pipe.cmd("XACK").arg(&**stream).arg(GROUP).arg(id);
                     pipe.cmd("XDEL").arg(&**stream).arg(id);
                 }
-                Cmd::HandBack(stream, id) => {
+                Cmd::HandBack(stream, id, given_back) => {
                     pipe.cmd("EVALSHA")
                         .arg(&self.hand_back_sha)
                         .arg(1)
                         .arg(&**stream)
                         .arg(id)
                         .arg(&self.node_id)
-                        .arg(self.queue_capacity);
+                        .arg(self.queue_capacity)
+                        .arg(*given_back);
                 }
                 Cmd::Call(cmd, _) => {
                     pipe.add_command(cmd.clone());
@@ -753,14 +770,14 @@ impl Inner {
                         self.retry_acks.lock().push((stream, id));
                     }
                 }
-                Cmd::HandBack(stream, id) => match answers.next() {
+                Cmd::HandBack(stream, id, given_back) => match answers.next() {
                     Some(Answer::Done(v)) => {
                         if as_u64(&v) == Some(1) {
                             crate::ops::metrics::bus_handed_back(1);
                         }
                     }
                     Some(Answer::NotRun(_)) | None => {
-                        self.retry_hand_backs.lock().push((stream, id));
+                        self.retry_hand_backs.lock().push((stream, id, given_back));
                     }
                     Some(Answer::Rejected(why)) => {
                         tracing::warn!(queue = %stream, error = %why, "handing a queue message back failed; it is claimed after claim_after");
@@ -800,7 +817,7 @@ impl Inner {
                     self.spool_one(m, waiter, spool, broker.as_ref());
                 }
                 Cmd::Ack(stream, id) => self.retry_acks.lock().push((stream, id)),
-                Cmd::HandBack(stream, id) => self.retry_hand_backs.lock().push((stream, id)),
+                Cmd::HandBack(stream, id, n) => self.retry_hand_backs.lock().push((stream, id, n)),
                 Cmd::Call(_, Some(r)) => {
                     let _ = r.send(Err(why.to_owned()));
                 }
@@ -1208,8 +1225,8 @@ impl Inner {
             for (stream, id) in std::mem::take(&mut *self.retry_acks.lock()) {
                 let _ = self.tx.send(Cmd::Ack(stream, id));
             }
-            for (stream, id) in std::mem::take(&mut *self.retry_hand_backs.lock()) {
-                let _ = self.tx.send(Cmd::HandBack(stream, id));
+            for (stream, id, n) in std::mem::take(&mut *self.retry_hand_backs.lock()) {
+                let _ = self.tx.send(Cmd::HandBack(stream, id, n));
             }
             // This node's presence, once a heartbeat: re-stamped (and re-written
             // after a Redis restart, or right after an outage).
@@ -1392,9 +1409,10 @@ impl Inner {
             if let Ok(Value::Array(v)) = r
                 && let Some(entries) = v.into_iter().nth(1)
             {
-                let entries = entry_list(entries);
+                let mut entries = entry_list(entries);
                 if !entries.is_empty() {
                     tracing::info!(queue = %s, count = entries.len(), "claimed queue messages a node never acked");
+                    count_claims(conn, s, &mut entries).await;
                 }
                 self.take_entries(s, entries);
             }
@@ -1433,10 +1451,15 @@ impl Inner {
         }
     }
 
-    fn take_entries(&self, stream: &str, entries: Vec<(String, Vec<u8>)>) {
+    fn take_entries(&self, stream: &str, entries: Vec<StreamEntry>) {
         let Some(broker) = self.broker() else { return };
         let stream: Arc<str> = stream.into();
-        for (id, payload) in entries {
+        for StreamEntry {
+            id,
+            payload,
+            given_back,
+        } in entries
+        {
             let Some((_, mut m)) = decode(&payload) else {
                 // Not ours to read: ack it away so it does not come back.
                 let _ = self.tx.send(Cmd::Ack(stream.clone(), id));
@@ -1453,6 +1476,7 @@ impl Inner {
                 stream: stream.clone(),
                 id,
             });
+            m.set_given_back(given_back);
             broker.deliver(Arc::new(m), None);
         }
     }
@@ -1806,13 +1830,18 @@ impl Bus for RedisBus {
             && !inner.consumes(&message.key)
         {
             // Read just as its last local consumer left: another node's takes it now.
-            let _ = inner.tx.send(Cmd::HandBack(e.stream, e.id));
+            let _ = inner
+                .tx
+                .send(Cmd::HandBack(e.stream, e.id, message.given_back()));
         }
     }
 
     fn handed_back(&self, message: &Message) {
         if let Some(e) = self.inner.forget(message) {
-            let _ = self.inner.tx.send(Cmd::HandBack(e.stream, e.id));
+            let _ = self
+                .inner
+                .tx
+                .send(Cmd::HandBack(e.stream, e.id, message.given_back()));
         }
     }
 
@@ -1888,12 +1917,42 @@ fn glob_matches(glob: &str, channel: &str) -> bool {
     }
 }
 
+/// Entries claimed from a node that died holding them were delivered and never
+/// acked: each claim counts as a give-back. Redis counts the deliveries of an entry
+/// (`XREADGROUP`, then one more per claim; this node's keep-alive `XCLAIM … JUSTID`
+/// does not count), so a chain of dead holders is counted whole. When Redis cannot
+/// say, one claim is assumed.
+async fn count_claims(conn: &mut ConnectionManager, stream: &str, entries: &mut [StreamEntry]) {
+    let mut pipe = redis::pipe();
+    for e in entries.iter() {
+        pipe.cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(&e.id)
+            .arg(&e.id)
+            .arg(1);
+    }
+    let answers: Vec<Value> = pipe.query_async(conn).await.unwrap_or_default();
+    for (i, e) in entries.iter_mut().enumerate() {
+        // [[id, consumer, idle ms, deliveries]]
+        let deliveries = match answers.get(i) {
+            Some(Value::Array(rows)) => match rows.first() {
+                Some(Value::Array(row)) => row.get(3).and_then(as_u64),
+                _ => None,
+            },
+            _ => None,
+        };
+        let claims = deliveries.map_or(1, |d| d.saturating_sub(1)).max(1);
+        e.given_back = e.given_back.saturating_add(saturate_u32(claims));
+    }
+}
+
 /// History stream entries (`XRANGE`'s answer) as messages of `epoch`, stamped with
 /// their offsets (the entry ids), with the node each came from.
 fn history(entries: Value, epoch: &Arc<str>) -> Vec<(String, Message)> {
     entry_list(entries)
         .into_iter()
-        .filter_map(|(id, payload)| {
+        .filter_map(|StreamEntry { id, payload, .. }| {
             let offset = id
                 .split('-')
                 .next()
@@ -1937,6 +1996,10 @@ fn as_u64(v: &Value) -> Option<u64> {
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
         _ => None,
     }
+}
+
+fn saturate_u32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn as_string(v: &Value) -> Option<String> {
@@ -1992,8 +2055,8 @@ fn consumer_list(v: Value) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-/// Per stream, its entries: (entry id, payload).
-type StreamEntries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+/// Per stream, its entries.
+type StreamEntries = Vec<(String, Vec<StreamEntry>)>;
 
 /// XREADGROUP's answer: per stream, its entries (RESP2 arrays or a RESP3 map).
 fn stream_entries(v: Value) -> StreamEntries {
@@ -2017,9 +2080,17 @@ fn stream_entries(v: Value) -> StreamEntries {
         .collect()
 }
 
-/// `[[id, [field, value, ...]], ...]` → (id, value of field `p`); deleted entries
+/// A stream entry as read: its id, payload (field `p`) and, for queue entries, the
+/// times consumers gave it back (field `r`, 0 when absent).
+struct StreamEntry {
+    id: String,
+    payload: Vec<u8>,
+    given_back: u32,
+}
+
+/// `[[id, [field, value, ...]], ...]` → entries with a payload; deleted entries
 /// (nil) are skipped.
-fn entry_list(v: Value) -> Vec<(String, Vec<u8>)> {
+fn entry_list(v: Value) -> Vec<StreamEntry> {
     let Value::Array(entries) = v else {
         return Vec::new();
     };
@@ -2037,15 +2108,20 @@ fn entry_list(v: Value) -> Vec<(String, Vec<u8>)> {
                 Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
                 _ => return None,
             };
+            let (mut payload, mut given_back) = (None, 0);
             let mut it = fields.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if as_string(&k).as_deref() == Some("p")
-                    && let Value::BulkString(p) = v
-                {
-                    return Some((id, p));
+                match (as_string(&k).as_deref(), v) {
+                    (Some("p"), Value::BulkString(p)) => payload = Some(p),
+                    (Some("r"), v) => given_back = as_u64(&v).map_or(0, saturate_u32),
+                    _ => {}
                 }
             }
-            None
+            Some(StreamEntry {
+                id,
+                payload: payload?,
+                given_back,
+            })
         })
         .collect()
 }
@@ -2053,6 +2129,28 @@ fn entry_list(v: Value) -> Vec<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_entries_carry_their_give_back_count() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry =
+            |id: &str, fields: Vec<Value>| Value::Array(vec![bulk(id), Value::Array(fields)]);
+        let read = entry_list(Value::Array(vec![
+            entry("1-0", vec![bulk("p"), bulk("first")]),
+            entry("2-0", vec![bulk("p"), bulk("again"), bulk("r"), bulk("3")]),
+            entry("3-0", vec![bulk("r"), bulk("1")]),
+            Value::Nil,
+        ]));
+        let got: Vec<(&str, &[u8], u32)> = read
+            .iter()
+            .map(|e| (e.id.as_str(), &e.payload[..], e.given_back))
+            .collect();
+        assert_eq!(
+            got,
+            [("1-0", &b"first"[..], 0), ("2-0", &b"again"[..], 3)],
+            "an entry without a payload is skipped"
+        );
+    }
 
     #[test]
     fn wildcards_become_prefix_globs() {

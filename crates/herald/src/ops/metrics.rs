@@ -26,6 +26,7 @@ pub const BYTES_OUT: &str = "herald_bytes_out_total";
 pub const MESSAGES_PUBLISHED: &str = "herald_messages_published_total";
 pub const MESSAGES_DELIVERED: &str = "herald_messages_delivered_total";
 pub const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
+pub const MESSAGES_DEAD_LETTERED: &str = "herald_messages_dead_lettered_total";
 pub const SLOW_CONSUMER_CLOSES: &str = "herald_slow_consumer_closes_total";
 // Producer flow control (stomp.outbound_high_water / outbound_low_water).
 pub const PUBLISHERS_PAUSED: &str = "herald_publishers_paused";
@@ -125,6 +126,15 @@ fn describe() {
     describe_counter!(MESSAGES_PUBLISHED, "Messages published to the broker");
     describe_counter!(MESSAGES_DELIVERED, "Message deliveries to subscriptions");
     describe_counter!(MESSAGES_DROPPED, "Messages not delivered, by reason");
+    describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        "Queue messages that will not be redelivered, by reason (nack: NACK requeue:false; max-redeliveries: broker.max_redeliveries) and outcome (queued on the dead-letter queue, or dropped: broker.dead_letter is empty, the message was in a dead-letter queue already, or that queue is full)"
+    );
+    for reason in ["nack", "max-redeliveries"] {
+        for outcome in ["queued", "dropped"] {
+            counter!(MESSAGES_DEAD_LETTERED, "reason" => reason, "outcome" => outcome).increment(0);
+        }
+    }
     describe_counter!(SLOW_CONSUMER_CLOSES, "Sessions closed as slow consumers");
     describe_gauge!(
         PUBLISHERS_PAUSED,
@@ -386,6 +396,12 @@ pub fn published(delivered: usize) {
 
 pub fn dropped(reason: &'static str) {
     counter!(MESSAGES_DROPPED, "reason" => reason).increment(1);
+}
+
+/// A queue message became a dead letter for `reason`, and was `outcome` ("queued"
+/// on its dead-letter queue or "dropped").
+pub fn dead_lettered(reason: &'static str, outcome: &'static str) {
+    counter!(MESSAGES_DEAD_LETTERED, "reason" => reason, "outcome" => outcome).increment(1);
 }
 
 pub fn error_frame(reason: &'static str) {

@@ -703,6 +703,19 @@ impl Session {
                 frame.get("subscription"),
             ),
         };
+        // RabbitMQ's NACK header: `requeue:false` dead-letters at once.
+        let requeue = match frame
+            .get("requeue")
+            .filter(|_| frame.command == Command::Nack)
+        {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(StompError::new(format!(
+                    "invalid requeue '{other}': expected true or false"
+                )));
+            }
+        };
         let mut found: Option<(&Arc<Subscription>, Vec<Unacked>, bool)> = None;
         for (sub_id, sub) in &self.subscriptions {
             if subscription.is_some_and(|s| s != sub_id) {
@@ -720,7 +733,9 @@ impl Session {
             ))
         })?;
         let broker = &self.node.broker;
-        if frame.command == Command::Nack {
+        if frame.command == Command::Nack && !requeue {
+            broker.reject(acked);
+        } else if frame.command == Command::Nack {
             broker.redeliver(acked, Some(&self.id));
         } else {
             broker.acked(&acked);
