@@ -36,6 +36,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod destination;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

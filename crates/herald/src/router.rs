@@ -11,8 +11,8 @@
 use crate::broker::{Kind, Target};
 use crate::config::{BrokerConfig, RoutingConfig};
 use crate::destination::Limits;
+use crate::error::{ErrorKind, StompError};
 use crate::ops::metrics;
-use crate::session::StompError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendRoute {
@@ -48,7 +48,7 @@ impl Router {
     pub fn check_limits(&self, destination: &str) -> Result<(), StompError> {
         self.limits.check(destination).map_err(|e| {
             metrics::destination_refused(e.limit());
-            StompError::new(e.to_string())
+            StompError::of(ErrorKind::Limit, e.to_string())
         })
     }
 
@@ -115,10 +115,13 @@ impl Router {
             .chain([&self.user_prefix])
             .map(String::as_str)
             .collect();
-        StompError::new(format!(
-            "unknown destination '{destination}': destinations start with {}",
-            prefixes.join(", ")
-        ))
+        StompError::of(
+            ErrorKind::Destination,
+            format!(
+                "unknown destination '{destination}': destinations start with {}",
+                prefixes.join(", ")
+            ),
+        )
     }
 }
 

@@ -369,3 +369,27 @@ async fn admin_api_needs_a_key_or_an_admin_token() {
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap().contains("ADMIN"));
 }
+
+/// ERROR frames are counted by what went wrong, not by what their text happens to
+/// say: a destination that contains "slow consumer" is still an unknown destination.
+#[tokio::test]
+async fn error_frames_are_counted_by_kind_not_by_text() {
+    let server = TestServer::start().await;
+    let mut c = server.tcp().await;
+    c.send_raw(b"SEND\ndestination:/elsewhere/slow consumer\n\nx\0")
+        .await;
+    let e = c.expect_error_and_close().await;
+    assert!(message_of(&e).contains("unknown destination"), "{e:?}");
+    let (status, body) = request(&server, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    let text = body.as_str().expect("text exposition").to_owned();
+    assert!(
+        text.contains("herald_error_frames_total{reason=\"destination\"}"),
+        "{text}"
+    );
+    // No test of this file closes a slow consumer: this would be the text's doing.
+    assert!(
+        !text.contains("herald_error_frames_total{reason=\"slow_consumer\"}"),
+        "{text}"
+    );
+}

@@ -49,13 +49,25 @@ pub struct SessionInfo {
 #[error("{message}")]
 pub struct HandlerError {
     pub message: String,
+    /// How the sender's ERROR is counted: a handler's own failure, or the cluster or
+    /// a queue refusing what it published.
+    kind: crate::error::ErrorKind,
 }
 
 impl HandlerError {
     pub fn new(message: impl Into<String>) -> Self {
+        HandlerError::of(crate::error::ErrorKind::Handler, message)
+    }
+
+    pub(crate) fn of(kind: crate::error::ErrorKind, message: impl Into<String>) -> Self {
         HandlerError {
             message: message.into(),
+            kind,
         }
+    }
+
+    pub(crate) fn kind(&self) -> crate::error::ErrorKind {
+        self.kind
     }
 }
 

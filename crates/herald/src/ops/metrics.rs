@@ -404,9 +404,10 @@ pub fn dead_lettered(reason: &'static str, outcome: &'static str) {
     counter!(MESSAGES_DEAD_LETTERED, "reason" => reason, "outcome" => outcome).increment(1);
 }
 
-pub fn error_frame(reason: &'static str) {
-    counter!(ERRORS, "reason" => reason).increment(1);
-    if reason == "slow_consumer" {
+/// An ERROR frame that ended a session, counted by its kind.
+pub fn error_frame(kind: crate::error::ErrorKind) {
+    counter!(ERRORS, "reason" => kind.as_str()).increment(1);
+    if kind == crate::error::ErrorKind::SlowConsumer {
         counter!(SLOW_CONSUMER_CLOSES).increment(1);
     }
 }
@@ -521,48 +522,4 @@ pub fn sockjs_session_opened() {
 
 pub fn sockjs_session_closed() {
     SOCKJS_GAUGE.with(|| gauge!(SOCKJS_SESSIONS), |g| g.decrement(1.0));
-}
-
-/// A low-cardinality label for an ERROR frame's message.
-pub fn error_reason(message: &str) -> &'static str {
-    const KINDS: &[(&str, &str)] = &[
-        ("slow consumer", "slow_consumer"),
-        ("heart-beat timeout", "heartbeat_timeout"),
-        ("server shutting down", "shutdown"),
-        ("disconnected by an administrator", "admin"),
-        ("authentication failed", "auth"),
-        ("token expired", "token_expired"),
-        ("access denied", "access_denied"),
-        ("too many", "limit"),
-        ("queue full", "limit"),
-        ("transaction full", "limit"),
-        ("frame rate limit", "limit"),
-        ("no CONNECT frame", "connect_timeout"),
-        ("unknown destination", "destination"),
-        ("limit broker.max_destination", "limit"),
-        ("limit broker.max_wildcards", "limit"),
-        ("no application handler", "handler"),
-        ("invalid payload", "handler"),
-        ("handler", "handler"),
-        ("backend", "handler"),
-        ("cluster unavailable", "cluster"),
-    ];
-    KINDS
-        .iter()
-        .find(|(needle, _)| message.contains(needle))
-        .map_or("protocol", |(_, kind)| kind)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reasons_are_classified() {
-        use super::error_reason;
-        assert_eq!(
-            error_reason("slow consumer: more than 10 bytes"),
-            "slow_consumer"
-        );
-        assert_eq!(error_reason("unknown command 'FOO'"), "protocol");
-        assert_eq!(error_reason("access denied: SEND to '/x'"), "access_denied");
-    }
 }

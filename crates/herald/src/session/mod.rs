@@ -29,25 +29,7 @@ use crate::node::Node;
 use crate::router::SendRoute;
 pub use heartbeat::Heartbeat;
 
-/// A protocol error: the `message` header of the ERROR frame, and the receipt of the
-/// frame that caused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StompError {
-    pub message: String,
-    pub receipt: Option<String>,
-    /// Further headers for the ERROR frame (e.g. `version` after a failed negotiation).
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl StompError {
-    pub fn new(message: impl Into<String>) -> Self {
-        StompError {
-            message: message.into(),
-            receipt: None,
-            headers: Vec::new(),
-        }
-    }
-}
+pub use crate::error::{ErrorKind, StompError};
 
 /// A SEND to an application destination, running its handler. The connection awaits
 /// it (one at a time, in order) and gives the result to [`Session::finish_call`].
@@ -175,10 +157,7 @@ impl Session {
         if call.confirms
             && let Err(e) = &result
         {
-            return Err(StompError {
-                receipt: call.receipt,
-                ..StompError::new(e.message.clone())
-            });
+            return Err(StompError::of(e.kind(), e.message.clone()).with_receipt(call.receipt));
         }
         // A receipted SEND's RECEIPT promises what its handler published: in a cluster
         // it waits until the replies are in Redis (or becomes the ERROR refusing them).
@@ -213,10 +192,7 @@ impl Session {
                 let apps = &self.node.config.apps;
                 match apps.errors {
                     ErrorDelivery::Frame => {
-                        return Err(StompError {
-                            receipt: call.receipt,
-                            ..StompError::new(e.message)
-                        });
+                        return Err(StompError::of(e.kind(), e.message).with_receipt(call.receipt));
                     }
                     ErrorDelivery::Queue => {
                         let body = serde_json::json!({ "error": e.message, "destination": call.destination });
@@ -357,9 +333,12 @@ impl Session {
                 let limit = self.node.config.stomp.max_transactions;
                 if self.transactions.len() >= limit {
                     crate::ops::metrics::limit_hit("stomp.max_transactions");
-                    return Err(StompError::new(format!(
-                        "too many transactions: {limit} are open (limit stomp.max_transactions)"
-                    )));
+                    return Err(StompError::of(
+                        ErrorKind::Limit,
+                        format!(
+                            "too many transactions: {limit} are open (limit stomp.max_transactions)"
+                        ),
+                    ));
                 }
                 self.transactions
                     .insert(tx.to_owned(), Transaction::default());
@@ -418,20 +397,26 @@ impl Session {
             .await
             .map_err(|e| {
                 tracing::info!(session = %self.id, reason = %e, "CONNECT refused");
-                StompError::new(format!("authentication failed: {e}"))
+                StompError::of(ErrorKind::Auth, format!("authentication failed: {e}"))
             })?;
         if principal.time_left().is_some_and(|t| t.is_zero()) {
-            return Err(StompError::new("authentication failed: token expired"));
+            return Err(StompError::of(
+                ErrorKind::Auth,
+                "authentication failed: token expired",
+            ));
         }
         let slot = node
             .sessions_per_user
             .acquire(principal.name.clone())
             .ok_or_else(|| {
-                StompError::new(format!(
-                    "too many sessions for user '{}' (limit {})",
-                    principal.name,
-                    node.sessions_per_user.limit()
-                ))
+                StompError::of(
+                    ErrorKind::Limit,
+                    format!(
+                        "too many sessions for user '{}' (limit {})",
+                        principal.name,
+                        node.sessions_per_user.limit()
+                    ),
+                )
             })?;
         self.user_slot = Some(slot);
         self.principal = principal;
@@ -473,7 +458,7 @@ impl Session {
             .check(op, destination, &self.principal)
             .map_err(|e| {
                 tracing::warn!(session = %self.id, user = %self.principal.name, "{e}");
-                StompError::new(e.to_string())
+                StompError::of(ErrorKind::AccessDenied, e.to_string())
             })
     }
 
@@ -504,9 +489,10 @@ impl Session {
             return Ok(());
         };
         crate::ops::metrics::limit_hit(limit);
-        Err(StompError::new(format!(
-            "transaction full: '{tx_name}' holds {held} (limit {limit})"
-        )))
+        Err(StompError::of(
+            ErrorKind::Limit,
+            format!("transaction full: '{tx_name}' holds {held} (limit {limit})"),
+        ))
     }
 
     fn check_send(&self, frame: &Frame) -> Result<SendRoute, StompError> {
@@ -515,7 +501,8 @@ impl Session {
             crate::auth::rules::reserved_header(frame.headers.iter().map(|(k, _)| k))
         {
             tracing::warn!(session = %self.id, user = %self.principal.name, "reserved header {name}");
-            return Err(StompError::new(
+            return Err(StompError::of(
+                ErrorKind::AccessDenied,
                 crate::auth::rules::reserved_header_message(name),
             ));
         }
@@ -541,7 +528,7 @@ impl Session {
                     None => {
                         broker
                             .publish(message)
-                            .map_err(|e| StompError::new(e.message))?;
+                            .map_err(|e| StompError::of(ErrorKind::Limit, e.message))?;
                     }
                 }
                 Ok(())
@@ -564,9 +551,10 @@ impl Session {
                     Err(call) => match &node.backend {
                         Some(b) if b.owns(&call.path) => b.call(call),
                         _ => {
-                            return Err(StompError::new(format!(
-                                "no application handler for '{destination}'"
-                            )));
+                            return Err(StompError::of(
+                                ErrorKind::Handler,
+                                format!("no application handler for '{destination}'"),
+                            ));
                         }
                     },
                 };
@@ -613,9 +601,10 @@ impl Session {
         let window = self.prefetch(frame)?;
         let limit = self.node.config.limits.max_subscriptions_per_session;
         if limit > 0 && self.subscriptions.len() >= limit {
-            return Err(StompError::new(format!(
-                "too many subscriptions for this session (limit {limit})"
-            )));
+            return Err(StompError::of(
+                ErrorKind::Limit,
+                format!("too many subscriptions for this session (limit {limit})"),
+            ));
         }
         self.node.router.check_limits(destination)?;
         self.allow(Operation::Subscribe, destination)?;
@@ -839,8 +828,8 @@ fn all_confirmed(
                 Ok(Outcome {
                     error: Some(refused),
                     ..
-                }) => return Err(HandlerError::new(refused)),
-                Err(refused) => return Err(HandlerError::new(refused.message)),
+                }) => return Err(HandlerError::of(ErrorKind::Cluster, refused)),
+                Err(refused) => return Err(HandlerError::of(ErrorKind::Limit, refused.message)),
             }
         }
         Ok(Vec::new())

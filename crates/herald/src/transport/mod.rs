@@ -27,10 +27,11 @@ use crate::admission::Permit;
 use crate::auth::limits::TokenBucket;
 use crate::broker::outbox::Drained;
 use crate::broker::{OutFrame, Outbox};
+use crate::error::{ErrorKind, StompError};
 use crate::node::Node;
 use crate::ops::metrics;
 use crate::ops::sessions::SessionEntry;
-use crate::session::{AppCall, Flow, Heartbeat, Session, StompError};
+use crate::session::{AppCall, Flow, Heartbeat, Session};
 pub use progress::Progress;
 use progress::write_watched;
 
@@ -178,14 +179,14 @@ async fn run<T: Transport>(
         }
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break End::Error(StompError::new(if entry.was_kicked() {
-                "disconnected by an administrator"
+            _ = shutdown.cancelled() => break End::Error(if entry.was_kicked() {
+                StompError::of(ErrorKind::Admin, "disconnected by an administrator")
             } else {
-                "server shutting down"
-            })),
+                StompError::of(ErrorKind::Shutdown, "server shutting down")
+            }),
             _ = outbox.ready() => {
                 if outbox.drain(&mut pending) == Drained::Overflowed {
-                    break End::Error(StompError::new(outbox.overflow_reason()));
+                    break End::Error(StompError::of(ErrorKind::SlowConsumer, outbox.overflow_reason()));
                 }
                 // While a write is blocked by a client that does not read, publishers
                 // keep filling the outbox; its overflow ends the session at once, and
@@ -211,11 +212,11 @@ async fn run<T: Transport>(
                     }
                 };
                 match written {
-                    Written::Overflowed => break End::Error(StompError::new(outbox.overflow_reason())),
+                    Written::Overflowed => break End::Error(StompError::of(ErrorKind::SlowConsumer, outbox.overflow_reason())),
                     Written::Stalled => break End::Abandoned,
                     Written::Done(Ok(())) => {}
                     Written::Done(Err(_)) => break End::Quiet,
-                    Written::NoProgress => break End::Error(StompError::new(format!(
+                    Written::NoProgress => break End::Error(StompError::of(ErrorKind::SlowConsumer, format!(
                         "slow consumer: nothing was read for {:?}", cfg.send_timeout
                     ))),
                 }
@@ -259,14 +260,11 @@ async fn run<T: Transport>(
                     let frame = match decoder.decode(&mut buf) {
                         Ok(Some(frame)) => frame,
                         Ok(None) => break,
-                        Err(e) => break 'conn End::Error(StompError {
-                            receipt: receipt_hint(&buf),
-                            ..StompError::new(e.to_string())
-                        }),
+                        Err(e) => break 'conn End::Error(StompError::from(e).with_receipt(receipt_hint(&buf))),
                     };
                     if let Some(b) = bucket.as_mut()
                         && !b.take() {
-                            break 'conn End::Error(StompError::new(format!(
+                            break 'conn End::Error(StompError::of(ErrorKind::Limit, format!(
                                 "frame rate limit exceeded: more than {} frames per second", b.rate()
                             )));
                         }
@@ -313,17 +311,17 @@ async fn run<T: Transport>(
             _ = &mut timer, if timer_armed => {
                 let now = Instant::now();
                 if !connected {
-                    break End::Error(StompError::new(format!(
+                    break End::Error(StompError::of(ErrorKind::ConnectTimeout, format!(
                         "no CONNECT frame within {:?}", cfg.connect_timeout
                     )));
                 }
                 if expiry.is_some_and(|e| now >= e) {
-                    break End::Error(StompError::new("token expired: reconnect with a fresh token"));
+                    break End::Error(StompError::of(ErrorKind::TokenExpired, "token expired: reconnect with a fresh token"));
                 }
                 if let Some(r) = heartbeat.receive
                     && paused.is_none()
                     && now.duration_since(last_read) >= r * 2 {
-                        break End::Error(StompError::new(format!(
+                        break End::Error(StompError::of(ErrorKind::HeartbeatTimeout, format!(
                             "heart-beat timeout: nothing received for {} ms (expected every {} ms)",
                             now.duration_since(last_read).as_millis(), r.as_millis()
                         )));
@@ -339,7 +337,7 @@ async fn run<T: Transport>(
                         match beat {
                             Some(Ok(Ok(()))) => {}
                             Some(Ok(Err(_))) => break End::Quiet,
-                            Some(Err(_)) => break End::Error(StompError::new(format!(
+                            Some(Err(_)) => break End::Error(StompError::of(ErrorKind::SlowConsumer, format!(
                                 "slow consumer: a write took longer than {:?}", cfg.send_timeout
                             ))),
                             None => break End::Abandoned,
@@ -363,8 +361,8 @@ async fn run<T: Transport>(
     }
     if let End::Error(e) = &end {
         tracing::debug!(error = %e.message, "closing session with ERROR");
-        metrics::error_frame(metrics::error_reason(&e.message));
-        if e.message.starts_with("authentication failed") {
+        metrics::error_frame(e.kind);
+        if e.kind == ErrorKind::Auth {
             metrics::auth_failure("connect");
         }
         pending.push(session.error_frame(e));

@@ -1,0 +1,144 @@
+//! What goes wrong in a STOMP session, as the one ERROR frame that ends it says.
+//!
+//! Below the router and the session, so both (and the transports) can name an error
+//! without importing each other. The [`ErrorKind`] is chosen where the error is
+//! made, not read back from its text: metrics count ERROR frames by kind, and the
+//! wording of a message can change without moving a dashboard.
+
+use herald_stomp::DecodeError;
+
+/// What an ERROR frame reports; its [`ErrorKind::as_str`] is the `reason` label of
+/// `herald_error_frames_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The client broke the protocol: a malformed frame, a missing header, an
+    /// unknown transaction or subscription.
+    Protocol,
+    /// The client did not take what was sent to it (no progress for
+    /// `stomp.send_timeout`, the outbound limit, a full prefetch window on a topic).
+    SlowConsumer,
+    HeartbeatTimeout,
+    /// No CONNECT within `stomp.connect_timeout`.
+    ConnectTimeout,
+    Shutdown,
+    /// An administrator ended the session.
+    Admin,
+    /// The credentials were refused at CONNECT.
+    Auth,
+    /// The principal's token expired during the session.
+    TokenExpired,
+    /// The destination rules (or a reserved header) refused the frame.
+    AccessDenied,
+    /// A budget was reached: queues, transactions, subscriptions, frame rate, the
+    /// size of a frame or destination.
+    Limit,
+    /// The destination is outside every configured prefix.
+    Destination,
+    /// An application handler (or the HTTP backend) failed or is missing.
+    Handler,
+    /// The cluster did not take a message the client asked to be confirmed.
+    Cluster,
+}
+
+impl ErrorKind {
+    /// The metric label, stable across releases.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::SlowConsumer => "slow_consumer",
+            ErrorKind::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::Shutdown => "shutdown",
+            ErrorKind::Admin => "admin",
+            ErrorKind::Auth => "auth",
+            ErrorKind::TokenExpired => "token_expired",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::Limit => "limit",
+            ErrorKind::Destination => "destination",
+            ErrorKind::Handler => "handler",
+            ErrorKind::Cluster => "cluster",
+        }
+    }
+
+    /// Every kind, for metrics that must be present before the first error.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::Protocol,
+        ErrorKind::SlowConsumer,
+        ErrorKind::HeartbeatTimeout,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::Shutdown,
+        ErrorKind::Admin,
+        ErrorKind::Auth,
+        ErrorKind::TokenExpired,
+        ErrorKind::AccessDenied,
+        ErrorKind::Limit,
+        ErrorKind::Destination,
+        ErrorKind::Handler,
+        ErrorKind::Cluster,
+    ];
+}
+
+/// A session's error: the `message` header of the ERROR frame, and the receipt of the
+/// frame that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StompError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub receipt: Option<String>,
+    /// Further headers for the ERROR frame (e.g. `version` after a failed negotiation).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl StompError {
+    /// A protocol error.
+    pub fn new(message: impl Into<String>) -> Self {
+        StompError::of(ErrorKind::Protocol, message)
+    }
+
+    pub fn of(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StompError {
+            kind,
+            message: message.into(),
+            receipt: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Names the frame that caused it by its `receipt`.
+    pub fn with_receipt(mut self, receipt: Option<String>) -> Self {
+        self.receipt = receipt;
+        self
+    }
+}
+
+impl From<DecodeError> for StompError {
+    fn from(e: DecodeError) -> Self {
+        let kind = match e {
+            DecodeError::HeaderLineTooLong { .. }
+            | DecodeError::TooManyHeaders { .. }
+            | DecodeError::FrameTooLarge { .. } => ErrorKind::Limit,
+            _ => ErrorKind::Protocol,
+        };
+        StompError::of(kind, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_distinct_and_every_kind_is_listed() {
+        let labels: std::collections::HashSet<_> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn a_size_limit_of_the_decoder_is_a_limit() {
+        let e: StompError = DecodeError::FrameTooLarge { limit: 10 }.into();
+        assert_eq!(e.kind, ErrorKind::Limit);
+        let e: StompError = DecodeError::MissingNul.into();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+    }
+}
