@@ -185,15 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
     }
 
     async fn write(&mut self, frames: &[OutFrame]) -> io::Result<()> {
-        for f in frames {
-            let msg = if f.text {
-                Message::text(f.bytes.clone())
-            } else {
-                Message::binary(f.bytes.clone())
-            };
-            self.ws.feed(msg).await.map_err(io::Error::other)?;
-        }
-        self.ws.flush().await.map_err(io::Error::other)
+        write_frames(&mut self.ws, frames).await
     }
 
     async fn heartbeat(&mut self) -> io::Result<()> {
@@ -215,6 +207,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
         // Sends a close frame, waits for the peer's, then shuts the socket down.
         let _ = self.ws.close().await;
     }
+}
+
+/// Writes each frame as one WebSocket message — text when it is UTF-8, else binary —
+/// and flushes once: vectored writes, one syscall for many small frames.
+pub(crate) async fn write_frames<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    frames: &[OutFrame],
+) -> io::Result<()> {
+    for f in frames {
+        let msg = if f.text {
+            Message::text(f.bytes.clone())
+        } else {
+            Message::binary(f.bytes.clone())
+        };
+        ws.feed(msg).await.map_err(io::Error::other)?;
+    }
+    ws.flush().await.map_err(io::Error::other)
 }
 
 #[cfg(test)]

@@ -188,15 +188,7 @@ impl Transport for SockJsWs {
                 .collect();
             return self.send(frames::messages(&msgs)).await;
         }
-        for f in out {
-            let msg = if f.text {
-                Message::text(f.bytes.clone())
-            } else {
-                Message::binary(f.bytes.clone())
-            };
-            self.ws.feed(msg).await.map_err(io::Error::other)?;
-        }
-        self.ws.flush().await.map_err(io::Error::other)
+        ws::write_frames(&mut self.ws, out).await
     }
 
     async fn heartbeat(&mut self) -> io::Result<()> {
