@@ -264,7 +264,7 @@ def main():
             post = text[text.index(END) + len(END):].lstrip("\n")
             text = pre + block + ("\n" + post if post else "")
         else:
-            section = "## Cluster (issue 5)\n\n" + block + "\n"
+            section = "## Cluster\n\n" + block + "\n"
             if COMPARE_BEGIN in text:
                 i = text.index(COMPARE_BEGIN)
                 text = text[:i] + section + text[i:]

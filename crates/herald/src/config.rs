@@ -638,7 +638,7 @@ pub struct WebConfig {
     pub dev_login: bool,
 }
 
-/// The notification store (issue [notify]).
+/// The notification store.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
@@ -663,14 +663,14 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// Notifications (issue [notify]): REST API, live delivery, read state.
+/// Notifications: REST API, live delivery, read state.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationsConfig {
     /// Off: no store is opened and the notification API answers 404.
     pub enabled: bool,
     /// User destination a user's notifications go to: clients subscribe to the user
-    /// prefix + this (`/user/queue/notifications`). Seed 004: "/queue/notification".
+    /// prefix + this (`/user/queue/notifications`). Spring notification services often use "/queue/notification".
     pub destination: String,
     /// Where broadcasts are published (every subscriber).
     pub broadcast_destination: String,

@@ -1,4 +1,4 @@
-//! Issue [apps]: application destinations through real STOMP clients.
+//! Application destinations through real STOMP clients.
 //! - routing by prefix (`/app` → handlers only, `/topic` `/queue` → broker, `/user` →
 //!   user destinations, configurable prefixes);
 //! - the library API (`Server::bind_with(config, Handlers::new().route(...))`): path

@@ -1,4 +1,4 @@
-//! Issue [apps]: the HTTP backend proxy (`apps.backend.url`) against a real HTTP
+//! The HTTP backend proxy (`apps.backend.url`) against a real HTTP
 //! backend (axum on an ephemeral port): what the backend receives, how its answers are
 //! published, its errors, timeouts and absence, and that a slow backend call of one
 //! session blocks nobody else.

@@ -210,7 +210,7 @@ async fn services_and_admins_send_to_reserved_and_user_destinations() {
 // The user prefix
 // ---------------------------------------------------------------------------
 
-/// Seed 004's names: with `/member/` the owner rule is written for `/member/`.
+/// The names Spring notification services use: with `/member/` the owner rule is written for `/member/`.
 #[tokio::test]
 async fn default_rules_follow_the_user_prefix() {
     let s = TestServer::with(|c| {

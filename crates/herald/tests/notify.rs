@@ -1,4 +1,4 @@
-//! Notifications (issue [notify]) against all three stores: SQLite in-process, and the
+//! Notifications against all three stores: SQLite in-process, and the
 //! MariaDB (127.0.0.1:3306, root) and PostgreSQL (127.0.0.1:5432, trust) that run on
 //! this machine. Every test gets a fresh database of its own (`herald_test_<random>`),
 //! dropped at the end. Under CI=true a database that cannot be reached fails the test;
@@ -238,7 +238,7 @@ async fn next_json(c: &mut Client) -> (Frame, Value) {
 // ---------------------------------------------------------------------------------
 
 /// Persisted, then delivered live to every session of the user (TCP and WebSocket),
-/// with seed 004's fields; nobody else receives it.
+/// with the Spring notification DTO's fields; nobody else receives it.
 async fn delivered_live_to_every_session(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
@@ -333,7 +333,7 @@ async fn users_list_and_broadcast(b: Backend) {
     let (status, e) = post(&s, json!({"user": "x", "broadcast": true, "message": "m"})).await;
     assert_eq!(status, 400, "{e}");
     assert!(e["error"].as_str().unwrap().contains("exactly one"), "{e}");
-    let (status, _) = post(&s, json!({"memberId": 42, "message": "seed 004 shape"})).await;
+    let (status, _) = post(&s, json!({"memberId": 42, "message": "Spring DTO shape"})).await;
     assert_eq!(status, 201);
     let (_, l) = get_as(&s, "42", "/api/notifications").await;
     assert_eq!(l["items"][0]["memberId"], "42", "{l}");
@@ -721,7 +721,7 @@ async fn dropped_database_is_503(b: Backend) {
     c.expect_silence(Duration::from_millis(200)).await;
 }
 
-/// Seed 004's long-running job: progress is pushed, the final result is stored as a
+/// A long-running job, as Spring services report one: progress is pushed, the final result is stored as a
 /// notification (once, however often it is reported).
 async fn job_progress_and_final_result(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
@@ -828,7 +828,7 @@ async fn retention_deletes_only_read(b: Backend) {
     assert_eq!(left, vec!["keep"]);
 }
 
-/// Seed 004's names: user prefix /member/, destination /queue/notification.
+/// The names Spring notification services use: user prefix /member/, destination /queue/notification.
 async fn seed_004_destinations(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;

@@ -1,4 +1,4 @@
-"""Issue [apps] with stomp.py: the seed apps over TCP and WebSocket, user destinations
+"""Application destinations with stomp.py: the demo apps over TCP and WebSocket, user destinations
 across a TCP and a WebSocket session, and the HTTP backend proxy against a backend
 written in Python (http.server)."""
 

@@ -1,4 +1,4 @@
-//! Seed 000's chat: public messages with a server timestamp, and private messages to
+//! The chat of Spring's STOMP chat tutorials: public messages with a server timestamp, and private messages to
 //! one user's `/user/queue/messages`. The sender is always the session's principal:
 //! a `sender` in the payload (the seed's clients send one) is ignored.
 

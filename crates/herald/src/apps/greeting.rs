@@ -1,4 +1,4 @@
-//! Seed 002's greeting: `/app/hello` {name} → `/topic/greetings` {content}.
+//! Spring's WebSocket guide's greeting: `/app/hello` {name} → `/topic/greetings` {content}.
 
 use serde::{Deserialize, Serialize};
 

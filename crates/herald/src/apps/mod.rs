@@ -1,8 +1,8 @@
 //! The seeds' apps, built on the public handler API and on by default (`apps.demo`):
-//! - [`chat`] (seed 000): `/app/chat.send` → `/topic/chat`, `/app/chat.private` →
+//! - [`chat`] (Spring's STOMP chat tutorials): `/app/chat.send` → `/topic/chat`, `/app/chat.private` →
 //!   the recipient's `/user/queue/messages`;
-//! - [`greeting`] (seed 002): `/app/hello` → `/topic/greetings`;
-//! - [`rooms`] (seed 001): chat rooms over STOMP (`/app/chat/join`, `/app/chat/message`)
+//! - [`greeting`] (Spring's WebSocket guide): `/app/hello` → `/topic/greetings`;
+//! - [`rooms`] (Spring chat-room apps): chat rooms over STOMP (`/app/chat/join`, `/app/chat/message`)
 //!   and over a plain JSON WebSocket (`/ws/chat`), with presence and a REST API.
 //!
 //! They are examples as much as features: nothing here reaches past `handler::` and the

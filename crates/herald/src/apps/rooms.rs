@@ -1,4 +1,4 @@
-//! Seed 001's chat rooms, reachable three ways that all meet on the room's topic,
+//! Chat rooms as Spring chat-room apps build them, reachable three ways that all meet on the room's topic,
 //! `{first of broker.topic_prefixes}chat/room/{id}` (`/topic/chat/room/{id}`):
 //! - STOMP: `/app/chat/join` {chatRoomId}, `/app/chat/message` {chatRoomId, message},
 //!   `/app/chat/leave` {chatRoomId};
@@ -730,7 +730,7 @@ fn publish_all(
     }
 }
 
-/// One message of the plain JSON chat (seed 001's `ChatMessage`).
+/// One message of the plain JSON chat (a Spring chat-room app's `ChatMessage`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PlainMessage {

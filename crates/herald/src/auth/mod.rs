@@ -286,7 +286,7 @@ fn as_name(v: &Value) -> Option<String> {
     }
 }
 
-/// `Bearer x` → `x`; a bare token is accepted too (seed 000 sends one).
+/// `Bearer x` → `x`; a bare token is accepted too (Spring STOMP chat tutorials send one).
 fn bearer(value: Option<&str>) -> Option<String> {
     let v = value?.trim();
     let token = v

@@ -146,7 +146,7 @@ async fn owner(
 struct CreateRequest {
     user: Option<String>,
     users: Option<Vec<String>>,
-    /// Seed 004's name; a number or a string.
+    /// The Spring notification DTO's name; a number or a string.
     member_id: Option<Value>,
     #[serde(default)]
     broadcast: bool,

@@ -1,4 +1,4 @@
-//! Notifications (issue [notify], seed 004): persisted first, then delivered live.
+//! Notifications (as Spring services built on MySQL and STOMP keep them): persisted first, then delivered live.
 //!
 //! - [`Notifier::notify`] writes one row per recipient (a broadcast: one row for
 //!   everyone) in one transaction, and only after the commit publishes each row to
@@ -627,7 +627,7 @@ fn scoped_key(caller: &str, key: &str) -> String {
 }
 
 /// A notification as clients see it, in the REST API and in the live message:
-/// seed 004's {memberId, notificationId, message, redirectPath} plus the rest.
+/// the Spring notification DTO's {memberId, notificationId, message, redirectPath} plus the rest.
 /// `memberId` is null and `broadcast` true for a broadcast.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

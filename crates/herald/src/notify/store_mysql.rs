@@ -1,4 +1,4 @@
-//! MySQL / MariaDB backend (seed 004's choice): `mysql://user:pass@host:3306/db`
+//! MySQL / MariaDB backend (what Spring notification services most often use): `mysql://user:pass@host:3306/db`
 //! (`mariadb://` is accepted as a synonym).
 
 use sqlx::MySql;

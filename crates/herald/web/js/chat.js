@@ -1,4 +1,4 @@
-// Chat rooms (seed 001): the room list (GET/POST /api/rooms) and one room over STOMP —
+// Chat rooms (Spring chat-room apps): the room list (GET/POST /api/rooms) and one room over STOMP —
 // subscribe /topic/chat/room/{id}, SEND /app/chat/join, /app/chat/message, /app/chat/leave.
 // Who is in the room: GET /api/rooms/{id} first, then the member list every JOIN and
 // LEAVE event carries.

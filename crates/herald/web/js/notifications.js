@@ -1,4 +1,4 @@
-// Notifications center (seed 004) on the notifications REST API and live delivery:
+// Notifications center on the notifications REST API and live delivery:
 // - GET /api/notifications (newest first, cursor paging) and the unread count;
 // - live copies on /user/queue/notifications (and broadcasts on /topic/notifications);
 //   `{"event":"read", ids, unreadCount}` there when another session of ours read some;

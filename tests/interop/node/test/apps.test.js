@@ -1,4 +1,4 @@
-// Issue [apps] with real @stomp/stompjs 7 clients over /ws (and the `ws` package for the
+// Application destinations with real @stomp/stompjs 7 clients over /ws (and the `ws` package for the
 // plain JSON WebSocket /ws/chat): routing by prefix, user destinations, the REST
 // publish API, and the seeds' chat, greeting and rooms apps.
 import { test, before, after, describe } from 'node:test';
