@@ -9,7 +9,8 @@
 #        tests/interop/python      .venv + pip install -r requirements.txt (stomp.py, pytest)
 #   1b. redis-server (apt-get if missing) for the cluster tests
 #   2. cargo test --workspace
-#   2b. cargo fmt --check, cargo clippy -D warnings (the tree stays clean)
+#   2b. cargo fmt --check, cargo clippy -D warnings (the tree stays clean), and
+#       clippy of the herald library with each store feature alone
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
@@ -309,6 +310,22 @@ run_clippy() {
     echo "ERROR: clippy found warnings (see above; 'cargo clippy --workspace --all-targets')." >&2
     record "cargo clippy" FAIL $((SECONDS - start))
   fi
+}
+
+# Each notification store backend builds alone (the cargo features a deployment may
+# choose), without warnings.
+run_feature_checks() {
+  banner "cargo clippy per store feature"
+  if ! have cargo; then missing_tool "store features" cargo; return; fi
+  local start=$SECONDS ok=true
+  for f in sqlite mysql postgres; do
+    echo "-- herald --no-default-features --features $f"
+    if ! cargo clippy -p herald --lib --no-default-features --features "$f" -- -D warnings 2>&1 | tail -20; then
+      ok=false
+    fi
+  done
+  if $ok; then record "store features" PASS $((SECONDS - start))
+  else record "store features" FAIL $((SECONDS - start)); fi
 }
 
 # ------------------------------------------------------------------ 3. build
@@ -626,6 +643,7 @@ install_redis
 run_cargo_test
 run_fmt_check
 run_clippy
+run_feature_checks
 build_herald
 run_node
 run_python

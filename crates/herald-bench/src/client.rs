@@ -249,6 +249,7 @@ pub fn loopback_addr(host: &str, port: u16) -> Result<SocketAddr> {
     Ok(addr)
 }
 
+#[allow(unsafe_code)]
 fn set_bind_no_port(socket: &TcpSocket) {
     let one: libc::c_int = 1;
     // SAFETY: a valid fd and a pointer to a c_int of the stated size.

@@ -41,6 +41,7 @@ pub fn cpu_ticks(who: Who) -> Result<u64> {
     Ok(utime + stime)
 }
 
+#[allow(unsafe_code)]
 fn ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -322,6 +323,7 @@ pub fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
 }
 
 /// Raises the soft (and, when allowed, the hard) limit on open files.
+#[allow(unsafe_code)]
 pub fn raise_nofile(want: u64) -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

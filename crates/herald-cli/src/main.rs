@@ -21,6 +21,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// connection's handshake used is otherwise kept by a thread that then sits idle,
 /// which cost ~4 KiB of RSS per idle connection (docs/BENCHMARKS.md). mimalloc's own
 /// `MIMALLOC_PURGE_DELAY` (milliseconds) still wins when it is set.
+#[allow(unsafe_code)]
 fn purge_freed_memory_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
@@ -204,6 +205,7 @@ mod tests {
     use libmimalloc_sys::mi_option_get;
 
     #[test]
+    #[allow(unsafe_code)]
     fn the_purge_delay_option_is_the_one_set() {
         // mimalloc 3.x's default purge delay is 1000 ms: another index (a reordered
         // `mi_option_t` in a later mimalloc) would read some other option.

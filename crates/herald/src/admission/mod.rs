@@ -346,6 +346,7 @@ pub const PROTECTED_MODE: &str = "Herald is in protected mode: no token issuer (
 
 /// `RLIMIT_NOFILE` less [`FD_HEADROOM`]: what the process can hold open; 0 (no
 /// limit) where the limit cannot be read.
+#[allow(unsafe_code)]
 fn derived_max_connections() -> usize {
     #[cfg(unix)]
     {

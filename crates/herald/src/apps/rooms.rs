@@ -822,8 +822,9 @@ async fn plain_chat<T: Transport>(
                 if !matches!(written, Ok(Ok(()))) {
                     break;
                 }
+                let bytes = Outbox::bytes_of(&pending);
                 pending.clear();
-                outbox.written();
+                outbox.written(bytes);
             }
             read = ws.read(&mut buf) => {
                 if !matches!(read, Ok(true)) {

@@ -68,8 +68,13 @@ pub enum Level {
 struct State {
     frames: VecDeque<OutFrame>,
     bytes: usize,
-    /// Drained by the connection task and not yet written.
+    /// Drained by the connection task and not yet written, when more than the
+    /// low-water mark (a smaller batch is not worth a second lock per write: it
+    /// is written by the next time anyone looks).
     in_flight: usize,
+    /// A push went above the high-water mark since the outbox was last relieved:
+    /// publishers may be waiting.
+    pressed: bool,
     overflowed: bool,
     closed: bool,
     /// Why the session is closed as a slow consumer, when not for this byte limit.
@@ -141,6 +146,7 @@ impl Outbox {
                 return Err(PushError::Overflow);
             }
             level = if held > self.high_water {
+                s.pressed = true;
                 Level::High
             } else {
                 Level::Normal
@@ -173,29 +179,49 @@ impl Outbox {
         }
     }
 
-    /// Moves every pending frame into `into`; they count against the marks until
-    /// [`Outbox::written`].
+    /// Moves every pending frame into `into`; more than the low-water mark of them
+    /// count against the marks until [`Outbox::written`].
     pub fn drain(&self, into: &mut Vec<OutFrame>) -> Drained {
         let mut s = self.state.lock();
         if s.overflowed {
             return Drained::Overflowed;
         }
-        s.in_flight += s.bytes;
+        s.in_flight = if s.bytes > self.low_water { s.bytes } else { 0 };
         s.bytes = 0;
         into.extend(s.frames.drain(..));
-        Drained::Frames
-    }
-
-    /// What was drained is written: publishers waiting for room are let go once
-    /// what is left is under the low-water mark.
-    pub fn written(&self) {
-        let mut s = self.state.lock();
-        s.in_flight = 0;
-        let relieved = s.bytes <= self.low_water;
+        let relieved = s.pressed && s.in_flight == 0;
+        if relieved {
+            s.pressed = false;
+        }
         drop(s);
         if relieved {
             self.relief.notify_waiters();
         }
+        Drained::Frames
+    }
+
+    /// The `bytes` drained last are written: publishers waiting for room are let go
+    /// once what is left is under the low-water mark. Nothing to do (no lock) for a
+    /// batch the marks did not count.
+    pub fn written(&self, bytes: usize) {
+        if bytes <= self.low_water {
+            return;
+        }
+        let mut s = self.state.lock();
+        s.in_flight = 0;
+        let relieved = s.pressed && s.bytes <= self.low_water;
+        if relieved {
+            s.pressed = false;
+        }
+        drop(s);
+        if relieved {
+            self.relief.notify_waiters();
+        }
+    }
+
+    /// Bytes of frames, as [`Outbox::written`] takes them.
+    pub fn bytes_of(frames: &[OutFrame]) -> usize {
+        frames.iter().map(|f| f.bytes.len()).sum()
     }
 
     /// Resolves once the outbox is under its low-water mark, or closed or overflowed
@@ -331,7 +357,7 @@ mod tests {
         let mut v = vec![];
         assert_eq!(o.drain(&mut v), Drained::Frames);
         assert_eq!(v.len(), 1);
-        o.written();
+        o.written(Outbox::bytes_of(&v));
         o.push(f(6)).unwrap();
         o.close();
         assert_eq!(o.push(f(1)), Err(PushError::Closed));
@@ -339,7 +365,7 @@ mod tests {
 
     #[test]
     fn what_is_being_written_counts_until_it_is_written() {
-        let o = Outbox::new(10);
+        let o = Outbox::paced(10, 5, 2);
         o.push(f(6)).unwrap();
         o.drain(&mut Vec::new());
         assert_eq!(
@@ -365,11 +391,12 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "drained is not written");
         o.push(f(15)).unwrap();
-        o.written();
+        o.written(Outbox::bytes_of(&v));
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "15 bytes left are above 10");
+        v.clear();
         o.drain(&mut v);
-        o.written();
+        o.written(Outbox::bytes_of(&v));
         waiter.await.unwrap();
         assert!(o.relieved().now_or_never().is_some());
     }

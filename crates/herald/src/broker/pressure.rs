@@ -97,7 +97,7 @@ mod tests {
             async move { p.relieved().await }
         });
         a.drain(&mut Vec::new());
-        a.written();
+        a.written(20);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "b is still above its low-water mark");
         b.close();

@@ -21,8 +21,11 @@
 
 pub(crate) mod http;
 pub mod store;
+#[cfg(feature = "mysql")]
 pub mod store_mysql;
+#[cfg(feature = "postgres")]
 pub mod store_postgres;
+#[cfg(feature = "sqlite")]
 pub mod store_sqlite;
 
 use std::sync::Arc;

@@ -18,8 +18,11 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+#[cfg(feature = "mysql")]
 use super::store_mysql::MySqlStore;
+#[cfg(feature = "postgres")]
 use super::store_postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
 use super::store_sqlite::SqliteStore;
 
 /// The recipient of a broadcast row.
@@ -104,21 +107,41 @@ pub(super) fn rows_per_insert(d: &Draft) -> usize {
     (MAX_BYTES_PER_INSERT / row).clamp(1, MAX_ROWS_PER_INSERT)
 }
 
+#[cfg(not(any(feature = "sqlite", feature = "mysql", feature = "postgres")))]
+compile_error!("herald needs a notification store: enable a feature of sqlite, mysql, postgres");
+
+/// The store of one backend; each is a cargo feature (`sqlite`, `mysql`,
+/// `postgres`, all on by default), so a build can leave out the drivers it does not
+/// use.
 #[derive(Debug, Clone)]
 pub enum NotificationStore {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteStore),
+    #[cfg(feature = "mysql")]
     MySql(MySqlStore),
+    #[cfg(feature = "postgres")]
     Postgres(PostgresStore),
 }
 
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
+            #[cfg(feature = "sqlite")]
             NotificationStore::Sqlite($s) => $e,
+            #[cfg(feature = "mysql")]
             NotificationStore::MySql($s) => $e,
+            #[cfg(feature = "postgres")]
             NotificationStore::Postgres($s) => $e,
         }
     };
+}
+
+/// A URL whose backend this build leaves out.
+#[allow(dead_code)]
+fn not_built(backend: &str) -> sqlx::Error {
+    sqlx::Error::Configuration(
+        format!("this herald was built without the '{backend}' feature").into(),
+    )
 }
 
 impl NotificationStore {
@@ -129,16 +152,26 @@ impl NotificationStore {
         url: &str,
         settings: &PoolSettings,
     ) -> Result<NotificationStore, sqlx::Error> {
+        let _ = settings;
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
         Ok(match scheme {
+            #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => {
                 let url = url.replacen("mariadb:", "mysql:", 1);
                 NotificationStore::MySql(MySqlStore::connect_lazy(&url, settings)?)
             }
+            #[cfg(not(feature = "mysql"))]
+            "mysql" | "mariadb" => return Err(not_built("mysql")),
+            #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => {
                 NotificationStore::Postgres(PostgresStore::connect_lazy(url, settings)?)
             }
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => return Err(not_built("postgres")),
+            #[cfg(feature = "sqlite")]
             _ => NotificationStore::Sqlite(SqliteStore::connect_lazy(url, settings)?),
+            #[cfg(not(feature = "sqlite"))]
+            _ => return Err(not_built("sqlite")),
         })
     }
 
@@ -160,8 +193,11 @@ impl NotificationStore {
     /// "sqlite", "mysql" or "postgres".
     pub fn backend(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             NotificationStore::Sqlite(_) => "sqlite",
+            #[cfg(feature = "mysql")]
             NotificationStore::MySql(_) => "mysql",
+            #[cfg(feature = "postgres")]
             NotificationStore::Postgres(_) => "postgres",
         }
     }
@@ -511,6 +547,7 @@ pub(super) use bind_notifications;
 
 /// `insert_batch` for the backends with `RETURNING` (SQLite, PostgreSQL): one
 /// multi-row `INSERT … RETURNING id, recipient`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! returning_insert_batch {
     ($db:ty) => {
         async fn insert_batch(
@@ -530,6 +567,7 @@ macro_rules! returning_insert_batch {
         }
     };
 }
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(super) use returning_insert_batch;
 
 /// The methods the three backends share, word for word but for the pool's type:

@@ -220,9 +220,10 @@ async fn run<T: Transport>(
                         "slow consumer: nothing was read for {:?}", cfg.send_timeout
                     ))),
                 }
-                metrics::bytes_out(pending.iter().map(|f| f.bytes.len()).sum());
+                let bytes = Outbox::bytes_of(&pending);
+                metrics::bytes_out(bytes);
                 pending.clear();
-                outbox.written();
+                outbox.written(bytes);
                 last_write = Instant::now();
                 // Frames pushed during the write consumed their wake-up above.
                 outbox.wake_if_pending();

@@ -48,6 +48,7 @@ impl Progress {
 
 /// Bytes in a TCP socket's send queue, not yet acknowledged by the peer (0 when the
 /// kernel does not say).
+#[allow(unsafe_code)]
 fn unsent(fd: RawFd) -> u64 {
     let mut n: libc::c_int = 0;
     // SAFETY: TIOCOUTQ writes one c_int; `fd` belongs to the transport that owns this
