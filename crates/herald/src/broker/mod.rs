@@ -14,7 +14,6 @@
 //! waits on before it sends more (producer flow control). Nothing here does I/O.
 
 pub mod dead_letter;
-pub mod message;
 pub mod outbox;
 pub mod pressure;
 pub mod queue;
@@ -28,39 +27,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::cluster::{Bus, Outcome, Since};
 use crate::config::{BrokerConfig, ClusterConfig};
-pub use message::Message;
+pub use crate::message::{Entry, Kind, Message, Position, Target};
 pub use outbox::{OutFrame, Outbox};
 pub use pressure::Pressure;
 pub use queue::Refused;
 pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
-
-/// How a destination delivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Topic,
-    Queue,
-}
-
-/// Where a message goes or a subscription listens, as the router resolved it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub kind: Kind,
-    /// Routing key: the destination itself, or `/user/{name}/...` for user destinations.
-    pub key: String,
-    /// The `destination` header subscribers see.
-    pub destination: String,
-}
-
-impl Target {
-    /// A broker destination, routed under its own name.
-    pub fn broker(kind: Kind, destination: &str) -> Target {
-        Target {
-            kind,
-            key: destination.to_owned(),
-            destination: destination.to_owned(),
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct Registry {

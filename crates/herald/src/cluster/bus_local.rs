@@ -18,10 +18,10 @@ use parking_lot::Mutex;
 
 use super::presence::LocalShared;
 use super::{Bus, BusStatus, Confirm, Since};
-use crate::broker::message::Position;
-use crate::broker::{Broker, Kind, Message, Subscription};
+use crate::broker::{Broker, Subscription};
 use crate::config::ClusterConfig;
 use crate::handler::BoxFuture;
+use crate::message::{Kind, Message, Position};
 
 /// Shards of the history map: publishers to different destinations rarely meet.
 const SHARDS: usize = 64;
@@ -335,7 +335,7 @@ impl Bus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Target;
+    use crate::message::Target;
     use bytes::Bytes;
     use herald_stomp::Headers;
 

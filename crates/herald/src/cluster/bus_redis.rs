@@ -58,11 +58,11 @@ use super::presence::{JOIN_SCRIPT, LIST_SCRIPT, Members, REFRESH_CHUNK};
 use super::spool::{Spool, Spooled};
 use super::wire::{decode, encode, split_published};
 use super::{Bus, BusStatus, Confirm, Outcome, Since};
-use crate::broker::message::{Entry, Position};
-use crate::broker::{Broker, Kind, Message, Subscription};
+use crate::broker::{Broker, Subscription};
 use crate::config::ClusterConfig;
 use crate::destination::{Pattern, is_wildcard};
 use crate::handler::BoxFuture;
+use crate::message::{Entry, Kind, Message, Position};
 
 const GROUP: &str = "herald";
 /// Publishes and acks sent to Redis in one pipeline at most.

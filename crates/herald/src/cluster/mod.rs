@@ -30,9 +30,9 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
-use crate::broker::message::Position;
-use crate::broker::{Broker, Kind, Message, Subscription};
+use crate::broker::{Broker, Subscription};
 use crate::handler::BoxFuture;
+use crate::message::{Kind, Message, Position};
 
 /// What became of a publish, for the callers that wait for it (a SEND's RECEIPT,
 /// the REST API).
