@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::presence::LocalShared;
-use super::{Bus, BusStatus, Confirm, Since};
-use crate::broker::{Broker, Subscription};
+use super::{Bus, BusStatus, Confirm, Recovery, Replay, Since, Sink};
 use crate::config::ClusterConfig;
 use crate::handler::BoxFuture;
 use crate::message::{Kind, Message, Position};
@@ -172,7 +171,7 @@ impl LocalBus {
 }
 
 impl Bus for LocalBus {
-    fn attach(&self, _broker: Weak<Broker>) {
+    fn attach(&self, _sink: Weak<dyn Sink>) {
         let (rings, ttl) = (Arc::downgrade(&self.rings), self.ttl);
         if ttl.is_zero() || tokio::runtime::Handle::try_current().is_err() {
             return;
@@ -240,10 +239,10 @@ impl Bus for LocalBus {
     fn subscribed(&self, _kind: Kind, _key: &str) {}
     fn unsubscribed(&self, _kind: Kind, _key: &str) {}
 
-    fn recover(&self, sub: Arc<Subscription>, since: Since) {
+    fn recover(&self, key: &str, since: Since) -> Recovery {
         let (history, recovered) = {
-            let shard = self.shard(&sub.key).lock();
-            let ring = shard.get(sub.key.as_str());
+            let shard = self.shard(key).lock();
+            let ring = shard.get(key);
             let last = ring.map_or(0, |r| r.last);
             // No ring: nothing was published since it was dropped (or ever), so only
             // a client that saw nothing (offset 0) is up to date.
@@ -264,7 +263,10 @@ impl Bus for LocalBus {
             let complete = since.offset == last || first == Some(since.offset + 1);
             (missed, same_epoch && since.offset <= last && complete)
         };
-        sub.finish_recovery(if recovered { history } else { Vec::new() }, recovered);
+        Recovery::Ready(Replay {
+            missed: if recovered { history } else { Vec::new() },
+            recovered,
+        })
     }
 
     fn consumed(&self, _message: &Message) {}

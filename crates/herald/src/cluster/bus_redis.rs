@@ -57,8 +57,7 @@ use super::outage::OutageLog;
 use super::presence::{JOIN_SCRIPT, LIST_SCRIPT, Members, REFRESH_CHUNK};
 use super::spool::{Spool, Spooled};
 use super::wire::{decode, encode, split_published};
-use super::{Bus, BusStatus, Confirm, Outcome, Since};
-use crate::broker::{Broker, Subscription};
+use super::{Bus, BusStatus, Confirm, Outcome, Recovery, Replay, Since, Sink};
 use crate::config::ClusterConfig;
 use crate::destination::{Pattern, is_wildcard};
 use crate::handler::BoxFuture;
@@ -212,7 +211,8 @@ struct Inner {
     config: ClusterConfig,
     client: redis::Client,
     conn: OnceLock<ConnectionManager>,
-    broker: OnceLock<Weak<Broker>>,
+    /// This node's broker, as the bus sees it.
+    sink: OnceLock<Weak<dyn Sink>>,
     tx: mpsc::UnboundedSender<Cmd>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
     /// Channel (or pattern, `true`) → local subscriptions needing it.
@@ -288,7 +288,7 @@ impl RedisBus {
                 config: config.clone(),
                 client,
                 conn: OnceLock::new(),
-                broker: OnceLock::new(),
+                sink: OnceLock::new(),
                 tx,
                 rx: Mutex::new(Some(rx)),
                 channels: Mutex::default(),
@@ -329,8 +329,8 @@ impl RedisBus {
 }
 
 impl Inner {
-    fn broker(&self) -> Option<Arc<Broker>> {
-        self.broker.get().and_then(Weak::upgrade)
+    fn sink(&self) -> Option<Arc<dyn Sink>> {
+        self.sink.get().and_then(Weak::upgrade)
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -729,7 +729,7 @@ impl Inner {
             }
         };
         self.set_connected(true, "");
-        let broker = self.broker();
+        let sink = self.sink();
         let mut barriers = Vec::new();
         let mut not_run: Option<String> = None;
         for cmd in batch {
@@ -741,8 +741,8 @@ impl Inner {
                             // {offset, epoch}: this node's sessions get it now, stamped.
                             m.position = stamped(reply);
                             outcome.position = m.position.clone();
-                            if let Some(b) = &broker {
-                                outcome.delivered = b.deliver(Arc::new(m), None);
+                            if let Some(s) = &sink {
+                                outcome.delivered = s.deliver(Arc::new(m));
                             }
                         }
                         // Queue messages come back through XREADGROUP, to one consumer.
@@ -752,7 +752,7 @@ impl Inner {
                     }
                     Some(Answer::Rejected(why)) => self.reject(&m.key, waiter, &why),
                     other => {
-                        self.spool_one(m, waiter, spool, broker.as_ref());
+                        self.spool_one(m, waiter, spool, sink.as_ref());
                         self.count_failed(1);
                         not_run = Some(match other {
                             Some(Answer::NotRun(why)) => why,
@@ -808,13 +808,13 @@ impl Inner {
 
     /// Redis is away: publishes go to the spool, ACKs and hand-backs wait, calls fail.
     fn hold(&self, batch: Vec<Cmd>, spool: &mut Spool, why: &str) {
-        let broker = self.broker();
+        let sink = self.sink();
         let mut failed = 0;
         for cmd in batch {
             match cmd {
                 Cmd::Publish(m, waiter) => {
                     failed += 1;
-                    self.spool_one(m, waiter, spool, broker.as_ref());
+                    self.spool_one(m, waiter, spool, sink.as_ref());
                 }
                 Cmd::Ack(stream, id) => self.retry_acks.lock().push((stream, id)),
                 Cmd::HandBack(stream, id, n) => self.retry_hand_backs.lock().push((stream, id, n)),
@@ -847,7 +847,7 @@ impl Inner {
         m: Message,
         waiter: Option<Waiter>,
         spool: &mut Spool,
-        broker: Option<&Arc<Broker>>,
+        sink: Option<&Arc<dyn Sink>>,
     ) {
         let payload = encode(&m, &self.node_id);
         if !spool.fits(payload.len()) {
@@ -862,8 +862,8 @@ impl Inner {
             return;
         }
         let (kind, key) = (m.kind, m.key.clone());
-        let delivered = match (kind, broker) {
-            (Kind::Topic, Some(b)) => b.deliver(Arc::new(m), None),
+        let delivered = match (kind, sink) {
+            (Kind::Topic, Some(s)) => s.deliver(Arc::new(m)),
             _ => 0,
         };
         let waiter = waiter.map(|(c, since)| (c, since + self.config.publish_timeout));
@@ -1027,8 +1027,8 @@ impl Inner {
                 continue; // our own echo: delivered when the script answered
             }
             m.position = Some(position);
-            if let Some(b) = self.broker() {
-                b.deliver(Arc::new(m), None);
+            if let Some(s) = self.sink() {
+                s.deliver(Arc::new(m));
             }
         }
     }
@@ -1071,7 +1071,7 @@ impl Inner {
             .arg(self.history_size.max(1));
         let r: Result<redis::RedisResult<(Option<String>, Value)>, _> =
             tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await;
-        let (Ok(Ok((Some(e), entries))), Some(broker)) = (r, self.broker()) else {
+        let (Ok(Ok((Some(e), entries))), Some(sink)) = (r, self.sink()) else {
             tracing::debug!(destination = %key, from, to, "missed messages could not be read from history");
             return;
         };
@@ -1081,7 +1081,7 @@ impl Inner {
         let mut filled = 0;
         for (origin, m) in history(entries, epoch) {
             if origin != self.node_id {
-                broker.deliver(Arc::new(m), None);
+                sink.deliver(Arc::new(m));
                 filled += 1;
             }
         }
@@ -1326,7 +1326,7 @@ impl Inner {
                 .iter()
                 .filter(|s| {
                     let key = s.strip_prefix(&self.queue_stream("")).unwrap_or(s);
-                    let room = self.broker().map_or(0, |b| b.queue_room(key));
+                    let room = self.sink().map_or(0, |s| s.queue_room(key));
                     most = most.max(room);
                     room > 0
                 })
@@ -1452,7 +1452,7 @@ impl Inner {
     }
 
     fn take_entries(&self, stream: &str, entries: Vec<StreamEntry>) {
-        let Some(broker) = self.broker() else { return };
+        let Some(sink) = self.sink() else { return };
         let stream: Arc<str> = stream.into();
         for StreamEntry {
             id,
@@ -1477,7 +1477,7 @@ impl Inner {
                 id,
             });
             m.set_given_back(given_back);
-            broker.deliver(Arc::new(m), None);
+            sink.deliver(Arc::new(m));
         }
     }
 
@@ -1502,9 +1502,9 @@ impl Inner {
 }
 
 impl Bus for RedisBus {
-    fn attach(&self, broker: Weak<Broker>) {
+    fn attach(&self, sink: Weak<dyn Sink>) {
         let inner = &self.inner;
-        let _ = inner.broker.set(broker);
+        let _ = inner.sink.set(sink);
         let Some(rx) = inner.rx.lock().take() else {
             return;
         };
@@ -1759,10 +1759,10 @@ impl Bus for RedisBus {
         }
     }
 
-    fn recover(&self, sub: Arc<Subscription>, since: Since) {
+    fn recover(&self, key: &str, since: Since) -> Recovery {
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let (hist, meta) = inner.history_keys(&sub.key);
+        let (hist, meta) = inner.history_keys(key);
+        Recovery::Later(Box::pin(async move {
             let mut conn = inner.conn();
             let start = format!("{}-0", since.offset.saturating_add(1));
             let r: redis::RedisResult<(Vec<Option<String>>, Value)> = redis::pipe()
@@ -1779,8 +1779,7 @@ impl Bus for RedisBus {
                 .query_async(&mut conn)
                 .await;
             let Ok((top, entries)) = r else {
-                sub.finish_recovery(Vec::new(), false);
-                return;
+                return Replay::default();
             };
             let last: u64 = top
                 .first()
@@ -1804,8 +1803,11 @@ impl Bus for RedisBus {
                 .and_then(|m| m.position.as_ref().map(|p| p.offset));
             let complete = since.offset == last || first == Some(since.offset + 1);
             let recovered = same_epoch && since.offset <= last && complete;
-            sub.finish_recovery(if recovered { missed } else { Vec::new() }, recovered);
-        });
+            Replay {
+                missed: if recovered { missed } else { Vec::new() },
+                recovered,
+            }
+        }))
     }
 
     fn consumed(&self, message: &Message) {

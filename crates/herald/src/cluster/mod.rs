@@ -30,7 +30,6 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
-use crate::broker::{Broker, Subscription};
 use crate::handler::BoxFuture;
 use crate::message::{Kind, Message, Position};
 
@@ -89,12 +88,43 @@ pub struct BusStatus {
     pub channels: usize,
 }
 
+/// Where a bus hands what this node's sessions must receive. The broker implements
+/// it; the bus holds it weakly ([`Bus::attach`]) and never names the broker.
+pub trait Sink: Send + Sync + 'static {
+    /// Delivers to this node's subscribers: a message another node published, one
+    /// this node published once the cluster stamped it, a cluster queue entry this
+    /// node read, or what history filled in. Returns how many subscriptions got it.
+    fn deliver(&self, message: Arc<Message>) -> usize;
+
+    /// How many more entries of cluster queue `key` this node's consumers take now
+    /// (the room in their prefetch windows): the bus reads no more than that.
+    fn queue_room(&self, key: &str) -> usize;
+}
+
+/// What a resubscribing subscriber missed, read from a destination's history.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The messages after the subscriber's offset, oldest first (empty unless
+    /// `recovered`).
+    pub missed: Vec<Arc<Message>>,
+    /// Whether `missed` is everything it missed (same epoch, nothing trimmed);
+    /// false means the client must reload.
+    pub recovered: bool,
+}
+
+/// A [`Replay`] at once (history kept in this process), or once the cluster
+/// answered (the caller runs the future on a task of its own).
+pub enum Recovery {
+    Ready(Replay),
+    Later(BoxFuture<Replay>),
+}
+
 /// The seam between a node's broker and the rest of the cluster.
 ///
 /// The broker calls these from publishers' and sessions' tasks: none may block.
 pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// Called once the broker exists, so the bus can deliver what other nodes send.
-    fn attach(&self, broker: Weak<Broker>);
+    fn attach(&self, sink: Weak<dyn Sink>);
 
     /// A message published on this node (not a reply to one session). Returns the
     /// message to deliver locally now — stamped with its history position — or
@@ -155,9 +185,9 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     fn subscribed(&self, kind: Kind, key: &str);
     fn unsubscribed(&self, kind: Kind, key: &str);
 
-    /// Replays what `sub` missed since `since` with
-    /// [`Subscription::finish_recovery`]; `sub` is registered and buffering.
-    fn recover(&self, sub: Arc<Subscription>, since: Since);
+    /// What a subscriber to the exact topic `key` missed since `since`. The
+    /// subscription is registered and buffers live messages meanwhile.
+    fn recover(&self, key: &str, since: Since) -> Recovery;
 
     /// A cluster queue message was consumed (auto-ack delivery or client ACK).
     fn consumed(&self, message: &Message);
