@@ -120,7 +120,10 @@ impl Broker {
                 .or_default()
                 .push(sub.clone());
         }
-        self.bus.subscribed(sub.kind, &sub.key);
+        match sub.kind {
+            Kind::Topic => self.bus.subscribed(&sub.key),
+            Kind::Queue => self.bus.consumer_added(&sub.key),
+        }
         if sub.kind != Kind::Queue {
             return;
         }
@@ -154,7 +157,10 @@ impl Broker {
 
     /// Removes `sub`, closes it and sends its unacked queue messages elsewhere.
     pub fn unsubscribe(&self, sub: &Arc<Subscription>) {
-        self.bus.unsubscribed(sub.kind, &sub.key);
+        match sub.kind {
+            Kind::Topic => self.bus.unsubscribed(&sub.key),
+            Kind::Queue => self.bus.consumer_removed(&sub.key),
+        }
         {
             let mut reg = self.registry.write();
             if sub.pattern.is_some() {

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::presence::LocalShared;
-use super::{Bus, BusStatus, Confirm, Recovery, Replay, Since, Sink};
+use super::{
+    Bus, BusStatus, ClusterQueues, Confirm, Health, Presence, PubSub, Recovery, Replay, SharedMaps,
+    Since, Sink,
+};
 use crate::config::ClusterConfig;
 use crate::handler::BoxFuture;
 use crate::message::{Kind, Message, Position};
@@ -160,8 +163,9 @@ impl LocalBus {
         rings.evicting.store(false, Ordering::Release);
     }
 
-    /// Topic destinations with a history ring (for tests and operators).
-    pub fn history_destinations(&self) -> usize {
+    /// Topic destinations with a history ring, counted ring by ring.
+    #[cfg(test)]
+    fn history_destinations(&self) -> usize {
         self.rings.shards.iter().map(|s| s.lock().len()).sum()
     }
 
@@ -190,7 +194,9 @@ impl Bus for LocalBus {
             }
         });
     }
+}
 
+impl PubSub for LocalBus {
     fn publish(&self, mut message: Message, _confirm: Option<Confirm>) -> Option<Arc<Message>> {
         if message.kind != Kind::Topic || self.capacity == 0 {
             return Some(Arc::new(message));
@@ -236,8 +242,9 @@ impl Bus for LocalBus {
         Some(message)
     }
 
-    fn subscribed(&self, _kind: Kind, _key: &str) {}
-    fn unsubscribed(&self, _kind: Kind, _key: &str) {}
+    fn subscribed(&self, _key: &str) {}
+
+    fn unsubscribed(&self, _key: &str) {}
 
     fn recover(&self, key: &str, since: Since) -> Recovery {
         let (history, recovered) = {
@@ -269,16 +276,18 @@ impl Bus for LocalBus {
         })
     }
 
-    fn consumed(&self, _message: &Message) {}
-    fn released(&self, _message: &Message) {}
-
     fn history_usage(&self) -> (usize, usize) {
         (
             self.rings.count.load(Ordering::Relaxed),
             self.rings.bytes.load(Ordering::Relaxed),
         )
     }
+}
 
+/// Alone, queues are the broker's: nothing to do.
+impl ClusterQueues for LocalBus {}
+
+impl Presence for LocalBus {
     fn presence_join(&self, scope: &str, member: &str, info: &str) {
         self.shared.members.join(scope, member, info);
     }
@@ -291,7 +300,9 @@ impl Bus for LocalBus {
         let list = self.shared.members.list(scope);
         Box::pin(async move { Ok(list) })
     }
+}
 
+impl SharedMaps for LocalBus {
     fn map_put(
         &self,
         map: &str,
@@ -322,7 +333,9 @@ impl Bus for LocalBus {
         let removed = self.shared.remove(map, key);
         Box::pin(async move { Ok(removed) })
     }
+}
 
+impl Health for LocalBus {
     fn status(&self) -> BusStatus {
         BusStatus {
             kind: "local",

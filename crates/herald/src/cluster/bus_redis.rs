@@ -57,7 +57,10 @@ use super::outage::OutageLog;
 use super::presence::{JOIN_SCRIPT, LIST_SCRIPT, Members, REFRESH_CHUNK};
 use super::spool::{Spool, Spooled};
 use super::wire::{decode, encode, split_published};
-use super::{Bus, BusStatus, Confirm, Outcome, Recovery, Replay, Since, Sink};
+use super::{
+    Bus, BusStatus, ClusterQueues, Confirm, Health, Outcome, Presence, PubSub, Recovery, Replay,
+    SharedMaps, Since, Sink,
+};
 use crate::config::ClusterConfig;
 use crate::destination::{Pattern, is_wildcard};
 use crate::handler::BoxFuture;
@@ -1548,6 +1551,35 @@ impl Bus for RedisBus {
         tokio::spawn(inner.clone().consume(reader));
     }
 
+    fn drain(&self) -> Option<BoxFuture<()>> {
+        let inner = self.inner.clone();
+        let flushed = self.flushed();
+        Some(Box::pin(async move {
+            if let Some(f) = flushed {
+                f.await;
+            }
+            let left = inner.spooled.load(Ordering::Relaxed);
+            if left == 0 {
+                return;
+            }
+            tracing::warn!(node = %inner.node_id, spooled = left,
+                bytes = inner.spooled_bytes.load(Ordering::Relaxed),
+                "shutting down with publishes waiting for Redis: trying once more");
+            while inner.spooled.load(Ordering::Relaxed) > 0 {
+                inner.probe_now.notify_one();
+                tokio::time::sleep(RETRY_MIN).await;
+            }
+            tracing::info!(node = %inner.node_id, "outage spool written before shutdown");
+        }))
+    }
+
+    fn shutdown(&self) {
+        self.inner.stop_reading.cancel();
+        self.inner.stop.cancel();
+    }
+}
+
+impl PubSub for RedisBus {
     fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>> {
         // The writer decides: Redis now, or the outage spool.
         let waiter = confirm.map(|c| (c, tokio::time::Instant::now()));
@@ -1572,130 +1604,9 @@ impl Bus for RedisBus {
         }))
     }
 
-    fn drain(&self) -> Option<BoxFuture<()>> {
-        let inner = self.inner.clone();
-        let flushed = self.flushed();
-        Some(Box::pin(async move {
-            if let Some(f) = flushed {
-                f.await;
-            }
-            let left = inner.spooled.load(Ordering::Relaxed);
-            if left == 0 {
-                return;
-            }
-            tracing::warn!(node = %inner.node_id, spooled = left,
-                bytes = inner.spooled_bytes.load(Ordering::Relaxed),
-                "shutting down with publishes waiting for Redis: trying once more");
-            while inner.spooled.load(Ordering::Relaxed) > 0 {
-                inner.probe_now.notify_one();
-                tokio::time::sleep(RETRY_MIN).await;
-            }
-            tracing::info!(node = %inner.node_id, "outage spool written before shutdown");
-        }))
-    }
-
-    fn presence_join(&self, scope: &str, member: &str, info: &str) {
+    fn subscribed(&self, key: &str) {
         let inner = &self.inner;
-        inner.members.join(scope, member, info);
-        inner.send_call(inner.join_cmd(scope, &[(member.to_owned(), info.to_owned())]));
-    }
-
-    fn presence_leave(&self, scope: &str, member: &str) {
-        let inner = &self.inner;
-        if inner.members.leave(scope, member) {
-            let (hash, zset) = inner.presence_keys(scope);
-            let mut del = redis::cmd("HDEL");
-            del.arg(hash).arg(member);
-            inner.send_call(del);
-            let mut rem = redis::cmd("ZREM");
-            rem.arg(zset).arg(member);
-            inner.send_call(rem);
-        }
-    }
-
-    /// While Redis is unreachable, this node's own members (degraded, but a room
-    /// still shows who is here).
-    fn presence(&self, scope: &str) -> BoxFuture<Result<Vec<(String, String)>, String>> {
-        let inner = self.inner.clone();
-        let (hash, zset) = inner.presence_keys(scope);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&inner.list_sha).arg(2).arg(hash).arg(zset);
-        let answer = inner.call(cmd);
-        let scope = scope.to_owned();
-        Box::pin(async move {
-            match answer.await {
-                Ok(v) => Ok(pairs(v)),
-                Err(e) => {
-                    tracing::debug!(scope = %scope, error = %e, "presence from this node only");
-                    Ok(inner.members.list(&scope))
-                }
-            }
-        })
-    }
-
-    fn map_put(
-        &self,
-        map: &str,
-        key: &str,
-        value: &str,
-        only_new: bool,
-    ) -> BoxFuture<Result<bool, String>> {
-        let mut cmd = redis::cmd(if only_new { "HSETNX" } else { "HSET" });
-        cmd.arg(self.inner.map_key(map)).arg(key).arg(value);
-        let answer = self.inner.call(cmd);
-        Box::pin(async move {
-            let v = answer.await?;
-            Ok(!only_new || as_u64(&v) == Some(1))
-        })
-    }
-
-    fn map_get(&self, map: &str, key: &str) -> BoxFuture<Result<Option<String>, String>> {
-        let mut cmd = redis::cmd("HGET");
-        cmd.arg(self.inner.map_key(map)).arg(key);
-        let answer = self.inner.call(cmd);
-        Box::pin(async move { Ok(as_string(&answer.await?)) })
-    }
-
-    fn map_all(&self, map: &str) -> BoxFuture<Result<Vec<(String, String)>, String>> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.inner.map_key(map));
-        let answer = self.inner.call(cmd);
-        Box::pin(async move { Ok(pairs(answer.await?)) })
-    }
-
-    fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>> {
-        let mut cmd = redis::cmd("HLEN");
-        cmd.arg(self.inner.map_key(map));
-        let answer = self.inner.call(cmd);
-        Box::pin(async move {
-            let v = answer.await?;
-            as_u64(&v)
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-                .ok_or_else(|| format!("HLEN answered {v:?}"))
-        })
-    }
-
-    fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>> {
-        let mut cmd = redis::cmd("HDEL");
-        cmd.arg(self.inner.map_key(map)).arg(key);
-        let answer = self.inner.call(cmd);
-        Box::pin(async move { Ok(as_u64(&answer.await?) == Some(1)) })
-    }
-
-    fn subscribed(&self, kind: Kind, key: &str) {
-        let inner = &self.inner;
-        if kind == Kind::Queue {
-            if is_wildcard(key) {
-                *inner.wild_queues.lock().entry(key.to_owned()).or_default() += 1;
-                inner.queues_changed.notify_one();
-                return;
-            }
-            let mut q = inner.queues.lock();
-            *q.entry(inner.queue_stream(key)).or_default() += 1;
-            inner.queues_changed.notify_one();
-            return;
-        }
-        let Some(ch) = inner.channel_for(kind, key) else {
+        let Some(ch) = inner.channel_for(Kind::Topic, key) else {
             return;
         };
         if !crate::destination::is_wildcard(key) {
@@ -1714,30 +1625,9 @@ impl Bus for RedisBus {
         }
     }
 
-    fn unsubscribed(&self, kind: Kind, key: &str) {
+    fn unsubscribed(&self, key: &str) {
         let inner = &self.inner;
-        if kind == Kind::Queue {
-            if is_wildcard(key) {
-                let mut w = inner.wild_queues.lock();
-                if let Some(n) = w.get_mut(key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        w.remove(key);
-                    }
-                }
-                return;
-            }
-            let stream = inner.queue_stream(key);
-            let mut q = inner.queues.lock();
-            if let Some(n) = q.get_mut(&stream) {
-                *n -= 1;
-                if *n == 0 {
-                    q.remove(&stream);
-                }
-            }
-            return;
-        }
-        let Some(ch) = inner.channel_for(kind, key) else {
+        let Some(ch) = inner.channel_for(Kind::Topic, key) else {
             return;
         };
         {
@@ -1809,6 +1699,42 @@ impl Bus for RedisBus {
             }
         }))
     }
+}
+
+impl ClusterQueues for RedisBus {
+    fn consumer_added(&self, key: &str) {
+        let inner = &self.inner;
+        if is_wildcard(key) {
+            *inner.wild_queues.lock().entry(key.to_owned()).or_default() += 1;
+            inner.queues_changed.notify_one();
+            return;
+        }
+        let mut q = inner.queues.lock();
+        *q.entry(inner.queue_stream(key)).or_default() += 1;
+        inner.queues_changed.notify_one();
+    }
+
+    fn consumer_removed(&self, key: &str) {
+        let inner = &self.inner;
+        if is_wildcard(key) {
+            let mut w = inner.wild_queues.lock();
+            if let Some(n) = w.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    w.remove(key);
+                }
+            }
+            return;
+        }
+        let stream = inner.queue_stream(key);
+        let mut q = inner.queues.lock();
+        if let Some(n) = q.get_mut(&stream) {
+            *n -= 1;
+            if *n == 0 {
+                q.remove(&stream);
+            }
+        }
+    }
 
     fn consumed(&self, message: &Message) {
         // The entry stays held (kept from other nodes' claims) until Redis has the
@@ -1847,19 +1773,104 @@ impl Bus for RedisBus {
         }
     }
 
-    fn owns_queues(&self) -> bool {
-        true
-    }
-
     fn stop_consuming(&self) {
         self.inner.stop_reading.cancel();
     }
+}
 
-    fn shutdown(&self) {
-        self.inner.stop_reading.cancel();
-        self.inner.stop.cancel();
+impl Presence for RedisBus {
+    fn presence_join(&self, scope: &str, member: &str, info: &str) {
+        let inner = &self.inner;
+        inner.members.join(scope, member, info);
+        inner.send_call(inner.join_cmd(scope, &[(member.to_owned(), info.to_owned())]));
     }
 
+    fn presence_leave(&self, scope: &str, member: &str) {
+        let inner = &self.inner;
+        if inner.members.leave(scope, member) {
+            let (hash, zset) = inner.presence_keys(scope);
+            let mut del = redis::cmd("HDEL");
+            del.arg(hash).arg(member);
+            inner.send_call(del);
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(zset).arg(member);
+            inner.send_call(rem);
+        }
+    }
+
+    /// While Redis is unreachable, this node's own members (degraded, but a room
+    /// still shows who is here).
+    fn presence(&self, scope: &str) -> BoxFuture<Result<Vec<(String, String)>, String>> {
+        let inner = self.inner.clone();
+        let (hash, zset) = inner.presence_keys(scope);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&inner.list_sha).arg(2).arg(hash).arg(zset);
+        let answer = inner.call(cmd);
+        let scope = scope.to_owned();
+        Box::pin(async move {
+            match answer.await {
+                Ok(v) => Ok(pairs(v)),
+                Err(e) => {
+                    tracing::debug!(scope = %scope, error = %e, "presence from this node only");
+                    Ok(inner.members.list(&scope))
+                }
+            }
+        })
+    }
+}
+
+impl SharedMaps for RedisBus {
+    fn map_put(
+        &self,
+        map: &str,
+        key: &str,
+        value: &str,
+        only_new: bool,
+    ) -> BoxFuture<Result<bool, String>> {
+        let mut cmd = redis::cmd(if only_new { "HSETNX" } else { "HSET" });
+        cmd.arg(self.inner.map_key(map)).arg(key).arg(value);
+        let answer = self.inner.call(cmd);
+        Box::pin(async move {
+            let v = answer.await?;
+            Ok(!only_new || as_u64(&v) == Some(1))
+        })
+    }
+
+    fn map_get(&self, map: &str, key: &str) -> BoxFuture<Result<Option<String>, String>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.inner.map_key(map)).arg(key);
+        let answer = self.inner.call(cmd);
+        Box::pin(async move { Ok(as_string(&answer.await?)) })
+    }
+
+    fn map_all(&self, map: &str) -> BoxFuture<Result<Vec<(String, String)>, String>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.inner.map_key(map));
+        let answer = self.inner.call(cmd);
+        Box::pin(async move { Ok(pairs(answer.await?)) })
+    }
+
+    fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>> {
+        let mut cmd = redis::cmd("HLEN");
+        cmd.arg(self.inner.map_key(map));
+        let answer = self.inner.call(cmd);
+        Box::pin(async move {
+            let v = answer.await?;
+            as_u64(&v)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .ok_or_else(|| format!("HLEN answered {v:?}"))
+        })
+    }
+
+    fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.inner.map_key(map)).arg(key);
+        let answer = self.inner.call(cmd);
+        Box::pin(async move { Ok(as_u64(&answer.await?) == Some(1)) })
+    }
+}
+
+impl Health for RedisBus {
     fn status(&self) -> BusStatus {
         BusStatus {
             kind: "redis",

@@ -119,36 +119,16 @@ pub enum Recovery {
     Later(BoxFuture<Replay>),
 }
 
-/// The seam between a node's broker and the rest of the cluster.
+/// The seam between a node's broker and the rest of the cluster: one object doing
+/// every job below, so the node holds one `Arc<dyn Bus>`. Its own methods concern
+/// the whole: start, drain, stop.
 ///
-/// The broker calls these from publishers' and sessions' tasks: none may block.
-pub trait Bus: Send + Sync + fmt::Debug + 'static {
+/// The broker and sessions call all of these from their own tasks: none may block.
+pub trait Bus:
+    PubSub + ClusterQueues + Presence + SharedMaps + Health + Send + Sync + fmt::Debug + 'static
+{
     /// Called once the broker exists, so the bus can deliver what other nodes send.
     fn attach(&self, sink: Weak<dyn Sink>);
-
-    /// A message published on this node (not a reply to one session). Returns the
-    /// message to deliver locally now — stamped with its history position — or
-    /// `None` when the bus delivers it later itself (after Redis assigned the
-    /// offset, or for a cluster queue, to whichever node's consumer reads it).
-    ///
-    /// With `None` returned, the bus answers `confirm` once the message is in the
-    /// cluster, or with [`Outcome::error`] once it is sure it never will be (within
-    /// `cluster.publish_timeout` while Redis is away); with a message returned it
-    /// drops `confirm` and the caller reports the local delivery itself.
-    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>>;
-
-    /// Whether a publish is confirmed after [`Bus::publish`] returns (Redis) rather
-    /// than when it returns (alone): only then does a RECEIPT wait.
-    fn confirms_later(&self) -> bool {
-        false
-    }
-
-    /// Resolves once every command sent to the cluster before the call was handled
-    /// (a SUBSCRIBE's RECEIPT waits for its channel). `None`: nothing is ever queued
-    /// (alone). Publishes are confirmed one by one through [`Bus::publish`].
-    fn flushed(&self) -> Option<BoxFuture<()>> {
-        None
-    }
 
     /// Shutdown, once the sessions are gone: a last chance for what still waits for
     /// the cluster (the outage spool, queue messages handed back). The caller bounds
@@ -157,16 +137,93 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// Presence: `member` (a session id) is in `scope` ("users", "room:{id}") with
-    /// `info` (the user or display name) until it leaves or its node stops
-    /// refreshing it.
+    /// Shutdown is done: stop every task.
+    fn shutdown(&self) {}
+}
+
+/// Topics between nodes, with history: what this node publishes, which routing keys
+/// its sessions listen to, and what a resubscribing session missed.
+pub trait PubSub {
+    /// A message published on this node (not a reply to one session). Returns the
+    /// message to deliver locally now — stamped with its history position — or
+    /// `None` when the bus delivers it later itself (after Redis assigned the
+    /// offset, or for a cluster queue, to whichever node's consumer reads it: a
+    /// queue message is published here too, in order with the topics).
+    ///
+    /// With `None` returned, the bus answers `confirm` once the message is in the
+    /// cluster, or with [`Outcome::error`] once it is sure it never will be (within
+    /// `cluster.publish_timeout` while Redis is away); with a message returned it
+    /// drops `confirm` and the caller reports the local delivery itself.
+    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>>;
+
+    /// Whether a publish is confirmed after [`PubSub::publish`] returns (Redis)
+    /// rather than when it returns (alone): only then does a RECEIPT wait.
+    fn confirms_later(&self) -> bool {
+        false
+    }
+
+    /// Resolves once every command sent to the cluster before the call was handled
+    /// (a SUBSCRIBE's RECEIPT waits for its channel). `None`: nothing is ever queued
+    /// (alone). Publishes are confirmed one by one through [`PubSub::publish`].
+    fn flushed(&self) -> Option<BoxFuture<()>> {
+        None
+    }
+
+    /// A local subscription to topic routing key (or pattern) `key` was added /
+    /// removed.
+    fn subscribed(&self, key: &str);
+    fn unsubscribed(&self, key: &str);
+
+    /// What a subscriber to the exact topic `key` missed since `since`. The
+    /// subscription is registered and buffers live messages meanwhile.
+    fn recover(&self, key: &str, since: Since) -> Recovery;
+
+    /// History kept on this node: (destinations with a ring, bytes of their messages).
+    /// Zero when the history lives elsewhere (Redis).
+    fn history_usage(&self) -> (usize, usize) {
+        (0, 0)
+    }
+}
+
+/// Queues shared by the nodes: each message goes to one consumer on any node.
+/// Alone there are none (the broker keeps queue messages itself), and every method
+/// does nothing.
+pub trait ClusterQueues {
+    /// A local consumer of queue routing key (or pattern) `key` was added / removed.
+    fn consumer_added(&self, _key: &str) {}
+    fn consumer_removed(&self, _key: &str) {}
+
+    /// A cluster queue message was consumed (auto-ack delivery or client ACK).
+    fn consumed(&self, _message: &Message) {}
+
+    /// A cluster queue message this node held found no local consumer: it is left
+    /// to the cluster (claimed by a node with consumers once it has waited long enough).
+    fn released(&self, _message: &Message) {}
+
+    /// A cluster queue message a session received and never acked (it ended, or it
+    /// NACKed) found no other local consumer: it goes back to the cluster at once,
+    /// so another node's consumer gets it now rather than after `claim_after`.
+    fn handed_back(&self, message: &Message) {
+        self.released(message);
+    }
+
+    /// Shutdown began: take no more queue messages.
+    fn stop_consuming(&self) {}
+}
+
+/// Who is online, and who is in which room, on every live node.
+pub trait Presence {
+    /// `member` (a session id) is in `scope` ("users", "room:{id}") with `info` (the
+    /// user or display name) until it leaves or its node stops refreshing it.
     fn presence_join(&self, scope: &str, member: &str, info: &str);
     fn presence_leave(&self, scope: &str, member: &str);
     /// Everyone in `scope` on every live node: (member, info).
     fn presence(&self, scope: &str) -> BoxFuture<Result<Vec<(String, String)>, String>>;
+}
 
-    /// A small map shared by every node (the chat room registry). `only_new`: keep
-    /// an existing value; returns whether `value` was stored.
+/// Small maps shared by every node (the chat room registry).
+pub trait SharedMaps {
+    /// `only_new`: keep an existing value; returns whether `value` was stored.
     fn map_put(
         &self,
         map: &str,
@@ -180,54 +237,18 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>>;
     /// Removes `key`; returns whether it was there.
     fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>>;
+}
 
-    /// A local subscription to `key` (a routing key or pattern) was added / removed.
-    fn subscribed(&self, kind: Kind, key: &str);
-    fn unsubscribed(&self, kind: Kind, key: &str);
-
-    /// What a subscriber to the exact topic `key` missed since `since`. The
-    /// subscription is registered and buffers live messages meanwhile.
-    fn recover(&self, key: &str, since: Since) -> Recovery;
-
-    /// A cluster queue message was consumed (auto-ack delivery or client ACK).
-    fn consumed(&self, message: &Message);
-
-    /// A cluster queue message this node held found no local consumer: it is left
-    /// to the cluster (claimed by a node with consumers once it has waited long enough).
-    fn released(&self, message: &Message);
-
-    /// History kept on this node: (destinations with a ring, bytes of their messages).
-    /// Zero when the history lives elsewhere (Redis).
-    fn history_usage(&self) -> (usize, usize) {
-        (0, 0)
-    }
-
-    /// A cluster queue message a session received and never acked (it ended, or it
-    /// NACKed) found no other local consumer: it goes back to the cluster at once,
-    /// so another node's consumer gets it now rather than after `claim_after`.
-    fn handed_back(&self, message: &Message) {
-        self.released(message);
-    }
-
-    /// Whether queue messages are delivered by the bus (cluster queues) rather than
-    /// kept pending by the broker.
-    fn owns_queues(&self) -> bool {
-        false
-    }
-
-    /// Shutdown began: take no more queue messages.
-    fn stop_consuming(&self) {}
-
-    /// Shutdown is done: stop every task.
-    fn shutdown(&self) {}
+/// What `/health` and operators see of the bus.
+pub trait Health {
+    fn status(&self) -> BusStatus;
 
     /// Whether the cluster already routes messages for a local subscription to `key`
-    /// to this node (Redis confirmed the channel); always true alone.
+    /// to this node (Redis confirmed the channel, or the queue is read); always true
+    /// alone.
     fn is_listening(&self, _kind: Kind, _key: &str) -> bool {
         true
     }
-
-    fn status(&self) -> BusStatus;
 }
 
 /// The bus `config` asks for: Redis when `cluster.redis_url` is set, else local.
