@@ -472,7 +472,7 @@ mod tests {
     use herald_stomp::{Headers, Version};
 
     fn local_bus() -> Arc<dyn Bus> {
-        Arc::new(crate::cluster::bus_local::LocalBus::new(
+        Arc::new(crate::cluster::local::LocalBus::new(
             &crate::config::ClusterConfig::default(),
         ))
     }

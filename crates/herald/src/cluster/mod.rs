@@ -1,29 +1,42 @@
 //! The cluster bus: how a node's broker meets the other nodes' brokers.
 //!
-//! The [`Bus`] sits below the broker. The broker delivers to its own sessions and
-//! tells the bus what it published and which routing keys its sessions listen to;
-//! the bus carries messages to and from the other nodes and keeps each
-//! destination's bounded history (offsets, epochs, recovery).
+//! The bus sits below the broker and never names it. The broker delivers to its own
+//! sessions and tells the bus what it published and which routing keys its sessions
+//! listen to; the bus carries messages to and from the other nodes, keeps each
+//! destination's bounded history (offsets, epochs, recovery), and hands what this
+//! node must deliver to a [`Sink`] (the broker implements it). Messages are the
+//! shared model of [`crate::message`].
 //!
-//! - [`bus_local::LocalBus`] (the default): one node, nothing leaves the process;
-//!   history is a ring buffer per destination.
-//! - [`bus_redis::RedisBus`] (`cluster.redis_url`): Redis Pub/Sub between nodes,
+//! The seam is a few small traits, one job each, which one object implements so the
+//! node holds one `Arc<dyn Bus>`:
+//!
+//! - [`PubSub`]: publish (stamped with a history position), topic interest,
+//!   recovery by offset ([`Recovery`], [`Replay`]), confirmation barriers;
+//! - [`ClusterQueues`]: queue consumers, consumed / released / handed-back entries;
+//! - [`Presence`]: who is online or in a room, on every live node;
+//! - [`SharedMaps`]: small maps every node sees (the room registry);
+//! - [`Health`]: what `/health` reports;
+//! - [`Bus`]: all of them, plus start ([`Bus::attach`]), drain and stop.
+//!
+//! Two implementations, built by [`from_config`] for the node:
+//!
+//! - [`local::LocalBus`] (the default): one node, nothing leaves the process;
+//!   history is a ring buffer per destination, presence and maps are in memory
+//!   ([`presence`]).
+//! - [`redis::RedisBus`] (`cluster.redis_url`): Redis Pub/Sub between nodes,
 //!   one channel per destination with local subscribers (one per user for user
 //!   destinations), history in Redis Streams, cluster queues as Streams with a
 //!   consumer group, presence and small shared maps in hashes whose entries expire
-//!   with the node that refreshes them ([`presence`]).
+//!   with the node that refreshes them. One file per job under `redis/`.
 //!
 //! A confirmation (a SEND's RECEIPT, the REST API's 2xx, [`Outcome`] without an
 //! error) means the message is in the cluster; while Redis is away publishes wait in
-//! the Redis bus's outage spool ([`spool`]) and a confirmation waits for it, at most
+//! the Redis bus's outage spool and a confirmation waits for it, at most
 //! `cluster.publish_timeout`.
 
-pub mod bus_local;
-pub mod bus_redis;
-mod outage;
+pub mod local;
 pub mod presence;
-mod spool;
-pub(crate) mod wire;
+pub mod redis;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -61,7 +74,7 @@ impl Outcome {
     }
 }
 
-/// Where [`Bus::publish`] tells a waiting caller what became of its message.
+/// Where [`PubSub::publish`] tells a waiting caller what became of its message.
 pub type Confirm = oneshot::Sender<Outcome>;
 
 /// What a subscriber resubscribing after a gap last saw (`offset` and `epoch`
@@ -255,9 +268,9 @@ pub trait Health {
 pub fn from_config(config: &crate::Config, node_id: &str) -> Result<Arc<dyn Bus>, String> {
     let cluster = &config.cluster;
     if cluster.redis_url.is_empty() {
-        Ok(Arc::new(bus_local::LocalBus::new(cluster)))
+        Ok(Arc::new(local::LocalBus::new(cluster)))
     } else {
-        Ok(Arc::new(bus_redis::RedisBus::new(
+        Ok(Arc::new(self::redis::RedisBus::new(
             cluster,
             node_id,
             &config.routing.user_prefix,

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use super::Confirm;
+use crate::cluster::Confirm;
 use crate::message::Kind;
 
 /// One publish waiting for Redis.
