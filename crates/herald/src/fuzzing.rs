@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::cluster::wire;
+use crate::cluster::redis::wire;
 use crate::destination::Pattern;
 use crate::params;
 use crate::transport::sockjs::frames;

@@ -11,6 +11,8 @@
 //! - [`router`]: destination prefixes → application handlers, user destinations, broker.
 //! - [`broker`]: subscriptions (exact and wildcard), topic fan-out, queue round-robin
 //!   and redelivery, per-session bounded outboxes.
+//! - [`message`]: the message model the broker and the bus share (kinds, targets,
+//!   messages serialized once, history positions, queue entries).
 //! - [`destination`]: the destination grammar (segments, `*`, `**`, captures) and the
 //!   limits on what a client may name; used by the broker, the rules and the bus.
 //! - [`admission`]: the one way in — protected mode, connection budgets, allowed
@@ -41,6 +43,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod handler;
 mod http;
+pub mod message;
 pub mod node;
 pub mod notify;
 pub mod ops;

@@ -57,12 +57,10 @@ impl Node {
         }
         let id = config.server.node_id.clone();
         let bus = crate::cluster::from_config(&config, &id)?;
-        let broker = Arc::new(Broker::with_bus(
-            config.broker.clone(),
-            id.clone(),
-            bus.clone(),
-        ));
-        bus.attach(Arc::downgrade(&broker));
+        let broker = Arc::new(Broker::new(config.broker.clone(), id.clone(), bus.clone()));
+        // The broker is the bus's sink: what other nodes publish comes in through it.
+        let sink: std::sync::Weak<Broker> = Arc::downgrade(&broker);
+        bus.attach(sink);
         let router = Arc::new(Router::new(&config.broker, &config.routing));
         Ok(Arc::new(Node {
             messaging: Messaging::new(broker.clone(), router.clone(), config.stomp.send_timeout),

@@ -13,9 +13,8 @@
 
 use herald_stomp::Headers;
 
-use super::message::Message;
-use super::{Kind, Target};
 use crate::config::BrokerConfig;
+use crate::message::{Kind, Message, Target};
 
 /// The destination the message was published to.
 pub const ORIGINAL_DESTINATION: &str = "original-destination";

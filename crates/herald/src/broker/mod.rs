@@ -14,7 +14,6 @@
 //! waits on before it sends more (producer flow control). Nothing here does I/O.
 
 pub mod dead_letter;
-pub mod message;
 pub mod outbox;
 pub mod pressure;
 pub mod queue;
@@ -26,41 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::cluster::{Bus, Outcome, Since};
-use crate::config::{BrokerConfig, ClusterConfig};
-pub use message::Message;
+use crate::cluster::{Bus, Outcome, Recovery, Since, Sink};
+use crate::config::BrokerConfig;
+pub use crate::message::{Entry, Kind, Message, Position, Target};
 pub use outbox::{OutFrame, Outbox};
 pub use pressure::Pressure;
 pub use queue::Refused;
 pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
-
-/// How a destination delivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Topic,
-    Queue,
-}
-
-/// Where a message goes or a subscription listens, as the router resolved it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub kind: Kind,
-    /// Routing key: the destination itself, or `/user/{name}/...` for user destinations.
-    pub key: String,
-    /// The `destination` header subscribers see.
-    pub destination: String,
-}
-
-impl Target {
-    /// A broker destination, routed under its own name.
-    pub fn broker(kind: Kind, destination: &str) -> Target {
-        Target {
-            kind,
-            key: destination.to_owned(),
-            destination: destination.to_owned(),
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -91,16 +62,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker on the local bus with default history settings.
-    pub fn new(config: BrokerConfig, node_id: String) -> Self {
-        let bus = Arc::new(crate::cluster::bus_local::LocalBus::new(
-            &ClusterConfig::default(),
-        ));
-        Broker::with_bus(config, node_id, bus)
-    }
-
-    /// A broker on `bus`; call [`Bus::attach`] once it is in an `Arc`.
-    pub fn with_bus(config: BrokerConfig, node_id: String, bus: Arc<dyn Bus>) -> Self {
+    /// A broker on `bus` (the node builds it: `cluster::from_config`); once the
+    /// broker is in an `Arc`, hand it to [`Bus::attach`] as the bus's [`Sink`].
+    pub fn new(config: BrokerConfig, node_id: String, bus: Arc<dyn Bus>) -> Self {
         Broker {
             dead_letters: dead_letter::DeadLetters::new(&config),
             config,
@@ -123,7 +87,15 @@ impl Broker {
             Some(since) if sub.kind == Kind::Topic && sub.pattern.is_none() => {
                 sub.begin_recovery();
                 self.subscribe(sub.clone());
-                self.bus.recover(sub, since);
+                match self.bus.recover(&sub.key, since) {
+                    Recovery::Ready(r) => sub.finish_recovery(r.missed, r.recovered),
+                    Recovery::Later(replay) => {
+                        tokio::spawn(async move {
+                            let r = replay.await;
+                            sub.finish_recovery(r.missed, r.recovered);
+                        });
+                    }
+                }
             }
             _ => self.subscribe(sub),
         }
@@ -148,7 +120,10 @@ impl Broker {
                 .or_default()
                 .push(sub.clone());
         }
-        self.bus.subscribed(sub.kind, &sub.key);
+        match sub.kind {
+            Kind::Topic => self.bus.subscribed(&sub.key),
+            Kind::Queue => self.bus.consumer_added(&sub.key),
+        }
         if sub.kind != Kind::Queue {
             return;
         }
@@ -182,7 +157,10 @@ impl Broker {
 
     /// Removes `sub`, closes it and sends its unacked queue messages elsewhere.
     pub fn unsubscribe(&self, sub: &Arc<Subscription>) {
-        self.bus.unsubscribed(sub.kind, &sub.key);
+        match sub.kind {
+            Kind::Topic => self.bus.unsubscribed(&sub.key),
+            Kind::Queue => self.bus.consumer_removed(&sub.key),
+        }
         {
             let mut reg = self.registry.write();
             if sub.pattern.is_some() {
@@ -257,12 +235,6 @@ impl Broker {
                 })),
             }
         }
-    }
-
-    /// Delivers to this node's subscribers only (the bus hands in what other nodes
-    /// published, and what it stamped for this one).
-    pub fn deliver(&self, message: Arc<Message>, only_session: Option<&str>) -> usize {
-        self.try_deliver(message, only_session).unwrap_or(0)
     }
 
     fn try_deliver(
@@ -405,15 +377,6 @@ impl Broker {
         Ok(false)
     }
 
-    /// How many more messages of queue `key` this node's consumers take now: the
-    /// room left in their prefetch windows (a cluster bus reads no more than that).
-    pub fn queue_room(&self, key: &str) -> usize {
-        let reg = self.registry.read();
-        reg.matching(key)
-            .map(|s| s.room())
-            .fold(0, usize::saturating_add)
-    }
-
     /// What the budgets hold now (for `/metrics`).
     pub fn budgets(&self) -> crate::ops::metrics::Budgets {
         let (queues, queued_messages, queued_bytes) = self.queues.lock().usage();
@@ -450,6 +413,22 @@ impl Broker {
     pub fn subscription_count(&self) -> usize {
         let reg = self.registry.read();
         reg.exact.values().map(Vec::len).sum::<usize>() + reg.wildcard.len()
+    }
+}
+
+/// What the bus hands in: other nodes' messages, this node's once stamped, cluster
+/// queue entries, history filled in.
+impl Sink for Broker {
+    fn deliver(&self, message: Arc<Message>) -> usize {
+        self.try_deliver(message, None).unwrap_or(0)
+    }
+
+    /// The room left in the prefetch windows of this node's consumers of `key`.
+    fn queue_room(&self, key: &str) -> usize {
+        let reg = self.registry.read();
+        reg.matching(key)
+            .map(|s| s.room())
+            .fold(0, usize::saturating_add)
     }
 }
 
@@ -492,8 +471,14 @@ mod tests {
     use bytes::Bytes;
     use herald_stomp::{Headers, Version};
 
+    fn local_bus() -> Arc<dyn Bus> {
+        Arc::new(crate::cluster::local::LocalBus::new(
+            &crate::config::ClusterConfig::default(),
+        ))
+    }
+
     fn broker() -> Broker {
-        Broker::new(BrokerConfig::default(), "n1".into())
+        Broker::new(BrokerConfig::default(), "n1".into(), local_bus())
     }
 
     fn kind(dest: &str) -> Kind {
@@ -603,7 +588,7 @@ mod tests {
             dead_letter: dead_letter.into(),
             ..BrokerConfig::default()
         };
-        Broker::new(config, "n1".into())
+        Broker::new(config, "n1".into(), local_bus())
     }
 
     /// Gives back everything `s` holds, as a NACK would.
@@ -695,7 +680,7 @@ mod tests {
             queue_capacity: 1,
             ..BrokerConfig::default()
         };
-        let b = Broker::new(config, "n1".into());
+        let b = Broker::new(config, "n1".into(), local_bus());
         let a = sub("a", "/queue/q", AckMode::ClientIndividual);
         b.subscribe(a.clone());
         for _ in 0..2 {

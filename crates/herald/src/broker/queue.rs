@@ -12,9 +12,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::message::Message;
 use super::subscription::Subscription;
 use crate::config::{BrokerConfig, QueueOverflow};
+use crate::message::Message;
 use crate::ops::metrics;
 
 /// A publish the broker would not take: a budget is used up. The message names the

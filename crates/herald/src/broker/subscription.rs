@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use herald_stomp::Version;
 use parking_lot::Mutex;
 
-use super::message::Message;
 use super::outbox::{Level, OutFrame, Outbox, PushError};
-use super::{Kind, Target};
 use crate::destination::Pattern;
+use crate::message::{Kind, Message, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckMode {

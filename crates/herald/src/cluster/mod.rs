@@ -1,38 +1,50 @@
 //! The cluster bus: how a node's broker meets the other nodes' brokers.
 //!
-//! The [`Bus`] sits below the broker. The broker delivers to its own sessions and
-//! tells the bus what it published and which routing keys its sessions listen to;
-//! the bus carries messages to and from the other nodes and keeps each
-//! destination's bounded history (offsets, epochs, recovery).
+//! The bus sits below the broker and never names it. The broker delivers to its own
+//! sessions and tells the bus what it published and which routing keys its sessions
+//! listen to; the bus carries messages to and from the other nodes, keeps each
+//! destination's bounded history (offsets, epochs, recovery), and hands what this
+//! node must deliver to a [`Sink`] (the broker implements it). Messages are the
+//! shared model of [`crate::message`].
 //!
-//! - [`bus_local::LocalBus`] (the default): one node, nothing leaves the process;
-//!   history is a ring buffer per destination.
-//! - [`bus_redis::RedisBus`] (`cluster.redis_url`): Redis Pub/Sub between nodes,
+//! The seam is a few small traits, one job each, which one object implements so the
+//! node holds one `Arc<dyn Bus>`:
+//!
+//! - [`PubSub`]: publish (stamped with a history position), topic interest,
+//!   recovery by offset ([`Recovery`], [`Replay`]), confirmation barriers;
+//! - [`ClusterQueues`]: queue consumers, consumed / released / handed-back entries;
+//! - [`Presence`]: who is online or in a room, on every live node;
+//! - [`SharedMaps`]: small maps every node sees (the room registry);
+//! - [`Health`]: what `/health` reports;
+//! - [`Bus`]: all of them, plus start ([`Bus::attach`]), drain and stop.
+//!
+//! Two implementations, built by [`from_config`] for the node:
+//!
+//! - [`local::LocalBus`] (the default): one node, nothing leaves the process;
+//!   history is a ring buffer per destination, presence and maps are in memory
+//!   ([`presence`]).
+//! - [`redis::RedisBus`] (`cluster.redis_url`): Redis Pub/Sub between nodes,
 //!   one channel per destination with local subscribers (one per user for user
 //!   destinations), history in Redis Streams, cluster queues as Streams with a
 //!   consumer group, presence and small shared maps in hashes whose entries expire
-//!   with the node that refreshes them ([`presence`]).
+//!   with the node that refreshes them. One file per job under `redis/`.
 //!
 //! A confirmation (a SEND's RECEIPT, the REST API's 2xx, [`Outcome`] without an
 //! error) means the message is in the cluster; while Redis is away publishes wait in
-//! the Redis bus's outage spool ([`spool`]) and a confirmation waits for it, at most
+//! the Redis bus's outage spool and a confirmation waits for it, at most
 //! `cluster.publish_timeout`.
 
-pub mod bus_local;
-pub mod bus_redis;
-mod outage;
+pub mod local;
 pub mod presence;
-mod spool;
-pub(crate) mod wire;
+pub mod redis;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
-use crate::broker::message::Position;
-use crate::broker::{Broker, Kind, Message, Subscription};
 use crate::handler::BoxFuture;
+use crate::message::{Kind, Message, Position};
 
 /// What became of a publish, for the callers that wait for it (a SEND's RECEIPT,
 /// the REST API).
@@ -62,7 +74,7 @@ impl Outcome {
     }
 }
 
-/// Where [`Bus::publish`] tells a waiting caller what became of its message.
+/// Where [`PubSub::publish`] tells a waiting caller what became of its message.
 pub type Confirm = oneshot::Sender<Outcome>;
 
 /// What a subscriber resubscribing after a gap last saw (`offset` and `epoch`
@@ -89,36 +101,47 @@ pub struct BusStatus {
     pub channels: usize,
 }
 
-/// The seam between a node's broker and the rest of the cluster.
+/// Where a bus hands what this node's sessions must receive. The broker implements
+/// it; the bus holds it weakly ([`Bus::attach`]) and never names the broker.
+pub trait Sink: Send + Sync + 'static {
+    /// Delivers to this node's subscribers: a message another node published, one
+    /// this node published once the cluster stamped it, a cluster queue entry this
+    /// node read, or what history filled in. Returns how many subscriptions got it.
+    fn deliver(&self, message: Arc<Message>) -> usize;
+
+    /// How many more entries of cluster queue `key` this node's consumers take now
+    /// (the room in their prefetch windows): the bus reads no more than that.
+    fn queue_room(&self, key: &str) -> usize;
+}
+
+/// What a resubscribing subscriber missed, read from a destination's history.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The messages after the subscriber's offset, oldest first (empty unless
+    /// `recovered`).
+    pub missed: Vec<Arc<Message>>,
+    /// Whether `missed` is everything it missed (same epoch, nothing trimmed);
+    /// false means the client must reload.
+    pub recovered: bool,
+}
+
+/// A [`Replay`] at once (history kept in this process), or once the cluster
+/// answered (the caller runs the future on a task of its own).
+pub enum Recovery {
+    Ready(Replay),
+    Later(BoxFuture<Replay>),
+}
+
+/// The seam between a node's broker and the rest of the cluster: one object doing
+/// every job below, so the node holds one `Arc<dyn Bus>`. Its own methods concern
+/// the whole: start, drain, stop.
 ///
-/// The broker calls these from publishers' and sessions' tasks: none may block.
-pub trait Bus: Send + Sync + fmt::Debug + 'static {
+/// The broker and sessions call all of these from their own tasks: none may block.
+pub trait Bus:
+    PubSub + ClusterQueues + Presence + SharedMaps + Health + Send + Sync + fmt::Debug + 'static
+{
     /// Called once the broker exists, so the bus can deliver what other nodes send.
-    fn attach(&self, broker: Weak<Broker>);
-
-    /// A message published on this node (not a reply to one session). Returns the
-    /// message to deliver locally now — stamped with its history position — or
-    /// `None` when the bus delivers it later itself (after Redis assigned the
-    /// offset, or for a cluster queue, to whichever node's consumer reads it).
-    ///
-    /// With `None` returned, the bus answers `confirm` once the message is in the
-    /// cluster, or with [`Outcome::error`] once it is sure it never will be (within
-    /// `cluster.publish_timeout` while Redis is away); with a message returned it
-    /// drops `confirm` and the caller reports the local delivery itself.
-    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>>;
-
-    /// Whether a publish is confirmed after [`Bus::publish`] returns (Redis) rather
-    /// than when it returns (alone): only then does a RECEIPT wait.
-    fn confirms_later(&self) -> bool {
-        false
-    }
-
-    /// Resolves once every command sent to the cluster before the call was handled
-    /// (a SUBSCRIBE's RECEIPT waits for its channel). `None`: nothing is ever queued
-    /// (alone). Publishes are confirmed one by one through [`Bus::publish`].
-    fn flushed(&self) -> Option<BoxFuture<()>> {
-        None
-    }
+    fn attach(&self, sink: Weak<dyn Sink>);
 
     /// Shutdown, once the sessions are gone: a last chance for what still waits for
     /// the cluster (the outage spool, queue messages handed back). The caller bounds
@@ -127,16 +150,93 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// Presence: `member` (a session id) is in `scope` ("users", "room:{id}") with
-    /// `info` (the user or display name) until it leaves or its node stops
-    /// refreshing it.
+    /// Shutdown is done: stop every task.
+    fn shutdown(&self) {}
+}
+
+/// Topics between nodes, with history: what this node publishes, which routing keys
+/// its sessions listen to, and what a resubscribing session missed.
+pub trait PubSub {
+    /// A message published on this node (not a reply to one session). Returns the
+    /// message to deliver locally now — stamped with its history position — or
+    /// `None` when the bus delivers it later itself (after Redis assigned the
+    /// offset, or for a cluster queue, to whichever node's consumer reads it: a
+    /// queue message is published here too, in order with the topics).
+    ///
+    /// With `None` returned, the bus answers `confirm` once the message is in the
+    /// cluster, or with [`Outcome::error`] once it is sure it never will be (within
+    /// `cluster.publish_timeout` while Redis is away); with a message returned it
+    /// drops `confirm` and the caller reports the local delivery itself.
+    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>>;
+
+    /// Whether a publish is confirmed after [`PubSub::publish`] returns (Redis)
+    /// rather than when it returns (alone): only then does a RECEIPT wait.
+    fn confirms_later(&self) -> bool {
+        false
+    }
+
+    /// Resolves once every command sent to the cluster before the call was handled
+    /// (a SUBSCRIBE's RECEIPT waits for its channel). `None`: nothing is ever queued
+    /// (alone). Publishes are confirmed one by one through [`PubSub::publish`].
+    fn flushed(&self) -> Option<BoxFuture<()>> {
+        None
+    }
+
+    /// A local subscription to topic routing key (or pattern) `key` was added /
+    /// removed.
+    fn subscribed(&self, key: &str);
+    fn unsubscribed(&self, key: &str);
+
+    /// What a subscriber to the exact topic `key` missed since `since`. The
+    /// subscription is registered and buffers live messages meanwhile.
+    fn recover(&self, key: &str, since: Since) -> Recovery;
+
+    /// History kept on this node: (destinations with a ring, bytes of their messages).
+    /// Zero when the history lives elsewhere (Redis).
+    fn history_usage(&self) -> (usize, usize) {
+        (0, 0)
+    }
+}
+
+/// Queues shared by the nodes: each message goes to one consumer on any node.
+/// Alone there are none (the broker keeps queue messages itself), and every method
+/// does nothing.
+pub trait ClusterQueues {
+    /// A local consumer of queue routing key (or pattern) `key` was added / removed.
+    fn consumer_added(&self, _key: &str) {}
+    fn consumer_removed(&self, _key: &str) {}
+
+    /// A cluster queue message was consumed (auto-ack delivery or client ACK).
+    fn consumed(&self, _message: &Message) {}
+
+    /// A cluster queue message this node held found no local consumer: it is left
+    /// to the cluster (claimed by a node with consumers once it has waited long enough).
+    fn released(&self, _message: &Message) {}
+
+    /// A cluster queue message a session received and never acked (it ended, or it
+    /// NACKed) found no other local consumer: it goes back to the cluster at once,
+    /// so another node's consumer gets it now rather than after `claim_after`.
+    fn handed_back(&self, message: &Message) {
+        self.released(message);
+    }
+
+    /// Shutdown began: take no more queue messages.
+    fn stop_consuming(&self) {}
+}
+
+/// Who is online, and who is in which room, on every live node.
+pub trait Presence {
+    /// `member` (a session id) is in `scope` ("users", "room:{id}") with `info` (the
+    /// user or display name) until it leaves or its node stops refreshing it.
     fn presence_join(&self, scope: &str, member: &str, info: &str);
     fn presence_leave(&self, scope: &str, member: &str);
     /// Everyone in `scope` on every live node: (member, info).
     fn presence(&self, scope: &str) -> BoxFuture<Result<Vec<(String, String)>, String>>;
+}
 
-    /// A small map shared by every node (the chat room registry). `only_new`: keep
-    /// an existing value; returns whether `value` was stored.
+/// Small maps shared by every node (the chat room registry).
+pub trait SharedMaps {
+    /// `only_new`: keep an existing value; returns whether `value` was stored.
     fn map_put(
         &self,
         map: &str,
@@ -150,63 +250,27 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>>;
     /// Removes `key`; returns whether it was there.
     fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>>;
+}
 
-    /// A local subscription to `key` (a routing key or pattern) was added / removed.
-    fn subscribed(&self, kind: Kind, key: &str);
-    fn unsubscribed(&self, kind: Kind, key: &str);
-
-    /// Replays what `sub` missed since `since` with
-    /// [`Subscription::finish_recovery`]; `sub` is registered and buffering.
-    fn recover(&self, sub: Arc<Subscription>, since: Since);
-
-    /// A cluster queue message was consumed (auto-ack delivery or client ACK).
-    fn consumed(&self, message: &Message);
-
-    /// A cluster queue message this node held found no local consumer: it is left
-    /// to the cluster (claimed by a node with consumers once it has waited long enough).
-    fn released(&self, message: &Message);
-
-    /// History kept on this node: (destinations with a ring, bytes of their messages).
-    /// Zero when the history lives elsewhere (Redis).
-    fn history_usage(&self) -> (usize, usize) {
-        (0, 0)
-    }
-
-    /// A cluster queue message a session received and never acked (it ended, or it
-    /// NACKed) found no other local consumer: it goes back to the cluster at once,
-    /// so another node's consumer gets it now rather than after `claim_after`.
-    fn handed_back(&self, message: &Message) {
-        self.released(message);
-    }
-
-    /// Whether queue messages are delivered by the bus (cluster queues) rather than
-    /// kept pending by the broker.
-    fn owns_queues(&self) -> bool {
-        false
-    }
-
-    /// Shutdown began: take no more queue messages.
-    fn stop_consuming(&self) {}
-
-    /// Shutdown is done: stop every task.
-    fn shutdown(&self) {}
+/// What `/health` and operators see of the bus.
+pub trait Health {
+    fn status(&self) -> BusStatus;
 
     /// Whether the cluster already routes messages for a local subscription to `key`
-    /// to this node (Redis confirmed the channel); always true alone.
+    /// to this node (Redis confirmed the channel, or the queue is read); always true
+    /// alone.
     fn is_listening(&self, _kind: Kind, _key: &str) -> bool {
         true
     }
-
-    fn status(&self) -> BusStatus;
 }
 
 /// The bus `config` asks for: Redis when `cluster.redis_url` is set, else local.
 pub fn from_config(config: &crate::Config, node_id: &str) -> Result<Arc<dyn Bus>, String> {
     let cluster = &config.cluster;
     if cluster.redis_url.is_empty() {
-        Ok(Arc::new(bus_local::LocalBus::new(cluster)))
+        Ok(Arc::new(local::LocalBus::new(cluster)))
     } else {
-        Ok(Arc::new(bus_redis::RedisBus::new(
+        Ok(Arc::new(self::redis::RedisBus::new(
             cluster,
             node_id,
             &config.routing.user_prefix,

@@ -1,7 +1,8 @@
 //! Presence and shared maps: who is online, who is in which room, and the chat
 //! room registry, the same on every node.
 //!
-//! - [`LocalShared`]: one node, in memory.
+//! - [`LocalShared`]: one node, in memory; [`Members`]: a node's own entries, which
+//!   the Redis bus re-stamps (`redis/presence.rs`, scripts in `redis/scripts.rs`).
 //! - On Redis, a presence scope is a hash `{p}:pr:{scope}` (member → info) beside a
 //!   sorted set `{p}:pz:{scope}` (member → expiry, by Redis' clock). Each node
 //!   re-stamps its own members every `cluster.heartbeat`, with an expiry three
@@ -12,38 +13,6 @@
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
-
-/// KEYS: hash, sorted set. ARGV: ttl ms, then member, info pairs. Stamps each member
-/// with now + ttl; both keys expire when no node refreshes anything for a ttl.
-pub(crate) const JOIN_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local ttl = tonumber(ARGV[1])
-local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[2], exp, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-return #ARGV
-"#;
-
-/// KEYS: hash, sorted set. Drops expired members, returns HGETALL.
-pub(crate) const LIST_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for i = 1, #dead, 500 do
-  local chunk = {}
-  for j = i, math.min(i + 499, #dead) do chunk[#chunk + 1] = dead[j] end
-  redis.call('HDEL', KEYS[1], unpack(chunk))
-  redis.call('ZREM', KEYS[2], unpack(chunk))
-end
-return redis.call('HGETALL', KEYS[1])
-"#;
-
-/// Members re-stamped per command when a node refreshes its presence.
-pub(crate) const REFRESH_CHUNK: usize = 500;
 
 /// This node's own presence entries, by scope: (member → info).
 #[derive(Debug, Default)]

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use super::Confirm;
-use crate::broker::Kind;
+use crate::cluster::Confirm;
+use crate::message::Kind;
 
 /// One publish waiting for Redis.
 pub(super) struct Spooled {

@@ -6,7 +6,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use herald_stomp::Headers;
 
-use crate::broker::{Kind, Message};
+use crate::message::{Kind, Message};
 
 /// One message on the wire: version 1, origin node, id, kind, key, destination,
 /// content type, sender headers, body. Strings are u16-length-prefixed, header
@@ -108,7 +108,7 @@ pub(crate) fn split_published(p: &[u8]) -> Option<(u64, String, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Target;
+    use crate::message::Target;
 
     #[test]
     fn wire_round_trip() {

@@ -1,4 +1,9 @@
-//! A published message, serialized once.
+//! The message model the broker and the cluster bus share: what a destination is
+//! ([`Kind`], [`Target`]), a published [`Message`], its place in a destination's
+//! history ([`Position`]) and its cluster queue entry ([`Entry`]). Neither `broker/`
+//! nor `cluster/` owns it, so the bus can carry messages without knowing the broker.
+//!
+//! A published message is serialized once.
 //!
 //! A MESSAGE frame differs between subscribers only in `subscription`, `message-id`'s
 //! neighbour `ack`, and the escaping rules of the subscriber's version. The first
@@ -17,9 +22,36 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_stomp::{Headers, Version, write_header};
 
-use super::outbox::OutFrame;
-use super::pressure::Pressure;
-use super::{Kind, Target};
+use crate::broker::outbox::OutFrame;
+use crate::broker::pressure::Pressure;
+
+/// How a destination delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Topic,
+    Queue,
+}
+
+/// Where a message goes or a subscription listens, as the router resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub kind: Kind,
+    /// Routing key: the destination itself, or `/user/{name}/...` for user destinations.
+    pub key: String,
+    /// The `destination` header subscribers see.
+    pub destination: String,
+}
+
+impl Target {
+    /// A broker destination, routed under its own name.
+    pub fn broker(kind: Kind, destination: &str) -> Target {
+        Target {
+            kind,
+            key: destination.to_owned(),
+            destination: destination.to_owned(),
+        }
+    }
+}
 
 /// Headers a sender may not set on a MESSAGE: the broker owns them.
 const RESERVED: &[&str] = &[

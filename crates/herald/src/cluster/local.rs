@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::presence::LocalShared;
-use super::{Bus, BusStatus, Confirm, Since};
-use crate::broker::message::Position;
-use crate::broker::{Broker, Kind, Message, Subscription};
+use super::{
+    Bus, BusStatus, ClusterQueues, Confirm, Health, Presence, PubSub, Recovery, Replay, SharedMaps,
+    Since, Sink,
+};
 use crate::config::ClusterConfig;
 use crate::handler::BoxFuture;
+use crate::message::{Kind, Message, Position};
 
 /// Shards of the history map: publishers to different destinations rarely meet.
 const SHARDS: usize = 64;
@@ -161,8 +163,9 @@ impl LocalBus {
         rings.evicting.store(false, Ordering::Release);
     }
 
-    /// Topic destinations with a history ring (for tests and operators).
-    pub fn history_destinations(&self) -> usize {
+    /// Topic destinations with a history ring, counted ring by ring.
+    #[cfg(test)]
+    fn history_destinations(&self) -> usize {
         self.rings.shards.iter().map(|s| s.lock().len()).sum()
     }
 
@@ -172,7 +175,7 @@ impl LocalBus {
 }
 
 impl Bus for LocalBus {
-    fn attach(&self, _broker: Weak<Broker>) {
+    fn attach(&self, _sink: Weak<dyn Sink>) {
         let (rings, ttl) = (Arc::downgrade(&self.rings), self.ttl);
         if ttl.is_zero() || tokio::runtime::Handle::try_current().is_err() {
             return;
@@ -191,7 +194,9 @@ impl Bus for LocalBus {
             }
         });
     }
+}
 
+impl PubSub for LocalBus {
     fn publish(&self, mut message: Message, _confirm: Option<Confirm>) -> Option<Arc<Message>> {
         if message.kind != Kind::Topic || self.capacity == 0 {
             return Some(Arc::new(message));
@@ -237,13 +242,14 @@ impl Bus for LocalBus {
         Some(message)
     }
 
-    fn subscribed(&self, _kind: Kind, _key: &str) {}
-    fn unsubscribed(&self, _kind: Kind, _key: &str) {}
+    fn subscribed(&self, _key: &str) {}
 
-    fn recover(&self, sub: Arc<Subscription>, since: Since) {
+    fn unsubscribed(&self, _key: &str) {}
+
+    fn recover(&self, key: &str, since: Since) -> Recovery {
         let (history, recovered) = {
-            let shard = self.shard(&sub.key).lock();
-            let ring = shard.get(sub.key.as_str());
+            let shard = self.shard(key).lock();
+            let ring = shard.get(key);
             let last = ring.map_or(0, |r| r.last);
             // No ring: nothing was published since it was dropped (or ever), so only
             // a client that saw nothing (offset 0) is up to date.
@@ -264,11 +270,11 @@ impl Bus for LocalBus {
             let complete = since.offset == last || first == Some(since.offset + 1);
             (missed, same_epoch && since.offset <= last && complete)
         };
-        sub.finish_recovery(if recovered { history } else { Vec::new() }, recovered);
+        Recovery::Ready(Replay {
+            missed: if recovered { history } else { Vec::new() },
+            recovered,
+        })
     }
-
-    fn consumed(&self, _message: &Message) {}
-    fn released(&self, _message: &Message) {}
 
     fn history_usage(&self) -> (usize, usize) {
         (
@@ -276,7 +282,12 @@ impl Bus for LocalBus {
             self.rings.bytes.load(Ordering::Relaxed),
         )
     }
+}
 
+/// Alone, queues are the broker's: nothing to do.
+impl ClusterQueues for LocalBus {}
+
+impl Presence for LocalBus {
     fn presence_join(&self, scope: &str, member: &str, info: &str) {
         self.shared.members.join(scope, member, info);
     }
@@ -289,7 +300,9 @@ impl Bus for LocalBus {
         let list = self.shared.members.list(scope);
         Box::pin(async move { Ok(list) })
     }
+}
 
+impl SharedMaps for LocalBus {
     fn map_put(
         &self,
         map: &str,
@@ -320,7 +333,9 @@ impl Bus for LocalBus {
         let removed = self.shared.remove(map, key);
         Box::pin(async move { Ok(removed) })
     }
+}
 
+impl Health for LocalBus {
     fn status(&self) -> BusStatus {
         BusStatus {
             kind: "local",
@@ -335,7 +350,7 @@ impl Bus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Target;
+    use crate::message::Target;
     use bytes::Bytes;
     use herald_stomp::Headers;
 

@@ -1,0 +1,328 @@
+//! Topics over Pub/Sub: channels subscribed while local subscriptions need them,
+//! messages received and de-duplicated, and what Pub/Sub missed filled from history.
+
+use std::sync::Arc;
+
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::history::history;
+use super::keys::glob_matches;
+use super::presence::REFRESH_CHUNK;
+use super::replies::as_string;
+use super::wire::{decode, split_published};
+use super::writer::{ANSWER_TIMEOUT, Cmd};
+use super::{Inner, RedisBus};
+use crate::cluster::{Confirm, Outcome, PubSub, Recovery, Since};
+use crate::handler::BoxFuture;
+use crate::message::{Message, Position};
+
+/// What this node heard last on one exact topic routing key.
+#[derive(Default)]
+pub(super) struct Heard {
+    /// Local subscriptions to the key.
+    subscriptions: usize,
+    last: Option<Position>,
+}
+
+/// How a message heard on Pub/Sub relates to what came before on its key.
+pub(super) enum Sequence {
+    /// The next one (or the key is not followed).
+    Next,
+    /// Heard already (filled from history first).
+    Again,
+    /// Messages from this offset on were missed.
+    After(u64),
+}
+
+impl Inner {
+    pub(super) async fn subscribe(&self, ch: String, pattern: bool) {
+        // Still wanted? (a quick subscribe/unsubscribe pair needs no round trip)
+        if !self.channels.lock().contains_key(&(ch.clone(), pattern)) {
+            return;
+        }
+        if !self.is_up() {
+            return; // the health task subscribes what is missing once Redis is back
+        }
+        let mut conn = self.conn();
+        let r = if pattern {
+            conn.psubscribe(&ch).await
+        } else {
+            conn.subscribe(&ch).await
+        };
+        match r {
+            Ok(()) => {
+                self.listening.lock().insert((ch, pattern));
+            }
+            Err(e) => {
+                // The manager resubscribes what it tracked; what failed is retried
+                // by the health task.
+                tracing::debug!(channel = %ch, error = %e, "Redis SUBSCRIBE failed; will retry");
+                self.set_connected(false, &e.to_string());
+            }
+        }
+    }
+
+    pub(super) async fn unsubscribe(&self, ch: String, pattern: bool) {
+        if self.channels.lock().contains_key(&(ch.clone(), pattern)) {
+            return;
+        }
+        self.listening.lock().remove(&(ch.clone(), pattern));
+        if !self.is_up() {
+            self.unsubscribe_later.lock().push((ch, pattern));
+            return;
+        }
+        let mut conn = self.conn();
+        let _ = if pattern {
+            conn.punsubscribe(&ch).await
+        } else {
+            conn.unsubscribe(&ch).await
+        };
+    }
+
+    pub(super) async fn receive(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
+        loop {
+            let push = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.resync.notified() => {
+                    self.catch_up().await;
+                    continue;
+                }
+                p = pushes.recv() => match p { Some(p) => p, None => return },
+            };
+            let payload = match (push.kind, &push.data[..]) {
+                (PushKind::Message, [_, Value::BulkString(p)]) => p,
+                (PushKind::PMessage, [pattern, channel, Value::BulkString(p)]) => {
+                    match (as_string(pattern), as_string(channel)) {
+                        (Some(pat), Some(ch)) if self.first_listener(&pat, &ch) => p,
+                        _ => continue,
+                    }
+                }
+                (PushKind::Disconnection, _) => {
+                    self.set_connected(false, "the connection to Redis was lost");
+                    continue;
+                }
+                _ => continue,
+            };
+            let Some((offset, epoch, payload)) = split_published(payload) else {
+                continue;
+            };
+            let Some((origin, mut m)) = decode(payload) else {
+                tracing::warn!("undecodable message on a Herald channel");
+                continue;
+            };
+            let position = Position {
+                offset,
+                epoch: epoch.into(),
+            };
+            match self.sequence(&m.key, &position) {
+                Sequence::Next => {}
+                Sequence::Again => continue,
+                Sequence::After(from) => {
+                    self.fill(&m.key, &position.epoch, from, offset - 1).await;
+                }
+            }
+            if origin == self.node_id {
+                continue; // our own echo: delivered when the script answered
+            }
+            m.position = Some(position);
+            if let Some(s) = self.sink() {
+                s.deliver(Arc::new(m));
+            }
+        }
+    }
+
+    /// Records that `key`'s message at `p` was heard, and how it follows the last one
+    /// (keys with exact local subscriptions only).
+    pub(super) fn sequence(&self, key: &str, p: &Position) -> Sequence {
+        let mut heard = self.heard.lock();
+        let Some(h) = heard.get_mut(key) else {
+            return Sequence::Next;
+        };
+        let seq = match &h.last {
+            Some(l) if l.epoch == p.epoch && p.offset <= l.offset => return Sequence::Again,
+            Some(l) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
+                Sequence::After(l.offset + 1)
+            }
+            // A new epoch began after the last message heard (Redis lost the history,
+            // or it expired): all of it is news.
+            Some(l) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
+            _ => Sequence::Next,
+        };
+        h.last = Some(p.clone());
+        seq
+    }
+
+    /// Delivers from `key`'s history what this node missed, offsets `from..=to` of
+    /// `epoch` (other nodes' messages: this node's own were delivered when sent).
+    pub(super) async fn fill(&self, key: &str, epoch: &Arc<str>, from: u64, to: u64) {
+        let (hist, meta) = self.keys.history_keys(key);
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET")
+            .arg(&meta)
+            .arg("e")
+            .cmd("XRANGE")
+            .arg(&hist)
+            .arg(format!("{from}-0"))
+            .arg(format!("{to}-0"))
+            .arg("COUNT")
+            .arg(self.history_size.max(1));
+        let r: Result<redis::RedisResult<(Option<String>, Value)>, _> =
+            tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await;
+        let (Ok(Ok((Some(e), entries))), Some(sink)) = (r, self.sink()) else {
+            tracing::debug!(destination = %key, from, to, "missed messages could not be read from history");
+            return;
+        };
+        if *e != **epoch {
+            return;
+        }
+        let mut filled = 0;
+        for (origin, m) in history(entries, epoch) {
+            if origin != self.node_id {
+                sink.deliver(Arc::new(m));
+                filled += 1;
+            }
+        }
+        if filled > 0 {
+            tracing::debug!(destination = %key, filled, "delivered from history what Pub/Sub missed");
+        }
+    }
+
+    /// After an outage: what each followed key got meanwhile that this node did not
+    /// hear (Pub/Sub does not keep messages for a node that was away).
+    pub(super) async fn catch_up(&self) {
+        let followed: Vec<(String, Position)> = self
+            .heard
+            .lock()
+            .iter()
+            .filter_map(|(k, h)| h.last.clone().map(|l| (k.clone(), l)))
+            .collect();
+        for chunk in followed.chunks(REFRESH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (key, _) in chunk {
+                pipe.cmd("HMGET")
+                    .arg(self.keys.history_keys(key).1)
+                    .arg("o")
+                    .arg("e");
+            }
+            let mut conn = self.conn();
+            let tops: Vec<(Option<u64>, Option<String>)> =
+                match tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await {
+                    Ok(Ok(t)) => t,
+                    _ => return,
+                };
+            for ((key, last), top) in chunk.iter().zip(tops) {
+                let (Some(top), Some(epoch)) = top else {
+                    continue;
+                };
+                let from = if *epoch == *last.epoch {
+                    if top <= last.offset {
+                        continue;
+                    }
+                    last.offset + 1
+                } else {
+                    1
+                };
+                let epoch: Arc<str> = epoch.into();
+                match self.heard.lock().get_mut(key) {
+                    Some(h) => {
+                        h.last = Some(Position {
+                            offset: top,
+                            epoch: epoch.clone(),
+                        })
+                    }
+                    None => continue,
+                }
+                self.fill(key, &epoch, from, top).await;
+            }
+        }
+    }
+
+    /// Redis sends a message once per matching subscription (the exact channel and
+    /// each matching pattern); the broker matches every local subscription itself,
+    /// so only one of them counts: the exact channel, else the least pattern.
+    pub(super) fn first_listener(&self, pattern: &str, channel: &str) -> bool {
+        let listening = self.listening.lock();
+        if listening.contains(&(channel.to_owned(), false)) {
+            return false;
+        }
+        listening
+            .iter()
+            .filter(|(p, is_pattern)| *is_pattern && glob_matches(p, channel))
+            .map(|(p, _)| p.as_str())
+            .min()
+            == Some(pattern)
+    }
+}
+
+impl PubSub for RedisBus {
+    fn publish(&self, message: Message, confirm: Option<Confirm>) -> Option<Arc<Message>> {
+        // The writer decides: Redis now, or the outage spool.
+        let waiter = confirm.map(|c| (c, tokio::time::Instant::now()));
+        if let Err(mpsc::error::SendError(Cmd::Publish(_, Some((c, _))))) =
+            self.inner.tx.send(Cmd::Publish(message, waiter))
+        {
+            crate::ops::metrics::bus_refused("shutdown", 1);
+            let _ = c.send(Outcome::refused("the server is shutting down"));
+        }
+        None
+    }
+
+    fn confirms_later(&self) -> bool {
+        true
+    }
+
+    fn flushed(&self) -> Option<BoxFuture<()>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.inner.tx.send(Cmd::Barrier(tx));
+        Some(Box::pin(async move {
+            let _ = rx.await;
+        }))
+    }
+
+    fn subscribed(&self, key: &str) {
+        let inner = &self.inner;
+        let ch = inner.keys.channel_for(key);
+        if !crate::destination::is_wildcard(key) {
+            inner
+                .heard
+                .lock()
+                .entry(key.to_owned())
+                .or_default()
+                .subscriptions += 1;
+        }
+        let mut channels = inner.channels.lock();
+        let n = channels.entry(ch.clone()).or_default();
+        *n += 1;
+        if *n == 1 {
+            let _ = inner.tx.send(Cmd::Subscribe(ch.0, ch.1));
+        }
+    }
+
+    fn unsubscribed(&self, key: &str) {
+        let inner = &self.inner;
+        let ch = inner.keys.channel_for(key);
+        {
+            let mut heard = inner.heard.lock();
+            if let Some(h) = heard.get_mut(key) {
+                h.subscriptions -= 1;
+                if h.subscriptions == 0 {
+                    heard.remove(key);
+                }
+            }
+        }
+        let mut channels = inner.channels.lock();
+        if let Some(n) = channels.get_mut(&ch) {
+            *n -= 1;
+            if *n == 0 {
+                channels.remove(&ch);
+                let _ = inner.tx.send(Cmd::Unsubscribe(ch.0, ch.1));
+            }
+        }
+    }
+
+    fn recover(&self, key: &str, since: Since) -> Recovery {
+        self.inner.recover(key, since)
+    }
+}
