@@ -150,18 +150,22 @@ pub async fn write_watched<T: Transport>(
     progress: Option<&Progress>,
     limit: Duration,
 ) -> Result<io::Result<()>, Stalled> {
+    let write = transport.write(frames);
+    tokio::pin!(write);
+    // Nearly every write is taken by the kernel at once: it costs no timer and no
+    // look at the socket.
+    if let Some(r) = futures_util::FutureExt::now_or_never(write.as_mut()) {
+        return Ok(r);
+    }
     let Some(progress) = progress else {
-        return tokio::time::timeout(limit, transport.write(frames))
+        return tokio::time::timeout(limit, write)
             .await
             .map_err(|_| Stalled);
     };
-    let write = transport.write(frames);
-    tokio::pin!(write);
-    // The count is looked at a few times per `limit`: a stall is noticed between
-    // `limit` and 1.25 × `limit` after the last byte went out, and a write that
-    // finishes in time arms nothing but one timer.
+    // The count is looked at a few times per `limit`, from the first look on: a
+    // stall is noticed between `limit` and 1.5 × `limit` after the last byte went.
     let tick = (limit / 4).max(Duration::from_millis(5));
-    let mut seen = progress.get();
+    let mut seen = None;
     let mut moved_at = Instant::now();
     loop {
         tokio::select! {
@@ -169,8 +173,8 @@ pub async fn write_watched<T: Transport>(
             r = &mut write => return Ok(r),
             _ = sleep(tick) => {
                 let now = progress.get();
-                if now != seen {
-                    seen = now;
+                if seen != Some(now) {
+                    seen = Some(now);
                     moved_at = Instant::now();
                 } else if moved_at.elapsed() >= limit {
                     return Err(Stalled);
