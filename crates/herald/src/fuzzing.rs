@@ -2,8 +2,10 @@
 //! parser the network reaches, and panics only when a property fails. Not an API;
 //! hidden from the docs, it may change with the targets.
 
+#[cfg(feature = "redis")]
 use bytes::Bytes;
 
+#[cfg(feature = "redis")]
 use crate::cluster::redis::wire;
 use crate::destination::Pattern;
 use crate::params;
@@ -96,6 +98,7 @@ pub fn sockjs(data: &[u8]) {
 
 /// The Redis bus's envelope and message codec: nothing panics on what Redis holds,
 /// and a message that decodes encodes back to the same message.
+#[cfg(feature = "redis")]
 pub fn redis_wire(data: &[u8]) {
     let payload = match wire::split_published(data) {
         Some((_, _, payload)) => payload,

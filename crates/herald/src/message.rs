@@ -231,6 +231,7 @@ impl Message {
     }
 
     /// The count the cluster kept for a queue entry read back from it.
+    #[cfg(feature = "redis")]
     pub(crate) fn set_given_back(&self, n: u32) {
         self.given_back.store(n, Ordering::Relaxed);
     }

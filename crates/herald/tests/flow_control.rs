@@ -15,7 +15,7 @@ const BURST: usize = 3000;
 const BODY: usize = 2048;
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// A bound on a wait, not a speed claim: how long past `send_timeout` the last
-/// RECEIPT may take on a shared, noisy machine (the stall is noticed within 1.25 ×
+/// RECEIPT may take on a shared, noisy machine (the stall is noticed within 1.5 ×
 /// `send_timeout`, the rest of the burst is a few MiB on loopback).
 const SLACK: Duration = Duration::from_secs(15);
 

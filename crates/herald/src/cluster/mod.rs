@@ -36,6 +36,7 @@
 
 pub mod local;
 pub mod presence;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::fmt;
@@ -268,14 +269,24 @@ pub trait Health {
 pub fn from_config(config: &crate::Config, node_id: &str) -> Result<Arc<dyn Bus>, String> {
     let cluster = &config.cluster;
     if cluster.redis_url.is_empty() {
-        Ok(Arc::new(local::LocalBus::new(cluster)))
-    } else {
+        return Ok(Arc::new(local::LocalBus::new(cluster)));
+    }
+    #[cfg(feature = "redis")]
+    {
         Ok(Arc::new(self::redis::RedisBus::new(
             cluster,
             node_id,
             &config.routing.user_prefix,
             config.broker.queue_capacity,
         )?))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = node_id;
+        Err(
+            "cluster.redis_url is set, but this herald was built without the 'redis' feature"
+                .into(),
+        )
     }
 }
 

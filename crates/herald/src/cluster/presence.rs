@@ -51,6 +51,7 @@ impl Members {
     }
 
     /// Every entry, in chunks of at most `chunk` per scope (for a refresh).
+    #[cfg(feature = "redis")]
     pub(crate) fn chunks(&self, chunk: usize) -> Vec<(String, Vec<(String, String)>)> {
         let scopes = self.scopes.lock();
         let mut out = Vec::new();

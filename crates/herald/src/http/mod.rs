@@ -3,6 +3,7 @@
 //! (`/api/rooms`, `/ws/chat`). A plain `/ws` upgrade usually never reaches the router:
 //! `direct.rs` answers it ahead of hyper.
 
+mod admin;
 pub(crate) mod direct;
 pub(crate) mod presence;
 pub(crate) mod publish;
@@ -52,7 +53,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .merge(transport::sockjs::routes(&state.node))
         .merge(crate::notify::http::routes())
         .merge(apps)
-        .merge(crate::ops::routes())
+        .merge(admin::routes())
         .merge(crate::web::routes())
         .layer(bodies)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,8 +1,8 @@
 //! Operating Herald: Prometheus metrics ([`metrics`]), the live session registry
-//! ([`sessions`]), the admin API, health and metrics endpoints (`admin.rs`), and the
-//! periodic stats line (like Spring's `WebSocketMessageBrokerStats`).
+//! ([`sessions`]) and the periodic stats line (like Spring's
+//! `WebSocketMessageBrokerStats`). The HTTP side — `/metrics`, health, the admin API —
+//! is with the other routes (`http/admin.rs`).
 
-mod admin;
 pub mod metrics;
 pub mod sessions;
 
@@ -10,9 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-
-pub use admin::redact;
-pub(crate) use admin::routes;
 
 use crate::node::Node;
 

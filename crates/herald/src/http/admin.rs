@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
-use super::sessions::SubscriptionView;
-use crate::http::HttpState;
+use super::HttpState;
+use crate::ops::sessions::SubscriptionView;
 
 type Refusal = (StatusCode, Json<Value>);
 
@@ -47,12 +47,12 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
             return refusal.into_response();
         }
     }
-    super::metrics::registry_size(
+    crate::ops::metrics::registry_size(
         node.broker.subscription_count(),
         node.broker.destination_count(),
     );
-    super::metrics::budgets(&node.broker.budgets());
-    super::metrics::runtime_size();
+    crate::ops::metrics::budgets(&node.broker.budgets());
+    crate::ops::metrics::runtime_size();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(),
@@ -226,7 +226,7 @@ async fn info(State(state): State<HttpState>, headers: HeaderMap) -> Result<Json
 }
 
 /// Hides secrets: values of secret-like keys, and passwords inside URLs.
-pub fn redact(value: &mut Value) {
+pub(crate) fn redact(value: &mut Value) {
     const SECRET_KEYS: &[&str] = &["secret", "api_keys", "password", "passcode"];
     match value {
         Value::Object(map) => {
