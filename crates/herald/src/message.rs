@@ -141,23 +141,8 @@ impl Message {
             .iter_first()
             .filter(|(k, _)| !RESERVED.contains(k))
             .collect();
-        Message {
-            id,
-            kind,
-            key,
-            destination,
-            content_type: sent.get("content-type").map(str::to_owned),
-            utf8: std::str::from_utf8(&body).is_ok(),
-            headers,
-            body,
-            position: None,
-            entry: None,
-            pressure: None,
-            given_back: AtomicU32::new(0),
-            encoded: [OnceLock::new(), OnceLock::new()],
-            footprint: 0,
-        }
-        .measured()
+        let content_type = sent.get("content-type").map(str::to_owned);
+        Message::from_parts(id, kind, key, destination, content_type, headers, body)
     }
 
     /// A message as another node published it (the cluster bus), headers already

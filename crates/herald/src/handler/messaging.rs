@@ -162,17 +162,8 @@ impl Messaging {
         sender: Option<&SessionInfo>,
         publisher: Option<Arc<Pressure>>,
     ) -> Result<usize, HandlerError> {
-        let (target, only_session) = self.reply_target(&reply.target, sender)?;
-        let message = Message::new(
-            self.broker.next_message_id(),
-            target,
-            &reply.headers,
-            reply.body,
-        )
-        .paced_by(publisher);
-        self.broker
-            .publish_filtered(message, only_session)
-            .map_err(|e| HandlerError::new(e.message))
+        let (message, only_session) = self.reply_message(reply, sender, publisher)?;
+        self.deliver(message, only_session)
     }
 
     /// Like [`Messaging::publish`], resolving once the reply is in the cluster or
@@ -184,19 +175,9 @@ impl Messaging {
         sender: Option<&SessionInfo>,
         publisher: Option<Arc<Pressure>>,
     ) -> Result<BoxFuture<Result<Outcome, Refused>>, HandlerError> {
-        let (target, only_session) = self.reply_target(&reply.target, sender)?;
-        let message = Message::new(
-            self.broker.next_message_id(),
-            target,
-            &reply.headers,
-            reply.body,
-        )
-        .paced_by(publisher);
+        let (message, only_session) = self.reply_message(reply, sender, publisher)?;
         if only_session.is_some() {
-            let delivered = self
-                .broker
-                .publish_filtered(message, only_session)
-                .map_err(|e| HandlerError::new(e.message))?;
+            let delivered = self.deliver(message, only_session)?;
             return Ok(Box::pin(std::future::ready(Ok(Outcome {
                 delivered,
                 ..Outcome::default()
@@ -253,6 +234,29 @@ impl Messaging {
         only_session: Option<&str>,
     ) -> Result<usize, HandlerError> {
         let message = Message::new(self.broker.next_message_id(), target, headers, body);
+        self.deliver(message, only_session)
+    }
+
+    /// A handler's reply as a message paced by `publisher`, and the one session it is
+    /// for when it is for the sender's session alone.
+    fn reply_message<'s>(
+        &self,
+        reply: Reply,
+        sender: Option<&'s SessionInfo>,
+        publisher: Option<Arc<Pressure>>,
+    ) -> Result<(Message, Option<&'s str>), HandlerError> {
+        let (target, only_session) = self.reply_target(&reply.target, sender)?;
+        let message = Message::new(
+            self.broker.next_message_id(),
+            target,
+            &reply.headers,
+            reply.body,
+        )
+        .paced_by(publisher);
+        Ok((message, only_session))
+    }
+
+    fn deliver(&self, message: Message, only_session: Option<&str>) -> Result<usize, HandlerError> {
         self.broker
             .publish_filtered(message, only_session)
             .map_err(|e| HandlerError::new(e.message))

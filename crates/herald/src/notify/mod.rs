@@ -27,6 +27,8 @@ pub mod store_mysql;
 pub mod store_postgres;
 #[cfg(feature = "sqlite")]
 pub mod store_sqlite;
+#[cfg(all(test, feature = "sqlite"))]
+mod store_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

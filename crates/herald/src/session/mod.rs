@@ -7,6 +7,8 @@
 //! socket or a timer: the connection loop in `transport` does that.
 
 pub mod heartbeat;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
