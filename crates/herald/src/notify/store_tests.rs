@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use super::store::{Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, NotificationStore, PoolSettings};
+use super::store::{
+    Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, NotificationStore, PoolSettings,
+};
 
 async fn store() -> NotificationStore {
     let settings = PoolSettings {
@@ -38,8 +40,12 @@ async fn a_user_sees_their_own_rows_and_broadcasts_newest_first() {
     let s = store().await;
     assert_eq!(s.backend(), "sqlite");
     s.insert(&users(&["ada"]), &draft("mine", 1)).await.unwrap();
-    s.insert(&users(&["bob"]), &draft("bob's", 2)).await.unwrap();
-    s.insert(&users(&[EVERYONE]), &draft("all", 3)).await.unwrap();
+    s.insert(&users(&["bob"]), &draft("bob's", 2))
+        .await
+        .unwrap();
+    s.insert(&users(&[EVERYONE]), &draft("all", 3))
+        .await
+        .unwrap();
     let seen: Vec<String> = s
         .list("ada", None, 10, false)
         .await
@@ -57,13 +63,26 @@ async fn a_user_sees_their_own_rows_and_broadcasts_newest_first() {
 #[tokio::test]
 async fn read_state_is_per_user_even_for_a_broadcast() {
     let s = store().await;
-    let all = s.insert(&users(&[EVERYONE]), &draft("all", 1)).await.unwrap();
+    let all = s
+        .insert(&users(&[EVERYONE]), &draft("all", 1))
+        .await
+        .unwrap();
     let id = all.rows[0].id;
     assert_eq!(s.mark_read("ada", id, 10).await.unwrap(), MarkRead::Marked);
-    assert_eq!(s.mark_read("ada", id, 11).await.unwrap(), MarkRead::AlreadyRead);
+    assert_eq!(
+        s.mark_read("ada", id, 11).await.unwrap(),
+        MarkRead::AlreadyRead
+    );
     assert_eq!(s.unread_count("ada").await.unwrap(), 0);
-    assert_eq!(s.unread_count("bob").await.unwrap(), 1, "bob has not read it");
-    let mine = s.insert(&users(&["bob"]), &draft("bob's", 2)).await.unwrap();
+    assert_eq!(
+        s.unread_count("bob").await.unwrap(),
+        1,
+        "bob has not read it"
+    );
+    let mine = s
+        .insert(&users(&["bob"]), &draft("bob's", 2))
+        .await
+        .unwrap();
     assert_eq!(
         s.mark_read("ada", mine.rows[0].id, 12).await.unwrap(),
         MarkRead::NotFound,
@@ -95,18 +114,33 @@ async fn an_idempotency_key_returns_the_first_rows_per_recipient() {
 #[tokio::test]
 async fn many_recipients_span_several_inserts_in_order() {
     let s = store().await;
-    let many: Vec<String> = (0..MAX_ROWS_PER_INSERT + 7).map(|i| format!("u{i}")).collect();
+    let many: Vec<String> = (0..MAX_ROWS_PER_INSERT + 7)
+        .map(|i| format!("u{i}"))
+        .collect();
     let inserted = s.insert(&many, &draft("hello", 1)).await.unwrap();
     assert_eq!(inserted.rows.len(), many.len());
-    assert!(inserted.rows.iter().zip(&many).all(|(row, u)| &row.recipient == u));
-    assert_eq!(s.unread_count(&many[MAX_ROWS_PER_INSERT + 3]).await.unwrap(), 1);
+    assert!(
+        inserted
+            .rows
+            .iter()
+            .zip(&many)
+            .all(|(row, u)| &row.recipient == u)
+    );
+    assert_eq!(
+        s.unread_count(&many[MAX_ROWS_PER_INSERT + 3])
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn retention_removes_what_was_read_before_the_cutoff() {
     let s = store().await;
     let read = s.insert(&users(&["ada"]), &draft("read", 1)).await.unwrap();
-    s.insert(&users(&["ada"]), &draft("unread", 2)).await.unwrap();
+    s.insert(&users(&["ada"]), &draft("unread", 2))
+        .await
+        .unwrap();
     s.mark_read("ada", read.rows[0].id, 5).await.unwrap();
     assert_eq!(s.purge(10).await.unwrap(), 1);
     let left: Vec<String> = s
