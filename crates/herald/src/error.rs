@@ -1,11 +1,18 @@
-//! What goes wrong in a STOMP session, as the one ERROR frame that ends it says.
+//! What goes wrong, as a client is told it: a STOMP session's one ERROR frame
+//! ([`StompError`]), a REST request's JSON answer ([`ApiError`]).
 //!
-//! Below the router and the session, so both (and the transports) can name an error
-//! without importing each other. The [`ErrorKind`] is chosen where the error is
+//! Below the router, the session and the HTTP routes, so all of them can name an
+//! error without importing each other. The [`ErrorKind`] is chosen where the error is
 //! made, not read back from its text: metrics count ERROR frames by kind, and the
-//! wording of a message can change without moving a dashboard.
+//! wording of a message can change without moving a dashboard. Every REST error has
+//! one shape, `{"error": "<what is wrong, for a person>", "code": "<stable, for a
+//! program>", ...details}`.
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use herald_stomp::DecodeError;
+use serde_json::{Map, Value};
 
 /// What an ERROR frame reports; its [`ErrorKind::as_str`] is the `reason` label of
 /// `herald_error_frames_total`.
@@ -123,6 +130,58 @@ impl From<DecodeError> for StompError {
     }
 }
 
+/// A REST error: its status and `{"error", "code", ...details}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable across releases: what a client program matches on.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+        }
+    }
+
+    /// 400 `bad_request`: the request is malformed (JSON, parameters, values).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// Adds a detail beside `error` and `code` (`limit`, `rule`, `header`...).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut body = self.details.clone();
+        body.insert("error".into(), Value::from(self.message.clone()));
+        body.insert("code".into(), Value::from(self.code));
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +191,16 @@ mod tests {
         let labels: std::collections::HashSet<_> =
             ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(labels.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn an_api_error_has_error_code_and_its_details() {
+        let e = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "too big")
+            .with("limit", "server.max_body");
+        assert_eq!(
+            e.body(),
+            serde_json::json!({"error": "too big", "code": "too_large", "limit": "server.max_body"})
+        );
     }
 
     #[test]

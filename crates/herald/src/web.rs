@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Handshake;
+use crate::error::ApiError;
 use crate::http::HttpState;
 
 #[derive(rust_embed::RustEmbed)]
@@ -192,8 +193,14 @@ struct DevLogin {
     name: Option<String>,
 }
 
+/// 400 `bad_request` or 401 `unauthorized`.
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": msg.into() }))).into_response()
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "bad_request",
+    };
+    ApiError::new(status, code, msg).into_response()
 }
 
 /// The `Set-Cookie` value that signs the browser in with `token` for `max_age`.
@@ -209,13 +216,11 @@ fn session_cookie(state: &HttpState, token: &str, max_age: Duration) -> Option<H
 /// A sign-in must come from a page of an allowed origin: another site must not sign
 /// the browser in as someone else (login CSRF).
 fn same_origin(state: &HttpState, headers: &HeaderMap) -> Result<(), Response> {
-    state.node.gate.check_origin(headers).map_err(|r| {
-        (
-            r.status,
-            Json(json!({ "error": r.message, "code": r.code })),
-        )
-            .into_response()
-    })
+    state
+        .node
+        .gate
+        .check_origin(headers)
+        .map_err(|r| ApiError::new(r.status, r.code, r.message).into_response())
 }
 
 #[derive(Deserialize)]

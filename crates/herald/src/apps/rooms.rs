@@ -39,6 +39,7 @@ use crate::broker::{AckMode, Outbox, Recipient, Subscription};
 use crate::cluster::Bus;
 use crate::cluster::presence::tally;
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::handler::{
     HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo,
 };
@@ -96,13 +97,13 @@ pub enum CreateError {
 }
 
 impl CreateError {
-    fn answer(&self) -> (StatusCode, Json<serde_json::Value>) {
+    fn answer(&self) -> ApiError {
         let (status, code, msg) = match self {
             CreateError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m),
             CreateError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "max_rooms", m),
             CreateError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
         };
-        (status, Json(json!({ "error": msg, "code": code })))
+        ApiError::new(status, code, msg.clone())
     }
 }
 
@@ -618,10 +619,9 @@ impl Rooms {
                         async move {
                             match rooms.get(state.node.messaging.cluster(), &id).await {
                                 Ok(Some(room)) => Ok(Json(room)),
-                                Ok(None) => Err((
-                                    StatusCode::NOT_FOUND,
-                                    Json(json!({ "error": format!("unknown room '{id}'") })),
-                                )),
+                                Ok(None) => {
+                                    Err(ApiError::not_found(format!("unknown room '{id}'")))
+                                }
                                 Err(e) => Err(unavailable_response(&e)),
                             }
                         }
@@ -653,14 +653,15 @@ pub(crate) struct CreateRoom {
     name: String,
 }
 
-fn bad_request(msg: &str) -> (StatusCode, Json<serde_json::Value>) {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg })))
+fn bad_request(msg: &str) -> ApiError {
+    ApiError::bad_request(msg)
 }
 
-fn unavailable_response(e: &HandlerError) -> (StatusCode, Json<serde_json::Value>) {
-    (
+fn unavailable_response(e: &HandlerError) -> ApiError {
+    ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": e.message })),
+        "unavailable",
+        e.message.clone(),
     )
 }
 

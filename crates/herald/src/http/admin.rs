@@ -17,9 +17,10 @@ use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
 use super::HttpState;
+use crate::error::ApiError;
 use crate::ops::sessions::SubscriptionView;
 
-type Refusal = (StatusCode, Json<Value>);
+type Refusal = ApiError;
 
 pub(crate) fn routes() -> axum::Router<HttpState> {
     axum::Router::new()
@@ -93,8 +94,8 @@ async fn ready(State(state): State<HttpState>) -> Response {
 async fn require_admin(state: &HttpState, headers: &HeaderMap) -> Result<(), Refusal> {
     let auth = &state.node.auth;
     let admin = auth.config.admin_role.as_str();
-    let deny = |status: StatusCode, code: &str, reason: String| {
-        (status, Json(json!({ "error": reason, "code": code })))
+    let deny = |status: StatusCode, code: &'static str, reason: String| {
+        ApiError::new(status, code, reason)
     };
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return match auth.api_keys.lookup(key) {
@@ -176,10 +177,7 @@ async fn disconnect_session(
         tracing::info!(session = %id, "disconnected by an administrator");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err((
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no session '{id}'") })),
-        ))
+        Err(ApiError::not_found(format!("no session '{id}'")))
     }
 }
 

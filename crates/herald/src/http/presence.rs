@@ -15,11 +15,12 @@ use serde_json::{Value, json};
 use super::HttpState;
 use super::publish::require_service;
 use crate::cluster::presence::tally;
+use crate::error::ApiError;
 use crate::transport::PRESENCE_USERS;
 
-type ApiResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
+type ApiResult = Result<Json<Value>, ApiError>;
 
-async fn online(state: &HttpState) -> Result<Vec<(String, usize)>, (StatusCode, Json<Value>)> {
+async fn online(state: &HttpState) -> Result<Vec<(String, usize)>, ApiError> {
     let entries = state
         .node
         .messaging
@@ -27,9 +28,10 @@ async fn online(state: &HttpState) -> Result<Vec<(String, usize)>, (StatusCode, 
         .presence(PRESENCE_USERS)
         .await
         .map_err(|e| {
-            (
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "error": format!("presence unavailable: {e}") })),
+                "presence_unavailable",
+                format!("presence unavailable: {e}"),
             )
         })?;
     Ok(tally(&entries))

@@ -35,6 +35,7 @@ use crate::auth::Principal;
 use crate::auth::rules::{self, Operation};
 use crate::broker::Refused;
 use crate::cluster::Outcome;
+use crate::error::ApiError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,50 +46,37 @@ pub(crate) struct PublishRequest {
     headers: BTreeMap<String, String>,
 }
 
-type ApiResult = Result<(StatusCode, Json<Value>), (StatusCode, Json<Value>)>;
+type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
 
-fn bad_request(msg: impl Into<String>) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": msg.into() })),
-    )
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(msg)
 }
 
 /// Headers as a STOMP client may send them: no control characters, no ':' in a name
 /// (a 1.0 subscriber has no escaping to carry them), none of the server's own.
-fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), (StatusCode, Json<Value>)> {
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if let Some(name) = rules::reserved_header(headers.keys().map(String::as_str)) {
-        return Err((
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            Json(json!({
-                "error": rules::reserved_header_message(name),
-                "code": "reserved_header",
-                "header": name,
-            })),
-        ));
+            "reserved_header",
+            rules::reserved_header_message(name),
+        )
+        .with("header", name));
     }
     for (name, value) in headers {
-        herald_stomp::check_header(name, value).map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": e.to_string(), "code": "invalid_header" })),
-            )
-        })?;
+        herald_stomp::check_header(name, value)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", e.to_string()))?;
     }
     Ok(())
 }
 
 /// A destination over a `[broker]` limit is a 400 naming the setting.
-fn check_destination(
-    state: &HttpState,
-    destination: &str,
-) -> Result<(), (StatusCode, Json<Value>)> {
-    state.node.router.check_limits(destination).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": e.message, "code": "destination_limit" })),
-        )
-    })
+fn check_destination(state: &HttpState, destination: &str) -> Result<(), ApiError> {
+    state
+        .node
+        .router
+        .check_limits(destination)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "destination_limit", e.message))
 }
 
 /// The destination rules, as for a STOMP SEND by `principal`.
@@ -96,35 +84,28 @@ fn check_rules(
     state: &HttpState,
     destination: &str,
     principal: &Principal,
-) -> Result<(), (StatusCode, Json<Value>)> {
+) -> Result<(), ApiError> {
     let auth = &state.node.auth;
     auth.rules
         .check(Operation::Send, destination, principal)
         .map_err(|e| {
             tracing::warn!(user = %principal.name, "publish API: {e}");
-            (
-                StatusCode::FORBIDDEN,
-                Json(json!({
-                    "error": e.to_string(),
-                    "code": "access_denied",
-                    "rule": e.rule,
-                    "destination": e.destination,
-                })),
-            )
+            ApiError::new(StatusCode::FORBIDDEN, "access_denied", e.to_string())
+                .with("rule", e.rule.clone())
+                .with("destination", e.destination.clone())
         })
 }
 
 fn accepted(sent: Result<Outcome, Refused>) -> ApiResult {
     let outcome = sent.map_err(|e| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": e.message, "code": "queue_full", "limit": e.limit })),
-        )
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", e.message)
+            .with("limit", e.limit)
     })?;
     if let Some(e) = outcome.error {
-        return Err((
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": e, "code": "cluster_unavailable" })),
+            "cluster_unavailable",
+            e,
         ));
     }
     let mut body = json!({ "delivered": outcome.delivered });
@@ -151,17 +132,16 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
 /// The REST API's caller must be a service: an `X-API-Key` from `auth.api_keys`, or a
 /// bearer token with `auth.service_role` or `auth.admin_role`; `Ok` is its principal.
 /// With neither keys nor issuers configured (anonymous development mode) the API is
-/// open, and its callers are the service a plain API key would be.
+/// open, and its callers are the service a plain API key would be. Refused: 401
+/// `unauthorized` (no or bad credentials) or 403 `forbidden` (a token without the role).
 pub(crate) async fn require_service(
     state: &HttpState,
     headers: &HeaderMap,
-) -> Result<Principal, (StatusCode, Json<Value>)> {
+) -> Result<Principal, ApiError> {
     let auth = &state.node.auth;
-    let deny = |status: u16, reason: String| {
-        (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
-            Json(json!({ "error": reason })),
-        )
+    let deny = |status: u16, reason: String| match status {
+        403 => ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason),
+        _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", reason),
     };
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return match auth.api_keys.lookup(key) {

@@ -41,12 +41,13 @@ use serde_json::{Value, json};
 
 use super::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, view};
 use crate::auth::Handshake;
+use crate::error::ApiError;
 use crate::http::HttpState;
 use crate::http::publish::require_service;
 use crate::params::query_value;
 
-type Answer = (StatusCode, Json<Value>);
-type ApiResult = Result<Answer, Answer>;
+type Answer = ApiError;
+type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
 
 const MAX_PAGE: i64 = 200;
 /// Rows a create answers with in full; the others by id.
@@ -61,17 +62,22 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/api/jobs/{id}/progress", post(job_progress))
 }
 
+/// 400 `bad_request`, 401 `unauthorized` or 404 `not_found`.
 fn error(status: StatusCode, msg: impl Into<String>) -> Answer {
-    (status, Json(json!({ "error": msg.into() })))
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "bad_request",
+    };
+    ApiError::new(status, code, msg)
 }
 
 fn failed(e: NotifyError) -> Answer {
     match e {
         NotifyError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
-        NotifyError::TooLarge { limit, message } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(json!({ "error": message, "code": "too_large", "limit": limit })),
-        ),
+        NotifyError::TooLarge { limit, message } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message).with("limit", limit)
+        }
         NotifyError::Store(ref db) => {
             tracing::warn!(error = %db, "notification store error");
             unavailable(&e)
@@ -82,16 +88,18 @@ fn failed(e: NotifyError) -> Answer {
 
 /// 503 {"error": "notification store unavailable: …", "code": "database_unavailable"}.
 fn unavailable(e: &NotifyError) -> Answer {
-    (
+    ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": e.to_string(), "code": "database_unavailable" })),
+        "database_unavailable",
+        e.to_string(),
     )
 }
 
 fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
     state.node.notifications.get().ok_or_else(|| {
-        error(
+        ApiError::new(
             StatusCode::NOT_FOUND,
+            "notifications_disabled",
             "notifications are turned off (notifications.enabled = false)",
         )
     })
