@@ -15,11 +15,23 @@ fn assert_shape(what: &str, status: u16, body: &Value, want_status: u16, want_co
     assert_eq!(body["code"].as_str(), Some(want_code), "{what}: {body}");
 }
 
+/// What is asked (name, method, path, headers, JSON body) and the status and code the
+/// answer must have.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn every_rest_error_names_its_code() {
     let server = TestServer::with(|c| c.auth.api_keys = vec!["svc-key".into()]).await;
     let key = [("X-API-Key", "svc-key")];
-    let cases: Vec<(&str, &str, &str, &[(&str, &str)], Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "publish with an unknown key",
             "POST",
