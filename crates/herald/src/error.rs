@@ -67,7 +67,7 @@ impl ErrorKind {
         }
     }
 
-    /// Every kind, for metrics that must be present before the first error.
+    /// Every kind: the `reason` label takes no other values.
     pub const ALL: [ErrorKind; 13] = [
         ErrorKind::Protocol,
         ErrorKind::SlowConsumer,

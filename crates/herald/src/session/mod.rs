@@ -165,15 +165,22 @@ impl Session {
         // it waits until the replies are in Redis (or becomes the ERROR refusing them).
         let confirm = call.receipt.is_some() && self.node.broker.bus().confirms_later();
         let mut confirmations = Vec::new();
+        // The handler's replies are paced like the session's own SENDs.
+        let paced = Some(self.publisher());
         let result = result.and_then(|replies| {
             replies.into_iter().try_for_each(|r| {
                 let messaging = &self.node.messaging;
-                let paced = self.pressure.clone();
                 if confirm {
-                    confirmations.push(messaging.publish_confirmed(r, Some(&info), paced)?);
+                    confirmations.push(messaging.publish_confirmed(
+                        r,
+                        Some(&info),
+                        paced.clone(),
+                    )?);
                     Ok(())
                 } else {
-                    messaging.publish_paced(r, Some(&info), paced).map(|_| ())
+                    messaging
+                        .publish_paced(r, Some(&info), paced.clone())
+                        .map(|_| ())
                 }
             })
         });
@@ -536,8 +543,6 @@ impl Session {
                 Ok(())
             }
             SendRoute::App { path } => {
-                // The handler's replies are paced like the session's own SENDs.
-                self.publisher();
                 let destination = required(frame, "destination")?.to_owned();
                 let call = Call {
                     destination: destination.clone(),
@@ -724,12 +729,10 @@ impl Session {
             ))
         })?;
         let broker = &self.node.broker;
-        if frame.command == Command::Nack && !requeue {
-            broker.reject(acked);
-        } else if frame.command == Command::Nack {
-            broker.redeliver(acked, Some(&self.id));
-        } else {
-            broker.acked(&acked);
+        match (frame.command, requeue) {
+            (Command::Nack, false) => broker.reject(acked),
+            (Command::Nack, true) => broker.redeliver(acked, Some(&self.id)),
+            _ => broker.acked(&acked),
         }
         if was_full {
             broker.refill(sub);

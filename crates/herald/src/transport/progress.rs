@@ -83,10 +83,6 @@ impl<S> Metered<S> {
     pub fn progress(&self) -> Progress {
         self.progress.clone()
     }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
