@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
 
 use crate::admission::Gate;
 use crate::auth::Auth;
@@ -125,4 +126,34 @@ impl std::fmt::Debug for Node {
 /// of a collision are about 3e-14).
 fn generated_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
+/// Logs one line of statistics (like Spring's `WebSocketMessageBrokerStats`) every `interval` until shutdown; also keeps the
+/// metrics recorder's histograms drained.
+pub async fn stats_loop(node: Arc<Node>, interval: Duration, shutdown: CancellationToken) {
+    let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+    let mut stats = tokio::time::interval(interval);
+    stats.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = upkeep.tick() => node.metrics.run_upkeep(),
+            _ = stats.tick() => {
+                let by_transport: Vec<String> = node
+                    .sessions
+                    .by_transport()
+                    .into_iter()
+                    .map(|(t, n)| format!("{t}={n}"))
+                    .collect();
+                tracing::info!(
+                    sessions = node.sessions.len(),
+                    transports = %by_transport.join(","),
+                    subscriptions = node.broker.subscription_count(),
+                    destinations = node.broker.destination_count(),
+                    uptime_s = node.started.elapsed().as_secs(),
+                    "stats"
+                );
+            }
+        }
+    }
 }

@@ -16,14 +16,14 @@ use crate::admission::{Listener, PROTECTED_MODE, Refusal};
 use crate::apps;
 use crate::config::Config;
 use crate::handler::Handlers;
-use crate::http::{HttpState, router};
+use crate::http::router;
 use crate::node::Node;
 use crate::transport::{self, tcp::Tcp};
 
 pub struct Server {
     node: Arc<Node>,
     /// HTTP routes the apps bring.
-    app_routes: axum::Router<HttpState>,
+    app_routes: axum::Router<transport::Context>,
     /// The demo chat rooms, whose idle ones a task removes while the server runs.
     rooms: Option<apps::rooms::Rooms>,
     http: TcpListener,
@@ -142,7 +142,7 @@ impl Server {
             stomp,
             shutdown,
         } = self;
-        let state = HttpState {
+        let state = transport::Context {
             node: node.clone(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
@@ -173,7 +173,7 @@ impl Server {
                 }
             });
         }
-        tokio::spawn(crate::ops::stats_loop(
+        tokio::spawn(crate::node::stats_loop(
             node.clone(),
             node.config.ops.stats_interval,
             shutdown.clone(),
@@ -224,7 +224,7 @@ impl Server {
 /// request in flight. Upgraded WebSocket connections leave hyper and are tracked by
 /// their own tasks. Each request carries the peer address and the permit. A plain
 /// `/ws` upgrade is answered by the direct path without hyper (`http/direct.rs`).
-async fn serve_http(listener: TcpListener, app: axum::Router, state: HttpState) {
+async fn serve_http(listener: TcpListener, app: axum::Router, state: transport::Context) {
     use crate::http::direct::{self, Peeked};
     use hyper::server::conn::{http1, http2};
     use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -295,7 +295,7 @@ struct Connection {
     peer: SocketAddr,
     permit: Arc<crate::admission::Permit>,
     app: axum::Router,
-    state: HttpState,
+    state: transport::Context,
 }
 
 impl Connection {
@@ -311,7 +311,7 @@ impl Connection {
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
         req.extensions_mut()
-            .insert(crate::http::ConnectionPermit(permit.clone(), socket));
+            .insert(crate::transport::ConnectionPermit(permit.clone(), socket));
         app.clone().oneshot(req)
     }
 

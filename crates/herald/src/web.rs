@@ -35,7 +35,7 @@ use serde_json::json;
 
 use crate::auth::Handshake;
 use crate::error::ApiError;
-use crate::http::HttpState;
+use crate::transport::Context;
 
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/"]
@@ -59,7 +59,7 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// framed. Inline `style` attributes are allowed: they cannot run code.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub(crate) fn routes() -> axum::Router<HttpState> {
+pub(crate) fn routes() -> axum::Router<Context> {
     let mut router = axum::Router::new()
         .route("/web/{*path}", get(asset))
         .route("/api/web/session", get(session))
@@ -156,7 +156,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// What the sign-in page and the others need to know about authentication.
-async fn session(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn session(State(state): State<Context>, headers: HeaderMap) -> Response {
     let node = &state.node;
     let auth = &node.auth;
     let (user, error) = match auth.handshake(&headers, None).await {
@@ -180,7 +180,7 @@ async fn session(State(state): State<HttpState>, headers: HeaderMap) -> Response
     .into_response()
 }
 
-fn dev_login_on(state: &HttpState) -> bool {
+fn dev_login_on(state: &Context) -> bool {
     state.node.config.web.dev_login && !state.node.auth.is_anonymous()
 }
 
@@ -204,7 +204,7 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// The `Set-Cookie` value that signs the browser in with `token` for `max_age`.
-fn session_cookie(state: &HttpState, token: &str, max_age: Duration) -> Option<HeaderValue> {
+fn session_cookie(state: &Context, token: &str, max_age: Duration) -> Option<HeaderValue> {
     let cookie = format!(
         "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
         state.node.auth.config.cookie_name,
@@ -215,7 +215,7 @@ fn session_cookie(state: &HttpState, token: &str, max_age: Duration) -> Option<H
 
 /// A sign-in must come from a page of an allowed origin: another site must not sign
 /// the browser in as someone else (login CSRF).
-fn same_origin(state: &HttpState, headers: &HeaderMap) -> Result<(), Response> {
+fn same_origin(state: &Context, headers: &HeaderMap) -> Result<(), Response> {
     state
         .node
         .gate
@@ -230,7 +230,7 @@ struct SignIn {
 
 /// Verifies a pasted token and keeps it in the HttpOnly cookie for its lifetime.
 async fn signin(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     body: Result<Json<SignIn>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -283,7 +283,7 @@ async fn signin(
 
 /// Clears the cookie; from this site only (the Lax cookie does not come along on a
 /// foreign site's form POST, so the cookie check of the HTTP layer does not see it).
-async fn signout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn signout(State(state): State<Context>, headers: HeaderMap) -> Response {
     if let Err(refused) = same_origin(&state, &headers) {
         return refused;
     }
@@ -295,7 +295,7 @@ async fn signout(State(state): State<HttpState>, headers: HeaderMap) -> Response
 }
 
 async fn dev_login(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<DevLogin>, axum::extract::rejection::JsonRejection>,
@@ -361,7 +361,7 @@ async fn dev_login(
     response
 }
 
-async fn dev_logout(state: State<HttpState>, headers: HeaderMap) -> Response {
+async fn dev_logout(state: State<Context>, headers: HeaderMap) -> Response {
     signout(state, headers).await
 }
 

@@ -43,8 +43,8 @@ use crate::error::ApiError;
 use crate::handler::{
     HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo,
 };
-use crate::http::HttpState;
 use crate::ops::metrics;
+use crate::transport::Context;
 use crate::transport::Transport;
 use crate::transport::websocket::{self, WebSocket};
 
@@ -556,7 +556,7 @@ impl Rooms {
 
     /// REST routes: `GET/POST /api/rooms`, `GET /api/rooms/{id}`, `/ws/chat`, and (when
     /// `sockjs` is on, as `sockjs.enabled` says) the SockJS endpoint `/ws/chat-sockjs`.
-    pub(crate) fn routes(&self, sockjs: bool) -> axum::Router<HttpState> {
+    pub(crate) fn routes(&self, sockjs: bool) -> axum::Router<Context> {
         let (list, create, one) = (self.clone(), self.clone(), self.clone());
         let ws = self.clone();
         let sockjs_rooms = self.clone();
@@ -583,7 +583,7 @@ impl Rooms {
         router
             .route(
                 "/api/rooms",
-                get(move |State(state): State<HttpState>| {
+                get(move |State(state): State<Context>| {
                     let rooms = list.clone();
                     async move {
                         rooms
@@ -594,7 +594,7 @@ impl Rooms {
                     }
                 })
                 .post(
-                    move |State(state): State<HttpState>,
+                    move |State(state): State<Context>,
                           body: Result<
                         Json<CreateRoom>,
                         axum::extract::rejection::JsonRejection,
@@ -614,7 +614,7 @@ impl Rooms {
             .route(
                 "/api/rooms/{id}",
                 get(
-                    move |State(state): State<HttpState>, Path(id): Path<String>| {
+                    move |State(state): State<Context>, Path(id): Path<String>| {
                         let rooms = one.clone();
                         async move {
                             match rooms.get(state.node.messaging.cluster(), &id).await {
@@ -631,13 +631,13 @@ impl Rooms {
             .route(
                 "/ws/chat",
                 get(
-                    move |State(state): State<HttpState>,
+                    move |State(state): State<Context>,
                           ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
                           req: Request<Body>| {
                         let rooms = ws.clone();
                         async move {
                             let entry = crate::admission::Entry::Plain;
-                            match crate::http::admit(&state, peer, &req, entry).await {
+                            match state.admit(peer, &req, entry).await {
                                 Ok(admission) => plain_chat_upgrade(rooms, state, req, admission),
                                 Err(response) => response,
                             }
@@ -744,7 +744,7 @@ struct PlainMessage {
 
 fn plain_chat_upgrade(
     rooms: Rooms,
-    state: HttpState,
+    state: Context,
     req: Request<Body>,
     admission: crate::transport::Admission,
 ) -> Response {
@@ -753,7 +753,7 @@ fn plain_chat_upgrade(
         Ok(u) => u,
         Err(response) => return response,
     };
-    let HttpState {
+    let Context {
         node,
         shutdown,
         tasks,

@@ -15,7 +15,6 @@
 
 pub mod dead_letter;
 pub mod outbox;
-pub mod pressure;
 pub mod queue;
 pub mod subscription;
 
@@ -27,9 +26,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::cluster::{Bus, Outcome, Recovery, Since, Sink};
 use crate::config::BrokerConfig;
-pub use crate::message::{Entry, Kind, Message, Position, Target};
-pub use outbox::{OutFrame, Outbox};
-pub use pressure::Pressure;
+pub use crate::message::{Entry, Kind, Message, OutFrame, Position, Pressure, Target};
+pub use outbox::Outbox;
 pub use queue::Refused;
 pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
 

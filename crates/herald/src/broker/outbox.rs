@@ -25,24 +25,13 @@
 //! whose wake-up was used up elsewhere calls [`Outbox::wake_if_pending`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// One encoded frame, with whether its bytes are valid UTF-8 (a WebSocket text
-/// message) or not (a binary message).
-#[derive(Clone, Debug)]
-pub struct OutFrame {
-    pub bytes: Bytes,
-    pub text: bool,
-}
-
-impl OutFrame {
-    pub fn text(bytes: Bytes) -> Self {
-        OutFrame { bytes, text: true }
-    }
-}
+use crate::message::{OutFrame, Relief};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -303,9 +292,18 @@ impl Outbox {
     }
 }
 
+impl Relief for Outbox {
+    fn relief(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.relieved().await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Pressure;
+    use bytes::Bytes;
+    use futures_util::FutureExt;
     use std::sync::Arc;
 
     fn f(n: usize) -> OutFrame {
@@ -413,5 +411,34 @@ mod tests {
         o.push(f(50)).unwrap();
         assert_eq!(o.push(f(60)), Err(PushError::Overflow));
         assert!(o.relieved().now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn waits_for_every_noted_outbox() {
+        let (a, b) = (
+            Arc::new(Outbox::paced(1000, 10, 5)),
+            Arc::new(Outbox::paced(1000, 10, 5)),
+        );
+        let frame = || OutFrame::text(Bytes::from(vec![b'x'; 20]));
+        let p = Arc::new(Pressure::default());
+        assert!(!p.is_raised());
+        assert!(p.relieved().now_or_never().is_some(), "nothing noted");
+        for o in [&a, &b] {
+            o.push(frame()).unwrap();
+            p.note(o.clone());
+        }
+        p.note(a.clone());
+        assert!(p.is_raised());
+        let waiter = tokio::spawn({
+            let p = p.clone();
+            async move { p.relieved().await }
+        });
+        a.drain(&mut Vec::new());
+        a.written(20);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "b is still above its low-water mark");
+        b.close();
+        waiter.await.unwrap();
+        assert!(!p.is_raised());
     }
 }

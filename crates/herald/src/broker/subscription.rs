@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use herald_stomp::Version;
 use parking_lot::Mutex;
 
-use super::outbox::{Level, OutFrame, Outbox, PushError};
+use super::outbox::{Level, Outbox, PushError};
 use crate::destination::Pattern;
+use crate::message::OutFrame;
 use crate::message::{Kind, Message, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,7 +275,7 @@ impl Subscription {
         if outbox.push(frame)? == Level::High
             && let Some(publisher) = &message.pressure
         {
-            publisher.note(outbox);
+            publisher.note(outbox.clone());
         }
         Ok(())
     }

@@ -21,8 +21,8 @@ use super::{
     Bus, BusStatus, ClusterQueues, Confirm, Health, Presence, PubSub, Recovery, Replay, SharedMaps,
     Since, Sink,
 };
+use crate::cluster::BoxFuture;
 use crate::config::ClusterConfig;
-use crate::handler::BoxFuture;
 use crate::message::{Kind, Message, Position};
 
 /// Shards of the history map: publishers to different destinations rarely meet.

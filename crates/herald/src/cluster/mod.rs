@@ -44,8 +44,10 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
-use crate::handler::BoxFuture;
 use crate::message::{Kind, Message, Position};
+
+/// What the bus's asynchronous calls return: boxed, so the traits stay object-safe.
+pub type BoxFuture<T> = futures_util::future::BoxFuture<'static, T>;
 
 /// What became of a publish, for the callers that wait for it (a SEND's RECEIPT,
 /// the REST API).

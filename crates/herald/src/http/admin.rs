@@ -16,13 +16,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
-use super::HttpState;
 use crate::error::ApiError;
 use crate::ops::sessions::SubscriptionView;
+use crate::transport::Context;
 
 type Refusal = ApiError;
 
-pub(crate) fn routes() -> axum::Router<HttpState> {
+pub(crate) fn routes() -> axum::Router<Context> {
     axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/health/live", get(live))
@@ -34,7 +34,7 @@ pub(crate) fn routes() -> axum::Router<HttpState> {
         .route("/api/admin/info", get(info))
 }
 
-async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn metrics(State(state): State<Context>, headers: HeaderMap) -> Response {
     let node = &state.node;
     if node.config.ops.metrics_auth {
         let key = headers
@@ -66,7 +66,7 @@ async fn live() -> Json<Value> {
 }
 
 /// Ready when serving and every dependency (cluster bus, database) answers.
-async fn ready(State(state): State<HttpState>) -> Response {
+async fn ready(State(state): State<Context>) -> Response {
     if state.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -91,7 +91,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
 }
 
 /// Admin access: the admin role, from an API key's principal or a bearer token.
-async fn require_admin(state: &HttpState, headers: &HeaderMap) -> Result<(), Refusal> {
+async fn require_admin(state: &Context, headers: &HeaderMap) -> Result<(), Refusal> {
     let auth = &state.node.auth;
     let admin = auth.config.admin_role.as_str();
     let deny = |status: StatusCode, code: &'static str, reason: String| {
@@ -139,7 +139,7 @@ async fn require_admin(state: &HttpState, headers: &HeaderMap) -> Result<(), Ref
 }
 
 async fn sessions(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refusal> {
     require_admin(&state, &headers).await?;
@@ -168,7 +168,7 @@ async fn sessions(
 }
 
 async fn disconnect_session(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Refusal> {
@@ -182,7 +182,7 @@ async fn disconnect_session(
 }
 
 async fn disconnect_user(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
@@ -193,7 +193,7 @@ async fn disconnect_user(
 }
 
 async fn destinations(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refusal> {
     require_admin(&state, &headers).await?;
@@ -209,7 +209,7 @@ async fn destinations(
     Ok(Json(json!(list)))
 }
 
-async fn info(State(state): State<HttpState>, headers: HeaderMap) -> Result<Json<Value>, Refusal> {
+async fn info(State(state): State<Context>, headers: HeaderMap) -> Result<Json<Value>, Refusal> {
     require_admin(&state, &headers).await?;
     let node = &state.node;
     let mut settings = serde_json::to_value(&node.config).unwrap_or_default();

@@ -21,9 +21,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{HttpState, admit_headers, ws_max_message};
 use crate::admission::{Entry, Permit};
-use crate::transport::{self, websocket};
+use crate::transport::{self, Context, admit_headers, websocket};
 
 /// Bytes of a request head the direct path looks at; larger heads (big cookies) go
 /// to hyper.
@@ -115,7 +114,7 @@ pub(crate) async fn upgrade(
     mut stream: TcpStream,
     head: Head,
     peer: SocketAddr,
-    state: &HttpState,
+    state: &Context,
     permit: &Arc<Permit>,
 ) -> Result<(), TcpStream> {
     let Ok(negotiated) = websocket::negotiate(&head.headers) else {
@@ -158,7 +157,7 @@ pub(crate) async fn upgrade(
     }
     drop(answer);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let ws = websocket::WebSocket::over(stream, ws_max_message(&state.node), Some(fd));
+    let ws = websocket::WebSocket::over(stream, websocket::max_message(&state.node), Some(fd));
     // Its own task, tracked like the routed path's sessions (shutdown waits for them).
     // Running the session on in this task would save a spawn but keep this task's
     // state (hyper's builder, the router, the upgrade) for the connection's life:

@@ -5,41 +5,24 @@
 
 mod admin;
 pub(crate) mod direct;
+mod notifications;
 pub(crate) mod presence;
 pub(crate) mod publish;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Request, Response, header};
+use axum::http::{Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::admission::{Entry, Permit};
-use crate::node::Node;
-use crate::transport::{self, Admission, websocket};
+use crate::admission::Entry;
+use crate::transport::{self, ConnectionPermit, Context, websocket};
 
-#[derive(Clone)]
-pub(crate) struct HttpState {
-    pub node: Arc<Node>,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-}
-
-/// The connection's place in the connection budgets, on every request hyper reads from
-/// it: a session the request upgrades to holds it on. Also its TCP socket, which a
-/// WebSocket upgraded from it watches for progress (`transport::Progress`).
-#[derive(Clone)]
-pub(crate) struct ConnectionPermit(pub Arc<Permit>, pub std::os::fd::RawFd);
-
-pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
+pub(crate) fn router(state: Context, apps: Router<Context>) -> Router {
     let hosts = axum::middleware::from_fn_with_state(state.clone(), allowed_host);
     let bodies = axum::middleware::from_fn_with_state(state.clone(), body_budget);
     let max_body = state.node.config.server.max_body;
@@ -51,7 +34,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
         .route("/api/presence/users", get(presence::users))
         .route("/api/presence/users/{user}", get(presence::user))
         .merge(transport::sockjs::routes(&state.node))
-        .merge(crate::notify::http::routes())
+        .merge(notifications::routes())
         .merge(apps)
         .merge(admin::routes())
         .merge(crate::web::routes())
@@ -65,7 +48,7 @@ pub(crate) fn router(state: HttpState, apps: Router<HttpState>) -> Router {
 /// and a state-changing request the browser sent with the auth cookie must come from
 /// an allowed origin (CSRF): a cookie authenticates whoever's page made the request.
 async fn allowed_host(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response<Body> {
@@ -94,7 +77,7 @@ async fn allowed_host(
 /// `Content-Length` says so or the bytes read pass the budget, before any handler
 /// buffers or parses it. Session transports (`/ws`, SockJS) bound their own messages.
 async fn body_budget(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response<Body> {
@@ -158,7 +141,7 @@ fn json_answer(status: axum::http::StatusCode, body: serde_json::Value) -> Respo
     (status, axum::Json(body)).into_response()
 }
 
-async fn health(State(state): State<HttpState>) -> impl IntoResponse {
+async fn health(State(state): State<Context>) -> impl IntoResponse {
     let cluster = state.node.broker.bus().status();
     // Degraded: Redis is unreachable; this node goes on delivering to its own sessions.
     let status = if cluster.connected { "ok" } else { "degraded" };
@@ -170,60 +153,12 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     }))
 }
 
-/// Admits a request that opens a session (`admission::Gate::admit`: host, origin,
-/// token), with its connection's permit. `Err` is the HTTP answer that says why.
-pub(crate) fn admit(
-    state: &HttpState,
-    peer: SocketAddr,
-    req: &Request<Body>,
-    entry: Entry,
-) -> impl std::future::Future<Output = Result<Admission, Response<Body>>> + Send + 'static {
-    let permit = req
-        .extensions()
-        .get::<ConnectionPermit>()
-        .map(|p| p.0.clone());
-    // Owned copies: the request body is not Sync, so it must not be borrowed across awaits.
-    admit_headers(
-        state.node.clone(),
-        peer,
-        req.headers().clone(),
-        req.uri().query().map(str::to_owned),
-        entry,
-        permit,
-    )
-}
-
-/// [`admit`] for a request already taken apart (the direct `/ws` path).
-pub(crate) async fn admit_headers(
-    node: Arc<Node>,
-    peer: SocketAddr,
-    headers: HeaderMap,
-    query: Option<String>,
-    entry: Entry,
-    permit: Option<Arc<Permit>>,
-) -> Result<Admission, Response<Body>> {
-    let handshake = node
-        .gate
-        .admit(&node.auth, peer, &headers, query.as_deref(), entry)
-        .await
-        .map_err(|refusal| refusal.response())?;
-    Ok(Admission {
-        handshake: Some(handshake),
-        permit,
-    })
-}
-
-/// The largest WebSocket message a STOMP session accepts: room for a few frames.
-pub(crate) fn ws_max_message(node: &Node) -> usize {
-    node.config.stomp.max_frame.saturating_mul(4).max(1 << 20)
-}
-
 async fn ws_upgrade(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
-    let admission = match admit(&state, peer, &req, Entry::Stomp).await {
+    let admission = match state.admit(peer, &req, Entry::Stomp).await {
         Ok(a) => a,
         Err(response) => return response,
     };
@@ -232,8 +167,8 @@ async fn ws_upgrade(
         Ok(u) => u,
         Err(response) => return response,
     };
-    let max_message = ws_max_message(&state.node);
-    let HttpState {
+    let max_message = websocket::max_message(&state.node);
+    let Context {
         node,
         shutdown,
         tasks,

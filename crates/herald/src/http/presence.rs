@@ -12,15 +12,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::HttpState;
 use super::publish::require_service;
 use crate::cluster::presence::tally;
 use crate::error::ApiError;
-use crate::transport::PRESENCE_USERS;
+use crate::transport::{Context, PRESENCE_USERS};
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-async fn online(state: &HttpState) -> Result<Vec<(String, usize)>, ApiError> {
+async fn online(state: &Context) -> Result<Vec<(String, usize)>, ApiError> {
     let entries = state
         .node
         .messaging
@@ -37,7 +36,7 @@ async fn online(state: &HttpState) -> Result<Vec<(String, usize)>, ApiError> {
     Ok(tally(&entries))
 }
 
-pub(crate) async fn users(State(state): State<HttpState>, headers: HeaderMap) -> ApiResult {
+pub(crate) async fn users(State(state): State<Context>, headers: HeaderMap) -> ApiResult {
     require_service(&state, &headers).await?;
     let users: Vec<Value> = online(&state)
         .await?
@@ -48,7 +47,7 @@ pub(crate) async fn users(State(state): State<HttpState>, headers: HeaderMap) ->
 }
 
 pub(crate) async fn user(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {

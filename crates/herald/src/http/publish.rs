@@ -30,12 +30,12 @@ use herald_stomp::Headers;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::HttpState;
 use crate::auth::Principal;
 use crate::auth::rules::{self, Operation};
 use crate::broker::Refused;
 use crate::cluster::Outcome;
 use crate::error::ApiError;
+use crate::transport::Context;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +71,7 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// A destination over a `[broker]` limit is a 400 naming the setting.
-fn check_destination(state: &HttpState, destination: &str) -> Result<(), ApiError> {
+fn check_destination(state: &Context, destination: &str) -> Result<(), ApiError> {
     state
         .node
         .router
@@ -80,11 +80,7 @@ fn check_destination(state: &HttpState, destination: &str) -> Result<(), ApiErro
 }
 
 /// The destination rules, as for a STOMP SEND by `principal`.
-fn check_rules(
-    state: &HttpState,
-    destination: &str,
-    principal: &Principal,
-) -> Result<(), ApiError> {
+fn check_rules(state: &Context, destination: &str, principal: &Principal) -> Result<(), ApiError> {
     let auth = &state.node.auth;
     auth.rules
         .check(Operation::Send, destination, principal)
@@ -135,7 +131,7 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
 /// open, and its callers are the service a plain API key would be. Refused: 401
 /// `unauthorized` (no or bad credentials) or 403 `forbidden` (a token without the role).
 pub(crate) async fn require_service(
-    state: &HttpState,
+    state: &Context,
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {
     let auth = &state.node.auth;
@@ -165,7 +161,7 @@ pub(crate) async fn require_service(
 }
 
 pub(crate) async fn publish(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
@@ -184,7 +180,7 @@ pub(crate) async fn publish(
 }
 
 pub(crate) async fn to_user(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     Path(user): Path<String>,
     headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,

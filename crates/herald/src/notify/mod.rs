@@ -19,7 +19,6 @@
 //!   Later outages fail single requests (503) and the pool reconnects by itself.
 //! - REST routes: `http.rs`.
 
-pub(crate) mod http;
 pub mod store;
 #[cfg(feature = "mysql")]
 pub mod store_mysql;

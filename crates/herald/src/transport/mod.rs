@@ -7,6 +7,7 @@
 //! consumer, heart-beat timeout, shutdown — writes at most one ERROR and closes.
 //! A transport (WebSocket, TCP, SockJS) only implements read, write and close.
 
+mod context;
 pub mod progress;
 pub(crate) mod sockjs;
 pub mod tcp;
@@ -32,6 +33,7 @@ use crate::node::Node;
 use crate::ops::metrics;
 use crate::ops::sessions::SessionEntry;
 use crate::session::{AppCall, Flow, Heartbeat, Session};
+pub use context::{ConnectionPermit, Context, admit_headers};
 pub use progress::Progress;
 use progress::write_watched;
 

@@ -250,3 +250,8 @@ mod tests {
         assert_eq!(choose_subprotocol(&HeaderMap::new()), None);
     }
 }
+
+/// The largest WebSocket message a STOMP session accepts: room for a few frames.
+pub fn max_message(node: &crate::node::Node) -> usize {
+    node.config.stomp.max_frame.saturating_mul(4).max(1 << 20)
+}

@@ -3,8 +3,8 @@
 
 use super::RedisBus;
 use super::replies::{as_string, as_u64, pairs};
+use crate::cluster::BoxFuture;
 use crate::cluster::SharedMaps;
-use crate::handler::BoxFuture;
 
 impl SharedMaps for RedisBus {
     fn map_put(

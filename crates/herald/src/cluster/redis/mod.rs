@@ -82,8 +82,8 @@ use self::scripts::Scripts;
 use self::writer::Cmd;
 use super::presence::Members;
 use super::{Bus, PubSub, Sink};
+use crate::cluster::BoxFuture;
 use crate::config::ClusterConfig;
-use crate::handler::BoxFuture;
 
 #[derive(Debug)]
 pub struct RedisBus {

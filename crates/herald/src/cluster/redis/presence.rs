@@ -3,8 +3,8 @@
 
 use super::replies::pairs;
 use super::{Inner, RedisBus};
+use crate::cluster::BoxFuture;
 use crate::cluster::Presence;
-use crate::handler::BoxFuture;
 
 /// Members re-stamped per command when a node refreshes its presence.
 pub(super) const REFRESH_CHUNK: usize = 500;

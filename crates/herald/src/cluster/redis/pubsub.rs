@@ -13,8 +13,8 @@ use super::replies::as_string;
 use super::wire::{decode, split_published};
 use super::writer::{ANSWER_TIMEOUT, Cmd};
 use super::{Inner, RedisBus};
+use crate::cluster::BoxFuture;
 use crate::cluster::{Confirm, Outcome, PubSub, Recovery, Since};
-use crate::handler::BoxFuture;
 use crate::message::{Message, Position};
 
 /// What this node heard last on one exact topic routing key.

@@ -58,7 +58,7 @@ use axum::Router;
 
 use super::Admission;
 use crate::admission::Entry;
-use crate::http::HttpState;
+use crate::transport::Context;
 
 /// The close frame a session gets when the server ends it.
 pub const GO_AWAY: (u16, &str) = (3000, "Go away!");
@@ -73,14 +73,14 @@ pub type App = Arc<dyn Fn(Conn, Opened) -> Pin<Box<dyn Future<Output = ()> + Sen
 
 /// What an application gets besides its connection.
 pub struct Opened {
-    pub state: HttpState,
+    pub state: Context,
     /// The origin/IP/token checks of the opening request (empty for test endpoints).
     pub admission: Admission,
 }
 
 /// The SockJS endpoints the configuration asks for: STOMP at `sockjs.path`, and the
 /// protocol test suite's endpoints when `sockjs.test_endpoints` is on.
-pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<HttpState> {
+pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<Context> {
     let sj = &node.config.sockjs;
     let mut router = Router::new();
     if sj.enabled {

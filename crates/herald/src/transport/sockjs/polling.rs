@@ -8,12 +8,12 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 
 use super::{Next, Service, cors, error, frames, no_cache, set, text};
-use crate::http::HttpState;
+use crate::transport::Context;
 
 /// Waits for the next frame of the session (opening it on first use).
 async fn poll(
     service: &Arc<Service>,
-    state: &HttpState,
+    state: &Context,
     peer: SocketAddr,
     (headers, query): (&HeaderMap, Option<&str>),
     id: &str,
@@ -33,7 +33,7 @@ async fn poll(
 
 pub(super) async fn xhr(
     service: Arc<Service>,
-    state: HttpState,
+    state: Context,
     peer: SocketAddr,
     req: Request<Body>,
     id: String,
@@ -70,7 +70,7 @@ pub(super) async fn xhr(
 
 pub(super) async fn jsonp(
     service: Arc<Service>,
-    state: HttpState,
+    state: Context,
     peer: SocketAddr,
     req: Request<Body>,
     id: String,
@@ -116,7 +116,7 @@ pub(super) enum Sender {
 
 pub(super) async fn send(
     service: Arc<Service>,
-    state: HttpState,
+    state: Context,
     peer: SocketAddr,
     req: Request<Body>,
     id: String,

@@ -18,8 +18,8 @@ use super::session::Session;
 use super::{App, GO_AWAY, Opened, Options, polling, streaming, websocket};
 use crate::admission::Entry;
 use crate::auth::Handshake;
-use crate::http::HttpState;
 use crate::transport::Admission;
+use crate::transport::Context;
 
 /// Who opened a session: every later request of it must come from the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,11 +75,11 @@ impl Service {
     }
 
     /// The routes of this endpoint: `{prefix}`, `{prefix}/` and everything under it.
-    pub fn routes(self: &Arc<Self>) -> Router<HttpState> {
+    pub fn routes(self: &Arc<Self>) -> Router<Context> {
         let p = self.prefix.trim_end_matches('/').to_owned();
         let handler = {
             let service = self.clone();
-            move |State(state): State<HttpState>,
+            move |State(state): State<Context>,
                   ConnectInfo(peer): ConnectInfo<SocketAddr>,
                   req: Request<Body>| {
                 let service = service.clone();
@@ -94,7 +94,7 @@ impl Service {
 
     pub(super) async fn dispatch(
         self: Arc<Self>,
-        state: HttpState,
+        state: Context,
         peer: SocketAddr,
         req: Request<Body>,
     ) -> Response<Body> {
@@ -201,7 +201,7 @@ impl Service {
 
     /// Whether CORS lets the request's origin read the answer: an allowed origin, or
     /// any for the test endpoints.
-    pub(super) fn cors_allowed(&self, state: &HttpState, headers: &HeaderMap) -> bool {
+    pub(super) fn cors_allowed(&self, state: &Context, headers: &HeaderMap) -> bool {
         !self.opts().admit || state.node.gate.origin_allowed(headers)
     }
 
@@ -210,7 +210,7 @@ impl Service {
     /// not `Send`.
     pub(super) async fn admit(
         &self,
-        state: &HttpState,
+        state: &Context,
         peer: SocketAddr,
         headers: &HeaderMap,
         query: Option<&str>,
@@ -240,7 +240,7 @@ impl Service {
     /// `Err` (403) when a request by `by` does not come from the session's opener.
     pub(super) fn check_opener(
         &self,
-        state: &HttpState,
+        state: &Context,
         session: &Session,
         by: Option<&Opener>,
     ) -> Result<(), Response<Body>> {
@@ -257,7 +257,7 @@ impl Service {
     /// task spawned) when it does not exist yet.
     pub(super) async fn open(
         self: &Arc<Self>,
-        state: &HttpState,
+        state: &Context,
         admitted: Option<Admitted>,
         peer: SocketAddr,
         id: &str,

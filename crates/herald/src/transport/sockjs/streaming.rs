@@ -12,7 +12,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use bytes::Bytes;
 
 use super::{Next, Receiver, Service, cors, frames, no_cache, set};
-use crate::http::HttpState;
+use crate::transport::Context;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -65,7 +65,7 @@ struct Stream {
 
 pub(super) async fn serve(
     service: Arc<Service>,
-    state: HttpState,
+    state: Context,
     peer: SocketAddr,
     req: Request<Body>,
     id: String,

@@ -9,12 +9,12 @@ use bytes::BytesMut;
 use super::{App, Conn, Opened, Options, Service, Transports};
 use crate::admission::Entry;
 use crate::broker::OutFrame;
-use crate::http::HttpState;
+use crate::transport::Context;
 use crate::transport::Transport;
 
 /// The test endpoints, with the configured settings but every transport and no
 /// admission.
-pub(super) fn routes(node: &Arc<crate::node::Node>) -> Router<HttpState> {
+pub(super) fn routes(node: &Arc<crate::node::Node>) -> Router<Context> {
     let sj = &node.config.sockjs;
     let mut router = Router::new();
     // The configured settings (the suite wants `response_limit = 4096`; its script

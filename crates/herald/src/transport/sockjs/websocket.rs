@@ -22,13 +22,13 @@ use tokio_websockets::{Limits, Message, WebSocketStream};
 
 use super::{Conn, GO_AWAY, Opened, Service, frames, text};
 use crate::broker::OutFrame;
-use crate::http::HttpState;
+use crate::transport::Context;
 use crate::transport::progress::{Metered, Progress};
 use crate::transport::{Admission, Transport, websocket as ws};
 
 pub(super) async fn upgrade(
     service: Arc<Service>,
-    state: HttpState,
+    state: Context,
     peer: SocketAddr,
     req: Request<Body>,
     framed: bool,
@@ -37,7 +37,7 @@ pub(super) async fn upgrade(
         return r;
     }
     let admission = if service.opts().admit {
-        match crate::http::admit(&state, peer, &req, service.entry).await {
+        match state.admit(peer, &req, service.entry).await {
             Ok(a) => a,
             Err(r) => return r,
         }

@@ -39,12 +39,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, view};
+use super::publish::require_service;
 use crate::auth::Handshake;
 use crate::error::ApiError;
-use crate::http::HttpState;
-use crate::http::publish::require_service;
+use crate::notify::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, view};
 use crate::params::query_value;
+use crate::transport::Context;
 
 type Answer = ApiError;
 type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
@@ -53,7 +53,7 @@ const MAX_PAGE: i64 = 200;
 /// Rows a create answers with in full; the others by id.
 pub(crate) const ECHOED: usize = 10;
 
-pub(crate) fn routes() -> Router<HttpState> {
+pub(crate) fn routes() -> Router<Context> {
     Router::new()
         .route("/api/notifications", get(list).post(create))
         .route("/api/notifications/unread-count", get(unread_count))
@@ -95,7 +95,7 @@ fn unavailable(e: &NotifyError) -> Answer {
     )
 }
 
-fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
+fn notifier(state: &Context) -> Result<&Arc<Notifier>, Answer> {
     state.node.notifications.get().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -107,7 +107,7 @@ fn notifier(state: &HttpState) -> Result<&Arc<Notifier>, Answer> {
 
 /// The service creating notifications (authorized by `require_service`), by name:
 /// whose idempotency keys these are. Empty when anonymous.
-async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<String, Answer> {
+async fn caller(state: &Context, headers: &HeaderMap) -> Result<String, Answer> {
     let principal = require_service(state, headers).await?;
     let auth = &state.node.auth;
     Ok(if headers.contains_key("x-api-key") {
@@ -123,7 +123,7 @@ async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<String, Answer
 /// query token; in anonymous mode (no issuer configured) the `X-User` header or the
 /// `user` query parameter.
 async fn owner(
-    state: &HttpState,
+    state: &Context,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<String, Answer> {
@@ -173,7 +173,7 @@ fn default_kind() -> String {
 }
 
 async fn create(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     req: Result<Json<CreateRequest>, JsonRejection>,
 ) -> ApiResult {
@@ -250,7 +250,7 @@ async fn create(
 }
 
 async fn list(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
@@ -302,7 +302,7 @@ async fn list(
 }
 
 async fn unread_count(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
@@ -313,7 +313,7 @@ async fn unread_count(
 }
 
 async fn read_one(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -339,7 +339,7 @@ async fn read_one(
 }
 
 async fn read_all(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
@@ -353,7 +353,7 @@ async fn read_all(
 }
 
 async fn job_progress(
-    State(state): State<HttpState>,
+    State(state): State<Context>,
     Path(id): Path<String>,
     headers: HeaderMap,
     req: Result<Json<JobProgress>, JsonRejection>,

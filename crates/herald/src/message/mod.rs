@@ -22,8 +22,23 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_stomp::{Headers, Version, write_header};
 
-use crate::broker::outbox::OutFrame;
-use crate::broker::pressure::Pressure;
+mod pressure;
+
+pub use pressure::{Pressure, Relief};
+
+/// One encoded frame, with whether its bytes are valid UTF-8 (a WebSocket text
+/// message) or not (a binary message).
+#[derive(Clone, Debug)]
+pub struct OutFrame {
+    pub bytes: Bytes,
+    pub text: bool,
+}
+
+impl OutFrame {
+    pub fn text(bytes: Bytes) -> Self {
+        OutFrame { bytes, text: true }
+    }
+}
 
 /// How a destination delivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
