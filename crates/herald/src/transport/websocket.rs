@@ -226,6 +226,11 @@ pub(crate) async fn write_frames<S: AsyncRead + AsyncWrite + Unpin>(
     ws.flush().await.map_err(io::Error::other)
 }
 
+/// The largest WebSocket message a STOMP session accepts: room for a few frames.
+pub fn max_message(node: &crate::node::Node) -> usize {
+    node.config.stomp.max_frame.saturating_mul(4).max(1 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,9 +254,4 @@ mod tests {
         assert_eq!(choose_subprotocol(&h), Some(Version::V1_1));
         assert_eq!(choose_subprotocol(&HeaderMap::new()), None);
     }
-}
-
-/// The largest WebSocket message a STOMP session accepts: room for a few frames.
-pub fn max_message(node: &crate::node::Node) -> usize {
-    node.config.stomp.max_frame.saturating_mul(4).max(1 << 20)
 }
