@@ -123,7 +123,7 @@ async fn minted_hs256_token_is_accepted_with_its_roles() {
 
     // Its claims: sub, roles, iss, and exp one hour after iat.
     let config = herald::Config::load(Some(&path)).unwrap();
-    let auth = herald::auth::Auth::new(&config).unwrap();
+    let auth = config.new_auth().unwrap();
     let claims = auth
         .verifier
         .as_ref()

@@ -1,5 +1,6 @@
 //! What goes wrong, as a client is told it: a STOMP session's one ERROR frame
-//! ([`StompError`]), a REST request's JSON answer ([`ApiError`]).
+//! ([`StompError`]), a REST request's JSON answer ([`ApiError`]); and, as an
+//! operator is told it, a setting that cannot work ([`ConfigError`]).
 //!
 //! Below the router, the session and the HTTP routes, so all of them can name an
 //! error without importing each other. The [`ErrorKind`] is chosen where the error is
@@ -179,6 +180,28 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
+    }
+}
+
+/// A setting that cannot work, named by its key: "stomp.max_frame: must be at least
+/// 256 bytes". Each configuration section checks its own keys; the composed `Config`
+/// checks the relations between sections.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn new(key: &str, problem: impl std::fmt::Display) -> ConfigError {
+        ConfigError(format!("{key}: {problem}"))
+    }
+
+    /// `Err` for `key` unless `ok`.
+    pub fn check(ok: bool, key: &str, problem: &str) -> Result<(), ConfigError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(ConfigError::new(key, problem))
+        }
     }
 }
 

@@ -66,8 +66,8 @@ impl Node {
         Ok(Arc::new(Node {
             messaging: Messaging::new(broker.clone(), router.clone(), config.stomp.send_timeout),
             backend: Backend::new(&config.apps.backend),
-            auth: Auth::new(&config)?,
-            gate: Gate::new(&config)?,
+            auth: config.new_auth()?,
+            gate: config.new_gate()?,
             sessions_per_user: Counter::new(config.limits.max_connections_per_user),
             sessions: SessionRegistry::default(),
             metrics: crate::ops::metrics::install(),

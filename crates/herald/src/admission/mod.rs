@@ -24,9 +24,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Response, StatusCode, header};
 
+use crate::auth::config::{AnonymousAccess, AuthConfig, LimitsConfig};
 use crate::auth::limits::{Budget, Counter, IpSlot, Share};
 use crate::auth::{Auth, Handshake};
-use crate::config::{AnonymousAccess, Config};
 use crate::ops::metrics;
 use hosts::AllowedHosts;
 use origin::Origins;
@@ -142,24 +142,30 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// `Err` names a setting that does not parse (an origin pattern).
-    pub fn new(config: &Config) -> Result<Gate, String> {
-        let auth = &config.auth;
+    /// `allowed_hosts` is `server.allowed_hosts`, `sockjs_sessions` the SockJS
+    /// sessions allowed in all and per address. `Err` names a setting that does not
+    /// parse (an origin pattern).
+    pub fn new(
+        auth: &AuthConfig,
+        limits: &LimitsConfig,
+        allowed_hosts: &[String],
+        sockjs_sessions: (usize, usize),
+    ) -> Result<Gate, String> {
         let protected = auth.anonymous == AnonymousAccess::Loopback
             && auth.issuers.is_empty()
             && auth.api_keys.is_empty();
-        let max = match config.limits.max_connections {
+        let max = match limits.max_connections {
             0 => derived_max_connections(),
             n => n,
         };
         Ok(Gate {
             protected,
-            hosts: AllowedHosts::new(&config.server.allowed_hosts),
+            hosts: AllowedHosts::new(allowed_hosts),
             origins: Origins::new(&auth.allowed_origins)?,
             connections: Budget::new(max),
-            per_ip: Counter::new(config.limits.max_connections_per_ip),
-            sockjs_sessions: Budget::new(config.sockjs.max_sessions),
-            sockjs_per_ip: Counter::new(config.sockjs.max_sessions_per_ip),
+            per_ip: Counter::new(limits.max_connections_per_ip),
+            sockjs_sessions: Budget::new(sockjs_sessions.0),
+            sockjs_per_ip: Counter::new(sockjs_sessions.1),
         })
     }
 
@@ -366,10 +372,11 @@ fn derived_max_connections() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn protected_mode_answers_loopback_only() {
-        let gate = Gate::new(&Config::default()).unwrap();
+        let gate = Config::default().new_gate().unwrap();
         assert!(gate.is_protected());
         assert!(
             gate.accept("127.0.0.1".parse().unwrap(), Listener::Http)
@@ -391,7 +398,7 @@ mod tests {
 
         let mut open = Config::default();
         open.auth.anonymous = AnonymousAccess::Open;
-        let gate = Gate::new(&open).unwrap();
+        let gate = open.new_gate().unwrap();
         assert!(!gate.is_protected());
         assert!(
             gate.accept("192.0.2.7".parse().unwrap(), Listener::Http)
@@ -404,7 +411,7 @@ mod tests {
         let mut c = Config::default();
         c.limits.max_connections = 2;
         c.limits.max_connections_per_ip = 1;
-        let gate = Gate::new(&c).unwrap();
+        let gate = c.new_gate().unwrap();
         let a = gate
             .accept("127.0.0.1".parse().unwrap(), Listener::Http)
             .unwrap();
@@ -436,7 +443,7 @@ mod tests {
 
     #[test]
     fn the_default_cap_leaves_descriptors_free() {
-        let gate = Gate::new(&Config::default()).unwrap();
+        let gate = Config::default().new_gate().unwrap();
         assert!(gate.max_connections() >= 16);
     }
 }

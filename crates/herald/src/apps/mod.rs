@@ -9,6 +9,7 @@
 //! HTTP state, so an application written outside the crate can do the same.
 
 pub mod chat;
+pub mod config;
 pub mod greeting;
 pub mod rooms;
 

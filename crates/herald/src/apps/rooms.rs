@@ -801,7 +801,7 @@ async fn plain_chat<T: Transport>(
         }
     };
     let session = SessionInfo { id, principal };
-    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
+    let outbox = Arc::new(node.config.stomp.outbox());
     let recipient = Arc::new(Recipient::bodies_only(session.id.clone(), outbox.clone()));
     let mut subscriptions: HashMap<String, Arc<Subscription>> = HashMap::new();
     let mut buf = BytesMut::new();

@@ -5,7 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use super::Principal;
-use crate::config::ApiKeyConfig;
+use super::config::ApiKeyConfig;
 
 #[derive(Debug, Default)]
 pub struct ApiKeys {

@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use crate::config::{AuthConfig, IssuerConfig};
+use super::config::{AuthConfig, IssuerConfig};
 
 #[derive(Clone)]
 struct Key {

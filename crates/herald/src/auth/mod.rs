@@ -10,6 +10,7 @@
 //! authenticated [`Principal`]; `auth.required` refuses everyone else.
 
 pub mod api_keys;
+pub mod config;
 pub mod jwt;
 pub mod limits;
 pub mod rules;
@@ -19,11 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use crate::config::{AuthConfig, Config, TokenSource};
 use crate::params;
 use api_keys::ApiKeys;
+use config::{AuthConfig, TokenSource};
 use jwt::{Claims, Verifier};
-use rules::Rules;
+use rules::{Reserved, Rules};
 
 /// Who sent a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,11 +79,17 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(config: &Config) -> Result<Auth, String> {
-        let auth = &config.auth;
+    /// `user_prefix` and `reserved` as [`Rules::new`] takes them. Fails when a
+    /// configured key cannot be loaded or a rule does not parse.
+    pub fn new(
+        auth: &AuthConfig,
+        user_prefix: &str,
+        reserved: &[Reserved],
+    ) -> Result<Auth, String> {
         Ok(Auth {
             verifier: Verifier::new(auth)?,
-            rules: Rules::new(config).map_err(|(key, problem)| format!("{key}: {problem}"))?,
+            rules: Rules::new(auth, user_prefix, reserved)
+                .map_err(|(key, problem)| format!("{key}: {problem}"))?,
             api_keys: ApiKeys::new(&auth.api_keys, &auth.service_role),
             config: auth.clone(),
         })

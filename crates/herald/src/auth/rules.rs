@@ -18,8 +18,8 @@
 
 use std::fmt;
 
+use super::config::{AuthConfig, Grants};
 use crate::auth::Principal;
-use crate::config::{Config, Grants};
 use crate::destination::Pattern;
 
 /// The prefix of the headers only the server sets, compared without case.
@@ -129,6 +129,16 @@ impl fmt::Display for Denied {
     }
 }
 
+/// A destination only the server publishes to (notifications): services and admins
+/// may send there, no client may, whatever the other rules say.
+pub struct Reserved<'a> {
+    /// The setting that names it, for errors.
+    pub key: &'static str,
+    pub destination: &'a str,
+    /// Under each user's `routing.user_prefix` (`/user/{user}/…`), or one destination.
+    pub per_user: bool,
+}
+
 #[derive(Debug)]
 pub struct Rules {
     rules: Vec<Rule>,
@@ -143,11 +153,15 @@ const ADMIN_DEFAULT: &str = "default: admins only";
 impl Rules {
     /// The rules `config` sets: reserved, configured, default. `Err` is the setting at
     /// fault and the problem (`Config::validate` reports it at start).
-    pub fn new(config: &Config) -> Result<Rules, (String, String)> {
-        let auth = &config.auth;
+    /// `user_prefix` is `routing.user_prefix`; `reserved` the destinations only the
+    /// server publishes to. `Err` is the setting's key and what is wrong with it.
+    pub fn new(
+        auth: &AuthConfig,
+        user_prefix: &str,
+        reserved: &[Reserved],
+    ) -> Result<Rules, (String, String)> {
         let admin = Access::Role(auth.admin_role.clone());
         let service = Access::Role(auth.service_role.clone());
-        let user_prefix = &config.routing.user_prefix;
         let built_in =
             |pattern: String, subscribe, send, reason| -> Result<Rule, (String, String)> {
                 let pattern = Pattern::rule(&pattern)
@@ -162,37 +176,31 @@ impl Rules {
         let mut rules = Vec::new();
         // Not switched off with the default rules: no configuration should let a
         // client speak as the server. Without notifications nothing is published there.
-        if config.notifications.enabled {
-            let n = &config.notifications;
-            for (key, destination, user) in [
-                ("notifications.destination", &n.destination, true),
-                ("notifications.jobs_destination", &n.jobs_destination, true),
-                (
-                    "notifications.broadcast_destination",
-                    &n.broadcast_destination,
-                    false,
-                ),
-            ] {
-                let plain = destination.starts_with('/')
-                    && !crate::destination::is_wildcard(destination)
-                    && !destination.contains(['{', '}']);
-                if !plain {
-                    return Err((
-                        key.to_owned(),
-                        format!(
-                            "'{destination}' must start with '/' and name one destination (no *, **, # or {{name}})"
-                        ),
-                    ));
-                }
-                let destination = destination.trim_end_matches('/');
-                let pattern = if user {
-                    format!("{user_prefix}{{user}}{destination}/**")
-                } else {
-                    format!("{destination}/**")
-                };
-                let send = vec![service.clone(), admin.clone()];
-                rules.push(built_in(pattern, None, Some(send), RESERVED)?);
+        for &Reserved {
+            key,
+            destination,
+            per_user: user,
+        } in reserved
+        {
+            let plain = destination.starts_with('/')
+                && !crate::destination::is_wildcard(destination)
+                && !destination.contains(['{', '}']);
+            if !plain {
+                return Err((
+                    key.to_owned(),
+                    format!(
+                        "'{destination}' must start with '/' and name one destination (no *, **, # or {{name}})"
+                    ),
+                ));
             }
+            let destination = destination.trim_end_matches('/');
+            let pattern = if user {
+                format!("{user_prefix}{{user}}{destination}/**")
+            } else {
+                format!("{destination}/**")
+            };
+            let send = vec![service.clone(), admin.clone()];
+            rules.push(built_in(pattern, None, Some(send), RESERVED)?);
         }
         for (i, r) in auth.rules.iter().enumerate() {
             let grants = |g: &Option<Grants>, op: &str| {
@@ -315,7 +323,16 @@ fn admits(access: &Access, rule: &Rule, destination: &str, principal: &Principal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleConfig;
+    use crate::config::{Config, RuleConfig};
+
+    /// The rules a whole configuration makes.
+    fn of(config: &Config) -> Result<Rules, (String, String)> {
+        Rules::new(
+            &config.auth,
+            &config.routing.user_prefix,
+            &config.notifications.reserved(),
+        )
+    }
 
     fn p(name: &str, roles: &[&str], authenticated: bool) -> Principal {
         Principal {
@@ -329,7 +346,7 @@ mod tests {
 
     #[test]
     fn default_rules() {
-        let rules = Rules::new(&Config::default()).unwrap();
+        let rules = of(&Config::default()).unwrap();
         let alice = p("alice", &[], true);
         assert!(
             rules
@@ -377,7 +394,7 @@ mod tests {
         );
         let mut config = Config::default();
         config.auth.required = true;
-        let required = Rules::new(&config).unwrap();
+        let required = of(&config).unwrap();
         assert!(
             required
                 .check(Operation::Subscribe, "/topic/news", &p("x", &[], false))
@@ -390,7 +407,7 @@ mod tests {
         let mut config = Config::default();
         config.routing.user_prefix = "/member/".into();
         config.notifications.destination = "/queue/notification".into();
-        let rules = Rules::new(&config).unwrap();
+        let rules = of(&config).unwrap();
         let alice = p("alice", &[], true);
         let service = p("billing", &["SERVICE"], true);
         let admin = p("root", &["ADMIN"], true);
@@ -452,7 +469,7 @@ mod tests {
                 send: Some("anyone".into()),
             },
         ];
-        let rules = Rules::new(&config).unwrap();
+        let rules = of(&config).unwrap();
         let sub = |d, who: &Principal| rules.check(Operation::Subscribe, d, who);
         assert!(sub("/topic/ops/x", &p("o", &["OPS"], true)).is_ok());
         assert!(sub("/topic/ops/x", &p("r", &["ADMIN"], true)).is_ok());
@@ -469,7 +486,7 @@ mod tests {
                 .is_err()
         );
         config.auth.default_rules = false;
-        let rules = Rules::new(&config).unwrap();
+        let rules = of(&config).unwrap();
         // The reserved rules stay: only the notifier's destinations need them.
         assert!(
             rules
@@ -477,7 +494,7 @@ mod tests {
                 .is_err()
         );
         config.notifications.enabled = false;
-        let rules = Rules::new(&config).unwrap();
+        let rules = of(&config).unwrap();
         assert!(
             rules
                 .check(Operation::Send, "/topic/notifications", &anyone)
@@ -507,14 +524,14 @@ mod tests {
             subscribe: None,
             send: Some(Grants::Any(vec!["owner".into(), "nobody".into()])),
         }];
-        let (key, problem) = Rules::new(&config).unwrap_err();
+        let (key, problem) = of(&config).unwrap_err();
         assert_eq!(key, "auth.rules[0].send");
         assert!(problem.contains("nobody"), "{problem}");
         config.auth.rules[0].send = Some(Grants::Any(Vec::new()));
-        assert!(Rules::new(&config).is_err());
+        assert!(of(&config).is_err());
         config.auth.rules.clear();
         config.notifications.broadcast_destination = "/topic/*".into();
-        let (key, _) = Rules::new(&config).unwrap_err();
+        let (key, _) = of(&config).unwrap_err();
         assert_eq!(key, "notifications.broadcast_destination");
     }
 }

@@ -13,7 +13,7 @@
 
 use herald_stomp::Headers;
 
-use crate::config::BrokerConfig;
+use super::config::BrokerConfig;
 use crate::message::{Kind, Message, Target};
 
 /// The destination the message was published to.

@@ -13,6 +13,7 @@
 //! high-water mark is noted in the publisher's [`Pressure`], which the publisher
 //! waits on before it sends more (producer flow control). Nothing here does I/O.
 
+pub mod config;
 pub mod dead_letter;
 pub mod outbox;
 pub mod queue;
@@ -24,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::config::BrokerConfig;
 use crate::cluster::{Bus, Outcome, Recovery, Since, Sink};
-use crate::config::BrokerConfig;
 pub use crate::message::{Entry, Kind, Message, OutFrame, Position, Pressure, Target};
 pub use outbox::Outbox;
 pub use queue::Refused;
@@ -471,7 +472,7 @@ mod tests {
 
     fn local_bus() -> Arc<dyn Bus> {
         Arc::new(crate::cluster::local::LocalBus::new(
-            &crate::config::ClusterConfig::default(),
+            &crate::cluster::config::ClusterConfig::default(),
         ))
     }
 

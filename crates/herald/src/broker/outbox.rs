@@ -94,11 +94,6 @@ impl Outbox {
         Outbox::paced(limit, limit, limit)
     }
 
-    /// A session's outbox as `[stomp]` configures it.
-    pub fn for_session(cfg: &crate::config::StompConfig) -> Self {
-        Outbox::paced(cfg.outbound_queue, cfg.high_water(), cfg.low_water())
-    }
-
     /// An outbox that asks publishers to wait above `high_water` until it is back
     /// under `low_water`, and refuses past `limit`.
     pub fn paced(limit: usize, high_water: usize, low_water: usize) -> Self {

@@ -12,8 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::config::{BrokerConfig, QueueOverflow};
 use super::subscription::Subscription;
-use crate::config::{BrokerConfig, QueueOverflow};
 use crate::message::Message;
 use crate::ops::metrics;
 

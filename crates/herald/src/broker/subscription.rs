@@ -24,6 +24,10 @@ use crate::destination::Pattern;
 use crate::message::OutFrame;
 use crate::message::{Kind, Message, Target};
 
+/// Unacknowledged deliveries per client-ack subscription by default (`stomp.prefetch`):
+/// RabbitMQ's advice is 100 to 300; at 100 a subscription holds at most 100 messages
+/// of `stomp.max_frame` (6.4 MiB by default) for a client that never ACKs.
+pub const DEFAULT_PREFETCH: usize = 100;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckMode {
     Auto,
@@ -149,7 +153,7 @@ impl Subscription {
             key,
             ack,
             recipient,
-            window: crate::config::DEFAULT_PREFETCH,
+            window: DEFAULT_PREFETCH,
             guard: None,
             state: Mutex::new(AckState::default()),
         }

@@ -22,7 +22,7 @@ use super::{
     Since, Sink,
 };
 use crate::cluster::BoxFuture;
-use crate::config::ClusterConfig;
+use crate::cluster::config::ClusterConfig;
 use crate::message::{Kind, Message, Position};
 
 /// Shards of the history map: publishers to different destinations rarely meet.

@@ -34,6 +34,7 @@
 //! the Redis bus's outage spool and a confirmation waits for it, at most
 //! `cluster.publish_timeout`.
 
+pub mod config;
 pub mod local;
 pub mod presence;
 #[cfg(feature = "redis")]

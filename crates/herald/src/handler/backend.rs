@@ -15,8 +15,8 @@ use bytes::Bytes;
 use herald_stomp::Headers;
 use serde::{Deserialize, Serialize};
 
+use super::config::BackendConfig;
 use super::{BoxFuture, Call, HandlerError, Reply, ReplyTarget};
-use crate::config::BackendConfig;
 use crate::destination::Pattern;
 
 #[derive(Debug)]

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod backend;
+pub mod config;
 mod messaging;
 
 use std::collections::HashMap;

@@ -19,6 +19,7 @@
 //!   Later outages fail single requests (503) and the pool reconnects by itself.
 //! - REST routes: `http.rs`.
 
+pub mod config;
 pub mod store;
 #[cfg(feature = "mysql")]
 pub mod store_mysql;
@@ -40,8 +41,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseConfig, NotificationsConfig};
 use crate::handler::Messaging;
+use config::{DatabaseConfig, NotificationsConfig};
 pub use store::{Draft, EVERYONE, MarkRead, NotificationStore, PoolSettings, Stored};
 
 /// Field limits, checked before the database sees them (so every backend agrees).
@@ -51,12 +52,6 @@ pub const MAX_TITLE: usize = 255;
 pub const MAX_KEY: usize = 255;
 pub const MAX_REDIRECT: usize = 1024;
 pub const MAX_JOB_ID: usize = 100;
-/// The most `notifications.max_message` may allow (MySQL's `TEXT` column).
-pub const MAX_MESSAGE: usize = 65_535;
-/// The most `notifications.max_payload` may allow.
-pub const MAX_PAYLOAD: usize = 1 << 20;
-/// The most `notifications.max_recipients` may allow.
-pub const MAX_RECIPIENTS: usize = 10_000;
 
 /// Who a notification is for.
 #[derive(Clone, Debug, PartialEq)]

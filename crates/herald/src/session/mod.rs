@@ -6,6 +6,7 @@
 //! protocol state — version, subscriptions, open transactions — and never touches a
 //! socket or a timer: the connection loop in `transport` does that.
 
+pub mod config;
 pub mod heartbeat;
 #[cfg(test)]
 mod tests;
@@ -25,10 +26,10 @@ use crate::broker::{
     Unacked,
 };
 use crate::cluster::Outcome;
-use crate::config::ErrorDelivery;
 use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
 use crate::node::Node;
 use crate::router::SendRoute;
+use crate::router::config::ErrorDelivery;
 pub use heartbeat::Heartbeat;
 
 pub use crate::error::{ErrorKind, StompError};

@@ -20,7 +20,7 @@ fn node_with(tweak: impl FnOnce(&mut Config)) -> Arc<Node> {
 
 /// A session and its outbox, connected with STOMP 1.2.
 async fn connected(node: &Arc<Node>) -> (Session, Arc<Outbox>) {
-    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
+    let outbox = Arc::new(node.config.stomp.outbox());
     let mut s = Session::new(node.clone(), outbox.clone(), None);
     let flow = s
         .connect(Frame::new(Command::Connect).header("accept-version", "1.2"))
@@ -76,7 +76,7 @@ fn error_of(r: Result<Flow, StompError>) -> StompError {
 #[tokio::test]
 async fn connect_picks_the_highest_version_and_says_who_is_connected() {
     let node = node_with(|_| {});
-    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
+    let outbox = Arc::new(node.config.stomp.outbox());
     let mut s = Session::new(node.clone(), outbox.clone(), None);
     let flow = s
         .connect(
@@ -103,7 +103,7 @@ async fn connect_picks_the_highest_version_and_says_who_is_connected() {
 #[tokio::test]
 async fn an_unsupported_version_is_refused_with_the_versions_spoken() {
     let node = node_with(|_| {});
-    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
+    let outbox = Arc::new(node.config.stomp.outbox());
     let mut s = Session::new(node, outbox, None);
     let e = error_of(
         s.connect(Frame::new(Command::Connect).header("accept-version", "3.0"))
@@ -120,7 +120,7 @@ async fn an_unsupported_version_is_refused_with_the_versions_spoken() {
 #[tokio::test]
 async fn nothing_but_connect_comes_first() {
     let node = node_with(|_| {});
-    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
+    let outbox = Arc::new(node.config.stomp.outbox());
     let mut s = Session::new(node, outbox, None);
     let e = error_of(s.handle(send("/topic/a", "x").header("receipt", "r1")));
     assert!(e.message.contains("CONNECT"), "{e:?}");

@@ -98,7 +98,7 @@ pub fn drive<T: Transport>(
     shutdown: CancellationToken,
     admission: Admission,
 ) -> impl Future<Output = ()> + Send {
-    let outbox = Arc::new(Outbox::for_session(&node.config.stomp));
+    let outbox = Arc::new(node.config.stomp.outbox());
     let session = Session::new(node.clone(), outbox.clone(), admission.handshake);
     let kind = transport.kind();
     let entry = node.sessions.register(session.id(), kind, &shutdown);
@@ -145,7 +145,7 @@ async fn run<T: Transport>(
     // Cancelled by shutdown or by an administrator.
     let shutdown = entry.stop.clone();
     let cfg = &node.config.stomp;
-    let mut decoder = Decoder::new(node.config.limits());
+    let mut decoder = Decoder::new(node.config.stomp.frame_limits());
     let progress = transport.progress();
     let mut buf = BytesMut::new();
     let mut pending: Vec<OutFrame> = Vec::new();

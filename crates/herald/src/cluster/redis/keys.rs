@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn wildcards_become_prefix_globs() {
         let i = Keys::new(
-            &crate::config::ClusterConfig::default().key_prefix,
+            &crate::cluster::config::ClusterConfig::default().key_prefix,
             "/user/",
         );
         assert_eq!(

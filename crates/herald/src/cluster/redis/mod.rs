@@ -83,7 +83,7 @@ use self::writer::Cmd;
 use super::presence::Members;
 use super::{Bus, PubSub, Sink};
 use crate::cluster::BoxFuture;
-use crate::config::ClusterConfig;
+use crate::cluster::config::ClusterConfig;
 
 #[derive(Debug)]
 pub struct RedisBus {

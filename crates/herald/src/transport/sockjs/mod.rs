@@ -33,6 +33,7 @@
 //! endpoint's settings, `test_apps.rs` the protocol suite's endpoints.
 
 mod answers;
+pub mod config;
 mod conn;
 pub mod frames;
 mod options;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::SockJsConfig;
+use super::config::SockJsConfig;
 
 /// Which transports an endpoint offers (`sockjs.transports`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,6 +23,8 @@
 //! (`Cache-Control: no-cache`, 304 on `If-None-Match`); the vendored libraries, which
 //! change only with a new version, may be kept for a day.
 
+pub mod config;
+
 use std::time::Duration;
 
 use axum::Json;
@@ -247,7 +249,7 @@ async fn signin(
     if !auth
         .config
         .token_sources
-        .contains(&crate::config::TokenSource::Cookie)
+        .contains(&crate::auth::config::TokenSource::Cookie)
     {
         return error(
             StatusCode::CONFLICT,

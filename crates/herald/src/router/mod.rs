@@ -8,11 +8,14 @@
 //!
 //! The router only resolves names to [`Target`]s; it delivers nothing.
 
+pub mod config;
+
+use crate::broker::config::BrokerConfig;
 use crate::broker::{Kind, Target};
-use crate::config::{BrokerConfig, RoutingConfig};
 use crate::destination::Limits;
 use crate::error::{ErrorKind, StompError};
 use crate::ops::metrics;
+use config::RoutingConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendRoute {

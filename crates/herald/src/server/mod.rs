@@ -4,6 +4,8 @@
 //! where to connect), [`Server::run`] serves until the shutdown token fires, then
 //! tells every session "server shutting down" and waits up to the drain timeout.
 
+pub mod config;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
