@@ -125,8 +125,12 @@ impl Target {
     /// TCP connect (from a spread source address) and WebSocket upgrade.
     pub async fn open_ws(&self, idx: usize) -> Result<Ws> {
         let stream = self.open_tcp(self.addr, idx).await?;
-        let protocol = (!self.raw)
-            .then(|| (SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v12.stomp")));
+        let protocol = (!self.raw).then(|| {
+            (
+                SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static("v12.stomp"),
+            )
+        });
         let (ws, _protocol) = client::websocket_on(stream, self.uri.clone(), protocol)
             .await
             .context("WebSocket upgrade")?;

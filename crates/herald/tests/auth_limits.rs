@@ -157,11 +157,8 @@ async fn connections_per_ip_are_limited() {
     // The two admitted keep working.
     a.assert_works("/topic/ip-a").await;
     b.assert_works("/topic/ip-b").await;
-    // Every connection counts, plain HTTP too. The refusal comes at accept, before the
-    // request is read, so an HTTP library may see the reset instead: read it raw.
-    let (status, body) = s
-        .raw_http(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await;
+    // Every connection counts, plain HTTP too.
+    let (status, body) = s.http_get_raw("/health").await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("limits.max_connections_per_ip"), "{body}");
     // A closed connection gives its place back.

@@ -110,6 +110,15 @@ impl TestServer {
         (status, v)
     }
 
+    /// A GET written on a raw socket, for a connection the server refuses at accept:
+    /// its answer comes before the request is read, and an HTTP library may see the
+    /// reset of the unread request instead of the answer.
+    pub async fn http_get_raw(&self, path: &str) -> (u16, String) {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        self.raw_http(request.as_bytes()).await
+    }
+
     /// A raw WebSocket upgrade request on `path_and_query` with `headers`; returns the
     /// status and body of the answer (the body is empty for a 101).
     pub async fn ws_handshake_raw(

@@ -4,6 +4,7 @@
 //! - [`stomp`]: the tests' STOMP client over TCP or WebSocket (on herald-stomp's client);
 //! - [`http`]: HTTP requests to it (reqwest; a raw socket only for requests a
 //!   well-behaved client cannot send);
+//! - [`sockjs`]: a SockJS client, every transport behind one [`Receiver`];
 //! - [`jwt`]: secrets, issuers and signed tokens for the auth tests;
 //! - `redis.rs` (included on its own by the cluster tests): a private redis-server.
 //!
@@ -15,12 +16,14 @@
 mod http;
 mod jwt;
 mod server;
+mod sockjs;
 mod stomp;
 
 use std::time::{Duration, Instant};
 
 pub use jwt::*;
 pub use server::*;
+pub use sockjs::*;
 pub use stomp::*;
 
 /// Longest any single expected event may take.
