@@ -5,22 +5,26 @@
 //! (so that more than 64k client connections fit), performs the WebSocket upgrade
 //! and the CONNECT/CONNECTED exchange, and returns a [`Session`]. A session can be
 //! [`Session::split`] into a writer and a reader for tasks that do both at once.
+//!
+//! Frames move through herald-stomp's client (the same one herald's tests use); what
+//! is the benchmark's own is the source-address spread and [`Session::recv_fast`],
+//! which counts MESSAGE frames without decoding them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::BytesMut;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, Stream, StreamExt};
-use herald_stomp::{Command, Decoder, Frame, Limits, Version, encode};
+use futures_util::{SinkExt, StreamExt};
+use herald_stomp::client::{self, Connection, FrameWriter, Inbound, WebSocket};
+use herald_stomp::{Command, Frame};
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderValue, Uri};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
+use tokio_websockets::Message;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocket;
 
 /// How long a single connect (TCP + upgrade + CONNECTED) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -121,15 +125,13 @@ impl Target {
     /// TCP connect (from a spread source address) and WebSocket upgrade.
     pub async fn open_ws(&self, idx: usize) -> Result<Ws> {
         let stream = self.open_tcp(self.addr, idx).await?;
-        let mut builder = ClientBuilder::from_uri(self.uri.clone());
-        if !self.raw {
-            builder = builder.add_header(
+        let protocol = (!self.raw).then(|| {
+            (
                 SEC_WEBSOCKET_PROTOCOL,
                 HeaderValue::from_static("v12.stomp"),
-            )?;
-        }
-        let (ws, _resp) = builder
-            .connect_on(stream)
+            )
+        });
+        let (ws, _protocol) = client::websocket_on(stream, self.uri.clone(), protocol)
             .await
             .context("WebSocket upgrade")?;
         Ok(ws)
@@ -188,13 +190,14 @@ impl Target {
             let mut s = Session::new(ws, self.raw);
             if self.raw {
                 // The floor server greets a registered connection with READY.
-                if !s.reader.fill().await? {
+                let reader = s.conn.reader_mut();
+                if !reader.fill().await? {
                     bail!("connection closed before READY");
                 }
-                if &s.reader.buf[..] != b"READY" {
+                if &reader.buffer()[..] != b"READY" {
                     bail!("expected READY from the floor server");
                 }
-                s.reader.buf.clear();
+                reader.buffer_mut().clear();
                 return Ok((
                     s,
                     ConnectTimings {
@@ -203,8 +206,7 @@ impl Target {
                     },
                 ));
             }
-            s.send(&self.connect_frame(heartbeat, login)).await?;
-            expect_connected(s.recv().await?)?;
+            expect_connected(s.conn.connect(&self.connect_frame(heartbeat, login)).await)?;
             Ok((
                 s,
                 ConnectTimings {
@@ -265,12 +267,13 @@ fn set_bind_no_port(socket: &TcpSocket) {
 }
 
 /// The server's answer to CONNECT: CONNECTED, or why not.
-pub fn expect_connected(answer: Option<Frame>) -> Result<()> {
+pub fn expect_connected(answer: Result<Frame, client::Error>) -> Result<()> {
     match answer {
-        Some(f) if f.command == Command::Connected => Ok(()),
-        Some(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
-        Some(f) => bail!("expected CONNECTED, got {}", f.command),
-        None => bail!("connection closed before CONNECTED"),
+        Ok(f) if f.command == Command::Connected => Ok(()),
+        Ok(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
+        Ok(f) => bail!("expected CONNECTED, got {}", f.command),
+        Err(client::Error::Closed) => bail!("connection closed before CONNECTED"),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -282,31 +285,7 @@ pub fn error_text(f: &Frame) -> String {
     }
 }
 
-pub fn decoder() -> Decoder {
-    // Accept large frames from the server: the bench's own --size may be big.
-    Decoder::new(Limits {
-        max_frame: 64 * 1024 * 1024,
-        ..Limits::default()
-    })
-}
-
-/// Encodes one frame into a WebSocket text message (our frames are UTF-8).
-fn to_message(frame: &Frame) -> Message {
-    let mut out = BytesMut::with_capacity(frame.body.len() + 128);
-    encode(frame, Version::V1_2, &mut out);
-    Message::text(out.freeze())
-}
-
-/// Reads STOMP frames from any stream of WebSocket messages.
-pub struct FrameReader<S> {
-    stream: S,
-    decoder: Decoder,
-    buf: BytesMut,
-    /// The decoder holds the head of a frame whose body has not arrived yet.
-    in_decoder: bool,
-}
-
-/// What [`FrameReader::recv_fast`] found.
+/// What [`Session::recv_fast`] found.
 pub enum Event {
     /// A MESSAGE frame, skipped without decoding; its `bench-ts` header if any.
     Message { ts: Option<u64> },
@@ -407,47 +386,29 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     })
 }
 
-impl<S> FrameReader<S>
-where
-    S: Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
-{
-    fn new(stream: S) -> Self {
-        FrameReader {
-            stream,
-            decoder: decoder(),
-            buf: BytesMut::new(),
-            in_decoder: false,
-        }
-    }
+/// Whether the decoder holds the head of a frame whose body has not arrived yet: the
+/// skim may only look at the buffer when it starts at a frame boundary.
+#[derive(Default)]
+struct Skim {
+    in_decoder: bool,
+}
 
-    /// Reads more from the socket; `false` once the peer has closed.
-    async fn fill(&mut self) -> Result<bool> {
-        loop {
-            match self.stream.next().await {
-                None => return Ok(false),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(m)) if m.is_text() || m.is_binary() => {
-                    self.buf.extend_from_slice(m.as_payload());
-                    return Ok(true);
-                }
-                Some(Ok(m)) if m.is_close() => return Ok(false),
-                Some(Ok(_)) => {} // ping/pong: answered by tokio-websockets
-            }
-        }
-    }
-
-    /// Like [`FrameReader::recv`], but MESSAGE frames are only counted and their
-    /// `bench-ts` read, not decoded. `None` once the peer has closed.
-    pub async fn recv_fast(&mut self) -> Result<Option<Event>> {
+impl Skim {
+    /// Like [`Skim::recv`], but MESSAGE frames are only counted and their `bench-ts`
+    /// read, not decoded. `None` once the peer has closed.
+    async fn recv_fast<S: Inbound>(
+        &mut self,
+        frames: &mut client::FrameReader<S>,
+    ) -> Result<Option<Event>> {
         loop {
             if !self.in_decoder {
-                match scan_message(&self.buf) {
+                match scan_message(frames.buffer()) {
                     Scan::Message { len, ts } => {
-                        let _ = self.buf.split_to(len);
+                        let _ = frames.buffer_mut().split_to(len);
                         return Ok(Some(Event::Message { ts }));
                     }
                     Scan::Partial => {
-                        if !self.fill().await? {
+                        if !frames.fill().await? {
                             return Ok(None);
                         }
                         continue;
@@ -455,14 +416,14 @@ where
                     Scan::Other => {}
                 }
             }
-            match self.decoder.decode(&mut self.buf)? {
+            match frames.try_decode()? {
                 Some(f) => {
                     self.in_decoder = false;
                     return Ok(Some(Event::Frame(f)));
                 }
                 None => {
-                    self.in_decoder = !self.buf.is_empty();
-                    if !self.fill().await? {
+                    self.in_decoder = !frames.buffer().is_empty();
+                    if !frames.fill().await? {
                         return Ok(None);
                     }
                 }
@@ -471,14 +432,17 @@ where
     }
 
     /// The next frame, or `None` once the peer has closed the connection.
-    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+    async fn recv<S: Inbound>(
+        &mut self,
+        frames: &mut client::FrameReader<S>,
+    ) -> Result<Option<Frame>> {
         loop {
-            if let Some(f) = self.decoder.decode(&mut self.buf)? {
+            if let Some(f) = frames.try_decode()? {
                 self.in_decoder = false;
                 return Ok(Some(f));
             }
-            self.in_decoder = !self.buf.is_empty();
-            if !self.fill().await? {
+            self.in_decoder = !frames.buffer().is_empty();
+            if !frames.fill().await? {
                 return Ok(None);
             }
         }
@@ -487,29 +451,30 @@ where
 
 /// A STOMP session that is read and written from one task.
 pub struct Session {
-    reader: FrameReader<Ws>,
+    conn: Connection<Ws>,
+    skim: Skim,
     raw: bool,
 }
 
 impl Session {
     fn new(ws: Ws, raw: bool) -> Self {
         Session {
-            reader: FrameReader::new(ws),
+            conn: Connection::new(ws),
+            skim: Skim::default(),
             raw,
         }
     }
 
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
-        self.reader.recv().await
+        self.skim.recv(self.conn.reader_mut()).await
     }
 
     pub async fn recv_fast(&mut self) -> Result<Option<Event>> {
-        self.reader.recv_fast().await
+        self.skim.recv_fast(self.conn.reader_mut()).await
     }
 
     pub async fn send(&mut self, frame: &Frame) -> Result<()> {
-        self.reader.stream.send(to_message(frame)).await?;
-        Ok(())
+        Ok(self.conn.send(frame).await?)
     }
 
     /// SUBSCRIBE with a receipt, and wait for that RECEIPT (MESSAGE frames that
@@ -543,59 +508,65 @@ impl Session {
 
     /// Sends a WebSocket close and waits briefly for the server to close too.
     pub async fn close(mut self) {
+        let ws = self.conn.link_mut();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self.reader.stream.close().await;
-            while let Some(Ok(_)) = self.reader.stream.next().await {}
+            let _ = SinkExt::close(ws).await;
+            while let Some(Ok(_)) = ws.next().await {}
         })
         .await;
     }
 
     /// Drops the connection with a TCP reset: no WebSocket close, no DISCONNECT.
     pub fn reset(self) {
-        let _ = self.reader.stream.get_ref().set_zero_linger();
+        let _ = self.conn.link().get_ref().set_zero_linger();
     }
 
     /// Splits into a writer and a reader usable from two tasks.
-    pub fn split(self) -> (Writer, FrameReader<SplitStream<Ws>>) {
-        let Session { reader, .. } = self;
-        let FrameReader {
-            stream,
-            decoder,
-            buf,
-            in_decoder,
-        } = reader;
-        let (sink, stream) = stream.split();
+    pub fn split(self) -> (Writer, Reader<SplitStream<Ws>>) {
+        let (frames_out, frames) = self.conn.split();
         (
-            Writer { sink },
-            FrameReader {
-                stream,
-                decoder,
-                buf,
-                in_decoder,
+            Writer { frames: frames_out },
+            Reader {
+                frames,
+                skim: self.skim,
             },
         )
     }
 }
 
+/// The reading half of a split session.
+pub struct Reader<S> {
+    frames: client::FrameReader<S>,
+    skim: Skim,
+}
+
+impl<S: Inbound> Reader<S> {
+    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+        self.skim.recv(&mut self.frames).await
+    }
+
+    pub async fn recv_fast(&mut self) -> Result<Option<Event>> {
+        self.skim.recv_fast(&mut self.frames).await
+    }
+}
+
 /// The writing half of a split session.
 pub struct Writer {
-    sink: SplitSink<Ws, Message>,
+    frames: FrameWriter<SplitSink<Ws, Message>>,
 }
 
 impl Writer {
     /// Queues a frame without flushing (flushes by itself past a threshold).
     pub async fn feed(&mut self, frame: &Frame) -> Result<()> {
-        self.sink.feed(to_message(frame)).await?;
-        Ok(())
+        Ok(self.frames.feed(frame).await?)
     }
 
     pub async fn flush(&mut self) -> Result<()> {
-        self.sink.flush().await?;
-        Ok(())
+        Ok(self.frames.flush().await?)
     }
 
     pub async fn close(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.sink.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.frames.close()).await;
     }
 }
 

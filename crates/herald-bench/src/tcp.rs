@@ -1,23 +1,21 @@
 //! One STOMP 1.2 session over plain TCP (Herald's `server.stomp` listener), for
 //! scenarios that exercise both transports: the same source-address spread and
-//! CONNECT as a WebSocket [`crate::client::Session`], frames read with the same
-//! decoder.
+//! CONNECT as a WebSocket [`crate::client::Session`], frames through the same
+//! herald-stomp client.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use bytes::BytesMut;
-use herald_stomp::{Decoder, Frame, Version, encode};
+use herald_stomp::Frame;
+use herald_stomp::client::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{CONNECT_TIMEOUT, Target, decoder, expect_connected};
+use crate::client::{CONNECT_TIMEOUT, Target, expect_connected};
 
 pub struct TcpSession {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
+    conn: Connection<TcpStream>,
 }
 
 impl TcpSession {
@@ -32,14 +30,9 @@ impl TcpSession {
     ) -> Result<TcpSession> {
         let fut = async {
             let stream = target.open_tcp(addr, idx).await?;
-            let mut s = TcpSession {
-                stream,
-                decoder: decoder(),
-                buf: BytesMut::new(),
-            };
-            s.send(&target.connect_frame(heartbeat, login)).await?;
-            expect_connected(s.recv().await?)?;
-            Ok(s)
+            let mut conn = Connection::new(stream);
+            expect_connected(conn.connect(&target.connect_frame(heartbeat, login)).await)?;
+            Ok(TcpSession { conn })
         };
         tokio::time::timeout(CONNECT_TIMEOUT, fut)
             .await
@@ -47,36 +40,27 @@ impl TcpSession {
     }
 
     pub async fn send(&mut self, frame: &Frame) -> Result<()> {
-        let mut out = BytesMut::with_capacity(frame.body.len() + 128);
-        encode(frame, Version::V1_2, &mut out);
-        self.stream.write_all(&out).await?;
-        Ok(())
+        Ok(self.conn.send(frame).await?)
     }
 
     /// The next frame, or `None` once the peer has closed the connection.
     pub async fn recv(&mut self) -> Result<Option<Frame>> {
-        loop {
-            if let Some(f) = self.decoder.decode(&mut self.buf)? {
-                return Ok(Some(f));
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Ok(None);
-            }
-        }
+        Ok(self.conn.recv().await?)
     }
 
     /// Shuts the write side down and waits briefly for the server to close too.
     pub async fn close(mut self) {
+        let stream = self.conn.link_mut();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self.stream.shutdown().await;
+            let _ = stream.shutdown().await;
             let mut sink = [0u8; 4096];
-            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
     }
 
     /// Drops the connection with a TCP reset, without DISCONNECT.
     pub fn reset(self) {
-        let _ = self.stream.set_zero_linger();
+        let _ = self.conn.link().set_zero_linger();
     }
 }

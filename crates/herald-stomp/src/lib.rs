@@ -7,7 +7,11 @@
 //!
 //! Transports (WebSocket, TCP, SockJS) own the sockets; this crate only turns bytes
 //! into frames and back, so it can be property-tested and fuzzed on its own.
+//! The one exception is opt-in: feature `client` adds [`client`], a small async
+//! client that herald's tests and herald-bench share; the server never enables it.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod decode;
 pub mod encode;
 pub mod frame;

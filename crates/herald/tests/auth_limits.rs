@@ -158,8 +158,7 @@ async fn connections_per_ip_are_limited() {
     a.assert_works("/topic/ip-a").await;
     b.assert_works("/topic/ip-b").await;
     // Every connection counts, plain HTTP too.
-    let (status, body) = s.http_get("/health").await;
-    let body = String::from_utf8_lossy(&body);
+    let (status, body) = s.http_get_raw("/health").await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("limits.max_connections_per_ip"), "{body}");
     // A closed connection gives its place back.

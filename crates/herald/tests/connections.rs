@@ -35,7 +35,7 @@ async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>
 /// `/health` is answered again (bounded): a closed connection gave its place back.
 async fn health_answers_again(s: &TestServer) {
     for _ in 0..100 {
-        if s.http_get("/health").await.0 == 200 {
+        if s.http_get_raw("/health").await.0 == 200 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -95,8 +95,7 @@ async fn the_total_connection_cap_holds_on_every_listener() {
     // Accepted in order: the two held ones come before the next on the same listener.
     let mut tcp = s.tcp().await;
     // A fourth, plain HTTP: 503 naming the setting.
-    let (status, body) = s.http_get("/health").await;
-    let body = String::from_utf8_lossy(&body);
+    let (status, body) = s.http_get_raw("/health").await;
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("limits.max_connections") && body.contains("\"code\""),
@@ -119,8 +118,7 @@ async fn plain_http_connections_count_against_the_per_ip_limit() {
     let a = TcpStream::connect(s.http).await.unwrap();
     let _b = TcpStream::connect(s.http).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, body) = s.http_get("/health").await;
-    let body = String::from_utf8_lossy(&body);
+    let (status, body) = s.http_get_raw("/health").await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("limits.max_connections_per_ip"), "{body}");
     drop(a);
