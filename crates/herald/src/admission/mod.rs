@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, Response, StatusCode, header};
 
 use crate::auth::config::{AnonymousAccess, AuthConfig, LimitsConfig};
 use crate::auth::limits::{Budget, Counter, IpSlot, Share};
-use crate::auth::{Auth, Handshake};
+use crate::auth::{Auth, AuthError, Handshake};
 use crate::ops::metrics;
 use hosts::AllowedHosts;
 use origin::Origins;
@@ -248,7 +248,7 @@ impl Gate {
     ) -> Result<Handshake, Refusal> {
         self.check_host(headers.get(header::HOST).map(|h| h.as_bytes()))?;
         self.check_origin(headers)?;
-        let refuse = |e: String| {
+        let refuse = |e: AuthError| {
             tracing::info!(%peer, reason = %e, "handshake refused");
             metrics::auth_failure("handshake");
             Refusal::new(
@@ -259,10 +259,9 @@ impl Gate {
         };
         let handshake = auth.handshake(headers, query).await.map_err(refuse)?;
         if entry == Entry::Plain && auth.config.required && handshake == Handshake::NoToken {
-            return Err(refuse(
-                "no access token with the handshake (this endpoint reads no CONNECT frame)"
-                    .to_owned(),
-            ));
+            return Err(refuse(AuthError::unauthenticated(
+                "no access token with the handshake (this endpoint reads no CONNECT frame)",
+            )));
         }
         Ok(handshake)
     }

@@ -11,6 +11,7 @@
 
 pub mod api_keys;
 pub mod config;
+mod error;
 pub mod jwt;
 pub mod limits;
 pub mod rules;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::params;
 use api_keys::ApiKeys;
 use config::{AuthConfig, TokenSource};
+pub use error::AuthError;
 use jwt::{Claims, Verifier};
 use rules::{Reserved, Rules};
 
@@ -107,13 +109,13 @@ impl Auth {
     }
 
     /// Checks the token a WebSocket or SockJS handshake carries (cookie, header or
-    /// query, in the configured order). `Err` is the reason for a 401.
+    /// query, in the configured order).
     pub async fn handshake(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Handshake, String> {
-        let Some(verifier) = &self.verifier else {
+    ) -> Result<Handshake, AuthError> {
+        if self.verifier.is_none() {
             return Ok(Handshake::NoToken);
         };
         for source in &self.config.token_sources {
@@ -130,15 +132,11 @@ impl Auth {
                 TokenSource::Connect => continue,
             };
             if let Some(token) = token {
-                let claims = verifier.verify(&token).await?;
-                return self.principal(&claims).map(Handshake::Authenticated);
+                return self.verify(&token).await.map(Handshake::Authenticated);
             }
         }
         if self.config.required && !self.config.token_sources.contains(&TokenSource::Connect) {
-            return Err(format!(
-                "no access token (looked in: {})",
-                self.where_to_look()
-            ));
+            return Err(self.no_token());
         }
         Ok(Handshake::NoToken)
     }
@@ -153,8 +151,8 @@ impl Auth {
         authorization: Option<&str>,
         passcode: Option<&str>,
         fallback_name: String,
-    ) -> Result<Principal, String> {
-        let Some(verifier) = &self.verifier else {
+    ) -> Result<Principal, AuthError> {
+        if self.verifier.is_none() {
             // Anonymous mode: the login header names the session.
             let name = login.filter(|l| !l.trim().is_empty()).map(str::to_owned);
             return Ok(Principal::anonymous(name.unwrap_or(fallback_name)));
@@ -169,8 +167,7 @@ impl Auth {
                             .map(str::to_owned)
                     });
                     if let Some(token) = token {
-                        let claims = verifier.verify(&token).await?;
-                        return self.principal(&claims);
+                        return self.verify(&token).await;
                     }
                 }
                 _ => {
@@ -181,16 +178,13 @@ impl Auth {
             }
         }
         if self.config.required {
-            return Err(format!(
-                "no access token (looked in: {})",
-                self.where_to_look()
-            ));
+            return Err(self.no_token());
         }
         // Not required: an anonymous session may not pick a name (it could be a user's).
         Ok(Principal::anonymous(fallback_name))
     }
 
-    /// Checks a bearer token for a role (REST API). `Err` is (status, reason).
+    /// Checks a bearer token for a role (REST API).
     ///
     /// Without an `Authorization` header the auth cookie counts (when "cookie" is one
     /// of `auth.token_sources`): the web UI's session. The HTTP layer refuses a
@@ -199,10 +193,12 @@ impl Auth {
         &self,
         headers: &HeaderMap,
         roles: &[&str],
-    ) -> Result<Principal, (u16, String)> {
-        let Some(verifier) = &self.verifier else {
-            return Err((401, "no token issuer is configured; use an API key".into()));
-        };
+    ) -> Result<Principal, AuthError> {
+        if self.verifier.is_none() {
+            return Err(AuthError::unauthenticated(
+                "no token issuer is configured; use an API key",
+            ));
+        }
         let cookie = || {
             self.config
                 .token_sources
@@ -214,17 +210,86 @@ impl Auth {
         };
         let token = bearer(headers.get("authorization").and_then(|v| v.to_str().ok()))
             .or_else(cookie)
-            .ok_or((
-                401,
-                "missing Authorization: Bearer token, the auth cookie or X-API-Key".to_owned(),
-            ))?;
-        let claims = verifier.verify(&token).await.map_err(|e| (401, e))?;
-        let principal = self.principal(&claims).map_err(|e| (401, e))?;
+            .ok_or_else(|| {
+                AuthError::unauthenticated(
+                    "missing Authorization: Bearer token, the auth cookie or X-API-Key",
+                )
+            })?;
+        let principal = self.verify(&token).await?;
         if roles.iter().any(|r| principal.has_role(r)) {
             Ok(principal)
         } else {
-            Err((403, format!("this needs role {}", roles.join(" or "))))
+            Err(AuthError::forbidden(format!(
+                "this needs role {}",
+                roles.join(" or ")
+            )))
         }
+    }
+
+    /// A service calling the REST API: an API key's principal, or a bearer token with
+    /// the service or admin role. With neither keys nor issuers configured (anonymous
+    /// development mode) the API is open, and its callers are the service a plain API
+    /// key would be.
+    pub async fn service(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            return self
+                .api_keys
+                .lookup(key)
+                .cloned()
+                .ok_or_else(|| AuthError::unauthenticated("unknown API key"));
+        }
+        if self.services_open() {
+            let mut service = Principal::anonymous("service".to_owned());
+            service.roles = vec![self.config.service_role.clone()];
+            service.authenticated = true;
+            return Ok(service);
+        }
+        let roles = [
+            self.config.service_role.as_str(),
+            self.config.admin_role.as_str(),
+        ];
+        self.bearer_with_role(headers, &roles).await
+    }
+
+    /// An administrator: the admin role, from an API key's principal or a bearer token.
+    pub async fn admin(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        let admin = self.config.admin_role.as_str();
+        if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            return match self.api_keys.lookup(key) {
+                Some(p) if p.has_role(admin) => Ok(p.clone()),
+                Some(p) => Err(AuthError::forbidden(format!(
+                    "the admin API needs role {admin}; API key '{}' lacks it",
+                    p.name
+                ))),
+                None => Err(AuthError::unauthenticated("unknown API key")),
+            };
+        }
+        if self.is_anonymous() {
+            return Err(AuthError::unauthenticated(format!(
+                "the admin API needs role {admin}: an API key with it (auth.api_keys) or a token with it (auth.issuers)"
+            )));
+        }
+        self.bearer_with_role(headers, &[admin]).await
+    }
+
+    /// A token's principal, if it verifies and names a user.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let verifier = self
+            .verifier
+            .as_ref()
+            .ok_or_else(|| AuthError::unauthenticated("no token issuer is configured"))?;
+        let claims = verifier
+            .verify(token)
+            .await
+            .map_err(AuthError::Unauthenticated)?;
+        self.principal(&claims).map_err(AuthError::Unauthenticated)
+    }
+
+    fn no_token(&self) -> AuthError {
+        AuthError::unauthenticated(format!(
+            "no access token (looked in: {})",
+            self.where_to_look()
+        ))
     }
 
     fn where_to_look(&self) -> String {
@@ -242,7 +307,7 @@ impl Auth {
     }
 
     /// Claims → principal.
-    pub fn principal(&self, claims: &Claims) -> Result<Principal, String> {
+    fn principal(&self, claims: &Claims) -> Result<Principal, String> {
         let c = &self.config;
         let name = claim(claims, &c.user_claim)
             .and_then(as_name)

@@ -43,7 +43,7 @@ async fn metrics(State(state): State<Context>, headers: HeaderMap) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
         if key.is_none_or(|k| node.auth.api_keys.lookup(k).is_none())
-            && let Err(refusal) = require_admin(&state, &headers).await
+            && let Err(refusal) = node.auth.admin(&headers).await
         {
             return refusal.into_response();
         }
@@ -90,59 +90,11 @@ async fn ready(State(state): State<Context>) -> Response {
     }
 }
 
-/// Admin access: the admin role, from an API key's principal or a bearer token.
-async fn require_admin(state: &Context, headers: &HeaderMap) -> Result<(), Refusal> {
-    let auth = &state.node.auth;
-    let admin = auth.config.admin_role.as_str();
-    let deny = |status: StatusCode, code: &'static str, reason: String| {
-        ApiError::new(status, code, reason)
-    };
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return match auth.api_keys.lookup(key) {
-            Some(p) if p.has_role(admin) => Ok(()),
-            Some(p) => Err(deny(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "the admin API needs role {admin}; API key '{}' lacks it",
-                    p.name
-                ),
-            )),
-            None => Err(deny(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "unknown API key".into(),
-            )),
-        };
-    }
-    if auth.is_anonymous() {
-        return Err(deny(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!(
-                "the admin API needs role {admin}: an API key with it (auth.api_keys) or a token with it (auth.issuers)"
-            ),
-        ));
-    }
-    auth.bearer_with_role(headers, &[admin])
-        .await
-        .map(|_| ())
-        .map_err(|(status, reason)| {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
-            let code = if status == StatusCode::FORBIDDEN {
-                "forbidden"
-            } else {
-                "unauthorized"
-            };
-            deny(status, code, reason)
-        })
-}
-
 async fn sessions(
     State(state): State<Context>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers).await?;
+    state.node.auth.admin(&headers).await?;
     let node = &state.node;
     let mut subs: BTreeMap<String, Vec<SubscriptionView>> = BTreeMap::new();
     node.broker.for_each_subscription(|s| {
@@ -172,7 +124,7 @@ async fn disconnect_session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Refusal> {
-    require_admin(&state, &headers).await?;
+    state.node.auth.admin(&headers).await?;
     if state.node.sessions.kick(&id) {
         tracing::info!(session = %id, "disconnected by an administrator");
         Ok(StatusCode::NO_CONTENT)
@@ -186,7 +138,7 @@ async fn disconnect_user(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers).await?;
+    state.node.auth.admin(&headers).await?;
     let n = state.node.sessions.kick_user(&user);
     tracing::info!(%user, sessions = n, "user disconnected by an administrator");
     Ok(Json(json!({ "disconnected": n })))
@@ -196,7 +148,7 @@ async fn destinations(
     State(state): State<Context>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers).await?;
+    state.node.auth.admin(&headers).await?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     state
         .node
@@ -210,7 +162,7 @@ async fn destinations(
 }
 
 async fn info(State(state): State<Context>, headers: HeaderMap) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers).await?;
+    state.node.auth.admin(&headers).await?;
     let node = &state.node;
     let mut settings = serde_json::to_value(&node.config).unwrap_or_default();
     redact(&mut settings);

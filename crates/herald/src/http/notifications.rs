@@ -1,6 +1,6 @@
 //! The notifications REST API.
 //!
-//! Services (an API key or a service/admin token, see `require_service`):
+//! Services (an API key or a service/admin token, see `Auth::service`):
 //! - `POST /api/notifications` {user | users | memberId | broadcast: true, message,
 //!   type, title?, redirectPath?, payload?, idempotencyKey?} (or an `Idempotency-Key`
 //!   header) → 201 {count, ids, notifications, more, delivered, duplicate: false}:
@@ -39,7 +39,6 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::publish::require_service;
 use crate::auth::Handshake;
 use crate::error::ApiError;
 use crate::notify::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, view};
@@ -105,10 +104,10 @@ fn notifier(state: &Context) -> Result<&Arc<Notifier>, Answer> {
     })
 }
 
-/// The service creating notifications (authorized by `require_service`), by name:
+/// The service creating notifications (authorized by `Auth::service`), by name:
 /// whose idempotency keys these are. Empty when anonymous.
 async fn caller(state: &Context, headers: &HeaderMap) -> Result<String, Answer> {
-    let principal = require_service(state, headers).await?;
+    let principal = state.node.auth.service(headers).await?;
     let auth = &state.node.auth;
     Ok(if headers.contains_key("x-api-key") {
         format!("key:{}", principal.name)

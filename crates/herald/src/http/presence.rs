@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::publish::require_service;
 use crate::cluster::presence::tally;
 use crate::error::ApiError;
 use crate::transport::{Context, PRESENCE_USERS};
@@ -37,7 +36,7 @@ async fn online(state: &Context) -> Result<Vec<(String, usize)>, ApiError> {
 }
 
 pub(crate) async fn users(State(state): State<Context>, headers: HeaderMap) -> ApiResult {
-    require_service(&state, &headers).await?;
+    state.node.auth.service(&headers).await?;
     let users: Vec<Value> = online(&state)
         .await?
         .into_iter()
@@ -51,7 +50,7 @@ pub(crate) async fn user(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    require_service(&state, &headers).await?;
+    state.node.auth.service(&headers).await?;
     let sessions = online(&state)
         .await?
         .into_iter()

@@ -125,47 +125,12 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
     (req.destination, headers, body)
 }
 
-/// The REST API's caller must be a service: an `X-API-Key` from `auth.api_keys`, or a
-/// bearer token with `auth.service_role` or `auth.admin_role`; `Ok` is its principal.
-/// With neither keys nor issuers configured (anonymous development mode) the API is
-/// open, and its callers are the service a plain API key would be. Refused: 401
-/// `unauthorized` (no or bad credentials) or 403 `forbidden` (a token without the role).
-pub(crate) async fn require_service(
-    state: &Context,
-    headers: &HeaderMap,
-) -> Result<Principal, ApiError> {
-    let auth = &state.node.auth;
-    let deny = |status: u16, reason: String| match status {
-        403 => ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason),
-        _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", reason),
-    };
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return match auth.api_keys.lookup(key) {
-            Some(principal) => Ok(principal.clone()),
-            None => Err(deny(401, "unknown API key".into())),
-        };
-    }
-    if auth.services_open() {
-        let mut service = Principal::anonymous("service".to_owned());
-        service.roles = vec![auth.config.service_role.clone()];
-        service.authenticated = true;
-        return Ok(service);
-    }
-    let roles = [
-        auth.config.service_role.as_str(),
-        auth.config.admin_role.as_str(),
-    ];
-    auth.bearer_with_role(headers, &roles)
-        .await
-        .map_err(|(status, reason)| deny(status, reason))
-}
-
 pub(crate) async fn publish(
     State(state): State<Context>,
     headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
-    let principal = require_service(&state, &headers).await?;
+    let principal = state.node.auth.service(&headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     check_headers(&req.headers)?;
     let (destination, message_headers, body) = encode(req);
@@ -185,7 +150,7 @@ pub(crate) async fn to_user(
     headers: HeaderMap,
     req: Result<Json<PublishRequest>, JsonRejection>,
 ) -> ApiResult {
-    let principal = require_service(&state, &headers).await?;
+    let principal = state.node.auth.service(&headers).await?;
     let Json(req) = req.map_err(|e| bad_request(e.body_text()))?;
     check_headers(&req.headers)?;
     let (destination, message_headers, body) = encode(req);

@@ -407,7 +407,7 @@ impl Session {
             .await
             .map_err(|e| {
                 tracing::info!(session = %self.id, reason = %e, "CONNECT refused");
-                StompError::of(ErrorKind::Auth, format!("authentication failed: {e}"))
+                StompError::from(e)
             })?;
         if principal.time_left().is_some_and(|t| t.is_zero()) {
             return Err(StompError::of(

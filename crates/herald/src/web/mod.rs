@@ -167,7 +167,7 @@ async fn session(State(state): State<Context>, headers: HeaderMap) -> Response {
             None,
         ),
         Ok(Handshake::NoToken) => (None, None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some(e.to_string())),
     };
     Json(json!({
         "mode": if auth.is_anonymous() { "anonymous" } else { "jwt" },
@@ -240,12 +240,12 @@ async fn signin(
         return refused;
     }
     let auth = &state.node.auth;
-    let Some(verifier) = &auth.verifier else {
+    if auth.is_anonymous() {
         return error(
             StatusCode::NOT_FOUND,
             "no token issuer is configured (auth.issuers): anonymous mode has no sign-in",
         );
-    };
+    }
     if !auth
         .config
         .token_sources
@@ -261,11 +261,7 @@ async fn signin(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
     let token = req.token.trim();
-    let principal = match verifier
-        .verify(token)
-        .await
-        .and_then(|claims| auth.principal(&claims))
-    {
+    let principal = match auth.verify(token).await {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNAUTHORIZED, format!("token refused: {e}")),
     };
