@@ -21,14 +21,6 @@
 
 pub mod config;
 pub mod store;
-#[cfg(feature = "mysql")]
-pub mod store_mysql;
-#[cfg(feature = "postgres")]
-pub mod store_postgres;
-#[cfg(feature = "sqlite")]
-pub mod store_sqlite;
-#[cfg(all(test, feature = "sqlite"))]
-mod store_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,10 +3,8 @@
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::store::{
-    Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications,
-    returning_insert_batch, shared_methods,
-};
+use super::model::{Draft, EVERYONE, MarkRead, PoolSettings, Stored};
+use super::sql::{Dialect, bind_notifications, returning_insert_batch, shared_methods};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -9,10 +9,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::store::{
-    Dialect, Draft, EVERYONE, MarkRead, PoolSettings, Stored, bind_notifications,
-    returning_insert_batch, shared_methods,
-};
+use super::model::{Draft, EVERYONE, MarkRead, PoolSettings, Stored};
+use super::sql::{Dialect, bind_notifications, returning_insert_batch, shared_methods};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -4,10 +4,8 @@
 use sqlx::MySql;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
-use super::store::{
-    Dialect, Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, PoolSettings, Stored,
-    bind_notifications, shared_methods,
-};
+use super::model::{Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, PoolSettings, Stored};
+use super::sql::{Dialect, bind_notifications, shared_methods};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use super::store::{
-    Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, NotificationStore, PoolSettings,
-};
+use super::{Draft, EVERYONE, MAX_ROWS_PER_INSERT, MarkRead, NotificationStore, PoolSettings};
 
 async fn store() -> NotificationStore {
     let settings = PoolSettings {
