@@ -48,7 +48,7 @@ fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct ChurnArgs {
+pub(crate) struct ChurnArgs {
     #[command(flatten)]
     pub common: Common,
     /// How long to run cycles: "20m", "90s", "1h 30m".
@@ -825,7 +825,7 @@ impl Verdict {
     }
 }
 
-pub async fn run(a: &ChurnArgs) -> Result<Report> {
+pub(crate) async fn run(a: &ChurnArgs) -> Result<Report> {
     let target = a.common.target()?;
     let tcp = match &a.tcp {
         Some(addr) => {

@@ -24,10 +24,10 @@ use http::{HeaderValue, Uri};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_websockets::Message;
 
-pub type Ws = WebSocket;
+pub(crate) type Ws = WebSocket;
 
 /// How long a single connect (TCP + upgrade + CONNECTED) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where and how to connect. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
@@ -222,7 +222,7 @@ impl Target {
 }
 
 /// The address of a URL's host and port (80 by default), which must be loopback.
-pub fn url_addr(uri: &Uri, url: &str) -> Result<SocketAddr> {
+pub(crate) fn url_addr(uri: &Uri, url: &str) -> Result<SocketAddr> {
     let host = uri
         .host()
         .ok_or_else(|| anyhow!("URL {url} has no host"))?
@@ -234,7 +234,7 @@ pub fn url_addr(uri: &Uri, url: &str) -> Result<SocketAddr> {
 
 /// Resolves a host and port, refusing anything that is not a loopback address: this
 /// tool generates load and must never be pointed at another machine.
-pub fn loopback_addr(host: &str, port: u16) -> Result<SocketAddr> {
+pub(crate) fn loopback_addr(host: &str, port: u16) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {host}"))?
@@ -267,7 +267,7 @@ fn set_bind_no_port(socket: &TcpSocket) {
 }
 
 /// The server's answer to CONNECT: CONNECTED, or why not.
-pub fn expect_connected(answer: Result<Frame, client::Error>) -> Result<()> {
+pub(crate) fn expect_connected(answer: Result<Frame, client::Error>) -> Result<()> {
     match answer {
         Ok(f) if f.command == Command::Connected => Ok(()),
         Ok(f) if f.command == Command::Error => bail!("CONNECT refused: {}", error_text(&f)),
@@ -278,7 +278,7 @@ pub fn expect_connected(answer: Result<Frame, client::Error>) -> Result<()> {
 }
 
 /// The `message` header of an ERROR frame, or its body.
-pub fn error_text(f: &Frame) -> String {
+pub(crate) fn error_text(f: &Frame) -> String {
     match f.get("message") {
         Some(m) => m.to_owned(),
         None => String::from_utf8_lossy(&f.body).trim().to_owned(),

@@ -15,7 +15,7 @@ use crate::proc::{Machine, Servers, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report};
 
 #[derive(Args, Debug, Clone)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     #[command(flatten)]
     pub common: Common,
     /// Connections to open in total.
@@ -29,7 +29,7 @@ pub struct ConnectArgs {
     pub duration: f64,
 }
 
-pub async fn run(a: &ConnectArgs) -> Result<Report> {
+pub(crate) async fn run(a: &ConnectArgs) -> Result<Report> {
     let target = a.common.target()?;
     let server = Servers::start(&a.common.pid)?;
     let me = Watch::start(Who::Myself)?;

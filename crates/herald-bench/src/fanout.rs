@@ -10,7 +10,7 @@ use crate::pubsub::{self, Group, LoadArgs};
 use crate::stats::Report;
 
 #[derive(Args, Debug, Clone)]
-pub struct FanoutArgs {
+pub(crate) struct FanoutArgs {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -26,7 +26,7 @@ pub struct FanoutArgs {
     pub subscribe_urls: Vec<String>,
 }
 
-pub async fn run(a: &FanoutArgs) -> Result<Report> {
+pub(crate) async fn run(a: &FanoutArgs) -> Result<Report> {
     let groups = vec![Group {
         destination: a.destination.clone(),
         subscribers: a.subscribers,

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tokio_websockets::{Message, ServerBuilder};
 
 #[derive(Args, Debug, Clone)]
-pub struct FloorArgs {
+pub(crate) struct FloorArgs {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:18090")]
     pub addr: String,
@@ -86,7 +86,7 @@ impl Hub {
     }
 }
 
-pub async fn run(a: &FloorArgs) -> Result<()> {
+pub(crate) async fn run(a: &FloorArgs) -> Result<()> {
     let addr: std::net::SocketAddr = a.addr.parse().context("--addr")?;
     if !addr.ip().is_loopback() {
         bail!("refusing to listen on {addr}: the floor server is loopback only");

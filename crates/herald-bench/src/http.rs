@@ -11,22 +11,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long one request (connect, write, whole response) may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct HttpConn {
+pub(crate) struct HttpConn {
     addr: SocketAddr,
     host: String,
     stream: Option<TcpStream>,
     buf: BytesMut,
 }
 
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
 impl HttpConn {
-    pub fn new(addr: SocketAddr, host: String) -> HttpConn {
+    pub(crate) fn new(addr: SocketAddr, host: String) -> HttpConn {
         HttpConn {
             addr,
             host,
@@ -36,7 +36,7 @@ impl HttpConn {
     }
 
     /// POSTs a JSON body; reconnects when the previous connection was closed.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &mut self,
         path: &str,
         headers: &[(String, String)],
@@ -47,7 +47,7 @@ impl HttpConn {
     }
 
     /// GETs a path; reconnects when the previous connection was closed.
-    pub async fn get(&mut self, path: &str) -> Result<Response> {
+    pub(crate) async fn get(&mut self, path: &str) -> Result<Response> {
         self.request("GET", path, None, &[], b"").await
     }
 

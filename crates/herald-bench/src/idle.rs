@@ -20,7 +20,7 @@ use crate::proc::{Servers, rss_sum};
 use crate::stats::{Errors, Report, bytes};
 
 #[derive(Args, Debug, Clone)]
-pub struct IdleArgs {
+pub(crate) struct IdleArgs {
     #[command(flatten)]
     pub common: Common,
     /// Idle sessions to open.
@@ -44,7 +44,7 @@ pub struct IdleArgs {
     pub shared_destination: bool,
 }
 
-pub async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
+pub(crate) async fn run(a: &IdleArgs, nofile: u64) -> Result<Report> {
     let target = a.common.target()?;
     if (a.connections as u64) + 64 > nofile {
         bail!(

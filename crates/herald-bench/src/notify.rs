@@ -32,7 +32,7 @@ use crate::proc::{Machine, Servers, Watch, Who, report_machine};
 use crate::stats::{Errors, Latency, Report, now_ns};
 
 #[derive(Args, Debug, Clone)]
-pub struct NotifyArgs {
+pub(crate) struct NotifyArgs {
     #[command(flatten)]
     pub common: Common,
     /// Connected users (one STOMP session each).
@@ -103,7 +103,7 @@ struct Shared {
     next_ticket: AtomicU64,
 }
 
-pub async fn run(a: &NotifyArgs) -> Result<Report> {
+pub(crate) async fn run(a: &NotifyArgs) -> Result<Report> {
     if a.common.raw {
         bail!("notify needs Herald's REST API; --raw (floor server) does not apply");
     }

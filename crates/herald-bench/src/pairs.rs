@@ -9,7 +9,7 @@ use crate::pubsub::{self, Group, LoadArgs};
 use crate::stats::Report;
 
 #[derive(Args, Debug, Clone)]
-pub struct PairsArgs {
+pub(crate) struct PairsArgs {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -22,7 +22,7 @@ pub struct PairsArgs {
     pub destination: String,
 }
 
-pub async fn run(a: &PairsArgs) -> Result<Report> {
+pub(crate) async fn run(a: &PairsArgs) -> Result<Report> {
     if a.common.raw {
         anyhow::bail!("pairs needs destinations; the floor server (--raw) only broadcasts");
     }

@@ -13,7 +13,7 @@ use crate::stats::{Report, bytes};
 
 /// Which process: a PID, or the bench itself.
 #[derive(Debug, Clone, Copy)]
-pub enum Who {
+pub(crate) enum Who {
     Pid(u32),
     Myself,
 }
@@ -28,7 +28,7 @@ impl Who {
 }
 
 /// utime+stime of a process, in clock ticks.
-pub fn cpu_ticks(who: Who) -> Result<u64> {
+pub(crate) fn cpu_ticks(who: Who) -> Result<u64> {
     let path = who.path("stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may contain spaces: split
@@ -49,7 +49,7 @@ fn ticks_per_sec() -> f64 {
 }
 
 /// VmRSS of a process, in bytes.
-pub fn rss_bytes(who: Who) -> Result<u64> {
+pub(crate) fn rss_bytes(who: Who) -> Result<u64> {
     let path = who.path("status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let line = status
@@ -65,14 +65,14 @@ pub fn rss_bytes(who: Who) -> Result<u64> {
 }
 
 /// Open file descriptors of a process (entries of /proc/PID/fd).
-pub fn fd_count(who: Who) -> Result<u64> {
+pub(crate) fn fd_count(who: Who) -> Result<u64> {
     let path = who.path("fd");
     let dir = std::fs::read_dir(&path).with_context(|| format!("reading {path}"))?;
     Ok(dir.count() as u64)
 }
 
 /// Threads of a process (`Threads:` in /proc/PID/status).
-pub fn thread_count(who: Who) -> Result<u64> {
+pub(crate) fn thread_count(who: Who) -> Result<u64> {
     let path = who.path("status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
@@ -104,13 +104,13 @@ fn machine_ticks() -> Result<(u64, u64)> {
 
 /// CPU use of the whole machine over an interval, to tell whether other work
 /// (builds, tests) competed with the benchmark.
-pub struct Machine {
+pub(crate) struct Machine {
     t0: Instant,
     busy0: u64,
 }
 
 impl Machine {
-    pub fn start() -> Result<Machine> {
+    pub(crate) fn start() -> Result<Machine> {
         Ok(Machine {
             t0: Instant::now(),
             busy0: machine_ticks()?.0,
@@ -118,7 +118,7 @@ impl Machine {
     }
 
     /// Busy CPU of the whole machine since the start, in percent of one core.
-    pub fn busy_pct(&self) -> Result<f64> {
+    pub(crate) fn busy_pct(&self) -> Result<f64> {
         let busy = machine_ticks()?.0;
         let wall = self.t0.elapsed().as_secs_f64();
         Ok((busy - self.busy0) as f64 / ticks_per_sec() / wall.max(1e-9) * 100.0)
@@ -127,7 +127,7 @@ impl Machine {
 
 /// Adds `machine_cpu_pct` and `other_cpu_pct` (machine minus the processes
 /// accounted for) to a report.
-pub fn report_machine(r: &mut Report, machine_pct: f64, accounted_pct: f64) {
+pub(crate) fn report_machine(r: &mut Report, machine_pct: f64, accounted_pct: f64) {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -147,7 +147,7 @@ pub fn report_machine(r: &mut Report, machine_pct: f64, accounted_pct: f64) {
 
 /// CPU and memory of one process over an interval, with the peak RSS sampled
 /// every 200 ms in the background.
-pub struct Watch {
+pub(crate) struct Watch {
     who: Who,
     t0: Instant,
     ticks0: u64,
@@ -158,7 +158,7 @@ pub struct Watch {
 
 /// What a [`Watch`] saw.
 #[derive(Debug, Clone, Copy)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// CPU time over wall time, in percent of one core (200 = two cores busy).
     pub cpu_pct: f64,
     pub rss_start: u64,
@@ -167,7 +167,7 @@ pub struct Usage {
 }
 
 impl Watch {
-    pub fn start(who: Who) -> Result<Watch> {
+    pub(crate) fn start(who: Who) -> Result<Watch> {
         let rss = rss_bytes(who)?;
         let w = Watch {
             who,
@@ -190,7 +190,7 @@ impl Watch {
     }
 
     /// Usage from the start until now (the watch keeps running).
-    pub fn usage(&self) -> Result<Usage> {
+    pub(crate) fn usage(&self) -> Result<Usage> {
         let ticks = cpu_ticks(self.who)?;
         let wall = self.t0.elapsed().as_secs_f64();
         let rss_end = rss_bytes(self.who)?;
@@ -204,7 +204,7 @@ impl Watch {
     }
 
     /// Stops sampling and returns the usage.
-    pub fn finish(self) -> Result<Usage> {
+    pub(crate) fn finish(self) -> Result<Usage> {
         self.stop.store(true, Relaxed);
         self.usage()
     }
@@ -212,7 +212,7 @@ impl Watch {
 
 impl Usage {
     /// Adds `<prefix>_cpu_pct` and `<prefix>_rss` to a report.
-    pub fn report(&self, r: &mut Report, prefix: &str) {
+    pub(crate) fn report(&self, r: &mut Report, prefix: &str) {
         r.num(
             &format!("{prefix}_cpu_pct"),
             self.cpu_pct,
@@ -235,13 +235,13 @@ impl Usage {
 
 /// The server processes of a run (`--pid`, repeatable: the nodes of a cluster), one
 /// [`Watch`] each. Empty when no `--pid` was given.
-pub struct Servers(Vec<(u32, Watch)>);
+pub(crate) struct Servers(Vec<(u32, Watch)>);
 
 /// What [`Servers`] saw, per process.
-pub struct ServersUsage(Vec<(u32, Usage)>);
+pub(crate) struct ServersUsage(Vec<(u32, Usage)>);
 
 impl Servers {
-    pub fn start(pids: &[u32]) -> Result<Servers> {
+    pub(crate) fn start(pids: &[u32]) -> Result<Servers> {
         let watches = pids
             .iter()
             .map(|&p| Ok((p, Watch::start(Who::Pid(p))?)))
@@ -250,13 +250,13 @@ impl Servers {
     }
 
     /// Usage of each process from the start until now (the watches keep running).
-    pub fn usage(&self) -> Result<ServersUsage> {
+    pub(crate) fn usage(&self) -> Result<ServersUsage> {
         let per = self.0.iter().map(|(p, w)| Ok((*p, w.usage()?)));
         Ok(ServersUsage(per.collect::<Result<_>>()?))
     }
 
     /// Stops sampling and returns the usage of each process.
-    pub fn finish(self) -> Result<ServersUsage> {
+    pub(crate) fn finish(self) -> Result<ServersUsage> {
         let per = self.0.into_iter().map(|(p, w)| Ok((p, w.finish()?)));
         Ok(ServersUsage(per.collect::<Result<_>>()?))
     }
@@ -264,13 +264,13 @@ impl Servers {
 
 impl ServersUsage {
     /// CPU of all the processes together, in percent of one core (0 without `--pid`).
-    pub fn cpu_pct(&self) -> f64 {
+    pub(crate) fn cpu_pct(&self) -> f64 {
         self.0.iter().map(|(_, u)| u.cpu_pct).sum()
     }
 
     /// The same CPU figures with the RSS peaks of a later reading: CPU over the
     /// publishing window, RSS peak over the whole run.
-    pub fn with_peaks_of(mut self, later: &ServersUsage) -> ServersUsage {
+    pub(crate) fn with_peaks_of(mut self, later: &ServersUsage) -> ServersUsage {
         for ((_, u), (_, l)) in self.0.iter_mut().zip(&later.0) {
             u.rss_peak = u.rss_peak.max(l.rss_peak);
         }
@@ -280,7 +280,7 @@ impl ServersUsage {
     /// Adds `server_cpu_pct` and `server_rss` for all the processes together (RSS
     /// peak: the sum of each one's peak), and with several processes `servers`, the
     /// same figures per PID. Adds nothing without `--pid`.
-    pub fn report(&self, r: &mut Report) {
+    pub(crate) fn report(&self, r: &mut Report) {
         let Some(first) = self.0.first() else { return };
         if self.0.len() == 1 {
             first.1.report(r, "server");
@@ -314,7 +314,7 @@ impl ServersUsage {
 }
 
 /// Summed VmRSS of some processes; `None` for none.
-pub fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
+pub(crate) fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
     if pids.is_empty() {
         return Ok(None);
     }
@@ -324,7 +324,7 @@ pub fn rss_sum(pids: &[u32]) -> Result<Option<u64>> {
 
 /// Raises the soft (and, when allowed, the hard) limit on open files.
 #[allow(unsafe_code)]
-pub fn raise_nofile(want: u64) -> u64 {
+pub(crate) fn raise_nofile(want: u64) -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -31,7 +31,7 @@ use crate::stats::{Errors, Latency, Report, latency_summary, now_ns};
 
 /// Load shape shared by the publish/subscribe scenarios.
 #[derive(Args, Debug, Clone)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Messages per second, per publisher.
     #[arg(long, conflicts_with = "max", required_unless_present = "max")]
     pub rate: Option<f64>,
@@ -61,7 +61,7 @@ pub struct LoadArgs {
 
 /// One publisher and the subscribers of its destination.
 #[derive(Debug, Clone)]
-pub struct Group {
+pub(crate) struct Group {
     pub destination: String,
     pub subscribers: usize,
 }
@@ -127,7 +127,7 @@ struct Shared {
 
 /// Runs the groups: publishers connect to `target`, subscriber `i` (counted over
 /// all groups) to `subscribe_to[i % len]`; `pids` are the server processes to sample.
-pub async fn run(
+pub(crate) async fn run(
     scenario: &'static str,
     target: Arc<Target>,
     subscribe_to: Vec<Arc<Target>>,

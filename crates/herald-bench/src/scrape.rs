@@ -7,7 +7,7 @@ use http::Uri;
 use crate::client::url_addr;
 use crate::http::HttpConn;
 
-pub struct Scraper {
+pub(crate) struct Scraper {
     pub url: String,
     path: String,
     conn: HttpConn,
@@ -15,7 +15,7 @@ pub struct Scraper {
 
 impl Scraper {
     /// `url`: `http://HOST:PORT/PATH`, on loopback.
-    pub fn new(url: &str) -> Result<Scraper> {
+    pub(crate) fn new(url: &str) -> Result<Scraper> {
         let uri: Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
         if uri.scheme_str() != Some("http") {
             bail!("metrics URL {url}: only http:// on loopback");
@@ -33,7 +33,7 @@ impl Scraper {
 
     /// Fetches the exposition; a kept-alive connection the server closed meanwhile
     /// is retried once on a new one.
-    pub async fn scrape(&mut self) -> Result<Exposition> {
+    pub(crate) async fn scrape(&mut self) -> Result<Exposition> {
         let r = match self.conn.get(&self.path).await {
             Ok(r) => r,
             Err(_) => self.conn.get(&self.path).await?,
@@ -48,12 +48,12 @@ impl Scraper {
 }
 
 /// One scraped exposition.
-pub struct Exposition(String);
+pub(crate) struct Exposition(String);
 
 impl Exposition {
     /// The sum of every sample of the metric `name`, whatever its labels; `None`
     /// when the server exports no such metric.
-    pub fn sum(&self, name: &str) -> Option<f64> {
+    pub(crate) fn sum(&self, name: &str) -> Option<f64> {
         let mut found = None;
         for line in self.0.lines() {
             let Some(rest) = line.strip_prefix(name) else {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 /// The clock shared by every task of the process: timestamps embedded in messages
 /// are nanoseconds since this instant, so publisher and subscribers agree.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
@@ -24,7 +24,7 @@ fn new_histogram() -> Histogram<u64> {
 
 /// A latency histogram (microsecond resolution) that many tasks record into; it is
 /// sharded so that tasks rarely contend for one lock.
-pub struct Latency {
+pub(crate) struct Latency {
     shards: Vec<Mutex<Histogram<u64>>>,
 }
 
@@ -38,14 +38,14 @@ impl Default for Latency {
 
 impl Latency {
     /// Records one latency given in nanoseconds, from the task numbered `who`.
-    pub fn record_ns(&self, who: usize, ns: u64) {
+    pub(crate) fn record_ns(&self, who: usize, ns: u64) {
         let us = (ns / 1000).clamp(1, MAX_US);
         let mut h = self.shards[who % SHARDS].lock().unwrap();
         let _ = h.record(us);
     }
 
     /// Records many latencies (ns) at once: one lock for a batch.
-    pub fn record_many_ns(&self, who: usize, ns: &[u64]) {
+    pub(crate) fn record_many_ns(&self, who: usize, ns: &[u64]) {
         if ns.is_empty() {
             return;
         }
@@ -55,7 +55,7 @@ impl Latency {
         }
     }
 
-    pub fn merged(&self) -> Histogram<u64> {
+    pub(crate) fn merged(&self) -> Histogram<u64> {
         let mut all = new_histogram();
         for s in &self.shards {
             let _ = all.add(&*s.lock().unwrap());
@@ -66,7 +66,7 @@ impl Latency {
 
 /// Failures seen by any connection.
 #[derive(Default)]
-pub struct Errors {
+pub(crate) struct Errors {
     /// ERROR frames received.
     pub error_frames: AtomicU64,
     /// Connections that closed or failed while the bench still needed them.
@@ -96,27 +96,27 @@ impl Errors {
         }
     }
 
-    pub fn error_frame(&self, message: String) {
+    pub(crate) fn error_frame(&self, message: String) {
         self.error_frames.fetch_add(1, Relaxed);
         self.note(format!("ERROR frame: {message}"));
     }
 
-    pub fn disconnect(&self, why: String) {
+    pub(crate) fn disconnect(&self, why: String) {
         self.disconnects.fetch_add(1, Relaxed);
         self.note(format!("disconnect: {why}"));
     }
 
-    pub fn connect_failure(&self, why: String) {
+    pub(crate) fn connect_failure(&self, why: String) {
         self.connect_failures.fetch_add(1, Relaxed);
         self.note(format!("connect failed: {why}"));
     }
 
-    pub fn http_error(&self, why: String) {
+    pub(crate) fn http_error(&self, why: String) {
         self.http_errors.fetch_add(1, Relaxed);
         self.note(format!("HTTP: {why}"));
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.http_errors.load(Relaxed)
             + self.error_frames.load(Relaxed)
             + self.disconnects.load(Relaxed)
@@ -124,7 +124,7 @@ impl Errors {
     }
 
     /// Adds the error counters (and the distinct messages) to a report.
-    pub fn report(&self, r: &mut Report) {
+    pub(crate) fn report(&self, r: &mut Report) {
         let ef = self.error_frames.load(Relaxed);
         let dc = self.disconnects.load(Relaxed);
         let cf = self.connect_failures.load(Relaxed);
@@ -158,7 +158,7 @@ impl Errors {
 }
 
 /// A scenario's result: named fields, each with a JSON value and a human rendering.
-pub struct Report {
+pub(crate) struct Report {
     scenario: &'static str,
     fields: Vec<(String, Value, String)>,
     /// Why a `--check` run fails (errors, nothing delivered, ...).
@@ -166,7 +166,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(scenario: &'static str) -> Report {
+    pub(crate) fn new(scenario: &'static str) -> Report {
         Report {
             scenario,
             fields: Vec::new(),
@@ -175,20 +175,20 @@ impl Report {
     }
 
     /// Marks the run as failed for `--check`.
-    pub fn fail(&mut self, why: impl Into<String>) {
+    pub(crate) fn fail(&mut self, why: impl Into<String>) {
         self.failures.push(why.into());
     }
 
-    pub fn failures(&self) -> Vec<String> {
+    pub(crate) fn failures(&self) -> Vec<String> {
         self.failures.clone()
     }
 
-    pub fn field(&mut self, key: &str, value: Value, human: String) {
+    pub(crate) fn field(&mut self, key: &str, value: Value, human: String) {
         self.fields.push((key.to_owned(), value, human));
     }
 
     /// A plain number, shown with `unit` and `decimals` digits.
-    pub fn num(&mut self, key: &str, value: f64, decimals: usize, unit: &str) {
+    pub(crate) fn num(&mut self, key: &str, value: f64, decimals: usize, unit: &str) {
         let v = if value.is_finite() {
             json!(value)
         } else {
@@ -197,17 +197,17 @@ impl Report {
         self.field(key, v, format!("{value:.decimals$}{unit}"));
     }
 
-    pub fn count(&mut self, key: &str, value: u64) {
+    pub(crate) fn count(&mut self, key: &str, value: u64) {
         self.field(key, json!(value), value.to_string());
     }
 
     /// p50/p90/p99/p99.9/max/mean of a histogram of microseconds, in milliseconds.
-    pub fn latency(&mut self, key: &str, h: &Histogram<u64>) {
+    pub(crate) fn latency(&mut self, key: &str, h: &Histogram<u64>) {
         let (v, human) = latency_summary(h);
         self.field(key, v, human);
     }
 
-    pub fn print(&self, as_json: bool) {
+    pub(crate) fn print(&self, as_json: bool) {
         if as_json {
             let mut m = Map::new();
             m.insert("scenario".into(), json!(self.scenario));
@@ -232,7 +232,7 @@ impl Report {
 
 /// p50/p90/p99/p99.9/max/mean of a histogram of microseconds, in milliseconds: as
 /// JSON (null without samples) and as text.
-pub fn latency_summary(h: &Histogram<u64>) -> (Value, String) {
+pub(crate) fn latency_summary(h: &Histogram<u64>) -> (Value, String) {
     let ms = |us: u64| us as f64 / 1000.0;
     if h.is_empty() {
         return (Value::Null, "no samples".into());
@@ -257,7 +257,7 @@ pub fn latency_summary(h: &Histogram<u64>) -> (Value, String) {
 }
 
 /// Human-readable byte count.
-pub fn bytes(n: f64) -> String {
+pub(crate) fn bytes(n: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB"];
     let mut v = n;
     let mut u = 0;

@@ -14,14 +14,14 @@ use tokio::net::TcpStream;
 
 use crate::client::{CONNECT_TIMEOUT, Target, expect_connected};
 
-pub struct TcpSession {
+pub(crate) struct TcpSession {
     conn: Connection<TcpStream>,
 }
 
 impl TcpSession {
     /// TCP connect to `addr` with `target`'s source spread and login, CONNECT, and
     /// wait for CONNECTED.
-    pub async fn connect(
+    pub(crate) async fn connect(
         target: &Target,
         addr: SocketAddr,
         idx: usize,
@@ -39,17 +39,17 @@ impl TcpSession {
             .map_err(|_| anyhow!("connect timed out after {CONNECT_TIMEOUT:?}"))?
     }
 
-    pub async fn send(&mut self, frame: &Frame) -> Result<()> {
+    pub(crate) async fn send(&mut self, frame: &Frame) -> Result<()> {
         Ok(self.conn.send(frame).await?)
     }
 
     /// The next frame, or `None` once the peer has closed the connection.
-    pub async fn recv(&mut self) -> Result<Option<Frame>> {
+    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>> {
         Ok(self.conn.recv().await?)
     }
 
     /// Shuts the write side down and waits briefly for the server to close too.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let stream = self.conn.link_mut();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = stream.shutdown().await;
@@ -60,7 +60,7 @@ impl TcpSession {
     }
 
     /// Drops the connection with a TCP reset, without DISCONNECT.
-    pub fn reset(self) {
+    pub(crate) fn reset(self) {
         let _ = self.conn.link().set_zero_linger();
     }
 }

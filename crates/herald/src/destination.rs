@@ -42,7 +42,7 @@ enum Token {
 
 /// A parsed destination or path pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     source: Box<str>,
     tokens: Box<[Token]>,
     separators: Separators,
@@ -54,7 +54,7 @@ pub struct Pattern {
 /// A pattern that cannot be parsed (only rule patterns can fail).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("pattern '{pattern}': {problem}")]
-pub struct PatternError {
+pub(crate) struct PatternError {
     pattern: String,
     problem: &'static str,
 }
@@ -62,7 +62,7 @@ pub struct PatternError {
 impl Pattern {
     /// A subscription's destination: `*`, `**`, `#`; `{...}` is literal. `None` when
     /// it has no wildcard (an exact subscription, kept in the broker's hash map).
-    pub fn subscription(destination: &str) -> Option<Pattern> {
+    pub(crate) fn subscription(destination: &str) -> Option<Pattern> {
         if !is_wildcard(destination) {
             return None;
         }
@@ -71,13 +71,13 @@ impl Pattern {
 
     /// An access rule's pattern: the destination grammar with `{name}` captures. A
     /// capture that is not a whole `/` segment (`/x/{a}.b`) is an error.
-    pub fn rule(pattern: &str) -> Result<Pattern, PatternError> {
+    pub(crate) fn rule(pattern: &str) -> Result<Pattern, PatternError> {
         Pattern::build(&with_slash(pattern), Separators::Both, true)
     }
 
     /// An application path (`/chat/rooms/{id}/send`, `/orders/**`): segments split on
     /// `/` only, so `/chat.send` is one segment.
-    pub fn path(pattern: &str) -> Pattern {
+    pub(crate) fn path(pattern: &str) -> Pattern {
         Pattern::build(&with_slash(pattern), Separators::Slash, true)
             .expect("a path pattern always parses")
     }
@@ -132,23 +132,23 @@ impl Pattern {
         })
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.source
     }
 
     /// The text before the first wildcard, without the separator in front of it: every
     /// destination the pattern matches starts with it, up to `/` ≡ `.`
     /// (`/topic/a/**` matches `/topic/a` and `/topic/a.b`: its prefix is `/topic/a`).
-    pub fn literal_prefix(&self) -> &str {
+    pub(crate) fn literal_prefix(&self) -> &str {
         &self.source[..self.literal]
     }
 
-    pub fn matches(&self, destination: &str) -> bool {
+    pub(crate) fn matches(&self, destination: &str) -> bool {
         self.run(destination, &mut [])
     }
 
     /// The `{name}` captures when `destination` matches.
-    pub fn captures<'d>(&self, destination: &'d str) -> Option<Vec<(&str, &'d str)>> {
+    pub(crate) fn captures<'d>(&self, destination: &'d str) -> Option<Vec<(&str, &'d str)>> {
         let mut spans = vec![(0, 0); self.captures];
         if !self.run(destination, &mut spans) {
             return None;
@@ -166,7 +166,7 @@ impl Pattern {
     }
 
     /// The captures as the map application handlers receive.
-    pub fn params(&self, path: &str) -> Option<HashMap<String, String>> {
+    pub(crate) fn params(&self, path: &str) -> Option<HashMap<String, String>> {
         self.captures(path).map(|c| {
             c.into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -280,7 +280,7 @@ impl fmt::Display for Pattern {
 }
 
 /// Whether a destination has a wildcard segment (`*`, `**` or `#`).
-pub fn is_wildcard(destination: &str) -> bool {
+pub(crate) fn is_wildcard(destination: &str) -> bool {
     split(destination, Separators::Both).any(is_wildcard_segment)
 }
 

@@ -133,7 +133,7 @@ impl From<DecodeError> for StompError {
 
 /// A REST error: its status and `{"error", "code", ...details}`.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     /// Stable across releases: what a client program matches on.
     pub code: &'static str,
@@ -143,7 +143,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -153,23 +153,23 @@ impl ApiError {
     }
 
     /// 400 `bad_request`: the request is malformed (JSON, parameters, values).
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
     /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     /// Adds a detail beside `error` and `code` (`limit`, `rule`, `header`...).
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_owned(), value.into());
         self
     }
 
     /// The JSON body.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut body = self.details.clone();
         body.insert("error".into(), Value::from(self.message.clone()));
         body.insert("code".into(), Value::from(self.code));

@@ -6,20 +6,20 @@
 use http::HeaderMap;
 
 /// The first value of `name` in a query string or form body.
-pub fn form_value(input: &[u8], name: &str) -> Option<String> {
+pub(crate) fn form_value(input: &[u8], name: &str) -> Option<String> {
     form_urlencoded::parse(input)
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
 /// The first value of `name` in a request's query string, if it has one.
-pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
     form_value(query?.as_bytes(), name)
 }
 
 /// The first cookie called `name` in the request's `Cookie` headers, without the
 /// quotes RFC 6265 allows around a value.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()

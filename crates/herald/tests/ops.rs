@@ -105,6 +105,9 @@ async fn metrics_expose_the_documented_names() {
     let mut bad = server.tcp().await;
     bad.send_raw(b"NOPE\n\n\0").await;
     bad.expect_error_and_close().await;
+    // An application handler runs (the greeting app): its time is recorded.
+    tcp.request(send("/app/hello", r#"{"name":"metrics"}"#))
+        .await;
 
     let (status, _) = server
         .http_post_json("/api/notifications", r#"{"user":"m-user","message":"hi"}"#)
@@ -131,6 +134,7 @@ async fn metrics_expose_the_documented_names() {
         "herald_notifications_created_total",
         "herald_notifications_delivered_total",
         "herald_database_seconds",
+        "herald_app_handler_seconds",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }

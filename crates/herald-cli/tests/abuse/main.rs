@@ -16,6 +16,9 @@
 //! - `rooms`: the demo chat's rooms created without end.
 //! - `notify`: one huge notification request.
 
+// Shared between the test files with `pub`: there is no API here to keep small.
+#![allow(unreachable_pub)]
+
 mod harness;
 mod http;
 mod stomp;

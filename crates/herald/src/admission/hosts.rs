@@ -9,14 +9,14 @@
 use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
-pub struct AllowedHosts {
+pub(crate) struct AllowedHosts {
     any: bool,
     /// Lowercase names; a leading '.' stands for "any subdomain of".
     names: Vec<String>,
 }
 
 impl AllowedHosts {
-    pub fn new(configured: &[String]) -> AllowedHosts {
+    pub(crate) fn new(configured: &[String]) -> AllowedHosts {
         let any = configured.iter().any(|h| h.trim() == "*");
         let names = configured
             .iter()
@@ -30,7 +30,7 @@ impl AllowedHosts {
     }
 
     /// Whether a `Host` header value (`name[:port]`) is served here.
-    pub fn allows(&self, host_header: &str) -> bool {
+    pub(crate) fn allows(&self, host_header: &str) -> bool {
         if self.any {
             return true;
         }
@@ -51,7 +51,7 @@ impl AllowedHosts {
 }
 
 /// `localhost`, a name under `.localhost`, `127.0.0.1` or `[::1]`.
-pub fn is_localhost(host: &str) -> bool {
+pub(crate) fn is_localhost(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     host == "localhost"
         || host.ends_with(".localhost")
@@ -72,7 +72,7 @@ fn parse_ip(host: &str) -> Option<IpAddr> {
 }
 
 /// `name[:port]` or `[v6]:port` → (host, port); `None` when it is not one.
-pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let s = s.trim();
     let (host, port) = if s.starts_with('[') {
         let end = s.find(']')?;

@@ -15,8 +15,8 @@
 //! text for TCP. This module looks only down and beside (auth, config, ops::metrics);
 //! the listeners and transports call it, never the other way round.
 
-pub mod hosts;
-pub mod origin;
+pub(crate) mod hosts;
+pub(crate) mod origin;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ const FD_HEADROOM: usize = 256;
 
 /// What the accepting side learned before a session starts.
 #[derive(Default)]
-pub struct Admission {
+pub(crate) struct Admission {
     /// The handshake's token check (WebSocket, SockJS); `None` for TCP.
     pub handshake: Option<Handshake>,
     /// The connection's place in the connection budgets, held until the session ends.
@@ -347,7 +347,7 @@ fn take_places(
 }
 
 /// What protected mode tells the log at start and every refused client.
-pub const PROTECTED_MODE: &str = "Herald is in protected mode: no token issuer (auth.issuers) and no API key (auth.api_keys) is configured, so only loopback clients are answered. Configure credentials, or set auth.anonymous = \"open\" to serve a trusted network without them.";
+pub(crate) const PROTECTED_MODE: &str = "Herald is in protected mode: no token issuer (auth.issuers) and no API key (auth.api_keys) is configured, so only loopback clients are answered. Configure credentials, or set auth.anonymous = \"open\" to serve a trusted network without them.";
 
 /// `RLIMIT_NOFILE` less [`FD_HEADROOM`]: what the process can hold open; 0 (no
 /// limit) where the limit cannot be read.

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use super::hosts::{is_localhost, split_host_port};
 
 #[derive(Debug, Clone)]
-pub struct Origins {
+pub(crate) struct Origins {
     patterns: Vec<Pattern>,
 }
 
@@ -55,7 +55,7 @@ enum PortPattern {
 impl Origins {
     /// `Err` names a pattern that is not `scheme://host[:port]`, `*`, `*.` hosts and
     /// `*` ports allowed.
-    pub fn new(patterns: &[String]) -> Result<Origins, String> {
+    pub(crate) fn new(patterns: &[String]) -> Result<Origins, String> {
         let patterns = patterns
             .iter()
             .map(|p| {
@@ -71,7 +71,7 @@ impl Origins {
 
     /// Whether the request may come from where it says. `localhost` allows localhost
     /// origins on any port (protected mode). `Err` is the reason for a 403.
-    pub fn check(&self, headers: &HeaderMap, localhost: bool) -> Result<(), String> {
+    pub(crate) fn check(&self, headers: &HeaderMap, localhost: bool) -> Result<(), String> {
         let Some(origin) = headers.get("origin") else {
             return match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
                 None | Some(b"same-origin") | Some(b"none") => Ok(()),
@@ -92,7 +92,7 @@ impl Origins {
     }
 
     /// Whether `origin` (an `Origin` header's value) may use this server.
-    pub fn allows(&self, origin: &str, headers: &HeaderMap, localhost: bool) -> bool {
+    pub(crate) fn allows(&self, origin: &str, headers: &HeaderMap, localhost: bool) -> bool {
         let Some(o) = Origin::parse(origin) else {
             return self.patterns.iter().any(|p| matches!(p, Pattern::Any));
         };

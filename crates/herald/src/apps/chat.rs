@@ -8,12 +8,12 @@ use super::now_rfc3339;
 use crate::handler::{HandlerError, Handlers, Reply, Request};
 
 #[derive(Deserialize)]
-pub struct ChatMessage {
+pub(crate) struct ChatMessage {
     pub content: String,
 }
 
 #[derive(Deserialize)]
-pub struct PrivateMessage {
+pub(crate) struct PrivateMessage {
     pub recipient: String,
     pub content: String,
 }
@@ -27,7 +27,7 @@ struct Stamped<'a> {
     timestamp: String,
 }
 
-pub fn handlers() -> Handlers {
+pub(crate) fn handlers() -> Handlers {
     Handlers::new()
         .route("/chat.send", |req: Request<ChatMessage>| async move {
             Ok::<_, HandlerError>(Reply::to(

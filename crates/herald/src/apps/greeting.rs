@@ -5,16 +5,16 @@ use serde::{Deserialize, Serialize};
 use crate::handler::{HandlerError, Handlers, Reply, Request};
 
 #[derive(Deserialize)]
-pub struct HelloMessage {
+pub(crate) struct HelloMessage {
     pub name: String,
 }
 
 #[derive(Serialize)]
-pub struct Greeting {
+pub(crate) struct Greeting {
     pub content: String,
 }
 
-pub fn handlers() -> Handlers {
+pub(crate) fn handlers() -> Handlers {
     Handlers::new().route("/hello", |req: Request<HelloMessage>| async move {
         let content = format!("Hello, {}!", html_escape(&req.payload.name));
         Ok::<_, HandlerError>(Reply::to("/topic/greetings", &Greeting { content }))
@@ -22,7 +22,7 @@ pub fn handlers() -> Handlers {
 }
 
 /// What Spring's `HtmlUtils.htmlEscape` does for the characters that matter.
-pub fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

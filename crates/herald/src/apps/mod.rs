@@ -8,23 +8,23 @@
 //! They are examples as much as features: nothing here reaches past `handler::` and the
 //! HTTP state, so an application written outside the crate can do the same.
 
-pub mod chat;
-pub mod config;
-pub mod greeting;
-pub mod rooms;
+pub(crate) mod chat;
+pub(crate) mod config;
+pub(crate) mod greeting;
+pub(crate) mod rooms;
 
 use std::time::SystemTime;
 
 use crate::handler::Handlers;
 
 /// Every demo app's handlers.
-pub fn handlers(rooms: &rooms::Rooms) -> Handlers {
+pub(crate) fn handlers(rooms: &rooms::Rooms) -> Handlers {
     chat::handlers()
         .merge(greeting::handlers())
         .merge(rooms.handlers())
 }
 
 /// The server's clock as RFC 3339 with milliseconds, for message timestamps.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }

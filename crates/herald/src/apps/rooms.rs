@@ -74,7 +74,7 @@ fn presence_scope(room_id: &str) -> String {
 /// which name (for LEAVE events and leaving on disconnect), and since when this node
 /// has seen rooms empty (for expiry). Rooms and members themselves live in the cluster.
 #[derive(Clone, Debug)]
-pub struct Rooms {
+pub(crate) struct Rooms {
     /// Session id → room id → the name it joined under.
     joined: Arc<Mutex<HashMap<String, HashMap<String, String>>>>,
     /// Room id → when this node first saw it without members.
@@ -87,7 +87,7 @@ pub struct Rooms {
 
 /// Why a room was not created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateError {
+pub(crate) enum CreateError {
     /// The name is empty or too long.
     Invalid(String),
     /// `apps.max_rooms` rooms exist.
@@ -109,7 +109,7 @@ impl CreateError {
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct RoomInfo {
+pub(crate) struct RoomInfo {
     pub id: String,
     pub name: String,
     pub created_at: String,
@@ -119,7 +119,7 @@ pub struct RoomInfo {
 /// What every subscriber of a room's topic receives.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct RoomEvent {
+pub(crate) struct RoomEvent {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub chat_room_id: String,
@@ -133,21 +133,21 @@ pub struct RoomEvent {
 /// The seed's clients also send a `writer`: ignored, the principal writes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JoinMessage {
+pub(crate) struct JoinMessage {
     pub chat_room_id: String,
 }
 
 /// The seed's clients also send a `writer`: ignored, the principal writes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChatMessage {
+pub(crate) struct ChatMessage {
     pub chat_room_id: String,
     pub message: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LeaveMessage {
+pub(crate) struct LeaveMessage {
     pub chat_room_id: String,
 }
 
@@ -168,7 +168,7 @@ fn unavailable(e: String) -> HandlerError {
 }
 
 impl Rooms {
-    pub fn new(config: &Config) -> Rooms {
+    pub(crate) fn new(config: &Config) -> Rooms {
         Rooms {
             joined: Arc::default(),
             idle: Arc::default(),
@@ -179,7 +179,7 @@ impl Rooms {
     }
 
     /// The topic a room's events go to.
-    pub fn topic(&self, room_id: &str) -> Result<String, HandlerError> {
+    pub(crate) fn topic(&self, room_id: &str) -> Result<String, HandlerError> {
         self.topic_prefix
             .as_ref()
             .map(|p| format!("{p}chat/room/{room_id}"))
@@ -204,7 +204,11 @@ impl Rooms {
     /// Creates a room with a fresh id, on every node, unless `apps.max_rooms` exist.
     /// (Nodes creating rooms at the same moment may pass the count together: the
     /// limit can be exceeded by as many rooms as are created at once.)
-    pub async fn create(&self, bus: &Arc<dyn Bus>, name: &str) -> Result<RoomInfo, CreateError> {
+    pub(crate) async fn create(
+        &self,
+        bus: &Arc<dyn Bus>,
+        name: &str,
+    ) -> Result<RoomInfo, CreateError> {
         let name = check_name(name).map_err(CreateError::Invalid)?;
         let down = |e: String| CreateError::Unavailable(format!("rooms unavailable: {e}"));
         let count = bus.map_len(MAP).await.map_err(down)?;
@@ -231,7 +235,7 @@ impl Rooms {
 
     /// Removes every room that has had no members for `apps.room_idle_timeout` (the
     /// starting rooms stay); returns how many this call removed.
-    pub async fn expire_idle(&self, bus: &Arc<dyn Bus>) -> Result<usize, HandlerError> {
+    pub(crate) async fn expire_idle(&self, bus: &Arc<dyn Bus>) -> Result<usize, HandlerError> {
         let stored = bus.map_all(MAP).await.map_err(unavailable)?;
         let mut count = stored.len();
         let mut removed = 0;
@@ -291,7 +295,7 @@ impl Rooms {
     }
 
     /// Sweeps idle rooms away (see [`Rooms::expire_idle`]) until `shutdown`.
-    pub fn spawn_expiry(
+    pub(crate) fn spawn_expiry(
         &self,
         bus: Arc<dyn Bus>,
         shutdown: tokio_util::sync::CancellationToken,
@@ -316,7 +320,7 @@ impl Rooms {
     }
 
     /// Every room, oldest first, with its members.
-    pub async fn list(&self, bus: &Arc<dyn Bus>) -> Result<Vec<RoomInfo>, HandlerError> {
+    pub(crate) async fn list(&self, bus: &Arc<dyn Bus>) -> Result<Vec<RoomInfo>, HandlerError> {
         let stored = bus.map_all(MAP).await.map_err(unavailable)?;
         let mut rooms: Vec<Room> = stored
             .iter()
@@ -348,7 +352,7 @@ impl Rooms {
     }
 
     /// One room with its members; `None` when there is no such room.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         bus: &Arc<dyn Bus>,
         id: &str,
@@ -398,7 +402,7 @@ impl Rooms {
     }
 
     /// Adds the session under `writer` (its principal's name) and returns the JOIN event.
-    pub async fn join(
+    pub(crate) async fn join(
         &self,
         bus: &Arc<dyn Bus>,
         room_id: &str,
@@ -426,7 +430,7 @@ impl Rooms {
         ))
     }
 
-    pub async fn chat(
+    pub(crate) async fn chat(
         &self,
         bus: &Arc<dyn Bus>,
         room_id: &str,
@@ -447,7 +451,7 @@ impl Rooms {
     }
 
     /// Removes the session from the room; the LEAVE event when it was a member.
-    pub async fn leave(
+    pub(crate) async fn leave(
         &self,
         bus: &Arc<dyn Bus>,
         room_id: &str,
@@ -498,7 +502,7 @@ impl Rooms {
     }
 
     /// Leaves every room the session is in (it disconnected).
-    pub async fn leave_all(&self, bus: &Arc<dyn Bus>, session: &str) -> Vec<Reply> {
+    pub(crate) async fn leave_all(&self, bus: &Arc<dyn Bus>, session: &str) -> Vec<Reply> {
         let rooms = self.joined.lock().remove(session).unwrap_or_default();
         let mut replies = Vec::with_capacity(rooms.len());
         for (room_id, writer) in rooms {
@@ -509,7 +513,7 @@ impl Rooms {
         replies
     }
 
-    pub fn handlers(&self) -> Handlers {
+    pub(crate) fn handlers(&self) -> Handlers {
         let (join, chat, leave, gone) = (self.clone(), self.clone(), self.clone(), self.clone());
         Handlers::new()
             .route("/chat/join", move |req: AppRequest<JoinMessage>| {

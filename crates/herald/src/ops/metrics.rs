@@ -14,49 +14,49 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub const CONNECTIONS_OPENED: &str = "herald_connections_opened_total";
-pub const CONNECTIONS: &str = "herald_connections";
-pub const SESSIONS: &str = "herald_sessions";
-pub const SUBSCRIPTIONS: &str = "herald_subscriptions";
-pub const DESTINATIONS: &str = "herald_destinations";
-pub const FRAMES_IN: &str = "herald_frames_in_total";
-pub const FRAMES_OUT: &str = "herald_frames_out_total";
-pub const BYTES_IN: &str = "herald_bytes_in_total";
-pub const BYTES_OUT: &str = "herald_bytes_out_total";
-pub const MESSAGES_PUBLISHED: &str = "herald_messages_published_total";
-pub const MESSAGES_DELIVERED: &str = "herald_messages_delivered_total";
-pub const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
-pub const MESSAGES_DEAD_LETTERED: &str = "herald_messages_dead_lettered_total";
-pub const SLOW_CONSUMER_CLOSES: &str = "herald_slow_consumer_closes_total";
+pub(crate) const CONNECTIONS_OPENED: &str = "herald_connections_opened_total";
+pub(crate) const CONNECTIONS: &str = "herald_connections";
+pub(crate) const SESSIONS: &str = "herald_sessions";
+pub(crate) const SUBSCRIPTIONS: &str = "herald_subscriptions";
+pub(crate) const DESTINATIONS: &str = "herald_destinations";
+pub(crate) const FRAMES_IN: &str = "herald_frames_in_total";
+pub(crate) const FRAMES_OUT: &str = "herald_frames_out_total";
+pub(crate) const BYTES_IN: &str = "herald_bytes_in_total";
+pub(crate) const BYTES_OUT: &str = "herald_bytes_out_total";
+pub(crate) const MESSAGES_PUBLISHED: &str = "herald_messages_published_total";
+pub(crate) const MESSAGES_DELIVERED: &str = "herald_messages_delivered_total";
+pub(crate) const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
+pub(crate) const MESSAGES_DEAD_LETTERED: &str = "herald_messages_dead_lettered_total";
+pub(crate) const SLOW_CONSUMER_CLOSES: &str = "herald_slow_consumer_closes_total";
 // Producer flow control (stomp.outbound_high_water / outbound_low_water).
-pub const PUBLISHERS_PAUSED: &str = "herald_publishers_paused";
-pub const PUBLISHER_PAUSES: &str = "herald_publisher_pauses_total";
-pub const ERRORS: &str = "herald_error_frames_total";
-pub const AUTH_FAILURES: &str = "herald_auth_failures_total";
-pub const HANDLER_SECONDS: &str = "herald_app_handler_seconds";
-pub const BUS_PUBLISH_SECONDS: &str = "herald_bus_publish_seconds";
-pub const BUS_ERRORS: &str = "herald_bus_publish_errors_total";
-pub const REDIS_RECONNECTS: &str = "herald_redis_reconnects_total";
+pub(crate) const PUBLISHERS_PAUSED: &str = "herald_publishers_paused";
+pub(crate) const PUBLISHER_PAUSES: &str = "herald_publisher_pauses_total";
+pub(crate) const ERRORS: &str = "herald_error_frames_total";
+pub(crate) const AUTH_FAILURES: &str = "herald_auth_failures_total";
+pub(crate) const HANDLER_SECONDS: &str = "herald_app_handler_seconds";
+pub(crate) const BUS_PUBLISH_SECONDS: &str = "herald_bus_publish_seconds";
+pub(crate) const BUS_ERRORS: &str = "herald_bus_publish_errors_total";
+pub(crate) const REDIS_RECONNECTS: &str = "herald_redis_reconnects_total";
 // The outage spool of the Redis bus (cluster.spool_max_bytes, cluster.publish_timeout).
-pub const BUS_SPOOL_BYTES: &str = "herald_bus_spool_bytes";
-pub const BUS_SPOOL_MESSAGES: &str = "herald_bus_spool_messages";
-pub const BUS_REFUSED: &str = "herald_bus_publishes_refused_total";
-pub const BUS_REPLAYED: &str = "herald_bus_publishes_replayed_total";
-pub const BUS_HANDED_BACK: &str = "herald_bus_queue_handed_back_total";
-pub const DB_SECONDS: &str = "herald_database_seconds";
-pub const NOTIFICATIONS_CREATED: &str = "herald_notifications_created_total";
-pub const NOTIFICATIONS_DELIVERED: &str = "herald_notifications_delivered_total";
+pub(crate) const BUS_SPOOL_BYTES: &str = "herald_bus_spool_bytes";
+pub(crate) const BUS_SPOOL_MESSAGES: &str = "herald_bus_spool_messages";
+pub(crate) const BUS_REFUSED: &str = "herald_bus_publishes_refused_total";
+pub(crate) const BUS_REPLAYED: &str = "herald_bus_publishes_replayed_total";
+pub(crate) const BUS_HANDED_BACK: &str = "herald_bus_queue_handed_back_total";
+pub(crate) const DB_SECONDS: &str = "herald_database_seconds";
+pub(crate) const NOTIFICATIONS_CREATED: &str = "herald_notifications_created_total";
+pub(crate) const NOTIFICATIONS_DELIVERED: &str = "herald_notifications_delivered_total";
 
 // Budgets: what clients can make the server hold, and how often a limit was reached.
-pub const LIMIT_HITS: &str = "herald_limit_hits_total";
-pub const QUEUED_MESSAGES: &str = "herald_queued_messages";
-pub const QUEUED_BYTES: &str = "herald_queued_bytes";
-pub const QUEUES: &str = "herald_queues";
-pub const HISTORY_DESTINATIONS: &str = "herald_history_destinations";
-pub const HISTORY_BYTES: &str = "herald_history_bytes";
-pub const UNACKED: &str = "herald_unacked_deliveries";
+pub(crate) const LIMIT_HITS: &str = "herald_limit_hits_total";
+pub(crate) const QUEUED_MESSAGES: &str = "herald_queued_messages";
+pub(crate) const QUEUED_BYTES: &str = "herald_queued_bytes";
+pub(crate) const QUEUES: &str = "herald_queues";
+pub(crate) const HISTORY_DESTINATIONS: &str = "herald_history_destinations";
+pub(crate) const HISTORY_BYTES: &str = "herald_history_bytes";
+pub(crate) const UNACKED: &str = "herald_unacked_deliveries";
 // The demo chat rooms (apps.max_rooms, apps.room_idle_timeout).
-pub const ROOMS: &str = "herald_rooms";
+pub(crate) const ROOMS: &str = "herald_rooms";
 
 /// The `limit` label of [`LIMIT_HITS`]: the setting whose budget was reached.
 const LIMITS: [&str; 15] = [
@@ -78,18 +78,18 @@ const LIMITS: [&str; 15] = [
 ];
 // The runtime: what the process keeps alive, read when /metrics is scraped. A task
 // that outlives its session shows here first (`herald-bench churn` watches it).
-pub const RUNTIME_TASKS: &str = "herald_runtime_tasks";
+pub(crate) const RUNTIME_TASKS: &str = "herald_runtime_tasks";
 // Admission: accepted connections (HTTP and STOMP listeners), refusals, SockJS sessions.
-pub const LISTENER_CONNECTIONS: &str = "herald_listener_connections";
-pub const CONNECTIONS_REFUSED: &str = "herald_connections_refused_total";
-pub const SOCKJS_SESSIONS: &str = "herald_sockjs_sessions";
+pub(crate) const LISTENER_CONNECTIONS: &str = "herald_listener_connections";
+pub(crate) const CONNECTIONS_REFUSED: &str = "herald_connections_refused_total";
+pub(crate) const SOCKJS_SESSIONS: &str = "herald_sockjs_sessions";
 // Destinations refused for a `[broker]` limit (length, segments, wildcards).
-pub const DESTINATIONS_REFUSED: &str = "herald_destinations_refused_total";
+pub(crate) const DESTINATIONS_REFUSED: &str = "herald_destinations_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the recorder (once per process) and returns the handle `/metrics` renders.
-pub fn install() -> PrometheusHandle {
+pub(crate) fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let latency = [
@@ -250,7 +250,7 @@ pub struct Budgets {
     pub unacked: usize,
 }
 
-pub fn budgets(b: &Budgets) {
+pub(crate) fn budgets(b: &Budgets) {
     gauge!(QUEUED_MESSAGES).set(b.queued_messages as f64);
     gauge!(QUEUED_BYTES).set(b.queued_bytes as f64);
     gauge!(QUEUES).set(b.queues as f64);
@@ -260,12 +260,12 @@ pub fn budgets(b: &Budgets) {
 }
 
 /// How many chat rooms exist (as last counted by this node).
-pub fn rooms(n: usize) {
+pub(crate) fn rooms(n: usize) {
     gauge!(ROOMS).set(n as f64);
 }
 
 /// A budget was reached; `limit` is its setting (one of [`LIMITS`]).
-pub fn limit_hit(limit: &'static str) {
+pub(crate) fn limit_hit(limit: &'static str) {
     static HITS: PerLabel<Counter, 15> = PerLabel::new(LIMITS);
     HITS.with(
         limit,
@@ -320,7 +320,7 @@ impl<T, const N: usize> PerLabel<T, N> {
 const TRANSPORTS: [&str; 4] = ["websocket", "sockjs", "tcp", "other"];
 const COMMANDS: [&str; 15] = herald_stomp::Command::NAMES;
 
-pub fn connection_opened(transport: &'static str) {
+pub(crate) fn connection_opened(transport: &'static str) {
     static OPENED: PerLabel<Counter, 4> = PerLabel::new(TRANSPORTS);
     static OPEN: PerLabel<Gauge, 4> = PerLabel::new(TRANSPORTS);
     OPENED.with(
@@ -335,7 +335,7 @@ pub fn connection_opened(transport: &'static str) {
     );
 }
 
-pub fn connection_closed(transport: &'static str) {
+pub(crate) fn connection_closed(transport: &'static str) {
     static OPEN: PerLabel<Gauge, 4> = PerLabel::new(TRANSPORTS);
     OPEN.with(
         transport,
@@ -346,15 +346,15 @@ pub fn connection_closed(transport: &'static str) {
 
 static SESSIONS_GAUGE: Cached<Gauge> = Cached::new();
 
-pub fn session_connected() {
+pub(crate) fn session_connected() {
     SESSIONS_GAUGE.with(|| gauge!(SESSIONS), |g| g.increment(1.0));
 }
 
-pub fn session_ended() {
+pub(crate) fn session_ended() {
     SESSIONS_GAUGE.with(|| gauge!(SESSIONS), |g| g.decrement(1.0));
 }
 
-pub fn frame_in(command: &'static str) {
+pub(crate) fn frame_in(command: &'static str) {
     static IN: PerLabel<Counter, 15> = PerLabel::new(COMMANDS);
     IN.with(
         command,
@@ -363,7 +363,7 @@ pub fn frame_in(command: &'static str) {
     );
 }
 
-pub fn frames_out(command: &'static str, n: u64) {
+pub(crate) fn frames_out(command: &'static str, n: u64) {
     static OUT: PerLabel<Counter, 15> = PerLabel::new(COMMANDS);
     OUT.with(
         command,
@@ -372,18 +372,18 @@ pub fn frames_out(command: &'static str, n: u64) {
     );
 }
 
-pub fn bytes_in(n: usize) {
+pub(crate) fn bytes_in(n: usize) {
     static C: Cached<Counter> = Cached::new();
     C.with(|| counter!(BYTES_IN), |c| c.increment(n as u64));
 }
 
-pub fn bytes_out(n: usize) {
+pub(crate) fn bytes_out(n: usize) {
     static C: Cached<Counter> = Cached::new();
     C.with(|| counter!(BYTES_OUT), |c| c.increment(n as u64));
 }
 
 /// One publish that reached `delivered` subscriptions.
-pub fn published(delivered: usize) {
+pub(crate) fn published(delivered: usize) {
     static PUBLISHED: Cached<Counter> = Cached::new();
     static DELIVERED: Cached<Counter> = Cached::new();
     PUBLISHED.with(|| counter!(MESSAGES_PUBLISHED), |c| c.increment(1));
@@ -394,18 +394,18 @@ pub fn published(delivered: usize) {
     frames_out("MESSAGE", delivered as u64);
 }
 
-pub fn dropped(reason: &'static str) {
+pub(crate) fn dropped(reason: &'static str) {
     counter!(MESSAGES_DROPPED, "reason" => reason).increment(1);
 }
 
 /// A queue message became a dead letter for `reason`, and was `outcome` ("queued"
 /// on its dead-letter queue or "dropped").
-pub fn dead_lettered(reason: &'static str, outcome: &'static str) {
+pub(crate) fn dead_lettered(reason: &'static str, outcome: &'static str) {
     counter!(MESSAGES_DEAD_LETTERED, "reason" => reason, "outcome" => outcome).increment(1);
 }
 
 /// An ERROR frame that ended a session, counted by its kind.
-pub fn error_frame(kind: crate::error::ErrorKind) {
+pub(crate) fn error_frame(kind: crate::error::ErrorKind) {
     counter!(ERRORS, "reason" => kind.as_str()).increment(1);
     if kind == crate::error::ErrorKind::SlowConsumer {
         counter!(SLOW_CONSUMER_CLOSES).increment(1);
@@ -413,7 +413,7 @@ pub fn error_frame(kind: crate::error::ErrorKind) {
 }
 
 /// A publisher started (`true`) or stopped waiting for a subscriber (flow control).
-pub fn publisher_paused(paused: bool) {
+pub(crate) fn publisher_paused(paused: bool) {
     static PAUSED: Cached<Gauge> = Cached::new();
     static PAUSES: Cached<Counter> = Cached::new();
     if paused {
@@ -424,67 +424,67 @@ pub fn publisher_paused(paused: bool) {
     }
 }
 
-pub fn auth_failure(stage: &'static str) {
+pub(crate) fn auth_failure(stage: &'static str) {
     counter!(AUTH_FAILURES, "stage" => stage).increment(1);
 }
 
-pub fn bus_publish_time(elapsed: Duration) {
+pub(crate) fn bus_publish_time(elapsed: Duration) {
     histogram!(BUS_PUBLISH_SECONDS).record(elapsed.as_secs_f64());
 }
 
-pub fn bus_errors(n: usize) {
+pub(crate) fn bus_errors(n: usize) {
     counter!(BUS_ERRORS).increment(n as u64);
 }
 
-pub fn redis_reconnected() {
+pub(crate) fn redis_reconnected() {
     counter!(REDIS_RECONNECTS).increment(1);
 }
 
-pub fn bus_spool(messages: usize, bytes: usize) {
+pub(crate) fn bus_spool(messages: usize, bytes: usize) {
     gauge!(BUS_SPOOL_MESSAGES).set(messages as f64);
     gauge!(BUS_SPOOL_BYTES).set(bytes as f64);
 }
 
-pub fn bus_refused(reason: &'static str, n: usize) {
+pub(crate) fn bus_refused(reason: &'static str, n: usize) {
     counter!(BUS_REFUSED, "reason" => reason).increment(n as u64);
 }
 
-pub fn bus_replayed(n: usize) {
+pub(crate) fn bus_replayed(n: usize) {
     counter!(BUS_REPLAYED).increment(n as u64);
 }
 
-pub fn bus_handed_back(n: usize) {
+pub(crate) fn bus_handed_back(n: usize) {
     counter!(BUS_HANDED_BACK).increment(n as u64);
 }
 
-pub fn database_time(operation: &'static str, elapsed: Duration) {
+pub(crate) fn database_time(operation: &'static str, elapsed: Duration) {
     histogram!(DB_SECONDS, "operation" => operation).record(elapsed.as_secs_f64());
 }
 
-pub fn notifications_created(n: usize) {
+pub(crate) fn notifications_created(n: usize) {
     counter!(NOTIFICATIONS_CREATED).increment(n as u64);
 }
 
-pub fn notifications_delivered(n: usize) {
+pub(crate) fn notifications_delivered(n: usize) {
     counter!(NOTIFICATIONS_DELIVERED).increment(n as u64);
 }
 
-pub fn destination_refused(limit: &'static str) {
+pub(crate) fn destination_refused(limit: &'static str) {
     counter!(DESTINATIONS_REFUSED, "limit" => limit).increment(1);
 }
 
-pub fn handler_time(elapsed: Duration) {
+pub(crate) fn handler_time(elapsed: Duration) {
     histogram!(HANDLER_SECONDS).record(elapsed.as_secs_f64());
 }
 
-pub fn registry_size(subscriptions: usize, destinations: usize) {
+pub(crate) fn registry_size(subscriptions: usize, destinations: usize) {
     gauge!(SUBSCRIPTIONS).set(subscriptions as f64);
     gauge!(DESTINATIONS).set(destinations as f64);
 }
 
 /// Sets the runtime gauges from the runtime this runs on (the server's: /metrics is
 /// one of its tasks).
-pub fn runtime_size() {
+pub(crate) fn runtime_size() {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         gauge!(RUNTIME_TASKS).set(rt.metrics().num_alive_tasks() as f64);
     }
@@ -493,7 +493,7 @@ pub fn runtime_size() {
 const LISTENERS: [&str; 2] = ["http", "stomp"];
 static LISTENER_OPEN: PerLabel<Gauge, 2> = PerLabel::new(LISTENERS);
 
-pub fn connection_accepted(listener: &'static str) {
+pub(crate) fn connection_accepted(listener: &'static str) {
     LISTENER_OPEN.with(
         listener,
         || gauge!(LISTENER_CONNECTIONS, "listener" => listener),
@@ -501,7 +501,7 @@ pub fn connection_accepted(listener: &'static str) {
     );
 }
 
-pub fn connection_released(listener: &'static str) {
+pub(crate) fn connection_released(listener: &'static str) {
     LISTENER_OPEN.with(
         listener,
         || gauge!(LISTENER_CONNECTIONS, "listener" => listener),
@@ -510,16 +510,16 @@ pub fn connection_released(listener: &'static str) {
 }
 
 /// `reason` is a refusal's code (`protected_mode`, `max_connections`, `origin_not_allowed`...).
-pub fn connection_refused(reason: &'static str) {
+pub(crate) fn connection_refused(reason: &'static str) {
     counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
 static SOCKJS_GAUGE: Cached<Gauge> = Cached::new();
 
-pub fn sockjs_session_opened() {
+pub(crate) fn sockjs_session_opened() {
     SOCKJS_GAUGE.with(|| gauge!(SOCKJS_SESSIONS), |g| g.increment(1.0));
 }
 
-pub fn sockjs_session_closed() {
+pub(crate) fn sockjs_session_closed() {
     SOCKJS_GAUGE.with(|| gauge!(SOCKJS_SESSIONS), |g| g.decrement(1.0));
 }

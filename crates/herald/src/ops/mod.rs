@@ -3,6 +3,6 @@
 //! looking up; the HTTP side — `/metrics`, health, the admin API — is with the other
 //! routes (`http/admin.rs`), the periodic stats line with the node.
 
-pub mod config;
-pub mod metrics;
-pub mod sessions;
+pub(crate) mod config;
+pub(crate) mod metrics;
+pub(crate) mod sessions;

@@ -157,7 +157,7 @@ impl SessionRegistry {
 }
 
 /// RFC 3339 text of a system time.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 

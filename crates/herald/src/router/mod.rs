@@ -8,7 +8,7 @@
 //!
 //! The router only resolves names to [`Target`]s; it delivers nothing.
 
-pub mod config;
+pub(crate) mod config;
 
 use crate::broker::config::BrokerConfig;
 use crate::broker::{Kind, Target};

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     /// How often the server must send something (an EOL when idle).
     pub send: Option<Duration>,
     /// How often the client promised to send; silence for two of these closes it.
@@ -15,7 +15,7 @@ pub struct Heartbeat {
 }
 
 /// Parses a `heart-beat` header value `cx,cy` in milliseconds.
-pub fn parse(value: &str) -> Result<(u64, u64), String> {
+pub(crate) fn parse(value: &str) -> Result<(u64, u64), String> {
     let bad = || format!("invalid heart-beat header '{value}': expected two integers 'cx,cy'");
     let (a, b) = value.split_once(',').ok_or_else(bad)?;
     Ok((
@@ -24,7 +24,11 @@ pub fn parse(value: &str) -> Result<(u64, u64), String> {
     ))
 }
 
-pub fn negotiate(client: (u64, u64), server_send: Duration, server_receive: Duration) -> Heartbeat {
+pub(crate) fn negotiate(
+    client: (u64, u64),
+    server_send: Duration,
+    server_receive: Duration,
+) -> Heartbeat {
     let (cx, cy) = client;
     let dir = |server: Duration, client_ms: u64| {
         let server_ms = server.as_millis() as u64;

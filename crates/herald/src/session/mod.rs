@@ -6,8 +6,8 @@
 //! protocol state — version, subscriptions, open transactions — and never touches a
 //! socket or a timer: the connection loop in `transport` does that.
 
-pub mod config;
-pub mod heartbeat;
+pub(crate) mod config;
+pub(crate) mod heartbeat;
 #[cfg(test)]
 mod tests;
 
@@ -30,13 +30,13 @@ use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInf
 use crate::node::Node;
 use crate::router::SendRoute;
 use crate::router::config::ErrorDelivery;
-pub use heartbeat::Heartbeat;
+pub(crate) use heartbeat::Heartbeat;
 
-pub use crate::error::{ErrorKind, StompError};
+pub(crate) use crate::error::{ErrorKind, StompError};
 
 /// A SEND to an application destination, running its handler. The connection awaits
 /// it (one at a time, in order) and gives the result to [`Session::finish_call`].
-pub struct AppCall {
+pub(crate) struct AppCall {
     pub future: BoxFuture<Result<Vec<Reply>, HandlerError>>,
     destination: String,
     receipt: Option<String>,
@@ -47,7 +47,7 @@ pub struct AppCall {
 
 /// What the connection should do after a frame was handled.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Flow {
+pub(crate) enum Flow {
     Continue,
     /// CONNECT succeeded: decode with this version from now on, keep these heart-beats.
     Connected {
@@ -58,7 +58,7 @@ pub enum Flow {
     Close,
 }
 
-pub struct Session {
+pub(crate) struct Session {
     node: Arc<Node>,
     id: String,
     outbox: Arc<Outbox>,
@@ -92,10 +92,14 @@ struct Transaction {
 /// Application calls (and receipts waiting for the cluster) a session may have queued
 /// before the connection stops decoding its input until one finishes: a read can hold
 /// thousands of small frames, and each call holds its frame.
-pub const MAX_QUEUED_CALLS: usize = 64;
+pub(crate) const MAX_QUEUED_CALLS: usize = 64;
 
 impl Session {
-    pub fn new(node: Arc<Node>, outbox: Arc<Outbox>, handshake: Option<Handshake>) -> Session {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        outbox: Arc<Outbox>,
+        handshake: Option<Handshake>,
+    ) -> Session {
         Session {
             id: node.next_session_id(),
             node,
@@ -114,7 +118,7 @@ impl Session {
 
     /// While a subscriber this session published to has too much waiting: the
     /// connection reads nothing more until [`Pressure::relieved`].
-    pub fn paced(&self) -> Option<&Arc<Pressure>> {
+    pub(crate) fn paced(&self) -> Option<&Arc<Pressure>> {
         self.pressure.as_ref().filter(|p| p.is_raised())
     }
 
@@ -123,35 +127,35 @@ impl Session {
     }
 
     /// Who this session is, for handlers.
-    pub fn info(&self) -> SessionInfo {
+    pub(crate) fn info(&self) -> SessionInfo {
         SessionInfo {
             id: self.id.clone(),
             principal: self.principal.clone(),
         }
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.recipient.is_some()
     }
 
     /// How long until the principal's token expires.
-    pub fn expires_in(&self) -> Option<std::time::Duration> {
+    pub(crate) fn expires_in(&self) -> Option<std::time::Duration> {
         self.principal.time_left()
     }
 
     /// The next application call to run, if any.
-    pub fn next_call(&mut self) -> Option<AppCall> {
+    pub(crate) fn next_call(&mut self) -> Option<AppCall> {
         self.calls.pop_front()
     }
 
     /// Whether as many calls wait as the session may queue ([`MAX_QUEUED_CALLS`]).
-    pub fn calls_full(&self) -> bool {
+    pub(crate) fn calls_full(&self) -> bool {
         self.calls.len() >= MAX_QUEUED_CALLS
     }
 
     /// Publishes what a handler returned (then the SEND's RECEIPT), or reports its
     /// error to this session as configured.
-    pub fn finish_call(
+    pub(crate) fn finish_call(
         &mut self,
         call: AppCall,
         result: Result<Vec<Reply>, HandlerError>,
@@ -219,19 +223,19 @@ impl Session {
         Ok(())
     }
 
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
-    pub fn user(&self) -> &str {
+    pub(crate) fn user(&self) -> &str {
         &self.principal.name
     }
 
-    pub fn version(&self) -> Version {
+    pub(crate) fn version(&self) -> Version {
         self.recipient.as_ref().map_or(Version::V1_2, |r| r.version)
     }
 
-    pub fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
+    pub(crate) fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let receipt = frame.get("receipt").map(str::to_owned);
         let calls_before = self.calls.len();
         let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
@@ -375,7 +379,7 @@ impl Session {
 
     /// Handles the first CONNECT (or STOMP) frame: version, authentication, limits,
     /// heart-beats, then CONNECTED.
-    pub async fn connect(&mut self, frame: Frame) -> Result<Flow, StompError> {
+    pub(crate) async fn connect(&mut self, frame: Frame) -> Result<Flow, StompError> {
         if self.is_connected() {
             return self.handle(frame);
         }
@@ -569,13 +573,16 @@ impl Session {
                 let limit = node.config.apps.handler_timeout;
                 let dest = destination.clone();
                 let future = Box::pin(async move {
-                    tokio::time::timeout(limit, future)
+                    let started = std::time::Instant::now();
+                    let result = tokio::time::timeout(limit, future)
                         .await
                         .unwrap_or_else(|_| {
                             Err(HandlerError::new(format!(
                                 "handler for {dest} timed out after {limit:?}"
                             )))
-                        })
+                        });
+                    crate::ops::metrics::handler_time(started.elapsed());
+                    result
                 });
                 self.calls.push_back(AppCall {
                     future,
@@ -760,7 +767,7 @@ impl Session {
     }
 
     /// The ERROR frame for `err`, to be written last before the connection closes.
-    pub fn error_frame(&self, err: &StompError) -> OutFrame {
+    pub(crate) fn error_frame(&self, err: &StompError) -> OutFrame {
         let mut frame = Frame::new(Command::Error)
             .header("message", err.message.clone())
             .header("content-type", "text/plain");
@@ -776,7 +783,7 @@ impl Session {
 
     /// Ends the session: its subscriptions go, unacked queue messages are redelivered,
     /// open transactions are dropped, and nothing more is queued for it.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if self.outbox.is_closed() {
             return;
         }

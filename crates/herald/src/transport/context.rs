@@ -17,7 +17,7 @@ use crate::admission::{Admission, Entry, Permit};
 use crate::node::Node;
 
 #[derive(Clone)]
-pub struct Context {
+pub(crate) struct Context {
     pub node: Arc<Node>,
     /// Fires when the server shuts down: every session says goodbye and closes.
     pub shutdown: CancellationToken,
@@ -29,12 +29,12 @@ pub struct Context {
 /// it: a session the request upgrades to holds it on. Also its TCP socket, which a
 /// WebSocket upgraded from it watches for progress (`transport::Progress`).
 #[derive(Clone)]
-pub struct ConnectionPermit(pub Arc<Permit>, pub RawFd);
+pub(crate) struct ConnectionPermit(pub Arc<Permit>, pub RawFd);
 
 impl Context {
     /// Admits a request that opens a session (`admission::Gate::admit`: host, origin,
     /// token), with its connection's permit. `Err` is the HTTP answer that says why.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         peer: SocketAddr,
         req: &Request<Body>,
@@ -58,7 +58,7 @@ impl Context {
 }
 
 /// [`Context::admit`] for a request already taken apart (the direct `/ws` path).
-pub async fn admit_headers(
+pub(crate) async fn admit_headers(
     node: Arc<Node>,
     peer: SocketAddr,
     headers: HeaderMap,

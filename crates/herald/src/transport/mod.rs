@@ -8,10 +8,10 @@
 //! A transport (WebSocket, TCP, SockJS) only implements read, write and close.
 
 mod context;
-pub mod progress;
+pub(crate) mod progress;
 pub(crate) mod sockjs;
-pub mod tcp;
-pub mod websocket;
+pub(crate) mod tcp;
+pub(crate) mod websocket;
 
 use std::future::Future;
 use std::io;
@@ -33,14 +33,14 @@ use crate::node::Node;
 use crate::ops::metrics;
 use crate::ops::sessions::SessionEntry;
 use crate::session::{AppCall, Flow, Heartbeat, Session};
-pub use context::{ConnectionPermit, Context, admit_headers};
-pub use progress::Progress;
+pub(crate) use context::{ConnectionPermit, Context, admit_headers};
+pub(crate) use progress::Progress;
 use progress::write_watched;
 
 /// Time allowed for the last frames (an ERROR, a RECEIPT) before closing.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 
-pub trait Transport: Send {
+pub(crate) trait Transport: Send {
     /// Appends received bytes to `buf`; `Ok(false)` when the peer closed.
     fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<bool>> + Send;
     /// Writes every frame and flushes.
@@ -82,17 +82,17 @@ enum Written {
     Stalled,
 }
 
-pub use crate::admission::Admission;
+pub(crate) use crate::admission::Admission;
 
 /// The presence scope of connected STOMP sessions: member = session id, info = user.
-pub const PRESENCE_USERS: &str = "users";
+pub(crate) const PRESENCE_USERS: &str = "users";
 
 /// Runs one connection to its end. Not an `async fn` itself: the session is set up
 /// here and the returned future is `run`'s alone, so a connection's task carries no
 /// second copy of the transport and session (a wrapping `async fn` kept ~1 KiB more
 /// per connection, docs/BENCHMARKS.md). What must happen at the end is [`Ended`]'s
 /// drop, which also runs if the task is dropped early.
-pub fn drive<T: Transport>(
+pub(crate) fn drive<T: Transport>(
     transport: T,
     node: Arc<Node>,
     shutdown: CancellationToken,

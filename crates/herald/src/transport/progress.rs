@@ -27,7 +27,7 @@ use crate::broker::OutFrame;
 /// its send buffer (up to MiBs) is free, so the count of bytes handed over alone
 /// moves in steps that a slow reader can take longer than `send_timeout` to make.
 #[derive(Clone, Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     written: Arc<AtomicU64>,
     socket: Option<RawFd>,
 }
@@ -62,7 +62,7 @@ fn unsent(fd: RawFd) -> u64 {
 
 /// A byte stream that counts what it writes.
 #[derive(Debug)]
-pub struct Metered<S> {
+pub(crate) struct Metered<S> {
     inner: S,
     progress: Progress,
 }
@@ -70,7 +70,7 @@ pub struct Metered<S> {
 impl<S> Metered<S> {
     /// Counts what `inner` writes; `socket`, the TCP socket underneath when known,
     /// makes the count what the peer took ([`Progress`]).
-    pub fn new(inner: S, socket: Option<RawFd>) -> Self {
+    pub(crate) fn new(inner: S, socket: Option<RawFd>) -> Self {
         Metered {
             inner,
             progress: Progress {
@@ -80,7 +80,7 @@ impl<S> Metered<S> {
         }
     }
 
-    pub fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         self.progress.clone()
     }
 }
@@ -135,12 +135,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 
 /// A write that made no progress for the allowed time.
 #[derive(Debug)]
-pub struct Stalled;
+pub(crate) struct Stalled;
 
 /// Writes `frames`, giving up once the transport took nothing for `limit`. Without a
 /// progress count (a transport whose writes complete as soon as there is room, like
 /// SockJS's HTTP sessions), the whole write gets `limit`.
-pub async fn write_watched<T: Transport>(
+pub(crate) async fn write_watched<T: Transport>(
     transport: &mut T,
     frames: &[OutFrame],
     progress: Option<&Progress>,

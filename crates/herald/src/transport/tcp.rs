@@ -14,13 +14,13 @@ use crate::broker::OutFrame;
 /// (the buffer is released between frames).
 const READ_CHUNK: usize = 4096;
 
-pub struct Tcp {
+pub(crate) struct Tcp {
     stream: Metered<TcpStream>,
     out: BytesMut,
 }
 
 impl Tcp {
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         Tcp {

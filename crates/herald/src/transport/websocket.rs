@@ -28,14 +28,14 @@ use crate::broker::OutFrame;
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// A validated upgrade request: the response to send and the socket to come.
-pub struct Upgrade {
+pub(crate) struct Upgrade {
     pub response: Response<Body>,
     pub on_upgrade: OnUpgrade,
 }
 
 /// What a valid upgrade request asks for: the accept key and the STOMP version
 /// whose subprotocol to answer with (`None` when the client offered none).
-pub struct Negotiated {
+pub(crate) struct Negotiated {
     pub accept_key: String,
     pub protocol: Option<Version>,
 }
@@ -43,7 +43,7 @@ pub struct Negotiated {
 /// Checks the headers of an upgrade request, or gives the error response whose
 /// body names the problem. Has no side effects: the direct `/ws` path may call it
 /// and still leave the request to hyper.
-pub fn negotiate(headers: &HeaderMap) -> Result<Negotiated, Response<Body>> {
+pub(crate) fn negotiate(headers: &HeaderMap) -> Result<Negotiated, Response<Body>> {
     if !has_token(headers, header::UPGRADE, "websocket") {
         return Err(bad_request(
             "expected a WebSocket upgrade (Upgrade: websocket)",
@@ -84,7 +84,7 @@ fn bad_request(msg: &str) -> Response<Body> {
 
 /// Checks an upgrade request and builds the 101 response, or an error response
 /// whose body names the problem.
-pub fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
+pub(crate) fn accept(mut req: Request<Body>) -> Result<Upgrade, Response<Body>> {
     let Negotiated {
         accept_key,
         protocol,
@@ -136,7 +136,7 @@ fn choose_subprotocol(headers: &HeaderMap) -> Option<Version> {
 
 /// A WebSocket connection after its handshake: an upgraded hyper connection, or a
 /// TCP stream whose upgrade the direct `/ws` path answered.
-pub struct WebSocket<S = TokioIo<Upgraded>> {
+pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     ws: WebSocketStream<Metered<S>>,
     progress: Progress,
 }
@@ -144,7 +144,7 @@ pub struct WebSocket<S = TokioIo<Upgraded>> {
 impl WebSocket {
     /// Wraps an upgraded connection; `max_message` bounds one WebSocket message;
     /// `socket` is the TCP socket underneath, when known ([`Progress`]).
-    pub fn new(upgraded: Upgraded, max_message: usize, socket: Option<RawFd>) -> Self {
+    pub(crate) fn new(upgraded: Upgraded, max_message: usize, socket: Option<RawFd>) -> Self {
         WebSocket::over(TokioIo::new(upgraded), max_message, socket)
     }
 }
@@ -152,7 +152,7 @@ impl WebSocket {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Speaks WebSocket over `stream`, whose handshake is done; `socket` is the TCP
     /// socket underneath, when known ([`Progress`]).
-    pub fn over(stream: S, max_message: usize, socket: Option<RawFd>) -> Self {
+    pub(crate) fn over(stream: S, max_message: usize, socket: Option<RawFd>) -> Self {
         let stream = Metered::new(stream, socket);
         let progress = stream.progress();
         let ws = tokio_websockets::ServerBuilder::new()
@@ -227,7 +227,7 @@ pub(crate) async fn write_frames<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The largest WebSocket message a STOMP session accepts: room for a few frames.
-pub fn max_message(node: &crate::node::Node) -> usize {
+pub(crate) fn max_message(node: &crate::node::Node) -> usize {
     node.config.stomp.max_frame.saturating_mul(4).max(1 << 20)
 }
 

@@ -23,7 +23,7 @@
 //! (`Cache-Control: no-cache`, 304 on `If-None-Match`); the vendored libraries, which
 //! change only with a new version, may be kept for a day.
 
-pub mod config;
+pub(crate) mod config;
 
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// inline script, no eval), connections only to this origin (`'self'` covers its
 /// `ws:`/`wss:`), no plugins, no `<base>` rewriting, forms to this origin, never
 /// framed. Inline `style` attributes are allowed: they cannot run code.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 pub(crate) fn routes() -> axum::Router<Context> {
     let mut router = axum::Router::new()
@@ -83,7 +83,7 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 }
 
 /// The content type by file extension (the assets are ours: a short list suffices).
-pub fn content_type(path: &str) -> &'static str {
+pub(crate) fn content_type(path: &str) -> &'static str {
     match path.rsplit_once('.').map(|(_, ext)| ext) {
         Some("html") => "text/html; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",

@@ -11,6 +11,8 @@
 //! Every wait is bounded ([`WAIT`] unless a test says otherwise), so a server that
 //! stops answering fails the test instead of hanging the suite.
 
+// Shared between the test files with `pub`: there is no API here to keep small.
+#![allow(unreachable_pub)]
 #![allow(dead_code, unused_imports)]
 
 mod http;

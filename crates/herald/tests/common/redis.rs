@@ -17,7 +17,7 @@ use herald::config::Config;
 
 use crate::common::{TestServer, wait_until};
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     /// Where the append-only file lives, when the server keeps one.
@@ -26,14 +26,14 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers.
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         RedisServer::start_in(None)
     }
 
     /// Like [`RedisServer::start`], with an append-only file (in a directory of its
     /// own, removed on drop): what Redis answered survives a kill -9 and restart, as
     /// in a deployment that persists.
-    pub fn start_persistent() -> RedisServer {
+    pub(crate) fn start_persistent() -> RedisServer {
         let dir =
             std::env::temp_dir().join(format!("herald-redis-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("a directory for the append-only file");
@@ -54,12 +54,12 @@ impl RedisServer {
         r
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (SIGKILL): clients see the connection drop.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -67,7 +67,7 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (empty unless it persists).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut cmd = Command::new(&bin);
@@ -101,12 +101,12 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers, and
     /// what it holds is kept, unlike a restart.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.signal("-STOP");
     }
 
     /// Thaws a paused server (SIGCONT).
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.signal("-CONT");
     }
 
@@ -133,7 +133,7 @@ impl RedisServer {
     }
 
     /// Whether the server answers PING.
-    pub fn ping(&self) -> bool {
+    pub(crate) fn ping(&self) -> bool {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -162,7 +162,7 @@ fn unique() -> u64 {
 
 /// A node on `redis` with quick cluster timings (claims after 1 s, heartbeat 200 ms),
 /// then `tweak`.
-pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut Config)) -> TestServer {
+pub(crate) async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let url = redis.url();
     TestServer::with(move |c| {
         c.cluster.redis_url = url;
@@ -175,7 +175,7 @@ pub async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut Config)) -> 
 
 /// Waits until `server` receives what the cluster routes under `key` (a topic channel
 /// subscribed, or a queue consumed).
-pub async fn listening(server: &TestServer, kind: Kind, key: &str) {
+pub(crate) async fn listening(server: &TestServer, kind: Kind, key: &str) {
     let bus = server.node.broker.bus().clone();
     wait_until(&format!("node listening to {key}"), || {
         bus.is_listening(kind, key)

@@ -30,14 +30,14 @@ struct State {
 }
 
 impl OutageLog {
-    pub fn new(node: &str) -> OutageLog {
+    pub(super) fn new(node: &str) -> OutageLog {
         OutageLog {
             node: node.to_owned(),
             state: Mutex::default(),
         }
     }
 
-    pub fn started(&self, why: &str) {
+    pub(super) fn started(&self, why: &str) {
         let mut st = self.state.lock();
         if st.since.is_none() {
             let now = Instant::now();
@@ -49,21 +49,21 @@ impl OutageLog {
     }
 
     /// `n` publishes could not reach Redis when sent (they went to the spool).
-    pub fn failed(&self, n: usize) {
+    pub(super) fn failed(&self, n: usize) {
         let mut st = self.state.lock();
         st.failed += n as u64;
         st.failed_total += n as u64;
     }
 
     /// `n` publishes were refused (spool full, confirmation timed out).
-    pub fn refused(&self, n: usize) {
+    pub(super) fn refused(&self, n: usize) {
         let mut st = self.state.lock();
         st.refused += n as u64;
         st.refused_total += n as u64;
     }
 
     /// Called every health tick: the count line, when one is due.
-    pub fn tick(&self, spooled: usize, spool_bytes: usize) {
+    pub(super) fn tick(&self, spooled: usize, spool_bytes: usize) {
         let mut st = self.state.lock();
         let now = Instant::now();
         let due = st.last_line.is_none_or(|t| now.duration_since(t) >= EVERY);
@@ -81,7 +81,7 @@ impl OutageLog {
         st.last_line = Some(now);
     }
 
-    pub fn ended(&self, spooled: usize) {
+    pub(super) fn ended(&self, spooled: usize) {
         let mut st = self.state.lock();
         if let Some(since) = st.since.take() {
             tracing::info!(node = %self.node, spooled,

@@ -41,7 +41,7 @@ pub(super) struct Spool {
 }
 
 impl Spool {
-    pub fn new(max_bytes: usize) -> Spool {
+    pub(super) fn new(max_bytes: usize) -> Spool {
         Spool {
             entries: VecDeque::new(),
             front: 0,
@@ -52,25 +52,25 @@ impl Spool {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether `n` more bytes stay within the budget.
-    pub fn fits(&self, n: usize) -> bool {
+    pub(super) fn fits(&self, n: usize) -> bool {
         self.bytes + n <= self.max_bytes
     }
 
     /// Appends `entry` (the caller checked [`Spool::fits`]).
-    pub fn push(&mut self, entry: Spooled) {
+    pub(super) fn push(&mut self, entry: Spooled) {
         let seq = self.front + self.entries.len() as u64;
         if let Some((_, deadline)) = &entry.waiter {
             self.deadlines.push_back((*deadline, seq));
@@ -81,7 +81,7 @@ impl Spool {
     }
 
     /// Takes up to `n` of the oldest entries, with their sequence numbers.
-    pub fn take(&mut self, n: usize) -> Vec<(u64, Spooled)> {
+    pub(super) fn take(&mut self, n: usize) -> Vec<(u64, Spooled)> {
         let mut out = Vec::with_capacity(n.min(self.len));
         while out.len() < n {
             let Some(slot) = self.entries.pop_front() else {
@@ -101,7 +101,7 @@ impl Spool {
     /// Puts back at the front, in order, what [`Spool::take`] took (a write that
     /// failed); entries whose deadline passed meanwhile go at the next
     /// [`Spool::expire`].
-    pub fn restore(&mut self, taken: Vec<(u64, Spooled)>) {
+    pub(super) fn restore(&mut self, taken: Vec<(u64, Spooled)>) {
         for (seq, entry) in taken.into_iter().rev() {
             while self.front > seq + 1 {
                 self.entries.push_front(None);
@@ -115,13 +115,13 @@ impl Spool {
     }
 
     /// The earliest deadline of a waited-for entry.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.front().map(|(d, _)| *d)
     }
 
     /// Takes out the waited-for entries whose deadline is past `now`: the caller
     /// refuses them.
-    pub fn expire(&mut self, now: Instant) -> Vec<Spooled> {
+    pub(super) fn expire(&mut self, now: Instant) -> Vec<Spooled> {
         let mut out = Vec::new();
         while let Some(&(deadline, seq)) = self.deadlines.front() {
             if deadline > now {
@@ -149,7 +149,7 @@ impl Spool {
     }
 
     /// Everything left, oldest first (shutdown).
-    pub fn drain(&mut self) -> Vec<Spooled> {
+    pub(super) fn drain(&mut self) -> Vec<Spooled> {
         self.deadlines.clear();
         self.len = 0;
         self.bytes = 0;

@@ -143,7 +143,7 @@ impl Sql {
 
     /// The rows stored under a key (the first value) for any of `recipients` users
     /// (the next values).
-    pub fn by_key(&self, recipients: usize) -> String {
+    pub(super) fn by_key(&self, recipients: usize) -> String {
         let postgres = self.dialect == Dialect::Postgres;
         let mark = |i: usize| {
             if postgres {
@@ -165,7 +165,7 @@ impl Sql {
 
     /// One multi-row `INSERT` of `rows` notifications ([`NOTIFICATION_VALUES`] values
     /// each); SQLite and PostgreSQL return `(id, recipient)` of every row.
-    pub fn insert_notifications(&self, rows: usize) -> String {
+    pub(super) fn insert_notifications(&self, rows: usize) -> String {
         let postgres = self.dialect == Dialect::Postgres;
         let values = self.values(rows, NOTIFICATION_VALUES, |col| {
             if postgres && col == 5 { "::jsonb" } else { "" }
@@ -180,7 +180,7 @@ impl Sql {
 
     /// One multi-row insert of `rows` read marks (user, notification, read_at) that
     /// skips the ones already there.
-    pub fn insert_reads(&self, rows: usize) -> String {
+    pub(super) fn insert_reads(&self, rows: usize) -> String {
         let values = self.values(rows, READ_VALUES, |_| "");
         if self.dialect == Dialect::MySql {
             format!(

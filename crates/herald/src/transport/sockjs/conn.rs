@@ -13,7 +13,7 @@ use crate::broker::OutFrame;
 use crate::transport::Transport;
 
 /// The application's side of an HTTP-transport session.
-pub struct SockJsTransport {
+pub(crate) struct SockJsTransport {
     pub(super) session: Arc<Session>,
 }
 
@@ -119,7 +119,7 @@ impl Transport for SockJsTransport {
 /// one message, every written frame one message.
 // One per connection, never moved once the session runs: boxing a variant buys nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Conn {
+pub(crate) enum Conn {
     Http(SockJsTransport),
     Ws(websocket::SockJsWs),
 }

@@ -5,16 +5,16 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const OPEN: &str = "o";
-pub const HEARTBEAT: &str = "h";
+pub(crate) const OPEN: &str = "o";
+pub(crate) const HEARTBEAT: &str = "h";
 
 /// `c[code,"reason"]`.
-pub fn close(code: u16, reason: &str) -> String {
+pub(crate) fn close(code: u16, reason: &str) -> String {
     format!("c[{code},{}]", quote(reason))
 }
 
 /// `a[...]`: messages as one JSON array.
-pub fn messages<S: AsRef<str>>(msgs: &[S]) -> String {
+pub(crate) fn messages<S: AsRef<str>>(msgs: &[S]) -> String {
     let mut out =
         String::with_capacity(3 + msgs.iter().map(|m| m.as_ref().len() + 3).sum::<usize>());
     out.push_str("a[");
@@ -31,7 +31,7 @@ pub fn messages<S: AsRef<str>>(msgs: &[S]) -> String {
 /// A JSON string literal, with the characters SockJS servers must escape because
 /// browsers or proxies mangle them: controls, zero-width and bidi marks, line and
 /// paragraph separators, invisible operators, and U+FFF0..U+FFFF.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let json = serde_json::to_string(s).expect("a string serializes");
     if !json.chars().any(must_escape) {
         return json;
@@ -53,7 +53,7 @@ fn must_escape(c: char) -> bool {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum PayloadError {
+pub(crate) enum PayloadError {
     /// "Payload expected."
     Empty,
     /// "Broken JSON encoding."
@@ -61,7 +61,7 @@ pub enum PayloadError {
 }
 
 impl PayloadError {
-    pub fn message(&self) -> &'static str {
+    pub(crate) fn message(&self) -> &'static str {
         match self {
             PayloadError::Empty => "Payload expected.",
             PayloadError::Broken => "Broken JSON encoding.",
@@ -70,7 +70,7 @@ impl PayloadError {
 }
 
 /// A client's messages: a JSON array of strings, or (websocket) one JSON string.
-pub fn decode(payload: &[u8]) -> Result<Vec<String>, PayloadError> {
+pub(crate) fn decode(payload: &[u8]) -> Result<Vec<String>, PayloadError> {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }
@@ -89,7 +89,7 @@ enum Messages {
 }
 
 /// A JSONP callback name: letters, digits, `_`, `-` and `.` only.
-pub fn valid_callback(c: &str) -> bool {
+pub(crate) fn valid_callback(c: &str) -> bool {
     !c.is_empty()
         && c.len() <= 256
         && c.bytes()
@@ -97,7 +97,7 @@ pub fn valid_callback(c: &str) -> bool {
 }
 
 /// The page iframe-based transports load: it bootstraps sockjs-client from `client_url`.
-pub fn iframe_page(client_url: &str) -> String {
+pub(crate) fn iframe_page(client_url: &str) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html>
@@ -127,7 +127,7 @@ fn html_attr(s: &str) -> String {
 
 /// The start of an htmlfile response for `callback`, padded past 1 KiB so that
 /// old browsers start rendering it.
-pub fn htmlfile_head(callback: &str) -> String {
+pub(crate) fn htmlfile_head(callback: &str) -> String {
     let mut page = format!(
         r#"<!doctype html>
 <html><head>
@@ -149,7 +149,7 @@ pub fn htmlfile_head(callback: &str) -> String {
 }
 
 /// An HTTP date (RFC 7231 IMF-fixdate) `ahead` of now, for `Expires`.
-pub fn http_date(ahead: Duration) -> String {
+pub(crate) fn http_date(ahead: Duration) -> String {
     let secs = (SystemTime::now() + ahead)
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -33,9 +33,9 @@
 //! endpoint's settings, `test_apps.rs` the protocol suite's endpoints.
 
 mod answers;
-pub mod config;
+pub(crate) mod config;
 mod conn;
-pub mod frames;
+pub(crate) mod frames;
 mod options;
 mod polling;
 mod service;
@@ -45,9 +45,9 @@ mod test_apps;
 mod websocket;
 
 use answers::{callback, cors, error, no_cache, not_found, set, text};
-pub use conn::Conn;
-pub use options::{Options, Transports};
-pub use service::Service;
+pub(crate) use conn::Conn;
+pub(crate) use options::{Options, Transports};
+pub(crate) use service::Service;
 use session::{Next, Receiver};
 
 use std::future::Future;
@@ -62,7 +62,7 @@ use crate::admission::Entry;
 use crate::transport::Context;
 
 /// The close frame a session gets when the server ends it.
-pub const GO_AWAY: (u16, &str) = (3000, "Go away!");
+pub(crate) const GO_AWAY: (u16, &str) = (3000, "Go away!");
 const ANOTHER_CONNECTION: (u16, &str) = (2010, "Another connection still open");
 const INTERRUPTED: (u16, &str) = (1002, "Connection interrupted");
 /// How long a receiving request waits for a busy session's receiver to leave.
@@ -70,10 +70,11 @@ const BUSY_GRACE: Duration = Duration::from_millis(250);
 
 /// What runs on a session: it gets the connection and the HTTP state, and returns
 /// when the session is over.
-pub type App = Arc<dyn Fn(Conn, Opened) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub(crate) type App =
+    Arc<dyn Fn(Conn, Opened) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// What an application gets besides its connection.
-pub struct Opened {
+pub(crate) struct Opened {
     pub state: Context,
     /// The origin/IP/token checks of the opening request (empty for test endpoints).
     pub admission: Admission,

@@ -7,7 +7,7 @@ use super::config::SockJsConfig;
 
 /// Which transports an endpoint offers (`sockjs.transports`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transports {
+pub(crate) struct Transports {
     pub websocket: bool,
     pub xhr_streaming: bool,
     pub xhr_polling: bool,
@@ -17,7 +17,7 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub const ALL: Transports = Transports {
+    pub(crate) const ALL: Transports = Transports {
         websocket: true,
         xhr_streaming: true,
         xhr_polling: true,
@@ -27,7 +27,7 @@ impl Transports {
     };
 
     /// From sockjs-client's names (validated by `Config::validate`).
-    pub fn from_names(names: &[String]) -> Transports {
+    pub(crate) fn from_names(names: &[String]) -> Transports {
         let has = |n: &str| names.iter().any(|t| t == n);
         Transports {
             websocket: has("websocket"),
@@ -61,7 +61,7 @@ impl Transports {
 
 /// The settings of one SockJS endpoint.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     pub transports: Transports,
     pub cookie_needed: bool,
     pub heartbeat: Duration,
@@ -78,7 +78,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_config(sj: &SockJsConfig, node: &crate::node::Node) -> Options {
+    pub(crate) fn from_config(sj: &SockJsConfig, node: &crate::node::Node) -> Options {
         let stomp = &node.config.stomp;
         Options {
             transports: Transports::from_names(&sj.transports),

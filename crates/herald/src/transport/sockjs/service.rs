@@ -36,7 +36,7 @@ pub(crate) struct Admitted {
 }
 
 /// One SockJS endpoint: its prefix, settings, application and live sessions.
-pub struct Service {
+pub(crate) struct Service {
     pub(super) prefix: String,
     /// STOMP, or an application that reads no CONNECT frame (the token check differs).
     pub(super) entry: Entry,
@@ -49,7 +49,7 @@ pub struct Service {
 impl Service {
     /// An endpoint at `prefix`; `opts` `None` takes them from `[sockjs]` at the first
     /// request (for routes built before the node exists, like the apps').
-    pub fn new(
+    pub(crate) fn new(
         prefix: impl Into<String>,
         entry: Entry,
         opts: Option<Options>,
@@ -75,7 +75,7 @@ impl Service {
     }
 
     /// The routes of this endpoint: `{prefix}`, `{prefix}/` and everything under it.
-    pub fn routes(self: &Arc<Self>) -> Router<Context> {
+    pub(crate) fn routes(self: &Arc<Self>) -> Router<Context> {
         let p = self.prefix.trim_end_matches('/').to_owned();
         let handler = {
             let service = self.clone();

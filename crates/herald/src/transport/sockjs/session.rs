@@ -14,7 +14,7 @@ use super::service::Opener;
 use super::{ANOTHER_CONNECTION, BUSY_GRACE, INTERRUPTED, Options, frames};
 
 /// The session state shared by its task and its HTTP requests.
-pub struct Session {
+pub(super) struct Session {
     pub(super) state: Mutex<SessionState>,
     /// Wakes the application (a message arrived, a receiver came or went, it closed).
     pub(super) to_app: Notify,

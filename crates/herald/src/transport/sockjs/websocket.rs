@@ -85,7 +85,7 @@ fn check_upgrade(h: &axum::http::HeaderMap) -> Result<(), Response<Body>> {
     Ok(())
 }
 
-pub struct SockJsWs {
+pub(crate) struct SockJsWs {
     ws: WebSocketStream<Metered<TokioIo<Upgraded>>>,
     progress: Progress,
     /// SockJS framing (`/{server}/{session}/websocket`) or raw (`/websocket`).
