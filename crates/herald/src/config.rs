@@ -34,21 +34,38 @@ pub use crate::session::config::StompConfig;
 pub use crate::transport::sockjs::config::{SOCKJS_TRANSPORTS, SockJsConfig};
 pub use crate::web::config::WebConfig;
 
+/// Every setting of a server, one field per section of the TOML file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: listeners, node id, shutdown drain, allowed hosts, request bodies.
     pub server: ServerConfig,
+    /// `[stomp]`: frame limits, outbound queue and flow control, heart-beats, budgets
+    /// of one session.
     pub stomp: StompConfig,
+    /// `[broker]`: topic and queue prefixes, destination limits, queue budgets,
+    /// redelivery and dead letters.
     pub broker: BrokerConfig,
+    /// `[routing]`: application and user destination prefixes.
     pub routing: RoutingConfig,
+    /// `[apps]`: demo apps, handler timeout and errors, the HTTP backend.
     pub apps: AppsConfig,
+    /// `[auth]`: token issuers, API keys, token sources, destination rules.
     pub auth: AuthConfig,
+    /// `[limits]`: connections per address and user, subscriptions, frame rate,
+    /// handshake and HTTP/2 timeouts.
     pub limits: LimitsConfig,
+    /// `[database]`: the notification store.
     pub database: DatabaseConfig,
+    /// `[notifications]`: the notifications API and its destinations.
     pub notifications: NotificationsConfig,
+    /// `[cluster]`: the bus between nodes (Redis) and the history kept for recovery.
     pub cluster: ClusterConfig,
+    /// `[ops]`: the stats line and `/metrics` access.
     pub ops: OpsConfig,
+    /// `[web]`: the web UI.
     pub web: WebConfig,
+    /// `[sockjs]`: the SockJS endpoint and its transports.
     pub sockjs: SockJsConfig,
 }
 

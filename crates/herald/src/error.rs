@@ -191,6 +191,7 @@ impl IntoResponse for ApiError {
 pub struct ConfigError(pub String);
 
 impl ConfigError {
+    /// "`key`: `problem`".
     pub fn new(key: &str, problem: impl std::fmt::Display) -> ConfigError {
         ConfigError(format!("{key}: {problem}"))
     }

@@ -8,6 +8,8 @@ use crate::error::ConfigError;
 use crate::handler::config::BackendConfig;
 use crate::router::config::ErrorDelivery;
 
+/// `[apps]`: the demo apps (chat, greeting, rooms), how application handlers run,
+/// and the HTTP backend for the application destinations no handler takes.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppsConfig {
@@ -26,6 +28,7 @@ pub struct AppsConfig {
     /// A room without members this long is removed (the starting rooms stay).
     #[serde(with = "humantime_serde")]
     pub room_idle_timeout: Duration,
+    /// `[apps.backend]`.
     pub backend: BackendConfig,
 }
 
@@ -44,6 +47,7 @@ impl Default for AppsConfig {
 }
 
 impl AppsConfig {
+    /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.backend.validate()?;
         let check = ConfigError::check;

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// `[apps.backend]`: an HTTP service that answers the application destinations no
+/// in-process handler takes (Spring's `@MessageMapping` controllers, moved behind HTTP).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
@@ -29,6 +31,7 @@ impl Default for BackendConfig {
 }
 
 impl BackendConfig {
+    /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ConfigError::check(
             self.url.is_empty()

@@ -13,6 +13,8 @@ use crate::broker::{Broker, Message, Pressure, Refused, Target};
 use crate::cluster::{Bus, Outcome};
 use crate::router::{Router, SendRoute};
 
+/// Publishing from server code (Spring's `SimpMessagingTemplate`): to destinations
+/// and users, on this node and, through the bus, on every node of the cluster.
 #[derive(Clone, Debug)]
 pub struct Messaging {
     broker: Arc<Broker>,
@@ -24,7 +26,7 @@ pub struct Messaging {
 }
 
 impl Messaging {
-    pub fn new(broker: Arc<Broker>, router: Arc<Router>, pace: Duration) -> Self {
+    pub(crate) fn new(broker: Arc<Broker>, router: Arc<Router>, pace: Duration) -> Self {
         Messaging {
             broker,
             router,

@@ -14,7 +14,7 @@
 //! });
 //! ```
 
-pub mod backend;
+pub(crate) mod backend;
 pub mod config;
 mod messaging;
 
@@ -34,6 +34,7 @@ use crate::destination::Pattern;
 
 pub use messaging::Messaging;
 
+/// What a handler's future is boxed as: one type for every route.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 pub use crate::auth::Principal;
@@ -41,7 +42,9 @@ pub use crate::auth::Principal;
 /// The session a frame came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
+    /// The session's id on this node (the admin API's and the logs').
     pub id: String,
+    /// Who the session authenticated as (or its anonymous name).
     pub principal: Principal,
 }
 
@@ -49,6 +52,7 @@ pub struct SessionInfo {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct HandlerError {
+    /// The ERROR frame's `message` (or the error queue's body).
     pub message: String,
     /// How the sender's ERROR is counted: a handler's own failure, or the cluster or
     /// a queue refusing what it published.
@@ -56,6 +60,7 @@ pub struct HandlerError {
 }
 
 impl HandlerError {
+    /// The handler's own failure, told to the sender as `message`.
     pub fn new(message: impl Into<String>) -> Self {
         HandlerError::of(crate::error::ErrorKind::Handler, message)
     }
@@ -78,18 +83,32 @@ pub enum ReplyTarget {
     /// A broker destination (`@SendTo`).
     Destination(String),
     /// Every session of a user, e.g. `/queue/messages` of `bob` (`convertAndSendToUser`).
-    User { user: String, destination: String },
+    User {
+        /// The user whose sessions receive it.
+        user: String,
+        /// The destination under the user prefix, e.g. `/queue/messages`.
+        destination: String,
+    },
     /// Every session of the sender (`@SendToUser`).
-    Sender { destination: String },
+    Sender {
+        /// The destination under the user prefix.
+        destination: String,
+    },
     /// Only the session that sent the frame (`@SendToUser(broadcast = false)`).
-    SenderSession { destination: String },
+    SenderSession {
+        /// The destination under the user prefix.
+        destination: String,
+    },
 }
 
 /// A message a handler publishes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// Where it goes.
     pub target: ReplyTarget,
+    /// Headers of the MESSAGE (`content-type` is set for JSON bodies).
     pub headers: Headers,
+    /// The MESSAGE body.
     pub body: Bytes,
 }
 
@@ -156,6 +175,7 @@ impl Reply {
 
 /// What a handler may return.
 pub trait IntoReplies {
+    /// The replies to publish, in order.
     fn into_replies(self) -> Vec<Reply>;
 }
 
@@ -185,18 +205,24 @@ impl IntoReplies for Option<Reply> {
 
 /// One SEND to an application destination, with its payload decoded as `T`.
 pub struct Request<T> {
+    /// The body, decoded from JSON (or the raw text for `String`).
     pub payload: T,
     /// The full destination, e.g. `/app/chat/rooms/7/send`.
     pub destination: String,
     /// Path variables of the matched pattern.
     pub params: HashMap<String, String>,
+    /// The SEND frame's headers.
     pub headers: Headers,
+    /// The SEND frame's body as it came.
     pub body: Bytes,
+    /// The session that sent it.
     pub session: SessionInfo,
+    /// For publishing beyond the replies (to other users, to other destinations).
     pub messaging: Messaging,
 }
 
 impl<T> Request<T> {
+    /// Who sent it.
     pub fn principal(&self) -> &Principal {
         &self.session.principal
     }
@@ -212,12 +238,17 @@ impl<T> Request<T> {
 
 /// The untyped call a route receives before its payload is decoded.
 pub struct Call {
+    /// The full destination, e.g. `/app/chat/rooms/7/send`.
     pub destination: String,
     /// The destination without its application prefix, e.g. `/chat/rooms/7/send`.
     pub path: String,
+    /// The SEND frame's headers.
     pub headers: Headers,
+    /// The SEND frame's body.
     pub body: Bytes,
+    /// The session that sent it.
     pub session: SessionInfo,
+    /// For publishing beyond the replies.
     pub messaging: Messaging,
 }
 
@@ -242,6 +273,7 @@ impl std::fmt::Debug for Handlers {
 }
 
 impl Handlers {
+    /// No routes, no hooks.
     pub fn new() -> Self {
         Handlers::default()
     }
@@ -314,6 +346,7 @@ impl Handlers {
         self
     }
 
+    /// Whether no route is registered.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// `[ops]`: what the server tells its operators.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpsConfig {
@@ -27,6 +28,7 @@ impl Default for OpsConfig {
 }
 
 impl OpsConfig {
+    /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ConfigError::check(
             !self.stats_interval.is_zero(),

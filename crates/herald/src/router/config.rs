@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `[routing]`: the prefixes a SEND or SUBSCRIBE is routed by, beside the broker's.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {

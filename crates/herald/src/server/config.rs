@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// `[server]`: the listeners and this node's place in a cluster.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -49,6 +50,7 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ConfigError::check(
             self.max_body >= 1024,

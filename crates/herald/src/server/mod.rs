@@ -22,6 +22,7 @@ use crate::http::router;
 use crate::node::Node;
 use crate::transport::{self, tcp::Tcp};
 
+/// A server with its listeners bound: [`Server::run`] serves until shut down.
 pub struct Server {
     node: Arc<Node>,
     /// HTTP routes the apps bring.
@@ -115,16 +116,20 @@ impl Server {
         })
     }
 
+    /// Where the HTTP listener (WebSocket, SockJS, REST API, web UI) is bound.
     pub fn http_addr(&self) -> SocketAddr {
         self.http.local_addr().expect("bound listener")
     }
 
+    /// Where the STOMP-over-TCP listener is bound, when `server.stomp` is on.
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
         self.stomp
             .as_ref()
             .map(|l| l.local_addr().expect("bound listener"))
     }
 
+    /// The node every session shares: for tests that observe or inject faults.
+    #[doc(hidden)]
     pub fn node(&self) -> &Arc<Node> {
         &self.node
     }
@@ -134,6 +139,8 @@ impl Server {
         self.shutdown.clone()
     }
 
+    /// Serves every listener until the shutdown token fires, then tells every session
+    /// the server is shutting down and waits up to `server.drain_timeout` for them.
     pub async fn run(self) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
         let Server {

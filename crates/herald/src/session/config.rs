@@ -8,6 +8,8 @@ use crate::broker::Outbox;
 use crate::broker::subscription::DEFAULT_PREFETCH;
 use crate::error::ConfigError;
 
+/// `[stomp]`: what one STOMP session may send and make the server hold, and its
+/// timers.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StompConfig {
@@ -108,6 +110,7 @@ impl StompConfig {
         }
     }
 
+    /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = ConfigError::check;
         check(

@@ -34,8 +34,9 @@ pub struct SockJsConfig {
     /// "xhr-polling", "eventsource", "htmlfile", "jsonp-polling". htmlfile and jsonp are
     /// off by default: a page of any site can open them with a plain navigation.
     pub transports: Vec<String>,
-    /// SockJS sessions of the HTTP transports open at once, in total and per client IP.
+    /// SockJS sessions of the HTTP transports open at once, in all.
     pub max_sessions: usize,
+    /// SockJS sessions of the HTTP transports open at once from one client address.
     pub max_sessions_per_ip: usize,
     /// Tell clients a `JSESSIONID` cookie is needed (sticky load balancers).
     pub cookie_needed: bool,
@@ -73,6 +74,7 @@ impl Default for SockJsConfig {
 }
 
 impl SockJsConfig {
+    /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = ConfigError::check;
         check(
