@@ -96,6 +96,7 @@ pub struct Common {
 }
 
 impl Common {
+    /// The server `--url` names, with the login and client options given.
     pub fn target(&self) -> Result<Arc<Target>> {
         self.target_at(&self.url)
     }

@@ -46,29 +46,64 @@ pub enum DecodeError {
     /// The (escaped, shortened) command line, possibly still incomplete.
     #[error("unknown command '{0}'")]
     UnknownCommand(String),
+    /// The named part of the frame (`header`) is not UTF-8.
     #[error("invalid UTF-8 in {0}")]
     InvalidUtf8(&'static str),
+    /// A header line has no `:`; holds the line, escaped and shortened.
     #[error("header line without ':' ('{0}')")]
     MissingColon(String),
+    /// A header name holds a control character, or a `:` that an escape produced.
     #[error("invalid header name '{header}': {problem}")]
     HeaderName {
+        /// The name, escaped and shortened.
         header: String,
+        /// What is wrong with the name.
         problem: &'static str,
     },
+    /// A header value holds a control character other than TAB.
     #[error("header '{header}' has a control character (\\x{byte:02x}) in its value")]
-    HeaderValue { header: String, byte: u8 },
+    HeaderValue {
+        /// The header's name, escaped and shortened.
+        header: String,
+        /// The first control character in the value.
+        byte: u8,
+    },
+    /// A 1.1/1.2 header holds an escape other than `\r`, `\n`, `\c` and `\\`.
     #[error("invalid escape sequence '\\{seq}' in header '{header}'")]
-    InvalidEscape { header: String, seq: String },
+    InvalidEscape {
+        /// The header's name, escaped and shortened.
+        header: String,
+        /// What follows the backslash (empty when the name or value ends there).
+        seq: String,
+    },
+    /// A command or header line is longer than [`Limits::max_header_line`].
     #[error("header line longer than {limit} bytes")]
-    HeaderLineTooLong { limit: usize },
+    HeaderLineTooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A frame has more header lines than [`Limits::max_headers`].
     #[error("too many headers (limit {limit})")]
-    TooManyHeaders { limit: usize },
+    TooManyHeaders {
+        /// The limit, in header lines.
+        limit: usize,
+    },
+    /// A frame, or the size its `content-length` announces, exceeds
+    /// [`Limits::max_frame`].
     #[error("frame larger than {limit} bytes")]
-    FrameTooLarge { limit: usize },
+    FrameTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// `content-length` is not a non-negative integer; holds the value, escaped and
+    /// shortened.
     #[error("invalid content-length '{0}'")]
     InvalidContentLength(String),
+    /// The `content-length` bytes of body are not followed by the NUL that ends the
+    /// frame.
     #[error("frame body of content-length bytes is not followed by a NUL octet")]
     MissingNul,
+    /// A body on a command that may not carry one (only SEND, MESSAGE and ERROR may).
     #[error("{0} frame must not have a body")]
     BodyNotAllowed(Command),
 }
@@ -85,6 +120,8 @@ struct Pending {
     scanned: usize,
 }
 
+/// Turns one connection's byte stream into frames. Between calls it keeps the
+/// parsed headers of a frame whose body is still arriving.
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
@@ -103,20 +140,27 @@ impl Decoder {
         }
     }
 
+    /// Decodes for the negotiated `version` from now on (whether header values are
+    /// unescaped).
     pub fn set_version(&mut self, version: Version) {
         self.version = version;
     }
 
+    /// The version frames are decoded for.
     pub fn version(&self) -> Version {
         self.version
     }
 
+    /// The limits this decoder enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
     /// Takes the next whole frame off the front of `buf`. Heart-beat EOLs between
     /// frames are consumed silently. `Ok(None)` means more bytes are needed.
+    ///
+    /// Fails when the bytes are not valid STOMP or break a [`Limits`] bound; the
+    /// stream cannot be resumed after that (the session answers with an ERROR).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
         if self.pending.is_none() {
             skip_eols(buf);

@@ -10,8 +10,11 @@ use bytes::Bytes;
 /// Protocol version negotiated at CONNECT time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Version {
+    /// STOMP 1.0: header values are not escaped.
     V1_0,
+    /// STOMP 1.1: adds header escaping, heart-beats and NACK.
     V1_1,
+    /// STOMP 1.2: as 1.1, plus CRLF line ends; ACK and NACK name the MESSAGE's `ack`.
     V1_2,
 }
 
@@ -25,6 +28,8 @@ impl Version {
         }
     }
 
+    /// The version a `version` or `accept-version` entry names (`1.2`, whitespace
+    /// around it ignored); `None` for any other text.
     pub fn parse(s: &str) -> Option<Version> {
         match s.trim() {
             "1.0" => Some(Version::V1_0),
@@ -43,6 +48,8 @@ impl Version {
         }
     }
 
+    /// The version a WebSocket subprotocol name (`v12.stomp`) stands for; `None` for
+    /// any other name.
     pub fn from_subprotocol(s: &str) -> Option<Version> {
         match s.trim() {
             "v10.stomp" => Some(Version::V1_0),
@@ -68,25 +75,41 @@ impl fmt::Display for Version {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
     // client frames
+    /// Opens a session; `accept-version` lists the versions the client speaks.
     Connect,
+    /// CONNECT under its 1.1 name, which cannot be mistaken for HTTP's CONNECT.
     Stomp,
+    /// Publishes the body to the `destination` header's destination.
     Send,
+    /// Subscribes to a `destination`, under the client's subscription `id`.
     Subscribe,
+    /// Ends the subscription the `id` header names.
     Unsubscribe,
+    /// Acknowledges a MESSAGE received with ack mode `client` or `client-individual`.
     Ack,
+    /// Rejects a MESSAGE (1.1 and later).
     Nack,
+    /// Starts the transaction the `transaction` header names.
     Begin,
+    /// Commits a transaction: its SEND and ACK frames take effect.
     Commit,
+    /// Rolls back a transaction: its SEND and ACK frames are dropped.
     Abort,
+    /// Ends the session; with a `receipt` header, after the server confirms it.
     Disconnect,
     // server frames
+    /// Accepts a CONNECT, naming the negotiated `version` and `heart-beat`.
     Connected,
+    /// Delivers a message to a subscription (`subscription`, `message-id`).
     Message,
+    /// Confirms the client frame whose `receipt` header its `receipt-id` echoes.
     Receipt,
+    /// Reports a failure; the server closes the connection after sending it.
     Error,
 }
 
 impl Command {
+    /// The command line as written on the wire (`SEND`).
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Connect => "CONNECT",
@@ -131,6 +154,8 @@ impl Command {
         Command::NAMES.iter().any(|n| n.as_bytes().starts_with(s))
     }
 
+    /// The command a command line names (exact, upper case, no EOL); `None` for
+    /// any other bytes.
     pub fn parse(s: &[u8]) -> Option<Command> {
         Some(match s {
             b"CONNECT" => Command::Connect,
@@ -176,10 +201,12 @@ impl fmt::Display for Command {
 pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
+    /// No headers.
     pub fn new() -> Self {
         Headers(Vec::new())
     }
 
+    /// No headers, with room for `n` before it reallocates.
     pub fn with_capacity(n: usize) -> Self {
         Headers(Vec::with_capacity(n))
     }
@@ -192,6 +219,7 @@ impl Headers {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether `name` occurs at least once.
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
@@ -207,10 +235,12 @@ impl Headers {
         self.0.push((name.to_owned(), value.into()));
     }
 
+    /// Removes every occurrence of `name`.
     pub fn remove(&mut self, name: &str) {
         self.0.retain(|(k, _)| k != name);
     }
 
+    /// Every header in wire order, repeats included.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -224,10 +254,12 @@ impl Headers {
             .map(|(_, (k, v))| (k.as_str(), v.as_str()))
     }
 
+    /// Number of header lines, repeats included.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no header lines.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -246,12 +278,17 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
 /// One STOMP frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
+    /// What the frame does (its first line).
     pub command: Command,
+    /// The header lines in wire order, unescaped.
     pub headers: Headers,
+    /// What follows the blank line, up to the NUL that ends the frame (or exactly
+    /// `content-length` bytes, which may include NULs).
     pub body: Bytes,
 }
 
 impl Frame {
+    /// A `command` frame with no headers and an empty body.
     pub fn new(command: Command) -> Self {
         Frame {
             command,
@@ -266,11 +303,13 @@ impl Frame {
         self
     }
 
+    /// Builder-style body. Only SEND, MESSAGE and ERROR may carry one.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
     }
 
+    /// The first value of header `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
     }

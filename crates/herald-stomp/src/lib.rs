@@ -3,7 +3,7 @@
 //! - [`frame`]: the protocol value — [`Command`], [`Headers`], [`Frame`], [`Version`].
 //! - [`decode`]: an incremental decoder; feed it bytes as they arrive, in any split,
 //!   and it yields whole frames or a [`DecodeError`] that names the problem.
-//! - [`encode`]: writes frames, escaping header values as the version requires.
+//! - [`encode`](mod@encode): writes frames, escaping header values as the version requires.
 //!
 //! Transports (WebSocket, TCP, SockJS) own the sockets; this crate only turns bytes
 //! into frames and back, so it can be property-tested and fuzzed on its own.

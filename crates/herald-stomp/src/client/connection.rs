@@ -30,6 +30,7 @@ impl<L: Inbound + Outbound> Connection<L> {
         Connection::with_decoder(link, client_decoder())
     }
 
+    /// Like [`Connection::new`], with a decoder of the caller's [`Limits`](crate::Limits).
     pub fn with_decoder(link: L, decoder: Decoder) -> Self {
         let mut c = Connection {
             reader: FrameReader::new(link, decoder),
@@ -39,6 +40,7 @@ impl<L: Inbound + Outbound> Connection<L> {
         c
     }
 
+    /// The version frames are encoded and decoded for.
     pub fn version(&self) -> Version {
         self.encoder.version()
     }
@@ -49,6 +51,8 @@ impl<L: Inbound + Outbound> Connection<L> {
         self.reader.decoder_mut().set_version(version);
     }
 
+    /// Encodes and sends `frame` (one TCP write, one WebSocket message); fails with
+    /// [`Error::Io`] when the link does.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), Error> {
         let bytes = self.encoder.encode(frame);
         self.send_bytes(bytes).await
@@ -72,7 +76,8 @@ impl<L: Inbound + Outbound> Connection<L> {
 
     /// Sends `connect` (a CONNECT or STOMP frame) and returns the server's answer,
     /// CONNECTED or ERROR. On CONNECTED the connection switches to the version the
-    /// server chose (1.0 when it names none).
+    /// server chose (1.0 when it names none). Fails with [`Error::Closed`] when the
+    /// server closes the connection without answering.
     pub async fn connect(&mut self, connect: &Frame) -> Result<Frame, Error> {
         self.send(connect).await?;
         let answer = self.recv().await?.ok_or(Error::Closed)?;
@@ -86,18 +91,22 @@ impl<L: Inbound + Outbound> Connection<L> {
         Ok(answer)
     }
 
+    /// The frame reader: its unread bytes and its decoder.
     pub fn reader(&self) -> &FrameReader<L> {
         &self.reader
     }
 
+    /// The frame reader, to consume bytes before the decoder does.
     pub fn reader_mut(&mut self) -> &mut FrameReader<L> {
         &mut self.reader
     }
 
+    /// The link underneath (for socket options).
     pub fn link(&self) -> &L {
         self.reader.link()
     }
 
+    /// The link underneath, to write to or close it directly.
     pub fn link_mut(&mut self) -> &mut L {
         self.reader.link_mut()
     }

@@ -175,6 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbound for SplitSink<WebSocketS
 
 /// Either transport, chosen at run time (tests run one scenario over both).
 pub enum Link {
+    /// STOMP straight over TCP.
     Tcp(TcpStream),
     /// Boxed: a WebSocket stream is several times the size of a TCP one.
     WebSocket(Box<WebSocket>),
@@ -189,6 +190,7 @@ impl Link {
         }
     }
 
+    /// Whether frames travel as WebSocket messages.
     pub fn is_websocket(&self) -> bool {
         matches!(self, Link::WebSocket(_))
     }

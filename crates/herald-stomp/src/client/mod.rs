@@ -28,14 +28,19 @@ use crate::{DecodeError, Decoder, Limits};
 /// What went wrong on a client connection.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading from or writing to the link failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The server sent bytes that are not valid STOMP, or exceed the decoder's limits.
     #[error("undecodable bytes from the server: {0}")]
     Decode(#[from] DecodeError),
+    /// The WebSocket upgrade failed, or its URL or a header was invalid.
     #[error("WebSocket handshake failed: {0}")]
     Handshake(String),
+    /// No whole frame arrived within the given time.
     #[error("nothing arrived within {0:?}")]
     Timeout(Duration),
+    /// The server closed the connection where a frame was expected.
     #[error("the server closed the connection")]
     Closed,
 }

@@ -17,6 +17,7 @@ pub struct FrameReader<I> {
 }
 
 impl<I: Inbound> FrameReader<I> {
+    /// A reader on `link` with nothing buffered yet.
     pub fn new(link: I, decoder: Decoder) -> Self {
         FrameReader {
             link,
@@ -55,22 +56,28 @@ impl<I: Inbound> FrameReader<I> {
             .map_err(|_| Error::Timeout(limit))?
     }
 
+    /// The bytes read but not yet decoded.
     pub fn buffer(&self) -> &BytesMut {
         &self.buf
     }
 
+    /// The bytes read but not yet decoded, for a caller that consumes some itself
+    /// (whole frames only: the decoder resumes where they end).
     pub fn buffer_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
     }
 
+    /// The decoder, to switch its version once CONNECTED has named one.
     pub fn decoder_mut(&mut self) -> &mut Decoder {
         &mut self.decoder
     }
 
+    /// The link it reads from.
     pub fn link(&self) -> &I {
         &self.link
     }
 
+    /// The link it reads from, to write to it or close it.
     pub fn link_mut(&mut self) -> &mut I {
         &mut self.link
     }
@@ -81,6 +88,8 @@ impl<I: Inbound> FrameReader<I> {
         (self.link, self.decoder, self.buf)
     }
 
+    /// A reader from the pieces [`FrameReader::into_parts`] returned, on that link or
+    /// another one.
     pub fn from_parts(link: I, decoder: Decoder, buf: BytesMut) -> Self {
         FrameReader { link, decoder, buf }
     }

@@ -14,6 +14,7 @@ pub struct FrameEncoder {
 }
 
 impl FrameEncoder {
+    /// An encoder for `version` with an empty buffer.
     pub fn new(version: Version) -> Self {
         FrameEncoder {
             version,
@@ -21,14 +22,17 @@ impl FrameEncoder {
         }
     }
 
+    /// The version frames are encoded for.
     pub fn version(&self) -> Version {
         self.version
     }
 
+    /// Encodes for `version` from now on.
     pub fn set_version(&mut self, version: Version) {
         self.version = version;
     }
 
+    /// `frame` encoded for the current version, as bytes of its own.
     pub fn encode(&mut self, frame: &Frame) -> Bytes {
         self.out.reserve(frame.body.len() + 128);
         encode(frame, self.version, &mut self.out);
@@ -43,6 +47,7 @@ pub struct FrameWriter<O> {
 }
 
 impl<O: Outbound> FrameWriter<O> {
+    /// A writer to `link` that encodes for `version`.
     pub fn new(link: O, version: Version) -> Self {
         FrameWriter {
             link,
@@ -62,14 +67,17 @@ impl<O: Outbound> FrameWriter<O> {
         Ok(self.link.feed(bytes).await?)
     }
 
+    /// Sends what [`FrameWriter::feed`] queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
         Ok(self.link.flush().await?)
     }
 
+    /// Ends the sending side: a WebSocket close, or a TCP shutdown.
     pub async fn close(&mut self) -> Result<(), Error> {
         Ok(self.link.close().await?)
     }
 
+    /// The link it writes to.
     pub fn link_mut(&mut self) -> &mut O {
         &mut self.link
     }
