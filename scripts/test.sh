@@ -11,7 +11,8 @@
 #   2. cargo test --workspace
 #   2b. cargo fmt --check, cargo clippy -D warnings (the tree stays clean), and
 #       clippy of the herald library with each store feature alone, cargo deny
-#       (bans, licenses, sources; deny.toml)
+#       (bans, licenses, sources; deny.toml), scripts/check-layers.py (modules
+#       import only downward, no cycles)
 #   3. cargo build -p herald-cli, export HERALD_BIN
 #   4. node --test   (stompjs over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
@@ -310,6 +311,19 @@ run_clippy() {
   else
     echo "ERROR: clippy found warnings (see above; 'cargo clippy --workspace --all-targets')." >&2
     record "cargo clippy" FAIL $((SECONDS - start))
+  fi
+}
+
+# The herald crate's modules import only the layers below them (docs/ARCHITECTURE.md).
+run_layer_check() {
+  banner "module layers"
+  if ! have python3; then missing_tool "module layers" python3; return; fi
+  local start=$SECONDS
+  if python3 scripts/check-layers.py; then
+    record "module layers" PASS $((SECONDS - start))
+  else
+    echo "ERROR: a module imports one above it or in a cycle (scripts/check-layers.py)." >&2
+    record "module layers" FAIL $((SECONDS - start))
   fi
 }
 
@@ -669,6 +683,7 @@ install_redis
 run_cargo_test
 run_fmt_check
 run_clippy
+run_layer_check
 run_feature_checks
 run_cargo_deny
 build_herald

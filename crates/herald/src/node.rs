@@ -14,6 +14,7 @@ use crate::admission::Gate;
 use crate::auth::Auth;
 use crate::auth::limits::Counter;
 use crate::broker::Broker;
+use crate::cluster::Bus;
 use crate::config::Config;
 use crate::handler::backend::Backend;
 use crate::handler::{BoxFuture, Handlers, Messaging};
@@ -57,7 +58,7 @@ impl Node {
             config.server.node_id = generated_id();
         }
         let id = config.server.node_id.clone();
-        let bus = crate::cluster::from_config(&config, &id)?;
+        let bus = new_bus(&config, &id)?;
         let broker = Arc::new(Broker::new(config.broker.clone(), id.clone(), bus.clone()));
         // The broker is the bus's sink: what other nodes publish comes in through it.
         let sink: std::sync::Weak<Broker> = Arc::downgrade(&broker);
@@ -126,6 +127,31 @@ impl std::fmt::Debug for Node {
 /// of a collision are about 3e-14).
 fn generated_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
+/// The bus `config` asks for: Redis when `cluster.redis_url` is set, else local.
+fn new_bus(config: &Config, node_id: &str) -> Result<Arc<dyn Bus>, String> {
+    let cluster = &config.cluster;
+    if cluster.redis_url.is_empty() {
+        return Ok(Arc::new(crate::cluster::local::LocalBus::new(cluster)));
+    }
+    #[cfg(feature = "redis")]
+    {
+        Ok(Arc::new(crate::cluster::redis::RedisBus::new(
+            cluster,
+            node_id,
+            &config.routing.user_prefix,
+            config.broker.queue_capacity,
+        )?))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = node_id;
+        Err(
+            "cluster.redis_url is set, but this herald was built without the 'redis' feature"
+                .into(),
+        )
+    }
 }
 
 /// Logs one line of statistics (like Spring's `WebSocketMessageBrokerStats`) every `interval` until shutdown; also keeps the

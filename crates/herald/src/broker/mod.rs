@@ -61,7 +61,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker on `bus` (the node builds it: `cluster::from_config`); once the
+    /// A broker on `bus` (the node builds it); once the
     /// broker is in an `Arc`, hand it to [`Bus::attach`] as the bus's [`Sink`].
     pub fn new(config: BrokerConfig, node_id: String, bus: Arc<dyn Bus>) -> Self {
         Broker {

@@ -18,7 +18,7 @@
 //! - [`Health`]: what `/health` reports;
 //! - [`Bus`]: all of them, plus start ([`Bus::attach`]), drain and stop.
 //!
-//! Two implementations, built by [`from_config`] for the node:
+//! Two implementations, of which the node builds the one its settings ask for:
 //!
 //! - [`local::LocalBus`] (the default): one node, nothing leaves the process;
 //!   history is a ring buffer per destination, presence and maps are in memory
@@ -265,31 +265,6 @@ pub trait Health {
     /// alone.
     fn is_listening(&self, _kind: Kind, _key: &str) -> bool {
         true
-    }
-}
-
-/// The bus `config` asks for: Redis when `cluster.redis_url` is set, else local.
-pub fn from_config(config: &crate::Config, node_id: &str) -> Result<Arc<dyn Bus>, String> {
-    let cluster = &config.cluster;
-    if cluster.redis_url.is_empty() {
-        return Ok(Arc::new(local::LocalBus::new(cluster)));
-    }
-    #[cfg(feature = "redis")]
-    {
-        Ok(Arc::new(self::redis::RedisBus::new(
-            cluster,
-            node_id,
-            &config.routing.user_prefix,
-            config.broker.queue_capacity,
-        )?))
-    }
-    #[cfg(not(feature = "redis"))]
-    {
-        let _ = node_id;
-        Err(
-            "cluster.redis_url is set, but this herald was built without the 'redis' feature"
-                .into(),
-        )
     }
 }
 
