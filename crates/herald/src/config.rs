@@ -248,6 +248,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_sockjs_path_named_twice_is_refused_by_name() {
+        for twice in [vec!["/ws", "/ws"], vec!["/ws-sockjs"], vec!["/ws/"]] {
+            let mut c = Config::default();
+            c.sockjs.also_at = twice.iter().map(|p| p.to_string()).collect();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("sockjs.also_at"), "{twice:?}: {e}");
+        }
+    }
+
     fn toml_from_str(text: &str) -> Config {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(text))

@@ -1289,6 +1289,44 @@ async fn seed_chat_over_sockjs() {
     assert_eq!(err["type"], "ERROR", "{err}");
 }
 
+/// Spring's `addEndpoint("/ws").withSockJS()`: with no configuration `new
+/// SockJS('/ws')` works, while `/ws` itself stays the plain STOMP WebSocket and the
+/// apps' `/ws/chat` endpoints are untouched.
+#[tokio::test]
+async fn sockjs_is_also_where_spring_puts_it() {
+    let sj = Sj::start().await;
+    let r = sj.get("/ws/info").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(info["websocket"], true, "{info}");
+    assert_eq!(sj.get("/ws/iframe.html").await.status, 200);
+
+    let topic = "/topic/spring-endpoint";
+    let mut plain = sj.server.ws().await;
+    plain.subscribe("s", topic).await;
+    for transport in [SockJsTransport::XhrStreaming, SockJsTransport::Websocket] {
+        let mut c = SockJsStomp::connect_at(&sj, "/ws", transport).await;
+        c.request(subscribe("s", topic), "r1").await;
+        let body = format!("over {transport:?} at /ws");
+        c.request(send_text(topic, &body), "r2").await;
+        assert_eq!(c.recv_body().await, body);
+        assert_eq!(plain.recv_body().await, body);
+    }
+    let mut chat = sj.websocket("/ws/chat").await;
+    chat.send("nope").await;
+    let err: Value = serde_json::from_str(&chat.text().await).unwrap();
+    assert_eq!(
+        err["type"], "ERROR",
+        "the plain JSON chat still answers at /ws/chat"
+    );
+    assert_eq!(sj.get("/ws/chat-sockjs/info").await.status, 200);
+
+    // Named elsewhere (or nowhere), /ws/info is no longer SockJS.
+    let moved = Sj::with(|c| c.sockjs.also_at.clear()).await;
+    assert_eq!(moved.get("/ws/info").await.status, 404);
+    assert_eq!(moved.get("/ws-sockjs/info").await.status, 200);
+}
+
 #[tokio::test]
 async fn sockjs_disabled_serves_no_sockjs_endpoint() {
     let sj = Sj::with(|c| {
@@ -1299,6 +1337,7 @@ async fn sockjs_disabled_serves_no_sockjs_endpoint() {
     for path in [
         "/ws-sockjs",
         "/ws-sockjs/info",
+        "/ws/info",
         "/ws/chat-sockjs",
         "/ws/chat-sockjs/info",
         "/ws/chat-sockjs/iframe.html",

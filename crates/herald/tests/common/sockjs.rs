@@ -677,7 +677,12 @@ impl SockJsStomp {
     /// Receives on `transport` (websocket or xhr_streaming) on a new `/ws-sockjs`
     /// session, and connects.
     pub async fn connect(sj: &Sj, transport: SockJsTransport) -> SockJsStomp {
-        let session = format!("/ws-sockjs{}", session());
+        SockJsStomp::connect_at(sj, "/ws-sockjs", transport).await
+    }
+
+    /// [`SockJsStomp::connect`] to the SockJS endpoint at `endpoint`.
+    pub async fn connect_at(sj: &Sj, endpoint: &str, transport: SockJsTransport) -> SockJsStomp {
+        let session = format!("{endpoint}{}", session());
         let mut r = Receiver::open(sj, transport, &session).await;
         assert!(matches!(r.status, 101 | 200), "{transport:?}: {}", r.status);
         assert_eq!(r.next().await.as_deref(), Some("o"));

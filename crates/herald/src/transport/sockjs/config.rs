@@ -27,6 +27,11 @@ pub struct SockJsConfig {
     pub enabled: bool,
     /// The SockJS endpoint (the URL given to `new SockJS(url)`).
     pub path: String,
+    /// Further paths serving the same endpoint. By default `/ws`, where Spring's
+    /// `addEndpoint("/ws").withSockJS()` puts it: `new SockJS('/ws')` opens
+    /// `/ws/info` and `/ws/{server}/{session}/{transport}`, while the plain WebSocket
+    /// upgrade at `/ws` itself stays STOMP over WebSocket.
+    pub also_at: Vec<String>,
     /// The sockjs-client script the `/iframe.html` page loads (for iframe transports):
     /// by default Herald's own copy (`/web/vendor/sockjs.min.js`), so no CDN is needed.
     pub client_url: String,
@@ -58,6 +63,7 @@ impl Default for SockJsConfig {
         SockJsConfig {
             enabled: true,
             path: "/ws-sockjs".into(),
+            also_at: vec!["/ws".into()],
             client_url: "/web/vendor/sockjs.min.js".into(),
             transports: ["websocket", "xhr-streaming", "xhr-polling", "eventsource"]
                 .map(String::from)
@@ -77,11 +83,24 @@ impl SockJsConfig {
     /// Checks this section's settings; `Err` names the key and what is wrong with it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = ConfigError::check;
+        let endpoint = |p: &str| p.starts_with('/') && p.len() >= 2 && !p.ends_with('/');
         check(
-            self.path.starts_with('/') && self.path.len() >= 2 && !self.path.ends_with('/'),
+            endpoint(&self.path),
             "sockjs.path",
             "must start with '/' and not end with '/', like \"/ws-sockjs\"",
         )?;
+        for (i, p) in self.also_at.iter().enumerate() {
+            check(
+                endpoint(p),
+                "sockjs.also_at",
+                "each must start with '/' and not end with '/', like \"/ws\"",
+            )?;
+            check(
+                *p != self.path && !self.also_at[..i].contains(p),
+                "sockjs.also_at",
+                &format!("'{p}' is named twice (with sockjs.path or in the list)"),
+            )?;
+        }
         check(
             !self.heartbeat.is_zero() && !self.disconnect_delay.is_zero(),
             "sockjs.heartbeat/disconnect_delay",

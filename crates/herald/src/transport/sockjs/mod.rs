@@ -80,8 +80,9 @@ pub(crate) struct Opened {
     pub admission: Admission,
 }
 
-/// The SockJS endpoints the configuration asks for: STOMP at `sockjs.path`, and the
-/// protocol test suite's endpoints when `sockjs.test_endpoints` is on.
+/// The SockJS endpoints the configuration asks for: STOMP at `sockjs.path` and each
+/// of `sockjs.also_at`, and the protocol test suite's endpoints when
+/// `sockjs.test_endpoints` is on.
 pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<Context> {
     let sj = &node.config.sockjs;
     let mut router = Router::new();
@@ -91,7 +92,13 @@ pub(crate) fn routes(node: &Arc<crate::node::Node>) -> Router<Context> {
             Box::pin(super::drive(conn, state.node, state.shutdown, admission))
         });
         let opts = Options::from_config(sj, node);
-        router = router.merge(Service::new(&sj.path, Entry::Stomp, Some(opts), stomp).routes());
+        router = router.merge(
+            Service::new(&sj.path, Entry::Stomp, Some(opts.clone()), stomp.clone()).routes(),
+        );
+        for path in &sj.also_at {
+            let service = Service::new(path, Entry::Stomp, Some(opts.clone()), stomp.clone());
+            router = router.merge(service.routes_below());
+        }
     }
     if sj.test_endpoints {
         router = router.merge(test_apps::routes(node));

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use axum::routing::any;
+use axum::routing::{MethodRouter, any};
 use parking_lot::Mutex;
 
 use super::answers::*;
@@ -77,19 +77,29 @@ impl Service {
     /// The routes of this endpoint: `{prefix}`, `{prefix}/` and everything under it.
     pub(crate) fn routes(self: &Arc<Self>) -> Router<Context> {
         let p = self.prefix.trim_end_matches('/').to_owned();
-        let handler = {
-            let service = self.clone();
+        self.routes_below()
+            .route(&p, self.handler())
+            .route(&format!("{p}/"), self.handler())
+    }
+
+    /// Only what lies below the prefix (`/info`, the sessions, `/websocket`, the iframe
+    /// page): for a prefix whose own path answers something else, such as `/ws` (the
+    /// plain WebSocket upgrade). Clients never ask for the greeting at the prefix.
+    pub(crate) fn routes_below(self: &Arc<Self>) -> Router<Context> {
+        let p = self.prefix.trim_end_matches('/').to_owned();
+        Router::new().route(&format!("{p}/{{*rest}}"), self.handler())
+    }
+
+    fn handler(self: &Arc<Self>) -> MethodRouter<Context> {
+        let service = self.clone();
+        any(
             move |State(state): State<Context>,
                   ConnectInfo(peer): ConnectInfo<SocketAddr>,
                   req: Request<Body>| {
                 let service = service.clone();
                 async move { service.dispatch(state, peer, req).await }
-            }
-        };
-        Router::new()
-            .route(&p, any(handler.clone()))
-            .route(&format!("{p}/"), any(handler.clone()))
-            .route(&format!("{p}/{{*rest}}"), any(handler))
+            },
+        )
     }
 
     pub(super) async fn dispatch(
