@@ -428,34 +428,43 @@ pub(crate) fn auth_failure(stage: &'static str) {
     counter!(AUTH_FAILURES, "stage" => stage).increment(1);
 }
 
-pub(crate) fn bus_publish_time(elapsed: Duration) {
-    histogram!(BUS_PUBLISH_SECONDS).record(elapsed.as_secs_f64());
-}
+/// What only the Redis bus records: a build without the `redis` feature has no such
+/// bus.
+#[cfg(feature = "redis")]
+mod bus {
+    use super::*;
 
-pub(crate) fn bus_errors(n: usize) {
-    counter!(BUS_ERRORS).increment(n as u64);
-}
+    pub(crate) fn bus_publish_time(elapsed: Duration) {
+        histogram!(BUS_PUBLISH_SECONDS).record(elapsed.as_secs_f64());
+    }
 
-pub(crate) fn redis_reconnected() {
-    counter!(REDIS_RECONNECTS).increment(1);
-}
+    pub(crate) fn bus_errors(n: usize) {
+        counter!(BUS_ERRORS).increment(n as u64);
+    }
 
-pub(crate) fn bus_spool(messages: usize, bytes: usize) {
-    gauge!(BUS_SPOOL_MESSAGES).set(messages as f64);
-    gauge!(BUS_SPOOL_BYTES).set(bytes as f64);
-}
+    pub(crate) fn redis_reconnected() {
+        counter!(REDIS_RECONNECTS).increment(1);
+    }
 
-pub(crate) fn bus_refused(reason: &'static str, n: usize) {
-    counter!(BUS_REFUSED, "reason" => reason).increment(n as u64);
-}
+    pub(crate) fn bus_spool(messages: usize, bytes: usize) {
+        gauge!(BUS_SPOOL_MESSAGES).set(messages as f64);
+        gauge!(BUS_SPOOL_BYTES).set(bytes as f64);
+    }
 
-pub(crate) fn bus_replayed(n: usize) {
-    counter!(BUS_REPLAYED).increment(n as u64);
-}
+    pub(crate) fn bus_refused(reason: &'static str, n: usize) {
+        counter!(BUS_REFUSED, "reason" => reason).increment(n as u64);
+    }
 
-pub(crate) fn bus_handed_back(n: usize) {
-    counter!(BUS_HANDED_BACK).increment(n as u64);
+    pub(crate) fn bus_replayed(n: usize) {
+        counter!(BUS_REPLAYED).increment(n as u64);
+    }
+
+    pub(crate) fn bus_handed_back(n: usize) {
+        counter!(BUS_HANDED_BACK).increment(n as u64);
+    }
 }
+#[cfg(feature = "redis")]
+pub(crate) use bus::*;
 
 pub(crate) fn database_time(operation: &'static str, elapsed: Duration) {
     histogram!(DB_SECONDS, "operation" => operation).record(elapsed.as_secs_f64());
