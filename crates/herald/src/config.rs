@@ -103,6 +103,7 @@ impl Config {
         Rules::new(
             &self.auth,
             &self.routing.user_prefix,
+            self.first_topic_prefix(),
             &self.notifications.reserved(),
         )
         .map_err(|(key, problem)| ConfigError::new(&key, problem))?;
@@ -127,8 +128,15 @@ impl Config {
         Auth::new(
             &self.auth,
             &self.routing.user_prefix,
+            self.first_topic_prefix(),
             &self.notifications.reserved(),
         )
+    }
+
+    /// Where the server's own topics go (the admins', the demo apps'): under the first
+    /// of `broker.topic_prefixes`.
+    pub fn first_topic_prefix(&self) -> Option<&str> {
+        self.broker.topic_prefixes.first().map(String::as_str)
     }
 
     /// The admission gate as these settings make it.

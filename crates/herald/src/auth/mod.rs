@@ -81,16 +81,17 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// `user_prefix` and `reserved` as [`Rules::new`] takes them. Fails when a
-    /// configured key cannot be loaded or a rule does not parse.
+    /// The destinations as [`Rules::new`] takes them. Fails when a configured key
+    /// cannot be loaded or a rule does not parse.
     pub fn new(
         auth: &AuthConfig,
         user_prefix: &str,
+        topic_prefix: Option<&str>,
         reserved: &[Reserved],
     ) -> Result<Auth, String> {
         Ok(Auth {
             verifier: Verifier::new(auth)?,
-            rules: Rules::new(auth, user_prefix, reserved)
+            rules: Rules::new(auth, user_prefix, topic_prefix, reserved)
                 .map_err(|(key, problem)| format!("{key}: {problem}"))?,
             api_keys: ApiKeys::new(&auth.api_keys, &auth.service_role),
             config: auth.clone(),

@@ -4,7 +4,8 @@
 //! about the operation decides, and it admits whoever any of its grants admits. The
 //! order: the reserved rules (the server's own notification, broadcast and job
 //! destinations: a client that could SEND there would speak as the server), then
-//! `auth.rules`, then the default rules (user destinations, `/topic/admin/**`), which
+//! `auth.rules`, then the default rules (user destinations, `/topic/admin/**` under the
+//! first topic prefix), which
 //! configured rules can refine; `auth.default_rules = false` drops the defaults
 //! (the reserved rules stay while notifications are on). With no deciding rule, a destination is open to authenticated
 //! principals when auth is required, and to anyone otherwise.
@@ -153,11 +154,14 @@ const ADMIN_DEFAULT: &str = "default: admins only";
 impl Rules {
     /// The rules `config` sets: reserved, configured, default. `Err` is the setting at
     /// fault and the problem (`Config::validate` reports it at start).
-    /// `user_prefix` is `routing.user_prefix`; `reserved` the destinations only the
-    /// server publishes to. `Err` is the setting's key and what is wrong with it.
+    /// `user_prefix` is `routing.user_prefix`, `topic_prefix` the first of
+    /// `broker.topic_prefixes` (where the admins' topics are); `reserved` the
+    /// destinations only the server publishes to. `Err` is the setting's key and what
+    /// is wrong with it.
     pub fn new(
         auth: &AuthConfig,
         user_prefix: &str,
+        topic_prefix: Option<&str>,
         reserved: &[Reserved],
     ) -> Result<Rules, (String, String)> {
         let admin = Access::Role(auth.admin_role.clone());
@@ -224,12 +228,14 @@ impl Rules {
                 Some(vec![Access::Owner, service, admin.clone()]),
                 USER_DEFAULT,
             )?);
-            rules.push(built_in(
-                "/topic/admin/**".to_owned(),
-                Some(vec![admin.clone()]),
-                Some(vec![admin]),
-                ADMIN_DEFAULT,
-            )?);
+            if let Some(topics) = topic_prefix {
+                rules.push(built_in(
+                    format!("{topics}admin/**"),
+                    Some(vec![admin.clone()]),
+                    Some(vec![admin]),
+                    ADMIN_DEFAULT,
+                )?);
+            }
         }
         Ok(Rules {
             rules,
@@ -330,6 +336,7 @@ mod tests {
         Rules::new(
             &config.auth,
             &config.routing.user_prefix,
+            config.first_topic_prefix(),
             &config.notifications.reserved(),
         )
     }
@@ -342,6 +349,30 @@ mod tests {
             authenticated,
             expires_at: None,
         }
+    }
+
+    /// With Spring's `enableSimpleBroker("/subscribe")` the admins' topics are
+    /// `/subscribe/admin/**`: the default rule follows the first topic prefix.
+    #[test]
+    fn the_admin_rule_follows_the_topic_prefix() {
+        let mut config = Config::default();
+        config.broker.topic_prefixes = vec!["/subscribe/".into()];
+        let rules = of(&config).unwrap();
+        let (alice, root) = (p("alice", &[], true), p("root", &["ADMIN"], true));
+        let e = rules
+            .check(Operation::Subscribe, "/subscribe/admin/stats", &alice)
+            .unwrap_err();
+        assert_eq!(e.rule.as_deref(), Some("/subscribe/admin/**"), "{e}");
+        assert!(
+            rules
+                .check(Operation::Subscribe, "/subscribe/admin/stats", &root)
+                .is_ok()
+        );
+        assert!(
+            rules
+                .check(Operation::Subscribe, "/subscribe/chat/room/1", &alice)
+                .is_ok()
+        );
     }
 
     #[test]
