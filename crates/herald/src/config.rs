@@ -120,6 +120,11 @@ impl Config {
             "ops.metrics_auth",
             "needs an API key (auth.api_keys) or a token issuer (auth.issuers)",
         )?;
+        ConfigError::check(
+            !self.sockjs.enabled || !self.server.websocket_paths.contains(&self.sockjs.path),
+            "server.websocket_paths",
+            "must not name sockjs.path: SockJS answers there",
+        )?;
         self.validate_prefixes()
     }
 
@@ -264,6 +269,19 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("sockjs.also_at"), "{twice:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_websocket_path_the_server_answers_otherwise_is_refused() {
+        for taken in ["/api/publish", "/health", "/ws-sockjs", "ws", "/ws/"] {
+            let mut c = Config::default();
+            c.server.websocket_paths = vec![taken.into()];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("server.websocket_paths"), "{taken}: {e}");
+        }
+        let mut c = Config::default();
+        c.server.websocket_paths = vec!["/gs-guide-websocket".into()];
+        c.validate().unwrap();
     }
 
     fn toml_from_str(text: &str) -> Config {

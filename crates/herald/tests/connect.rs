@@ -307,3 +307,26 @@ async fn a_connect_whose_body_is_only_eols_connects() {
         assert!(message_of(&e).contains("must not have a body"), "{e:?}");
     }
 }
+
+/// Spring's `registry.addEndpoint("/gs-guide-websocket")`: STOMP over WebSocket where
+/// `server.websocket_paths` says, and nowhere else.
+#[tokio::test]
+async fn stomp_over_websocket_answers_at_the_configured_paths() {
+    let server = TestServer::with(|c| {
+        c.server.websocket_paths = vec!["/gs-guide-websocket".into(), "/stomp".into()];
+    })
+    .await;
+    for path in ["/gs-guide-websocket", "/stomp"] {
+        let (mut c, _) = Client::ws(&format!("ws://{}{path}", server.http), &[]).await;
+        let connected = c.connect("1.2").await;
+        assert_eq!(
+            connected.command,
+            Command::Connected,
+            "{path}: {connected:?}"
+        );
+        c.assert_works(&format!("/topic/at{}", path.replace('/', ".")))
+            .await;
+    }
+    let (status, _) = server.http_get("/ws").await;
+    assert_eq!(status, 404, "/ws is not one of the paths");
+}

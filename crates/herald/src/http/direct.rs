@@ -34,7 +34,7 @@ const MAX_HEADERS: usize = 32;
 pub(crate) enum Peeked {
     /// Nothing arrived within the handshake timeout, or the peer closed.
     Nothing,
-    /// A whole `GET /ws` request head: the direct path may answer it.
+    /// A whole `GET` head of a STOMP WebSocket path: the direct path may answer it.
     WebSocket(Head),
     /// The HTTP/2 connection preface (prior knowledge, h2c): hyper's, if `server.http2`.
     Http2,
@@ -44,7 +44,7 @@ pub(crate) enum Peeked {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
-/// A `GET /ws` request head, still unread on the socket.
+/// A STOMP WebSocket upgrade's request head, still unread on the socket.
 pub(crate) struct Head {
     /// Length of the head on the socket.
     len: usize,
@@ -52,8 +52,9 @@ pub(crate) struct Head {
     query: Option<String>,
 }
 
-/// Waits up to `wait` for the first bytes and looks at them without reading them.
-pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
+/// Waits up to `wait` for the first bytes and looks at them without reading them;
+/// `paths` are where a WebSocket upgrade opens a STOMP session.
+pub(crate) async fn peek(stream: &TcpStream, wait: Duration, paths: &[String]) -> Peeked {
     let looked = std::future::poll_fn(|cx| {
         // On the thread's stack, only while the kernel copies and httparse reads: no
         // allocation, and nothing in the task's future. Not zeroed: the kernel fills
@@ -61,7 +62,7 @@ pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
         let mut space = [MaybeUninit::<u8>::uninit(); PEEK];
         let mut buf = ReadBuf::uninit(&mut space);
         match ready!(stream.poll_peek(cx, &mut buf)) {
-            Ok(n) if n > 0 => Poll::Ready(match parse(buf.filled()) {
+            Ok(n) if n > 0 => Poll::Ready(match parse(buf.filled(), paths) {
                 Some(head) => Peeked::WebSocket(head),
                 None if buf.filled().starts_with(H2_PREFACE) => Peeked::Http2,
                 None => Peeked::Other,
@@ -74,8 +75,8 @@ pub(crate) async fn peek(stream: &TcpStream, wait: Duration) -> Peeked {
         .unwrap_or(Peeked::Nothing)
 }
 
-/// A complete HTTP/1.1 `GET /ws` head without a body, or `None`.
-fn parse(bytes: &[u8]) -> Option<Head> {
+/// A complete HTTP/1.1 `GET` head of one of `paths` without a body, or `None`.
+fn parse(bytes: &[u8], paths: &[String]) -> Option<Head> {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw);
     let httparse::Status::Complete(len) = req.parse(bytes).ok()? else {
@@ -88,7 +89,7 @@ fn parse(bytes: &[u8]) -> Option<Head> {
         Some((path, query)) => (path, Some(query)),
         None => (req.path?, None),
     };
-    if path != "/ws" {
+    if !paths.iter().any(|p| p == path) {
         return None;
     }
     let mut headers = HeaderMap::with_capacity(req.headers.len());
@@ -203,9 +204,13 @@ mod tests {
 
     const UPGRADE: &[u8] = b"GET /ws?access_token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nCONNECT";
 
+    fn ws() -> Vec<String> {
+        vec!["/ws".to_owned()]
+    }
+
     #[test]
     fn takes_a_whole_ws_upgrade_head_and_leaves_what_follows() {
-        let head = parse(UPGRADE).expect("direct");
+        let head = parse(UPGRADE, &ws()).expect("direct");
         assert_eq!(head.len, UPGRADE.len() - b"CONNECT".len());
         assert_eq!(head.query.as_deref(), Some("access_token=abc"));
         assert_eq!(head.headers["upgrade"], "websocket");
@@ -215,17 +220,27 @@ mod tests {
     #[test]
     fn leaves_everything_else_to_hyper() {
         let cut = &UPGRADE[..40];
-        assert!(parse(cut).is_none(), "a head split over segments");
+        assert!(parse(cut, &ws()).is_none(), "a head split over segments");
         let other = String::from_utf8_lossy(UPGRADE).replace("/ws?", "/ws/chat?");
-        assert!(parse(other.as_bytes()).is_none(), "another path");
+        assert!(parse(other.as_bytes(), &ws()).is_none(), "another path");
+        let guide = vec!["/gs-guide-websocket".to_owned()];
+        assert!(
+            parse(UPGRADE, &guide).is_none(),
+            "/ws is not one of the paths"
+        );
+        let moved = String::from_utf8_lossy(UPGRADE).replace("/ws?", "/gs-guide-websocket?");
+        assert!(
+            parse(moved.as_bytes(), &guide).is_some(),
+            "a configured path"
+        );
         let post = String::from_utf8_lossy(UPGRADE).replace("GET", "POST");
-        assert!(parse(post.as_bytes()).is_none(), "another method");
+        assert!(parse(post.as_bytes(), &ws()).is_none(), "another method");
         let old = String::from_utf8_lossy(UPGRADE).replace("HTTP/1.1", "HTTP/1.0");
-        assert!(parse(old.as_bytes()).is_none(), "HTTP/1.0");
+        assert!(parse(old.as_bytes(), &ws()).is_none(), "HTTP/1.0");
         let body = String::from_utf8_lossy(UPGRADE).replace("Host: x", "Content-Length: 5");
-        assert!(parse(body.as_bytes()).is_none(), "a body");
+        assert!(parse(body.as_bytes(), &ws()).is_none(), "a body");
         let many = String::from_utf8_lossy(UPGRADE)
             .replace("Host: x\r\n", &"X-A: 1\r\n".repeat(MAX_HEADERS + 1));
-        assert!(parse(many.as_bytes()).is_none(), "too many headers");
+        assert!(parse(many.as_bytes(), &ws()).is_none(), "too many headers");
     }
 }

@@ -1,7 +1,7 @@
-//! The HTTP listener's routes: `/ws` (STOMP over WebSocket), `/health`, the publish
-//! REST API (`publish.rs`), who is online (`presence.rs`), and the routes apps bring
-//! (`/api/rooms`, `/ws/chat`). A plain `/ws` upgrade usually never reaches the router:
-//! `direct.rs` answers it ahead of hyper.
+//! The HTTP listener's routes: `/ws` (STOMP over WebSocket, at each of
+//! `server.websocket_paths`), `/health`, the publish REST API (`publish.rs`), who is
+//! online (`presence.rs`), and the routes apps bring (`/api/rooms`, `/ws/chat`). A plain
+//! `/ws` upgrade usually never reaches the router: `direct.rs` answers it ahead of hyper.
 
 mod admin;
 pub(crate) mod direct;
@@ -26,8 +26,11 @@ pub(crate) fn router(state: Context, apps: Router<Context>) -> Router {
     let hosts = axum::middleware::from_fn_with_state(state.clone(), allowed_host);
     let bodies = axum::middleware::from_fn_with_state(state.clone(), body_budget);
     let max_body = state.node.config.server.max_body;
-    Router::new()
-        .route("/ws", get(ws_upgrade))
+    let mut router = Router::new();
+    for path in &state.node.config.server.websocket_paths {
+        router = router.route(path, get(ws_upgrade));
+    }
+    router
         .route("/health", get(health))
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))

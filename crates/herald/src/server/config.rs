@@ -26,6 +26,10 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Serve HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
     pub http2: bool,
+    /// Paths where a WebSocket upgrade opens a STOMP session (Spring's
+    /// `registry.addEndpoint(...)`): `/ws` by default; a Spring guide's
+    /// `/gs-guide-websocket` works as well. Empty: STOMP over SockJS and TCP only.
+    pub websocket_paths: Vec<String>,
     /// Largest request body of a REST endpoint (`/api/**`), refused with 413 while
     /// it is read, so a client cannot make the server buffer more.
     pub max_body: usize,
@@ -44,10 +48,14 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(5),
             allowed_hosts: Vec::new(),
             http2: false,
+            websocket_paths: vec!["/ws".into()],
             max_body: DEFAULT_MAX_BODY,
         }
     }
 }
+
+/// Paths the server answers itself, which no STOMP endpoint may take.
+const TAKEN: [&str; 5] = ["/", "/health", "/metrics", "/ws/chat", "/ws/chat-sockjs"];
 
 impl ServerConfig {
     /// Checks this section's settings; `Err` names the key and what is wrong with it.
@@ -56,6 +64,24 @@ impl ServerConfig {
             self.max_body >= 1024,
             "server.max_body",
             "must be at least 1024 bytes",
-        )
+        )?;
+        for (i, p) in self.websocket_paths.iter().enumerate() {
+            ConfigError::check(
+                p.starts_with('/') && p.len() >= 2 && !p.ends_with('/'),
+                "server.websocket_paths",
+                "each must start with '/' and not end with '/', like \"/ws\"",
+            )?;
+            let taken = TAKEN.contains(&p.as_str())
+                || ["/api/", "/web/", "/health/"]
+                    .iter()
+                    .any(|t| p.starts_with(t))
+                || self.websocket_paths[..i].contains(p);
+            ConfigError::check(
+                !taken,
+                "server.websocket_paths",
+                &format!("'{p}' is taken (by the server's own routes, or named twice)"),
+            )?;
+        }
+        Ok(())
     }
 }

@@ -269,7 +269,7 @@ async fn serve_http(listener: TcpListener, app: axum::Router, state: transport::
                     connections.spawn(async move {
                         // hyper's header timeout starts with the first byte; a client that
                         // sends nothing at all is dropped after the same time.
-                        let stream = match direct::peek(&stream, first_byte).await {
+                        let stream = match direct::peek(&stream, first_byte, &state.node.config.server.websocket_paths).await {
                             Peeked::Nothing => return,
                             Peeked::WebSocket(head) => {
                                 match direct::upgrade(stream, head, peer, &state, &permit).await {
