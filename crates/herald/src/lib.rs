@@ -2,8 +2,9 @@
 //!
 //! Layers, top to bottom (see docs/ARCHITECTURE.md):
 //! - [`transport`]: WebSocket (`/ws`), TCP, and SockJS (`/ws-sockjs`, xhr/streaming/jsonp
-//!   fallbacks); bytes ⇄ frames; one task per connection drives a session, its outbox,
-//!   heart-beats and the final ERROR.
+//!   fallbacks); bytes ⇄ frames; one connection loop per connection drives a session —
+//!   STOMP, or a [`plain`] endpoint's JSON — its outbox, heart-beats and the last
+//!   message.
 //! - [`session`]: the STOMP state machine — CONNECT, SUBSCRIBE, SEND, ACK/NACK,
 //!   transactions, receipts — with no I/O.
 //! - [`handler`]: application handlers (`/app/**`), the HTTP backend proxy, and
@@ -20,7 +21,8 @@
 //! - [`auth`]: JWT principals, API keys, destination rules, abuse limits.
 //! - [`cluster`]: the bus between nodes (local, or Redis): cross-node delivery,
 //!   cluster queues, history and recovery by offset, presence.
-//! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`].
+//! - [`apps`]: the seeds' chat, greeting and rooms apps, written on [`handler`] and
+//!   [`plain`] (plain JSON WebSocket endpoints without STOMP).
 //! - [`ops`]: metrics, the session registry, admin API, health, stats line.
 //! - [`notify`]: notifications — persisted (SQLite, MySQL, PostgreSQL), delivered live,
 //!   read state, job progress.
@@ -68,3 +70,6 @@ mod web;
 
 pub use config::Config;
 pub use server::Server;
+/// Plain JSON WebSocket endpoints without STOMP (`Endpoint`, `Socket`), mounted with
+/// [`Server::endpoint`].
+pub use transport::plain;

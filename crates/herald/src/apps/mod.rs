@@ -5,8 +5,12 @@
 //! - [`rooms`] (Spring chat-room apps): chat rooms over STOMP (`/app/chat/join`, `/app/chat/message`)
 //!   and over a plain JSON WebSocket (`/ws/chat`), with presence and a REST API.
 //!
-//! They are examples as much as features: nothing here reaches past `handler::` and the
-//! HTTP state, so an application written outside the crate can do the same.
+//! They are examples as much as features. Their sessions go through the library's
+//! API only — `handler::` (application destinations, `Messaging`) and `plain` (the
+//! plain JSON socket), as an application outside the crate would write them; the
+//! rooms' registry and REST routes also use what such an application brings itself:
+//! the cluster bus's presence and shared maps, the HTTP state (`transport::Context`),
+//! the REST error shape (`error::ApiError`) and a gauge (`ops::metrics`).
 
 pub(crate) mod chat;
 pub(crate) mod config;

@@ -30,7 +30,7 @@ use crate::cluster::{Bus, Outcome, Recovery, Since, Sink};
 pub use crate::message::{Entry, Kind, Message, OutFrame, Position, Pressure, Target};
 pub use outbox::Outbox;
 pub use queue::Refused;
-pub use subscription::{AckMode, DeliveryGuard, Recipient, Subscription, Unacked};
+pub use subscription::{AckMode, Delivery, DeliveryGuard, Recipient, Subscription, Unacked};
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -272,7 +272,7 @@ impl Broker {
 
     /// After a queue delivery to `sub`: without acknowledgements it is consumed now.
     fn delivered_from_queue(&self, sub: &Subscription, message: &Message) {
-        if message.entry.is_some() && (sub.ack == AckMode::Auto || sub.recipient.bodies_only) {
+        if message.entry.is_some() && !sub.acks() {
             self.bus.consumed(message);
         }
     }

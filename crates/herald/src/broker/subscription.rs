@@ -55,9 +55,37 @@ pub struct Recipient {
     pub session_id: String,
     pub version: Version,
     pub outbox: Arc<Outbox>,
-    /// Receives only message bodies, not STOMP frames (the plain JSON chat socket).
-    pub bodies_only: bool,
     next_ack: AtomicU64,
+}
+
+/// How a subscription's messages reach its session. STOMP sessions get frames; a
+/// plain-socket endpoint (`transport::plain`) gets bodies or its own shape of each
+/// message, with no headers and nothing to acknowledge (every mode but `Frames`
+/// consumes a queue message at delivery, as `ack:auto` does).
+#[derive(Clone, Default)]
+pub enum Delivery {
+    /// STOMP MESSAGE frames in the recipient's version, acked as the subscription says.
+    #[default]
+    Frames,
+    /// Each message's body alone, as one text message.
+    Bodies,
+    /// What the function makes of each message (destination, headers, body), as one
+    /// text message; `None` skips the message for this subscriber. It runs in the
+    /// publisher's task for every delivery: keep it cheap.
+    Shaped(Arc<Shape>),
+}
+
+/// A [`Delivery::Shaped`] function: the text a message becomes, or `None` to skip it.
+pub type Shape = dyn Fn(&Message) -> Option<bytes::Bytes> + Send + Sync;
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Delivery::Frames => "Frames",
+            Delivery::Bodies => "Bodies",
+            Delivery::Shaped(_) => "Shaped",
+        })
+    }
 }
 
 impl Recipient {
@@ -66,16 +94,7 @@ impl Recipient {
             session_id,
             version,
             outbox,
-            bodies_only: false,
             next_ack: AtomicU64::new(1),
-        }
-    }
-
-    /// A recipient that is sent each message's body alone, as one WebSocket message.
-    pub fn bodies_only(session_id: String, outbox: Arc<Outbox>) -> Self {
-        Recipient {
-            bodies_only: true,
-            ..Recipient::new(session_id, Version::V1_2, outbox)
         }
     }
 
@@ -119,6 +138,7 @@ pub struct Subscription {
     pub(crate) pattern: Option<Pattern>,
     /// Which concrete destinations a wildcard subscription may receive (access rules).
     guard: Option<DeliveryGuard>,
+    delivery: Delivery,
     state: Mutex<AckState>,
 }
 
@@ -155,6 +175,7 @@ impl Subscription {
             recipient,
             window: DEFAULT_PREFETCH,
             guard: None,
+            delivery: Delivery::Frames,
             state: Mutex::new(AckState::default()),
         }
     }
@@ -163,6 +184,17 @@ impl Subscription {
     pub fn with_window(mut self, window: usize) -> Self {
         self.window = window.max(1);
         self
+    }
+
+    /// Delivers as `delivery` says rather than as STOMP frames.
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Whether deliveries wait for an ACK (client acks, as STOMP frames).
+    pub fn acks(&self) -> bool {
+        self.ack != AckMode::Auto && matches!(self.delivery, Delivery::Frames)
     }
 
     pub fn window(&self) -> usize {
@@ -176,7 +208,7 @@ impl Subscription {
 
     /// How many more deliveries the prefetch window takes now (any number without acks).
     pub fn room(&self) -> usize {
-        if self.ack == AckMode::Auto || self.recipient.bodies_only {
+        if !self.acks() {
             return usize::MAX;
         }
         self.window.saturating_sub(self.unacked())
@@ -240,8 +272,15 @@ impl Subscription {
         extra: Option<(&str, &str)>,
     ) -> Result<(), PushError> {
         let r = &self.recipient;
-        if r.bodies_only {
-            return self.push(message, message.body_frame());
+        match &self.delivery {
+            Delivery::Frames => {}
+            Delivery::Bodies => return self.push(message, message.body_frame()),
+            Delivery::Shaped(shape) => {
+                return match shape(message) {
+                    Some(text) => self.push(message, OutFrame::text(text)),
+                    None => Ok(()),
+                };
+            }
         }
         // A first delivery keeps sharing the encoded frame; a redelivery says so.
         let extra = match extra {

@@ -4,7 +4,7 @@
 //! An entry is a few atomics and a child of the shutdown token; the connection task
 //! registers itself, updates `last_activity` on reads, and deregisters on exit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +22,8 @@ pub struct SessionEntry {
     /// Milliseconds after `started` of the last frame or heart-beat received.
     last_activity: AtomicU64,
     user: Mutex<Option<String>>,
+    /// What the session's application says about it (a plain endpoint's device, ...).
+    meta: Mutex<BTreeMap<String, String>>,
     kicked: AtomicBool,
     /// Cancelled at shutdown (its parent) or by [`SessionRegistry::kick`].
     pub stop: CancellationToken,
@@ -39,6 +41,11 @@ impl SessionEntry {
 
     pub fn user(&self) -> Option<String> {
         self.user.lock().clone()
+    }
+
+    /// Sets one entry of what the admin API shows about the session (`meta`).
+    pub fn set_meta(&self, key: &str, value: &str) {
+        self.meta.lock().insert(key.to_owned(), value.to_owned());
     }
 
     /// Whether an administrator ended the session (rather than a shutdown).
@@ -63,6 +70,8 @@ pub struct SessionView {
     pub connected_at: String,
     pub last_activity: String,
     pub subscriptions: Vec<SubscriptionView>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
@@ -91,6 +100,7 @@ impl SessionRegistry {
             started: Instant::now(),
             last_activity: AtomicU64::new(0),
             user: Mutex::new(None),
+            meta: Mutex::default(),
             kicked: AtomicBool::new(false),
             stop: shutdown.child_token(),
         });
@@ -171,6 +181,7 @@ impl SessionEntry {
             connected_at: rfc3339(self.connected_at),
             last_activity: rfc3339(self.last_activity()),
             subscriptions,
+            meta: self.meta.lock().clone(),
         }
     }
 }

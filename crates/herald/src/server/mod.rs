@@ -134,6 +134,13 @@ impl Server {
         &self.node
     }
 
+    /// Serves a plain-socket endpoint (`transport::plain`) beside the built-in routes.
+    pub fn endpoint(mut self, endpoint: &transport::plain::Endpoint) -> Server {
+        let sockjs = self.node.config.sockjs.enabled;
+        self.app_routes = self.app_routes.merge(endpoint.routes(sockjs));
+        self
+    }
+
     /// Cancel this token to shut the server down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()

@@ -139,6 +139,9 @@ fn choose_subprotocol(headers: &HeaderMap) -> Option<Version> {
 pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     ws: WebSocketStream<Metered<S>>,
     progress: Progress,
+    /// Keep-alive by WebSocket pings (plain-socket endpoints) rather than STOMP's EOL
+    /// heart-beats: a pong then counts as a read.
+    pings: bool,
 }
 
 impl WebSocket {
@@ -158,7 +161,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let ws = tokio_websockets::ServerBuilder::new()
             .limits(Limits::default().max_payload_len(Some(max_message)))
             .serve(stream);
-        WebSocket { ws, progress }
+        WebSocket {
+            ws,
+            progress,
+            pings: false,
+        }
+    }
+
+    /// Heart-beats become WebSocket pings and each pong an (empty) read: how a
+    /// plain-socket endpoint, whose clients send nothing unasked, sees they are alive.
+    pub(crate) fn with_pings(mut self) -> Self {
+        self.pings = true;
+        self
     }
 }
 
@@ -178,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
                     return Ok(true);
                 }
                 Some(Ok(msg)) if msg.is_close() => return Ok(false),
+                Some(Ok(msg)) if self.pings && msg.is_pong() => return Ok(true),
                 // Pings are answered by tokio-websockets; pongs carry nothing.
                 Some(Ok(_)) => continue,
             }
@@ -189,10 +204,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
     }
 
     async fn heartbeat(&mut self) -> io::Result<()> {
-        self.ws
-            .send(Message::text(bytes::Bytes::from_static(b"\n")))
-            .await
-            .map_err(io::Error::other)
+        let beat = if self.pings {
+            Message::ping(bytes::Bytes::new())
+        } else {
+            Message::text(bytes::Bytes::from_static(b"\n"))
+        };
+        self.ws.send(beat).await.map_err(io::Error::other)
     }
 
     fn kind(&self) -> &'static str {
@@ -207,6 +224,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for WebSocket<S> {
         // Sends a close frame, waits for the peer's, then shuts the socket down.
         let _ = self.ws.close().await;
     }
+
+    async fn close_with(&mut self, code: u16, reason: &str) {
+        // A reserved code would panic in tokio-websockets: those close plainly.
+        if let Ok(code) = tokio_websockets::CloseCode::try_from(code)
+            && !code.is_reserved()
+        {
+            let _ = self
+                .ws
+                .send(Message::close(Some(code), close_reason(reason)))
+                .await;
+        }
+        let _ = self.ws.close().await;
+    }
+}
+
+/// At most the 123 bytes a close frame's reason may hold, cut at a character.
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// Writes each frame as one WebSocket message — text when it is UTF-8, else binary —
@@ -235,6 +274,14 @@ pub(crate) fn max_message(node: &crate::node::Node) -> usize {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && cut.chars().all(|c| c == 'é'), "{cut}");
+    }
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {

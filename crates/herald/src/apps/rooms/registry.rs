@@ -1,52 +1,23 @@
-//! Chat rooms as Spring chat-room apps build them, reachable three ways that all meet on the room's topic,
-//! `{first of broker.topic_prefixes}chat/room/{id}` (`/topic/chat/room/{id}`):
-//! - STOMP: `/app/chat/join` {chatRoomId}, `/app/chat/message` {chatRoomId, message},
-//!   `/app/chat/leave` {chatRoomId};
-//! - the plain JSON WebSocket `/ws/chat`: {chatRoomId, type: JOIN|CHAT|LEAVE,
-//!   message}, answered with the same JSON the STOMP subscribers get; the same chat
-//!   over SockJS at `/ws/chat-sockjs` (one JSON message per SockJS message);
-//! - REST: `GET /api/rooms`, `POST /api/rooms` {name}, `GET /api/rooms/{id}`.
-//!
-//! The writer of every event is the session's principal; a `writer` in the payload
-//! (the seed's clients send one) is ignored, so nobody speaks under another's name.
-//! `/ws/chat` is admitted like `/ws` and its principal made the way a CONNECT's is,
-//! its `?login=` standing for the CONNECT `login` header.
-//!
-//! The registry and presence are the cluster's ([`crate::cluster::Bus`]): a room
-//! created on one node exists on all of them (a shared map), and its members are the
-//! sessions of every node that joined it (presence scope `room:{id}`, entries of a
-//! node that died expire). JOIN and LEAVE events carry the member list; a session
-//! that ends leaves every room it was in. At most `apps.max_rooms` rooms exist; one
-//! without members for `apps.room_idle_timeout` is removed by every node's sweep.
+//! The rooms themselves: the registry in the cluster's shared map `rooms` (a room made
+//! on one node exists on all), membership as presence scopes `room:{id}` (a dead
+//! node's members expire), which rooms this node's sessions joined under which name,
+//! the events a room's topic carries, and the sweep that removes rooms left empty
+//! for `apps.room_idle_timeout`. Knows nothing of how a client reaches it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{Request, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use bytes::BytesMut;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::now_rfc3339;
-use crate::broker::{AckMode, Outbox, Recipient, Subscription};
+use crate::apps::now_rfc3339;
 use crate::cluster::Bus;
 use crate::cluster::presence::tally;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::handler::{
-    HandlerError, Handlers, Messaging, Reply, Request as AppRequest, SessionInfo,
-};
+use crate::handler::{HandlerError, Reply};
 use crate::ops::metrics;
-use crate::transport::Context;
-use crate::transport::Transport;
-use crate::transport::websocket::{self, WebSocket};
 
 const MAX_NAME: usize = 100;
 /// The shared map holding the rooms (id → [`Room`] as JSON).
@@ -96,17 +67,6 @@ pub(crate) enum CreateError {
     Unavailable(String),
 }
 
-impl CreateError {
-    fn answer(&self) -> ApiError {
-        let (status, code, msg) = match self {
-            CreateError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m),
-            CreateError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "max_rooms", m),
-            CreateError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
-        };
-        ApiError::new(status, code, msg.clone())
-    }
-}
-
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RoomInfo {
@@ -128,27 +88,6 @@ pub(crate) struct RoomEvent {
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
-}
-
-/// The seed's clients also send a `writer`: ignored, the principal writes.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct JoinMessage {
-    pub chat_room_id: String,
-}
-
-/// The seed's clients also send a `writer`: ignored, the principal writes.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ChatMessage {
-    pub chat_room_id: String,
-    pub message: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LeaveMessage {
-    pub chat_room_id: String,
 }
 
 /// A room name, trimmed, or why it cannot be one.
@@ -512,161 +451,6 @@ impl Rooms {
         }
         replies
     }
-
-    pub(crate) fn handlers(&self) -> Handlers {
-        let (join, chat, leave, gone) = (self.clone(), self.clone(), self.clone(), self.clone());
-        Handlers::new()
-            .route("/chat/join", move |req: AppRequest<JoinMessage>| {
-                let rooms = join.clone();
-                async move {
-                    let bus = req.messaging.cluster();
-                    let s = &req.session;
-                    rooms
-                        .join(bus, &req.payload.chat_room_id, &s.id, &s.principal.name)
-                        .await
-                }
-            })
-            .route("/chat/message", move |req: AppRequest<ChatMessage>| {
-                let rooms = chat.clone();
-                async move {
-                    let p = &req.payload;
-                    rooms
-                        .chat(
-                            req.messaging.cluster(),
-                            &p.chat_room_id,
-                            &req.session.principal.name,
-                            &p.message,
-                        )
-                        .await
-                }
-            })
-            .route("/chat/leave", move |req: AppRequest<LeaveMessage>| {
-                let rooms = leave.clone();
-                async move {
-                    let bus = req.messaging.cluster();
-                    rooms
-                        .leave(bus, &req.payload.chat_room_id, &req.session.id)
-                        .await
-                }
-            })
-            .on_disconnect(move |session: SessionInfo, messaging: Messaging| {
-                let rooms = gone.clone();
-                async move {
-                    let replies = rooms.leave_all(messaging.cluster(), &session.id).await;
-                    publish_all(&messaging, replies, None)
-                }
-            })
-    }
-
-    /// REST routes: `GET/POST /api/rooms`, `GET /api/rooms/{id}`, `/ws/chat`, and (when
-    /// `sockjs` is on, as `sockjs.enabled` says) the SockJS endpoint `/ws/chat-sockjs`.
-    pub(crate) fn routes(&self, sockjs: bool) -> axum::Router<Context> {
-        let (list, create, one) = (self.clone(), self.clone(), self.clone());
-        let ws = self.clone();
-        let sockjs_rooms = self.clone();
-        let sockjs_chat: crate::transport::sockjs::App = Arc::new(move |conn, opened| {
-            let rooms = sockjs_rooms.clone();
-            Box::pin(async move {
-                let crate::transport::sockjs::Opened { state, admission } = opened;
-                let handshake = admission.handshake.clone();
-                plain_chat(conn, rooms, state.node, state.shutdown, handshake, None).await;
-                drop(admission);
-            })
-        });
-        let router = if sockjs {
-            crate::transport::sockjs::Service::new(
-                "/ws/chat-sockjs",
-                crate::admission::Entry::Plain,
-                None,
-                sockjs_chat,
-            )
-            .routes()
-        } else {
-            axum::Router::new()
-        };
-        router
-            .route(
-                "/api/rooms",
-                get(move |State(state): State<Context>| {
-                    let rooms = list.clone();
-                    async move {
-                        rooms
-                            .list(state.node.messaging.cluster())
-                            .await
-                            .map(Json)
-                            .map_err(|e| unavailable_response(&e))
-                    }
-                })
-                .post(
-                    move |State(state): State<Context>,
-                          body: Result<
-                        Json<CreateRoom>,
-                        axum::extract::rejection::JsonRejection,
-                    >| {
-                        let rooms = create.clone();
-                        async move {
-                            let Json(body) = body.map_err(|e| bad_request(&e.body_text()))?;
-                            rooms
-                                .create(state.node.messaging.cluster(), &body.name)
-                                .await
-                                .map(|r| (StatusCode::CREATED, Json(r)))
-                                .map_err(|e| e.answer())
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/api/rooms/{id}",
-                get(
-                    move |State(state): State<Context>, Path(id): Path<String>| {
-                        let rooms = one.clone();
-                        async move {
-                            match rooms.get(state.node.messaging.cluster(), &id).await {
-                                Ok(Some(room)) => Ok(Json(room)),
-                                Ok(None) => {
-                                    Err(ApiError::not_found(format!("unknown room '{id}'")))
-                                }
-                                Err(e) => Err(unavailable_response(&e)),
-                            }
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/ws/chat",
-                get(
-                    move |State(state): State<Context>,
-                          ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-                          req: Request<Body>| {
-                        let rooms = ws.clone();
-                        async move {
-                            let entry = crate::admission::Entry::Plain;
-                            match state.admit(peer, &req, entry).await {
-                                Ok(admission) => plain_chat_upgrade(rooms, state, req, admission),
-                                Err(response) => response,
-                            }
-                        }
-                    },
-                ),
-            )
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CreateRoom {
-    name: String,
-}
-
-fn bad_request(msg: &str) -> ApiError {
-    ApiError::bad_request(msg)
-}
-
-fn unavailable_response(e: &HandlerError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        e.message.clone(),
-    )
 }
 
 impl RoomInfo {
@@ -720,186 +504,5 @@ fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, HandlerError> {
         Err(HandlerError::new(format!("{field} must not be empty")))
     } else {
         Ok(v)
-    }
-}
-
-fn publish_all(
-    messaging: &Messaging,
-    replies: impl IntoIterator<Item = Reply>,
-    sender: Option<&SessionInfo>,
-) {
-    for r in replies {
-        if let Err(e) = messaging.publish(r, sender) {
-            tracing::warn!(error = %e, "room event not published");
-        }
-    }
-}
-
-/// One message of the plain JSON chat (a Spring chat-room app's `ChatMessage`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PlainMessage {
-    chat_room_id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    message: String,
-}
-
-fn plain_chat_upgrade(
-    rooms: Rooms,
-    state: Context,
-    req: Request<Body>,
-    admission: crate::transport::Admission,
-) -> Response {
-    let login = crate::params::query_value(req.uri().query(), "login");
-    let upgrade = match websocket::accept(req) {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let Context {
-        node,
-        shutdown,
-        tasks,
-    } = state;
-    let handshake = admission.handshake.clone();
-    tasks.spawn(async move {
-        if let Ok(upgraded) = upgrade.on_upgrade.await {
-            let ws = WebSocket::new(upgraded, node.config.stomp.max_frame, None);
-            plain_chat(ws, rooms, node, shutdown, handshake, login).await;
-        }
-        drop(admission);
-    });
-    upgrade.response.into_response()
-}
-
-/// A plain chat client (a WebSocket, or SockJS: any transport whose reads are whole
-/// messages): it joins rooms by JSON message and receives each room event's JSON
-/// body. Bad messages get `{"type":"ERROR","error":...}` and the connection stays open.
-/// Its principal is made as a CONNECT's would be, from the handshake and `login` (the
-/// `?login=` of `/ws/chat`, which names the session in anonymous mode only).
-async fn plain_chat<T: Transport>(
-    mut ws: T,
-    rooms: Rooms,
-    node: Arc<crate::node::Node>,
-    shutdown: tokio_util::sync::CancellationToken,
-    handshake: Option<crate::auth::Handshake>,
-    login: Option<String>,
-) {
-    let id = node.next_session_id();
-    let fallback = format!("anonymous-{id}");
-    let principal = match node
-        .auth
-        .connect(handshake.as_ref(), login.as_deref(), None, None, fallback)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            // Admission refuses what this would; a token the handshake lacked ends here.
-            let body = json!({ "type": "ERROR", "error": format!("authentication failed: {e}") });
-            let _ = ws
-                .write(&[crate::broker::OutFrame::text(body.to_string().into())])
-                .await;
-            ws.close().await;
-            return;
-        }
-    };
-    let session = SessionInfo { id, principal };
-    let outbox = Arc::new(node.config.stomp.outbox());
-    let recipient = Arc::new(Recipient::bodies_only(session.id.clone(), outbox.clone()));
-    let mut subscriptions: HashMap<String, Arc<Subscription>> = HashMap::new();
-    let mut buf = BytesMut::new();
-    let mut pending = Vec::new();
-    let progress = ws.progress();
-    let send_timeout = node.config.stomp.send_timeout;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = outbox.ready() => {
-                if outbox.drain(&mut pending) == crate::broker::outbox::Drained::Overflowed {
-                    break;
-                }
-                // A client that reads nothing is let go like a STOMP slow consumer, so
-                // it holds neither its task nor the publishers paced to it.
-                let written = crate::transport::progress::write_watched(
-                    &mut ws, &pending, progress.as_ref(), send_timeout,
-                ).await;
-                if !matches!(written, Ok(Ok(()))) {
-                    break;
-                }
-                let bytes = Outbox::bytes_of(&pending);
-                pending.clear();
-                outbox.written(bytes);
-            }
-            read = ws.read(&mut buf) => {
-                if !matches!(read, Ok(true)) {
-                    break;
-                }
-                let text = std::mem::take(&mut buf);
-                let result = plain_message(&text, &rooms, &node, &session, &recipient, &mut subscriptions).await;
-                match result {
-                    Ok(replies) => publish_all(&node.messaging, replies, None),
-                    Err(e) => {
-                        let body = json!({ "type": "ERROR", "error": e.message }).to_string();
-                        let _ = outbox.push(crate::broker::OutFrame::text(body.into()));
-                    }
-                }
-            }
-        }
-    }
-    outbox.close();
-    for sub in subscriptions.into_values() {
-        node.broker.unsubscribe(&sub);
-    }
-    let left = rooms.leave_all(node.messaging.cluster(), &session.id).await;
-    publish_all(&node.messaging, left, None);
-    ws.close().await;
-}
-
-/// One message of a plain chat client: JOIN subscribes it to the room's topic.
-async fn plain_message(
-    text: &[u8],
-    rooms: &Rooms,
-    node: &crate::node::Node,
-    session: &SessionInfo,
-    recipient: &Arc<Recipient>,
-    subscriptions: &mut HashMap<String, Arc<Subscription>>,
-) -> Result<Option<Reply>, HandlerError> {
-    let m = serde_json::from_slice::<PlainMessage>(text)
-        .map_err(|e| HandlerError::new(format!("invalid chat message: {e}")))?;
-    let bus = node.messaging.cluster();
-    let room = m.chat_room_id.clone();
-    let writer = &session.principal.name;
-    match m.kind.as_str() {
-        "JOIN" => {
-            // The subscription's target first: a room this node cannot route to is
-            // refused before anyone joins it.
-            let target = node
-                .router
-                .broker_target(&rooms.topic(&room)?)
-                .map_err(|e| HandlerError::new(e.message))?;
-            let reply = rooms.join(bus, &room, &session.id, writer).await?;
-            subscriptions.entry(room.clone()).or_insert_with(|| {
-                let sub = Arc::new(Subscription::new(
-                    room.clone(),
-                    target,
-                    AckMode::Auto,
-                    recipient.clone(),
-                ));
-                node.broker.subscribe(sub.clone());
-                sub
-            });
-            Ok(Some(reply))
-        }
-        "CHAT" | "TALK" => Ok(Some(rooms.chat(bus, &room, writer, &m.message).await?)),
-        "LEAVE" => {
-            if let Some(sub) = subscriptions.remove(&room) {
-                node.broker.unsubscribe(&sub);
-            }
-            rooms.leave(bus, &room, &session.id).await
-        }
-        other => Err(HandlerError::new(format!(
-            "unknown message type '{other}': use JOIN, CHAT or LEAVE"
-        ))),
     }
 }
