@@ -312,6 +312,15 @@ run_clippy() {
     echo "ERROR: clippy found warnings (see above; 'cargo clippy --workspace --all-targets')." >&2
     record "cargo clippy" FAIL $((SECONDS - start))
   fi
+  # The libraries' documentation builds without a broken or private link.
+  banner "cargo doc -D warnings"
+  start=$SECONDS
+  if RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p herald -p herald-stomp \
+    --features herald-stomp/client 2>&1 | tail -20; then
+    record "cargo doc" PASS $((SECONDS - start))
+  else
+    record "cargo doc" FAIL $((SECONDS - start))
+  fi
 }
 
 # The herald crate's modules import only the layers below them (docs/ARCHITECTURE.md).

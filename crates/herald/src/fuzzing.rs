@@ -11,7 +11,7 @@ use crate::destination::Pattern;
 use crate::params;
 use crate::transport::sockjs::frames;
 
-/// The destination matcher against [`reference`], for every grammar: `data` is a
+/// The destination matcher against `reference`, for every grammar: `data` is a
 /// pattern, a newline, a destination (short, with few `**`: the reference is
 /// exponential in them).
 pub fn destination(data: &[u8]) {

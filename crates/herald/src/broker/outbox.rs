@@ -6,7 +6,7 @@
 //! - Above the *high-water mark* a push still succeeds but says so
 //!   ([`Level::High`]): the publisher is asked to stop sending more until the outbox
 //!   is *relieved* — back under its low-water mark, or closed ([`Outbox::relieved`],
-//!   [`super::pressure::Pressure`]). A reader that keeps reading, however slowly,
+//!   [`crate::message::Pressure`]). A reader that keeps reading, however slowly,
 //!   therefore loses nothing of a burst: its publishers are paced to it.
 //! - Past the *limit* (`stomp.outbound_queue`) — reached only by what cannot be paced:
 //!   other nodes' messages, many publishers at once — the outbox marks itself

@@ -1,7 +1,7 @@
 //! Presence and shared maps: who is online, who is in which room, and the chat
 //! room registry, the same on every node.
 //!
-//! - [`LocalShared`]: one node, in memory; [`Members`]: a node's own entries, which
+//! - `LocalShared`: one node, in memory; `Members`: a node's own entries, which
 //!   the Redis bus re-stamps (`redis/presence.rs`, scripts in `redis/scripts.rs`).
 //! - On Redis, a presence scope is a hash `{p}:pr:{scope}` (member → info) beside a
 //!   sorted set `{p}:pz:{scope}` (member → expiry, by Redis' clock). Each node

@@ -1,11 +1,11 @@
 //! The Redis bus: any number of nodes sharing one Redis.
 //!
-//! One job per file: [`keys`] (where everything lives), [`scripts`] (Lua),
-//! [`writer`] (the ordered writer, pipelines, the outage [`spool`]), [`pubsub`]
-//! (channels, receive, de-duplication, gap fill), [`history`] (recovery by offset),
-//! [`queues`] (consumer, claim, prune, hand-back), [`presence`], [`maps`],
-//! [`health`] (PING, outage end, status), [`replies`] (reading Redis' answers),
-//! [`wire`] (the message codec), [`outage`] (how an outage is logged). This file
+//! One job per file: `keys` (where everything lives), `scripts` (Lua),
+//! `writer` (the ordered writer, pipelines, the outage `spool`), `pubsub`
+//! (channels, receive, de-duplication, gap fill), `history` (recovery by offset),
+//! `queues` (consumer, claim, prune, hand-back), `presence`, `maps`,
+//! `health` (PING, outage end, status), `replies` (reading Redis' answers),
+//! `wire` (the message codec), `outage` (how an outage is logged). This file
 //! holds the state they share and starts the tasks.
 //!
 //! - **Topics.** A publish is one `EVALSHA` (one round trip, batched with the other
@@ -34,7 +34,7 @@
 //!   API) is answered once Redis ran its script; [`PubSub::flushed`](crate::cluster::PubSub::flushed) is a barrier for
 //!   what came before (a SUBSCRIBE's RECEIPT waits for its channel).
 //! - **Outage.** A publish that cannot reach Redis goes to the outage spool
-//!   ([`spool`]): topic messages are delivered to this node's sessions at
+//!   (`spool`): topic messages are delivered to this node's sessions at
 //!   once, queue messages wait (so that exactly one node's consumer gets them). Once
 //!   Redis answers the writer writes the spool in order before anything newer; a
 //!   waiting caller gets its confirmation then, or a refusal at `publish_timeout`,
