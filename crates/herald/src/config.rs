@@ -120,6 +120,18 @@ impl Config {
             "ops.metrics_auth",
             "needs an API key (auth.api_keys) or a token issuer (auth.issuers)",
         )?;
+        if self.apps.demo {
+            ConfigError::check(
+                !self.broker.topic_prefixes.is_empty(),
+                "broker.topic_prefixes",
+                "is empty, but the demo apps (apps.demo) publish under its first prefix",
+            )?;
+            ConfigError::check(
+                !self.routing.app_prefixes.is_empty(),
+                "routing.app_prefixes",
+                "is empty, but the demo apps (apps.demo) are called under it",
+            )?;
+        }
         ConfigError::check(
             !self.sockjs.enabled || !self.server.websocket_paths.contains(&self.sockjs.path),
             "server.websocket_paths",

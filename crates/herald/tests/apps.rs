@@ -1454,3 +1454,84 @@ async fn rooms_follow_a_custom_topic_prefix() {
         .await;
     assert_eq!(plain.recv().await["message"], "still alive");
 }
+
+/// Spring's `enableSimpleBroker("/subscribe")` with
+/// `setApplicationDestinationPrefixes("/publish")` (seed 001): the demo apps are
+/// called under the configured prefix and publish under the configured topic prefix,
+/// a user's queue included, never under `/topic/`.
+#[tokio::test]
+async fn the_demo_apps_follow_the_configured_prefixes() {
+    let server = TestServer::with(|c| {
+        c.broker.topic_prefixes = vec!["/subscribe/".into()];
+        c.broker.queue_prefixes = vec![];
+        c.routing.app_prefixes = vec!["/publish/".into()];
+    })
+    .await;
+    let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
+    let (mut bob, _) = server.connect_as(Transport::Ws, "bob").await;
+    alice.subscribe("chat", "/subscribe/chat").await;
+    alice.subscribe("greetings", "/subscribe/greetings").await;
+    bob.subscribe("dm", "/user/subscribe/messages").await;
+
+    alice
+        .request(app("/publish/chat.send", r#"{"content":"hi all"}"#))
+        .await;
+    let m = alice.recv_message().await;
+    assert_eq!(m.get("destination"), Some("/subscribe/chat"));
+    assert_eq!(json_of(&m)["content"], "hi all");
+    alice
+        .request(app("/publish/hello", r#"{"name":"Fred"}"#))
+        .await;
+    let m = alice.recv_message().await;
+    assert_eq!(m.get("destination"), Some("/subscribe/greetings"));
+    assert_eq!(json_of(&m)["content"], "Hello, Fred!");
+    alice
+        .request(app(
+            "/publish/chat.private",
+            r#"{"recipient":"bob","content":"psst"}"#,
+        ))
+        .await;
+    let m = bob.recv_message().await;
+    assert_eq!(m.get("destination"), Some("/user/subscribe/messages"));
+    assert_eq!(json_of(&m)["content"], "psst");
+
+    // A room's events go to /subscribe/chat/room/{id}.
+    let (status, body) = server.http_get("/api/rooms").await;
+    assert_eq!(status, 200);
+    let rooms: Value = serde_json::from_slice(&body).unwrap();
+    let id = rooms[0]["id"].as_str().unwrap().to_owned();
+    let room = format!("/subscribe/chat/room/{id}");
+    bob.subscribe("room", &room).await;
+    bob.request(app(
+        "/publish/chat/join",
+        &json!({ "chatRoomId": id }).to_string(),
+    ))
+    .await;
+    let m = bob.recv_message().await;
+    assert_eq!(m.get("destination"), Some(room.as_str()));
+    assert_eq!(json_of(&m)["type"], "JOIN");
+}
+
+/// The demo apps need somewhere to publish and to be called: start-up says which
+/// setting leaves them none.
+#[test]
+fn demo_apps_without_a_topic_or_app_prefix_are_refused_by_name() {
+    let mut c = herald::Config::default();
+    c.broker.topic_prefixes.clear();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("broker.topic_prefixes") && e.contains("apps.demo"),
+        "{e}"
+    );
+    let mut c = herald::Config::default();
+    c.routing.app_prefixes.clear();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("routing.app_prefixes") && e.contains("apps.demo"),
+        "{e}"
+    );
+    let mut c = herald::Config::default();
+    c.apps.demo = false;
+    c.broker.topic_prefixes.clear();
+    c.validate().unwrap();
+}

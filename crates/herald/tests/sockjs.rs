@@ -1320,6 +1320,10 @@ async fn sockjs_is_also_where_spring_puts_it() {
         "the plain JSON chat still answers at /ws/chat"
     );
     assert_eq!(sj.get("/ws/chat-sockjs/info").await.status, 200);
+    // The plain chat's own addHandler("/ws/chat").withSockJS(): SockJS below its path.
+    let s = format!("/ws/chat{}", session());
+    assert_eq!(sj.get("/ws/chat/info").await.status, 200);
+    assert_eq!(sj.poll(&s).await, "o\n");
 
     // Named elsewhere (or nowhere), /ws/info is no longer SockJS.
     let moved = Sj::with(|c| c.sockjs.also_at.clear()).await;

@@ -1,7 +1,7 @@
 // The seeds' own client code (tests/browser/seeds/NNN.html: each write-up's JavaScript
 // as written, with the libraries it names) in Chromium against `herald serve` with that
 // seed's configuration (examples/seeds/NNN.toml), doing what the write-up says.
-// 001 and 003 are marked todo until herald can serve them (issue 19, items 1 and 3).
+// 003 is marked todo until herald can serve it (a plain-WebSocket notifications endpoint).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -254,7 +254,6 @@ test("seed 004 as written: section 7.3's websocket.onopen replaces stomp.js's, s
 
 test(
   'seed 001: a STOMP room page (SockJS /stomp-chat) and a plain SockJS JSON room page (/ws/chat) talk in one room',
-  { todo: 'issue 19 item 1: the rooms app publishes under /topic/, not the configured /subscribe/ and /publish/; and the plain chat is SockJS at /ws/chat-sockjs, not /ws/chat' },
   async () => {
     const herald = await startHerald({ config: seedConfig('001') });
     const pages = [];

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::now_rfc3339;
+use super::{Destinations, now_rfc3339};
 use crate::handler::{HandlerError, Handlers, Reply, Request};
 
 #[derive(Deserialize)]
@@ -27,33 +27,40 @@ struct Stamped<'a> {
     timestamp: String,
 }
 
-pub(crate) fn handlers() -> Handlers {
+pub(crate) fn handlers(to: &Destinations) -> Handlers {
+    let (chat, messages) = (to.topic("chat"), to.queue("messages"));
     Handlers::new()
-        .route("/chat.send", |req: Request<ChatMessage>| async move {
-            Ok::<_, HandlerError>(Reply::to(
-                "/topic/chat",
-                &Stamped {
-                    sender: &req.session.principal.name,
-                    recipient: None,
-                    content: &req.payload.content,
-                    timestamp: now_rfc3339(),
-                },
-            ))
-        })
-        .route("/chat.private", |req: Request<PrivateMessage>| async move {
-            let p = &req.payload;
-            if p.recipient.trim().is_empty() {
-                return Err(HandlerError::new("recipient must not be empty"));
+        .route("/chat.send", move |req: Request<ChatMessage>| {
+            let chat = chat.clone();
+            async move {
+                Ok::<_, HandlerError>(Reply::to(
+                    chat,
+                    &Stamped {
+                        sender: &req.session.principal.name,
+                        recipient: None,
+                        content: &req.payload.content,
+                        timestamp: now_rfc3339(),
+                    },
+                ))
             }
-            Ok(Reply::to_user(
-                p.recipient.clone(),
-                "/queue/messages",
-                &Stamped {
-                    sender: &req.session.principal.name,
-                    recipient: Some(&p.recipient),
-                    content: &p.content,
-                    timestamp: now_rfc3339(),
-                },
-            ))
+        })
+        .route("/chat.private", move |req: Request<PrivateMessage>| {
+            let messages = messages.clone();
+            async move {
+                let p = &req.payload;
+                if p.recipient.trim().is_empty() {
+                    return Err(HandlerError::new("recipient must not be empty"));
+                }
+                Ok(Reply::to_user(
+                    p.recipient.clone(),
+                    messages,
+                    &Stamped {
+                        sender: &req.session.principal.name,
+                        recipient: Some(&p.recipient),
+                        content: &p.content,
+                        timestamp: now_rfc3339(),
+                    },
+                ))
+            }
         })
 }

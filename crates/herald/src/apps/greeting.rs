@@ -1,7 +1,9 @@
-//! Spring's WebSocket guide's greeting: `/app/hello` {name} → `/topic/greetings` {content}.
+//! Spring's WebSocket guide's greeting: `/app/hello` {name} → `/topic/greetings`
+//! {content} (under the configured prefixes).
 
 use serde::{Deserialize, Serialize};
 
+use super::Destinations;
 use crate::handler::{HandlerError, Handlers, Reply, Request};
 
 #[derive(Deserialize)]
@@ -14,10 +16,14 @@ pub(crate) struct Greeting {
     pub content: String,
 }
 
-pub(crate) fn handlers() -> Handlers {
-    Handlers::new().route("/hello", |req: Request<HelloMessage>| async move {
-        let content = format!("Hello, {}!", html_escape(&req.payload.name));
-        Ok::<_, HandlerError>(Reply::to("/topic/greetings", &Greeting { content }))
+pub(crate) fn handlers(to: &Destinations) -> Handlers {
+    let greetings = to.topic("greetings");
+    Handlers::new().route("/hello", move |req: Request<HelloMessage>| {
+        let greetings = greetings.clone();
+        async move {
+            let content = format!("Hello, {}!", html_escape(&req.payload.name));
+            Ok::<_, HandlerError>(Reply::to(greetings, &Greeting { content }))
+        }
     })
 }
 

@@ -47,7 +47,7 @@ impl Server {
         let (handlers, app_routes, rooms) = if config.apps.demo {
             let rooms = apps::rooms::Rooms::new(&config);
             (
-                handlers.merge(apps::handlers(&rooms)),
+                handlers.merge(apps::handlers(&config, &rooms)),
                 rooms.routes(config.sockjs.enabled),
                 Some(rooms),
             )

@@ -100,7 +100,8 @@ type ErrorFn = dyn Fn(&str) -> serde_json::Value + Send + Sync;
 #[derive(Clone)]
 pub struct Endpoint {
     path: String,
-    sockjs: Option<String>,
+    /// SockJS prefixes the endpoint is also served at.
+    sockjs: Vec<String>,
     handlers: Arc<Callbacks>,
 }
 
@@ -118,7 +119,7 @@ impl Endpoint {
     pub fn new(path: impl Into<String>) -> Endpoint {
         Endpoint {
             path: path.into(),
-            sockjs: None,
+            sockjs: Vec::new(),
             handlers: Arc::new(Callbacks {
                 open: None,
                 message: None,
@@ -134,9 +135,12 @@ impl Endpoint {
     }
 
     /// Also serves the endpoint over SockJS at `prefix` (when `sockjs.enabled`): one
-    /// JSON message per SockJS message.
+    /// JSON message per SockJS message. A prefix equal to the endpoint's own path is
+    /// Spring's `addHandler(handler, path).withSockJS()`: `new SockJS(path)` reads
+    /// `{path}/info` and opens the sessions below it, while a plain WebSocket upgrade
+    /// at the path itself stays the endpoint's. May be called for several prefixes.
     pub fn sockjs(mut self, prefix: impl Into<String>) -> Endpoint {
-        self.sockjs = Some(prefix.into());
+        self.sockjs.push(prefix.into());
         self
     }
 
@@ -196,7 +200,7 @@ impl Endpoint {
     /// demo apps' routes.
     pub(crate) fn routes(&self, sockjs_enabled: bool) -> axum::Router<Context> {
         let mut router = axum::Router::new();
-        if let (Some(prefix), true) = (&self.sockjs, sockjs_enabled) {
+        for prefix in self.sockjs.iter().filter(|_| sockjs_enabled) {
             let handlers = self.handlers.clone();
             let app: sockjs::App = Arc::new(move |conn, opened| {
                 let handlers = handlers.clone();
@@ -205,7 +209,12 @@ impl Endpoint {
                     serve(conn, handlers, state, admission, None, "sockjs").await;
                 })
             });
-            router = router.merge(sockjs::Service::new(prefix, Entry::Plain, None, app).routes());
+            let service = sockjs::Service::new(prefix, Entry::Plain, None, app);
+            router = router.merge(if *prefix == self.path {
+                service.routes_below()
+            } else {
+                service.routes()
+            });
         }
         let handlers = self.handlers.clone();
         router.route(

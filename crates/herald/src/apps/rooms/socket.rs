@@ -1,5 +1,5 @@
-//! The rooms over a plain JSON WebSocket, `/ws/chat` (and SockJS at
-//! `/ws/chat-sockjs`), written on `transport::plain`: the client sends {chatRoomId,
+//! The rooms over a plain JSON WebSocket, `/ws/chat` (and SockJS below it, as the
+//! seed's `withSockJS()` serves it, and at `/ws/chat-sockjs`), written on `transport::plain`: the client sends {chatRoomId,
 //! type: JOIN|CHAT|LEAVE, message} and receives the room events' JSON, the same the
 //! STOMP subscribers get. JOIN subscribes the connection to the room's topic, LEAVE
 //! ends that; a bad message gets `{"type":"ERROR","error":...}` and the connection
@@ -26,6 +26,7 @@ struct PlainMessage {
 pub(super) fn endpoint(rooms: &Rooms) -> Endpoint {
     let (talk, gone) = (rooms.clone(), rooms.clone());
     Endpoint::new("/ws/chat")
+        .sockjs("/ws/chat")
         .sockjs("/ws/chat-sockjs")
         .errors(|message| json!({ "type": "ERROR", "error": message }))
         .on_message(move |socket: Socket, text: String| {
