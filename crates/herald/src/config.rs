@@ -133,6 +133,16 @@ impl Config {
             )?;
         }
         ConfigError::check(
+            !self.notifications.enabled
+                || !self
+                    .notifications
+                    .socket_paths
+                    .iter()
+                    .any(|p| self.server.websocket_paths.contains(p) || *p == self.sockjs.path),
+            "notifications.socket_paths",
+            "must not name a STOMP path (server.websocket_paths, sockjs.path)",
+        )?;
+        ConfigError::check(
             !self.sockjs.enabled || !self.server.websocket_paths.contains(&self.sockjs.path),
             "server.websocket_paths",
             "must not name sockjs.path: SockJS answers there",
@@ -294,6 +304,16 @@ mod tests {
         let mut c = Config::default();
         c.server.websocket_paths = vec!["/gs-guide-websocket".into()];
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_notifications_socket_on_a_stomp_path_is_refused_by_name() {
+        for path in ["/ws", "/ws-sockjs", "notify", "/ws/notify/"] {
+            let mut c = Config::default();
+            c.notifications.socket_paths = vec![path.into()];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("notifications.socket_paths"), "{path}: {e}");
+        }
     }
 
     fn toml_from_str(text: &str) -> Config {

@@ -1,7 +1,6 @@
 // The seeds' own client code (tests/browser/seeds/NNN.html: each write-up's JavaScript
 // as written, with the libraries it names) in Chromium against `herald serve` with that
 // seed's configuration (examples/seeds/NNN.toml), doing what the write-up says.
-// 003 is marked todo until herald can serve it (a plain-WebSocket notifications endpoint).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -284,7 +283,6 @@ test(
 
 test(
   "seed 003: a notification for user 123 and a broadcast reach the seed's plain WebSocket",
-  { todo: 'issue 19 item 3: herald has no plain-WebSocket notifications endpoint at /notifications yet' },
   async () => {
     const herald = await startHerald({ config: seedConfig('003') });
     let u;

@@ -6,6 +6,7 @@
 mod admin;
 pub(crate) mod direct;
 mod notifications;
+pub(crate) mod notify_socket;
 pub(crate) mod presence;
 pub(crate) mod publish;
 
@@ -22,7 +23,13 @@ use axum::routing::{get, post};
 use crate::admission::Entry;
 use crate::transport::{self, ConnectionPermit, Context, websocket};
 
-pub(crate) fn router(state: Context, apps: Router<Context>) -> Router {
+/// `sockets` are plain WebSocket endpoints of the server's own (path, routes): the
+/// notifications socket. One at a web page's path shares it with the page.
+pub(crate) fn router(
+    state: Context,
+    apps: Router<Context>,
+    sockets: &[(String, Router<Context>)],
+) -> Router {
     let hosts = axum::middleware::from_fn_with_state(state.clone(), allowed_host);
     let bodies = axum::middleware::from_fn_with_state(state.clone(), body_budget);
     let max_body = state.node.config.server.max_body;
@@ -40,7 +47,13 @@ pub(crate) fn router(state: Context, apps: Router<Context>) -> Router {
         .merge(notifications::routes())
         .merge(apps)
         .merge(admin::routes())
-        .merge(crate::web::routes())
+        .merge(crate::web::routes(sockets))
+        .merge(
+            sockets
+                .iter()
+                .filter(|(path, _)| !crate::web::is_page(path))
+                .fold(Router::new(), |r, (_, socket)| r.merge(socket.clone())),
+        )
         .layer(bodies)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(hosts)

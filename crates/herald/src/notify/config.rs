@@ -52,6 +52,11 @@ pub struct NotificationsConfig {
     pub broadcast_destination: String,
     /// User destination for long-running job progress (`/user/queue/jobs`).
     pub jobs_destination: String,
+    /// Plain JSON WebSocket endpoints (no STOMP) where a user's notifications, read
+    /// events and job progress, and every broadcast, arrive as
+    /// `{"type":"notification"|"read"|"job", ...}` (Spring's `TextWebSocketHandler`
+    /// at `/notifications`; `/ws/notify` by URL convention). Empty: none.
+    pub socket_paths: Vec<String>,
     /// Read notifications (and broadcasts) older than this are deleted; "0s" keeps all.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -76,6 +81,7 @@ impl Default for NotificationsConfig {
             destination: "/queue/notifications".into(),
             broadcast_destination: "/topic/notifications".into(),
             jobs_destination: "/queue/jobs".into(),
+            socket_paths: vec!["/ws/notify".into(), "/notifications".into()],
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_interval: Duration::from_secs(3600),
             page_size: 20,
@@ -115,6 +121,18 @@ impl NotificationsConfig {
         )?;
         for r in self.reserved() {
             check(r.destination.starts_with('/'), r.key, "must start with '/'")?;
+        }
+        for (i, p) in self.socket_paths.iter().enumerate() {
+            check(
+                p.starts_with('/') && p.len() >= 2 && !p.ends_with('/'),
+                "notifications.socket_paths",
+                "each must start with '/' and not end with '/', like \"/ws/notify\"",
+            )?;
+            check(
+                !self.socket_paths[..i].contains(p),
+                "notifications.socket_paths",
+                &format!("'{p}' is named twice"),
+            )?;
         }
         check(
             (1..=200).contains(&self.page_size),

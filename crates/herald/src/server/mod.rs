@@ -27,6 +27,8 @@ pub struct Server {
     node: Arc<Node>,
     /// HTTP routes the apps bring.
     app_routes: axum::Router<transport::Context>,
+    /// The notifications socket's endpoints: (path, routes).
+    sockets: Vec<(String, axum::Router<transport::Context>)>,
     /// The demo chat rooms, whose idle ones a task removes while the server runs.
     rooms: Option<apps::rooms::Rooms>,
     http: TcpListener,
@@ -65,6 +67,7 @@ impl Server {
             ),
             None => None,
         };
+        let mut sockets = Vec::new();
         let node = Node::new(config, handlers)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         if node.config.notifications.enabled {
@@ -88,6 +91,11 @@ impl Server {
                 }),
             );
             let _ = node.notifications.set(notifier);
+            let sockjs = node.config.sockjs.enabled;
+            sockets = crate::http::notify_socket::endpoints(&node)
+                .iter()
+                .map(|e| (e.path().to_owned(), e.routes(sockjs)))
+                .collect();
         }
         let broker = node.broker.clone();
         node.add_ready_check(
@@ -109,6 +117,7 @@ impl Server {
         Ok(Server {
             node,
             app_routes,
+            sockets,
             rooms,
             http,
             stomp,
@@ -153,6 +162,7 @@ impl Server {
         let Server {
             node,
             app_routes,
+            sockets,
             rooms,
             http,
             stomp,
@@ -163,7 +173,7 @@ impl Server {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
-        let app = router(state.clone(), app_routes);
+        let app = router(state.clone(), app_routes, &sockets);
         if node.gate.is_protected() {
             tracing::warn!("{PROTECTED_MODE}");
         }

@@ -429,12 +429,25 @@ impl Socket {
         destination: &str,
         delivery: Delivery,
     ) -> Result<(), MessageError> {
+        let user = self.principal().name.clone();
+        self.subscribe_as(&user, destination, delivery)
+    }
+
+    /// [`Socket::subscribe_with`] where a user destination (`/user/queue/...`) is
+    /// `user`'s, not the principal's: for an endpoint that learns whose session it
+    /// is otherwise (in a trusted setting only; the principal is what was proven).
+    pub fn subscribe_as(
+        &self,
+        user: &str,
+        destination: &str,
+        delivery: Delivery,
+    ) -> Result<(), MessageError> {
         let node = &self.0.node;
         let refused = |e: StompError| MessageError(e.message);
         node.router.check_limits(destination).map_err(refused)?;
         let target = node
             .router
-            .for_subscribe(destination, &self.principal().name)
+            .for_subscribe(destination, user)
             .map_err(refused)?;
         let delivery = match delivery {
             Delivery::Frames => Delivery::Bodies,

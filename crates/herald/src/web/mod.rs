@@ -28,8 +28,9 @@ pub(crate) mod config;
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -61,7 +62,10 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// framed. Inline `style` attributes are allowed: they cannot run code.
 pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub(crate) fn routes() -> axum::Router<Context> {
+/// The web UI's routes. A page whose path is also one of `sockets` (a plain
+/// WebSocket endpoint, such as the notifications socket at `/notifications`) answers
+/// a WebSocket upgrade with that endpoint and any other GET with the page.
+pub(crate) fn routes(sockets: &[(String, axum::Router<Context>)]) -> axum::Router<Context> {
     let mut router = axum::Router::new()
         .route("/web/{*path}", get(asset))
         .route("/api/web/session", get(session))
@@ -70,12 +74,49 @@ pub(crate) fn routes() -> axum::Router<Context> {
         .route("/api/dev/login", post(dev_login))
         .route("/api/dev/logout", post(dev_logout));
     for (path, file) in PAGES {
-        router = router.route(
-            path,
-            get(move |headers: HeaderMap| async move { serve(file, &headers) }),
-        );
+        router = match sockets.iter().find(|(p, _)| p == path) {
+            Some((_, socket)) => {
+                let socket = socket.clone();
+                router.route(
+                    path,
+                    get(move |State(state): State<Context>, req: Request<Body>| {
+                        let socket = socket.clone();
+                        async move { page_or_socket(file, socket, state, req).await }
+                    }),
+                )
+            }
+            None => router.route(
+                path,
+                get(move |headers: HeaderMap| async move { serve(file, &headers) }),
+            ),
+        };
     }
     router
+}
+
+/// Whether a page's path is taken by the web UI.
+pub(crate) fn is_page(path: &str) -> bool {
+    PAGES.iter().any(|(p, _)| *p == path)
+}
+
+/// The socket for a WebSocket upgrade, else the page.
+async fn page_or_socket(
+    file: &'static str,
+    socket: axum::Router<Context>,
+    state: Context,
+    req: Request<Body>,
+) -> Response {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade {
+        return serve(file, req.headers());
+    }
+    match tower::ServiceExt::oneshot(socket.with_state(state), req).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {

@@ -1,0 +1,233 @@
+//! Notifications over the plain JSON WebSocket (`/ws/notify`, `/notifications`): seed
+//! 003's client, which names its user with `?userId=` or an INIT message, in protected
+//! mode; the principal of a token everywhere else, whatever the client claims.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const ISS: &str = "https://notify-socket.test";
+const KEY: &str = "notify-socket-service-key";
+
+async fn open(server: &TestServer, path: &str) -> Ws {
+    let url = format!("ws://{}{path}", server.http);
+    let (ws, _) = tokio::time::timeout(WAIT, ClientBuilder::new().uri(&url).unwrap().connect())
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("still open")
+            .expect("a message");
+        if let Some(t) = m.as_text() {
+            return serde_json::from_str(t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"));
+        }
+        assert!(!m.is_close(), "closed: {:?}", m.as_close());
+    }
+}
+
+/// A notification through the REST API, as a backend sends one; its id.
+async fn notify(server: &TestServer, headers: &[(&str, &str)], body: Value) -> i64 {
+    let (status, answer) = server
+        .http_call(
+            "POST",
+            "/api/notifications",
+            headers,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    answer["ids"][0].as_i64().expect("an id")
+}
+
+/// PING answered: the session is open and every earlier message was handled.
+async fn alive(ws: &mut Ws) {
+    send(ws, json!({ "type": "PING" })).await;
+    assert_eq!(recv(ws).await, json!({ "type": "PONG" }));
+}
+
+#[tokio::test]
+async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
+    let server = TestServer::start().await;
+    // The seed's two ways to say who it is: the query, or INIT after opening.
+    let mut by_query = open(&server, "/notifications?userId=123").await;
+    let mut by_init = open(&server, "/ws/notify").await;
+    send(
+        &mut by_init,
+        json!({ "type": "INIT", "userId": 456, "device": "web" }),
+    )
+    .await;
+    alive(&mut by_query).await;
+    alive(&mut by_init).await;
+
+    let id = notify(
+        &server,
+        &[],
+        json!({ "user": "123", "type": "alarm", "message": "새 알림이 도착했습니다." }),
+    )
+    .await;
+    let got = recv(&mut by_query).await;
+    assert_eq!(got["type"], "notification", "{got}");
+    assert_eq!(got["kind"], "alarm", "{got}");
+    assert_eq!(got["message"], "새 알림이 도착했습니다.");
+    assert_eq!(got["memberId"], "123");
+    assert_eq!(got["notificationId"], id);
+    notify(&server, &[], json!({ "user": "456", "message": "for 456" })).await;
+    assert_eq!(recv(&mut by_init).await["message"], "for 456");
+    // Each got only its own.
+    alive(&mut by_query).await;
+
+    notify(
+        &server,
+        &[],
+        json!({ "broadcast": true, "message": "to everyone" }),
+    )
+    .await;
+    for ws in [&mut by_query, &mut by_init] {
+        let got = recv(ws).await;
+        assert_eq!(
+            (got["type"].as_str(), got["broadcast"].as_bool()),
+            (Some("notification"), Some(true))
+        );
+        assert_eq!(got["message"], "to everyone");
+    }
+
+    // READ marks read; every session of the user gets the read event.
+    send(&mut by_query, json!({ "type": "READ", "ids": [id] })).await;
+    let read = recv(&mut by_query).await;
+    assert_eq!(read["type"], "read", "{read}");
+    assert_eq!(read["ids"], json!([id]));
+    assert_eq!(read["unreadCount"], 1, "the broadcast is still unread");
+
+    // Job progress reaches the job's user.
+    let (status, answer) = server
+        .http_call(
+            "POST",
+            "/api/jobs/export-1/progress",
+            &[],
+            Some(&json!({ "user": "456", "percent": 40, "status": "running" }).to_string()),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let job = recv(&mut by_init).await;
+    assert_eq!(
+        (job["type"].as_str(), job["percent"].as_f64()),
+        (Some("job"), Some(40.0)),
+        "{job}"
+    );
+
+    // Anything else is an ERROR naming the problem; the session stays.
+    send(
+        &mut by_init,
+        json!({ "type": "SUBSCRIBE", "destination": "/topic/x" }),
+    )
+    .await;
+    let e = recv(&mut by_init).await;
+    assert_eq!(e["type"], "ERROR");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("INIT, READ or PING"),
+        "{e}"
+    );
+    by_init.send(Message::text("not json")).await.unwrap();
+    assert_eq!(recv(&mut by_init).await["type"], "ERROR");
+    send(&mut by_init, json!({ "type": "INIT", "userId": "789" })).await;
+    let e = recv(&mut by_init).await;
+    assert!(
+        e["message"].as_str().unwrap().contains("456"),
+        "named once: {e}"
+    );
+    alive(&mut by_init).await;
+}
+
+/// With a token the session is the token's user: neither `?userId=` nor INIT's
+/// `userId` makes it deliver another user's notifications.
+#[tokio::test]
+async fn a_token_decides_whose_notifications_arrive() {
+    let server = TestServer::with(|c| {
+        c.auth.issuers = vec![secret_issuer(ISS)];
+        c.auth.api_keys = vec![KEY.into()];
+    })
+    .await;
+    let alice = hs_token(ISS, "alice", &[]);
+    let mut ws = open(
+        &server,
+        &format!("/ws/notify?access_token={alice}&userId=bob"),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({ "type": "INIT", "userId": "bob", "device": "phone" }),
+    )
+    .await;
+    let e = recv(&mut ws).await;
+    assert_eq!(e["type"], "ERROR");
+    assert!(e["message"].as_str().unwrap().contains("alice"), "{e}");
+
+    let key = [("X-API-Key", KEY)];
+    notify(
+        &server,
+        &key,
+        json!({ "user": "bob", "message": "bob's secret" }),
+    )
+    .await;
+    notify(
+        &server,
+        &key,
+        json!({ "user": "alice", "message": "for alice" }),
+    )
+    .await;
+    let got = recv(&mut ws).await;
+    assert_eq!(got["message"], "for alice", "bob's never arrives: {got}");
+    alive(&mut ws).await;
+
+    // INIT's device is kept for the admin API, beside the user.
+    let root = format!("Bearer {}", hs_token(ISS, "root", &["ADMIN"]));
+    let (status, sessions) = server
+        .http_call(
+            "GET",
+            "/api/admin/sessions",
+            &[("Authorization", &root)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{sessions}");
+    let metas: Vec<&Value> = sessions
+        .as_array()
+        .unwrap_or_else(|| panic!("{sessions}"))
+        .iter()
+        .filter_map(|s| s.get("meta"))
+        .collect();
+    assert_eq!(
+        metas,
+        [&json!({ "device": "phone", "protocol": "plain", "user": "alice" })],
+        "{sessions}"
+    );
+
+    // Without a token, where credentials are configured, the query names nobody.
+    let mut anonymous = open(&server, "/notifications?userId=bob").await;
+    notify(&server, &key, json!({ "user": "bob", "message": "again" })).await;
+    alive(&mut anonymous).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    alive(&mut anonymous).await;
+}
