@@ -51,6 +51,21 @@ test('the admin chart moves under load', async () => {
     await devLogin(admin.page, 'root', ['ADMIN'], '/admin');
     await waitConnected(admin.page);
     await admin.page.waitForSelector('#sessions tbody tr td:text-is("carol")');
+    // Carol's page also opens the plain notifications socket and names its device:
+    // the dashboard shows it beside the session.
+    await carol.page.evaluate(
+      () =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws/notify`);
+          ws.onopen = () => {
+            ws.send(JSON.stringify({ type: 'INIT', device: 'carol-laptop' }));
+            window.notifySocket = ws;
+            resolve();
+          };
+          ws.onerror = () => reject(new Error('/ws/notify did not open'));
+        }),
+    );
+    await admin.page.waitForSelector('#sessions tbody td:has-text("device: carol-laptop")', { timeout: 10_000 });
     await admin.page.waitForSelector(`#destinations td:text-is("/topic/chat/room/${rooms[0].id}")`);
 
     // Load: publish to the room's topic through the REST API for a few seconds

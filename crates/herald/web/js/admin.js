@@ -170,6 +170,8 @@ async function pollAdmin() {
           el('td', {}, x.node),
           el('td', {}, new Date(x.connectedAt).toLocaleTimeString()),
           el('td', {}, x.subscriptions.map((s) => s.destination).join(', ') || '–'),
+          // What a plain-socket session noted about itself (the device an INIT named).
+          el('td', {}, Object.entries(x.meta || {}).map(([k, v]) => `${k}: ${v}`).join(', ') || '–'),
         ),
       ),
     );
