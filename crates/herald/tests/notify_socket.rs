@@ -3,11 +3,15 @@
 //! mode; the principal of a token everywhere else, whatever the client claims.
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use herald::broker::Kind;
+use redis_server::{RedisServer, listening, node_with};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
@@ -230,4 +234,33 @@ async fn a_token_decides_whose_notifications_arrive() {
     alive(&mut anonymous).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     alive(&mut anonymous).await;
+}
+
+/// Created on one node, a user's notification and a broadcast reach the plain sockets
+/// on another (the cluster bus over a real Redis).
+#[tokio::test]
+async fn notifications_reach_plain_sockets_on_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        node_with(&redis, |_| {}).await,
+        node_with(&redis, |_| {}).await,
+    );
+    let mut on_b = open(&b, "/ws/notify?userId=123").await;
+    alive(&mut on_b).await;
+    listening(&b, Kind::Topic, "/topic/notifications").await;
+    listening(&b, Kind::Topic, "/user/123/queue/notifications").await;
+
+    notify(&a, &[], json!({ "user": "123", "message": "from node a" })).await;
+    let got = recv(&mut on_b).await;
+    assert_eq!(
+        (got["type"].as_str(), got["message"].as_str()),
+        (Some("notification"), Some("from node a"))
+    );
+    notify(
+        &a,
+        &[],
+        json!({ "broadcast": true, "message": "everyone, from a" }),
+    )
+    .await;
+    assert_eq!(recv(&mut on_b).await["message"], "everyone, from a");
 }
