@@ -13,16 +13,13 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use herald::config::{ErrorDelivery, RuleConfig};
 use herald::handler::{HandlerError, Handlers, Reply, Request};
 use herald_stomp::{Command, Frame};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::ClientBuilder;
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -940,47 +937,10 @@ async fn seed_chat_and_greeting() {
     assert_eq!(json_of(&m), json!({ "content": "Hello, &lt;b&gt;!" }));
 }
 
-/// A plain JSON WebSocket client of `/ws/chat`.
-struct PlainWs(WebSocketStream<MaybeTlsStream<TcpStream>>);
-
-impl PlainWs {
-    /// `query` is the handshake's query string (`login=pat`, `access_token=...`).
-    async fn open(server: &TestServer, query: &str) -> PlainWs {
-        let url = format!("ws://{}/ws/chat?{query}", server.http);
-        let (ws, _) = tokio::time::timeout(WAIT, ClientBuilder::new().uri(&url).unwrap().connect())
-            .await
-            .expect("/ws/chat handshake in time")
-            .expect("/ws/chat handshake");
-        PlainWs(ws)
-    }
-
-    async fn send_text(&mut self, text: &str) {
-        tokio::time::timeout(
-            WAIT,
-            self.0.send(Message::text(Bytes::from(text.to_owned()))),
-        )
-        .await
-        .expect("send in time")
-        .expect("send");
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.send_text(&v.to_string()).await;
-    }
-
-    async fn recv(&mut self) -> Value {
-        loop {
-            let m = tokio::time::timeout(WAIT, self.0.next())
-                .await
-                .expect("a /ws/chat message in time")
-                .expect("/ws/chat still open")
-                .expect("/ws/chat message");
-            if let Some(t) = m.as_text() {
-                return serde_json::from_str(t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"));
-            }
-            assert!(!m.is_close(), "/ws/chat closed");
-        }
-    }
+/// A client of `/ws/chat`; `query` is the handshake's query string (`login=pat`,
+/// `access_token=...`).
+async fn chat_socket(server: &TestServer, query: &str) -> PlainWs {
+    PlainWs::open(server.http, &format!("/ws/chat?{query}")).await
 }
 
 async fn first_room(server: &TestServer) -> Value {
@@ -1056,7 +1016,7 @@ async fn seed_rooms_stomp_and_plain_websocket_meet() {
     assert_eq!(v["chatRoomId"], id.as_str());
     assert_eq!(v["members"], json!(["alice"]));
 
-    let mut plain = PlainWs::open(&server, "login=pat").await;
+    let mut plain = chat_socket(&server, "login=pat").await;
     plain
         .send(json!({ "chatRoomId": id, "type": "JOIN", "writer": "Pat" }))
         .await;
@@ -1261,7 +1221,7 @@ async fn demo_chat_writes_as_the_principal_never_as_the_payload_says() {
 
     // Mallory's token, claiming to be "admin" by login and by payload.
     let mallory = hs_token(ISS, "mallory", &[]);
-    let mut plain = PlainWs::open(&server, &format!("access_token={mallory}&login=admin")).await;
+    let mut plain = chat_socket(&server, &format!("access_token={mallory}&login=admin")).await;
     plain
         .send(json!({ "chatRoomId": id, "type": "JOIN", "writer": "admin" }))
         .await;
@@ -1319,7 +1279,7 @@ async fn demo_chat_writes_as_the_principal_never_as_the_payload_says() {
 async fn anonymous_plain_chat_is_named_like_a_connect_never_by_the_payload() {
     let server = TestServer::start().await;
     let id = first_room(&server).await["id"].as_str().unwrap().to_owned();
-    let mut nameless = PlainWs::open(&server, "").await;
+    let mut nameless = chat_socket(&server, "").await;
     nameless
         .send(json!({ "chatRoomId": id, "type": "JOIN", "writer": "admin" }))
         .await;
@@ -1439,7 +1399,7 @@ async fn rooms_follow_a_custom_topic_prefix() {
     watcher
         .subscribe("room", &format!("/exchange/chat/room/{id}"))
         .await;
-    let mut plain = PlainWs::open(&server, "login=pat").await;
+    let mut plain = chat_socket(&server, "login=pat").await;
     plain
         .send(json!({ "chatRoomId": id, "type": "JOIN" }))
         .await;

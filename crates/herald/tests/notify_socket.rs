@@ -9,44 +9,12 @@ mod redis_server;
 use std::time::Duration;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use herald::broker::Kind;
 use redis_server::{RedisServer, listening, node_with};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const ISS: &str = "https://notify-socket.test";
 const KEY: &str = "notify-socket-service-key";
-
-async fn open(server: &TestServer, path: &str) -> Ws {
-    let url = format!("ws://{}{path}", server.http);
-    let (ws, _) = tokio::time::timeout(WAIT, ClientBuilder::new().uri(&url).unwrap().connect())
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    ws
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.expect("send");
-}
-
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("still open")
-            .expect("a message");
-        if let Some(t) = m.as_text() {
-            return serde_json::from_str(t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"));
-        }
-        assert!(!m.is_close(), "closed: {:?}", m.as_close());
-    }
-}
 
 /// A notification through the REST API, as a backend sends one; its id.
 async fn notify(server: &TestServer, headers: &[(&str, &str)], body: Value) -> i64 {
@@ -63,9 +31,13 @@ async fn notify(server: &TestServer, headers: &[(&str, &str)], body: Value) -> i
 }
 
 /// PING answered: the session is open and every earlier message was handled.
-async fn alive(ws: &mut Ws) {
-    send(ws, json!({ "type": "PING" })).await;
-    assert_eq!(recv(ws).await, json!({ "type": "PONG" }));
+async fn alive(ws: &mut PlainWs) {
+    ws.send(json!({ "type": "PING" })).await;
+    assert_eq!(ws.recv().await, json!({ "type": "PONG" }));
+}
+
+async fn open(server: &TestServer, path: &str) -> PlainWs {
+    PlainWs::open(server.http, path).await
 }
 
 #[tokio::test]
@@ -74,11 +46,9 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
     // The seed's two ways to say who it is: the query, or INIT after opening.
     let mut by_query = open(&server, "/notifications?userId=123").await;
     let mut by_init = open(&server, "/ws/notify").await;
-    send(
-        &mut by_init,
-        json!({ "type": "INIT", "userId": 456, "device": "web" }),
-    )
-    .await;
+    by_init
+        .send(json!({ "type": "INIT", "userId": 456, "device": "web" }))
+        .await;
     alive(&mut by_query).await;
     alive(&mut by_init).await;
 
@@ -88,14 +58,14 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
         json!({ "user": "123", "type": "alarm", "message": "새 알림이 도착했습니다." }),
     )
     .await;
-    let got = recv(&mut by_query).await;
+    let got = by_query.recv().await;
     assert_eq!(got["type"], "notification", "{got}");
     assert_eq!(got["kind"], "alarm", "{got}");
     assert_eq!(got["message"], "새 알림이 도착했습니다.");
     assert_eq!(got["memberId"], "123");
     assert_eq!(got["notificationId"], id);
     notify(&server, &[], json!({ "user": "456", "message": "for 456" })).await;
-    assert_eq!(recv(&mut by_init).await["message"], "for 456");
+    assert_eq!(by_init.recv().await["message"], "for 456");
     // Each got only its own.
     alive(&mut by_query).await;
 
@@ -106,7 +76,7 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
     )
     .await;
     for ws in [&mut by_query, &mut by_init] {
-        let got = recv(ws).await;
+        let got = ws.recv().await;
         assert_eq!(
             (got["type"].as_str(), got["broadcast"].as_bool()),
             (Some("notification"), Some(true))
@@ -115,8 +85,8 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
     }
 
     // READ marks read; every session of the user gets the read event.
-    send(&mut by_query, json!({ "type": "READ", "ids": [id] })).await;
-    let read = recv(&mut by_query).await;
+    by_query.send(json!({ "type": "READ", "ids": [id] })).await;
+    let read = by_query.recv().await;
     assert_eq!(read["type"], "read", "{read}");
     assert_eq!(read["ids"], json!([id]));
     assert_eq!(read["unreadCount"], 1, "the broadcast is still unread");
@@ -131,7 +101,7 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
         )
         .await;
     assert_eq!(status, 202, "{answer}");
-    let job = recv(&mut by_init).await;
+    let job = by_init.recv().await;
     assert_eq!(
         (job["type"].as_str(), job["percent"].as_f64()),
         (Some("job"), Some(40.0)),
@@ -139,12 +109,10 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
     );
 
     // Anything else is an ERROR naming the problem; the session stays.
-    send(
-        &mut by_init,
-        json!({ "type": "SUBSCRIBE", "destination": "/topic/x" }),
-    )
-    .await;
-    let e = recv(&mut by_init).await;
+    by_init
+        .send(json!({ "type": "SUBSCRIBE", "destination": "/topic/x" }))
+        .await;
+    let e = by_init.recv().await;
     assert_eq!(e["type"], "ERROR");
     assert!(
         e["message"]
@@ -153,10 +121,12 @@ async fn seed_003s_client_gets_its_users_notifications_and_the_broadcasts() {
             .contains("INIT, READ or PING"),
         "{e}"
     );
-    by_init.send(Message::text("not json")).await.unwrap();
-    assert_eq!(recv(&mut by_init).await["type"], "ERROR");
-    send(&mut by_init, json!({ "type": "INIT", "userId": "789" })).await;
-    let e = recv(&mut by_init).await;
+    by_init.send_text("not json").await;
+    assert_eq!(by_init.recv().await["type"], "ERROR");
+    by_init
+        .send(json!({ "type": "INIT", "userId": "789" }))
+        .await;
+    let e = by_init.recv().await;
     assert!(
         e["message"].as_str().unwrap().contains("456"),
         "named once: {e}"
@@ -179,12 +149,9 @@ async fn a_token_decides_whose_notifications_arrive() {
         &format!("/ws/notify?access_token={alice}&userId=bob"),
     )
     .await;
-    send(
-        &mut ws,
-        json!({ "type": "INIT", "userId": "bob", "device": "phone" }),
-    )
-    .await;
-    let e = recv(&mut ws).await;
+    ws.send(json!({ "type": "INIT", "userId": "bob", "device": "phone" }))
+        .await;
+    let e = ws.recv().await;
     assert_eq!(e["type"], "ERROR");
     assert!(e["message"].as_str().unwrap().contains("alice"), "{e}");
 
@@ -201,7 +168,7 @@ async fn a_token_decides_whose_notifications_arrive() {
         json!({ "user": "alice", "message": "for alice" }),
     )
     .await;
-    let got = recv(&mut ws).await;
+    let got = ws.recv().await;
     assert_eq!(got["message"], "for alice", "bob's never arrives: {got}");
     alive(&mut ws).await;
 
@@ -251,7 +218,7 @@ async fn notifications_reach_plain_sockets_on_another_node() {
     listening(&b, Kind::Topic, "/user/123/queue/notifications").await;
 
     notify(&a, &[], json!({ "user": "123", "message": "from node a" })).await;
-    let got = recv(&mut on_b).await;
+    let got = on_b.recv().await;
     assert_eq!(
         (got["type"].as_str(), got["message"].as_str()),
         (Some("notification"), Some("from node a"))
@@ -262,5 +229,5 @@ async fn notifications_reach_plain_sockets_on_another_node() {
         json!({ "broadcast": true, "message": "everyone, from a" }),
     )
     .await;
-    assert_eq!(recv(&mut on_b).await["message"], "everyone, from a");
+    assert_eq!(on_b.recv().await["message"], "everyone, from a");
 }

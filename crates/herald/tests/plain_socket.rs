@@ -4,23 +4,23 @@
 //! and bad ones are answered without a close, and the connection loop's limits apply
 //! — admission, slow consumers, pings, shutdown close frames, the session registry.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{PlainWs, WAIT, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use herald::node::Node;
 use herald::plain::{self, Delivery, Endpoint, MessageError, Socket};
 use herald::{Config, Server};
 use herald_stomp::Headers;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_websockets::{ClientBuilder, CloseCode, MaybeTlsStream, Message, WebSocketStream};
-
-const WAIT: Duration = Duration::from_secs(5);
+use tokio_websockets::{ClientBuilder, Message};
 
 struct Running {
     http: SocketAddr,
@@ -59,73 +59,10 @@ async fn start(endpoint: Endpoint, tweak: impl FnOnce(&mut Config)) -> Running {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn open(r: &Running, path: &str) -> Ws {
-    let url = format!("ws://{}{path}", r.http);
-    let (ws, _) = tokio::time::timeout(WAIT, ClientBuilder::new().uri(&url).unwrap().connect())
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    ws
-}
-
-async fn send(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text.to_owned())).await.expect("send");
-}
-
-/// The next text message (pings are answered on the way).
-async fn recv_text(ws: &mut Ws) -> String {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("still open")
-            .expect("a message");
-        if let Some(t) = m.as_text() {
-            return t.to_owned();
-        }
-        assert!(!m.is_close(), "closed: {:?}", m.as_close());
-    }
-}
-
-async fn recv(ws: &mut Ws) -> Value {
-    let t = recv_text(ws).await;
-    serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
-}
-
-/// Text messages until the close frame: (texts, close code and reason).
-async fn until_close(ws: &mut Ws) -> (Vec<String>, Option<(CloseCode, String)>) {
-    let mut texts = Vec::new();
-    loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(m)) => {
-                if let Some(t) = m.as_text() {
-                    texts.push(t.to_owned());
-                } else if let Some((code, reason)) = m.as_close() {
-                    return (texts, Some((code, reason.to_owned())));
-                }
-            }
-            _ => return (texts, None),
-        }
-    }
-}
-
 fn publish(node: &Node, destination: &str, body: &str) {
     node.messaging
         .send(destination, &Headers::new(), Bytes::from(body.to_owned()))
         .expect("published");
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Subscribes each connection to `/topic/news` (bodies), its user's
@@ -166,18 +103,15 @@ fn news() -> Endpoint {
 #[tokio::test]
 async fn subscriptions_deliver_bodies_and_shapes() {
     let r = start(news(), |_| {}).await;
-    let mut ws = open(&r, "/ws/news?login=pat&device=phone").await;
-    assert_eq!(
-        recv(&mut ws).await,
-        json!({ "type": "HELLO", "user": "pat" })
-    );
+    let mut ws = PlainWs::open(r.http, "/ws/news?login=pat&device=phone").await;
+    assert_eq!(ws.recv().await, json!({ "type": "HELLO", "user": "pat" }));
 
     publish(&r.node, "/topic/news", r#"{"headline":"hi"}"#);
-    assert_eq!(recv_text(&mut ws).await, r#"{"headline":"hi"}"#);
+    assert_eq!(ws.recv_text().await, r#"{"headline":"hi"}"#);
     r.node
         .messaging
         .send_to_user("pat", "/queue/alerts", &Headers::new(), Bytes::from("7"));
-    assert_eq!(recv(&mut ws).await, json!({ "type": "alert", "alert": 7 }));
+    assert_eq!(ws.recv().await, json!({ "type": "alert", "alert": 7 }));
     // Not JSON: the shape skips it; another user's alert never comes.
     r.node
         .messaging
@@ -186,7 +120,7 @@ async fn subscriptions_deliver_bodies_and_shapes() {
         .messaging
         .send_to_user("sam", "/queue/alerts", &Headers::new(), Bytes::from("8"));
     publish(&r.node, "/topic/news", "after");
-    assert_eq!(recv_text(&mut ws).await, "after");
+    assert_eq!(ws.recv_text().await, "after");
 
     // The registry lists it like a STOMP session, with its metadata.
     let entries = r.node.sessions.all();
@@ -195,11 +129,11 @@ async fn subscriptions_deliver_bodies_and_shapes() {
     assert_eq!(view.user.as_deref(), Some("pat"));
     assert_eq!(view.meta.get("device").map(String::as_str), Some("phone"));
 
-    send(&mut ws, r#"{"type":"LEAVE"}"#).await;
-    assert_eq!(recv(&mut ws).await, json!({ "type": "LEFT" }));
+    ws.send_text(r#"{"type":"LEAVE"}"#).await;
+    assert_eq!(ws.recv().await, json!({ "type": "LEFT" }));
     publish(&r.node, "/topic/news", "unheard");
-    send(&mut ws, r#"{"type":"ECHO","n":1}"#).await;
-    assert_eq!(recv(&mut ws).await, json!({ "type": "ECHO", "n": 1 }));
+    ws.send_text(r#"{"type":"ECHO","n":1}"#).await;
+    assert_eq!(ws.recv().await, json!({ "type": "ECHO", "n": 1 }));
 
     drop(ws);
     wait_until("the session ends with its socket", || {
@@ -212,15 +146,15 @@ async fn subscriptions_deliver_bodies_and_shapes() {
 #[tokio::test]
 async fn bad_messages_are_answered_and_the_session_stays_open() {
     let r = start(news(), |_| {}).await;
-    let mut ws = open(&r, "/ws/news").await;
-    let hello = recv(&mut ws).await;
+    let mut ws = PlainWs::open(r.http, "/ws/news").await;
+    let hello = ws.recv().await;
     assert!(
         hello["user"].as_str().unwrap().starts_with("anonymous-"),
         "{hello}"
     );
 
-    send(&mut ws, "{{{ not json").await;
-    let v = recv(&mut ws).await;
+    ws.send_text("{{{ not json").await;
+    let v = ws.recv().await;
     assert_eq!(v["type"], "ERROR");
     assert!(
         v["message"]
@@ -229,33 +163,34 @@ async fn bad_messages_are_answered_and_the_session_stays_open() {
             .starts_with("invalid message"),
         "{v}"
     );
-    send(&mut ws, r#"{"type":"SHOUT"}"#).await;
+    ws.send_text(r#"{"type":"SHOUT"}"#).await;
     assert_eq!(
-        recv(&mut ws).await,
+        ws.recv().await,
         json!({ "type": "ERROR", "message": "unknown type" })
     );
-    ws.send(Message::binary(Bytes::from_static(&[0xff, 0xfe])))
+    ws.0.send(Message::binary(Bytes::from_static(&[0xff, 0xfe])))
         .await
         .unwrap();
-    let v = recv(&mut ws).await;
+    let v = ws.recv().await;
     assert!(v["message"].as_str().unwrap().contains("UTF-8"), "{v}");
     // A callback that panics is an error message too; the server carries on.
-    send(&mut ws, r#"{"type":"PANIC"}"#).await;
+    ws.send_text(r#"{"type":"PANIC"}"#).await;
     assert_eq!(
-        recv(&mut ws).await,
+        ws.recv().await,
         json!({ "type": "ERROR", "message": "message handling failed" })
     );
     // In order, and still open.
     for n in 0..20 {
-        send(&mut ws, &json!({ "type": "ECHO", "n": n }).to_string()).await;
+        ws.send_text(&json!({ "type": "ECHO", "n": n }).to_string())
+            .await;
     }
     for n in 0..20 {
-        assert_eq!(recv(&mut ws).await["n"], n);
+        assert_eq!(ws.recv().await["n"], n);
     }
 
     // The application ends it: its reason, then a policy-violation close frame.
-    send(&mut ws, r#"{"type":"BYE"}"#).await;
-    let (texts, close) = until_close(&mut ws).await;
+    ws.send_text(r#"{"type":"BYE"}"#).await;
+    let (texts, close) = ws.until_close().await;
     assert_eq!(
         texts,
         [json!({ "type": "ERROR", "message": "goodbye" }).to_string()]
@@ -267,10 +202,10 @@ async fn bad_messages_are_answered_and_the_session_stays_open() {
 #[tokio::test]
 async fn shutdown_says_so_with_a_going_away_close_frame() {
     let mut r = start(news(), |_| {}).await;
-    let mut ws = open(&r, "/ws/news").await;
-    recv(&mut ws).await;
+    let mut ws = PlainWs::open(r.http, "/ws/news").await;
+    ws.recv().await;
     r.token.cancel();
-    let (texts, close) = until_close(&mut ws).await;
+    let (texts, close) = ws.until_close().await;
     assert_eq!(
         texts,
         [json!({ "type": "ERROR", "message": "server shutting down" }).to_string()]
@@ -296,8 +231,8 @@ async fn a_client_that_reads_nothing_is_closed_as_a_slow_consumer() {
         c.stomp.send_timeout = Duration::from_millis(500);
     })
     .await;
-    let mut ws = open(&r, "/ws/news").await;
-    recv(&mut ws).await;
+    let mut ws = PlainWs::open(r.http, "/ws/news").await;
+    ws.recv().await;
     let body = "x".repeat(32 * 1024);
     // Far more than the socket buffers and the outbox hold, never read.
     for _ in 0..1000 {
@@ -317,25 +252,25 @@ async fn a_client_that_answers_no_ping_is_closed() {
         c.stomp.heartbeat_send = Duration::from_millis(100);
     })
     .await;
-    let mut quiet = open(&r, "/ws/news").await;
-    let mut lively = open(&r, "/ws/news").await;
-    recv(&mut lively).await;
+    let mut quiet = PlainWs::open(r.http, "/ws/news").await;
+    let mut lively = PlainWs::open(r.http, "/ws/news").await;
+    lively.recv().await;
     // `lively` polls (and so answers pings) all along; `quiet` never does.
     let polled = tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
-        while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, lively.next()).await {}
+        while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, lively.0.next()).await {}
         lively
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut lively = polled.await.unwrap();
-    let (texts, close) = until_close(&mut quiet).await;
+    let (texts, close) = quiet.until_close().await;
     assert!(
         texts.iter().any(|t| t.contains("heart-beat timeout")),
         "{texts:?}"
     );
     assert_eq!(close.map(|(c, _)| u16::from(c)), Some(1008));
-    send(&mut lively, r#"{"type":"ECHO"}"#).await;
-    assert_eq!(recv(&mut lively).await["type"], "ECHO");
+    lively.send_text(r#"{"type":"ECHO"}"#).await;
+    assert_eq!(lively.recv().await["type"], "ECHO");
 }
 
 #[tokio::test]
@@ -347,8 +282,8 @@ async fn an_opening_that_fails_ends_the_session_saying_why() {
         }
     });
     let r = start(refuse, |_| {}).await;
-    let mut ws = open(&r, "/ws/picky").await;
-    let (texts, close) = until_close(&mut ws).await;
+    let mut ws = PlainWs::open(r.http, "/ws/picky").await;
+    let (texts, close) = ws.until_close().await;
     assert_eq!(
         texts,
         [json!({ "type": "ERROR", "message": "say which device" }).to_string()]
@@ -356,11 +291,11 @@ async fn an_opening_that_fails_ends_the_session_saying_why() {
     assert_eq!(close.map(|(c, _)| u16::from(c)), Some(1008));
     drop(ws);
     wait_until("the refused session ends", || r.node.sessions.is_empty()).await;
-    let mut ws = open(&r, "/ws/picky?device=phone").await;
-    send(&mut ws, "hello").await;
+    let mut ws = PlainWs::open(r.http, "/ws/picky?device=phone").await;
+    ws.send_text("hello").await;
     // No message callback: nothing is said, and the session stays.
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), ws.next())
+        tokio::time::timeout(Duration::from_millis(200), ws.0.next())
             .await
             .is_err()
     );

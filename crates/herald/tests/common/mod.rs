@@ -17,6 +17,7 @@
 
 mod http;
 mod jwt;
+mod plain;
 mod server;
 mod sockjs;
 mod stomp;
@@ -24,6 +25,7 @@ mod stomp;
 use std::time::{Duration, Instant};
 
 pub use jwt::*;
+pub use plain::*;
 pub use server::*;
 pub use sockjs::*;
 pub use stomp::*;
