@@ -44,6 +44,8 @@ pub struct Node {
     pub notifications: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
     /// Live sessions, for the admin API.
     pub sessions: SessionRegistry,
+    /// How many ended sessions this node keeps for resuming (`stomp.resume_max_parked`).
+    pub(crate) parking: crate::cluster::ParkBudget,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     pub started: Instant,
@@ -71,6 +73,10 @@ impl Node {
             gate: config.new_gate()?,
             sessions_per_user: Counter::new(config.limits.max_connections_per_user),
             sessions: SessionRegistry::default(),
+            parking: crate::cluster::ParkBudget::new(
+                config.stomp.resume_window,
+                config.stomp.resume_max_parked,
+            ),
             metrics: crate::ops::metrics::install(),
             started: Instant::now(),
             ready_checks: RwLock::new(Vec::new()),

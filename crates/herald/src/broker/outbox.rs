@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
@@ -57,6 +58,8 @@ pub enum Level {
 struct State {
     frames: VecDeque<OutFrame>,
     bytes: usize,
+    /// Frames ever queued: the sequence number of the last one.
+    pushed: u64,
     /// Drained by the connection task and not yet written, when more than the
     /// low-water mark (a smaller batch is not worth a second lock per write: it
     /// is written by the next time anyone looks).
@@ -79,6 +82,10 @@ pub struct Outbox {
     limit: usize,
     high_water: usize,
     low_water: usize,
+    /// Frames the connection wrote to the transport, in the order they were queued:
+    /// frame number `n` ([`Outbox::push_counted`]) went out once this is `n` or more.
+    /// A session that is resumed elsewhere starts after what was written.
+    written_frames: AtomicU64,
 }
 
 /// What a drain found.
@@ -104,13 +111,21 @@ impl Outbox {
             limit,
             high_water: high_water.min(limit),
             low_water: low_water.min(high_water),
+            written_frames: AtomicU64::new(0),
         }
     }
 
     /// Queues a frame subject to the byte limit; [`Level::High`] asks the publisher
     /// to wait for [`Outbox::relieved`] before it sends more.
     pub fn push(&self, frame: OutFrame) -> Result<Level, PushError> {
+        self.push_counted(frame).map(|(level, _)| level)
+    }
+
+    /// [`Outbox::push`], also giving the frame's sequence number, which
+    /// [`Outbox::written_frames`] reaches once the frame is written.
+    pub fn push_counted(&self, frame: OutFrame) -> Result<(Level, u64), PushError> {
         let level;
+        let seq;
         {
             let mut s = self.state.lock();
             if s.closed {
@@ -138,13 +153,15 @@ impl Outbox {
             let was_empty = s.frames.is_empty();
             s.bytes += frame.bytes.len();
             s.frames.push_back(frame);
+            s.pushed += 1;
+            seq = s.pushed;
             if !was_empty {
                 // The wake-up of the first pending frame has not been drained yet.
-                return Ok(level);
+                return Ok((level, seq));
             }
         }
         self.notify.notify_one();
-        Ok(level)
+        Ok((level, seq))
     }
 
     /// Queues a reply of the session's own (CONNECTED, RECEIPT, ERROR), which the
@@ -157,6 +174,7 @@ impl Outbox {
         let was_empty = s.frames.is_empty();
         s.bytes += frame.bytes.len();
         s.frames.push_back(frame);
+        s.pushed += 1;
         drop(s);
         if was_empty {
             self.notify.notify_one();
@@ -184,10 +202,12 @@ impl Outbox {
         Drained::Frames
     }
 
-    /// The `bytes` drained last are written: publishers waiting for room are let go
-    /// once what is left is under the low-water mark. Nothing to do (no lock) for a
+    /// The `frames` drained last, `bytes` in all, are written: publishers waiting for
+    /// room are let go once what is left is under the low-water mark. No lock for a
     /// batch the marks did not count.
-    pub fn written(&self, bytes: usize) {
+    pub fn written(&self, frames: usize, bytes: usize) {
+        self.written_frames
+            .fetch_add(frames as u64, Ordering::Release);
         if bytes <= self.low_water {
             return;
         }
@@ -278,6 +298,11 @@ impl Outbox {
         }
     }
 
+    /// How many frames were written so far ([`Outbox::push_counted`]'s numbers).
+    pub fn written_frames(&self) -> u64 {
+        self.written_frames.load(Ordering::Acquire)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
@@ -350,7 +375,7 @@ mod tests {
         let mut v = vec![];
         assert_eq!(o.drain(&mut v), Drained::Frames);
         assert_eq!(v.len(), 1);
-        o.written(Outbox::bytes_of(&v));
+        o.written(v.len(), Outbox::bytes_of(&v));
         o.push(f(6)).unwrap();
         o.close();
         assert_eq!(o.push(f(1)), Err(PushError::Closed));
@@ -384,12 +409,12 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "drained is not written");
         o.push(f(15)).unwrap();
-        o.written(Outbox::bytes_of(&v));
+        o.written(v.len(), Outbox::bytes_of(&v));
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "15 bytes left are above 10");
         v.clear();
         o.drain(&mut v);
-        o.written(Outbox::bytes_of(&v));
+        o.written(v.len(), Outbox::bytes_of(&v));
         waiter.await.unwrap();
         assert!(o.relieved().now_or_never().is_some());
     }
@@ -429,7 +454,7 @@ mod tests {
             async move { p.relieved().await }
         });
         a.drain(&mut Vec::new());
-        a.written(20);
+        a.written(1, 20);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "b is still above its low-water mark");
         b.close();

@@ -9,6 +9,7 @@
 //!   set of queue keys, for wildcard consumers.
 //! - `{p}:pr:{scope}`, `{p}:pz:{scope}`: a presence scope's hash and expiry set;
 //!   `{p}:map:{name}`: a shared map.
+//! - `{p}:park:{token}`: a session kept for resuming (expires with its window).
 
 use crate::destination::Pattern;
 
@@ -71,6 +72,11 @@ impl Keys {
 
     pub(super) fn map_key(&self, map: &str) -> String {
         format!("{}:map:{map}", self.prefix)
+    }
+
+    /// Where a session waits to be resumed, by its resume token.
+    pub(super) fn parked(&self, token: &str) -> String {
+        format!("{}:park:{token}", self.prefix)
     }
 
     pub(super) fn history_keys(&self, key: &str) -> (String, String) {

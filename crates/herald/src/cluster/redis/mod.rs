@@ -55,6 +55,7 @@ mod history;
 mod keys;
 mod maps;
 mod outage;
+mod parked;
 mod presence;
 mod pubsub;
 mod queues;

@@ -325,4 +325,36 @@ impl PubSub for RedisBus {
     fn recover(&self, key: &str, since: Since) -> Recovery {
         self.inner.recover(key, since)
     }
+
+    fn position(&self, key: &str) -> BoxFuture<Result<Option<Position>, String>> {
+        let heard = self
+            .inner
+            .heard
+            .lock()
+            .get(key)
+            .and_then(|h| h.last.clone());
+        if let Some(p) = heard {
+            return Box::pin(std::future::ready(Ok(Some(p))));
+        }
+        // Nothing heard since this node listens: the history's own newest.
+        let inner = self.inner.clone();
+        let meta = inner.keys.history_keys(key).1;
+        Box::pin(async move {
+            let mut conn = inner.conn();
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(&meta).arg("o").arg("e");
+            let top: (Option<u64>, Option<String>) =
+                tokio::time::timeout(ANSWER_TIMEOUT, cmd.query_async(&mut conn))
+                    .await
+                    .map_err(|_| "Redis did not answer".to_owned())?
+                    .map_err(|e| e.to_string())?;
+            Ok(match top {
+                (Some(offset), Some(epoch)) => Some(Position {
+                    offset,
+                    epoch: epoch.into(),
+                }),
+                _ => None,
+            })
+        })
+    }
 }
