@@ -288,3 +288,147 @@ async fn a_session_resumes_on_the_other_node_of_a_cluster() {
     assert_eq!(names, numbered(4..=8));
     assert_eq!(got[0].1.get("recovered"), Some("true"));
 }
+
+#[tokio::test]
+async fn resuming_a_session_whose_old_connection_lingers_ends_that_one_first() {
+    let server = TestServer::start().await;
+    let (mut old, connected) = connect_resuming(&server, "alice", None).await;
+    let token = token_of(&connected);
+    old.request(
+        Frame::new(Command::Subscribe)
+            .header("id", "sub-0")
+            .header("destination", "/topic/linger"),
+    )
+    .await;
+    let mut publisher = server.tcp().await;
+    publish_numbered(&mut publisher, "/topic/linger", 1..=2).await;
+    let got: Vec<String> = bodies(&mut old, 2)
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(got, numbered(1..=2));
+
+    // The client lost track of its connection (half-open: the server still has it)
+    // and comes back on a new one.
+    let (mut again, c) = connect_resuming(&server, "alice", Some(&token)).await;
+    assert_eq!(c.get("resumed"), Some("true"), "{c:?}");
+    let frames = old.expect_closed().await;
+    let error = frames.last().expect("the old connection is told");
+    assert!(
+        message_of(error).contains("resumed on another connection"),
+        "{error:?}"
+    );
+    publish_numbered(&mut publisher, "/topic/linger", 3..=4).await;
+    let got = bodies(&mut again, 2).await;
+    assert_eq!(got[0].0, "m3");
+    assert_eq!(got[1].0, "m4");
+    assert!(
+        got.iter()
+            .all(|(_, f)| f.get("subscription") == Some("sub-0"))
+    );
+}
+
+#[tokio::test]
+async fn a_deploy_parks_sessions_and_they_resume_on_a_node_still_up() {
+    let redis = redis_server::RedisServer::start();
+    let mut a = redis_server::node_with(&redis, |_| {}).await;
+    let b = redis_server::node_with(&redis, |_| {}).await;
+    let (mut alice, connected) = connect_resuming(&a, "alice", None).await;
+    let token = token_of(&connected);
+    alice.subscribe("sub-0", "/topic/deploy").await;
+    let mut publisher = b.tcp().await;
+    publish_numbered(&mut publisher, "/topic/deploy", 1..=1).await;
+    assert_eq!(alice.recv_body().await, "m1");
+    // Node a stops: its sessions get ERROR "server shutting down" and are parked.
+    a.shutdown_within(Duration::from_secs(10)).await;
+    let frames = alice.expect_closed().await;
+    assert!(message_of(frames.last().unwrap()).contains("shutting down"));
+    publish_numbered(&mut publisher, "/topic/deploy", 2..=3).await;
+
+    let (mut again, c) = connect_resuming(&b, "alice", Some(&token)).await;
+    assert_eq!(c.get("resumed"), Some("true"), "{c:?}");
+    let got: Vec<String> = bodies(&mut again, 2)
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(got, numbered(2..=3));
+}
+
+#[tokio::test]
+async fn what_the_old_connection_never_took_is_replayed_on_resume() {
+    let server = TestServer::start().await;
+    // A client that stops reading: what the server writes waits in its socket, taken
+    // by no one (as on a link that died).
+    let mut old = Client::tcp_small_buffer(server.stomp).await;
+    let connected = old
+        .connect_with(
+            Frame::new(Command::Connect)
+                .header("accept-version", "1.2")
+                .header("host", "localhost")
+                .header("login", "alice")
+                .header("heart-beat", "0,0"),
+        )
+        .await;
+    let token = token_of(&connected);
+    old.subscribe("sub-0", "/topic/stuck").await;
+    let mut publisher = server.tcp().await;
+    let filler = "x".repeat(2000);
+    const N: u32 = 100;
+    for i in 1..=N {
+        publisher
+            .publish_nowait("/topic/stuck", &format!("m{i} {filler}"))
+            .await;
+    }
+    publisher.publish("/topic/sentinel", "flushed").await;
+
+    let (mut again, c) = connect_resuming(&server, "alice", Some(&token)).await;
+    assert_eq!(c.get("resumed"), Some("true"), "{c:?}");
+    again
+        .request(
+            Frame::new(Command::Subscribe)
+                .header("id", "sub-0")
+                .header("destination", "/topic/stuck"),
+        )
+        .await;
+    // The new connection gets an unbroken run of messages up to the last one...
+    let mut replayed = Vec::new();
+    loop {
+        let f = again.recv_message().await;
+        let n: u32 = String::from_utf8_lossy(&f.body)
+            .split(' ')
+            .next()
+            .and_then(|m| m.strip_prefix('m'))
+            .and_then(|n| n.parse().ok())
+            .expect("a numbered message");
+        replayed.push(n);
+        if n == N {
+            break;
+        }
+    }
+    let first = replayed[0];
+    assert_eq!(
+        replayed,
+        (first..=N).collect::<Vec<_>>(),
+        "in order, none missing"
+    );
+    assert!(first < N, "the messages stuck in the old socket come again");
+    // ...starting no later than right after the last one the old connection got.
+    let mut seen_by_old = 0;
+    while let Some(Event::Frame(f)) = old.next_event(Duration::from_secs(2)).await {
+        if f.command == Command::Message
+            && let Some(n) = String::from_utf8_lossy(&f.body)
+                .split(' ')
+                .next()
+                .and_then(|m| m.strip_prefix('m'))
+                .and_then(|n| n.parse::<u32>().ok())
+        {
+            seen_by_old = seen_by_old.max(n);
+        }
+    }
+    assert!(
+        first <= seen_by_old + 1,
+        "replay started at m{first}, the old connection had only up to m{seen_by_old}"
+    );
+}

@@ -3,18 +3,21 @@
 //!
 //! A delivery is queued on the session's outbox long before it reaches the client,
 //! and what is still queued when a connection breaks never does. So each delivery
-//! with a history position is noted with its outbox frame number
-//! ([`super::Outbox::push_counted`]); the connection counts the frames it wrote
-//! ([`super::Outbox::written_frames`]), and the last noted delivery whose frame was
-//! written is what the client saw last. Notes of written frames are dropped as new
-//! ones come (all but the last), so what is kept is bounded by what the outbox holds.
+//! with a history position is noted with where its frame ends in the session's output
+//! ([`super::Outbox::push_counted`]); the connection counts the bytes it wrote, and
+//! when the session ends takes back what the peer's TCP never acknowledged
+//! ([`super::Outbox::written_bytes`], [`super::Outbox::unwritten`]). The last noted
+//! delivery whose frame was written whole is what the client saw last. Notes of
+//! written frames are dropped as new ones come (all but the last), so what is kept
+//! is bounded by what the outbox holds.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::message::Position;
 
-/// A subscription's recent deliveries: (outbox frame number, offset), oldest first,
+/// A subscription's recent deliveries: (where the frame ends in the output, offset),
+/// oldest first,
 /// all of one epoch.
 #[derive(Debug, Default)]
 pub(crate) struct Marks {
@@ -23,7 +26,8 @@ pub(crate) struct Marks {
 }
 
 impl Marks {
-    /// The delivery at `p` went out as frame `seq`; `written` frames are written.
+    /// The delivery at `p` went out in a frame ending at `seq`; `written` bytes are
+    /// written.
     pub(crate) fn note(&mut self, seq: u64, p: &Position, written: u64) {
         let same = self
             .epoch
@@ -40,7 +44,7 @@ impl Marks {
         self.sent.push_back((seq, p.offset));
     }
 
-    /// The position of the last delivery written, once `written` frames are; when
+    /// The position of the last delivery written, once `written` bytes are; when
     /// none was written yet, the one before the first noted. `None`: nothing noted.
     pub(crate) fn seen(&self, written: u64) -> Option<Position> {
         let epoch = self.epoch.clone()?;

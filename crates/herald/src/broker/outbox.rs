@@ -58,7 +58,8 @@ pub enum Level {
 struct State {
     frames: VecDeque<OutFrame>,
     bytes: usize,
-    /// Frames ever queued: the sequence number of the last one.
+    /// Bytes of every frame ever queued: where the last one ends in the session's
+    /// output.
     pushed: u64,
     /// Drained by the connection task and not yet written, when more than the
     /// low-water mark (a smaller batch is not worth a second lock per write: it
@@ -82,10 +83,11 @@ pub struct Outbox {
     limit: usize,
     high_water: usize,
     low_water: usize,
-    /// Frames the connection wrote to the transport, in the order they were queued:
-    /// frame number `n` ([`Outbox::push_counted`]) went out once this is `n` or more.
-    /// A session that is resumed elsewhere starts after what was written.
-    written_frames: AtomicU64,
+    /// Bytes the connection wrote to the transport, of frames in the order they were
+    /// queued: a frame ending at `n` ([`Outbox::push_counted`]) went out once this is
+    /// `n` or more. Once the session ends, less what the peer never acknowledged
+    /// ([`Outbox::unwritten`]). A resumed session starts after what was written.
+    written_bytes: AtomicU64,
 }
 
 /// What a drain found.
@@ -111,7 +113,7 @@ impl Outbox {
             limit,
             high_water: high_water.min(limit),
             low_water: low_water.min(high_water),
-            written_frames: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
         }
     }
 
@@ -121,8 +123,8 @@ impl Outbox {
         self.push_counted(frame).map(|(level, _)| level)
     }
 
-    /// [`Outbox::push`], also giving the frame's sequence number, which
-    /// [`Outbox::written_frames`] reaches once the frame is written.
+    /// [`Outbox::push`], also giving where the frame ends in the session's output,
+    /// which [`Outbox::written_bytes`] reaches once the frame is written.
     pub fn push_counted(&self, frame: OutFrame) -> Result<(Level, u64), PushError> {
         let level;
         let seq;
@@ -151,9 +153,10 @@ impl Outbox {
                 Level::Normal
             };
             let was_empty = s.frames.is_empty();
+            let frame_len = frame.bytes.len() as u64;
             s.bytes += frame.bytes.len();
             s.frames.push_back(frame);
-            s.pushed += 1;
+            s.pushed += frame_len;
             seq = s.pushed;
             if !was_empty {
                 // The wake-up of the first pending frame has not been drained yet.
@@ -173,8 +176,8 @@ impl Outbox {
         }
         let was_empty = s.frames.is_empty();
         s.bytes += frame.bytes.len();
+        s.pushed += frame.bytes.len() as u64;
         s.frames.push_back(frame);
-        s.pushed += 1;
         drop(s);
         if was_empty {
             self.notify.notify_one();
@@ -202,12 +205,12 @@ impl Outbox {
         Drained::Frames
     }
 
-    /// The `frames` drained last, `bytes` in all, are written: publishers waiting for
-    /// room are let go once what is left is under the low-water mark. No lock for a
-    /// batch the marks did not count.
-    pub fn written(&self, frames: usize, bytes: usize) {
-        self.written_frames
-            .fetch_add(frames as u64, Ordering::Release);
+    /// The `bytes` drained last are written: publishers waiting for room are let go
+    /// once what is left is under the low-water mark. No lock for a batch the marks
+    /// did not count.
+    pub fn written(&self, bytes: usize) {
+        self.written_bytes
+            .fetch_add(bytes as u64, Ordering::Release);
         if bytes <= self.low_water {
             return;
         }
@@ -298,9 +301,21 @@ impl Outbox {
         }
     }
 
-    /// How many frames were written so far ([`Outbox::push_counted`]'s numbers).
-    pub fn written_frames(&self) -> u64 {
-        self.written_frames.load(Ordering::Acquire)
+    /// How many bytes of frames were written so far ([`Outbox::push_counted`]'s
+    /// numbers).
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes.load(Ordering::Acquire)
+    }
+
+    /// The session ended with `bytes` of its output never acknowledged by the peer
+    /// (what the transport wrote includes its own framing and heart-beats, so this
+    /// takes back at least the frames that were lost, never one that arrived).
+    pub fn unwritten(&self, bytes: u64) {
+        let _ = self
+            .written_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                Some(w.saturating_sub(bytes))
+            });
     }
 
     pub fn is_closed(&self) -> bool {
@@ -375,7 +390,7 @@ mod tests {
         let mut v = vec![];
         assert_eq!(o.drain(&mut v), Drained::Frames);
         assert_eq!(v.len(), 1);
-        o.written(v.len(), Outbox::bytes_of(&v));
+        o.written(Outbox::bytes_of(&v));
         o.push(f(6)).unwrap();
         o.close();
         assert_eq!(o.push(f(1)), Err(PushError::Closed));
@@ -409,12 +424,12 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "drained is not written");
         o.push(f(15)).unwrap();
-        o.written(v.len(), Outbox::bytes_of(&v));
+        o.written(Outbox::bytes_of(&v));
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "15 bytes left are above 10");
         v.clear();
         o.drain(&mut v);
-        o.written(v.len(), Outbox::bytes_of(&v));
+        o.written(Outbox::bytes_of(&v));
         waiter.await.unwrap();
         assert!(o.relieved().now_or_never().is_some());
     }
@@ -454,7 +469,7 @@ mod tests {
             async move { p.relieved().await }
         });
         a.drain(&mut Vec::new());
-        a.written(1, 20);
+        a.written(20);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "b is still above its low-water mark");
         b.close();

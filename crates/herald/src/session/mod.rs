@@ -541,6 +541,9 @@ impl Session {
         if cfg.resumes() {
             let token = resume::new_token();
             write_header(&mut connected, resume::RESUME_TOKEN, &token, false);
+            node.live_tokens
+                .lock()
+                .insert(token.clone(), self.id.clone());
             let resumed = if parked.is_some() { "true" } else { "false" };
             write_header(&mut connected, resume::RESUMED, resumed, false);
             self.resume_token = Some(token);
@@ -568,7 +571,22 @@ impl Session {
             outcome("unknown");
             return None;
         }
-        let json = match node.broker.bus().unpark(token).await {
+        let bus = node.broker.bus();
+        let mut found = bus.unpark(token).await;
+        if matches!(found, Ok(None)) {
+            // Still live here (its connection half-open, say): end it, then take
+            // what it parks.
+            let live = node.live_tokens.lock().get(token).cloned();
+            if let Some(entry) = live.and_then(|id| node.sessions.get(&id)) {
+                entry.replace();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+                while matches!(found, Ok(None)) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    found = bus.unpark(token).await;
+                }
+            }
+        }
+        let json = match found {
             Ok(Some(json)) => json,
             Ok(None) => {
                 outcome("unknown");
@@ -634,7 +652,7 @@ impl Session {
     /// What parking this session takes, read before it closes; `None` when it ends
     /// for good (DISCONNECT, never connected, resumes off, the budget spent).
     pub(crate) fn departure(&mut self) -> Option<resume::Departure> {
-        let token = self.resume_token.take()?;
+        let token = self.forget_token()?;
         if self.goodbye || self.recipient.is_none() || self.outbox.is_closed() {
             return None;
         }
@@ -650,6 +668,13 @@ impl Session {
             self.subscriptions.values(),
             self.node.broker.bus(),
         ))
+    }
+
+    /// The session's resume token, no longer live.
+    fn forget_token(&mut self) -> Option<String> {
+        let token = self.resume_token.take()?;
+        self.node.live_tokens.lock().remove(&token);
+        Some(token)
     }
 
     /// Sends a subscribe handler's answer to the subscription alone, as a MESSAGE.
@@ -1096,6 +1121,7 @@ impl Session {
             return;
         }
         self.outbox.close();
+        self.forget_token();
         self.transactions.clear();
         self.calls.clear();
         if self.recipient.is_some() {

@@ -37,7 +37,7 @@ async fn connected(node: &Arc<Node>) -> (Session, Arc<Outbox>) {
 fn drained(outbox: &Outbox) -> Vec<Frame> {
     let mut frames = Vec::new();
     outbox.drain(&mut frames);
-    outbox.written(frames.len(), Outbox::bytes_of(&frames));
+    outbox.written(Outbox::bytes_of(&frames));
     let mut buf = BytesMut::new();
     for f in &frames {
         buf.extend_from_slice(&f.bytes);

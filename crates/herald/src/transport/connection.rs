@@ -248,6 +248,8 @@ pub(crate) fn run<T: Transport, P: Protocol>(
                 biased;
                 _ = shutdown.cancelled() => break End::Error(if entry.was_kicked() {
                     StompError::of(ErrorKind::Admin, "disconnected by an administrator")
+                } else if entry.was_replaced() {
+                    StompError::of(ErrorKind::Replaced, "session resumed on another connection")
                 } else {
                     StompError::of(ErrorKind::Shutdown, "server shutting down")
                 }),
@@ -289,7 +291,7 @@ pub(crate) fn run<T: Transport, P: Protocol>(
                     }
                     let bytes = Outbox::bytes_of(&pending);
                     metrics::bytes_out(bytes);
-                    outbox.written(pending.len(), bytes);
+                    outbox.written(bytes);
                     pending.clear();
                     last_write = Instant::now();
                     // Frames pushed during the write consumed their wake-up above.
@@ -436,7 +438,7 @@ pub(crate) fn run<T: Transport, P: Protocol>(
             }
             match timeout(FINAL_WRITE, transport.write(&pending)).await {
                 Ok(Ok(())) => {
-                    outbox.written(pending.len(), Outbox::bytes_of(&pending));
+                    outbox.written(Outbox::bytes_of(&pending));
                     true
                 }
                 Ok(Err(_)) => true,
@@ -446,6 +448,10 @@ pub(crate) fn run<T: Transport, P: Protocol>(
         };
         let polite = last_write.await;
         if let Some(farewell) = farewell {
+            // What the peer never acknowledged did not reach it: resumed, it comes again.
+            if let Some(p) = &progress {
+                outbox.unwritten(p.unacknowledged());
+            }
             let _ = timeout(FINAL_WRITE, farewell).await;
         }
         if !polite {

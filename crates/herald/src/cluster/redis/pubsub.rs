@@ -23,6 +23,9 @@ pub(super) struct Heard {
     /// Local subscriptions to the key.
     subscriptions: usize,
     last: Option<Position>,
+    /// Nothing heard yet, but a replay read the history up to here: a first message
+    /// past the next offset means those between were missed.
+    floor: Option<Position>,
 }
 
 /// How a message heard on Pub/Sub relates to what came before on its key.
@@ -139,18 +142,37 @@ impl Inner {
         let Some(h) = heard.get_mut(key) else {
             return Sequence::Next;
         };
-        let seq = match &h.last {
-            Some(l) if l.epoch == p.epoch && p.offset <= l.offset => return Sequence::Again,
-            Some(l) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
+        let seq = match (&h.last, &h.floor) {
+            (None, Some(f)) if f.epoch == p.epoch && p.offset > f.offset + 1 => {
+                Sequence::After(f.offset + 1)
+            }
+            (None, _) => Sequence::Next,
+            (Some(l), _) if l.epoch == p.epoch && p.offset <= l.offset => return Sequence::Again,
+            (Some(l), _) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
                 Sequence::After(l.offset + 1)
             }
             // A new epoch began after the last message heard (Redis lost the history,
             // or it expired): all of it is news.
-            Some(l) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
+            (Some(l), _) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
             _ => Sequence::Next,
         };
         h.last = Some(p.clone());
         seq
+    }
+
+    /// A replay read `key`'s history up to `offset` of `epoch`: when nothing was heard
+    /// on it yet, a message published between the read and the channel's subscription
+    /// is noticed as missed (and filled) by the next one heard. Messages up to the
+    /// floor still count as news: other local subscribers may not have them.
+    pub(super) fn heard_at_least(&self, key: &str, offset: u64, epoch: &str) {
+        if let Some(h) = self.heard.lock().get_mut(key)
+            && h.last.is_none()
+        {
+            h.floor = Some(Position {
+                offset,
+                epoch: epoch.into(),
+            });
+        }
     }
 
     /// Delivers from `key`'s history what this node missed, offsets `from..=to` of
