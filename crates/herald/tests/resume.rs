@@ -152,8 +152,14 @@ async fn a_token_resumes_once_for_its_own_user_within_the_window() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (mut late, c) = connect_resuming(&server, "alice", Some(&token)).await;
     assert_eq!(c.get("resumed"), Some("false"));
-    // Nothing was restored: the old id is free and nothing arrives unasked.
+    // Nothing was restored: the old id is free; subscribing again, the client is told
+    // that what it missed is gone.
     late.subscribe("sub-0", "/topic/w").await;
+    let notice = late.recv_message().await;
+    assert_eq!(notice.get("recovered"), Some("false"), "{notice:?}");
+    assert_eq!(notice.get("subscription"), Some("sub-0"));
+    late.publish("/topic/w", "live").await;
+    assert_eq!(late.recv_body().await, "live");
 }
 
 #[tokio::test]

@@ -101,6 +101,9 @@ pub(crate) struct Session {
     app_subscriptions: HashSet<String>,
     /// The client said DISCONNECT: the session ends for good.
     goodbye: bool,
+    /// CONNECT asked to resume a session that could not be (its window passed, a
+    /// restarted node): each topic it subscribes to again is told `recovered:false`.
+    resume_failed: bool,
 }
 
 /// Frames buffered between BEGIN and COMMIT, within `stomp.transaction_max_frames`
@@ -139,6 +142,7 @@ impl Session {
             restored: HashSet::new(),
             app_subscriptions: HashSet::new(),
             goodbye: false,
+            resume_failed: false,
         }
     }
 
@@ -494,10 +498,12 @@ impl Session {
             ));
         }
         let cfg = &node.config.stomp;
-        let parked = match frame.get(resume::RESUME).filter(|_| cfg.resumes()) {
+        let asked = frame.get(resume::RESUME).filter(|_| cfg.resumes());
+        let parked = match asked {
             Some(token) => Session::unpark(&node, &self.id, token, &mut principal, &fallback).await,
             None => None,
         };
+        self.resume_failed = asked.is_some() && parked.is_none();
         let slot = node
             .sessions_per_user
             .acquire(principal.name.clone())
@@ -861,6 +867,14 @@ impl Session {
             None => None,
         };
         let sub = self.open_subscription(id, destination, ack, window)?;
+        if self.resume_failed && since.is_none() && sub.kind == crate::broker::Kind::Topic {
+            // What was published while the client was away is gone for it: say so on
+            // the subscription, as a resumed one whose gap history cannot fill.
+            sub.begin_recovery();
+            self.node.broker.subscribe(sub.clone());
+            sub.finish_recovery(Vec::new(), false);
+            return Ok(());
+        }
         self.node.broker.subscribe_from(sub, since);
         Ok(())
     }
