@@ -438,3 +438,38 @@ async fn what_the_old_connection_never_took_is_replayed_on_resume() {
         "replay started at m{first}, the old connection had only up to m{seen_by_old}"
     );
 }
+
+#[tokio::test]
+async fn a_resumed_client_that_knows_its_offset_is_taken_at_its_word() {
+    let server = TestServer::start().await;
+    let (mut alice, connected) = connect_resuming(&server, "alice", None).await;
+    let token = token_of(&connected);
+    alice.subscribe("sub-0", "/topic/own-offset").await;
+    let mut publisher = server.tcp().await;
+    publish_numbered(&mut publisher, "/topic/own-offset", 1..=4).await;
+    let got = bodies(&mut alice, 4).await;
+    // Say the last two never reached the page (a proxy took them): it saw m2.
+    let offset = got[1].1.get("offset").unwrap().to_owned();
+    let epoch = got[1].1.get("epoch").unwrap().to_owned();
+    drop(alice);
+    gone(&server, 1).await;
+
+    let (mut again, c) = connect_resuming(&server, "alice", Some(&token)).await;
+    assert_eq!(c.get("resumed"), Some("true"));
+    again
+        .request(
+            Frame::new(Command::Subscribe)
+                .header("id", "sub-0")
+                .header("destination", "/topic/own-offset")
+                .header("offset", offset)
+                .header("epoch", epoch),
+        )
+        .await;
+    publish_numbered(&mut publisher, "/topic/own-offset", 5..=5).await;
+    let got: Vec<String> = bodies(&mut again, 3)
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(got, numbered(3..=5), "from the client's offset, once each");
+}

@@ -836,10 +836,13 @@ impl Session {
             .map_err(StompError::new)?;
         if self.restored.remove(id) {
             // A resumed client subscribing again as it did before: the same
-            // subscription, already replaying. Anything else replaces it.
+            // subscription, already replaying. Anything else replaces it — also an
+            // `offset`: the client knows better than the server what reached it (a
+            // proxy took what the client never got).
             if let Some(sub) = self.subscriptions.get(id)
                 && sub.destination == destination
                 && sub.ack == ack
+                && frame.get("offset").is_none()
             {
                 return Ok(());
             }
