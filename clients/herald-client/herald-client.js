@@ -22,12 +22,14 @@
 /** Where a live session takes a fresh token (a SEND with header `token`). */
 export const TOKEN_DESTINATION = '/herald/token';
 
-/** Refresh no later than this long before `exp`... */
+/** Refresh this long before `exp`... */
 const REFRESH_LEAD_MS = 30_000;
-/** ...and no later than this share of the token's remaining life. */
+/** ...or, for a short-lived token, at this share of its remaining life. */
 const REFRESH_AT = 0.8;
 /** A refresh whose RECEIPT takes longer than this failed: reconnect instead. */
 const RECEIPT_TIMEOUT_MS = 10_000;
+/** A token with less left than this is replaced before connecting. */
+const MIN_TOKEN_LIFE_MS = 1_000;
 /** A failed getToken() during a refresh is asked again after this long. */
 const TOKEN_RETRY_MS = 5_000;
 /** Destinations remembered per subscription for de-duplication (wildcards). */
@@ -46,8 +48,9 @@ const MAX_TIMER_MS = 2_147_483_647;
 /**
  * @typedef {object} Gap  a stretch of messages a subscription may have missed
  * @property {string} destination  the destination concerned (the subscription's for a new session)
- * @property {'recovered:false' | 'new-session'} reason  the server could not fill the gap
- *   from history, or a new session began without resume or offset recovery
+ * @property {'recovered:false' | 'new-session' | 'skipped'} reason  the server could not
+ *   fill the gap from history; a new session began without resume or offset recovery;
+ *   or a topic's offsets jumped (messages lost on the way)
  */
 
 /**
@@ -96,14 +99,14 @@ export function decodeJwt(token) {
 
 /**
  * When to refresh a token that expires at `expMs` (epoch ms), seen at `nowMs`: 30 s
- * before, or at 80% of what is left if that comes first (short-lived tokens).
+ * before, or, for a token with less than 150 s left, at 80% of what is left.
  * Returns the delay in ms, or null without an expiry.
  */
 export function refreshDelay(expMs, nowMs = Date.now()) {
   if (!Number.isFinite(expMs)) return null;
   const left = expMs - nowMs;
   if (left <= 0) return 0;
-  return Math.min(left * REFRESH_AT, Math.max(0, left - REFRESH_LEAD_MS));
+  return Math.max(left * REFRESH_AT, left - REFRESH_LEAD_MS);
 }
 
 /** Whether a destination is a wildcard pattern (`*`, `**` or `#` as a whole segment). */
@@ -184,6 +187,11 @@ class HeraldSubscription {
         // so that a client-ack window does not fill with what the app never sees.
         if ((this.headers.ack ?? 'auto') !== 'auto') message.ack();
         return;
+      }
+      if (last && last.epoch === epoch && offset > last.offset + 1) {
+        // A topic's offsets count up by one: a message went missing on the way (for
+        // one, written to a connection just before it died and not replayed).
+        this.gap({ destination: key, reason: 'skipped' });
       }
       this.positions.delete(key);
       this.positions.set(key, { epoch, offset });
@@ -306,28 +314,28 @@ export class HeraldClient {
   publishConfirmed({ destination, body = '', headers = {} }, timeoutMs = RECEIPT_TIMEOUT_MS) {
     const receipt = `h-rcpt-${++this.receiptCounter}`;
     return new Promise((resolve, reject) => {
-      let stopError = () => {};
-      const timer = setTimeout(() => {
-        stopError();
-        reject(new Error(`no RECEIPT for ${destination} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      stopError = this.on('error', ({ message, frame }) => {
-        if (!frame) return;
+      const stops = [];
+      const settle = (fn, value) => {
         clearTimeout(timer);
-        stopError();
-        reject(new Error(message));
-      });
-      this.stomp.watchForReceipt(receipt, (frame) => {
-        clearTimeout(timer);
-        stopError();
-        resolve(frame);
-      });
+        for (const stop of stops) stop();
+        fn(value);
+      };
+      const timer = setTimeout(
+        () => settle(reject, new Error(`no RECEIPT for ${destination} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      stops.push(
+        this.on('error', ({ message, frame }) => {
+          if (frame) settle(reject, Object.assign(new Error(message), { frame }));
+        }),
+        // The connection went before the RECEIPT: whether the server took it is unknown.
+        this.on('close', () => settle(reject, Object.assign(new Error('connection closed'), { closed: true }))),
+      );
+      this.stomp.watchForReceipt(receipt, (frame) => settle(resolve, frame));
       try {
         this.stomp.publish({ destination, body, headers: { ...headers, receipt } });
       } catch (e) {
-        clearTimeout(timer);
-        stopError();
-        reject(e);
+        settle(reject, e);
       }
     });
   }
@@ -408,12 +416,12 @@ export class HeraldClient {
     return token;
   }
 
-  /** A token with less than the refresh lead left is not worth connecting with. */
+  /** A token about to expire is not worth connecting with. */
   _tokenUsable() {
     if (!this.token) return false;
     const exp = decodeJwt(this.token)?.exp;
     if (typeof exp !== 'number') return true;
-    return refreshDelay(exp * 1000) > 0;
+    return exp * 1000 - Date.now() > MIN_TOKEN_LIFE_MS;
   }
 
   async _beforeConnect() {
@@ -536,6 +544,9 @@ export class HeraldClient {
     try {
       await this.publishConfirmed({ destination: TOKEN_DESTINATION, headers: { token } });
     } catch (e) {
+      // The connection dropped meanwhile: the next one connects with a usable token
+      // and schedules the refresh again.
+      if (e.closed) throw e;
       // Refused (the session ends with the ERROR) or unanswered: connect again with
       // a token asked for anew, resuming the session.
       this.token = null;
