@@ -34,6 +34,10 @@ const MIN_TOKEN_LIFE_MS = 1_000;
 const TOKEN_RETRY_MS = 5_000;
 /** Destinations remembered per subscription for de-duplication (wildcards). */
 const MAX_POSITIONS = 1000;
+/** Messages held per subscription while a renewal fills a gap before them. */
+const MAX_HELD = 10_000;
+/** A renewal that has not filled the gap by then has failed: the gap is reported. */
+const FILL_TIMEOUT_MS = 10_000;
 /** setTimeout's largest delay. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -139,6 +143,14 @@ class Events {
 
 /**
  * One subscription of the app, kept across connections under one id.
+ *
+ * A topic's messages carry `offset` (counting up by one per destination) and `epoch`.
+ * They are passed on in offset order, once: a repeat is dropped, and a message ahead of
+ * the next expected one is held while the subscription is renewed from the last one
+ * passed on (`offset` SUBSCRIBE), whose replay brings what is missing — what a dying
+ * connection swallowed, for one. Only `ack:auto` subscriptions to one destination are
+ * renewed so (an ACK for a message of the subscription replaced would be an error);
+ * for the others a jump is reported as a gap.
  */
 class HeraldSubscription {
   constructor(owner, id, destination, onMessage, { headers = {}, onGap } = {}) {
@@ -154,47 +166,127 @@ class HeraldSubscription {
     this.active = true;
     /** destination → {epoch, offset} of the last message passed on. */
     this.positions = new Map();
+    /** Messages ahead of the next offset, held (by offset) while a renewal fills the gap. */
+    this.held = new Map();
+    this.fillTimer = null;
   }
 
   /** Stops it here and on the server. */
   unsubscribe() {
     if (!this.active) return;
     this.active = false;
+    this.endFill();
     this.owner._forget(this);
   }
 
-  /** The position an `offset` SUBSCRIBE can resume from: one exact destination only. */
+  /** Whether it can be renewed from an offset: one destination, auto ack. */
+  get renewable() {
+    return !isWildcard(this.destination) && (this.headers.ack ?? 'auto') === 'auto';
+  }
+
+  /** The position an `offset` SUBSCRIBE can renew it from, or null. */
   resumePosition() {
-    if (isWildcard(this.destination) || this.positions.size !== 1) return null;
+    if (!this.renewable || this.positions.size !== 1) return null;
     return [...this.positions.values()][0];
   }
 
-  /** Passes a MESSAGE on, or drops it as a repeat; a `recovered:false` notice is a gap. */
+  /** A renewal from `offset` is under way: hold what comes ahead until it has filled in. */
+  beginFill() {
+    this.endFill();
+    this.fillTimer = setTimeout(() => this.giveUp(), FILL_TIMEOUT_MS);
+  }
+
+  get filling() {
+    return this.fillTimer !== null;
+  }
+
+  /** Forgets the renewal and whatever it held (a new connection replays it anyway). */
+  endFill() {
+    if (this.fillTimer) clearTimeout(this.fillTimer);
+    this.fillTimer = null;
+    this.held.clear();
+  }
+
+  /** The renewal did not bring the missing messages: say so and pass the held ones on. */
+  giveUp() {
+    this.fillTimer = null;
+    if (this.held.size === 0) return;
+    const held = [...this.held.values()].sort((a, b) => Number(a.headers.offset) - Number(b.headers.offset));
+    this.held.clear();
+    this.gap({ destination: held[0].headers.destination ?? this.destination, reason: 'skipped' });
+    for (const m of held) this.pass(m);
+  }
+
+  /** Passes a MESSAGE on in order, holds it, or drops it as a repeat; `recovered:false` is a gap. */
   deliver(message) {
     const h = message.headers;
     if (h.recovered === 'false') {
       this.positions.delete(h.destination);
+      const held = [...this.held.values()].sort((a, b) => Number(a.headers.offset) - Number(b.headers.offset));
+      this.endFill();
       this.gap({ destination: h.destination || this.destination, reason: 'recovered:false' });
+      for (const m of held) this.pass(m);
       return;
     }
+    if (h.offset === undefined) {
+      this.onMessage(message);
+      return;
+    }
+    const offset = Number(h.offset);
+    const last = this.positions.get(h.destination ?? this.destination);
+    if (!last || last.epoch !== (h.epoch ?? '')) {
+      // The first message seen here, or a new history (the server tells a gap itself).
+      this.pass(message);
+      return;
+    }
+    if (offset <= last.offset) {
+      // Already passed on (a replay overlapping what arrived before). Acked so that a
+      // client-ack window does not fill with what the app never sees.
+      if ((this.headers.ack ?? 'auto') !== 'auto') message.ack();
+      return;
+    }
+    if (offset === last.offset + 1) {
+      this.pass(message);
+      this.drain();
+      return;
+    }
+    // Ahead: something between went missing on the way.
+    if (!this.renewable) {
+      this.gap({ destination: h.destination ?? this.destination, reason: 'skipped' });
+      this.pass(message);
+      return;
+    }
+    this.held.set(offset, message);
+    if (this.held.size > MAX_HELD) {
+      this.giveUp();
+      return;
+    }
+    if (!this.filling && this.owner._renew(this, last)) this.beginFill();
+    if (!this.filling) this.giveUp();
+  }
+
+  /** Passes held messages on while they follow on. */
+  drain() {
+    while (this.held.size > 0 && this.positions.size > 0) {
+      const [last] = this.positions.values();
+      const next = this.held.get(last.offset + 1);
+      for (const offset of this.held.keys()) if (offset <= last.offset) this.held.delete(offset);
+      if (!next) break;
+      this.held.delete(last.offset + 1);
+      this.pass(next);
+    }
+    if (this.held.size === 0 && this.filling) {
+      clearTimeout(this.fillTimer);
+      this.fillTimer = null;
+    }
+  }
+
+  pass(message) {
+    const h = message.headers;
     if (h.offset !== undefined) {
-      const offset = Number(h.offset);
-      const epoch = h.epoch ?? '';
       const key = h.destination ?? this.destination;
-      const last = this.positions.get(key);
-      if (last && last.epoch === epoch && offset <= last.offset) {
-        // Already passed on (a replay overlapping what arrived before the cut). Acked
-        // so that a client-ack window does not fill with what the app never sees.
-        if ((this.headers.ack ?? 'auto') !== 'auto') message.ack();
-        return;
-      }
-      if (last && last.epoch === epoch && offset > last.offset + 1) {
-        // A topic's offsets count up by one: a message went missing on the way (for
-        // one, written to a connection just before it died and not replayed).
-        this.gap({ destination: key, reason: 'skipped' });
-      }
       this.positions.delete(key);
-      this.positions.set(key, { epoch, offset });
+      this.positions.set(key, { epoch: h.epoch ?? '', offset: Number(h.offset) });
       if (this.positions.size > MAX_POSITIONS) this.positions.delete(this.positions.keys().next().value);
     }
     this.onMessage(message);
@@ -465,17 +557,18 @@ export class HeraldClient {
     }
     this.dropped.clear();
     for (const sub of this.subscriptions.values()) {
-      const extra = {};
-      if (sub.sent && !resumed) {
-        const position = this.options.offsetRecovery ? sub.resumePosition() : null;
-        if (position) {
-          extra.offset = String(position.offset);
-          if (position.epoch) extra.epoch = position.epoch;
-        } else {
-          sub.gap({ destination: sub.destination, reason: 'new-session' });
-        }
+      sub.endFill();
+      const position = sub.sent && this.options.offsetRecovery ? sub.resumePosition() : null;
+      if (position) {
+        // Renewed from the last message this client saw, resumed or not: the server
+        // counts as delivered what it wrote to the connection that died.
+        if (resumed) this.stomp.unsubscribe(sub.id);
+        sub.beginFill();
+        this._send(sub, offsetHeaders(position));
+      } else {
+        if (sub.sent && !resumed) sub.gap({ destination: sub.destination, reason: 'new-session' });
+        this._send(sub, {});
       }
-      this._send(sub, extra);
     }
     this._scheduleRefresh();
     this.events.emit('connect', { frame, resumed, reconnected });
@@ -484,6 +577,14 @@ export class HeraldClient {
   _send(sub, extra) {
     sub.sent = true;
     this.stomp.subscribe(sub.destination, (m) => sub.deliver(m), { ...sub.headers, ...extra, id: sub.id });
+  }
+
+  /** Renews `sub` from `position` to fill a gap; false when it cannot now. */
+  _renew(sub, position) {
+    if (!this.stomp.connected || !this.options.offsetRecovery) return false;
+    this.stomp.unsubscribe(sub.id);
+    this._send(sub, offsetHeaders(position));
+    return true;
   }
 
   _forget(sub) {
@@ -501,6 +602,7 @@ export class HeraldClient {
 
   _onClose(event) {
     this._clearRefresh();
+    for (const sub of this.subscriptions.values()) sub.endFill();
     this.events.emit('close', { event });
   }
 
@@ -559,6 +661,13 @@ export class HeraldClient {
     this.events.emit('token', { token, exp });
     this._scheduleRefresh();
   }
+}
+
+/** The SUBSCRIBE headers that replay from history after `position`. */
+function offsetHeaders(position) {
+  const headers = { offset: String(position.offset) };
+  if (position.epoch) headers.epoch = position.epoch;
+  return headers;
 }
 
 async function resolveHeaders(value) {

@@ -92,19 +92,25 @@ describe('herald-client: pure helpers', () => {
   });
 });
 
-describe('herald-client: resume (anonymous)', () => {
-  let server;
-  let proxy;
+/** A herald (anonymous mode, `env` added) and a proxy in front of it, per suite. */
+function serverBehindProxy(env = {}) {
+  const ctx = {};
   before(async () => {
-    server = await startHerald({ HERALD_STOMP__RESUME_WINDOW: '1s' }, { config: '# defaults\n' });
-    proxy = await startProxy(server.httpPort);
+    ctx.server = await startHerald(env, { config: '# defaults\n' });
+    ctx.proxy = await startProxy(ctx.server.httpPort);
   });
   after(async () => {
-    await proxy?.close();
-    await server?.stop();
+    await ctx.proxy?.close();
+    await ctx.server?.stop();
   });
+  return ctx;
+}
+
+describe('herald-client: resume (anonymous)', () => {
+  const ctx = serverBehindProxy();
 
   test('a connection dropped for seconds while messages are published: every message arrives once, in order', async () => {
+    const { server, proxy } = ctx;
     const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('ann') } });
     const destination = `/topic/${unique('resume')}`;
     const got = [];
@@ -146,7 +152,72 @@ describe('herald-client: resume (anonymous)', () => {
     }
   });
 
+  test('a message written to the connection just before it dies arrives after the resume', async () => {
+    const { server, proxy } = ctx;
+    const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('eve') } });
+    const destination = `/topic/${unique('inflight')}`;
+    const got = [];
+    herald.subscribe(destination, (m) => got.push(m.body));
+    herald.activate();
+    try {
+      await herald.connects.next(8_000, 'CONNECTED');
+      await settled(herald);
+      await publish(server, destination, 'seen');
+      await until('the first message', () => got.length === 1);
+      // Cut as soon as the server has taken it: it is on its way to the client.
+      await publish(server, destination, 'in flight');
+      proxy.cut();
+      await publish(server, destination, 'while away');
+      await sleep(300);
+      proxy.restore();
+      const again = await herald.connects.next(15_000, 'the reconnection');
+      assert.equal(again.resumed, true);
+      await until('three messages', () => got.length >= 3);
+      await sleep(300);
+      assert.deepEqual(got, ['seen', 'in flight', 'while away']);
+      assert.equal(herald.gaps.length, 0);
+    } finally {
+      await herald.deactivate();
+    }
+  });
+
+  test('a subscription dropped while disconnected stays dropped after the resume', async () => {
+    const { server, proxy } = ctx;
+    const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('dot') } });
+    const kept = `/topic/${unique('kept')}`;
+    const dropped = `/topic/${unique('dropped')}`;
+    const got = new Inbox();
+    herald.subscribe(kept, (m) => got.push(`kept:${m.body}`));
+    const sub = herald.subscribe(dropped, (m) => got.push(`dropped:${m.body}`));
+    const unhandled = [];
+    herald.stomp.onUnhandledMessage = (m) => unhandled.push(m);
+    herald.activate();
+    try {
+      await herald.connects.next(8_000, 'CONNECTED');
+      proxy.cut();
+      sub.unsubscribe();
+      await sleep(300);
+      proxy.restore();
+      const again = await herald.connects.next(15_000, 'the reconnection');
+      assert.equal(again.resumed, true);
+      await settled(herald);
+      await publish(server, dropped, 'x');
+      await publish(server, kept, 'y');
+      assert.equal(await got.next(5_000, 'the kept subscription'), 'kept:y');
+      await sleep(300);
+      assert.equal(got.length, 0);
+      assert.equal(unhandled.length, 0, 'the server delivered nothing on the dropped subscription');
+    } finally {
+      await herald.deactivate();
+    }
+  });
+});
+
+describe('herald-client: after the resume window (1 s)', () => {
+  const ctx = serverBehindProxy({ HERALD_STOMP__RESUME_WINDOW: '1s' });
+
   test('after the resume window: a clean new session, resumed:false, and the gap told', async () => {
+    const { server, proxy } = ctx;
     const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('bea') }, offsetRecovery: false });
     const destination = `/topic/${unique('late')}`;
     const got = new Inbox();
@@ -179,6 +250,7 @@ describe('herald-client: resume (anonymous)', () => {
   });
 
   test('after the resume window, a topic subscription is renewed from history with offset', async () => {
+    const { server, proxy } = ctx;
     const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('cid') } });
     const destination = `/topic/${unique('history')}`;
     const got = [];
@@ -206,36 +278,6 @@ describe('herald-client: resume (anonymous)', () => {
       assert.deepEqual(got, ['a', 'b', 'c', 'd', 'e', 'f']);
       assert.deepEqual(recovered, ['true']);
       assert.equal(herald.gaps.length, 0);
-    } finally {
-      await herald.deactivate();
-    }
-  });
-
-  test('a subscription dropped while disconnected stays dropped after the resume', async () => {
-    const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('dot') } });
-    const kept = `/topic/${unique('kept')}`;
-    const dropped = `/topic/${unique('dropped')}`;
-    const got = new Inbox();
-    herald.subscribe(kept, (m) => got.push(`kept:${m.body}`));
-    const sub = herald.subscribe(dropped, (m) => got.push(`dropped:${m.body}`));
-    const unhandled = [];
-    herald.stomp.onUnhandledMessage = (m) => unhandled.push(m);
-    herald.activate();
-    try {
-      await herald.connects.next(8_000, 'CONNECTED');
-      proxy.cut();
-      sub.unsubscribe();
-      await sleep(300);
-      proxy.restore();
-      const again = await herald.connects.next(15_000, 'the reconnection');
-      assert.equal(again.resumed, true);
-      await settled(herald);
-      await publish(server, dropped, 'x');
-      await publish(server, kept, 'y');
-      assert.equal(await got.next(5_000, 'the kept subscription'), 'kept:y');
-      await sleep(300);
-      assert.equal(got.length, 0);
-      assert.equal(unhandled.length, 0, 'the server delivered nothing on the dropped subscription');
     } finally {
       await herald.deactivate();
     }

@@ -21,6 +21,27 @@ after(async () => {
 
 const url = () => `ws://127.0.0.1:${proxy.port}/ws`;
 
+async function until(what, predicate, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Resolves once the server has no session of `user` (it noticed the connection die). */
+async function sessionGone(user) {
+  const admin = mint('ops', 60, { roles: ['ADMIN'] });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = await fetch(`${server.httpUrl}/api/admin/sessions`, { headers: { authorization: `Bearer ${admin}` } });
+    if (!r.ok) assert.fail(`GET /api/admin/sessions: ${r.status} ${await r.text()}`);
+    if (!(await r.json()).some((s) => s.user === user)) return;
+    if (Date.now() > deadline) assert.fail(`the server still has a session of ${user}`);
+    await sleep(20);
+  }
+}
+
 async function publish(destination, body) {
   const service = mint('publisher', 60, { roles: ['SERVICE'] });
   const r = await fetch(`${server.httpUrl}/api/publish`, {
@@ -62,7 +83,13 @@ test('README: five lines of stompjs resume the session across a dropped connecti
     client.publish({ destination: `/topic/${unique('settle')}`, headers: { receipt: r.id } });
     await r.done;
     await publish(destination, 'one');
+    // 'one' arrives before the cut, and the others are published once the server knows
+    // the connection is gone: stock stompjs cannot tell the server what it got, and
+    // what is written to a connection as it dies counts as delivered (see the test
+    // below; herald-client renews from its own last offset for that).
+    await until('the first message', () => got.length === 1);
     proxy.cut();
+    await sessionGone(user);
     await publish(destination, 'two');
     await publish(destination, 'three');
     await sleep(300);
@@ -70,8 +97,7 @@ test('README: five lines of stompjs resume the session across a dropped connecti
     const again = await connects.next(15_000, 'the reconnection');
     assert.equal(again.headers.resumed, 'true');
     await publish(destination, 'four');
-    const deadline = Date.now() + 10_000;
-    while (got.length < 4 && Date.now() < deadline) await sleep(20);
+    await until('four messages', () => got.length >= 4);
     await sleep(300);
     assert.deepEqual(got, ['one', 'two', 'three', 'four']);
     assert.equal(unhandled.length, 0);
@@ -79,6 +105,52 @@ test('README: five lines of stompjs resume the session across a dropped connecti
     await client.deactivate();
   }
 });
+
+test(
+  'stompjs with the resume recipe: what is published as the connection dies is not lost',
+  { todo: 'the server counts as delivered what it wrote to a connection that died; stock stompjs sends no offset to correct it' },
+  async () => {
+    const destination = `/topic/${unique('dying')}`;
+    const user = unique('tom');
+    const got = [];
+    const connects = new Inbox();
+    const client = new Client({
+      webSocketFactory: () => new WebSocket(url(), ['v12.stomp']),
+      connectHeaders: { Authorization: `Bearer ${mint(user, 300)}` },
+      reconnectDelay: 200,
+      heartbeatIncoming: 0,
+      heartbeatOutgoing: 0,
+    });
+    let resumeToken = null;
+    client.beforeConnect = () => { if (resumeToken) client.connectHeaders.resume = resumeToken; };
+    client.onConnect = (frame) => {
+      resumeToken = frame.headers['resume-token'];
+      client.subscribe(destination, (m) => got.push(m.body), { id: 'chat' });
+      connects.push(frame);
+    };
+    client.activate();
+    try {
+      await connects.next(8_000, 'CONNECTED');
+      const r = expectReceipt(client);
+      client.publish({ destination: `/topic/${unique('settle')}`, headers: { receipt: r.id } });
+      await r.done;
+      await publish(destination, 'one');
+      await until('the first message', () => got.length === 1);
+      await publish(destination, 'in flight');
+      proxy.cut();
+      await publish(destination, 'just after the cut');
+      await sleep(300);
+      proxy.restore();
+      const again = await connects.next(15_000, 'the reconnection');
+      assert.equal(again.headers.resumed, 'true');
+      await publish(destination, 'live');
+      await until('the live message', () => got.includes('live'));
+      assert.deepEqual(got, ['one', 'in flight', 'just after the cut', 'live']);
+    } finally {
+      await client.deactivate();
+    }
+  },
+);
 
 test('README: a SEND to /herald/token with a receipt refreshes the token of a live session', async () => {
   const user = unique('sam');
