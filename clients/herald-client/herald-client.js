@@ -5,10 +5,12 @@
 // - Resume: the last CONNECTED's `resume-token` goes into the next CONNECT as `resume`;
 //   the server then restores the session's subscriptions and replays what they missed.
 //   Subscriptions made here keep their ids across connections, so the SUBSCRIBE sent
-//   again after a resume names the restored subscription. When the server did not
-//   resume (window passed, other user, old server), a topic subscription is renewed
-//   with the `offset`/`epoch` of the last message seen, so history fills the gap.
-//   Whatever a replay repeats is dropped by (destination, epoch, offset); a gap nothing
+//   again after a resume names the restored subscription. A topic subscription to one
+//   destination is renewed instead from the `offset`/`epoch` of the last message this
+//   client saw — the server counts as delivered what it wrote to the connection that
+//   died, and a session that was not resumed (window passed, old server) has nothing
+//   restored — so history fills the gap. Messages pass in offset order, once; one
+//   ahead of the next is held while a renewal fetches what is missing; a gap nothing
 //   could fill reaches the subscription's `onGap`, so the app reloads its state.
 // - Token refresh: `getToken()` is asked for a new JWT ahead of the current one's `exp`
 //   (read without verifying: the server verifies), handed to the live session as a
@@ -70,8 +72,8 @@ const MAX_TIMER_MS = 2_147_483_647;
  * @property {Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>)} [connectHeaders]
  *   more CONNECT headers (`login` in anonymous mode), or a function returning them
  * @property {boolean} [resume]  present the resume token when reconnecting (default true)
- * @property {boolean} [offsetRecovery]  renew topic subscriptions with `offset` after a
- *   session that was not resumed (default true)
+ * @property {boolean} [offsetRecovery]  renew topic subscriptions from the last offset
+ *   seen, on reconnection and to fill a gap (default true)
  * @property {object} [stomp]  more @stomp/stompjs settings (reconnectDelay, heartbeats, debug, ...);
  *   its callbacks are this client's: listen with `on()` instead
  * @property {string} [httpUrl]  base URL of the REST API; default from `url`, else this page's origin
