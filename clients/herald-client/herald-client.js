@@ -7,9 +7,9 @@
 //   Subscriptions made here keep their ids across connections, so the SUBSCRIBE sent
 //   again after a resume names the restored subscription. A topic subscription to one
 //   destination is renewed instead from the `offset`/`epoch` of the last message this
-//   client saw — the server counts as delivered what it wrote to the connection that
-//   died, and a session that was not resumed (window passed, old server) has nothing
-//   restored — so history fills the gap. Messages pass in offset order, once; one
+//   client saw — the server counts as seen what TCP acknowledged, which behind a proxy
+//   is the proxy, and a session that was not resumed (window passed, old server) has
+//   nothing restored — so history fills the gap. Messages pass in offset order, once; one
 //   ahead of the next is held while a renewal fetches what is missing; a gap nothing
 //   could fill reaches the subscription's `onGap`, so the app reloads its state.
 // - Token refresh: `getToken()` is asked for a new JWT ahead of the current one's `exp`
@@ -563,12 +563,14 @@ export class HeraldClient {
       const position = sub.sent && this.options.offsetRecovery ? sub.resumePosition() : null;
       if (position) {
         // Renewed from the last message this client saw, resumed or not: the server
-        // counts as delivered what it wrote to the connection that died.
+        // counts as seen what TCP acknowledged, a proxy's TCP too.
         if (resumed) this.stomp.unsubscribe(sub.id);
         sub.beginFill();
         this._send(sub, offsetHeaders(position));
       } else {
-        if (sub.sent && !resumed) sub.gap({ destination: sub.destination, reason: 'new-session' });
+        // After a resume that failed the server tells each topic `recovered:false`
+        // itself; a new session it could not know of is told here.
+        if (sub.sent && !resumed && !this.presentedResume) sub.gap({ destination: sub.destination, reason: 'new-session' });
         this._send(sub, {});
       }
     }

@@ -85,8 +85,8 @@ test('README: five lines of stompjs resume the session across a dropped connecti
     await publish(destination, 'one');
     // 'one' arrives before the cut, and the others are published once the server knows
     // the connection is gone: stock stompjs cannot tell the server what it got, and
-    // what is written to a connection as it dies counts as delivered (see the test
-    // below; herald-client renews from its own last offset for that).
+    // what the proxy acknowledged as it died counts as delivered (see the test below;
+    // herald-client renews from its own last offset for that).
     await until('the first message', () => got.length === 1);
     proxy.cut();
     await sessionGone(user);
@@ -108,7 +108,7 @@ test('README: five lines of stompjs resume the session across a dropped connecti
 
 test(
   'stompjs with the resume recipe: what is published as the connection dies is not lost',
-  { todo: 'the server counts as delivered what it wrote to a connection that died; stock stompjs sends no offset to correct it' },
+  { todo: 'the server counts a message as seen once TCP acknowledged it, here by the proxy that then drops it; stock stompjs sends no offset to correct that' },
   async () => {
     const destination = `/topic/${unique('dying')}`;
     const user = unique('tom');
