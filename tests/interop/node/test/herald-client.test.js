@@ -356,6 +356,34 @@ describe('herald-client: token refresh (JWT)', () => {
       await herald.deactivate();
     }
   });
+
+  test('a refresh the server refuses: the client connects again with a fresh token and its subscriptions', async () => {
+    const user = unique('gil');
+    let calls = 0;
+    const herald = heraldClient(server, server.httpPort, {
+      // The second token names someone else (refused on the live session); the ones
+      // after are right again.
+      getToken: () => mint(++calls === 2 ? unique('mallory') : user, 300),
+    });
+    const destination = `/topic/${unique('refused')}`;
+    const got = new Inbox();
+    herald.subscribe(destination, (m) => got.push(m.body));
+    herald.activate();
+    try {
+      const first = await herald.connects.next(8_000, 'CONNECTED');
+      await assert.rejects(herald.refreshToken());
+      const again = await herald.connects.next(10_000, 'the reconnection');
+      assert.equal(again.frame.headers['user-name'], user);
+      assert.notEqual(again.frame.headers.session, first.frame.headers.session);
+      assert.equal(calls, 3, 'a fresh token for the new connection');
+      await settled(herald);
+      const service = mint('publisher', 60, { roles: ['SERVICE'] });
+      await publish(server, destination, 'after', { authorization: `Bearer ${service}` });
+      assert.equal(await got.next(5_000, 'a message on the new connection'), 'after');
+    } finally {
+      await herald.deactivate();
+    }
+  });
 });
 
 describe('herald-client: notifications', () => {
