@@ -181,6 +181,36 @@ describe('herald-client: resume (anonymous)', () => {
     }
   });
 
+  test('a resumed wildcard subscription, which history cannot replay, is told recovered:false', async () => {
+    const { server, proxy } = ctx;
+    const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('fox') } });
+    const base = `/topic/${unique('wild')}`;
+    const got = new Inbox();
+    const gaps = new Inbox();
+    herald.subscribe(`${base}/*`, (m) => got.push(m.body), { onGap: (g) => gaps.push(g) });
+    herald.activate();
+    try {
+      await herald.connects.next(8_000, 'CONNECTED');
+      await settled(herald);
+      await publish(server, `${base}/a`, 'before');
+      assert.equal(await got.next(5_000, 'the first message'), 'before');
+      proxy.cut();
+      await publish(server, `${base}/b`, 'while away');
+      await sleep(300);
+      proxy.restore();
+      const again = await herald.connects.next(15_000, 'the reconnection');
+      assert.equal(again.resumed, true);
+      const gap = await gaps.next(5_000, 'the gap');
+      assert.equal(gap.reason, 'recovered:false');
+      await settled(herald);
+      await publish(server, `${base}/c`, 'after');
+      assert.equal(await got.next(5_000, 'a live message'), 'after');
+      assert.equal(gaps.length, 0);
+    } finally {
+      await herald.deactivate();
+    }
+  });
+
   test('a subscription dropped while disconnected stays dropped after the resume', async () => {
     const { server, proxy } = ctx;
     const herald = heraldClient(server, proxy.port, { connectHeaders: { login: unique('dot') } });
