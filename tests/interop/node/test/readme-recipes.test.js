@@ -85,8 +85,9 @@ test('README: five lines of stompjs resume the session across a dropped connecti
     await publish(destination, 'one');
     // 'one' arrives before the cut, and the others are published once the server knows
     // the connection is gone: stock stompjs cannot tell the server what it got, and
-    // what the proxy acknowledged as it died counts as delivered (see the test below;
-    // herald-client renews from its own last offset for that).
+    // what the proxy acknowledged as it died counts as delivered (README: behind a
+    // proxy the peer that acknowledges is the proxy; herald-client renews from its own
+    // last offset for that).
     await until('the first message', () => got.length === 1);
     proxy.cut();
     await sessionGone(user);
@@ -106,51 +107,6 @@ test('README: five lines of stompjs resume the session across a dropped connecti
   }
 });
 
-test(
-  'stompjs with the resume recipe: what is published as the connection dies is not lost',
-  { todo: 'the server counts a message as seen once TCP acknowledged it, here by the proxy that then drops it; stock stompjs sends no offset to correct that' },
-  async () => {
-    const destination = `/topic/${unique('dying')}`;
-    const user = unique('tom');
-    const got = [];
-    const connects = new Inbox();
-    const client = new Client({
-      webSocketFactory: () => new WebSocket(url(), ['v12.stomp']),
-      connectHeaders: { Authorization: `Bearer ${mint(user, 300)}` },
-      reconnectDelay: 200,
-      heartbeatIncoming: 0,
-      heartbeatOutgoing: 0,
-    });
-    let resumeToken = null;
-    client.beforeConnect = () => { if (resumeToken) client.connectHeaders.resume = resumeToken; };
-    client.onConnect = (frame) => {
-      resumeToken = frame.headers['resume-token'];
-      client.subscribe(destination, (m) => got.push(m.body), { id: 'chat' });
-      connects.push(frame);
-    };
-    client.activate();
-    try {
-      await connects.next(8_000, 'CONNECTED');
-      const r = expectReceipt(client);
-      client.publish({ destination: `/topic/${unique('settle')}`, headers: { receipt: r.id } });
-      await r.done;
-      await publish(destination, 'one');
-      await until('the first message', () => got.length === 1);
-      await publish(destination, 'in flight');
-      proxy.cut();
-      await publish(destination, 'just after the cut');
-      await sleep(300);
-      proxy.restore();
-      const again = await connects.next(15_000, 'the reconnection');
-      assert.equal(again.headers.resumed, 'true');
-      await publish(destination, 'live');
-      await until('the live message', () => got.includes('live'));
-      assert.deepEqual(got, ['one', 'in flight', 'just after the cut', 'live']);
-    } finally {
-      await client.deactivate();
-    }
-  },
-);
 
 test('README: a SEND to /herald/token with a receipt refreshes the token of a live session', async () => {
   const user = unique('sam');
