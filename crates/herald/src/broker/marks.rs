@@ -8,13 +8,16 @@
 //! when the session ends takes back what the peer's TCP never acknowledged
 //! ([`super::Outbox::written_bytes`], [`super::Outbox::unwritten`]). The last noted
 //! delivery whose frame was written whole is what the client saw last. Notes of
-//! written frames are dropped as new ones come (all but the last), so what is kept
-//! is bounded by what the outbox holds.
+//! written frames are dropped as new ones come (all but the last, a batch at a
+//! time), so what is kept is bounded by what the outbox holds.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::message::Position;
+
+/// Notes kept before those of written frames are dropped.
+const PRUNE_EVERY: usize = 32;
 
 /// A subscription's recent deliveries: (where the frame ends in the output, offset),
 /// oldest first,
@@ -26,9 +29,11 @@ pub(crate) struct Marks {
 }
 
 impl Marks {
-    /// The delivery at `p` went out in a frame ending at `seq`; `written` bytes are
-    /// written.
-    pub(crate) fn note(&mut self, seq: u64, p: &Position, written: u64) {
+    /// The delivery at `p` went out in a frame ending at `seq`; `written()` says how
+    /// many bytes are written. It is asked only every [`PRUNE_EVERY`] notes: the
+    /// count is the connection task's, on another core, and a fan-out notes one
+    /// delivery per subscriber.
+    pub(crate) fn note(&mut self, seq: u64, p: &Position, written: impl FnOnce() -> u64) {
         let same = self
             .epoch
             .as_ref()
@@ -38,8 +43,11 @@ impl Marks {
             self.epoch = Some(p.epoch.clone());
             self.sent.clear();
         }
-        while self.sent.len() >= 2 && self.sent[1].0 <= written {
-            self.sent.pop_front();
+        if self.sent.len() >= PRUNE_EVERY {
+            let written = written();
+            while self.sent.len() >= 2 && self.sent[1].0 <= written {
+                self.sent.pop_front();
+            }
         }
         self.sent.push_back((seq, p.offset));
     }
@@ -71,9 +79,9 @@ mod tests {
     fn the_last_written_delivery_is_what_was_seen() {
         let mut m = Marks::default();
         assert_eq!(m.seen(0), None);
-        m.note(3, &at(10, "e"), 0);
-        m.note(4, &at(11, "e"), 0);
-        m.note(6, &at(12, "e"), 0);
+        m.note(3, &at(10, "e"), || 0);
+        m.note(4, &at(11, "e"), || 0);
+        m.note(6, &at(12, "e"), || 0);
         assert_eq!(
             m.seen(0),
             Some(at(9, "e")),
@@ -88,17 +96,21 @@ mod tests {
     fn written_notes_are_dropped_but_the_last() {
         let mut m = Marks::default();
         for i in 1..=1000 {
-            m.note(i, &at(i, "e"), i - 1);
+            m.note(i, &at(i, "e"), || i - 1);
         }
-        assert!(m.sent.len() <= 2, "{} notes kept", m.sent.len());
+        assert!(
+            m.sent.len() <= PRUNE_EVERY + 1,
+            "{} notes kept",
+            m.sent.len()
+        );
         assert_eq!(m.seen(999), Some(at(999, "e")));
     }
 
     #[test]
     fn a_new_epoch_starts_over() {
         let mut m = Marks::default();
-        m.note(1, &at(50, "old"), 0);
-        m.note(2, &at(1, "new"), 1);
+        m.note(1, &at(50, "old"), || 0);
+        m.note(2, &at(1, "new"), || 1);
         assert_eq!(m.seen(1), Some(at(0, "new")));
         assert_eq!(m.seen(2), Some(at(1, "new")));
     }

@@ -368,7 +368,7 @@ impl Subscription {
     /// Notes a delivery of a resumable subscription with its history position.
     fn mark(&self, st: &mut AckState, seq: u64, message: &Message) {
         if let (Some(marks), Some(p)) = (st.marks.as_mut(), message.position.as_ref()) {
-            marks.note(seq, p, self.recipient.outbox.written_bytes());
+            marks.note(seq, p, || self.recipient.outbox.written_bytes());
         }
     }
 
