@@ -4,6 +4,7 @@
 //! `/ws` upgrade usually never reaches the router: `direct.rs` answers it ahead of hyper.
 
 mod admin;
+mod asyncapi;
 pub(crate) mod direct;
 mod notifications;
 pub(crate) mod notify_socket;
@@ -41,6 +42,7 @@ pub(crate) fn router(
     router
         .route("/health", get(health))
         .route("/api/openapi.json", get(openapi::spec))
+        .route("/api/asyncapi.json", get(asyncapi::spec))
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))
         .route("/api/presence/users", get(presence::users))

@@ -31,6 +31,7 @@ use crate::error::{ErrorBody, ErrorCode};
     paths(
         super::health,
         spec,
+        super::asyncapi::spec,
         super::publish::publish,
         super::publish::to_user,
         super::presence::users,
