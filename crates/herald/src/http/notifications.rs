@@ -214,6 +214,7 @@ async fn owner(
 /// One of `user`, `users`, `memberId` or `broadcast: true` names the recipients.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"user": "alice", "type": "comment", "title": "New comment", "message": "Bob replied", "redirectPath": "/posts/7", "payload": {"postId": 7}}))]
 pub(crate) struct CreateRequest {
     #[schema(min_length = 1)]
     user: Option<String>,

@@ -41,6 +41,7 @@ use crate::transport::Context;
 /// A message to publish.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"destination": "/topic/orders", "body": {"id": 7, "state": "paid"}, "headers": {"x-priority": "high"}}))]
 pub(crate) struct PublishRequest {
     /// A broker destination (`/topic/x`, `/queue/x`, `/user/{name}/queue/x`); for
     /// `/api/users/{user}/messages`, the user's destination (`/queue/messages`).

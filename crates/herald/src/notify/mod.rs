@@ -465,6 +465,7 @@ impl Notifier {
 /// `POST /api/jobs/{id}/progress`.
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"user": "alice", "percent": 100, "status": "done", "result": {"summary": "42 pages"}}))]
 pub struct JobProgress {
     #[serde(skip)]
     pub id: String,

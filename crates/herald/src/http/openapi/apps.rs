@@ -24,6 +24,7 @@ pub(super) struct Room {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "general"}))]
 pub(super) struct NewRoom {
     /// 1 to 100 characters, not blank.
     #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
