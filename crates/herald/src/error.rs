@@ -148,6 +148,10 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            ErrorCode::is_listed(code),
+            "error code '{code}' is not in ErrorCode::ALL (the API's documented codes)"
+        );
         ApiError {
             status,
             code,
@@ -185,6 +189,169 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
     }
+}
+
+/// Every `code` a REST error carries: stable across releases, what a client program
+/// matches on (the `error` text beside it is for people and may change). The OpenAPI
+/// document lists them; [`ApiError::new`] refuses, in debug builds, a code not here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    /// 400: malformed JSON, a missing or wrong field, a bad parameter.
+    BadRequest,
+    /// 400: the request body could not be read.
+    BadBody,
+    /// 400: a room name that cannot be one.
+    Invalid,
+    /// 400: a message header with a control character or a `:` in its name.
+    InvalidHeader,
+    /// 400: a message header named `herald-*` (the server's own).
+    ReservedHeader,
+    /// 400: a destination over a `[broker]` limit (length, segments, wildcards).
+    DestinationLimit,
+    /// 401: no credential, or one that does not verify.
+    Unauthorized,
+    /// 403: a verified caller without the role the call needs.
+    Forbidden,
+    /// 403: a destination rule refused the caller.
+    AccessDenied,
+    /// 403: no credentials are configured and the client is not on loopback.
+    ProtectedMode,
+    /// 403: a browser `Origin` that `auth.allowed_origins` does not allow.
+    OriginNotAllowed,
+    /// 403: a request without `Origin` that the browser marks as cross-site.
+    CrossSite,
+    /// 403: a SockJS request by another client than the session's opener.
+    SockjsSessionOwner,
+    /// 404: no such notification, session, room, or the feature is off.
+    NotFound,
+    /// 404: `notifications.enabled = false`.
+    NotificationsDisabled,
+    /// 409: the request cannot work with this configuration.
+    Conflict,
+    /// 413: a body or a field over its budget (`limit` names the setting).
+    TooLarge,
+    /// 421: a `Host` outside `server.allowed_hosts`.
+    HostNotAllowed,
+    /// 429: `apps.max_rooms` rooms exist.
+    MaxRooms,
+    /// 429: `limits.max_connections_per_ip`.
+    MaxConnectionsPerIp,
+    /// 429: `sockjs.max_sessions_per_ip`.
+    SockjsMaxSessionsPerIp,
+    /// 500: the server failed (minting a development token).
+    Internal,
+    /// 503: `limits.max_connections`.
+    MaxConnections,
+    /// 503: `sockjs.max_sessions`.
+    SockjsMaxSessions,
+    /// 503: a queue's budget refused the message (`limit` names it).
+    QueueFull,
+    /// 503: the cluster did not take the message; it is never delivered later.
+    ClusterUnavailable,
+    /// 503: the notification store does not answer; nothing was published.
+    DatabaseUnavailable,
+    /// 503: the cluster's presence does not answer.
+    PresenceUnavailable,
+    /// 503: the cluster's shared maps (the rooms) do not answer.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code: `code` takes no other values.
+    pub(crate) const ALL: [ErrorCode; 29] = [
+        ErrorCode::BadRequest,
+        ErrorCode::BadBody,
+        ErrorCode::Invalid,
+        ErrorCode::InvalidHeader,
+        ErrorCode::ReservedHeader,
+        ErrorCode::DestinationLimit,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::AccessDenied,
+        ErrorCode::ProtectedMode,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::CrossSite,
+        ErrorCode::SockjsSessionOwner,
+        ErrorCode::NotFound,
+        ErrorCode::NotificationsDisabled,
+        ErrorCode::Conflict,
+        ErrorCode::TooLarge,
+        ErrorCode::HostNotAllowed,
+        ErrorCode::MaxRooms,
+        ErrorCode::MaxConnectionsPerIp,
+        ErrorCode::SockjsMaxSessionsPerIp,
+        ErrorCode::Internal,
+        ErrorCode::MaxConnections,
+        ErrorCode::SockjsMaxSessions,
+        ErrorCode::QueueFull,
+        ErrorCode::ClusterUnavailable,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::PresenceUnavailable,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The wire name, as `serde` writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadBody => "bad_body",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::InvalidHeader => "invalid_header",
+            ErrorCode::ReservedHeader => "reserved_header",
+            ErrorCode::DestinationLimit => "destination_limit",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::ProtectedMode => "protected_mode",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::CrossSite => "cross_site",
+            ErrorCode::SockjsSessionOwner => "sockjs_session_owner",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotificationsDisabled => "notifications_disabled",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::HostNotAllowed => "host_not_allowed",
+            ErrorCode::MaxRooms => "max_rooms",
+            ErrorCode::MaxConnectionsPerIp => "max_connections_per_ip",
+            ErrorCode::SockjsMaxSessionsPerIp => "sockjs_max_sessions_per_ip",
+            ErrorCode::Internal => "internal",
+            ErrorCode::MaxConnections => "max_connections",
+            ErrorCode::SockjsMaxSessions => "sockjs_max_sessions",
+            ErrorCode::QueueFull => "queue_full",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::DatabaseUnavailable => "database_unavailable",
+            ErrorCode::PresenceUnavailable => "presence_unavailable",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether `code` is one of [`ErrorCode::ALL`].
+    pub(crate) fn is_listed(code: &str) -> bool {
+        ErrorCode::ALL.iter().any(|c| c.as_str() == code)
+    }
+}
+
+/// The body of every REST error (the OpenAPI schema of [`ApiError::body`]).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code, reason = "a schema only: ApiError::body writes this shape")]
+pub(crate) struct ErrorBody {
+    /// What went wrong, for a person.
+    error: String,
+    code: ErrorCode,
+    /// The setting whose budget was reached (`too_large`, `queue_full`, `max_rooms`).
+    #[schema(nullable = false)]
+    limit: Option<String>,
+    /// The destination rule that refused (`access_denied`).
+    #[schema(nullable = false)]
+    rule: Option<String>,
+    /// The destination a rule refused (`access_denied`).
+    #[schema(nullable = false)]
+    destination: Option<String>,
+    /// The header refused (`reserved_header`).
+    #[schema(nullable = false)]
+    header: Option<String>,
 }
 
 /// A setting that cannot work, named by its key: "stomp.max_frame: must be at least
@@ -229,6 +396,118 @@ mod tests {
             e.body(),
             serde_json::json!({"error": "too big", "code": "too_large", "limit": "server.max_body"})
         );
+    }
+
+    #[test]
+    fn error_codes_are_distinct_and_named_as_serde_names_them() {
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for c in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+
+    /// Every code literal the crate hands to an error is documented, and every
+    /// documented one is used: `ApiError::new`,
+    /// the admission's refusals (`Refusal::new`, its budgets' codes) and the JSON the
+    /// HTTP layer writes itself.
+    #[test]
+    fn every_code_in_the_source_is_listed() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src];
+        let mut found = std::collections::BTreeSet::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.split("#[cfg(test)]").next().unwrap();
+            for code in code_literals(text) {
+                assert!(
+                    ErrorCode::is_listed(&code),
+                    "{}: error code '{code}' is not in ErrorCode::ALL",
+                    path.display()
+                );
+                found.insert(code);
+            }
+        }
+        // And the list holds no code nothing answers with (the patterns would have
+        // gone stale, or a code is gone).
+        for c in ErrorCode::ALL {
+            assert!(
+                found.contains(c.as_str()),
+                "'{}' is listed but never used",
+                c.as_str()
+            );
+        }
+    }
+
+    /// `"code": "x"` in JSON, `(StatusCode::X, "x", message)` (`ApiError::new`,
+    /// `Refusal::new` and the tuples mapped to them), `StatusCode::X => "x"`, `let code = ..;`, and `("x", "section.key")`
+    /// pairs (the admission budgets' code and setting).
+    fn code_literals(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let word = |s: &str| -> Option<String> {
+            let s = s.trim_start().strip_prefix('"')?;
+            let end = s.find('"')?;
+            let w = &s[..end];
+            (!w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .then(|| w.to_owned())
+        };
+        for (i, _) in text.match_indices("\"code\":") {
+            out.extend(word(&text[i + 7..]));
+        }
+        for (i, _) in text.match_indices("StatusCode::") {
+            let rest = &text[i..];
+            // `StatusCode::X => "x"`: the status-to-code maps of the error helpers.
+            if let Some(arrow) = rest.find(" => ")
+                && rest[..arrow]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+            {
+                out.extend(word(&rest[arrow + 4..]));
+                continue;
+            }
+            let Some(comma) = rest.find(',') else {
+                continue;
+            };
+            if rest[..comma]
+                .contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            {
+                continue;
+            }
+            // (status, code, message): a third argument follows the code.
+            let after = &rest[comma + 1..];
+            if let Some(code) = word(after)
+                && after.trim_start()[code.len() + 2..]
+                    .trim_start()
+                    .starts_with(',')
+            {
+                out.push(code);
+            }
+        }
+        // `let code = if .. { "x" } else { "y" };`
+        for (i, _) in text.match_indices("let code = ") {
+            let binding = &text[i..i + text[i..].find(';').unwrap_or(0)];
+            out.extend(
+                binding
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .filter_map(|w| word(&format!("\"{w}\""))),
+            );
+        }
+        for (i, _) in text.match_indices(": (\"") {
+            let rest = &text[i + 3..];
+            if let Some(code) = word(rest)
+                && rest[code.len() + 2..].starts_with(", \"")
+            {
+                out.push(code);
+            }
+        }
+        out
     }
 
     #[test]

@@ -242,6 +242,10 @@ impl Broker {
         message: Arc<Message>,
         only_session: Option<&str>,
     ) -> Result<usize, Refused> {
+        let kind = match message.kind {
+            Kind::Topic => "topic",
+            Kind::Queue => "queue",
+        };
         let delivered = match message.kind {
             // A cluster queue entry can come back over the limit: given back with
             // its count by a node, or claimed from a node that died holding it.
@@ -258,7 +262,7 @@ impl Broker {
                     .count()
             }
         };
-        crate::ops::metrics::published(delivered);
+        crate::ops::metrics::published(kind, delivered);
         Ok(delivered)
     }
 

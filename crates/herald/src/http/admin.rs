@@ -14,11 +14,49 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
-use crate::ops::sessions::SubscriptionView;
+use crate::error::{ApiError, ErrorBody};
+use crate::ops::sessions::{SessionView, SubscriptionView};
 use crate::transport::Context;
+
+/// `/health/live`, and `/health/ready` when ready.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// `live`, `ready`, `not ready` or `shutting down`.
+    status: &'static str,
+    /// The dependencies that do not answer, and why (503 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    failing: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DestinationView {
+    /// A routing key or pattern with subscribers on this node.
+    destination: String,
+    subscribers: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Disconnected {
+    /// Sessions of the user this node ended.
+    disconnected: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServerInfo {
+    version: &'static str,
+    node: String,
+    uptime_seconds: u64,
+    sessions: usize,
+    /// Every setting, secrets redacted (`***`).
+    #[schema(value_type = Object)]
+    settings: Value,
+}
 
 type Refusal = ApiError;
 
@@ -34,7 +72,17 @@ pub(crate) fn routes() -> axum::Router<Context> {
         .route("/api/admin/info", get(info))
 }
 
-async fn metrics(State(state): State<Context>, headers: HeaderMap) -> Response {
+/// Prometheus metrics (text format 0.0.4); every family from the first scrape.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "`unauthorized` (only with `ops.metrics_auth`)", body = ErrorBody),
+        (status = 403, description = "`forbidden` (only with `ops.metrics_auth`)", body = ErrorBody),
+    ),
+    security((), ("apiKey" = []), ("bearer" = [])),
+)]
+pub(crate) async fn metrics(State(state): State<Context>, headers: HeaderMap) -> Response {
     let node = &state.node;
     if node.config.ops.metrics_auth {
         let key = headers
@@ -61,39 +109,69 @@ async fn metrics(State(state): State<Context>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn live() -> Json<Value> {
-    Json(json!({ "status": "live" }))
+/// Liveness: 200 while the process serves HTTP.
+#[utoipa::path(
+    get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "Live", body = Status)),
+)]
+pub(crate) async fn live() -> Json<Status> {
+    Json(Status {
+        status: "live",
+        failing: None,
+    })
 }
 
-/// Ready when serving and every dependency (cluster bus, database) answers.
-async fn ready(State(state): State<Context>) -> Response {
+/// Readiness: ready when serving and every dependency (cluster bus, database)
+/// answers.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "Not ready (`failing` names why) or shutting down", body = Status),
+    ),
+)]
+pub(crate) async fn ready(State(state): State<Context>) -> (StatusCode, Json<Status>) {
     if state.shutdown.is_cancelled() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "shutting down" })),
-        )
-            .into_response();
+        let status = Status {
+            status: "shutting down",
+            failing: None,
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(status));
     }
     let checks = state.node.readiness().await;
-    let failing: BTreeMap<&str, &str> = checks
-        .iter()
-        .filter_map(|(name, r)| r.as_ref().err().map(|e| (*name, e.as_str())))
+    let failing: BTreeMap<String, String> = checks
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| (name.to_owned(), e)))
         .collect();
     if failing.is_empty() {
-        Json(json!({ "status": "ready" })).into_response()
+        let status = Status {
+            status: "ready",
+            failing: None,
+        };
+        (StatusCode::OK, Json(status))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "failing": failing })),
-        )
-            .into_response()
+        let status = Status {
+            status: "not ready",
+            failing: Some(failing),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(status))
     }
 }
 
-async fn sessions(
+/// This node's sessions with their subscriptions, oldest first.
+#[utoipa::path(
+    get, path = "/api/admin/sessions", tag = "admin",
+    responses(
+        (status = 200, description = "The sessions", body = Vec<SessionView>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks `auth.admin_role`", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = [])),
+)]
+pub(crate) async fn sessions(
     State(state): State<Context>,
     headers: HeaderMap,
-) -> Result<Json<Value>, Refusal> {
+) -> Result<Json<Vec<SessionView>>, Refusal> {
     state.node.auth.admin(&headers).await?;
     let node = &state.node;
     let mut subs: BTreeMap<String, Vec<SubscriptionView>> = BTreeMap::new();
@@ -116,10 +194,22 @@ async fn sessions(
         })
         .collect();
     list.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
-async fn disconnect_session(
+/// Ends one session: its client gets ERROR "disconnected by an administrator".
+#[utoipa::path(
+    delete, path = "/api/admin/sessions/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Disconnected"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks `auth.admin_role`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such session on this node", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = [])),
+)]
+pub(crate) async fn disconnect_session(
     State(state): State<Context>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -133,46 +223,83 @@ async fn disconnect_session(
     }
 }
 
-async fn disconnect_user(
+/// Ends every session of a user on this node.
+#[utoipa::path(
+    delete, path = "/api/admin/users/{user}/sessions", tag = "admin",
+    params(("user" = String, Path, description = "The user's name")),
+    responses(
+        (status = 200, description = "How many were ended", body = Disconnected),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks `auth.admin_role`", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = [])),
+)]
+pub(crate) async fn disconnect_user(
     State(state): State<Context>,
     headers: HeaderMap,
     Path(user): Path<String>,
-) -> Result<Json<Value>, Refusal> {
+) -> Result<Json<Disconnected>, Refusal> {
     state.node.auth.admin(&headers).await?;
     let n = state.node.sessions.kick_user(&user);
     tracing::info!(%user, sessions = n, "user disconnected by an administrator");
-    Ok(Json(json!({ "disconnected": n })))
+    Ok(Json(Disconnected { disconnected: n }))
 }
 
-async fn destinations(
+/// Destinations with subscribers on this node.
+#[utoipa::path(
+    get, path = "/api/admin/destinations", tag = "admin",
+    responses(
+        (status = 200, description = "The destinations", body = Vec<DestinationView>),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks `auth.admin_role`", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = [])),
+)]
+pub(crate) async fn destinations(
     State(state): State<Context>,
     headers: HeaderMap,
-) -> Result<Json<Value>, Refusal> {
+) -> Result<Json<Vec<DestinationView>>, Refusal> {
     state.node.auth.admin(&headers).await?;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     state
         .node
         .broker
         .for_each_subscription(|s| *counts.entry(s.key.clone()).or_default() += 1);
-    let list: Vec<Value> = counts
+    let list = counts
         .into_iter()
-        .map(|(destination, subscribers)| json!({ "destination": destination, "subscribers": subscribers }))
+        .map(|(destination, subscribers)| DestinationView {
+            destination,
+            subscribers,
+        })
         .collect();
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
-async fn info(State(state): State<Context>, headers: HeaderMap) -> Result<Json<Value>, Refusal> {
+/// Version, node, uptime, and every setting with secrets redacted.
+#[utoipa::path(
+    get, path = "/api/admin/info", tag = "admin",
+    responses(
+        (status = 200, description = "The server", body = ServerInfo),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller lacks `auth.admin_role`", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = [])),
+)]
+pub(crate) async fn info(
+    State(state): State<Context>,
+    headers: HeaderMap,
+) -> Result<Json<ServerInfo>, Refusal> {
     state.node.auth.admin(&headers).await?;
     let node = &state.node;
     let mut settings = serde_json::to_value(&node.config).unwrap_or_default();
     redact(&mut settings);
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "node": node.id,
-        "uptimeSeconds": node.started.elapsed().as_secs(),
-        "sessions": node.sessions.len(),
-        "settings": settings,
-    })))
+    Ok(Json(ServerInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        node: node.id.to_string(),
+        uptime_seconds: node.started.elapsed().as_secs(),
+        sessions: node.sessions.len(),
+        settings,
+    }))
 }
 
 /// Hides secrets: values of secret-like keys, and passwords inside URLs.

@@ -4,9 +4,11 @@
 //! `/ws` upgrade usually never reaches the router: `direct.rs` answers it ahead of hyper.
 
 mod admin;
+mod asyncapi;
 pub(crate) mod direct;
 mod notifications;
 pub(crate) mod notify_socket;
+mod openapi;
 pub(crate) mod presence;
 pub(crate) mod publish;
 
@@ -39,6 +41,8 @@ pub(crate) fn router(
     }
     router
         .route("/health", get(health))
+        .route("/api/openapi.json", get(openapi::spec))
+        .route("/api/asyncapi.json", get(asyncapi::spec))
         .route("/api/publish", post(publish::publish))
         .route("/api/users/{user}/messages", post(publish::to_user))
         .route("/api/presence/users", get(presence::users))
@@ -157,16 +161,32 @@ fn json_answer(status: axum::http::StatusCode, body: serde_json::Value) -> Respo
     (status, axum::Json(body)).into_response()
 }
 
-async fn health(State(state): State<Context>) -> impl IntoResponse {
+/// `/health`: this node and its cluster bus.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `ok`, or `degraded` while Redis is unreachable (this node goes on delivering
+    /// to its own sessions).
+    status: &'static str,
+    node: String,
+    version: &'static str,
+    #[schema(value_type = openapi::ClusterStatus)]
+    cluster: crate::cluster::BusStatus,
+}
+
+/// The node, its version and its cluster bus.
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Serving", body = Health)),
+)]
+async fn health(State(state): State<Context>) -> axum::Json<Health> {
     let cluster = state.node.broker.bus().status();
-    // Degraded: Redis is unreachable; this node goes on delivering to its own sessions.
     let status = if cluster.connected { "ok" } else { "degraded" };
-    axum::Json(serde_json::json!({
-        "status": status,
-        "node": state.node.id,
-        "version": env!("CARGO_PKG_VERSION"),
-        "cluster": cluster,
-    }))
+    axum::Json(Health {
+        status,
+        node: state.node.id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        cluster,
+    })
 }
 
 async fn ws_upgrade(

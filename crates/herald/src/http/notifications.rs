@@ -36,17 +36,80 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::Handshake;
-use crate::error::ApiError;
-use crate::notify::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, view};
+use crate::error::{ApiError, ErrorBody};
+use crate::notify::{JobProgress, NewNotification, Notifier, NotifyError, Recipients, View, view};
 use crate::params::query_value;
 use crate::transport::Context;
 
 type Answer = ApiError;
-type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
+type ApiResult<T> = Result<(StatusCode, Json<T>), ApiError>;
+
+/// 201 (200 for a repeated idempotency key): a summary, not a copy of every row.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Created {
+    count: usize,
+    /// Every id, in the order of the request's users.
+    ids: Vec<i64>,
+    /// The first 10 rows.
+    #[schema(value_type = Vec<View>)]
+    notifications: Vec<Value>,
+    /// Rows beyond those in `notifications` exist.
+    more: bool,
+    /// Sessions on this node the live copies reached.
+    delivered: usize,
+    /// The idempotency key named earlier notifications: nothing was written.
+    duplicate: bool,
+}
+
+/// A page of the user's notifications, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Page {
+    #[schema(value_type = Vec<View>)]
+    items: Vec<Value>,
+    /// The `cursor` of the next page; null on the last.
+    next_cursor: Option<String>,
+    unread_count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UnreadCount {
+    unread_count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MarkedRead {
+    id: i64,
+    read: bool,
+    /// False when it was read already.
+    changed: bool,
+    unread_count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MarkedAllRead {
+    /// The notifications this marked read.
+    ids: Vec<i64>,
+    unread_count: i64,
+}
+
+/// 202: the progress was published to the user's job destination.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct JobAccepted {
+    /// Sessions on this node that got it.
+    delivered: usize,
+    /// The notification stored for a `done` or `failed` status.
+    #[schema(value_type = Option<View>)]
+    notification: Option<Value>,
+}
 
 const MAX_PAGE: i64 = 200;
 /// Rows a create answers with in full; the others by id.
@@ -148,20 +211,29 @@ async fn owner(
     }
 }
 
-#[derive(Deserialize)]
+/// One of `user`, `users`, `memberId` or `broadcast: true` names the recipients.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateRequest {
+#[schema(example = json!({"user": "alice", "type": "comment", "title": "New comment", "message": "Bob replied", "redirectPath": "/posts/7", "payload": {"postId": 7}}))]
+pub(crate) struct CreateRequest {
+    #[schema(min_length = 1)]
     user: Option<String>,
+    #[schema(min_items = 1, inline)]
     users: Option<Vec<String>>,
     /// The Spring notification DTO's name; a number or a string.
+    #[schema(value_type = Option<String>)]
     member_id: Option<Value>,
     #[serde(default)]
     broadcast: bool,
+    #[schema(min_length = 1)]
     message: String,
+    /// The notification's kind (`info` when left out).
     #[serde(rename = "type", default = "default_kind")]
+    #[schema(min_length = 1)]
     kind: String,
     #[serde(default)]
     title: String,
+    /// A path on this site (`/posts/7`) or an http(s) URL.
     redirect_path: Option<String>,
     payload: Option<Value>,
     idempotency_key: Option<String>,
@@ -171,11 +243,28 @@ fn default_kind() -> String {
     "info".into()
 }
 
-async fn create(
+/// Stores a notification for users (or everyone), then delivers it live.
+#[utoipa::path(
+    post, path = "/api/notifications", tag = "notifications",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names one notification per recipient for this caller (or `idempotencyKey`)")),
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Stored and published", body = Created),
+        (status = 200, description = "A repeated idempotency key: the earlier notifications", body = Created),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not a service", body = ErrorBody),
+        (status = 404, description = "`notifications_disabled`", body = ErrorBody),
+        (status = 413, description = "`too_large`: `notifications.max_recipients`, `max_message`, `max_payload`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: nothing was published", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = []), ()),
+)]
+pub(crate) async fn create(
     State(state): State<Context>,
     headers: HeaderMap,
     req: Result<Json<CreateRequest>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<Created> {
     let caller = caller(&state, &headers).await?;
     let notifier = notifier(&state)?;
     let Json(req) = req.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
@@ -237,22 +326,41 @@ async fn create(
     let rows = &created.notifications;
     Ok((
         status,
-        Json(json!({
-            "count": rows.len(),
-            "ids": rows.iter().map(|n| n.id).collect::<Vec<_>>(),
-            "notifications": rows.iter().take(ECHOED).map(view).collect::<Vec<_>>(),
-            "more": rows.len() > ECHOED,
-            "delivered": created.delivered,
-            "duplicate": created.duplicate,
-        })),
+        Json(Created {
+            count: rows.len(),
+            ids: rows.iter().map(|n| n.id).collect(),
+            notifications: rows.iter().take(ECHOED).map(view).collect(),
+            more: rows.len() > ECHOED,
+            delivered: created.delivered,
+            duplicate: created.duplicate,
+        }),
     ))
 }
 
-async fn list(
+/// The calling user's notifications, newest first.
+#[utoipa::path(
+    get, path = "/api/notifications", tag = "notifications",
+    params(
+        ("unread" = Option<bool>, Query, description = "Only unread ones (`true` or `1`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size (default `notifications.page_size`)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("user" = Option<String>, Query, description = "The user, in anonymous mode only"),
+        ("access_token" = Option<String>, Query, description = "The user's token (`auth.query_param`)"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = Page),
+        (status = 400, description = "`bad_request`: `limit` or `cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no user (a token, or in anonymous mode `X-User` / `?user=`)", body = ErrorBody),
+        (status = 404, description = "`notifications_disabled`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []), ("queryToken" = []), ("userHeader" = [])),
+)]
+pub(crate) async fn list(
     State(state): State<Context>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> ApiResult {
+) -> ApiResult<Page> {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let q = query.as_deref();
@@ -292,31 +400,58 @@ async fn list(
     let unread_count = notifier.unread_count(&user).await.map_err(failed)?;
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "items": items.iter().map(view).collect::<Vec<_>>(),
-            "nextCursor": next,
-            "unreadCount": unread_count,
-        })),
+        Json(Page {
+            items: items.iter().map(view).collect(),
+            next_cursor: next,
+            unread_count,
+        }),
     ))
 }
 
-async fn unread_count(
+/// How many of the calling user's notifications are unread.
+#[utoipa::path(
+    get, path = "/api/notifications/unread-count", tag = "notifications",
+    params(("user" = Option<String>, Query, description = "The user, in anonymous mode only"),
+        ("access_token" = Option<String>, Query, description = "The user's token (`auth.query_param`)")),
+    responses(
+        (status = 200, description = "The count", body = UnreadCount),
+        (status = 401, description = "`unauthorized`: no user (a token, or in anonymous mode `X-User` / `?user=`)", body = ErrorBody),
+        (status = 404, description = "`notifications_disabled`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []), ("queryToken" = []), ("userHeader" = [])),
+)]
+pub(crate) async fn unread_count(
     State(state): State<Context>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> ApiResult {
+) -> ApiResult<UnreadCount> {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let n = notifier.unread_count(&user).await.map_err(failed)?;
-    Ok((StatusCode::OK, Json(json!({ "unreadCount": n }))))
+    Ok((StatusCode::OK, Json(UnreadCount { unread_count: n })))
 }
 
-async fn read_one(
+/// Marks one of the calling user's notifications read; the user's other sessions
+/// are told.
+#[utoipa::path(
+    post, path = "/api/notifications/{id}/read", tag = "notifications",
+    params(("id" = String, Path, description = "The notification's id"), ("user" = Option<String>, Query, description = "The user, in anonymous mode only"),
+        ("access_token" = Option<String>, Query, description = "The user's token (`auth.query_param`)")),
+    responses(
+        (status = 200, description = "Read", body = MarkedRead),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such notification for this user; `notifications_disabled`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []), ("queryToken" = []), ("userHeader" = [])),
+)]
+pub(crate) async fn read_one(
     State(state): State<Context>,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> ApiResult {
+) -> ApiResult<MarkedRead> {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let not_found = || {
@@ -332,31 +467,69 @@ async fn read_one(
         None => Err(not_found()),
         Some((changed, unread)) => Ok((
             StatusCode::OK,
-            Json(json!({ "id": n, "read": true, "changed": changed, "unreadCount": unread })),
+            Json(MarkedRead {
+                id: n,
+                read: true,
+                changed,
+                unread_count: unread,
+            }),
         )),
     }
 }
 
-async fn read_all(
+/// Marks every notification of the calling user read.
+#[utoipa::path(
+    post, path = "/api/notifications/read-all", tag = "notifications",
+    params(("user" = Option<String>, Query, description = "The user, in anonymous mode only"),
+        ("access_token" = Option<String>, Query, description = "The user's token (`auth.query_param`)")),
+    responses(
+        (status = 200, description = "All read", body = MarkedAllRead),
+        (status = 401, description = "`unauthorized`: no user (a token, or in anonymous mode `X-User` / `?user=`)", body = ErrorBody),
+        (status = 404, description = "`notifications_disabled`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []), ("queryToken" = []), ("userHeader" = [])),
+)]
+pub(crate) async fn read_all(
     State(state): State<Context>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> ApiResult {
+) -> ApiResult<MarkedAllRead> {
     let notifier = notifier(&state)?;
     let user = owner(&state, &headers, query.as_deref()).await?;
     let ids = notifier.mark_all_read(&user).await.map_err(failed)?;
     Ok((
         StatusCode::OK,
-        Json(json!({ "ids": ids, "unreadCount": 0 })),
+        Json(MarkedAllRead {
+            ids,
+            unread_count: 0,
+        }),
     ))
 }
 
-async fn job_progress(
+/// Publishes a job's progress to its user; `done` and `failed` are stored as a
+/// notification too.
+#[utoipa::path(
+    post, path = "/api/jobs/{id}/progress", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    request_body = JobProgress,
+    responses(
+        (status = 202, description = "Published", body = JobAccepted),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not a service", body = ErrorBody),
+        (status = 404, description = "`notifications_disabled`", body = ErrorBody),
+        (status = 413, description = "`too_large`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = []), ()),
+)]
+pub(crate) async fn job_progress(
     State(state): State<Context>,
     Path(id): Path<String>,
     headers: HeaderMap,
     req: Result<Json<JobProgress>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<JobAccepted> {
     let caller = caller(&state, &headers).await?;
     let notifier = notifier(&state)?;
     let Json(mut job) = req.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
@@ -364,9 +537,9 @@ async fn job_progress(
     let (delivered, created) = notifier.job_progress(&job, &caller).await.map_err(failed)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "delivered": delivered,
-            "notification": created.and_then(|c| c.notifications.first().map(view)),
-        })),
+        Json(JobAccepted {
+            delivered,
+            notification: created.and_then(|c| c.notifications.first().map(view)),
+        }),
     ))
 }

@@ -27,26 +27,48 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use herald_stomp::Headers;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::auth::rules::{self, Operation};
 use crate::broker::Refused;
 use crate::cluster::Outcome;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::transport::Context;
 
-#[derive(Deserialize)]
+/// A message to publish.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"destination": "/topic/orders", "body": {"id": 7, "state": "paid"}, "headers": {"x-priority": "high"}}))]
 pub(crate) struct PublishRequest {
+    /// A broker destination (`/topic/x`, `/queue/x`, `/user/{name}/queue/x`); for
+    /// `/api/users/{user}/messages`, the user's destination (`/queue/messages`).
+    #[schema(pattern = "^/")]
     destination: String,
+    /// A string is sent as it is (`text/plain`), any other JSON value serialized
+    /// (`application/json`).
     body: Value,
+    /// STOMP headers for the MESSAGE; none named `herald-*`, no control characters.
     #[serde(default)]
     headers: BTreeMap<String, String>,
 }
 
-type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
+/// 202: the cluster took the message.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Published {
+    /// Subscriptions on the node that took the request (other nodes deliver to theirs).
+    delivered: usize,
+    /// The message's place in the destination's history (topics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    /// The history's epoch: an offset is only comparable within one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<String>,
+}
+
+type ApiResult = Result<(StatusCode, Json<Published>), ApiError>;
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg)
@@ -104,12 +126,18 @@ fn accepted(sent: Result<Outcome, Refused>) -> ApiResult {
             e,
         ));
     }
-    let mut body = json!({ "delivered": outcome.delivered });
-    if let Some(p) = &outcome.position {
-        body["offset"] = json!(p.offset);
-        body["epoch"] = json!(&*p.epoch);
-    }
-    Ok((StatusCode::ACCEPTED, Json(body)))
+    let (offset, epoch) = match outcome.position {
+        Some(p) => (Some(p.offset), Some(p.epoch.to_string())),
+        None => (None, None),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Published {
+            delivered: outcome.delivered,
+            offset,
+            epoch,
+        }),
+    ))
 }
 
 /// The message body and its headers, with a content-type chosen from the JSON type.
@@ -125,6 +153,19 @@ fn encode(req: PublishRequest) -> (String, Headers, Bytes) {
     (req.destination, headers, body)
 }
 
+/// Publishes a message to a destination, as a STOMP SEND by the caller would.
+#[utoipa::path(
+    post, path = "/api/publish", tag = "publish",
+    request_body = PublishRequest,
+    responses(
+        (status = 202, description = "Taken by the cluster", body = Published),
+        (status = 400, description = "`bad_request`, `invalid_header`, `reserved_header`, `destination_limit`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no or a bad credential", body = ErrorBody),
+        (status = 403, description = "`forbidden` (not a service), `access_denied` (a destination rule)", body = ErrorBody),
+        (status = 503, description = "`queue_full`, `cluster_unavailable`: not delivered, never later", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = []), ()),
+)]
 pub(crate) async fn publish(
     State(state): State<Context>,
     headers: HeaderMap,
@@ -144,6 +185,20 @@ pub(crate) async fn publish(
     accepted(sent.await)
 }
 
+/// Publishes a message to `destination` of every session of `user`.
+#[utoipa::path(
+    post, path = "/api/users/{user}/messages", tag = "publish",
+    params(("user" = String, Path, description = "The user's name (a principal)")),
+    request_body = PublishRequest,
+    responses(
+        (status = 202, description = "Taken by the cluster", body = Published),
+        (status = 400, description = "`bad_request`, `invalid_header`, `reserved_header`, `destination_limit`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`, `access_denied`", body = ErrorBody),
+        (status = 503, description = "`queue_full`, `cluster_unavailable`", body = ErrorBody),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("cookie" = []), ()),
+)]
 pub(crate) async fn to_user(
     State(state): State<Context>,
     Path(user): Path<String>,

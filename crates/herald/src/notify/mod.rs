@@ -463,14 +463,19 @@ impl Notifier {
 }
 
 /// `POST /api/jobs/{id}/progress`.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"user": "alice", "percent": 100, "status": "done", "result": {"summary": "42 pages"}}))]
 pub struct JobProgress {
     #[serde(skip)]
     pub id: String,
+    #[schema(min_length = 1)]
     pub user: String,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     pub percent: f64,
+    /// `done` and `failed` are final: stored as a notification too.
+    #[schema(min_length = 1)]
     pub status: String,
     #[serde(default)]
     pub result: Option<Value>,
@@ -620,9 +625,10 @@ fn scoped_key(caller: &str, key: &str) -> String {
 /// A notification as clients see it, in the REST API and in the live message:
 /// the Spring notification DTO's {memberId, notificationId, message, redirectPath} plus the rest.
 /// `memberId` is null and `broadcast` true for a broadcast.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct View<'a> {
+#[schema(as = Notification)]
+pub(crate) struct View<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a str>,
     notification_id: i64,

@@ -2,6 +2,12 @@
 //! help text, and recorded through the small functions below so call sites stay one
 //! line and the names cannot drift.
 //!
+//! Every family is registered when the recorder is installed, with each label value
+//! it can take, so the first scrape of a fresh server lists all of them at 0 with
+//! their HELP text: an alert or a panel on a family reads 0 rather than "no data"
+//! until its first event. The exporter renders only what was registered; describing
+//! a name is not enough.
+//!
 //! The recorder is process-global (the `metrics` facade); several servers in one
 //! process (tests) share it.
 
@@ -127,8 +133,14 @@ fn describe() {
     describe_counter!(FRAMES_OUT, "Frames sent, by command");
     describe_counter!(BYTES_IN, Unit::Bytes, "Bytes received by transports");
     describe_counter!(BYTES_OUT, Unit::Bytes, "Bytes written by transports");
-    describe_counter!(MESSAGES_PUBLISHED, "Messages published to the broker");
-    describe_counter!(MESSAGES_DELIVERED, "Message deliveries to subscriptions");
+    describe_counter!(
+        MESSAGES_PUBLISHED,
+        "Messages published to the broker, by destination kind (topic, queue)"
+    );
+    describe_counter!(
+        MESSAGES_DELIVERED,
+        "Message deliveries to subscriptions, by destination kind (topic, queue)"
+    );
     describe_counter!(MESSAGES_DROPPED, "Messages not delivered, by reason");
     describe_counter!(
         MESSAGES_DEAD_LETTERED,
@@ -221,6 +233,114 @@ fn describe() {
         "Destinations refused for a broker limit, by limit"
     );
     describe_budgets();
+    register_at_zero();
+}
+
+/// The `reason` label of [`MESSAGES_DROPPED`].
+const DROP_REASONS: [&str; 1] = ["queue_full"];
+/// The `stage` label of [`AUTH_FAILURES`].
+const AUTH_STAGES: [&str; 2] = ["handshake", "connect"];
+/// The `operation` label of [`DB_SECONDS`].
+const DB_OPERATIONS: [&str; 2] = ["insert", "list"];
+/// The `reason` label of [`BUS_REFUSED`].
+const BUS_REFUSALS: [&str; 4] = ["spool_full", "timeout", "rejected", "shutdown"];
+/// The `limit` label of [`DESTINATIONS_REFUSED`] (`destination::LimitError::limit`).
+const DESTINATION_LIMITS: [&str; 3] = ["length", "segments", "wildcards"];
+/// The `reason` label of [`CONNECTIONS_REFUSED`]: the admission's refusal codes.
+const REFUSALS: [&str; 10] = [
+    "protected_mode",
+    "host_not_allowed",
+    "origin_not_allowed",
+    "cross_site",
+    "unauthorized",
+    "sockjs_session_owner",
+    "max_connections",
+    "max_connections_per_ip",
+    "sockjs_max_sessions",
+    "sockjs_max_sessions_per_ip",
+];
+/// The `outcome` label of [`RESUMES`].
+const RESUME_OUTCOMES: [&str; 4] = ["resumed", "unknown", "other_user", "failed"];
+
+/// The `kind` label of [`MESSAGES_PUBLISHED`] and [`MESSAGES_DELIVERED`].
+const KINDS: [&str; 2] = ["topic", "queue"];
+
+/// Every family (but those [`describe_budgets`] registers), with each of its label
+/// values, at 0. Gauges are moved by 0, never set, so nothing counted before
+/// (another server of the process) is lost.
+fn register_at_zero() {
+    for t in TRANSPORTS {
+        counter!(CONNECTIONS_OPENED, "transport" => t).increment(0);
+        gauge!(CONNECTIONS, "transport" => t).increment(0.0);
+    }
+    for l in LISTENERS {
+        gauge!(LISTENER_CONNECTIONS, "listener" => l).increment(0.0);
+    }
+    for c in COMMANDS {
+        counter!(FRAMES_IN, "command" => c).increment(0);
+        counter!(FRAMES_OUT, "command" => c).increment(0);
+    }
+    for k in KINDS {
+        counter!(MESSAGES_PUBLISHED, "kind" => k).increment(0);
+        counter!(MESSAGES_DELIVERED, "kind" => k).increment(0);
+    }
+    for r in DROP_REASONS {
+        counter!(MESSAGES_DROPPED, "reason" => r).increment(0);
+    }
+    for k in crate::error::ErrorKind::ALL {
+        counter!(ERRORS, "reason" => k.as_str()).increment(0);
+    }
+    for s in AUTH_STAGES {
+        counter!(AUTH_FAILURES, "stage" => s).increment(0);
+    }
+    for o in DB_OPERATIONS {
+        // Registered by taking its handle.
+        let _ = histogram!(DB_SECONDS, "operation" => o);
+    }
+    for r in BUS_REFUSALS {
+        counter!(BUS_REFUSED, "reason" => r).increment(0);
+    }
+    for l in DESTINATION_LIMITS {
+        counter!(DESTINATIONS_REFUSED, "limit" => l).increment(0);
+    }
+    for r in REFUSALS {
+        counter!(CONNECTIONS_REFUSED, "reason" => r).increment(0);
+    }
+    for o in RESUME_OUTCOMES {
+        counter!(RESUMES, "outcome" => o).increment(0);
+    }
+    for o in ["accepted", "refused"] {
+        counter!(TOKEN_REFRESHES, "outcome" => o).increment(0);
+    }
+    for c in [
+        BYTES_IN,
+        BYTES_OUT,
+        SLOW_CONSUMER_CLOSES,
+        PUBLISHER_PAUSES,
+        BUS_ERRORS,
+        REDIS_RECONNECTS,
+        BUS_REPLAYED,
+        BUS_HANDED_BACK,
+        NOTIFICATIONS_CREATED,
+        NOTIFICATIONS_DELIVERED,
+    ] {
+        counter!(c).increment(0);
+    }
+    for g in [
+        SESSIONS,
+        SUBSCRIPTIONS,
+        DESTINATIONS,
+        PUBLISHERS_PAUSED,
+        BUS_SPOOL_BYTES,
+        BUS_SPOOL_MESSAGES,
+        SOCKJS_SESSIONS,
+        RUNTIME_TASKS,
+    ] {
+        gauge!(g).increment(0.0);
+    }
+    for h in [HANDLER_SECONDS, BUS_PUBLISH_SECONDS] {
+        let _ = histogram!(h);
+    }
 }
 
 /// The budget families, registered at zero so they read 0 before the first event.
@@ -407,13 +527,19 @@ pub(crate) fn bytes_out(n: usize) {
     C.with(|| counter!(BYTES_OUT), |c| c.increment(n as u64));
 }
 
-/// One publish that reached `delivered` subscriptions.
-pub(crate) fn published(delivered: usize) {
-    static PUBLISHED: Cached<Counter> = Cached::new();
-    static DELIVERED: Cached<Counter> = Cached::new();
-    PUBLISHED.with(|| counter!(MESSAGES_PUBLISHED), |c| c.increment(1));
+/// One publish to a destination of `kind` ("topic" or "queue") that reached
+/// `delivered` subscriptions.
+pub(crate) fn published(kind: &'static str, delivered: usize) {
+    static PUBLISHED: PerLabel<Counter, 2> = PerLabel::new(KINDS);
+    static DELIVERED: PerLabel<Counter, 2> = PerLabel::new(KINDS);
+    PUBLISHED.with(
+        kind,
+        || counter!(MESSAGES_PUBLISHED, "kind" => kind),
+        |c| c.increment(1),
+    );
     DELIVERED.with(
-        || counter!(MESSAGES_DELIVERED),
+        kind,
+        || counter!(MESSAGES_DELIVERED, "kind" => kind),
         |c| c.increment(delivered as u64),
     );
     frames_out("MESSAGE", delivered as u64);

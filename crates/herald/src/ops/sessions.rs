@@ -74,7 +74,7 @@ impl SessionEntry {
 }
 
 /// A session as the admin API shows it.
-#[derive(Debug, Serialize, Clone, PartialEq)]
+#[derive(Debug, Serialize, Clone, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub id: String,
@@ -88,7 +88,7 @@ pub struct SessionView {
     pub meta: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize, Clone, PartialEq)]
+#[derive(Debug, Serialize, Clone, PartialEq, utoipa::ToSchema)]
 pub struct SubscriptionView {
     pub id: String,
     pub destination: String,

@@ -150,6 +150,11 @@ impl Server {
         self
     }
 
+    /// The HTTP routes as `run` serves them, for `state`.
+    pub(crate) fn routes(&self, state: &transport::Context) -> axum::Router {
+        router(state.clone(), self.app_routes.clone(), &self.sockets)
+    }
+
     /// Cancel this token to shut the server down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -159,21 +164,20 @@ impl Server {
     /// the server is shutting down and waits up to `server.drain_timeout` for them.
     pub async fn run(self) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
+        let state = transport::Context {
+            node: self.node.clone(),
+            shutdown: self.shutdown.clone(),
+            tasks: tasks.clone(),
+        };
+        let app = self.routes(&state);
         let Server {
             node,
-            app_routes,
-            sockets,
             rooms,
             http,
             stomp,
             shutdown,
+            ..
         } = self;
-        let state = transport::Context {
-            node: node.clone(),
-            shutdown: shutdown.clone(),
-            tasks: tasks.clone(),
-        };
-        let app = router(state.clone(), app_routes, &sockets);
         if node.gate.is_protected() {
             tracing::warn!("{PROTECTED_MODE}");
         }

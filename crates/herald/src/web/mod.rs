@@ -255,11 +255,15 @@ struct DevLogin {
     name: Option<String>,
 }
 
-/// 400 `bad_request` or 401 `unauthorized`.
+/// The status's code: 401 `unauthorized`, 403 `forbidden`, 404 `not_found`, 409
+/// `conflict`, 500 `internal`, else 400 `bad_request`.
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     let code = match status {
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::INTERNAL_SERVER_ERROR => "internal",
         _ => "bad_request",
     };
     ApiError::new(status, code, msg).into_response()
