@@ -65,7 +65,14 @@ pub(crate) fn document(config: &Config) -> Value {
     let own =
         format!("SUBSCRIBE by anyone authenticated as the user: `{user}…` is the subscriber's own");
 
-    let mut channels = Vec::new();
+    let mut channels = vec![Channel {
+        id: "token",
+        address: crate::session::refresh::TOKEN_DESTINATION.to_owned(),
+        description: "A fresh token for the live session, before its own expires: the token in a `token` header (or `Authorization: Bearer …`), no body, best with a `receipt`. The session's roles and expiry become the new token's; a token that does not verify, has expired or names another user is an ERROR that ends the session".into(),
+        messages: &["tokenRefresh"],
+        action: "send",
+        rule: "SEND by a session that connected with a token, naming its own user".into(),
+    }];
     let n = &config.notifications;
     if n.enabled {
         let user_dest = |d: &str| format!("{}{}", user.trim_end_matches('/'), d);
@@ -164,6 +171,14 @@ pub(crate) fn document(config: &Config) -> Value {
                 messages: &["roomEvent"],
                 action: "receive",
                 rule: "SUBSCRIBE by anyone the rules admit".into(),
+            },
+            Channel {
+                id: "roomSnapshot",
+                address: format!("{app}/chat/rooms/{{roomId}}"),
+                description: "SUBSCRIBE to open a room: answered once, to this subscription alone, with the room, its members and its recent messages (then subscribe to its topic for the live events)".into(),
+                messages: &["roomSnapshot"],
+                action: "receive",
+                rule: "SUBSCRIBE by anyone the rules admit (answered by the rooms' subscribe handler)".into(),
             },
             Channel {
                 id: "hello",
@@ -323,6 +338,19 @@ fn messages() -> Value {
         "roomEvent": message("roomEvent", "A room's event", None, "RoomEvent"),
         "hello": message("hello", "A name to greet", None, "Hello"),
         "greeting": message("greeting", "A greeting", None, "Greeting"),
+        "roomSnapshot": message("roomSnapshot", "A room as a page opens it", None, "RoomSnapshot"),
+        "tokenRefresh": {
+            "name": "tokenRefresh",
+            "title": "A fresh token",
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "token": { "type": "string", "description": "The JWT (or `Authorization: Bearer <JWT>`, or `passcode`)" },
+                    "receipt": { "type": "string", "description": "Answered by a RECEIPT once the token is taken" },
+                },
+            },
+            "payload": { "type": "string", "maxLength": 0 },
+        },
     })
 }
 
@@ -395,12 +423,23 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["type", "chatRoomId", "writer", "message", "timestamp"],
             "properties": {
-                "type": { "type": "string", "description": "JOIN, TALK or LEAVE" },
+                "type": { "type": "string", "description": "JOIN, CHAT or LEAVE" },
                 "chatRoomId": string,
                 "writer": { "type": "string", "description": "The session's principal" },
                 "message": string,
                 "timestamp": { "type": "string", "format": "date-time" },
                 "members": { "type": "array", "items": string },
+            },
+        },
+        "RoomSnapshot": {
+            "type": "object",
+            "required": ["chatRoomId", "name", "createdAt", "members", "recent"],
+            "properties": {
+                "chatRoomId": string,
+                "name": string,
+                "createdAt": { "type": "string", "format": "date-time" },
+                "members": { "type": "array", "items": string },
+                "recent": { "type": "array", "items": { "$ref": "#/components/schemas/RoomEvent" }, "description": "The room's last CHAT events, oldest first" },
             },
         },
         "Hello": { "type": "object", "required": ["name"], "properties": { "name": string } },
@@ -467,5 +506,11 @@ mod tests {
             "/member/queue/notification"
         );
         assert!(doc["channels"]["chat"].is_null());
+        assert_eq!(doc["channels"]["token"]["address"], "/herald/token");
+        let with_demo = document(&Config::default());
+        assert_eq!(
+            with_demo["channels"]["roomSnapshot"]["address"],
+            "/app/chat/rooms/{roomId}"
+        );
     }
 }
