@@ -39,6 +39,7 @@ pub mod local;
 pub mod presence;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod target;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
