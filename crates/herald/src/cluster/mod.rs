@@ -104,6 +104,10 @@ pub struct BusStatus {
     pub spooled: usize,
     /// Channels and patterns this node listens to.
     pub channels: usize,
+    /// Redis Cluster shards that do not answer (address, slots, why): the
+    /// destinations they own wait in the outage spool, the others go on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards_down: Vec<String>,
 }
 
 /// Where a bus hands what this node's sessions must receive. The broker implements

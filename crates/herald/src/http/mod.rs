@@ -159,8 +159,13 @@ fn json_answer(status: axum::http::StatusCode, body: serde_json::Value) -> Respo
 
 async fn health(State(state): State<Context>) -> impl IntoResponse {
     let cluster = state.node.broker.bus().status();
-    // Degraded: Redis is unreachable; this node goes on delivering to its own sessions.
-    let status = if cluster.connected { "ok" } else { "degraded" };
+    // Degraded: Redis (or some of a Redis Cluster's shards) is unreachable; this node
+    // goes on delivering to its own sessions.
+    let status = if cluster.connected && cluster.shards_down.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
     axum::Json(serde_json::json!({
         "status": status,
         "node": state.node.id,

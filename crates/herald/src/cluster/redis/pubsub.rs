@@ -1,6 +1,7 @@
 //! Topics over Pub/Sub: channels subscribed while local subscriptions need them,
 //! messages received and de-duplicated, and what Pub/Sub missed filled from history.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use redis::{PushInfo, PushKind, Value};
@@ -23,6 +24,23 @@ pub(super) struct Heard {
     /// Local subscriptions to the key.
     subscriptions: usize,
     last: Option<Position>,
+    /// The offsets and message ids heard last: an offset heard again with another
+    /// message is not a duplicate but a new message, after a failover lost the
+    /// newest entries (Pub/Sub had carried them; the promoted replica never got
+    /// them, so its offsets run over them again).
+    recent: VecDeque<(u64, String)>,
+}
+
+/// Offsets [`Heard::recent`] remembers.
+const RECENT: usize = 256;
+
+impl Heard {
+    fn remember(&mut self, offset: u64, id: &str) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((offset, id.to_owned()));
+    }
 }
 
 /// How a message heard on Pub/Sub relates to what came before on its key.
@@ -45,11 +63,10 @@ impl Inner {
             return; // the health task subscribes what is missing once Redis is back
         }
         let mut conn = self.conn();
-        let r = if pattern {
-            conn.psubscribe(&ch).await
-        } else {
-            conn.subscribe(&ch).await
-        };
+        let mut r = conn.subscribe(&ch, pattern).await;
+        if r.is_ok() && pattern && self.keys.tagged {
+            r = self.announce(&ch).await;
+        }
         match r {
             Ok(()) => {
                 self.listening.lock().insert((ch, pattern));
@@ -73,11 +90,7 @@ impl Inner {
             return;
         }
         let mut conn = self.conn();
-        let _ = if pattern {
-            conn.punsubscribe(&ch).await
-        } else {
-            conn.unsubscribe(&ch).await
-        };
+        let _ = conn.unsubscribe(&ch, pattern).await;
     }
 
     pub(super) async fn receive(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
@@ -91,7 +104,15 @@ impl Inner {
                 p = pushes.recv() => match p { Some(p) => p, None => return },
             };
             let payload = match (push.kind, &push.data[..]) {
-                (PushKind::Message, [_, Value::BulkString(p)]) => p,
+                (PushKind::Message, [channel, Value::BulkString(p)])
+                    if as_string(channel).is_some_and(|c| self.is_announcement(&c)) =>
+                {
+                    if let Ok(glob) = std::str::from_utf8(p) {
+                        self.wildcard_announced(glob.to_owned());
+                    }
+                    continue;
+                }
+                (PushKind::Message | PushKind::SMessage, [_, Value::BulkString(p)]) => p,
                 (PushKind::PMessage, [pattern, channel, Value::BulkString(p)]) => {
                     match (as_string(pattern), as_string(channel)) {
                         (Some(pat), Some(ch)) if self.first_listener(&pat, &ch) => p,
@@ -115,7 +136,7 @@ impl Inner {
                 offset,
                 epoch: epoch.into(),
             };
-            match self.sequence(&m.key, &position) {
+            match self.sequence(&m.key, &position, &m.id) {
                 Sequence::Next => {}
                 Sequence::Again => continue,
                 Sequence::After(from) => {
@@ -132,15 +153,27 @@ impl Inner {
         }
     }
 
-    /// Records that `key`'s message at `p` was heard, and how it follows the last one
-    /// (keys with exact local subscriptions only).
-    pub(super) fn sequence(&self, key: &str, p: &Position) -> Sequence {
+    /// Records that `key`'s message `id` at `p` was heard, and how it follows the last
+    /// one (keys with exact local subscriptions only).
+    pub(super) fn sequence(&self, key: &str, p: &Position, id: &str) -> Sequence {
         let mut heard = self.heard.lock();
         let Some(h) = heard.get_mut(key) else {
             return Sequence::Next;
         };
         let seq = match &h.last {
-            Some(l) if l.epoch == p.epoch && p.offset <= l.offset => return Sequence::Again,
+            Some(l) if l.epoch == p.epoch && p.offset <= l.offset => {
+                let again = h
+                    .recent
+                    .iter()
+                    .find(|(o, _)| *o == p.offset)
+                    .is_none_or(|(_, seen)| seen == id);
+                if again {
+                    return Sequence::Again;
+                }
+                // The offsets run again from here: what was heard past it is gone.
+                h.recent.retain(|(o, _)| *o < p.offset);
+                Sequence::Next
+            }
             Some(l) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
                 Sequence::After(l.offset + 1)
             }
@@ -150,6 +183,7 @@ impl Inner {
             _ => Sequence::Next,
         };
         h.last = Some(p.clone());
+        h.remember(p.offset, id);
         seq
     }
 
@@ -179,6 +213,9 @@ impl Inner {
         }
         let mut filled = 0;
         for (origin, m) in history(entries, epoch) {
+            if let (Some(h), Some(p)) = (self.heard.lock().get_mut(key), &m.position) {
+                h.remember(p.offset, &m.id);
+            }
             if origin != self.node_id {
                 sink.deliver(Arc::new(m));
                 filled += 1;
@@ -206,10 +243,19 @@ impl Inner {
                     .arg("o")
                     .arg("e");
             }
+            // The keys live in many slots on a cluster: `Conn::pipeline` splits them.
             let mut conn = self.conn();
             let tops: Vec<(Option<u64>, Option<String>)> =
-                match tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await {
-                    Ok(Ok(t)) => t,
+                match tokio::time::timeout(ANSWER_TIMEOUT, conn.pipeline(&pipe, None)).await {
+                    Ok(Ok(a)) => a
+                        .replies
+                        .into_iter()
+                        .map(|r| {
+                            r.ok()
+                                .and_then(|v| redis::from_redis_value(v).ok())
+                                .unwrap_or((None, None))
+                        })
+                        .collect(),
                     _ => return,
                 };
             for ((key, last), top) in chunk.iter().zip(tops) {
@@ -244,7 +290,8 @@ impl Inner {
     /// so only one of them counts: the exact channel, else the least pattern.
     pub(super) fn first_listener(&self, pattern: &str, channel: &str) -> bool {
         let listening = self.listening.lock();
-        if listening.contains(&(channel.to_owned(), false)) {
+        let exact = self.keys.exact_of_pattern_channel(channel);
+        if exact.is_some_and(|e| listening.contains(&(e, false))) {
             return false;
         }
         listening
