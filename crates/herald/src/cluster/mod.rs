@@ -27,7 +27,9 @@
 //!   one channel per destination with local subscribers (one per user for user
 //!   destinations), history in Redis Streams, cluster queues as Streams with a
 //!   consumer group, presence and small shared maps in hashes whose entries expire
-//!   with the node that refreshes them. One file per job under `redis/`.
+//!   with the node that refreshes them; on one server, a Redis Cluster (sharded
+//!   Pub/Sub, every destination in one slot) or a master behind Sentinels
+//!   ([`target::RedisTarget`]). One file per job under `redis/`.
 //!
 //! A confirmation (a SEND's RECEIPT, the REST API's 2xx, [`Outcome`] without an
 //! error) means the message is in the cluster; while Redis is away publishes wait in

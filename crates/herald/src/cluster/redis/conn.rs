@@ -37,7 +37,13 @@ pub(super) struct Wait {
 pub(super) struct Answers {
     pub(super) replies: Vec<Reply>,
     pub(super) replicated: Vec<bool>,
+    /// Cluster slots whose node failed (or that were skipped as down).
+    pub(super) failed: Vec<Slot>,
 }
+
+/// Cluster slots not to send to (their shard failed a moment ago): their commands
+/// fail at once rather than wait for the cluster connection's retries each time.
+pub(super) type Skip<'a> = &'a (dyn Fn(&Slot) -> bool + Sync);
 
 impl Conn {
     /// Listens to `channel`: a pattern, or an exact channel (sharded on a cluster).
@@ -77,6 +83,7 @@ impl Conn {
         &mut self,
         pipe: &Pipeline,
         wait: Option<Wait>,
+        skip: Skip<'_>,
     ) -> Result<Answers, String> {
         let cluster = match self {
             Conn::Single(c) => {
@@ -88,6 +95,7 @@ impl Conn {
                 return Ok(Answers {
                     replies: values.into_iter().map(Ok).collect(),
                     replicated: vec![replicated; n],
+                    failed: Vec::new(),
                 });
             }
             Conn::Cluster(c) => c,
@@ -104,13 +112,22 @@ impl Conn {
             p.add_command(cmd.clone());
             at.push(i);
         }
-        let runs = groups.into_values().map(|(p, at)| {
-            let mut c = cluster.clone();
-            async move { (run_one(&mut c, p, wait).await, at) }
-        });
+        let mut failed = Vec::new();
         let mut replies: Vec<Option<Reply>> = vec![None; pipe.len()];
         let mut replicated = vec![false; pipe.len()];
-        for (r, at) in join_all(runs).await {
+        let mut runs = Vec::new();
+        for (slot, (p, at)) in groups {
+            if let Some(s) = slot.filter(|s| skip(s)) {
+                failed.push(s);
+                for i in at {
+                    replies[i] = Some(Err("its Redis Cluster shard is down".to_owned()));
+                }
+                continue;
+            }
+            let mut c = cluster.clone();
+            runs.push(async move { (run_one(&mut c, p, wait).await, at, slot) });
+        }
+        for (r, at, slot) in join_all(runs).await {
             match r {
                 Ok((values, ok)) => {
                     for (i, v) in at.into_iter().zip(values) {
@@ -119,6 +136,7 @@ impl Conn {
                     }
                 }
                 Err(e) => {
+                    failed.extend(slot);
                     for i in at {
                         replies[i] = Some(Err(e.to_string()));
                     }
@@ -131,6 +149,7 @@ impl Conn {
                 .map(|a| a.unwrap_or_else(|| Err("no answer from Redis".to_owned())))
                 .collect(),
             replicated,
+            failed,
         })
     }
 

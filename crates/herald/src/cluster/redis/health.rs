@@ -112,6 +112,10 @@ impl Inner {
             .into_iter()
             .filter_map(|(shard, state)| state.err().map(|why| format!("{shard}: {why}")))
             .collect();
+        if down.is_empty() {
+            // Every master answers (a replica took over): try the failed slots again.
+            self.slots_down.lock().clear();
+        }
         let mut was = self.shards_down.lock();
         if *was != down {
             if down.is_empty() {

@@ -1,6 +1,9 @@
-//! The Redis bus: any number of nodes sharing one Redis.
+//! The Redis bus: any number of nodes sharing one Redis, a Redis Cluster, or a
+//! master behind Sentinels (`cluster::target`).
 //!
-//! One job per file: `keys` (where everything lives), `scripts` (Lua),
+//! One job per file: `conn` (the connection: one server or a cluster, pipelines
+//! per slot), `sentinel` (following the master the Sentinels name), `wild`
+//! (wildcards on a cluster), `keys` (where everything lives), `scripts` (Lua),
 //! `writer` (the ordered writer, pipelines, the outage `spool`), `pubsub`
 //! (channels, receive, de-duplication, gap fill), `history` (recovery by offset),
 //! `queues` (consumer, claim, prune, hand-back), `presence`, `maps`,
@@ -164,6 +167,8 @@ struct Inner {
     outage: OutageLog,
     /// Cluster shards that did not answer the last health check, for `/health`.
     shards_down: Mutex<Vec<String>>,
+    /// Cluster slots whose shard failed a write, and since when (`writer.rs`).
+    slots_down: Mutex<HashMap<redis::cluster_routing::Slot, std::time::Instant>>,
     /// The master the Sentinels named last (`sentinel.rs`).
     master: Mutex<Option<String>>,
     /// Stops reading queues (shutdown began) / everything (shutdown done).
@@ -229,6 +234,7 @@ impl RedisBus {
                 wild: Wild::default(),
                 registered: Mutex::default(),
                 shards_down: Mutex::default(),
+                slots_down: Mutex::default(),
                 master: Mutex::default(),
                 members: Members::default(),
                 connected: AtomicBool::new(true),

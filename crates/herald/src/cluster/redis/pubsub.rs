@@ -246,7 +246,9 @@ impl Inner {
             // The keys live in many slots on a cluster: `Conn::pipeline` splits them.
             let mut conn = self.conn();
             let tops: Vec<(Option<u64>, Option<String>)> =
-                match tokio::time::timeout(ANSWER_TIMEOUT, conn.pipeline(&pipe, None)).await {
+                match tokio::time::timeout(ANSWER_TIMEOUT, conn.pipeline(&pipe, None, &|_| false))
+                    .await
+                {
                     Ok(Ok(a)) => a
                         .replies
                         .into_iter()

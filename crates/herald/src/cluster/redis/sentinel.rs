@@ -66,12 +66,23 @@ impl Inner {
     pub(super) fn sentinel_first_master(&self) -> ConnectionInfo {
         let asked = self.sentinel_client().and_then(|mut c| {
             // Once, at start, before the bus's tasks run: the blocking client on a
-            // thread of its own keeps the runtime's thread free.
-            std::thread::scope(|s| s.spawn(move || c.get_client()).join().ok())
-                .map(|r| {
-                    r.map_err(|e| tracing::warn!(error = %e, "no Sentinel named the master yet"))
-                })
-                .and_then(Result::ok)
+            // thread of its own, waited for at most ASK_TIMEOUT (an unreachable
+            // Sentinel must not hold the start up).
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(c.get_client());
+            });
+            match rx.recv_timeout(ASK_TIMEOUT) {
+                Ok(Ok(client)) => Some(client),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "no Sentinel named the master yet");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("the Sentinels did not answer within {ASK_TIMEOUT:?}");
+                    None
+                }
+            }
         });
         match asked {
             Some(client) => {

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::Value;
+use redis::cluster_routing::Slot;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::Wait;
@@ -26,6 +27,9 @@ pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a pipeline with confirmed publishes waits for `cluster.replica_acks`
 /// replicas (`WAIT`); the connection waits with it, so it stays short.
 pub(super) const REPLICA_WAIT: Duration = Duration::from_millis(500);
+/// Longest a cluster shard that failed is skipped before it is tried again (sooner
+/// once the health task sees every shard answer).
+pub(super) const SHARD_PAUSE: Duration = Duration::from_secs(1);
 
 /// What a caller of `Inner::call` gets back.
 pub(super) type Reply = oneshot::Sender<Result<Value, String>>;
@@ -322,10 +326,12 @@ impl Inner {
             } else {
                 Duration::ZERO
             };
-        let answers = match tokio::time::timeout(timeout, conn.pipeline(pipe, wait)).await {
+        let skip = |s: &Slot| self.slot_down(s);
+        let answers = match tokio::time::timeout(timeout, conn.pipeline(pipe, wait, &skip)).await {
             Ok(r) => r?,
             Err(_) => return Err(format!("Redis did not answer within {timeout:?}")),
         };
+        self.slots_failed(&answers.failed);
         let to_answer = |(r, replicated): (Result<Value, String>, bool)| match r {
             Ok(v) => match Answer::from(v) {
                 Answer::Done(v) if !replicated => Answer::Unreplicated(v),
@@ -353,7 +359,7 @@ impl Inner {
             for &i in &noscript {
                 again.add_command(cmds[i].clone());
             }
-            match tokio::time::timeout(timeout, conn.pipeline(&again, wait)).await {
+            match tokio::time::timeout(timeout, conn.pipeline(&again, wait, &skip)).await {
                 Ok(Ok(retried)) => {
                     for (&i, a) in noscript
                         .iter()
@@ -376,6 +382,35 @@ impl Inner {
             }
         }
         Ok(answers)
+    }
+
+    /// Whether `slot`'s shard failed less than `SHARD_PAUSE` ago and the health task
+    /// has not seen every shard answer since: its commands fail at once meanwhile,
+    /// so that the writer does not wait out the cluster connection's retries for
+    /// each batch while the other shards' destinations queue behind it.
+    fn slot_down(&self, slot: &Slot) -> bool {
+        self.slots_down
+            .lock()
+            .get(slot)
+            .is_some_and(|t| t.elapsed() < SHARD_PAUSE)
+    }
+
+    fn slots_failed(&self, slots: &[Slot]) {
+        if slots.is_empty() {
+            return;
+        }
+        let mut down = self.slots_down.lock();
+        let now = std::time::Instant::now();
+        for s in slots {
+            // A slot skipped as down keeps its time; one tried again restarts it.
+            match down.get_mut(s) {
+                Some(t) if t.elapsed() < SHARD_PAUSE => {}
+                Some(t) => *t = now,
+                None => {
+                    down.insert(*s, now);
+                }
+            }
+        }
     }
 
     /// The replicas a pipeline waits for: `cluster.replica_acks`, when a caller
