@@ -121,9 +121,30 @@ async fn a_cluster_master_killed_mid_traffic_fails_over_and_nothing_confirmed_is
     let steady = tokio::spawn(publish_until(a.clone(), other_topic, "c", stop.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // The master dies; its replica takes over; Herald is not restarted.
+    // The master dies; /health names its shard until its replica takes over;
+    // Herald is not restarted.
+    let victim_port = redis.nodes[victim].port;
+    redis.nodes[victim].kill();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = a.http_get("/health").await;
+        let health: serde_json::Value = serde_json::from_slice(&health).expect("JSON");
+        let down = health["cluster"]["shards_down"].to_string();
+        if health["status"] == "degraded" && down.contains(&format!(":{victim_port} (slots ")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health never named the dead shard: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut redis = tokio::task::spawn_blocking(move || {
-        redis.fail_over(victim);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !redis.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "no replica took over");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         redis
     })
     .await
@@ -182,10 +203,22 @@ async fn a_cluster_master_killed_mid_traffic_fails_over_and_nothing_confirmed_is
             "{m} confirmed on a healthy shard but not received"
         );
     }
-    let (status, health) = a.http_get("/health").await;
-    assert_eq!(status, 200);
-    let health: serde_json::Value = serde_json::from_slice(&health).expect("JSON");
-    assert_eq!(health["cluster"]["kind"], "redis-cluster", "{health}");
+    // Every shard answers again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, health) = a.http_get("/health").await;
+        assert_eq!(status, 200);
+        let health: serde_json::Value = serde_json::from_slice(&health).expect("JSON");
+        assert_eq!(health["cluster"]["kind"], "redis-cluster", "{health}");
+        if health["status"] == "ok" && health["cluster"].get("shards_down").is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health still degraded: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(redis);
 }
 
