@@ -291,3 +291,109 @@ async fn a_sentinel_failover_moves_every_node_to_the_new_master() {
     assert_eq!(health["cluster"]["connected"], true, "{health}");
     drop(redis);
 }
+
+/// A shard with neither master nor replica: its destinations are refused (503 at
+/// `publish_timeout`) while the other shards' go on, `/health` names it, and once
+/// it is back its destinations work again. (`cluster-require-full-coverage no`:
+/// the other shards keep serving while some slots have no node.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_down_stalls_only_its_destinations() {
+    let mut redis = RedisCluster::start_with(&["--cluster-require-full-coverage", "no"]);
+    let quick = |c: &mut Config| {
+        c.auth.default_rules = false;
+        c.cluster.publish_timeout = Duration::from_millis(500);
+    };
+    let (a, b) = (
+        node_with(&redis, quick).await,
+        node_with(&redis, quick).await,
+    );
+    let victim = redis.master_of("{/topic/doomed}");
+    let other = ["/topic/calm", "/topic/calm2", "/topic/calm3"]
+        .into_iter()
+        .find(|t| redis.master_of(&format!("{{{t}}}")) != victim)
+        .expect("a topic on another shard");
+    let mut doomed = b.tcp().await;
+    doomed.subscribe("d", "/topic/doomed").await;
+    let mut calm = b.tcp().await;
+    calm.subscribe("c", other).await;
+    listening(&b, Kind::Topic, "/topic/doomed").await;
+    listening(&b, Kind::Topic, other).await;
+    let publish =
+        |to: &str, body: &str| serde_json::json!({ "destination": to, "body": body }).to_string();
+    assert_eq!(
+        a.http_post_json("/api/publish", &publish("/topic/doomed", "d0"))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(doomed.recv_body().await, "d0");
+
+    let replica = redis.replica_of(victim);
+    let victim_port = redis.nodes[victim].port;
+    redis.nodes[replica].kill();
+    redis.nodes[victim].kill();
+    let (status, v) = a
+        .http_post_json("/api/publish", &publish("/topic/doomed", "lost"))
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (503, Some("cluster_unavailable")),
+        "{v}"
+    );
+    // The other shard's destination goes on, promptly.
+    for n in 1..=20 {
+        let started = std::time::Instant::now();
+        let (status, v) = a
+            .http_post_json("/api/publish", &publish(other, &format!("c{n}")))
+            .await;
+        assert_eq!(status, 202, "{v}");
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "a healthy shard's publish took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(calm.recv_body().await, format!("c{n}"));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, health) = a.http_get("/health").await;
+        let health: serde_json::Value = serde_json::from_slice(&health).expect("JSON");
+        if health["status"] == "degraded"
+            && health["cluster"]["shards_down"]
+                .to_string()
+                .contains(&format!(":{victim_port} (slots "))
+        {
+            assert_eq!(health["cluster"]["connected"], true, "{health}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health never named the dead shard: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Back (empty: no persistence), with the same slots.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.nodes[victim].restart();
+        redis.nodes[replica].restart();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !redis.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shard did not come back"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        redis
+    })
+    .await
+    .expect("restart");
+    let after = confirm_more(&a, "doomed", "back", 3).await;
+    for m in &after {
+        assert_eq!(&doomed.recv_body().await, m);
+    }
+    // What was refused never arrives.
+    doomed.expect_silence(Duration::from_millis(300)).await;
+    drop(redis);
+}

@@ -130,6 +130,11 @@ pub(crate) struct RedisCluster {
 
 impl RedisCluster {
     pub(crate) fn start() -> RedisCluster {
+        RedisCluster::start_with(&[])
+    }
+
+    /// With more redis-server arguments for every node.
+    pub(crate) fn start_with(extra: &[&str]) -> RedisCluster {
         let dir = scratch("cluster");
         let nodes: Vec<Proc> = (0..6)
             .map(|_| {
@@ -156,6 +161,10 @@ impl RedisCluster {
                 ]
                 .map(str::to_owned)
                 .to_vec();
+                let args = args
+                    .into_iter()
+                    .chain(extra.iter().map(|a| (*a).to_owned()))
+                    .collect();
                 Proc::start(port, args)
             })
             .collect();
@@ -203,6 +212,21 @@ impl RedisCluster {
             .iter()
             .position(|n| n.child.is_some() && owns(n.port, slot))
             .expect("a master owns every slot")
+    }
+
+    /// The node replicating master `i`.
+    pub(crate) fn replica_of(&self, i: usize) -> usize {
+        // ROLE on a master: master, offset, then ip, port, offset per replica.
+        let role = cli(self.nodes[i].port, &["ROLE"]).expect("ROLE");
+        let port: u16 = role
+            .lines()
+            .nth(3)
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no replica in ROLE: {role}"));
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("the replica is one of the nodes")
     }
 
     /// Kills node `i` and waits until its replica took over (the cluster is ok
