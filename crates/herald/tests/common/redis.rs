@@ -172,6 +172,23 @@ impl RedisUrl for RedisServer {
     }
 }
 
+/// What an outage test does to all of Redis: kill it (SIGKILL) and start it again
+/// (empty unless it persists).
+pub(crate) trait Outage: RedisUrl {
+    fn kill_all(&mut self);
+    fn restart_all(&mut self);
+}
+
+impl Outage for RedisServer {
+    fn kill_all(&mut self) {
+        self.kill();
+    }
+
+    fn restart_all(&mut self) {
+        self.restart();
+    }
+}
+
 /// A node on `redis` with quick cluster timings (claims after 1 s, heartbeat 200 ms),
 /// then `tweak`.
 pub(crate) async fn node_with(

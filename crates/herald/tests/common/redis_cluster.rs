@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis_server::RedisUrl;
+use crate::redis_server::{Outage, RedisUrl};
 
 /// Longest a cluster takes to form, or to fail over.
 const FORM: Duration = Duration::from_secs(30);
@@ -257,6 +257,22 @@ fn owns(port: u16, slot: u16) -> bool {
                 None => r.parse::<u16>().ok() == Some(slot),
             })
     })
+}
+
+impl Outage for RedisCluster {
+    fn kill_all(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+    }
+
+    /// Every node again, with its nodes.conf: the same cluster, empty.
+    fn restart_all(&mut self) {
+        for n in &mut self.nodes {
+            n.restart();
+        }
+        wait_for("the cluster to form again", FORM, || self.is_ok());
+    }
 }
 
 impl RedisUrl for RedisCluster {
