@@ -119,6 +119,12 @@ impl Inner {
                         _ => continue,
                     }
                 }
+                (PushKind::SUnsubscribe, [channel, ..]) => {
+                    if let Some(ch) = as_string(channel) {
+                        self.slot_moved(ch);
+                    }
+                    continue;
+                }
                 (PushKind::Disconnection, _) => {
                     self.set_connected(false, "the connection to Redis was lost");
                     continue;
@@ -150,6 +156,18 @@ impl Inner {
             if let Some(s) = self.sink() {
                 s.deliver(Arc::new(m));
             }
+        }
+    }
+
+    /// Redis unsubscribes a sharded channel itself when its slot moves to another
+    /// shard (resharding), and the cluster connection then forgets it: subscribed
+    /// again, the cluster connection finds the new owner. What was published in
+    /// between is filled from the history when the next message shows the gap.
+    fn slot_moved(&self, ch: String) {
+        let key = (ch, false);
+        if self.channels.lock().contains_key(&key) && self.listening.lock().remove(&key) {
+            tracing::debug!(channel = %key.0, "sharded channel unsubscribed by Redis (its slot moved): subscribing again");
+            let _ = self.tx.send(Cmd::Subscribe(key.0, false));
         }
     }
 
