@@ -229,6 +229,54 @@ impl RedisCluster {
             .expect("the replica is one of the nodes")
     }
 
+    /// Moves `key`'s slot (with its keys) from its master to master `to`, the way
+    /// `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE the keys
+    /// (clients meanwhile get ASK), then SETSLOT NODE on every master (MOVED).
+    pub(crate) fn move_slot(&self, key: &str, to: usize) {
+        let from = self.master_of(key);
+        assert_ne!(from, to, "the slot is already there");
+        let (src, dst) = (self.nodes[from].port, self.nodes[to].port);
+        let slot = cli(src, &["CLUSTER", "KEYSLOT", key]).expect("KEYSLOT");
+        let src_id = cli(src, &["CLUSTER", "MYID"]).expect("MYID");
+        let dst_id = cli(dst, &["CLUSTER", "MYID"]).expect("MYID");
+        let ok = |r: Option<String>, what: &str| {
+            assert!(
+                r.as_deref().is_some_and(|r| r.starts_with("OK")),
+                "{what}: {r:?}"
+            )
+        };
+        ok(
+            cli(dst, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]),
+            "IMPORTING",
+        );
+        ok(
+            cli(src, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id]),
+            "MIGRATING",
+        );
+        loop {
+            let keys = cli(src, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]).unwrap_or_default();
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1"];
+            let port = dst.to_string();
+            args.extend([port.as_str(), "", "0", "5000", "KEYS"]);
+            args.extend(keys);
+            let r = cli(src, &args);
+            assert!(
+                r.as_deref().is_some_and(|r| r.contains("OK")),
+                "MIGRATE: {r:?}"
+            );
+        }
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let _ = cli(n.port, &["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]);
+        }
+        wait_for("the slot to move", FORM, || {
+            self.master_of(key) == to && self.is_ok()
+        });
+    }
+
     /// Kills node `i` and waits until its replica took over (the cluster is ok
     /// again without it).
     pub(crate) fn fail_over(&mut self, i: usize) {
