@@ -362,6 +362,8 @@ impl Inner {
             self.probe_now.notify_one();
         } else if !was && up {
             crate::ops::metrics::redis_reconnected();
+            // A restarted Redis lost the queue registry: each queue is added again.
+            self.registered.lock().clear();
             self.outage.ended(self.spooled.load(Ordering::Relaxed));
             self.redis_back.notify_one();
             self.resync.notify_one();

@@ -250,7 +250,7 @@ impl Inner {
         } else if self.keys.tagged {
             // The registry lives in a slot of its own: a command of its own (after
             // this one), once per queue and node.
-            if self.registered.lock().insert(key.to_owned()) {
+            if self.is_up() && self.registered.lock().insert(key.to_owned()) {
                 let mut add = redis::cmd("SADD");
                 add.arg(self.keys.queue_registry()).arg(key);
                 self.send_call(add);
