@@ -14,7 +14,7 @@
 #       (bans, licenses, sources; deny.toml), scripts/check-layers.py (modules
 #       import only downward, no cycles)
 #   3. cargo build -p herald-cli, export HERALD_BIN
-#   4. node --test   (stompjs over WebSocket against a real herald)
+#   4. node --test   (stompjs, and herald-client on it, over WebSocket against a real herald)
 #   5. pytest        (stomp.py over TCP and WebSocket against a real herald)
 #   +  sockjs-protocol conformance (scripts/sockjs-conformance.sh): the external suite,
 #      when a checkout of it exists (SOCKJS_PROTOCOL_DIR or a git mirror); otherwise

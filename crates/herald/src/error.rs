@@ -46,6 +46,8 @@ pub enum ErrorKind {
     Handler,
     /// The cluster did not take a message the client asked to be confirmed.
     Cluster,
+    /// The client resumed the session on a new connection: the old one ends.
+    Replaced,
 }
 
 impl ErrorKind {
@@ -65,11 +67,12 @@ impl ErrorKind {
             ErrorKind::Destination => "destination",
             ErrorKind::Handler => "handler",
             ErrorKind::Cluster => "cluster",
+            ErrorKind::Replaced => "replaced",
         }
     }
 
     /// Every kind: the `reason` label takes no other values.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::Protocol,
         ErrorKind::SlowConsumer,
         ErrorKind::HeartbeatTimeout,
@@ -83,6 +86,7 @@ impl ErrorKind {
         ErrorKind::Destination,
         ErrorKind::Handler,
         ErrorKind::Cluster,
+        ErrorKind::Replaced,
     ];
 }
 

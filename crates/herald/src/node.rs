@@ -44,6 +44,12 @@ pub struct Node {
     pub notifications: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
     /// Live sessions, for the admin API.
     pub sessions: SessionRegistry,
+    /// How many ended sessions this node keeps for resuming (`stomp.resume_max_parked`).
+    pub(crate) parking: crate::cluster::ParkBudget,
+    /// The resume token of each live session on this node → its session id: a
+    /// client resuming a session whose old connection is not known to be gone yet
+    /// (half-open) ends that one first.
+    pub(crate) live_tokens: parking_lot::Mutex<std::collections::HashMap<String, String>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     pub started: Instant,
@@ -71,6 +77,11 @@ impl Node {
             gate: config.new_gate()?,
             sessions_per_user: Counter::new(config.limits.max_connections_per_user),
             sessions: SessionRegistry::default(),
+            live_tokens: Default::default(),
+            parking: crate::cluster::ParkBudget::new(
+                config.stomp.resume_window,
+                config.stomp.resume_max_parked,
+            ),
             metrics: crate::ops::metrics::install(),
             started: Instant::now(),
             ready_checks: RwLock::new(Vec::new()),

@@ -139,6 +139,18 @@ fn test_handlers() -> Handlers {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Ok::<_, HandlerError>(Reply::to("/topic/delayed", &req.payload))
         })
+        .subscribe("/rooms/{id}/info", |req: Request<()>| async move {
+            let id = req.param("id")?.to_owned();
+            if id == "secret" {
+                return Err(HandlerError::new("room 'secret' is not for you"));
+            }
+            Ok::<_, HandlerError>(json!({
+                "room": id,
+                "user": req.principal().name,
+                "destination": req.destination,
+                "trace": req.headers.get("x-trace"),
+            }))
+        })
 }
 
 async fn app_server() -> TestServer {
@@ -200,7 +212,104 @@ async fn app_send_reaches_the_handler_never_subscribers_directly() {
 }
 
 #[tokio::test]
-async fn app_destinations_cannot_be_subscribed() {
+async fn a_subscribe_handler_answers_that_subscription_once() {
+    let server = app_server().await;
+    let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
+    let (mut bob, _) = server.connect_as(Transport::Ws, "bob").await;
+    bob.subscribe("other", "/topic/rooms/7").await;
+    alice
+        .request(
+            Frame::new(Command::Subscribe)
+                .header("id", "info")
+                .header("destination", "/app/rooms/7/info")
+                .header("x-trace", "t-7"),
+        )
+        .await;
+    // The answer comes before the RECEIPT (stashed by `request`).
+    let m = alice.recv_message().await;
+    assert_eq!(m.get("subscription"), Some("info"));
+    assert_eq!(m.get("destination"), Some("/app/rooms/7/info"));
+    assert_eq!(m.get("content-type"), Some("application/json"));
+    assert_eq!(
+        json_of(&m),
+        json!({ "room": "7", "user": "alice", "destination": "/app/rooms/7/info", "trace": "t-7" })
+    );
+    // To that subscription alone: bob's topic and bob get nothing of it.
+    bob.publish("/topic/rooms/7", "sentinel").await;
+    assert_eq!(bob.recv_body().await, "sentinel");
+    // The id stays taken until UNSUBSCRIBE, then is free again.
+    alice
+        .send_frame(
+            &Frame::new(Command::Subscribe)
+                .header("id", "info")
+                .header("destination", "/topic/x"),
+        )
+        .await;
+    let e = alice.expect_error_and_close().await;
+    assert!(message_of(&e).contains("already in use"), "{e:?}");
+    let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
+    alice
+        .request(
+            Frame::new(Command::Subscribe)
+                .header("id", "info")
+                .header("destination", "/app/rooms/8/info"),
+        )
+        .await;
+    assert_eq!(json_of(&alice.recv_message().await)["room"], "8");
+    alice.unsubscribe("info").await;
+    alice.subscribe("info", "/topic/x").await;
+    // A subscribe handler's error goes to the subscriber like a SEND handler's.
+    alice
+        .send_frame(
+            &Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", "/app/rooms/secret/info")
+                .header("receipt", "r-secret"),
+        )
+        .await;
+    let e = alice.expect_error_and_close().await;
+    assert!(message_of(&e).contains("not for you"), "{e:?}");
+    assert_eq!(e.get("receipt-id"), Some("r-secret"));
+}
+
+#[tokio::test]
+async fn the_rooms_demo_answers_a_room_subscribe_with_members_and_recent_messages() {
+    let server = TestServer::start().await;
+    let room = "00000000-0000-4000-8000-000000000001";
+    let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
+    alice
+        .subscribe("room", &format!("/topic/chat/room/{room}"))
+        .await;
+    alice
+        .request(app(
+            "/app/chat/join",
+            &format!(r#"{{"chatRoomId":"{room}"}}"#),
+        ))
+        .await;
+    alice
+        .request(app(
+            "/app/chat/message",
+            &format!(r#"{{"chatRoomId":"{room}","message":"hello room"}}"#),
+        ))
+        .await;
+    let (mut bob, _) = server.connect_as(Transport::Ws, "bob").await;
+    bob.request(
+        Frame::new(Command::Subscribe)
+            .header("id", "snapshot")
+            .header("destination", format!("/app/chat/rooms/{room}")),
+    )
+    .await;
+    let snap = json_of(&bob.recv_message().await);
+    assert_eq!(snap["chatRoomId"], room, "{snap}");
+    assert_eq!(snap["members"], json!(["alice"]), "{snap}");
+    let recent = snap["recent"].as_array().expect("recent messages");
+    assert_eq!(recent.len(), 1, "{snap}");
+    assert_eq!(recent[0]["message"], "hello room");
+    assert_eq!(recent[0]["writer"], "alice");
+}
+
+#[tokio::test]
+async fn app_destinations_without_a_subscribe_handler_cannot_be_subscribed() {
     let server = app_server().await;
     let mut c = server.tcp().await;
     c.send_frame(

@@ -79,6 +79,12 @@ async fn answer(req: Value, hang: Arc<Notify>) -> Response {
             ]}))
             .into_response()
         }
+        "/rooms/7/snapshot" if req["frame"] == "SUBSCRIBE" => Json(json!({ "messages": [
+            { "body": { "room": 7, "members": [user], "subscription": req["subscription"] } },
+            { "destination": "/topic/orders", "body": "someone looked at room 7" },
+        ]}))
+        .into_response(),
+        "/nodest" => Json(json!({ "messages": [{ "body": "where to?" }] })).into_response(),
         "/bare" => {
             Json(json!([{ "destination": "/topic/orders", "body": "bare array" }])).into_response()
         }
@@ -362,6 +368,48 @@ async fn backend_destinations_limit_what_it_owns() {
     let e = c.expect_error_and_close().await;
     assert!(
         message_of(&e).contains("no application handler for '/app/nothing'"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_subscribe_to_a_backend_destination_is_answered_to_that_subscription_once() {
+    let mut backend = Backend::start().await;
+    let server = server_for(&backend, |_| {}).await;
+    let (mut alice, _) = server.connect_as(Transport::Tcp, "alice").await;
+    alice.subscribe("orders", "/topic/orders").await;
+    alice
+        .request(
+            Frame::new(Command::Subscribe)
+                .header("id", "snap")
+                .header("destination", "/app/rooms/7/snapshot"),
+        )
+        .await;
+    let req = backend.next_request().await;
+    assert_eq!(req["frame"], "SUBSCRIBE", "{req}");
+    assert_eq!(req["subscription"], "snap", "{req}");
+    assert_eq!(req["path"], "/rooms/7/snapshot", "{req}");
+    assert_eq!(req["body"], "", "{req}");
+    let mut got = [alice.recv_message().await, alice.recv_message().await];
+    got.sort_by_key(|m| m.get("subscription").unwrap_or("").to_owned());
+    let (orders, snap) = (&got[0], &got[1]);
+    assert_eq!(snap.get("subscription"), Some("snap"));
+    assert_eq!(snap.get("destination"), Some("/app/rooms/7/snapshot"));
+    assert_eq!(
+        json_of(snap),
+        json!({ "room": 7, "members": ["alice"], "subscription": "snap" })
+    );
+    assert_eq!(orders.get("subscription"), Some("orders"));
+    // Once: the subscription takes nothing more, and UNSUBSCRIBE ends it.
+    alice.unsubscribe("snap").await;
+    alice.publish("/topic/orders", "after").await;
+    let m = alice.recv_message().await;
+    assert_eq!(m.get("subscription"), Some("orders"), "{m:?}");
+    // Only a SUBSCRIBE's answer may leave out the destination.
+    alice.send_frame(&app_send("/app/nodest", "{}")).await;
+    let e = alice.expect_error_and_close().await;
+    assert!(
+        message_of(&e).contains("answered a message without a destination"),
         "{e:?}"
     );
 }

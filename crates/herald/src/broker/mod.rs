@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod dead_letter;
+mod marks;
 pub mod outbox;
 pub mod queue;
 pub mod subscription;

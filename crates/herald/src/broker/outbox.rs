@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
@@ -57,6 +58,9 @@ pub enum Level {
 struct State {
     frames: VecDeque<OutFrame>,
     bytes: usize,
+    /// Bytes of every frame ever queued: where the last one ends in the session's
+    /// output.
+    pushed: u64,
     /// Drained by the connection task and not yet written, when more than the
     /// low-water mark (a smaller batch is not worth a second lock per write: it
     /// is written by the next time anyone looks).
@@ -79,6 +83,11 @@ pub struct Outbox {
     limit: usize,
     high_water: usize,
     low_water: usize,
+    /// Bytes the connection wrote to the transport, of frames in the order they were
+    /// queued: a frame ending at `n` ([`Outbox::push_counted`]) went out once this is
+    /// `n` or more. Once the session ends, less what the peer never acknowledged
+    /// ([`Outbox::unwritten`]). A resumed session starts after what was written.
+    written_bytes: AtomicU64,
 }
 
 /// What a drain found.
@@ -104,13 +113,21 @@ impl Outbox {
             limit,
             high_water: high_water.min(limit),
             low_water: low_water.min(high_water),
+            written_bytes: AtomicU64::new(0),
         }
     }
 
     /// Queues a frame subject to the byte limit; [`Level::High`] asks the publisher
     /// to wait for [`Outbox::relieved`] before it sends more.
     pub fn push(&self, frame: OutFrame) -> Result<Level, PushError> {
+        self.push_counted(frame).map(|(level, _)| level)
+    }
+
+    /// [`Outbox::push`], also giving where the frame ends in the session's output,
+    /// which [`Outbox::written_bytes`] reaches once the frame is written.
+    pub fn push_counted(&self, frame: OutFrame) -> Result<(Level, u64), PushError> {
         let level;
+        let seq;
         {
             let mut s = self.state.lock();
             if s.closed {
@@ -136,15 +153,18 @@ impl Outbox {
                 Level::Normal
             };
             let was_empty = s.frames.is_empty();
+            let frame_len = frame.bytes.len() as u64;
             s.bytes += frame.bytes.len();
             s.frames.push_back(frame);
+            s.pushed += frame_len;
+            seq = s.pushed;
             if !was_empty {
                 // The wake-up of the first pending frame has not been drained yet.
-                return Ok(level);
+                return Ok((level, seq));
             }
         }
         self.notify.notify_one();
-        Ok(level)
+        Ok((level, seq))
     }
 
     /// Queues a reply of the session's own (CONNECTED, RECEIPT, ERROR), which the
@@ -156,6 +176,7 @@ impl Outbox {
         }
         let was_empty = s.frames.is_empty();
         s.bytes += frame.bytes.len();
+        s.pushed += frame.bytes.len() as u64;
         s.frames.push_back(frame);
         drop(s);
         if was_empty {
@@ -185,9 +206,11 @@ impl Outbox {
     }
 
     /// The `bytes` drained last are written: publishers waiting for room are let go
-    /// once what is left is under the low-water mark. Nothing to do (no lock) for a
-    /// batch the marks did not count.
+    /// once what is left is under the low-water mark. No lock for a batch the marks
+    /// did not count.
     pub fn written(&self, bytes: usize) {
+        self.written_bytes
+            .fetch_add(bytes as u64, Ordering::Release);
         if bytes <= self.low_water {
             return;
         }
@@ -276,6 +299,23 @@ impl Outbox {
         if !self.state.lock().frames.is_empty() {
             self.notify.notify_one();
         }
+    }
+
+    /// How many bytes of frames were written so far ([`Outbox::push_counted`]'s
+    /// numbers).
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes.load(Ordering::Acquire)
+    }
+
+    /// The session ended with `bytes` of its output never acknowledged by the peer
+    /// (what the transport wrote includes its own framing and heart-beats, so this
+    /// takes back at least the frames that were lost, never one that arrived).
+    pub fn unwritten(&self, bytes: u64) {
+        let _ = self
+            .written_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                Some(w.saturating_sub(bytes))
+            });
     }
 
     pub fn is_closed(&self) -> bool {

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use herald_stomp::Version;
 use parking_lot::Mutex;
 
+use super::marks::Marks;
 use super::outbox::{Level, Outbox, PushError};
 use crate::destination::Pattern;
 use crate::message::OutFrame;
-use crate::message::{Kind, Message, Target};
+use crate::message::{Kind, Message, Position, Target};
 
 /// Unacknowledged deliveries per client-ack subscription by default (`stomp.prefetch`):
 /// RabbitMQ's advice is 100 to 300; at 100 a subscription holds at most 100 messages
@@ -33,6 +34,17 @@ pub enum AckMode {
     Auto,
     Client,
     ClientIndividual,
+}
+
+impl AckMode {
+    /// As a SUBSCRIBE's `ack` header says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Auto => "auto",
+            AckMode::Client => "client",
+            AckMode::ClientIndividual => "client-individual",
+        }
+    }
 }
 
 impl FromStr for AckMode {
@@ -121,6 +133,9 @@ struct AckState {
     recovering: Option<Vec<Arc<Message>>>,
     /// Footprint of `recovering`, bounded like the outbox (`stomp.outbound_queue`).
     recovering_bytes: usize,
+    /// Where the client is in the destination's history, for a session that may be
+    /// resumed ([`Subscription::resumable`]).
+    marks: Option<Marks>,
 }
 
 #[derive(Debug)]
@@ -184,6 +199,29 @@ impl Subscription {
     pub fn with_window(mut self, window: usize) -> Self {
         self.window = window.max(1);
         self
+    }
+
+    /// Notes where the client is in the destination's history, so the session can
+    /// be resumed from there ([`Subscription::resume_point`]).
+    pub fn resumable(self) -> Self {
+        self.state.lock().marks = Some(Marks::default());
+        self
+    }
+
+    /// The last position in the destination's history the client can have seen:
+    /// before the first delivery still waiting for an ACK, else the last one
+    /// written to its connection. `None` when the subscription is not resumable or
+    /// got nothing with a position.
+    pub(crate) fn resume_point(&self) -> Option<Position> {
+        let st = self.state.lock();
+        let marks = st.marks.as_ref()?;
+        if let Some(p) = st.unacked.iter().find_map(|u| u.message.position.as_ref()) {
+            return Some(Position {
+                offset: p.offset.saturating_sub(1),
+                epoch: p.epoch.clone(),
+            });
+        }
+        marks.seen(self.recipient.outbox.written_bytes())
     }
 
     /// Delivers as `delivery` says rather than as STOMP frames.
@@ -274,10 +312,10 @@ impl Subscription {
         let r = &self.recipient;
         match &self.delivery {
             Delivery::Frames => {}
-            Delivery::Bodies => return self.push(message, message.body_frame()),
+            Delivery::Bodies => return self.push(message, message.body_frame()).map(|_| ()),
             Delivery::Shaped(shape) => {
                 return match shape(message) {
-                    Some(text) => self.push(message, OutFrame::text(text)),
+                    Some(text) => self.push(message, OutFrame::text(text)).map(|_| ()),
                     None => Ok(()),
                 };
             }
@@ -288,10 +326,12 @@ impl Subscription {
             extra => extra,
         };
         if self.ack == AckMode::Auto {
-            return self.push(
+            let seq = self.push(
                 message,
                 message.frame_with(&self.id, None, r.version, extra),
-            );
+            )?;
+            self.mark(st, seq, message);
+            return Ok(());
         }
         if st.unacked.len() >= self.window {
             return Err(self.window_full());
@@ -299,10 +339,11 @@ impl Subscription {
         let ack_id = r.next_ack_id();
         // 1.2 names the delivery by `ack`; 1.0/1.1 acknowledge by message-id.
         let ack_header = (r.version == Version::V1_2).then_some(ack_id.as_str());
-        self.push(
+        let seq = self.push(
             message,
             message.frame_with(&self.id, ack_header, r.version, extra),
         )?;
+        self.mark(st, seq, message);
         st.unacked.push_back(Unacked {
             ack_id,
             message: message.clone(),
@@ -312,15 +353,23 @@ impl Subscription {
     }
 
     /// Queues `frame` of `message`; above the outbox's high-water mark, the message's
-    /// publisher is told to wait for this subscriber.
-    fn push(&self, message: &Message, frame: OutFrame) -> Result<(), PushError> {
+    /// publisher is told to wait for this subscriber. Returns the frame's number.
+    fn push(&self, message: &Message, frame: OutFrame) -> Result<u64, PushError> {
         let outbox = &self.recipient.outbox;
-        if outbox.push(frame)? == Level::High
+        let (level, seq) = outbox.push_counted(frame)?;
+        if level == Level::High
             && let Some(publisher) = &message.pressure
         {
             publisher.note(outbox.clone());
         }
-        Ok(())
+        Ok(seq)
+    }
+
+    /// Notes a delivery of a resumable subscription with its history position.
+    fn mark(&self, st: &mut AckState, seq: u64, message: &Message) {
+        if let (Some(marks), Some(p)) = (st.marks.as_mut(), message.position.as_ref()) {
+            marks.note(seq, p, || self.recipient.outbox.written_bytes());
+        }
     }
 
     /// A full window: a queue subscription refuses the message (it waits in the queue

@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 
 use super::presence::LocalShared;
 use super::{
-    Bus, BusStatus, ClusterQueues, Confirm, Health, Presence, PubSub, Recovery, Replay, SharedMaps,
-    Since, Sink,
+    Bus, BusStatus, ClusterQueues, Confirm, Health, Parking, Presence, PubSub, Recovery, Replay,
+    SharedMaps, Since, Sink,
 };
 use crate::cluster::BoxFuture;
 use crate::cluster::config::ClusterConfig;
@@ -91,6 +91,7 @@ pub struct LocalBus {
     hasher: std::collections::hash_map::RandomState,
     rings: Arc<Rings>,
     shared: LocalShared,
+    parked: super::LocalParking,
 }
 
 impl LocalBus {
@@ -108,6 +109,7 @@ impl LocalBus {
                 evicting: AtomicBool::new(false),
             }),
             shared: LocalShared::default(),
+            parked: Default::default(),
         }
     }
 
@@ -276,6 +278,14 @@ impl PubSub for LocalBus {
         })
     }
 
+    fn position(&self, key: &str) -> BoxFuture<Result<Option<Position>, String>> {
+        let p = self.shard(key).lock().get(key).map(|r| Position {
+            offset: r.last,
+            epoch: r.epoch.clone(),
+        });
+        Box::pin(std::future::ready(Ok(p)))
+    }
+
     fn history_usage(&self) -> (usize, usize) {
         (
             self.rings.count.load(Ordering::Relaxed),
@@ -332,6 +342,17 @@ impl SharedMaps for LocalBus {
     fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>> {
         let removed = self.shared.remove(map, key);
         Box::pin(async move { Ok(removed) })
+    }
+}
+
+impl Parking for LocalBus {
+    fn park(&self, key: &str, value: String, ttl: Duration) -> BoxFuture<Result<(), String>> {
+        self.parked.park(key, value, ttl);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unpark(&self, key: &str) -> BoxFuture<Result<Option<String>, String>> {
+        Box::pin(std::future::ready(Ok(self.parked.unpark(key))))
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`ClusterQueues`]: queue consumers, consumed / released / handed-back entries;
 //! - [`Presence`]: who is online or in a room, on every live node;
 //! - [`SharedMaps`]: small maps every node sees (the room registry);
+//! - [`Parking`]: sessions kept for resuming, taken back once on any node;
 //! - [`Health`]: what `/health` reports;
 //! - [`Bus`]: all of them, plus start ([`Bus::attach`]), drain and stop.
 //!
@@ -38,6 +39,7 @@
 
 pub mod config;
 pub mod local;
+mod parking;
 pub mod presence;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -45,10 +47,12 @@ pub mod target;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::message::{Kind, Message, Position};
+pub(crate) use parking::{LocalParking, ParkBudget};
 
 /// What the bus's asynchronous calls return: boxed, so the traits stay object-safe.
 pub type BoxFuture<T> = futures_util::future::BoxFuture<'static, T>;
@@ -149,7 +153,16 @@ pub enum Recovery {
 ///
 /// The broker and sessions call all of these from their own tasks: none may block.
 pub trait Bus:
-    PubSub + ClusterQueues + Presence + SharedMaps + Health + Send + Sync + fmt::Debug + 'static
+    PubSub
+    + ClusterQueues
+    + Presence
+    + SharedMaps
+    + Parking
+    + Health
+    + Send
+    + Sync
+    + fmt::Debug
+    + 'static
 {
     /// Called once the broker exists, so the bus can deliver what other nodes send.
     fn attach(&self, sink: Weak<dyn Sink>);
@@ -201,6 +214,12 @@ pub trait PubSub {
     /// What a subscriber to the exact topic `key` missed since `since`. The
     /// subscription is registered and buffers live messages meanwhile.
     fn recover(&self, key: &str, since: Since) -> Recovery;
+
+    /// The newest position of exact topic `key`'s history this node knows of: where
+    /// a resumed subscriber that had received nothing starts. `None`: nothing was
+    /// published to it (that is still kept); `Err`: it cannot be known now. Asked
+    /// before the subscriber goes, so what this node heard on its behalf counts.
+    fn position(&self, key: &str) -> BoxFuture<Result<Option<Position>, String>>;
 
     /// History kept on this node: (destinations with a ring, bytes of their messages).
     /// Zero when the history lives elsewhere (Redis).
@@ -261,6 +280,17 @@ pub trait SharedMaps {
     fn map_len(&self, map: &str) -> BoxFuture<Result<usize, String>>;
     /// Removes `key`; returns whether it was there.
     fn map_remove(&self, map: &str, key: &str) -> BoxFuture<Result<bool, String>>;
+}
+
+/// Sessions kept for resuming: a small value under an unguessable key for a while,
+/// taken back at most once, on any node.
+pub trait Parking {
+    /// Keeps `value` under `key` for `ttl`; resolves once it is stored, or with why
+    /// it could not be.
+    fn park(&self, key: &str, value: String, ttl: Duration) -> BoxFuture<Result<(), String>>;
+    /// Takes what is under `key`, which is gone afterwards: `None` when nothing is
+    /// (never parked, taken already, or expired).
+    fn unpark(&self, key: &str) -> BoxFuture<Result<Option<String>, String>>;
 }
 
 /// What `/health` and operators see of the bus.

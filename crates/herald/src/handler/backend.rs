@@ -1,12 +1,18 @@
 //! The HTTP backend proxy: a team's existing service (any language) owns application
 //! destinations. Herald POSTs each SEND as JSON and publishes what the backend answers.
 //!
-//! Request:  `{"destination", "path", "headers": {..}, "body": "...", "user", "roles", "session"}`
+//! Request:  `{"frame": "SEND", "destination", "path", "headers": {..}, "body": "...",
+//! "user", "roles", "session"}`
 //! Response: 2xx with `{"messages": [{"destination", "body", "headers"?, "user"?}]}` (or a
 //! bare array, or 204 / empty for nothing). `body` may be a string (sent as is) or any
 //! JSON value (serialized, `content-type: application/json`); with `user`, the message
 //! goes to that user's destination (`/queue/x` of `user`). A non-2xx answer's
 //! `{"error": "..."}` (or its text) and a timeout reach the sender as its error.
+//!
+//! A SUBSCRIBE to a destination the backend owns (Spring's `@SubscribeMapping`) is
+//! posted the same way with `"frame": "SUBSCRIBE"`, `"subscription": <id>` and an empty
+//! body; the answer's messages without a `destination` (or with the subscribed one) go
+//! to that subscription alone, once; others are published as for a SEND.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +35,10 @@ pub struct Backend {
 
 #[derive(Serialize)]
 struct Outgoing<'a> {
+    /// "SEND", or "SUBSCRIBE" for a subscription the answer is for.
+    frame: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<&'a str>,
     destination: &'a str,
     path: &'a str,
     headers: BTreeMap<&'a str, &'a str>,
@@ -47,6 +57,8 @@ enum Answer {
 
 #[derive(Deserialize)]
 struct Outbound {
+    /// Empty: the subscription a SUBSCRIBE's answer is for.
+    #[serde(default)]
     destination: String,
     body: serde_json::Value,
     #[serde(default)]
@@ -77,7 +89,30 @@ impl Backend {
     }
 
     pub fn call(&self, call: Call) -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+        self.post(call, None)
+    }
+
+    /// A SUBSCRIBE of subscription `id`: what the backend answers for it goes to it.
+    pub fn call_subscribe(
+        &self,
+        call: Call,
+        id: &str,
+    ) -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+        self.post(call, Some(id))
+    }
+
+    fn post(
+        &self,
+        call: Call,
+        subscription: Option<&str>,
+    ) -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
         let outgoing = Outgoing {
+            frame: if subscription.is_some() {
+                "SUBSCRIBE"
+            } else {
+                "SEND"
+            },
+            subscription,
             destination: &call.destination,
             path: &call.path,
             headers: call.headers.iter_first().collect(),
@@ -92,6 +127,7 @@ impl Backend {
             .timeout(self.timeout)
             .json(&outgoing);
         let (destination, timeout) = (call.destination.clone(), self.timeout);
+        let subscribing = subscription.is_some();
         Box::pin(async move {
             let response = request.send().await.map_err(|e| {
                 if e.is_timeout() {
@@ -129,12 +165,25 @@ impl Backend {
             let messages = match answer {
                 Answer::Wrapped { messages } | Answer::Bare(messages) => messages,
             };
-            Ok(messages.into_iter().map(to_reply).collect())
+            messages
+                .into_iter()
+                .map(|m| {
+                    let to_subscriber = subscribing
+                        && m.user.is_none()
+                        && (m.destination.is_empty() || m.destination == destination);
+                    if m.destination.is_empty() && !to_subscriber {
+                        return Err(HandlerError::new(format!(
+                            "backend for {destination} answered a message without a destination"
+                        )));
+                    }
+                    Ok(to_reply(m, to_subscriber))
+                })
+                .collect()
         })
     }
 }
 
-fn to_reply(m: Outbound) -> Reply {
+fn to_reply(m: Outbound, to_subscriber: bool) -> Reply {
     let mut headers: Headers = m.headers.into_iter().collect();
     let body = match m.body {
         serde_json::Value::String(s) => {
@@ -151,6 +200,7 @@ fn to_reply(m: Outbound) -> Reply {
         }
     };
     let target = match m.user {
+        _ if to_subscriber => ReplyTarget::Subscriber,
         Some(user) => ReplyTarget::User {
             user,
             destination: m.destination,

@@ -198,6 +198,11 @@ impl Messaging {
         let no_sender = || HandlerError::new("a reply to the sender needs a sending session");
         Ok(match target {
             ReplyTarget::Destination(d) => (self.destination_target(d)?, None),
+            ReplyTarget::Subscriber => {
+                return Err(HandlerError::new(
+                    "a reply to the subscriber answers a SUBSCRIBE: only a subscribe handler's can go there",
+                ));
+            }
             ReplyTarget::User { user, destination } => {
                 (self.router.user_target(user, destination), None)
             }

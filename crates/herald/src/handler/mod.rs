@@ -1,10 +1,14 @@
-//! Application handlers: what a SEND to `/app/**` runs.
+//! Application handlers: what a SEND to `/app/**` runs, and what answers a SUBSCRIBE
+//! to one.
 //!
 //! In the spirit of Spring's `@MessageMapping` and axum's `Router`: async functions are
 //! registered by destination pattern (`/chat/rooms/{id}/send`), receive a typed JSON
 //! payload with the path variables, the principal and the session, and return
 //! [`Reply`]s that are published (`@SendTo`, `@SendToUser`). A handler's error reaches
 //! the sender alone. [`Messaging`] publishes from anywhere, like `SimpMessagingTemplate`.
+//! [`Handlers::subscribe`] is Spring's `@SubscribeMapping`: a SUBSCRIBE to
+//! `/app/rooms/7` runs it, and what it returns goes to that subscription alone, once —
+//! the snapshot a page shows before the live updates of a topic.
 //!
 //! ```no_run
 //! use herald::handler::{Handlers, Reply, Request, HandlerError};
@@ -99,6 +103,9 @@ pub enum ReplyTarget {
         /// The destination under the user prefix.
         destination: String,
     },
+    /// The subscription whose SUBSCRIBE a subscribe handler answers
+    /// ([`Handlers::subscribe`]); nothing else may reply there.
+    Subscriber,
 }
 
 /// A message a handler publishes.
@@ -261,6 +268,7 @@ type DisconnectFn = dyn Fn(SessionInfo, Messaging) -> BoxFuture<()> + Send + Syn
 #[derive(Clone, Default)]
 pub struct Handlers {
     routes: Vec<(Pattern, Arc<RouteFn>)>,
+    subscriptions: Vec<(Pattern, Arc<RouteFn>)>,
     on_disconnect: Vec<Arc<DisconnectFn>>,
 }
 
@@ -268,8 +276,32 @@ impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(self.routes.iter().map(|(p, _)| p))
+            .entries(self.subscriptions.iter().map(|(p, _)| p))
             .finish()
     }
+}
+
+/// A handler's future with its panic caught (the sender is told the route failed)
+/// and its output made replies.
+fn caught<R, Fut>(
+    route_name: String,
+    future: Fut,
+    replies: impl FnOnce(R) -> Vec<Reply> + Send + 'static,
+) -> BoxFuture<Result<Vec<Reply>, HandlerError>>
+where
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+{
+    Box::pin(async move {
+        match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(r) => r.map(replies),
+            Err(_) => {
+                tracing::error!(route = %route_name, "application handler panicked");
+                Err(HandlerError::new(format!(
+                    "handler for {route_name} failed"
+                )))
+            }
+        }
+    })
 }
 
 impl Handlers {
@@ -286,7 +318,7 @@ impl Handlers {
         T: DeserializeOwned + Send + 'static,
         F: Fn(Request<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
-        R: IntoReplies,
+        R: IntoReplies + 'static,
     {
         let pattern = Pattern::path(pattern);
         let route_name = pattern.to_string();
@@ -310,21 +342,50 @@ impl Handlers {
                 session: call.session,
                 messaging: call.messaging,
             };
-            let fut = handler(req);
-            let route_name = route_name.clone();
-            Box::pin(async move {
-                match AssertUnwindSafe(fut).catch_unwind().await {
-                    Ok(r) => r.map(IntoReplies::into_replies),
-                    Err(_) => {
-                        tracing::error!(route = %route_name, "application handler panicked");
-                        Err(HandlerError::new(format!(
-                            "handler for {route_name} failed"
-                        )))
-                    }
-                }
-            })
+            caught(route_name.clone(), handler(req), IntoReplies::into_replies)
         };
         self.routes.push((pattern, Arc::new(route)));
+        self
+    }
+
+    /// Registers `handler` for SUBSCRIBEs to application paths matching `pattern`
+    /// (Spring's `@SubscribeMapping`): it gets the same [`Request`] a SEND handler
+    /// does (no payload: a SUBSCRIBE has no body), and what it returns is sent once,
+    /// as JSON, to that subscription alone — the snapshot before a topic's live
+    /// updates. The subscription takes nothing else; UNSUBSCRIBE ends it.
+    ///
+    /// ```no_run
+    /// use herald::handler::{Handlers, Request, HandlerError};
+    /// let handlers = Handlers::new().subscribe("/rooms/{id}", |req: Request<()>| async move {
+    ///     Ok::<_, HandlerError>(serde_json::json!({ "room": req.param("id")?, "members": [] }))
+    /// });
+    /// ```
+    pub fn subscribe<F, Fut, S>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Request<()>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
+        S: Serialize + 'static,
+    {
+        let pattern = Pattern::path(pattern);
+        let route_name = pattern.to_string();
+        let handler = Arc::new(handler);
+        let route = move |call: Call,
+                          params: HashMap<String, String>|
+              -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+            let req = Request {
+                payload: (),
+                destination: call.destination,
+                params,
+                headers: call.headers,
+                body: call.body,
+                session: call.session,
+                messaging: call.messaging,
+            };
+            caught(route_name.clone(), handler(req), |snapshot| {
+                vec![Reply::json(ReplyTarget::Subscriber, &snapshot)]
+            })
+        };
+        self.subscriptions.push((pattern, Arc::new(route)));
         self
     }
 
@@ -342,13 +403,14 @@ impl Handlers {
     /// Adds every route and hook of `other`.
     pub fn merge(mut self, other: Handlers) -> Self {
         self.routes.extend(other.routes);
+        self.subscriptions.extend(other.subscriptions);
         self.on_disconnect.extend(other.on_disconnect);
         self
     }
 
-    /// Whether no route is registered.
+    /// Whether no route (SEND or SUBSCRIBE) is registered.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.routes.is_empty() && self.subscriptions.is_empty()
     }
 
     /// The future of the first route matching `call.path`, or `None`.
@@ -357,6 +419,19 @@ impl Handlers {
         call: Call,
     ) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
         for (pattern, route) in &self.routes {
+            if let Some(params) = pattern.params(&call.path) {
+                return Ok(route(call, params));
+            }
+        }
+        Err(call)
+    }
+
+    /// The future of the first subscribe handler matching `call.path`, or `None`.
+    pub fn dispatch_subscribe(
+        &self,
+        call: Call,
+    ) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
+        for (pattern, route) in &self.subscriptions {
             if let Some(params) = pattern.params(&call.path) {
                 return Ok(route(call, params));
             }

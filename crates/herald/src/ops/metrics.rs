@@ -46,6 +46,9 @@ pub(crate) const BUS_HANDED_BACK: &str = "herald_bus_queue_handed_back_total";
 pub(crate) const DB_SECONDS: &str = "herald_database_seconds";
 pub(crate) const NOTIFICATIONS_CREATED: &str = "herald_notifications_created_total";
 pub(crate) const NOTIFICATIONS_DELIVERED: &str = "herald_notifications_delivered_total";
+// Resuming sessions (stomp.resume_window) and refreshing their tokens.
+pub(crate) const RESUMES: &str = "herald_session_resumes_total";
+pub(crate) const TOKEN_REFRESHES: &str = "herald_token_refreshes_total";
 
 // Budgets: what clients can make the server hold, and how often a limit was reached.
 pub(crate) const LIMIT_HITS: &str = "herald_limit_hits_total";
@@ -59,7 +62,7 @@ pub(crate) const UNACKED: &str = "herald_unacked_deliveries";
 pub(crate) const ROOMS: &str = "herald_rooms";
 
 /// The `limit` label of [`LIMIT_HITS`]: the setting whose budget was reached.
-const LIMITS: [&str; 15] = [
+const LIMITS: [&str; 16] = [
     "broker.queue_capacity",
     "broker.queue_max_bytes",
     "broker.queues_max_bytes",
@@ -75,6 +78,7 @@ const LIMITS: [&str; 15] = [
     "notifications.max_message",
     "notifications.max_payload",
     "apps.max_rooms",
+    "stomp.resume_max_parked",
 ];
 // The runtime: what the process keeps alive, read when /metrics is scraped. A task
 // that outlives its session shows here first (`herald-bench churn` watches it).
@@ -188,6 +192,14 @@ fn describe() {
         NOTIFICATIONS_DELIVERED,
         "Notification deliveries to sessions"
     );
+    describe_counter!(
+        RESUMES,
+        "CONNECTs that asked to resume a session, by outcome (resumed, unknown, other_user, failed)"
+    );
+    describe_counter!(
+        TOKEN_REFRESHES,
+        "Fresh tokens handed in on live sessions, by outcome (accepted, refused)"
+    );
     describe_gauge!(
         LISTENER_CONNECTIONS,
         "Accepted connections open, by listener (limits.max_connections)"
@@ -264,9 +276,22 @@ pub(crate) fn rooms(n: usize) {
     gauge!(ROOMS).set(n as f64);
 }
 
+/// A CONNECT asked to resume a session: `outcome` is "resumed", "unknown" (no such
+/// session: never given, taken, or its window passed), "other_user" or "failed"
+/// (the cluster could not be asked).
+pub(crate) fn session_resume(outcome: &'static str) {
+    counter!(RESUMES, "outcome" => outcome).increment(1);
+}
+
+/// A session handed in a fresh token: accepted, or refused (the session ends).
+pub(crate) fn token_refresh(accepted: bool) {
+    let outcome = if accepted { "accepted" } else { "refused" };
+    counter!(TOKEN_REFRESHES, "outcome" => outcome).increment(1);
+}
+
 /// A budget was reached; `limit` is its setting (one of [`LIMITS`]).
 pub(crate) fn limit_hit(limit: &'static str) {
-    static HITS: PerLabel<Counter, 15> = PerLabel::new(LIMITS);
+    static HITS: PerLabel<Counter, 16> = PerLabel::new(LIMITS);
     HITS.with(
         limit,
         || counter!(LIMIT_HITS, "limit" => limit),

@@ -25,6 +25,8 @@ pub struct SessionEntry {
     /// What the session's application says about it (a plain endpoint's device, ...).
     meta: Mutex<BTreeMap<String, String>>,
     kicked: AtomicBool,
+    /// Its client resumed it on another connection ([`SessionEntry::replace`]).
+    replaced: AtomicBool,
     /// Cancelled at shutdown (its parent) or by [`SessionRegistry::kick`].
     pub stop: CancellationToken,
 }
@@ -51,6 +53,18 @@ impl SessionEntry {
     /// Whether an administrator ended the session (rather than a shutdown).
     pub fn was_kicked(&self) -> bool {
         self.kicked.load(Ordering::Relaxed)
+    }
+
+    /// Ends the session because its client resumed it on a new connection (the old
+    /// one may be half-open: nothing says it is gone yet).
+    pub fn replace(&self) {
+        self.replaced.store(true, Ordering::Relaxed);
+        self.stop.cancel();
+    }
+
+    /// Whether [`SessionEntry::replace`] ended it.
+    pub fn was_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Relaxed)
     }
 
     fn last_activity(&self) -> SystemTime {
@@ -102,6 +116,7 @@ impl SessionRegistry {
             user: Mutex::new(None),
             meta: Mutex::default(),
             kicked: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
             stop: shutdown.child_token(),
         });
         self.sessions.write().insert(id.to_owned(), entry.clone());

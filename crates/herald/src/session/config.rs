@@ -59,6 +59,14 @@ pub struct StompConfig {
     pub prefetch: usize,
     /// The largest `prefetch-count` a SUBSCRIBE gets; more (or 0) is clamped to it.
     pub prefetch_max: usize,
+    /// How long a session that lost its connection can be resumed (CONNECT with the
+    /// `resume` header its CONNECTED gave): subscriptions restored, what was missed
+    /// replayed. 0: no resume tokens.
+    #[serde(with = "humantime_serde")]
+    pub resume_window: Duration,
+    /// Sessions this node keeps for resuming at once (each for `resume_window`);
+    /// past it an ended session is not kept, and its client starts afresh.
+    pub resume_max_parked: usize,
 }
 
 impl StompConfig {
@@ -91,6 +99,8 @@ impl Default for StompConfig {
             transaction_max_bytes: 1024 * 1024,
             prefetch: DEFAULT_PREFETCH,
             prefetch_max: 1000,
+            resume_window: Duration::from_secs(120),
+            resume_max_parked: 100_000,
         }
     }
 }
@@ -167,6 +177,21 @@ impl StompConfig {
             self.prefetch >= 1 && self.prefetch <= self.prefetch_max,
             "stomp.prefetch",
             "must be 1 to stomp.prefetch_max",
+        )?;
+        check(
+            self.resume_window <= Duration::from_secs(24 * 3600),
+            "stomp.resume_window",
+            "must be at most 24h",
+        )?;
+        check(
+            self.resume_window.is_zero() || self.resume_max_parked >= 1,
+            "stomp.resume_max_parked",
+            "must be at least 1 while stomp.resume_window is set",
         )
+    }
+
+    /// Whether CONNECTED hands out resume tokens.
+    pub fn resumes(&self) -> bool {
+        !self.resume_window.is_zero()
     }
 }

@@ -8,10 +8,12 @@
 
 pub(crate) mod config;
 pub(crate) mod heartbeat;
+pub(crate) mod refresh;
+pub(crate) mod resume;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -26,7 +28,7 @@ use crate::broker::{
     Unacked,
 };
 use crate::cluster::Outcome;
-use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, SessionInfo};
+use crate::handler::{BoxFuture, Call, HandlerError, Principal, Reply, ReplyTarget, SessionInfo};
 use crate::node::Node;
 use crate::router::SendRoute;
 use crate::router::config::ErrorDelivery;
@@ -43,6 +45,18 @@ pub(crate) struct AppCall {
     /// Waits for the cluster to take what a SEND or COMMIT published: a refusal is
     /// this session's ERROR, whatever `apps.errors` says.
     confirms: bool,
+    then: Then,
+}
+
+/// What the session does with what a call returned.
+enum Then {
+    /// Publish the replies (a SEND's handler).
+    Publish,
+    /// Take the verified principal of a fresh token (its errors end the session).
+    TakeToken(refresh::Refreshed),
+    /// Answer SUBSCRIBE `subscription` with the replies to the subscriber
+    /// (a subscribe handler's snapshot), publish any others.
+    Answer { subscription: String },
 }
 
 /// What the connection should do after a frame was handled.
@@ -79,6 +93,17 @@ pub(crate) struct Session {
     confirming: Option<Vec<BoxFuture<Result<Outcome, Refused>>>>,
     /// Producer flow control of what this session publishes; made at its first SEND.
     pressure: Option<Arc<Pressure>>,
+    /// The token CONNECTED gave for resuming this session (when resumes are on).
+    resume_token: Option<String>,
+    /// Subscriptions a resume restored that the client did not SUBSCRIBE to again yet.
+    restored: HashSet<String>,
+    /// SUBSCRIBEs to application destinations (answered by their handler once).
+    app_subscriptions: HashSet<String>,
+    /// The client said DISCONNECT: the session ends for good.
+    goodbye: bool,
+    /// CONNECT asked to resume a session that could not be (its window passed, a
+    /// restarted node): each topic it subscribes to again is told `recovered:false`.
+    resume_failed: bool,
 }
 
 /// Frames buffered between BEGIN and COMMIT, within `stomp.transaction_max_frames`
@@ -113,6 +138,11 @@ impl Session {
             calls: VecDeque::new(),
             confirming: None,
             pressure: None,
+            resume_token: None,
+            restored: HashSet::new(),
+            app_subscriptions: HashSet::new(),
+            goodbye: false,
+            resume_failed: false,
         }
     }
 
@@ -166,6 +196,24 @@ impl Session {
         {
             return Err(StompError::of(e.kind(), e.message.clone()).with_receipt(call.receipt));
         }
+        let result = match (&call.then, result) {
+            (Then::TakeToken(refreshed), Ok(_)) => {
+                if let Some(principal) = refreshed.lock().take() {
+                    self.principal = principal;
+                }
+                Ok(Vec::new())
+            }
+            (Then::Answer { subscription }, Ok(replies)) => {
+                let (answers, others): (Vec<Reply>, Vec<Reply>) = replies
+                    .into_iter()
+                    .partition(|r| r.target == ReplyTarget::Subscriber);
+                for answer in answers {
+                    self.answer(subscription, &call.destination, answer);
+                }
+                Ok(others)
+            }
+            (_, result) => result,
+        };
         // A receipted SEND's RECEIPT promises what its handler published: in a cluster
         // it waits until the replies are in Redis (or becomes the ERROR refusing them).
         let confirm = call.receipt.is_some() && self.node.broker.bus().confirms_later();
@@ -196,6 +244,7 @@ impl Session {
                 destination: call.destination,
                 receipt: call.receipt,
                 confirms: true,
+                then: Then::Publish,
             });
             return Ok(());
         }
@@ -227,6 +276,10 @@ impl Session {
         &self.id
     }
 
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     pub(crate) fn user(&self) -> &str {
         &self.principal.name
     }
@@ -239,6 +292,8 @@ impl Session {
         let receipt = frame.get("receipt").map(str::to_owned);
         let calls_before = self.calls.len();
         let direct_send = frame.command == Command::Send && frame.get("transaction").is_none();
+        // A SEND to an application, a SUBSCRIBE to one: receipted once its call is done.
+        let calls_frame = direct_send || frame.command == Command::Subscribe;
         // Frames whose effect on the cluster the RECEIPT vouches for: what a SEND or
         // COMMIT published is in Redis, a SUBSCRIBE's channel is subscribed.
         let publishes = direct_send || frame.command == Command::Commit;
@@ -254,7 +309,7 @@ impl Session {
         let result = self.dispatch(frame);
         let confirmations = self.confirming.take().unwrap_or_default();
         // A SEND to an application destination is receipted once its handler is done.
-        let receipt = match (direct_send && self.calls.len() > calls_before, receipt) {
+        let receipt = match (calls_frame && self.calls.len() > calls_before, receipt) {
             (true, Some(r)) => match self.calls.back_mut() {
                 Some(call) => {
                     call.receipt = Some(r);
@@ -275,6 +330,7 @@ impl Session {
                     destination: what,
                     receipt: Some(r),
                     confirms: true,
+                    then: Then::Publish,
                 });
                 None
             }
@@ -288,6 +344,7 @@ impl Session {
                         destination: what,
                         receipt: Some(r),
                         confirms: false,
+                        then: Then::Publish,
                     });
                     None
                 }
@@ -321,6 +378,23 @@ impl Session {
             Connect | Stomp => Err(StompError::new(
                 "already connected: a second CONNECT is not allowed",
             )),
+            Send if frame.get("destination") == Some(refresh::TOKEN_DESTINATION) => {
+                if frame.get("transaction").is_some() {
+                    return Err(StompError::new(format!(
+                        "a token is sent to {} outside transactions",
+                        refresh::TOKEN_DESTINATION
+                    )));
+                }
+                let (future, refreshed) = refresh::verify(&self.node, &frame, &self.principal);
+                self.calls.push_back(AppCall {
+                    future,
+                    destination: refresh::TOKEN_DESTINATION.to_owned(),
+                    receipt: None,
+                    confirms: true,
+                    then: Then::TakeToken(refreshed),
+                });
+                Ok(Flow::Continue)
+            }
             Send | Ack | Nack if frame.get("transaction").is_some() => {
                 let tx = frame.get("transaction").unwrap_or_default();
                 if !self.transactions.contains_key(tx) {
@@ -369,7 +443,10 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Abort => self.take_transaction(&frame).map(|_| Flow::Continue),
-            Disconnect => Ok(Flow::Close),
+            Disconnect => {
+                self.goodbye = true;
+                Ok(Flow::Close)
+            }
             Connected | Message | Receipt | Error => Err(StompError::new(format!(
                 "{} is a server frame; a client may not send it",
                 frame.command
@@ -397,7 +474,8 @@ impl Session {
             _ => (0, 0),
         };
         let node = self.node.clone();
-        let principal = node
+        let fallback = format!("anonymous-{}", self.id);
+        let mut principal = node
             .auth
             .connect(
                 self.handshake.as_ref(),
@@ -406,7 +484,7 @@ impl Session {
                     .get("authorization")
                     .or_else(|| frame.get("Authorization")),
                 frame.get("passcode"),
-                format!("anonymous-{}", self.id),
+                fallback.clone(),
             )
             .await
             .map_err(|e| {
@@ -419,6 +497,13 @@ impl Session {
                 "authentication failed: token expired",
             ));
         }
+        let cfg = &node.config.stomp;
+        let asked = frame.get(resume::RESUME).filter(|_| cfg.resumes());
+        let parked = match asked {
+            Some(token) => Session::unpark(&node, &self.id, token, &mut principal, &fallback).await,
+            None => None,
+        };
+        self.resume_failed = asked.is_some() && parked.is_none();
         let slot = node
             .sessions_per_user
             .acquire(principal.name.clone())
@@ -434,7 +519,6 @@ impl Session {
             })?;
         self.user_slot = Some(slot);
         self.principal = principal;
-        let cfg = &node.config.stomp;
         let heartbeat = heartbeat::negotiate(client_hb, cfg.heartbeat_send, cfg.heartbeat_receive);
         self.recipient = Some(Arc::new(Recipient::new(
             self.id.clone(),
@@ -460,9 +544,164 @@ impl Session {
             cfg.heartbeat_receive.as_millis()
         );
         write_header(&mut connected, "user-name", &self.principal.name, false);
+        if cfg.resumes() {
+            let token = resume::new_token();
+            write_header(&mut connected, resume::RESUME_TOKEN, &token, false);
+            node.live_tokens
+                .lock()
+                .insert(token.clone(), self.id.clone());
+            let resumed = if parked.is_some() { "true" } else { "false" };
+            write_header(&mut connected, resume::RESUMED, resumed, false);
+            self.resume_token = Some(token);
+        }
         connected.put_slice(b"\n\0");
         self.outbox.push_reply(OutFrame::text(connected.freeze()));
+        if let Some(parked) = parked {
+            self.restore(parked);
+        }
         Ok(Flow::Connected { version, heartbeat })
+    }
+
+    /// Takes back the session parked under `token`, if it is this principal's. An
+    /// anonymous session takes the parked one's generated name (the token is its
+    /// proof); anyone else must be the same user.
+    async fn unpark(
+        node: &Node,
+        session: &str,
+        token: &str,
+        principal: &mut Principal,
+        fallback: &str,
+    ) -> Option<resume::Parked> {
+        let outcome = |o: &'static str| crate::ops::metrics::session_resume(o);
+        if !resume::plausible(token) {
+            outcome("unknown");
+            return None;
+        }
+        let bus = node.broker.bus();
+        let mut found = bus.unpark(token).await;
+        if matches!(found, Ok(None)) {
+            // Still live here (its connection half-open, say): end it, then take
+            // what it parks.
+            let live = node.live_tokens.lock().get(token).cloned();
+            if let Some(entry) = live.and_then(|id| node.sessions.get(&id)) {
+                entry.replace();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+                while matches!(found, Ok(None)) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    found = bus.unpark(token).await;
+                }
+            }
+        }
+        let json = match found {
+            Ok(Some(json)) => json,
+            Ok(None) => {
+                outcome("unknown");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(%session, error = %e, "a session could not be resumed");
+                outcome("failed");
+                return None;
+            }
+        };
+        let parked: resume::Parked = serde_json::from_str(&json).ok()?;
+        let anonymous_again =
+            !principal.authenticated && !parked.authenticated && principal.name == fallback;
+        if anonymous_again {
+            principal.name = parked.user.clone();
+            principal.display_name = parked.user.clone();
+        } else if parked.user != principal.name {
+            tracing::warn!(%session, user = %principal.name, parked = %parked.user, "resume refused: the session was another user's");
+            outcome("other_user");
+            return None;
+        }
+        outcome("resumed");
+        Some(parked)
+    }
+
+    /// Opens the parked session's subscriptions again, each replaying what it missed.
+    /// One the rules or limits now refuse is left out: the client's own SUBSCRIBE to
+    /// it gets the ERROR that says why.
+    fn restore(&mut self, parked: resume::Parked) {
+        use resume::Replay;
+        for ps in parked.subscriptions {
+            if self.subscriptions.contains_key(&ps.id) {
+                continue;
+            }
+            let Ok(ack) = ps.ack.parse::<AckMode>() else {
+                continue;
+            };
+            let window = ps.window.clamp(1, self.node.config.stomp.prefetch_max);
+            let sub = match self.open_subscription(&ps.id, &ps.destination, ack, window) {
+                Ok(sub) => sub,
+                Err(e) => {
+                    tracing::info!(session = %self.id, destination = %ps.destination, error = %e.message, "a resumed subscription was left out");
+                    continue;
+                }
+            };
+            self.restored.insert(ps.id.clone());
+            let broker = &self.node.broker;
+            match ps.replay {
+                Replay::Offset { offset, epoch } => {
+                    broker.subscribe_from(sub, Some(crate::cluster::Since { offset, epoch }))
+                }
+                Replay::Queue => broker.subscribe(sub),
+                Replay::Lost => {
+                    sub.begin_recovery();
+                    broker.subscribe(sub.clone());
+                    sub.finish_recovery(Vec::new(), false);
+                }
+            }
+        }
+    }
+
+    /// What parking this session takes, read before it closes; `None` when it ends
+    /// for good (DISCONNECT, never connected, resumes off, the budget spent).
+    pub(crate) fn departure(&mut self) -> Option<resume::Departure> {
+        let token = self.forget_token()?;
+        if self.goodbye || self.recipient.is_none() || self.outbox.is_closed() {
+            return None;
+        }
+        if !self.node.parking.take() {
+            crate::ops::metrics::limit_hit("stomp.resume_max_parked");
+            tracing::debug!(session = %self.id, "stomp.resume_max_parked reached: the session is not kept for resuming");
+            return None;
+        }
+        Some(resume::Departure::new(
+            token,
+            self.principal.name.clone(),
+            self.principal.authenticated,
+            self.subscriptions.values(),
+            self.node.broker.bus(),
+        ))
+    }
+
+    /// The session's resume token, no longer live.
+    fn forget_token(&mut self) -> Option<String> {
+        let token = self.resume_token.take()?;
+        self.node.live_tokens.lock().remove(&token);
+        Some(token)
+    }
+
+    /// Sends a subscribe handler's answer to the subscription alone, as a MESSAGE.
+    fn answer(&self, subscription: &str, destination: &str, reply: Reply) {
+        let mut frame = Frame::new(Command::Message)
+            .header("destination", destination.to_owned())
+            .header("subscription", subscription.to_owned())
+            .header("message-id", self.node.broker.next_message_id());
+        for (k, v) in reply.headers.iter_first() {
+            if !matches!(
+                k,
+                "destination" | "subscription" | "message-id" | "content-length"
+            ) {
+                frame = frame.header(k.to_owned(), v.to_owned());
+            }
+        }
+        frame.body = reply.body;
+        let text = std::str::from_utf8(&frame.body).is_ok();
+        let bytes = self.encode(&frame);
+        // Bounded like any delivery: past the outbox limit the session is closed.
+        let _ = self.outbox.push(OutFrame { bytes, text });
     }
 
     fn allow(&self, op: Operation, destination: &str) -> Result<(), StompError> {
@@ -570,25 +809,12 @@ impl Session {
                         }
                     },
                 };
-                let limit = node.config.apps.handler_timeout;
-                let dest = destination.clone();
-                let future = Box::pin(async move {
-                    let started = std::time::Instant::now();
-                    let result = tokio::time::timeout(limit, future)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(HandlerError::new(format!(
-                                "handler for {dest} timed out after {limit:?}"
-                            )))
-                        });
-                    crate::ops::metrics::handler_time(started.elapsed());
-                    result
-                });
                 self.calls.push_back(AppCall {
-                    future,
+                    future: self.bounded(&destination, future),
                     destination,
                     receipt: None,
                     confirms: false,
+                    then: Then::Publish,
                 });
                 Ok(())
             }
@@ -603,34 +829,36 @@ impl Session {
             None if self.version() == Version::V1_0 => destination,
             None => return Err(StompError::new("SUBSCRIBE frame has no id header")),
         };
-        if self.subscriptions.contains_key(id) {
-            return Err(StompError::new(format!(
-                "subscription id '{id}' is already in use"
-            )));
-        }
         let ack: AckMode = frame
             .get("ack")
             .unwrap_or("auto")
             .parse()
             .map_err(StompError::new)?;
-        let window = self.prefetch(frame)?;
-        let limit = self.node.config.limits.max_subscriptions_per_session;
-        if limit > 0 && self.subscriptions.len() >= limit {
-            return Err(StompError::of(
-                ErrorKind::Limit,
-                format!("too many subscriptions for this session (limit {limit})"),
-            ));
+        if self.restored.remove(id) {
+            // A resumed client subscribing again as it did before: the same
+            // subscription, already replaying. Anything else replaces it — also an
+            // `offset`: the client knows better than the server what reached it (a
+            // proxy took what the client never got).
+            if let Some(sub) = self.subscriptions.get(id)
+                && sub.destination == destination
+                && sub.ack == ack
+                && frame.get("offset").is_none()
+            {
+                return Ok(());
+            }
+            if let Some(sub) = self.subscriptions.remove(id) {
+                self.node.broker.unsubscribe(&sub);
+            }
         }
-        self.node.router.check_limits(destination)?;
-        self.allow(Operation::Subscribe, destination)?;
-        let target = self
-            .node
-            .router
-            .for_subscribe(destination, &self.principal.name)?;
-        let recipient = self
-            .recipient
-            .clone()
-            .ok_or_else(|| StompError::new("SUBSCRIBE before CONNECT"))?;
+        if self.subscriptions.contains_key(id) || self.app_subscriptions.contains(id) {
+            return Err(StompError::new(format!(
+                "subscription id '{id}' is already in use"
+            )));
+        }
+        if let Ok(SendRoute::App { path }) = self.node.router.for_send(destination) {
+            return self.subscribe_app(frame, id, destination, path);
+        }
+        let window = self.prefetch(frame)?;
         // Resubscribing after a gap: `offset` (and `epoch`) of the last message seen.
         let since = match frame.get("offset") {
             Some(o) => Some(crate::cluster::Since {
@@ -641,8 +869,48 @@ impl Session {
             }),
             None => None,
         };
+        let sub = self.open_subscription(id, destination, ack, window)?;
+        if self.resume_failed && since.is_none() && sub.kind == crate::broker::Kind::Topic {
+            // What was published while the client was away is gone for it: say so on
+            // the subscription, as a resumed one whose gap history cannot fill.
+            sub.begin_recovery();
+            self.node.broker.subscribe(sub.clone());
+            sub.finish_recovery(Vec::new(), false);
+            return Ok(());
+        }
+        self.node.broker.subscribe_from(sub, since);
+        Ok(())
+    }
+
+    /// A subscription of this session to `destination`, registered with the session
+    /// (not yet with the broker), after the limits and the rules.
+    fn open_subscription(
+        &mut self,
+        id: &str,
+        destination: &str,
+        ack: AckMode,
+        window: usize,
+    ) -> Result<Arc<Subscription>, StompError> {
+        self.check_subscription_count()?;
+        self.node.router.check_limits(destination)?;
+        self.allow(Operation::Subscribe, destination)?;
+        let target = self
+            .node
+            .router
+            .for_subscribe(destination, &self.principal.name)?;
+        let recipient = self
+            .recipient
+            .clone()
+            .ok_or_else(|| StompError::new("SUBSCRIBE before CONNECT"))?;
+        let wildcard = crate::destination::is_wildcard(destination);
+        let resumable = target.kind == crate::broker::Kind::Topic
+            && !wildcard
+            && self.node.config.stomp.resumes();
         let mut sub = Subscription::new(id.to_owned(), target, ack, recipient).with_window(window);
-        if crate::destination::is_wildcard(destination) {
+        if resumable {
+            sub = sub.resumable();
+        }
+        if wildcard {
             // Rules were checked against the pattern; each concrete destination it
             // matches is checked again at delivery (`/topic/**` vs `/topic/admin/**`).
             let (node, principal) = (self.node.clone(), self.principal.clone());
@@ -655,8 +923,86 @@ impl Session {
         }
         let sub = Arc::new(sub);
         self.subscriptions.insert(id.to_owned(), sub.clone());
-        self.node.broker.subscribe_from(sub, since);
+        Ok(sub)
+    }
+
+    fn check_subscription_count(&self) -> Result<(), StompError> {
+        let limit = self.node.config.limits.max_subscriptions_per_session;
+        if limit > 0 && self.subscriptions.len() + self.app_subscriptions.len() >= limit {
+            return Err(StompError::of(
+                ErrorKind::Limit,
+                format!("too many subscriptions for this session (limit {limit})"),
+            ));
+        }
         Ok(())
+    }
+
+    /// A SUBSCRIBE to an application destination (Spring's `@SubscribeMapping`): its
+    /// subscribe handler, or the HTTP backend, answers this subscription once.
+    fn subscribe_app(
+        &mut self,
+        frame: &Frame,
+        id: &str,
+        destination: &str,
+        path: String,
+    ) -> Result<(), StompError> {
+        self.check_subscription_count()?;
+        self.node.router.check_limits(destination)?;
+        self.allow(Operation::Subscribe, destination)?;
+        let call = Call {
+            destination: destination.to_owned(),
+            path,
+            headers: frame.headers.clone(),
+            body: bytes::Bytes::new(),
+            session: self.info(),
+            messaging: self.node.messaging.clone(),
+        };
+        let node = &self.node;
+        let future = match node.handlers.dispatch_subscribe(call) {
+            Ok(f) => f,
+            Err(call) => match &node.backend {
+                Some(b) if b.owns(&call.path) => b.call_subscribe(call, id),
+                _ => {
+                    return Err(StompError::of(
+                        ErrorKind::Handler,
+                        format!("no subscribe handler for '{destination}'"),
+                    ));
+                }
+            },
+        };
+        self.app_subscriptions.insert(id.to_owned());
+        self.calls.push_back(AppCall {
+            future: self.bounded(destination, future),
+            destination: destination.to_owned(),
+            receipt: None,
+            confirms: false,
+            then: Then::Answer {
+                subscription: id.to_owned(),
+            },
+        });
+        Ok(())
+    }
+
+    /// A handler's future within `apps.handler_timeout`, timed for the metrics.
+    fn bounded(
+        &self,
+        destination: &str,
+        future: BoxFuture<Result<Vec<Reply>, HandlerError>>,
+    ) -> BoxFuture<Result<Vec<Reply>, HandlerError>> {
+        let limit = self.node.config.apps.handler_timeout;
+        let dest = destination.to_owned();
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(limit, future)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HandlerError::new(format!(
+                        "handler for {dest} timed out after {limit:?}"
+                    )))
+                });
+            crate::ops::metrics::handler_time(started.elapsed());
+            result
+        })
     }
 
     /// The prefetch window a SUBSCRIBE asks for with `prefetch-count` (RabbitMQ's
@@ -685,6 +1031,10 @@ impl Session {
             (None, Version::V1_0) => required(frame, "destination")?,
             (None, _) => return Err(StompError::new("UNSUBSCRIBE frame has no id header")),
         };
+        self.restored.remove(id);
+        if self.app_subscriptions.remove(id) {
+            return Ok(());
+        }
         let sub = self
             .subscriptions
             .remove(id)
@@ -788,6 +1138,7 @@ impl Session {
             return;
         }
         self.outbox.close();
+        self.forget_token();
         self.transactions.clear();
         self.calls.clear();
         if self.recipient.is_some() {

@@ -61,8 +61,18 @@ pub(crate) trait Protocol: Send {
     fn final_frame(&self, err: &StompError) -> OutFrame;
     /// The close code and reason to close the transport with (`None`: a plain close).
     fn close_reason(&self, err: Option<&StompError>) -> Option<(u16, String)>;
-    /// The session is over: subscriptions go, nothing more is queued.
-    fn close(&mut self);
+    /// The session is over (`err`: why, when it was not the client's doing):
+    /// subscriptions go, nothing more is queued.
+    fn close(&mut self, err: Option<&StompError>);
+    /// What is left to do once the connection wrote its last frames (a STOMP
+    /// session parks itself for resuming), awaited within the final write's time.
+    fn farewell(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        None
+    }
+    /// When the token expired, the time left on a fresh one handed in since.
+    fn refreshed_expiry(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What came of handling input.
@@ -238,6 +248,8 @@ pub(crate) fn run<T: Transport, P: Protocol>(
                 biased;
                 _ = shutdown.cancelled() => break End::Error(if entry.was_kicked() {
                     StompError::of(ErrorKind::Admin, "disconnected by an administrator")
+                } else if entry.was_replaced() {
+                    StompError::of(ErrorKind::Replaced, "session resumed on another connection")
                 } else {
                     StompError::of(ErrorKind::Shutdown, "server shutting down")
                 }),
@@ -279,8 +291,8 @@ pub(crate) fn run<T: Transport, P: Protocol>(
                     }
                     let bytes = Outbox::bytes_of(&pending);
                     metrics::bytes_out(bytes);
-                    pending.clear();
                     outbox.written(bytes);
+                    pending.clear();
                     last_write = Instant::now();
                     // Frames pushed during the write consumed their wake-up above.
                     outbox.wake_if_pending();
@@ -352,7 +364,10 @@ pub(crate) fn run<T: Transport, P: Protocol>(
                         )));
                     }
                     if expiry.is_some_and(|e| now >= e) {
-                        break End::Error(StompError::of(ErrorKind::TokenExpired, "token expired: reconnect with a fresh token"));
+                        match protocol.refreshed_expiry().filter(|left| !left.is_zero()) {
+                            Some(left) => expiry = Some(now + left),
+                            None => break End::Error(StompError::of(ErrorKind::TokenExpired, "token expired: reconnect with a fresh token")),
+                        }
                     }
                     if let Some(r) = heartbeat.receive
                         && paused.is_none()
@@ -408,20 +423,39 @@ pub(crate) fn run<T: Transport, P: Protocol>(
             pending.push(protocol.final_frame(e));
         }
         let close_reason = protocol.close_reason(err);
-        protocol.close();
+        protocol.close(err);
+        let farewell = protocol.farewell();
         if connected {
             metrics::session_ended();
         }
-        if matches!(end, End::Abandoned) {
-            tracing::debug!("shutdown: the client does not read; dropping the connection");
-            return;
+        let last_write = async {
+            if matches!(end, End::Abandoned) {
+                tracing::debug!("shutdown: the client does not read; dropping the connection");
+                return false;
+            }
+            if pending.is_empty() {
+                return true;
+            }
+            match timeout(FINAL_WRITE, transport.write(&pending)).await {
+                Ok(Ok(())) => {
+                    outbox.written(Outbox::bytes_of(&pending));
+                    true
+                }
+                Ok(Err(_)) => true,
+                // Not read: a polite close would wait as long again.
+                Err(_) => false,
+            }
+        };
+        let polite = last_write.await;
+        if let Some(farewell) = farewell {
+            // What the peer never acknowledged did not reach it: resumed, it comes again.
+            if let Some(p) = &progress {
+                outbox.unwritten(p.unacknowledged());
+            }
+            let _ = timeout(FINAL_WRITE, farewell).await;
         }
-        if !pending.is_empty()
-            && timeout(FINAL_WRITE, transport.write(&pending))
-                .await
-                .is_err()
-        {
-            return; // not read: a polite close would wait as long again
+        if !polite {
+            return;
         }
         let close = async {
             match &close_reason {

@@ -650,7 +650,7 @@ impl Protocol for Plain {
         Some((code, e.message.clone()))
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, _: Option<&StompError>) {
         if self.closed {
             return;
         }
@@ -672,6 +672,6 @@ impl Protocol for Plain {
 impl Drop for Plain {
     fn drop(&mut self) {
         // A task dropped early (the runtime ending) still leaves the broker clean.
-        self.close();
+        self.close(None);
     }
 }

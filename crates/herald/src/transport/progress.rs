@@ -37,6 +37,12 @@ impl Progress {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Bytes written that the peer has not acknowledged (0 when the kernel does not
+    /// say). The counts stay after a reset, so this is what never arrived.
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.socket.map_or(0, unsent)
+    }
+
     fn get(&self) -> u64 {
         let written = self.written.load(Ordering::Relaxed);
         match self.socket {

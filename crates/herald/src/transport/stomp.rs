@@ -22,6 +22,8 @@ pub(crate) struct Stomp {
     bucket: Option<TokenBucket>,
     /// A CONNECT waiting for [`Protocol::resume`] (authentication is async).
     connecting: Option<Box<Frame>>,
+    /// The session's parking, once it ended and may be resumed.
+    parking: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Stomp {
@@ -32,6 +34,7 @@ impl Stomp {
             decoder: Decoder::new(node.config.stomp.frame_limits()),
             bucket: TokenBucket::new(limits.frame_rate, limits.frame_burst),
             connecting: None,
+            parking: None,
         }
     }
 }
@@ -144,7 +147,27 @@ impl Protocol for Stomp {
         None
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, err: Option<&StompError>) {
+        // An administrator's kick ends the session for good; anything else the client
+        // did not ask for may be resumed.
+        if err.is_none_or(|e| e.kind != ErrorKind::Admin)
+            && let Some(departure) = self.session.departure()
+        {
+            let node = self.session.node();
+            self.parking = Some(crate::session::resume::park(
+                departure,
+                node.broker.bus().clone(),
+                node.config.stomp.resume_window,
+            ));
+        }
         self.session.close();
+    }
+
+    fn farewell(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        self.parking.take()
+    }
+
+    fn refreshed_expiry(&self) -> Option<std::time::Duration> {
+        self.session.expires_in()
     }
 }

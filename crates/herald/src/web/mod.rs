@@ -4,7 +4,8 @@
 //!
 //! - pages: `/` (what this server is), `/chat`, `/notifications`, `/admin`, `/signin`;
 //!   assets under `/web/...` (`/web/vendor/` holds @stomp/stompjs and sockjs-client,
-//!   copied from npm by `scripts/vendor-web.sh`);
+//!   copied from npm by `scripts/vendor-web.sh`; `/web/js/herald-client.js` is the
+//!   client library, whose one copy is the npm package in `clients/herald-client/`);
 //! - `GET /api/web/session`: the auth mode, whether the development login is on, and
 //!   who the request's cookie or bearer token names;
 //! - `POST /api/web/signin` {token}: verifies a pasted token and sets it as the
@@ -43,6 +44,24 @@ use crate::transport::Context;
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/"]
 struct Assets;
+
+/// herald-client, served to the pages and to other sites' scripts, is also an npm
+/// package: its folder holds the one copy, so the two never drift apart.
+const HERALD_CLIENT: (&str, &[u8]) = (
+    "js/herald-client.js",
+    include_bytes!("../../../../clients/herald-client/herald-client.js"),
+);
+
+/// An asset's bytes and a digest of them (for the ETag).
+fn asset_file(path: &str) -> Option<(std::borrow::Cow<'static, [u8]>, String)> {
+    if path == HERALD_CLIENT.0 {
+        let digest = sha1_smol::Sha1::from(HERALD_CLIENT.1).digest().to_string();
+        return Some((std::borrow::Cow::Borrowed(HERALD_CLIENT.1), digest));
+    }
+    let file = Assets::get(path)?;
+    let digest = hex(&file.metadata.sha256_hash()[..16]);
+    Some((file.data, digest))
+}
 
 /// Page paths and the file each serves.
 const PAGES: &[(&str, &str)] = &[
@@ -139,7 +158,7 @@ pub(crate) fn content_type(path: &str) -> &'static str {
 }
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some(file) = Assets::get(path) else {
+    let Some((data, digest)) = asset_file(path) else {
         let mut response = (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "text/plain")],
@@ -149,7 +168,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         secure(response.headers_mut());
         return response;
     };
-    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
+    let etag = format!("\"{digest}\"");
     let cache = if path.starts_with("vendor/") {
         "public, max-age=86400"
     } else {
@@ -164,7 +183,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     } else {
         (
             [(header::CONTENT_TYPE, content_type(path))],
-            file.data.into_owned(),
+            data.into_owned(),
         )
             .into_response()
     };
@@ -421,6 +440,12 @@ mod tests {
         ] {
             assert!(Assets::get(f).is_some(), "{f} is not embedded");
         }
+        let client = serve("js/herald-client.js", &HeaderMap::new());
+        assert_eq!(client.status(), StatusCode::OK);
+        assert_eq!(
+            client.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
     }
 
     #[test]

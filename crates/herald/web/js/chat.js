@@ -102,7 +102,6 @@ if (roomId) {
     const conn = connect({
       user,
       onConnect: (client, frame, { reconnected }) => {
-        client.subscribe(topic, (m) => onEvent(JSON.parse(m.body)));
         // (Re)joining after the subscription: we see our own JOIN and the member list.
         // The server writes as our principal: no writer is sent.
         conn.publish('/app/chat/join', { chatRoomId: roomId });
@@ -113,6 +112,11 @@ if (roomId) {
         $('#send-button').disabled = state !== 'connected';
       },
       onError: (msg) => addLine(el('div', { class: 'msg event error' }, `error: ${msg}`)),
+    });
+    // Once: the subscription holds across reconnects, and a resumed session replays
+    // what was said meanwhile.
+    conn.subscribe(topic, (m) => onEvent(JSON.parse(m.body)), {
+      onGap: () => addLine(el('div', { class: 'msg event' }, 'some messages may be missing')),
     });
     $('#send').onsubmit = (e) => {
       e.preventDefault();

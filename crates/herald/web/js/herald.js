@@ -1,6 +1,7 @@
 // Shared by every page: who the user is (sign-in), REST calls with their credentials,
-// and one STOMP connection over WebSocket with a SockJS fallback, reconnecting with
-// exponential backoff, with its status shown in the page header.
+// and one Herald session (herald-client) over WebSocket with a SockJS fallback,
+// reconnecting with exponential backoff and resuming, with its status shown in the
+// page header.
 //
 // No page holds a token: with JWT the HttpOnly auth cookie (set by POST /api/web/signin
 // or the development login) authenticates every request, out of any script's reach.
@@ -9,6 +10,7 @@
 //
 // Needs the classic scripts /web/vendor/stomp.umd.min.js (window.StompJs) and
 // /web/vendor/sockjs.min.js (window.SockJS), loaded before this module.
+import { createHeraldClient } from './herald-client.js';
 
 const params = new URLSearchParams(location.search);
 
@@ -150,15 +152,18 @@ export function backoff(n) {
 }
 
 /**
- * One STOMP session for the page. `onConnect(client, frame, {reconnected})` runs after
- * every (re)connect: subscribe there. `onStatus({state, transport, detail})` hears every
- * change. Returns {client, status(), publish(), stop()}.
+ * One Herald session for the page, on herald-client: it reconnects with backoff and
+ * resumes the session (what the page's subscriptions missed is replayed, or a gap
+ * reported to their `onGap`). `onConnect(client, frame, {reconnected, resumed})` runs
+ * after every (re)connect; `onStatus({state, transport, detail})` hears every change.
+ * Returns {herald, client, subscribe(), status(), publish(), stop()}: subscribe once
+ * with `subscribe(destination, onMessage, {onGap})`, it holds across reconnects.
  *
  * Transport: WebSocket at /ws, or SockJS at /ws-sockjs when forced by ?transport=sockjs
  * or when the WebSocket could not be opened (then it stays on SockJS).
  */
-export function connect({ user, onConnect, onStatus = () => {}, onError = () => {} }) {
-  const { Client, ReconnectionTimeMode } = window.StompJs;
+export function connect({ user, onConnect = () => {}, onStatus = () => {}, onError = () => {} }) {
+  const { ReconnectionTimeMode } = window.StompJs;
   let transport = requestedTransport();
   // Whether STOMP ever got CONNECTED over a plain WebSocket on this page.
   let websocketWorked = false;
@@ -179,66 +184,69 @@ export function connect({ user, onConnect, onStatus = () => {}, onError = () => 
   const sockjsUrl = `${location.origin}${sockjsPath || '/ws-sockjs'}`;
   const sockjsTransports = params.get('sockjs_transports');
 
-  const client = new Client({
-    reconnectDelay: FIRST_RETRY_MS,
-    reconnectTimeMode: ReconnectionTimeMode.EXPONENTIAL,
-    maxReconnectDelay: MAX_RETRY_MS,
-    heartbeatIncoming: 10000,
-    heartbeatOutgoing: 10000,
-    connectionTimeout: 8000,
-    debug: () => {},
-  });
-  client.webSocketFactory = () => {
-    if (transport === 'sockjs') {
-      const opts = sockjsTransports ? { transports: sockjsTransports.split(',') } : {};
-      return new window.SockJS(sockjsUrl, null, opts);
-    }
-    return new WebSocket(wsUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
-  };
-  client.beforeConnect = async () => {
-    attempts += 1;
-    setStatus(connectedOnce ? 'reconnecting' : 'connecting', attempts > 1 ? `attempt ${attempts}` : '');
+  const herald = createHeraldClient({
+    webSocketFactory: () => {
+      if (transport === 'sockjs') {
+        const opts = sockjsTransports ? { transports: sockjsTransports.split(',') } : {};
+        return new window.SockJS(sockjsUrl, null, opts);
+      }
+      return new WebSocket(wsUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+    },
+    httpUrl: location.origin,
+    // REST calls as api() makes them: the cookie goes along; anonymous users name themselves.
+    httpHeaders: async () => ((await serverSession()).mode === 'anonymous' && user ? { 'X-User': user.name } : {}),
     // With JWT the handshake's cookie authenticates; anonymous users name themselves.
-    const headers = {};
-    if (user && user.via === 'name') headers.login = user.name;
-    client.connectHeaders = headers;
-  };
-  client.onConnect = (frame) => {
-    const reconnected = connectedOnce;
+    connectHeaders: () => (user && user.via === 'name' ? { login: user.name } : {}),
+    stomp: {
+      reconnectDelay: FIRST_RETRY_MS,
+      reconnectTimeMode: ReconnectionTimeMode.EXPONENTIAL,
+      maxReconnectDelay: MAX_RETRY_MS,
+      heartbeatIncoming: 10000,
+      heartbeatOutgoing: 10000,
+      connectionTimeout: 8000,
+      debug: () => {},
+    },
+  });
+  herald.on('connecting', ({ attempt }) => {
+    attempts = attempt;
+    setStatus(connectedOnce ? 'reconnecting' : 'connecting', attempt > 1 ? `attempt ${attempt}` : '');
+  });
+  herald.on('connect', ({ frame, reconnected, resumed }) => {
     connectedOnce = true;
     if (transport === 'websocket') websocketWorked = true;
     attempts = 0;
     const session = frame.headers.session || '';
-    setStatus('connected', `${frame.headers['user-name'] || ''} · session ${session}`);
+    setStatus('connected', `${frame.headers['user-name'] || ''} · session ${session}${resumed ? ' · resumed' : ''}`);
     try {
-      onConnect(client, frame, { reconnected, transport });
+      onConnect(herald.stomp, frame, { reconnected, resumed, transport });
     } catch (e) {
       console.error(e);
     }
-  };
-  client.onWebSocketClose = () => {
+  });
+  herald.on('close', () => {
     // The WebSocket closed before STOMP was ever connected over one (blocked by a
     // proxy, refused, cut): fall back to SockJS for this page's next attempts.
     if (transport === 'websocket' && !websocketWorked) {
       transport = 'sockjs';
       console.warn('WebSocket failed; falling back to SockJS');
     }
-    if (client.active) {
+    if (herald.stomp.active) {
       setStatus('disconnected', `retrying in ${(backoff(attempts + 1) / 1000).toFixed(1)} s`);
     }
-  };
-  client.onStompError = (frame) => {
-    const msg = frame.headers.message || 'STOMP error';
-    setStatus('error', msg);
-    onError(msg);
-  };
-  client.activate();
-  window.heraldClient = client;
+  });
+  herald.on('error', ({ message }) => {
+    setStatus('error', message);
+    onError(message);
+  });
+  herald.activate();
+  window.heraldClient = herald;
   return {
-    client,
+    herald,
+    client: herald.stomp,
+    subscribe: (destination, onMessage, options) => herald.subscribe(destination, onMessage, options),
     status: () => current,
-    publish: (destination, body) => client.publish({ destination, body: JSON.stringify(body) }),
-    stop: () => client.deactivate(),
+    publish: (destination, body) => herald.publish({ destination, body: JSON.stringify(body) }),
+    stop: () => herald.deactivate(),
   };
 }
 

@@ -1,16 +1,15 @@
-// Notifications center on the notifications REST API and live delivery:
-// - GET /api/notifications (newest first, cursor paging) and the unread count;
+// Notifications center on herald-client's notifications API:
+// - list (newest first, cursor paging) and the unread count;
 // - live copies on /user/queue/notifications (and broadcasts on /topic/notifications);
 //   `{"event":"read", ids, unreadCount}` there when another session of ours read some;
-// - POST /api/notifications/{id}/read and /read-all;
-// - after every reconnect the first page is fetched again, so what arrived while we
-//   were disconnected shows up; everything is kept by id, so nothing shows twice.
+// - mark read (one, or all);
+// - across a reconnect the session resumes and what arrived meanwhile is replayed; when
+//   it cannot be (a gap herald-client reports), the first page is fetched again.
+//   Everything is kept by id, so nothing shows twice.
 // - a redirectPath becomes a link or a click target only through safeHref (a path on
 //   this origin or an http(s) URL): the data comes from whoever sent the notification.
-import { $, api, connect, el, renderHeader, requireUser, safeHref } from './herald.js';
+import { $, connect, el, renderHeader, requireUser, safeHref } from './herald.js';
 
-const USER_DEST = '/user/queue/notifications';
-const BROADCAST_DEST = '/topic/notifications';
 const PAGE = 50;
 
 const user = await requireUser();
@@ -20,6 +19,24 @@ const items = new Map(); // notificationId → notification
 let unread = 0;
 let nextCursor = null;
 let syncs = 0;
+// When this page's connection last came back (a notification created before then and
+// delivered after it arrived while the page was away), or null before any reconnect.
+let backAt = null;
+
+const conn = connect({
+  user,
+  onConnect: (client, frame, { reconnected }) => {
+    // Subscribed first (herald-client did), then fetched: whatever is published in
+    // between is in one or the other (or both, and merged by id).
+    if (reconnected) backAt = Date.now();
+    else sync('page');
+  },
+});
+const notes = conn.herald.notifications();
+notes.on('notification', onNotification);
+notes.on('read', onRead);
+// Missed events nothing could replay: fetch the first page again (merged by id).
+notes.on('reload', () => sync('sync'));
 
 function setUnread(n) {
   unread = Math.max(0, n);
@@ -69,7 +86,7 @@ function merge(n, origin) {
 /** The first page (again): at start and after every reconnect. */
 async function sync(origin) {
   try {
-    const page = await api(`/api/notifications?limit=${PAGE}`);
+    const page = await notes.list({ limit: PAGE });
     for (const n of page.items) merge(n, origin);
     if (syncs++ === 0) nextCursor = page.nextCursor;
     setUnread(page.unreadCount);
@@ -82,7 +99,7 @@ async function sync(origin) {
 
 async function older() {
   if (!nextCursor) return;
-  const page = await api(`/api/notifications?limit=${PAGE}&cursor=${encodeURIComponent(nextCursor)}`);
+  const page = await notes.list({ limit: PAGE, cursor: nextCursor });
   for (const n of page.items) merge(n, 'page');
   nextCursor = page.nextCursor;
   render();
@@ -90,7 +107,7 @@ async function older() {
 
 async function markRead(id) {
   try {
-    const r = await api(`/api/notifications/${id}/read`, { method: 'POST' });
+    const r = await notes.markRead(id);
     const n = items.get(id);
     if (n) n.read = true;
     setUnread(r.unreadCount);
@@ -102,7 +119,7 @@ async function markRead(id) {
 
 async function markAllRead() {
   try {
-    await api('/api/notifications/read-all', { method: 'POST' });
+    await notes.markAllRead();
     for (const n of items.values()) n.read = true;
     setUnread(0);
   } catch (e) {
@@ -125,27 +142,22 @@ function desktopNotify(n) {
   }
 }
 
-function onLive(message) {
-  let body;
-  try {
-    body = JSON.parse(message.body);
-  } catch {
-    return;
+function onRead({ ids, unreadCount, all }) {
+  for (const id of ids) {
+    const n = items.get(id);
+    if (n) n.read = true;
   }
-  const event = message.headers['herald-event'] || body.event;
-  if (event === 'read') {
-    for (const id of body.ids || []) {
-      const n = items.get(id);
-      if (n) n.read = true;
-    }
-    if (body.all) for (const n of items.values()) n.read = true;
-    setUnread(body.unreadCount);
-  } else if (body.notificationId !== undefined) {
-    const fresh = merge({ ...body, read: Boolean(body.read) }, 'live');
-    if (fresh && !body.read) {
-      setUnread(unread + 1);
-      desktopNotify(body);
-    }
+  if (all) for (const n of items.values()) n.read = true;
+  setUnread(unreadCount);
+  render();
+}
+
+function onNotification(n) {
+  const away = backAt !== null && Date.parse(n.createdAt) < backAt;
+  const fresh = merge(n, away ? 'sync' : 'live');
+  if (fresh && !n.read) {
+    setUnread(unread + 1);
+    desktopNotify(n);
   }
   render();
 }
@@ -171,14 +183,3 @@ $('#allow-desktop').onclick = async () => {
 $('#read-all').onclick = markAllRead;
 $('#more').onclick = older;
 renderPermission();
-
-connect({
-  user,
-  onConnect: (client, frame, { reconnected }) => {
-    client.subscribe(USER_DEST, onLive);
-    client.subscribe(BROADCAST_DEST, onLive);
-    // Subscribed first, then fetched: whatever is published in between is in one or
-    // the other (or both, and merged by id).
-    sync(reconnected ? 'sync' : 'page');
-  },
-});

@@ -2,7 +2,9 @@
 // connect real @stomp/stompjs clients to it, and wait for things with bounded
 // timeouts so that no test can hang forever.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client, Versions } from '@stomp/stompjs';
 import WebSocket from 'ws';
 
@@ -21,14 +23,15 @@ export function withTimeout(promise, ms, what) {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Start `$HERALD_BIN serve` on ephemeral ports with the given extra env.
+ * Start `$HERALD_BIN serve` on ephemeral ports with the given extra env (and, when
+ * given, a TOML `config`, with a notifications database of its own).
  * Resolves to { httpUrl, wsUrl, stompHost, stompPort, stderr(), stop() }.
  *
  * For poking at another broker by hand, HERALD_INTEROP_EXTERNAL_WS (and
  * HERALD_INTEROP_EXTERNAL_HTTP) point the tests at an already-running server
  * instead; env settings are then not applied. CI never sets it.
  */
-export async function startHerald(env = {}) {
+export async function startHerald(env = {}, { config } = {}) {
   if (process.env.HERALD_INTEROP_EXTERNAL_WS) {
     return {
       external: true,
@@ -42,7 +45,13 @@ export async function startHerald(env = {}) {
   if (!bin) throw new Error('HERALD_BIN is not set (scripts/test.sh builds herald and exports it)');
   if (!existsSync(bin)) throw new Error(`HERALD_BIN=${bin} does not exist`);
 
-  const child = spawn(bin, ['serve', '--http', '127.0.0.1:0', '--stomp', '127.0.0.1:0'], {
+  const args = ['serve', '--http', '127.0.0.1:0', '--stomp', '127.0.0.1:0'];
+  if (config) {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-interop-'));
+    writeFileSync(join(dir, 'herald.toml'), config);
+    args.push('--config', join(dir, 'herald.toml'), '--database-url', `sqlite://${join(dir, 'notifications.db')}`);
+  }
+  const child = spawn(bin, args, {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

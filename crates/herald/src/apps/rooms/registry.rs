@@ -13,13 +13,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::apps::now_rfc3339;
-use crate::cluster::Bus;
 use crate::cluster::presence::tally;
+use crate::cluster::{Bus, Recovery, Since};
 use crate::config::Config;
 use crate::handler::{HandlerError, Reply};
 use crate::ops::metrics;
 
 const MAX_NAME: usize = 100;
+/// Chat messages a room's snapshot shows, at most (fewer when its history keeps fewer).
+const RECENT: u64 = 20;
 /// The shared map holding the rooms (id → [`Room`] as JSON).
 const MAP: &str = "rooms";
 /// The seed's three starting rooms, with the same ids on every node.
@@ -303,6 +305,27 @@ impl Rooms {
         Ok(Some(RoomInfo::of(room, members)))
     }
 
+    /// What a page opening the room shows before its topic's live events: the room,
+    /// its members, and its most recent chat messages (from the topic's history).
+    pub(crate) async fn snapshot(
+        &self,
+        bus: &Arc<dyn Bus>,
+        id: &str,
+    ) -> Result<serde_json::Value, HandlerError> {
+        let info = self
+            .get(bus, id)
+            .await?
+            .ok_or_else(|| HandlerError::new(format!("unknown room '{id}'")))?;
+        let recent = recent_chat(bus, &self.topic(&info.id)?).await;
+        Ok(json!({
+            "chatRoomId": info.id,
+            "name": info.name,
+            "createdAt": info.created_at,
+            "members": info.members,
+            "recent": recent,
+        }))
+    }
+
     async fn ensure_seed(
         &self,
         bus: &Arc<dyn Bus>,
@@ -462,6 +485,28 @@ impl RoomInfo {
             members,
         }
     }
+}
+
+/// The last [`RECENT`] CHAT events of a room's topic, oldest first; none when its
+/// history is gone or cannot be read now (the snapshot still shows the room).
+async fn recent_chat(bus: &Arc<dyn Bus>, topic: &str) -> Vec<serde_json::Value> {
+    let Ok(Some(top)) = bus.position(topic).await else {
+        return Vec::new();
+    };
+    let since = Since {
+        offset: top.offset.saturating_sub(RECENT),
+        epoch: Some(top.epoch.to_string()),
+    };
+    let replay = match bus.recover(topic, since) {
+        Recovery::Ready(r) => r,
+        Recovery::Later(r) => r.await,
+    };
+    replay
+        .missed
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.body).ok())
+        .filter(|v| v["type"] == "CHAT")
+        .collect()
 }
 
 /// The names of a room's members on every node, sorted, each once.

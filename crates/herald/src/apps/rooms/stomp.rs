@@ -1,6 +1,8 @@
 //! The rooms over STOMP: `/app/chat/join` {chatRoomId}, `/app/chat/message`
 //! {chatRoomId, message}, `/app/chat/leave` {chatRoomId}, each answered with the
-//! room's event on its topic; a session that ends leaves every room it was in.
+//! room's event on its topic; a SUBSCRIBE to `/app/chat/rooms/{id}` is answered once
+//! with the room, its members and its recent messages (the snapshot before the
+//! topic's live events); a session that ends leaves every room it was in.
 
 use serde::Deserialize;
 
@@ -31,7 +33,15 @@ pub(crate) struct LeaveMessage {
 /// The rooms' application handlers.
 pub(super) fn handlers(rooms: &Rooms) -> Handlers {
     let (join, chat, leave, gone) = (rooms.clone(), rooms.clone(), rooms.clone(), rooms.clone());
+    let snapshot = rooms.clone();
     Handlers::new()
+        .subscribe("/chat/rooms/{id}", move |req: AppRequest<()>| {
+            let rooms = snapshot.clone();
+            async move {
+                let id = req.param("id")?.to_owned();
+                rooms.snapshot(req.messaging.cluster(), &id).await
+            }
+        })
         .route("/chat/join", move |req: AppRequest<JoinMessage>| {
             let rooms = join.clone();
             async move {

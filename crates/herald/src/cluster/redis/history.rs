@@ -16,6 +16,7 @@ impl Inner {
     pub(super) fn recover(self: &Arc<Self>, key: &str, since: Since) -> Recovery {
         let inner = self.clone();
         let (hist, meta) = inner.keys.history_keys(key);
+        let key = key.to_owned();
         Recovery::Later(Box::pin(async move {
             let mut conn = inner.conn();
             let start = format!("{}-0", since.offset.saturating_add(1));
@@ -42,6 +43,9 @@ impl Inner {
                 .and_then(|o| o.parse().ok())
                 .unwrap_or(0);
             let epoch = top.get(1).cloned().flatten();
+            if let Some(e) = &epoch {
+                inner.heard_at_least(&key, last, e);
+            }
             let same_epoch = match (&since.epoch, &epoch) {
                 (Some(want), Some(have)) => want == have,
                 (Some(_), None) => since.offset == 0,

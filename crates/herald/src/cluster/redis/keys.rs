@@ -9,17 +9,18 @@
 //!   set of queue keys, for wildcard consumers.
 //! - `{p}:pr:{scope}`, `{p}:pz:{scope}`: a presence scope's hash and expiry set;
 //!   `{p}:map:{name}`: a shared map.
+//! - `{p}:park:{token}`: a session kept for resuming (expires with its window).
 //!
 //! On a Redis Cluster the same names carry a hash tag, so that what one script
 //! touches is in one slot: the destination's key (or, for user destinations,
 //! `/user/{name}`, so a user's channel and histories share a slot) between braces,
 //! as in `{p}:h:{/topic/a}` and `{p}:h:{/user/bob}/queue/x`; presence scopes and maps
-//! are tagged by their name. Topic and user channels are sharded channels
-//! (`SSUBSCRIBE`) in the slot of their destination. Sharded Pub/Sub has no
-//! patterns, so wildcard subscriptions listen to classic channels `{p}:w:{key}`,
-//! on which a publish puts a copy only while some node has a wildcard matching it
-//! (`wild.rs`). A single server keeps the untagged names (a node upgraded in place
-//! finds its streams where they were).
+//! are tagged by their name (parked sessions are single keys, untagged). Topic and
+//! user channels are sharded channels (`SSUBSCRIBE`) in the slot of their
+//! destination. Sharded Pub/Sub has no patterns, so wildcard subscriptions listen to
+//! classic channels `{p}:w:{key}`, on which a publish puts a copy only while some
+//! node has a wildcard matching it (`wild.rs`). A single server keeps the untagged
+//! names (a node upgraded in place finds its streams where they were).
 
 use crate::destination::Pattern;
 
@@ -125,6 +126,11 @@ impl Keys {
 
     pub(super) fn map_key(&self, map: &str) -> String {
         self.name("map", map)
+    }
+
+    /// Where a session waits to be resumed, by its resume token.
+    pub(super) fn parked(&self, token: &str) -> String {
+        format!("{}:park:{token}", self.prefix)
     }
 
     pub(super) fn history_keys(&self, key: &str) -> (String, String) {

@@ -59,6 +59,7 @@ mod history;
 mod keys;
 mod maps;
 mod outage;
+mod parked;
 mod presence;
 mod pubsub;
 mod queues;

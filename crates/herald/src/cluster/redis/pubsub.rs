@@ -24,6 +24,9 @@ pub(super) struct Heard {
     /// Local subscriptions to the key.
     subscriptions: usize,
     last: Option<Position>,
+    /// Nothing heard yet, but a replay read the history up to here: a first message
+    /// past the next offset means those between were missed.
+    floor: Option<Position>,
     /// The offsets and message ids heard last: an offset heard again with another
     /// message is not a duplicate but a new message, after a failover lost the
     /// newest entries (Pub/Sub had carried them; the promoted replica never got
@@ -178,8 +181,12 @@ impl Inner {
         let Some(h) = heard.get_mut(key) else {
             return Sequence::Next;
         };
-        let seq = match &h.last {
-            Some(l) if l.epoch == p.epoch && p.offset <= l.offset => {
+        let seq = match (&h.last, &h.floor) {
+            (None, Some(f)) if f.epoch == p.epoch && p.offset > f.offset + 1 => {
+                Sequence::After(f.offset + 1)
+            }
+            (None, _) => Sequence::Next,
+            (Some(l), _) if l.epoch == p.epoch && p.offset <= l.offset => {
                 let again = h
                     .recent
                     .iter()
@@ -192,17 +199,32 @@ impl Inner {
                 h.recent.retain(|(o, _)| *o < p.offset);
                 Sequence::Next
             }
-            Some(l) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
+            (Some(l), _) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
                 Sequence::After(l.offset + 1)
             }
             // A new epoch began after the last message heard (Redis lost the history,
             // or it expired): all of it is news.
-            Some(l) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
+            (Some(l), _) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
             _ => Sequence::Next,
         };
         h.last = Some(p.clone());
         h.remember(p.offset, id);
         seq
+    }
+
+    /// A replay read `key`'s history up to `offset` of `epoch`: when nothing was heard
+    /// on it yet, a message published between the read and the channel's subscription
+    /// is noticed as missed (and filled) by the next one heard. Messages up to the
+    /// floor still count as news: other local subscribers may not have them.
+    pub(super) fn heard_at_least(&self, key: &str, offset: u64, epoch: &str) {
+        if let Some(h) = self.heard.lock().get_mut(key)
+            && h.last.is_none()
+        {
+            h.floor = Some(Position {
+                offset,
+                epoch: epoch.into(),
+            });
+        }
     }
 
     /// Delivers from `key`'s history what this node missed, offsets `from..=to` of
@@ -391,5 +413,37 @@ impl PubSub for RedisBus {
 
     fn recover(&self, key: &str, since: Since) -> Recovery {
         self.inner.recover(key, since)
+    }
+
+    fn position(&self, key: &str) -> BoxFuture<Result<Option<Position>, String>> {
+        let heard = self
+            .inner
+            .heard
+            .lock()
+            .get(key)
+            .and_then(|h| h.last.clone());
+        if let Some(p) = heard {
+            return Box::pin(std::future::ready(Ok(Some(p))));
+        }
+        // Nothing heard since this node listens: the history's own newest.
+        let inner = self.inner.clone();
+        let meta = inner.keys.history_keys(key).1;
+        Box::pin(async move {
+            let mut conn = inner.conn();
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(&meta).arg("o").arg("e");
+            let top: (Option<u64>, Option<String>) =
+                tokio::time::timeout(ANSWER_TIMEOUT, cmd.query_async(&mut conn))
+                    .await
+                    .map_err(|_| "Redis did not answer".to_owned())?
+                    .map_err(|e| e.to_string())?;
+            Ok(match top {
+                (Some(offset), Some(epoch)) => Some(Position {
+                    offset,
+                    epoch: epoch.into(),
+                }),
+                _ => None,
+            })
+        })
     }
 }
