@@ -38,6 +38,14 @@ pub(super) struct Heard {
 const RECENT: usize = 256;
 
 impl Heard {
+    /// The last position heard is now `p`; offsets of another epoch are forgotten.
+    fn moved_to(&mut self, p: &Position) {
+        if self.last.as_ref().is_some_and(|l| l.epoch != p.epoch) {
+            self.recent.clear();
+        }
+        self.last = Some(p.clone());
+    }
+
     fn remember(&mut self, offset: u64, id: &str) {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
@@ -187,11 +195,12 @@ impl Inner {
             }
             (None, _) => Sequence::Next,
             (Some(l), _) if l.epoch == p.epoch && p.offset <= l.offset => {
-                let again = h
-                    .recent
-                    .iter()
-                    .find(|(o, _)| *o == p.offset)
-                    .is_none_or(|(_, seen)| seen == id);
+                let same_offset = |(o, _): &&(u64, String)| *o == p.offset;
+                let again = h.recent.iter().filter(same_offset).count() == 0
+                    || h.recent
+                        .iter()
+                        .filter(same_offset)
+                        .any(|(_, seen)| seen == id);
                 if again {
                     return Sequence::Again;
                 }
@@ -207,7 +216,7 @@ impl Inner {
             (Some(l), _) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
             _ => Sequence::Next,
         };
-        h.last = Some(p.clone());
+        h.moved_to(p);
         h.remember(p.offset, id);
         seq
     }
@@ -314,12 +323,10 @@ impl Inner {
                 };
                 let epoch: Arc<str> = epoch.into();
                 match self.heard.lock().get_mut(key) {
-                    Some(h) => {
-                        h.last = Some(Position {
-                            offset: top,
-                            epoch: epoch.clone(),
-                        })
-                    }
+                    Some(h) => h.moved_to(&Position {
+                        offset: top,
+                        epoch: epoch.clone(),
+                    }),
                     None => continue,
                 }
                 self.fill(key, &epoch, from, top).await;
