@@ -243,12 +243,14 @@ install_browser() {
 }
 
 # ------------------------------------------------------------------ 1b. redis-server
-# The cluster tests (crates/herald/tests/cluster_*.rs) start private redis-servers;
-# without one they fail, never skip. Installed with apt-get when missing.
+# The cluster tests (crates/herald/tests/cluster_*.rs) start private redis-servers,
+# Redis Clusters (redis-cli --cluster create) and Sentinels (redis-server
+# --sentinel); without them they fail, never skip. Installed with apt-get when
+# missing (Debian's redis-server brings redis-cli with redis-tools).
 install_redis() {
   banner "install: redis-server (cluster tests)"
   local start=$SECONDS
-  if have redis-server; then
+  if have redis-server && have redis-cli; then
     redis-server --version
     record "install redis-server" PASS 0
     return
@@ -257,7 +259,7 @@ install_redis() {
   if [[ $(id -u) -ne 0 ]] && have sudo; then sudo="sudo -n"; fi
   if have apt-get && $sudo apt-get update -qq \
     && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
-    && have redis-server; then
+    && have redis-server && have redis-cli; then
     echo "installed: $(redis-server --version)"
     record "install redis-server" PASS $((SECONDS - start))
   else

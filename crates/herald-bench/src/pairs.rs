@@ -20,6 +20,10 @@ pub(crate) struct PairsArgs {
     /// Destination prefix: pair i uses PREFIX-i.
     #[arg(long, default_value = "/topic/bench")]
     pub destination: String,
+    /// Server(s) the subscribers connect to, round-robin (repeatable; default: the
+    /// publishers' server): pairs across the nodes of a cluster.
+    #[arg(long = "subscribe-url", value_name = "URL")]
+    pub subscribe_urls: Vec<String>,
 }
 
 pub(crate) async fn run(a: &PairsArgs) -> Result<Report> {
@@ -33,7 +37,12 @@ pub(crate) async fn run(a: &PairsArgs) -> Result<Report> {
         })
         .collect();
     let target = a.common.target()?;
-    let subscribe_to = vec![target.clone()];
+    let subscribe_to = if a.subscribe_urls.is_empty() {
+        vec![target.clone()]
+    } else {
+        let urls = a.subscribe_urls.iter();
+        urls.map(|u| a.common.target_at(u)).collect::<Result<_>>()?
+    };
     pubsub::run(
         "pairs",
         target,

@@ -75,8 +75,10 @@ struct ServeArgs {
     /// mysql://user:pass@host/db or postgres://user@host/db.
     #[arg(long, env = "HERALD_DATABASE_URL")]
     database_url: Option<String>,
-    /// Join a cluster: every node given the same Redis (redis://host:6379) serves
-    /// the same destinations (config: cluster.redis_url).
+    /// Join a cluster: every node given the same Redis (redis://host:6379), Redis
+    /// Cluster (redis+cluster://h1:7000,h2:7001) or Sentinel-watched master
+    /// (redis+sentinel://s1:26379,s2:26379/mymaster) serves the same destinations
+    /// (config: cluster.redis_url).
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
 }
@@ -191,7 +193,10 @@ async fn wait_for_signal() {
 
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The redis crate's cluster client warns at every reconnection attempt (dozens a
+    // second while a cluster is unreachable); Herald's own outage log says it once.
+    let filter = EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,redis::cluster_handling=error"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -4,6 +4,8 @@
 //! past `broker.max_redeliveries` the message reaches its dead-letter queue once.
 
 mod common;
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "common/redis.rs"]
 mod redis_server;
 
@@ -13,9 +15,10 @@ use bytes::BytesMut;
 use common::*;
 use herald::broker::Kind;
 use herald_stomp::{Command, Frame, Version, encode};
-use redis_server::{RedisServer, listening, node_with};
+use redis_cluster::RedisCluster;
+use redis_server::{RedisServer, RedisUrl, listening, node_with};
 
-async fn node(redis: &RedisServer, max_redeliveries: u32) -> TestServer {
+async fn node(redis: &impl RedisUrl, max_redeliveries: u32) -> TestServer {
     node_with(redis, |c| c.broker.max_redeliveries = max_redeliveries).await
 }
 
@@ -47,8 +50,25 @@ async fn nack_and_leave(c: &mut Client, m: &Frame) {
 
 #[tokio::test]
 async fn a_message_nacked_on_each_node_in_turn_is_dead_lettered_once_after_the_limit() {
-    let redis = RedisServer::start();
-    let (a, b) = (node(&redis, 3).await, node(&redis, 3).await);
+    a_message_nacked_on_each_node_in_turn_is_dead_lettered_once_after_the_limit_on(
+        &RedisServer::start(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_message_nacked_on_each_node_in_turn_is_dead_lettered_once_after_the_limit_on_a_cluster()
+{
+    a_message_nacked_on_each_node_in_turn_is_dead_lettered_once_after_the_limit_on(
+        &RedisCluster::start(),
+    )
+    .await;
+}
+
+async fn a_message_nacked_on_each_node_in_turn_is_dead_lettered_once_after_the_limit_on(
+    redis: &impl RedisUrl,
+) {
+    let (a, b) = (node(redis, 3).await, node(redis, 3).await);
     let mut dlq = a.tcp().await;
     dlq.subscribe("d", "/queue/dlq.poison").await;
     listening(&a, Kind::Queue, "/queue/dlq.poison").await;

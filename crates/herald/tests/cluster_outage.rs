@@ -3,6 +3,8 @@
 //! back, and cross-node delivery resumes by itself.
 
 mod common;
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "common/redis.rs"]
 mod redis_server;
 
@@ -15,9 +17,10 @@ use common::*;
 use herald::broker::Kind;
 use herald::cluster::NOT_ACCEPTED;
 use herald_stomp::{Command, Frame, Version};
-use redis_server::{RedisServer, listening, node_with};
+use redis_cluster::RedisCluster;
+use redis_server::{Outage, RedisServer, RedisUrl, listening, node_with};
 
-async fn node(redis: &RedisServer) -> TestServer {
+async fn node(redis: &impl RedisUrl) -> TestServer {
     node_with(redis, |_| {}).await
 }
 
@@ -27,10 +30,19 @@ async fn health(server: &TestServer) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_stream() {
-    let mut redis = RedisServer::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    redis_restart_mid_stream_on(&mut RedisServer::start()).await;
+}
+
+/// The same with every node of a Redis Cluster killed and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_stream_on_a_cluster() {
+    redis_restart_mid_stream_on(&mut RedisCluster::start()).await;
+}
+
+async fn redis_restart_mid_stream_on(redis: &mut impl Outage) {
+    let (a, b) = (node(&*redis).await, node(&*redis).await);
     let mut on_a = a.tcp().await;
     let mut on_b = b.tcp().await;
     on_a.subscribe("t", "/topic/t").await;
@@ -46,22 +58,29 @@ async fn redis_restart_mid_stream() {
     assert_eq!(on_b.recv_body().await, "before");
     assert_eq!(health(&a).await["status"], "ok");
 
-    redis.kill();
+    tokio::task::block_in_place(|| redis.kill_all());
     let bus_a = a.node.broker.bus().clone();
     // Local delivery continues while Redis is gone; the messages wait in the spool.
     p.publish_nowait("/topic/t", "during").await;
     assert_eq!(on_a.recv_body().await, "during");
     wait_until("A degraded", || !bus_a.status().connected).await;
-    let h = health(&a).await;
-    assert_eq!(h["status"], "degraded", "{h}");
-    let (status, ready) = a.http_get("/health/ready").await;
-    assert_eq!(
-        status,
-        503,
-        "not ready while Redis is gone: {}",
-        String::from_utf8_lossy(&ready)
-    );
-    assert!(String::from_utf8_lossy(&ready).contains("cluster"));
+    // Polled: on a cluster the first node's disconnection can mark the bus down a
+    // moment before the last node is gone (a PING may still find one).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let h = health(&a).await;
+        let (status, ready) = a.http_get("/health/ready").await;
+        if h["status"] == "degraded" && status == 503 {
+            assert!(String::from_utf8_lossy(&ready).contains("cluster"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready while Redis is gone: {h} {}",
+            String::from_utf8_lossy(&ready)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     p.publish_nowait("/topic/t", "during2").await;
     assert_eq!(on_a.recv_body().await, "during2");
     wait_until("failed publishes counted", || {
@@ -69,7 +88,7 @@ async fn redis_restart_mid_stream() {
     })
     .await;
 
-    redis.restart();
+    tokio::task::block_in_place(|| redis.restart_all());
     // The RECEIPT comes once Redis is back and took it (after the spool).
     p.publish("/topic/t", "after").await;
     assert_eq!(on_a.recv_body().await, "after");
@@ -381,16 +400,31 @@ async fn confirmed_messages_arrive_once_and_refused_ones_never_through_a_kill() 
 
 /// The REST API during an outage: 503 cluster_unavailable once publish_timeout
 /// passed, or at once past the spool's budget; neither message is delivered later.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered() {
-    let mut redis = RedisServer::start();
+    rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered_on(
+        &mut RedisServer::start(),
+    )
+    .await;
+}
+
+/// The same with every node of a Redis Cluster killed and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered_on_a_cluster() {
+    let mut redis = RedisCluster::start();
+    rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered_on(&mut redis).await;
+}
+
+async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered_on(
+    redis: &mut impl Outage,
+) {
     let settings = |c: &mut herald::config::Config| {
         c.cluster.publish_timeout = Duration::from_millis(500);
         c.cluster.spool_max_bytes = 1024;
     };
     let (a, b) = (
-        node_with(&redis, settings).await,
-        node_with(&redis, settings).await,
+        node_with(&*redis, settings).await,
+        node_with(&*redis, settings).await,
     );
     let mut on_b = b.tcp().await;
     on_b.subscribe("t", "/topic/r").await;
@@ -404,7 +438,7 @@ async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered() {
     );
     assert_eq!(on_b.recv_body().await, "before");
 
-    redis.kill();
+    tokio::task::block_in_place(|| redis.kill_all());
     let (status, v) = a.http_post_json("/api/publish", &publish("late")).await;
     assert_eq!(
         (status, v["code"].as_str()),
@@ -432,7 +466,7 @@ async fn rest_publishes_the_cluster_cannot_take_are_503_and_never_delivered() {
         "{v}"
     );
 
-    redis.restart();
+    tokio::task::block_in_place(|| redis.restart_all());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (status, v) = a.http_post_json("/api/publish", &publish("after")).await;

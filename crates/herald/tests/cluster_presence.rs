@@ -2,6 +2,8 @@
 //! consumer-group hygiene over a real redis-server.
 
 mod common;
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "common/redis.rs"]
 mod redis_server;
 
@@ -10,10 +12,11 @@ use std::time::Duration;
 use common::*;
 use herald::broker::Kind;
 use herald_stomp::{Command, Frame};
-use redis_server::{RedisServer, listening, node_with};
+use redis_cluster::RedisCluster;
+use redis_server::{RedisServer, RedisUrl, listening, node_with};
 use serde_json::Value;
 
-async fn node(redis: &RedisServer) -> TestServer {
+async fn node(redis: &impl RedisUrl) -> TestServer {
     node_with(redis, |c| c.auth.default_rules = false).await
 }
 
@@ -63,8 +66,16 @@ async fn online_becomes(server: &TestServer, want: &[(&str, u64)]) {
 
 #[tokio::test]
 async fn users_online_across_nodes_and_a_dead_node_expires() {
-    let redis = RedisServer::start();
-    let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    users_online_across_nodes_and_a_dead_node_expires_on(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn users_online_across_nodes_and_a_dead_node_expires_on_a_cluster() {
+    users_online_across_nodes_and_a_dead_node_expires_on(&RedisCluster::start()).await;
+}
+
+async fn users_online_across_nodes_and_a_dead_node_expires_on(redis: &impl RedisUrl) {
+    let (a, b, c) = (node(redis).await, node(redis).await, node(redis).await);
     let (alice_a, _) = a.connect_as(Transport::Tcp, "alice").await;
     let (_alice_b, _) = b.connect_as(Transport::Ws, "alice").await;
     let (_bob, _) = c.connect_as(Transport::Tcp, "bob").await;
@@ -106,8 +117,16 @@ async fn presence_is_refilled_after_redis_restarts() {
 
 #[tokio::test]
 async fn rooms_are_shared_and_members_span_nodes() {
-    let redis = RedisServer::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    rooms_are_shared_and_members_span_nodes_on(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn rooms_are_shared_and_members_span_nodes_on_a_cluster() {
+    rooms_are_shared_and_members_span_nodes_on(&RedisCluster::start()).await;
+}
+
+async fn rooms_are_shared_and_members_span_nodes_on(redis: &impl RedisUrl) {
+    let (a, b) = (node(redis).await, node(redis).await);
     // The starting rooms have the same ids on every node.
     let (_, rooms_a) = get_json(&a, "/api/rooms").await;
     let (_, rooms_b) = get_json(&b, "/api/rooms").await;
@@ -184,8 +203,20 @@ async fn rooms_are_shared_and_members_span_nodes() {
 
 #[tokio::test]
 async fn receipts_and_the_rest_api_wait_until_the_cluster_has_the_message() {
-    let redis = RedisServer::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    receipts_and_the_rest_api_wait_until_the_cluster_has_the_message_on(&RedisServer::start())
+        .await;
+}
+
+#[tokio::test]
+async fn receipts_and_the_rest_api_wait_until_the_cluster_has_the_message_on_a_cluster() {
+    receipts_and_the_rest_api_wait_until_the_cluster_has_the_message_on(&RedisCluster::start())
+        .await;
+}
+
+async fn receipts_and_the_rest_api_wait_until_the_cluster_has_the_message_on(
+    redis: &impl RedisUrl,
+) {
+    let (a, b) = (node(redis).await, node(redis).await);
     let mut p = a.tcp().await;
     // `publish` waits for each SEND's RECEIPT; no subscriber anywhere.
     for n in 1..=3 {
@@ -232,8 +263,16 @@ async fn receipts_and_the_rest_api_wait_until_the_cluster_has_the_message() {
 
 #[tokio::test]
 async fn wildcard_queue_subscriptions_read_every_nodes_queues() {
-    let redis = RedisServer::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    wildcard_queue_subscriptions_read_every_nodes_queues_on(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn wildcard_queue_subscriptions_read_every_nodes_queues_on_a_cluster() {
+    wildcard_queue_subscriptions_read_every_nodes_queues_on(&RedisCluster::start()).await;
+}
+
+async fn wildcard_queue_subscriptions_read_every_nodes_queues_on(redis: &impl RedisUrl) {
+    let (a, b) = (node(redis).await, node(redis).await);
     let mut worker = b.tcp().await;
     worker.subscribe("w", "/queue/jobs.*").await;
     let mut p = a.tcp().await;

@@ -2,6 +2,8 @@
 //! cluster-wide, and what a dead node never acked goes to another node.
 
 mod common;
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "common/redis.rs"]
 mod redis_server;
 
@@ -10,9 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use herald::broker::Kind;
-use redis_server::{RedisServer, listening, node_with};
+use redis_cluster::RedisCluster;
+use redis_server::{RedisServer, RedisUrl, listening, node_with};
 
-async fn node(redis: &RedisServer) -> TestServer {
+async fn node(redis: &impl RedisUrl) -> TestServer {
     node_with(redis, |_| {}).await
 }
 
@@ -42,8 +45,16 @@ async fn drain(clients: &mut [&mut Client], want: usize) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn queue_messages_are_consumed_once_across_nodes() {
-    let redis = RedisServer::start();
-    let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    queue_messages_are_consumed_once_across_nodes_on(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn queue_messages_are_consumed_once_across_nodes_on_a_cluster() {
+    queue_messages_are_consumed_once_across_nodes_on(&RedisCluster::start()).await;
+}
+
+async fn queue_messages_are_consumed_once_across_nodes_on(redis: &impl RedisUrl) {
+    let (a, b, c) = (node(redis).await, node(redis).await, node(redis).await);
     let mut ca = a.tcp().await;
     let mut cb = b.ws().await;
     let mut cc = c.tcp().await;
@@ -90,8 +101,16 @@ async fn messages_wait_in_redis_for_a_consumer_on_any_node() {
 
 #[tokio::test]
 async fn unacked_messages_of_a_killed_node_go_to_another_node() {
-    let redis = RedisServer::start();
-    let (mut a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    unacked_messages_of_a_killed_node_go_to_another_node_on(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn unacked_messages_of_a_killed_node_go_to_another_node_on_a_cluster() {
+    unacked_messages_of_a_killed_node_go_to_another_node_on(&RedisCluster::start()).await;
+}
+
+async fn unacked_messages_of_a_killed_node_go_to_another_node_on(redis: &impl RedisUrl) {
+    let (mut a, b, c) = (node(redis).await, node(redis).await, node(redis).await);
     // A takes messages and never acks them.
     let mut holder = a.tcp().await;
     holder
@@ -172,13 +191,21 @@ async fn a_full_prefetch_window_leaves_entries_in_redis_for_consumers_with_room(
 /// `claim_after` (left at its default here: it is for dead nodes).
 #[tokio::test]
 async fn an_ended_sessions_unacked_messages_go_to_another_node_at_once() {
-    let redis = RedisServer::start();
+    an_ended_sessions_unacked_messages_go_to_another_node_at_once_on(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn an_ended_sessions_unacked_messages_go_to_another_node_at_once_on_a_cluster() {
+    an_ended_sessions_unacked_messages_go_to_another_node_at_once_on(&RedisCluster::start()).await;
+}
+
+async fn an_ended_sessions_unacked_messages_go_to_another_node_at_once_on(redis: &impl RedisUrl) {
     let claim_late = |c: &mut herald::config::Config| {
         c.cluster.claim_after = herald::config::ClusterConfig::default().claim_after;
     };
     let (a, b) = (
-        node_with(&redis, claim_late).await,
-        node_with(&redis, claim_late).await,
+        node_with(redis, claim_late).await,
+        node_with(redis, claim_late).await,
     );
     let mut holder = a.tcp().await;
     holder

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::target::RedisTarget;
 use crate::error::ConfigError;
 
 /// Several nodes as one server (`cluster::Bus`): Redis when `redis_url` is set,
@@ -12,7 +13,9 @@ use crate::error::ConfigError;
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// `redis://host:6379/0` (or `rediss://`): all the nodes need in common. Empty:
-    /// a single node.
+    /// a single node. `redis+cluster://h1:7000,h2:7001` for a Redis Cluster,
+    /// `redis+sentinel://s1:26379,s2:26379/mymaster` for a master behind Sentinels
+    /// (`cluster::target`).
     pub redis_url: String,
     /// Prefix of every Redis key and channel Herald uses.
     pub key_prefix: String,
@@ -44,6 +47,10 @@ pub struct ClusterConfig {
     /// Bytes of publishes kept in order while Redis is away, written to it once it
     /// answers; past it new publishes are refused.
     pub spool_max_bytes: usize,
+    /// Replicas that must have a publish (Redis `WAIT`) before it is confirmed: with
+    /// 1, a confirmed message survives its master's failover. 0: the master's
+    /// answer is enough.
+    pub replica_acks: u32,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +66,7 @@ impl Default for ClusterConfig {
             history_max_bytes: 64 * 1024 * 1024,
             publish_timeout: Duration::from_secs(5),
             spool_max_bytes: 64 << 20,
+            replica_acks: 0,
         }
     }
 }
@@ -67,13 +75,23 @@ impl ClusterConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = ConfigError::check;
         let url = &self.redis_url;
+        if !url.is_empty() {
+            let target = RedisTarget::parse(url).map_err(|e| {
+                let why = e.strip_prefix("cluster.redis_url: ").unwrap_or(&e);
+                ConfigError::new("cluster.redis_url", why)
+            })?;
+            // A Redis Cluster hashes what is between the first `{` and `}` of a key:
+            // braces in the prefix would put every key in one slot.
+            check(
+                !matches!(target, RedisTarget::Cluster(_)) || !self.key_prefix.contains(['{', '}']),
+                "cluster.key_prefix",
+                "must not contain '{' or '}' with a Redis Cluster (they choose the slot)",
+            )?;
+        }
         check(
-            url.is_empty()
-                || url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://"),
-            "cluster.redis_url",
-            "must be a redis:// or rediss:// URL",
+            self.replica_acks <= 16,
+            "cluster.replica_acks",
+            "must be at most 16",
         )?;
         check(
             !self.heartbeat.is_zero() && !self.claim_after.is_zero(),
@@ -90,5 +108,43 @@ impl ClusterConfig {
             "cluster.history_max_destinations",
             "must be at least 1",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(tweak: impl FnOnce(&mut ClusterConfig)) -> Result<(), String> {
+        let mut c = ClusterConfig::default();
+        tweak(&mut c);
+        c.validate().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn redis_urls_and_their_settings_are_checked() {
+        assert!(with(|c| c.redis_url = "redis+cluster://h1:7000,h2:7001".into()).is_ok());
+        assert!(with(|c| c.redis_url = "redis+sentinel://s1,s2/main".into()).is_ok());
+        let e = with(|c| c.redis_url = "redis+sentinel://s1:26379".into()).unwrap_err();
+        assert!(
+            e.starts_with("cluster.redis_url: ") && e.contains("master"),
+            "{e}"
+        );
+        let e = with(|c| {
+            c.redis_url = "redis+cluster://h1:7000".into();
+            c.key_prefix = "app{1}".into();
+        })
+        .unwrap_err();
+        assert!(e.starts_with("cluster.key_prefix: "), "{e}");
+        // Braces matter only to a cluster.
+        assert!(
+            with(|c| {
+                c.redis_url = "redis://h:6379".into();
+                c.key_prefix = "app{1}".into();
+            })
+            .is_ok()
+        );
+        let e = with(|c| c.replica_acks = 17).unwrap_err();
+        assert!(e.starts_with("cluster.replica_acks: "), "{e}");
     }
 }

@@ -364,6 +364,7 @@ impl Health for LocalBus {
             failed_publishes: 0,
             spooled: 0,
             channels: 0,
+            shards_down: Vec::new(),
         }
     }
 }

@@ -28,7 +28,9 @@
 //!   one channel per destination with local subscribers (one per user for user
 //!   destinations), history in Redis Streams, cluster queues as Streams with a
 //!   consumer group, presence and small shared maps in hashes whose entries expire
-//!   with the node that refreshes them. One file per job under `redis/`.
+//!   with the node that refreshes them; on one server, a Redis Cluster (sharded
+//!   Pub/Sub, every destination in one slot) or a master behind Sentinels
+//!   ([`target::RedisTarget`]). One file per job under `redis/`.
 //!
 //! A confirmation (a SEND's RECEIPT, the REST API's 2xx, [`Outcome`] without an
 //! error) means the message is in the cluster; while Redis is away publishes wait in
@@ -41,6 +43,7 @@ mod parking;
 pub mod presence;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod target;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -107,6 +110,10 @@ pub struct BusStatus {
     pub spooled: usize,
     /// Channels and patterns this node listens to.
     pub channels: usize,
+    /// Redis Cluster shards that do not answer (address, slots, why): the
+    /// destinations they own wait in the outage spool, the others go on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards_down: Vec<String>,
 }
 
 /// Where a bus hands what this node's sessions must receive. The broker implements

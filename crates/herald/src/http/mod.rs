@@ -180,7 +180,13 @@ pub(crate) struct Health {
 )]
 async fn health(State(state): State<Context>) -> axum::Json<Health> {
     let cluster = state.node.broker.bus().status();
-    let status = if cluster.connected { "ok" } else { "degraded" };
+    // Degraded: Redis (or some of a Redis Cluster's shards) is unreachable; this node
+    // goes on delivering to its own sessions.
+    let status = if cluster.connected && cluster.shards_down.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
     axum::Json(Health {
         status,
         node: state.node.id.clone(),

@@ -160,9 +160,41 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// What Herald's `cluster.redis_url` points at: one server, a Redis Cluster or
+/// Sentinels (`common/redis_cluster.rs`).
+pub(crate) trait RedisUrl {
+    fn url(&self) -> String;
+}
+
+impl RedisUrl for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+}
+
+/// What an outage test does to all of Redis: kill it (SIGKILL) and start it again
+/// (empty unless it persists).
+pub(crate) trait Outage: RedisUrl {
+    fn kill_all(&mut self);
+    fn restart_all(&mut self);
+}
+
+impl Outage for RedisServer {
+    fn kill_all(&mut self) {
+        self.kill();
+    }
+
+    fn restart_all(&mut self) {
+        self.restart();
+    }
+}
+
 /// A node on `redis` with quick cluster timings (claims after 1 s, heartbeat 200 ms),
 /// then `tweak`.
-pub(crate) async fn node_with(redis: &RedisServer, tweak: impl FnOnce(&mut Config)) -> TestServer {
+pub(crate) async fn node_with(
+    redis: &impl RedisUrl,
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
     let url = redis.url();
     TestServer::with(move |c| {
         c.cluster.redis_url = url;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redis::Value;
-
 use super::presence::REFRESH_CHUNK;
 use super::writer::{ANSWER_TIMEOUT, Cmd};
 use super::{Inner, RedisBus};
+use crate::cluster::target::RedisTarget;
 use crate::cluster::{BusStatus, Health};
 use crate::message::Kind;
 
@@ -40,11 +39,7 @@ impl Inner {
             probed = tokio::time::Instant::now();
             let was_up = self.is_up();
             let mut conn = self.conn();
-            let ping = tokio::time::timeout(
-                Duration::from_secs(1),
-                redis::cmd("PING").query_async::<Value>(&mut conn),
-            )
-            .await;
+            let ping = tokio::time::timeout(Duration::from_secs(1), conn.ping()).await;
             let failure = match ping {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
@@ -97,10 +92,39 @@ impl Inner {
                     self.send_call(self.join_cmd(&scope, &entries));
                 }
             }
+            if self.keys.tagged {
+                self.check_shards().await;
+            }
             self.outage.tick(
                 self.spooled.load(Ordering::Relaxed),
                 self.spooled_bytes.load(Ordering::Relaxed),
             );
+        }
+    }
+
+    /// Which cluster shards do not answer, for `/health` (logged when it changes).
+    async fn check_shards(&self) {
+        let mut conn = self.conn();
+        let Ok(Ok(shards)) = tokio::time::timeout(ANSWER_TIMEOUT, conn.shards()).await else {
+            return;
+        };
+        let down: Vec<String> = shards
+            .into_iter()
+            .filter_map(|(shard, state)| state.err().map(|why| format!("{shard}: {why}")))
+            .collect();
+        if down.is_empty() {
+            // Every master answers (a replica took over): try the failed slots again.
+            self.slots_down.lock().clear();
+        }
+        let mut was = self.shards_down.lock();
+        if *was != down {
+            if down.is_empty() {
+                tracing::info!(node = %self.node_id, "every Redis Cluster shard answers again");
+            } else {
+                tracing::warn!(node = %self.node_id, down = ?down,
+                    "Redis Cluster shards do not answer: their destinations wait");
+            }
+            *was = down;
         }
     }
 }
@@ -108,21 +132,22 @@ impl Inner {
 impl Health for RedisBus {
     fn status(&self) -> BusStatus {
         BusStatus {
-            kind: "redis",
+            kind: match self.inner.target {
+                RedisTarget::Single(_) => "redis",
+                RedisTarget::Cluster(_) => "redis-cluster",
+                RedisTarget::Sentinel { .. } => "redis-sentinel",
+            },
             connected: self.inner.connected.load(Ordering::Relaxed),
             failed_publishes: self.inner.failed.load(Ordering::Relaxed),
             spooled: self.inner.spooled.load(Ordering::Relaxed),
             channels: self.inner.listening.lock().len(),
+            shards_down: self.inner.shards_down.lock().clone(),
         }
     }
 
     fn is_listening(&self, kind: Kind, key: &str) -> bool {
         if kind == Kind::Queue {
-            return self
-                .inner
-                .queues
-                .lock()
-                .contains_key(&self.inner.keys.queue_stream(key));
+            return self.inner.queues.lock().contains_key(key);
         }
         self.is_listening(key)
     }

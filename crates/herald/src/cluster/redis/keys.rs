@@ -10,6 +10,17 @@
 //! - `{p}:pr:{scope}`, `{p}:pz:{scope}`: a presence scope's hash and expiry set;
 //!   `{p}:map:{name}`: a shared map.
 //! - `{p}:park:{token}`: a session kept for resuming (expires with its window).
+//!
+//! On a Redis Cluster the same names carry a hash tag, so that what one script
+//! touches is in one slot: the destination's key (or, for user destinations,
+//! `/user/{name}`, so a user's channel and histories share a slot) between braces,
+//! as in `{p}:h:{/topic/a}` and `{p}:h:{/user/bob}/queue/x`; presence scopes and maps
+//! are tagged by their name (parked sessions are single keys, untagged). Topic and
+//! user channels are sharded channels (`SSUBSCRIBE`) in the slot of their
+//! destination. Sharded Pub/Sub has no patterns, so wildcard subscriptions listen to
+//! classic channels `{p}:w:{key}`, on which a publish puts a copy only while some
+//! node has a wildcard matching it (`wild.rs`). A single server keeps the untagged
+//! names (a node upgraded in place finds its streams where they were).
 
 use crate::destination::Pattern;
 
@@ -20,6 +31,8 @@ pub(super) const GROUP: &str = "herald";
 pub(super) struct Keys {
     pub(super) prefix: String,
     user_prefix: String,
+    /// Hash-tagged names, for a Redis Cluster.
+    pub(super) tagged: bool,
 }
 
 impl Keys {
@@ -27,36 +40,80 @@ impl Keys {
         Keys {
             prefix: prefix.to_owned(),
             user_prefix: user_prefix.to_owned(),
+            tagged: false,
         }
+    }
+
+    /// The names a Redis Cluster needs.
+    pub(super) fn cluster(prefix: &str, user_prefix: &str) -> Keys {
+        Keys {
+            tagged: true,
+            ..Keys::new(prefix, user_prefix)
+        }
+    }
+
+    /// `{p}:{kind}:{key}`, hash-tagged by `key`'s destination on a cluster. Redis
+    /// hashes up to the first `}`, so the tag stops before one in the key: every name
+    /// of one destination still hashes alike.
+    fn name(&self, kind: &str, key: &str) -> String {
+        if !self.tagged {
+            return format!("{}:{kind}:{key}", self.prefix);
+        }
+        let tag_len = match key.strip_prefix(self.user_prefix.as_str()) {
+            Some(rest) => self.user_prefix.len() + rest.find('/').unwrap_or(rest.len()),
+            None => key.len(),
+        };
+        let tag_len = key[..tag_len].find('}').unwrap_or(tag_len);
+        let (tag, rest) = key.split_at(tag_len);
+        format!("{}:{kind}:{{{tag}}}{rest}", self.prefix)
+    }
+
+    /// The user destination prefix and user of a user routing key (`/user/bob`).
+    fn user_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.user_prefix.as_str())?;
+        let user = rest.split('/').next().unwrap_or(rest);
+        Some(&key[..self.user_prefix.len() + user.len()])
     }
 
     /// The channel (and whether it is a pattern) a topic subscription to `key` needs.
     pub(super) fn channel_for(&self, key: &str) -> (String, bool) {
-        if let Some(rest) = key.strip_prefix(self.user_prefix.as_str()) {
-            let user = rest.split('/').next().unwrap_or(rest);
-            return (format!("{}:u:{user}", self.prefix), false);
+        if self.user_of(key).is_some() {
+            return (self.publish_channel(key), false);
         }
-        let channel = format!("{}:t:", self.prefix);
         match Pattern::subscription(key) {
-            None => (channel + key, false),
-            Some(p) => (topic_glob(&channel, p.literal_prefix()), true),
+            None => (self.name("t", key), false),
+            Some(p) => (
+                topic_glob(&self.pattern_channel(""), p.literal_prefix()),
+                true,
+            ),
         }
     }
 
     /// The channel a message routed under `key` is published on.
     pub(super) fn publish_channel(&self, key: &str) -> String {
-        match key.strip_prefix(self.user_prefix.as_str()) {
-            Some(rest) => format!(
-                "{}:u:{}",
-                self.prefix,
-                rest.split('/').next().unwrap_or(rest)
-            ),
-            None => format!("{}:t:{key}", self.prefix),
+        match self.user_of(key) {
+            Some(user) if self.tagged => self.name("u", user),
+            Some(user) => format!("{}:u:{}", self.prefix, &user[self.user_prefix.len()..]),
+            None => self.name("t", key),
         }
     }
 
+    /// The channel wildcard subscriptions match: the topic channel on one server,
+    /// the classic copy channel `{p}:w:{key}` on a cluster.
+    pub(super) fn pattern_channel(&self, key: &str) -> String {
+        let kind = if self.tagged { "w" } else { "t" };
+        format!("{}:{kind}:{key}", self.prefix)
+    }
+
+    /// The exact channel a message heard on pattern channel `channel` was also
+    /// published on (to count it once).
+    pub(super) fn exact_of_pattern_channel(&self, channel: &str) -> Option<String> {
+        let key = channel.strip_prefix(&self.pattern_channel(""))?;
+        Some(self.publish_channel(key))
+    }
+
     pub(super) fn queue_stream(&self, key: &str) -> String {
-        format!("{}:q:{key}", self.prefix)
+        self.name("q", key)
     }
 
     pub(super) fn queue_registry(&self) -> String {
@@ -64,14 +121,11 @@ impl Keys {
     }
 
     pub(super) fn presence_keys(&self, scope: &str) -> (String, String) {
-        (
-            format!("{}:pr:{scope}", self.prefix),
-            format!("{}:pz:{scope}", self.prefix),
-        )
+        (self.name("pr", scope), self.name("pz", scope))
     }
 
     pub(super) fn map_key(&self, map: &str) -> String {
-        format!("{}:map:{map}", self.prefix)
+        self.name("map", map)
     }
 
     /// Where a session waits to be resumed, by its resume token.
@@ -80,10 +134,7 @@ impl Keys {
     }
 
     pub(super) fn history_keys(&self, key: &str) -> (String, String) {
-        (
-            format!("{}:h:{key}", self.prefix),
-            format!("{}:m:{key}", self.prefix),
-        )
+        (self.name("h", key), self.name("m", key))
     }
 }
 
@@ -156,5 +207,40 @@ mod tests {
             ("herald:u:bob".into(), false)
         );
         assert_eq!(i.publish_channel("/user/bob/queue/x"), "herald:u:bob");
+    }
+
+    #[test]
+    fn a_cluster_tags_every_name_by_destination() {
+        let k = Keys::cluster("herald", "/user/");
+        assert_eq!(k.history_keys("/topic/a").0, "herald:h:{/topic/a}");
+        assert_eq!(k.publish_channel("/topic/a"), "herald:t:{/topic/a}");
+        assert_eq!(
+            k.channel_for("/topic/a"),
+            ("herald:t:{/topic/a}".into(), false)
+        );
+        // A user's channel and histories share a slot.
+        assert_eq!(
+            k.history_keys("/user/bob/queue/x").1,
+            "herald:m:{/user/bob}/queue/x"
+        );
+        assert_eq!(
+            k.publish_channel("/user/bob/queue/x"),
+            "herald:u:{/user/bob}"
+        );
+        assert_eq!(k.channel_for("/user/bob/queue/*").0, "herald:u:{/user/bob}");
+        // A brace in the key ends the tag, the same way for every name.
+        assert_eq!(k.queue_stream("/queue/a}b"), "herald:q:{/queue/a}}b");
+        assert_eq!(k.history_keys("/topic/a}b").0, "herald:h:{/topic/a}}b");
+        // Wildcards listen to the classic copies.
+        assert_eq!(
+            k.channel_for("/topic/chat.*"),
+            ("herald:w:[./]topic[./]chat*".into(), true)
+        );
+        assert_eq!(
+            k.exact_of_pattern_channel("herald:w:/topic/chat.1")
+                .as_deref(),
+            Some("herald:t:{/topic/chat.1}")
+        );
+        assert_eq!(k.presence_keys("users").0, "herald:pr:{users}");
     }
 }

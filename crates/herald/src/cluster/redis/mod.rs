@@ -1,6 +1,9 @@
-//! The Redis bus: any number of nodes sharing one Redis.
+//! The Redis bus: any number of nodes sharing one Redis, a Redis Cluster, or a
+//! master behind Sentinels (`cluster::target`).
 //!
-//! One job per file: `keys` (where everything lives), `scripts` (Lua),
+//! One job per file: `conn` (the connection: one server or a cluster, pipelines
+//! per slot), `sentinel` (following the master the Sentinels name), `wild`
+//! (wildcards on a cluster), `keys` (where everything lives), `scripts` (Lua),
 //! `writer` (the ordered writer, pipelines, the outage `spool`), `pubsub`
 //! (channels, receive, de-duplication, gap fill), `history` (recovery by offset),
 //! `queues` (consumer, claim, prune, hand-back), `presence`, `maps`,
@@ -50,6 +53,7 @@
 //!   node that died holding it adds the claims Redis counted (`XPENDING`'s delivery
 //!   count). Past `broker.max_redeliveries` the broker dead-letters it instead.
 
+mod conn;
 mod health;
 mod history;
 mod keys;
@@ -61,7 +65,9 @@ mod pubsub;
 mod queues;
 mod replies;
 mod scripts;
+mod sentinel;
 mod spool;
+mod wild;
 pub(crate) mod wire;
 mod writer;
 
@@ -70,21 +76,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use self::conn::Conn;
 use self::health::RETRY_MIN;
 use self::keys::Keys;
 use self::outage::OutageLog;
 use self::pubsub::Heard;
 use self::scripts::Scripts;
+use self::wild::Wild;
 use self::writer::Cmd;
 use super::presence::Members;
 use super::{Bus, PubSub, Sink};
 use crate::cluster::BoxFuture;
 use crate::cluster::config::ClusterConfig;
+use crate::cluster::target::RedisTarget;
 
 #[derive(Debug)]
 pub struct RedisBus {
@@ -99,8 +109,10 @@ struct Inner {
     history_size: usize,
     queue_capacity: usize,
     config: ClusterConfig,
-    client: redis::Client,
-    conn: OnceLock<ConnectionManager>,
+    /// One server, a cluster, or a Sentinel-watched master (`cluster.redis_url`).
+    target: RedisTarget,
+    /// The connections, once started; replaced when Sentinels name a new master.
+    conns: RwLock<Option<Conns>>,
     /// This node's broker, as the bus sees it.
     sink: OnceLock<Weak<dyn Sink>>,
 
@@ -123,9 +135,11 @@ struct Inner {
     heard: Mutex<HashMap<String, Heard>>,
     /// Redis answers again: the receiver catches up on what Pub/Sub missed.
     resync: Notify,
+    /// Wildcard subscriptions on a cluster: who listens to classic copies (`wild.rs`).
+    wild: Wild,
 
     // Cluster queues (`queues.rs`).
-    /// Queue stream → local consumers.
+    /// Queue routing key → local consumers.
     queues: Mutex<HashMap<String, usize>>,
     /// Wildcard queue subscription → local consumers.
     wild_queues: Mutex<HashMap<String, usize>>,
@@ -137,6 +151,8 @@ struct Inner {
     retry_acks: Mutex<Vec<(Arc<str>, String)>>,
     /// Hand-backs that did not reach Redis, sent again once it is back.
     retry_hand_backs: Mutex<Vec<(Arc<str>, String, u32)>>,
+    /// Queues this node added to the registry set (a cluster writes it apart).
+    registered: Mutex<HashSet<String>>,
 
     // Presence (`presence.rs`).
     /// This node's presence entries, re-stamped every health tick.
@@ -150,6 +166,12 @@ struct Inner {
     /// A publish waits for Redis: try it now rather than at the next backoff step.
     probe_now: Notify,
     outage: OutageLog,
+    /// Cluster shards that did not answer the last health check, for `/health`.
+    shards_down: Mutex<Vec<String>>,
+    /// Cluster slots whose shard failed a write, and since when (`writer.rs`).
+    slots_down: Mutex<HashMap<redis::cluster_routing::Slot, std::time::Instant>>,
+    /// The master the Sentinels named last (`sentinel.rs`).
+    master: Mutex<Option<String>>,
     /// Stops reading queues (shutdown began) / everything (shutdown done).
     stop_reading: CancellationToken,
     stop: CancellationToken,
@@ -171,18 +193,32 @@ impl RedisBus {
         user_prefix: &str,
         queue_capacity: usize,
     ) -> Result<RedisBus, String> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| format!("cluster.redis_url: {e}"))?;
+        let target = RedisTarget::parse(&config.redis_url)?;
+        match &target {
+            RedisTarget::Single(url) => {
+                redis::Client::open(url.as_str()).map_err(|e| format!("cluster.redis_url: {e}"))?;
+            }
+            RedisTarget::Cluster(seeds) => {
+                ClusterClientBuilder::new(seeds.clone())
+                    .build()
+                    .map_err(|e| format!("cluster.redis_url: {e}"))?;
+            }
+            RedisTarget::Sentinel { .. } => {}
+        }
+        let keys = match target {
+            RedisTarget::Cluster(_) => Keys::cluster(&config.key_prefix, user_prefix),
+            _ => Keys::new(&config.key_prefix, user_prefix),
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(RedisBus {
             inner: Arc::new(Inner {
                 node_id: node_id.to_owned(),
-                keys: Keys::new(&config.key_prefix, user_prefix),
+                keys,
                 history_size: config.history_size,
                 queue_capacity: queue_capacity.max(1),
                 config: config.clone(),
-                client,
-                conn: OnceLock::new(),
+                target,
+                conns: RwLock::new(None),
                 sink: OnceLock::new(),
                 tx,
                 rx: Mutex::new(Some(rx)),
@@ -196,6 +232,11 @@ impl RedisBus {
                 retry_hand_backs: Mutex::default(),
                 unsubscribe_later: Mutex::default(),
                 heard: Mutex::default(),
+                wild: Wild::default(),
+                registered: Mutex::default(),
+                shards_down: Mutex::default(),
+                slots_down: Mutex::default(),
+                master: Mutex::default(),
                 members: Members::default(),
                 connected: AtomicBool::new(true),
                 failed: AtomicU64::new(0),
@@ -224,50 +265,31 @@ impl Inner {
         self.sink.get().and_then(Weak::upgrade)
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.get().expect("started").clone()
+    /// The connection for commands and Pub/Sub.
+    fn conn(&self) -> Conn {
+        self.conns.read().as_ref().expect("started").main.clone()
     }
 
-    fn is_up(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+    /// The connection for blocking reads (`XREADGROUP`).
+    fn reader(&self) -> Conn {
+        self.conns.read().as_ref().expect("started").reader.clone()
     }
 
-    /// Records whether Redis answers; `why` says what failed. The first success after
-    /// a failure ends the outage: the spool is written, the receiver catches up.
-    fn set_connected(&self, up: bool, why: &str) {
-        let was = self.connected.swap(up, Ordering::Relaxed);
-        if was && !up {
-            self.outage.started(why);
-            self.probe_now.notify_one();
-        } else if !was && up {
-            crate::ops::metrics::redis_reconnected();
-            self.outage.ended(self.spooled.load(Ordering::Relaxed));
-            self.redis_back.notify_one();
-            self.resync.notify_one();
-        }
-    }
-}
-
-impl Bus for RedisBus {
-    fn attach(&self, sink: Weak<dyn Sink>) {
-        let inner = &self.inner;
-        let _ = inner.sink.set(sink);
-        let Some(rx) = inner.rx.lock().take() else {
-            return;
-        };
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let info = match redis::IntoConnectionInfo::into_connection_info(
-            inner.client.get_connection_info().clone(),
-        ) {
-            Ok(i) => i,
-            Err(_) => return,
-        };
+    /// Connections to one server (or a Sentinel's master) at `info`: RESP3 with
+    /// pushes and automatic resubscription for commands and Pub/Sub, RESP2 for
+    /// blocking reads.
+    fn single_conns(
+        &self,
+        info: redis::ConnectionInfo,
+        push_tx: mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Conns {
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let resp3 = redis::Client::open(info.clone().set_redis_settings(settings))
             .expect("valid connection info");
+        let plain = redis::Client::open(info).expect("valid connection info");
         let retry = |c: ConnectionManagerConfig| {
             c.set_number_of_retries(3)
                 .set_min_delay(Duration::from_millis(50))
@@ -283,16 +305,117 @@ impl Bus for RedisBus {
         )
         .expect("connection manager");
         let reader = ConnectionManager::new_lazy_with_config(
-            inner.client.clone(),
+            plain,
             retry(ConnectionManagerConfig::new())
                 .set_response_timeout(Some(Duration::from_secs(5))),
         )
         .expect("connection manager");
-        let _ = inner.conn.set(main);
+        Conns {
+            main: Conn::Single(main),
+            reader: Conn::Single(reader),
+        }
+    }
+
+    /// Connections to a Redis Cluster: the cluster connection follows the topology
+    /// (MOVED/ASK, failovers) and resubscribes sharded channels where their slots
+    /// move; a second one without pushes for blocking reads.
+    fn cluster_conns(
+        seeds: &[String],
+        push_tx: mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<Conns, String> {
+        let build = |push: Option<mpsc::UnboundedSender<redis::PushInfo>>, response: u64| {
+            let mut b = ClusterClientBuilder::new(seeds.to_vec())
+                .retries(5)
+                .min_retry_wait(50)
+                .max_retry_wait(500)
+                .connection_timeout(Duration::from_secs(1))
+                .response_timeout(Duration::from_secs(response));
+            if let Some(tx) = push {
+                b = b
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .push_sender(tx);
+            }
+            let client = b.build().map_err(|e| format!("cluster.redis_url: {e}"))?;
+            Ok::<_, String>(
+                client.get_pending_async_connection_with_config(
+                    redis::cluster::ClusterConfig::new()
+                        .set_connection_timeout(Duration::from_secs(1))
+                        .set_response_timeout(Duration::from_secs(response)),
+                ),
+            )
+        };
+        Ok(Conns {
+            main: Conn::Cluster(build(Some(push_tx), 2)?),
+            reader: Conn::Cluster(build(None, 5)?),
+        })
+    }
+
+    fn is_up(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Records whether Redis answers; `why` says what failed. The first success after
+    /// a failure ends the outage: the spool is written, the receiver catches up.
+    fn set_connected(&self, up: bool, why: &str) {
+        let was = self.connected.swap(up, Ordering::Relaxed);
+        if was && !up {
+            self.outage.started(why);
+            self.probe_now.notify_one();
+        } else if !was && up {
+            crate::ops::metrics::redis_reconnected();
+            // A restarted Redis lost the queue registry: each queue is added again.
+            self.registered.lock().clear();
+            self.outage.ended(self.spooled.load(Ordering::Relaxed));
+            self.redis_back.notify_one();
+            self.resync.notify_one();
+        }
+    }
+}
+
+/// The bus's two connections.
+struct Conns {
+    main: Conn,
+    reader: Conn,
+}
+
+impl Bus for RedisBus {
+    fn attach(&self, sink: Weak<dyn Sink>) {
+        let inner = &self.inner;
+        let _ = inner.sink.set(sink);
+        let Some(rx) = inner.rx.lock().take() else {
+            return;
+        };
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let conns = match &inner.target {
+            RedisTarget::Single(url) => {
+                let Ok(info) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) else {
+                    return;
+                };
+                inner.single_conns(info, push_tx.clone())
+            }
+            RedisTarget::Cluster(seeds) => match Inner::cluster_conns(seeds, push_tx.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the Redis Cluster connection");
+                    return;
+                }
+            },
+            RedisTarget::Sentinel { .. } => {
+                let info = inner.sentinel_first_master();
+                inner.single_conns(info, push_tx.clone())
+            }
+        };
+        *inner.conns.write() = Some(conns);
+        if matches!(inner.target, RedisTarget::Sentinel { .. }) {
+            tokio::spawn(inner.clone().follow_sentinels(push_tx.clone()));
+        }
+        if inner.keys.tagged {
+            tokio::spawn(inner.clone().announce_wildcards());
+        }
         tokio::spawn(inner.clone().writer(rx));
         tokio::spawn(inner.clone().receive(push_rx));
         tokio::spawn(inner.clone().health());
-        tokio::spawn(inner.clone().consume(reader));
+        tokio::spawn(inner.clone().consume());
     }
 
     fn drain(&self) -> Option<BoxFuture<()>> {

@@ -1,6 +1,7 @@
 //! Topics over Pub/Sub: channels subscribed while local subscriptions need them,
 //! messages received and de-duplicated, and what Pub/Sub missed filled from history.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use redis::{PushInfo, PushKind, Value};
@@ -26,6 +27,31 @@ pub(super) struct Heard {
     /// Nothing heard yet, but a replay read the history up to here: a first message
     /// past the next offset means those between were missed.
     floor: Option<Position>,
+    /// The offsets and message ids heard last: an offset heard again with another
+    /// message is not a duplicate but a new message, after a failover lost the
+    /// newest entries (Pub/Sub had carried them; the promoted replica never got
+    /// them, so its offsets run over them again).
+    recent: VecDeque<(u64, String)>,
+}
+
+/// Offsets [`Heard::recent`] remembers.
+const RECENT: usize = 256;
+
+impl Heard {
+    /// The last position heard is now `p`; offsets of another epoch are forgotten.
+    fn moved_to(&mut self, p: &Position) {
+        if self.last.as_ref().is_some_and(|l| l.epoch != p.epoch) {
+            self.recent.clear();
+        }
+        self.last = Some(p.clone());
+    }
+
+    fn remember(&mut self, offset: u64, id: &str) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((offset, id.to_owned()));
+    }
 }
 
 /// How a message heard on Pub/Sub relates to what came before on its key.
@@ -48,11 +74,10 @@ impl Inner {
             return; // the health task subscribes what is missing once Redis is back
         }
         let mut conn = self.conn();
-        let r = if pattern {
-            conn.psubscribe(&ch).await
-        } else {
-            conn.subscribe(&ch).await
-        };
+        let mut r = conn.subscribe(&ch, pattern).await;
+        if r.is_ok() && pattern && self.keys.tagged {
+            r = self.announce(&ch).await;
+        }
         match r {
             Ok(()) => {
                 self.listening.lock().insert((ch, pattern));
@@ -76,11 +101,7 @@ impl Inner {
             return;
         }
         let mut conn = self.conn();
-        let _ = if pattern {
-            conn.punsubscribe(&ch).await
-        } else {
-            conn.unsubscribe(&ch).await
-        };
+        let _ = conn.unsubscribe(&ch, pattern).await;
     }
 
     pub(super) async fn receive(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
@@ -94,12 +115,26 @@ impl Inner {
                 p = pushes.recv() => match p { Some(p) => p, None => return },
             };
             let payload = match (push.kind, &push.data[..]) {
-                (PushKind::Message, [_, Value::BulkString(p)]) => p,
+                (PushKind::Message, [channel, Value::BulkString(p)])
+                    if as_string(channel).is_some_and(|c| self.is_announcement(&c)) =>
+                {
+                    if let Ok(glob) = std::str::from_utf8(p) {
+                        self.wildcard_announced(glob.to_owned());
+                    }
+                    continue;
+                }
+                (PushKind::Message | PushKind::SMessage, [_, Value::BulkString(p)]) => p,
                 (PushKind::PMessage, [pattern, channel, Value::BulkString(p)]) => {
                     match (as_string(pattern), as_string(channel)) {
                         (Some(pat), Some(ch)) if self.first_listener(&pat, &ch) => p,
                         _ => continue,
                     }
+                }
+                (PushKind::SUnsubscribe, [channel, ..]) => {
+                    if let Some(ch) = as_string(channel) {
+                        self.slot_moved(ch);
+                    }
+                    continue;
                 }
                 (PushKind::Disconnection, _) => {
                     self.set_connected(false, "the connection to Redis was lost");
@@ -118,7 +153,7 @@ impl Inner {
                 offset,
                 epoch: epoch.into(),
             };
-            match self.sequence(&m.key, &position) {
+            match self.sequence(&m.key, &position, &m.id) {
                 Sequence::Next => {}
                 Sequence::Again => continue,
                 Sequence::After(from) => {
@@ -135,9 +170,21 @@ impl Inner {
         }
     }
 
-    /// Records that `key`'s message at `p` was heard, and how it follows the last one
-    /// (keys with exact local subscriptions only).
-    pub(super) fn sequence(&self, key: &str, p: &Position) -> Sequence {
+    /// Redis unsubscribes a sharded channel itself when its slot moves to another
+    /// shard (resharding), and the cluster connection then forgets it: subscribed
+    /// again, the cluster connection finds the new owner. What was published in
+    /// between is filled from the history when the next message shows the gap.
+    fn slot_moved(&self, ch: String) {
+        let key = (ch, false);
+        if self.channels.lock().contains_key(&key) && self.listening.lock().remove(&key) {
+            tracing::debug!(channel = %key.0, "sharded channel unsubscribed by Redis (its slot moved): subscribing again");
+            let _ = self.tx.send(Cmd::Subscribe(key.0, false));
+        }
+    }
+
+    /// Records that `key`'s message `id` at `p` was heard, and how it follows the last
+    /// one (keys with exact local subscriptions only).
+    pub(super) fn sequence(&self, key: &str, p: &Position, id: &str) -> Sequence {
         let mut heard = self.heard.lock();
         let Some(h) = heard.get_mut(key) else {
             return Sequence::Next;
@@ -147,7 +194,20 @@ impl Inner {
                 Sequence::After(f.offset + 1)
             }
             (None, _) => Sequence::Next,
-            (Some(l), _) if l.epoch == p.epoch && p.offset <= l.offset => return Sequence::Again,
+            (Some(l), _) if l.epoch == p.epoch && p.offset <= l.offset => {
+                let same_offset = |(o, _): &&(u64, String)| *o == p.offset;
+                let again = h.recent.iter().filter(same_offset).count() == 0
+                    || h.recent
+                        .iter()
+                        .filter(same_offset)
+                        .any(|(_, seen)| seen == id);
+                if again {
+                    return Sequence::Again;
+                }
+                // The offsets run again from here: what was heard past it is gone.
+                h.recent.retain(|(o, _)| *o < p.offset);
+                Sequence::Next
+            }
             (Some(l), _) if l.epoch == p.epoch && p.offset > l.offset + 1 => {
                 Sequence::After(l.offset + 1)
             }
@@ -156,7 +216,8 @@ impl Inner {
             (Some(l), _) if l.epoch != p.epoch && p.offset > 1 => Sequence::After(1),
             _ => Sequence::Next,
         };
-        h.last = Some(p.clone());
+        h.moved_to(p);
+        h.remember(p.offset, id);
         seq
     }
 
@@ -201,6 +262,9 @@ impl Inner {
         }
         let mut filled = 0;
         for (origin, m) in history(entries, epoch) {
+            if let (Some(h), Some(p)) = (self.heard.lock().get_mut(key), &m.position) {
+                h.remember(p.offset, &m.id);
+            }
             if origin != self.node_id {
                 sink.deliver(Arc::new(m));
                 filled += 1;
@@ -228,10 +292,21 @@ impl Inner {
                     .arg("o")
                     .arg("e");
             }
+            // The keys live in many slots on a cluster: `Conn::pipeline` splits them.
             let mut conn = self.conn();
             let tops: Vec<(Option<u64>, Option<String>)> =
-                match tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await {
-                    Ok(Ok(t)) => t,
+                match tokio::time::timeout(ANSWER_TIMEOUT, conn.pipeline(&pipe, None, &|_| false))
+                    .await
+                {
+                    Ok(Ok(a)) => a
+                        .replies
+                        .into_iter()
+                        .map(|r| {
+                            r.ok()
+                                .and_then(|v| redis::from_redis_value(v).ok())
+                                .unwrap_or((None, None))
+                        })
+                        .collect(),
                     _ => return,
                 };
             for ((key, last), top) in chunk.iter().zip(tops) {
@@ -248,12 +323,10 @@ impl Inner {
                 };
                 let epoch: Arc<str> = epoch.into();
                 match self.heard.lock().get_mut(key) {
-                    Some(h) => {
-                        h.last = Some(Position {
-                            offset: top,
-                            epoch: epoch.clone(),
-                        })
-                    }
+                    Some(h) => h.moved_to(&Position {
+                        offset: top,
+                        epoch: epoch.clone(),
+                    }),
                     None => continue,
                 }
                 self.fill(key, &epoch, from, top).await;
@@ -266,7 +339,8 @@ impl Inner {
     /// so only one of them counts: the exact channel, else the least pattern.
     pub(super) fn first_listener(&self, pattern: &str, channel: &str) -> bool {
         let listening = self.listening.lock();
-        if listening.contains(&(channel.to_owned(), false)) {
+        let exact = self.keys.exact_of_pattern_channel(channel);
+        if exact.is_some_and(|e| listening.contains(&(e, false))) {
             return false;
         }
         listening

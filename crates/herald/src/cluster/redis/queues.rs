@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
+use super::conn::Conn;
 use super::keys::GROUP;
 use super::replies::{
     StreamEntry, as_u64, consumer_list, entry_list, saturate_u32, stream_entries,
@@ -23,8 +23,11 @@ use crate::cluster::ClusterQueues;
 use crate::destination::{Pattern, is_wildcard};
 use crate::message::{Entry, Message};
 
+/// Pause between two rounds of non-blocking reads of queues in several slots.
+const POLL: Duration = Duration::from_millis(20);
+
 impl Inner {
-    pub(super) async fn consume(self: Arc<Self>, mut conn: ConnectionManager) {
+    pub(super) async fn consume(self: Arc<Self>) {
         let mut ready: HashSet<String> = HashSet::new();
         let mut last_claim = Instant::now();
         let claim_every = (self.config.claim_after / 3).max(Duration::from_millis(100));
@@ -37,6 +40,8 @@ impl Inner {
             if self.stop_reading.is_cancelled() {
                 return;
             }
+            // Fetched each round: Sentinels may have moved the bus to a new master.
+            let mut conn = self.reader();
             let patterns: Vec<Pattern> = self
                 .wild_queues
                 .lock()
@@ -53,18 +58,18 @@ impl Inner {
                     .await;
                 if let Ok(keys) = keys {
                     matched = keys
-                        .iter()
+                        .into_iter()
                         .filter(|k| patterns.iter().any(|p| p.matches(k)))
-                        .map(|k| self.keys.queue_stream(k))
                         .collect();
                 }
             }
-            let mut streams: Vec<String> = self.queues.lock().keys().cloned().collect();
+            let mut keys: Vec<String> = self.queues.lock().keys().cloned().collect();
             for m in &matched {
-                if !streams.contains(m) {
-                    streams.push(m.clone());
+                if !keys.contains(m) {
+                    keys.push(m.clone());
                 }
             }
+            let streams: Vec<String> = keys.iter().map(|k| self.keys.queue_stream(k)).collect();
             if streams.is_empty() {
                 tokio::select! {
                     _ = self.stop_reading.cancelled() => return,
@@ -103,12 +108,13 @@ impl Inner {
             let mut most = 0;
             let streams: Vec<&String> = streams
                 .iter()
-                .filter(|s| {
-                    let key = s.strip_prefix(&self.keys.queue_stream("")).unwrap_or(s);
+                .zip(&keys)
+                .filter(|(_, key)| {
                     let room = self.sink().map_or(0, |s| s.queue_room(key));
                     most = most.max(room);
                     room > 0
                 })
+                .map(|(s, _)| s)
                 .collect();
             if streams.is_empty() {
                 tokio::select! {
@@ -117,44 +123,79 @@ impl Inner {
                 }
                 continue;
             }
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
-                .arg(GROUP)
-                .arg(&self.node_id)
-                .arg("COUNT")
-                .arg(most.min(256))
-                .arg("BLOCK")
-                .arg(block_ms)
-                .arg("STREAMS")
-                .arg(&streams);
-            for _ in &streams {
-                cmd.arg(">");
-            }
-            let read = tokio::select! {
-                _ = self.stop_reading.cancelled() => return,
-                r = cmd.query_async::<Value>(&mut conn) => r,
-            };
-            match read {
-                Ok(v) => {
-                    for (stream, entries) in stream_entries(v) {
-                        self.take_entries(&stream, entries);
+            // One XREADGROUP per slot on a cluster (a command's streams must share
+            // one); each blocks only when it is the only one.
+            let groups = self.slot_groups(&conn, streams);
+            let block = (groups.len() == 1).then_some(block_ms);
+            let mut got = 0;
+            let mut failed = false;
+            for group in &groups {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&self.node_id)
+                    .arg("COUNT")
+                    .arg(most.min(256));
+                if let Some(ms) = block {
+                    cmd.arg("BLOCK").arg(ms);
+                }
+                cmd.arg("STREAMS").arg(group);
+                for _ in group {
+                    cmd.arg(">");
+                }
+                let read = tokio::select! {
+                    _ = self.stop_reading.cancelled() => return,
+                    r = cmd.query_async::<Value>(&mut conn) => r,
+                };
+                match read {
+                    Ok(v) => {
+                        for (stream, entries) in stream_entries(v) {
+                            got += entries.len();
+                            self.take_entries(&stream, entries);
+                        }
+                    }
+                    Err(e) => {
+                        if e.to_string().contains("NOGROUP") {
+                            ready.clear(); // Redis lost the groups (restarted)
+                        } else {
+                            tracing::debug!(error = %e, "XREADGROUP failed");
+                            failed = true;
+                        }
                     }
                 }
-                Err(e) => {
-                    if e.to_string().contains("NOGROUP") {
-                        ready.clear(); // Redis lost the groups (restarted)
-                    } else {
-                        tracing::debug!(error = %e, "XREADGROUP failed");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            } else if block.is_none() && got == 0 {
+                // Several slots polled without blocking: a short pause between rounds.
+                tokio::select! {
+                    _ = self.stop_reading.cancelled() => return,
+                    _ = self.queues_changed.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
                 }
             }
         }
     }
 
+    /// `streams` grouped by slot on a cluster (one group on one server).
+    fn slot_groups<'s>(&self, conn: &Conn, streams: Vec<&'s String>) -> Vec<Vec<&'s String>> {
+        if !conn.is_cluster() {
+            return vec![streams];
+        }
+        let mut groups: std::collections::HashMap<_, Vec<&String>> =
+            std::collections::HashMap::new();
+        for s in streams {
+            groups
+                .entry(redis::cluster_routing::Slot::for_key(s.as_bytes()))
+                .or_default()
+                .push(s);
+        }
+        groups.into_values().collect()
+    }
+
     /// Keeps entries held by live sessions from being claimed, and claims those
     /// other nodes (or this one, with no consumer left then) took and never acked.
-    pub(super) async fn claim(&self, conn: &mut ConnectionManager, streams: &[String]) {
+    pub(super) async fn claim(&self, conn: &mut Conn, streams: &[String]) {
         let held: Vec<(Arc<str>, Vec<String>)> = self
             .inflight
             .lock()
@@ -203,7 +244,7 @@ impl Inner {
     /// and did not read for `claim_after`: node ids are new at every start, so the
     /// group would otherwise keep one consumer per node that ever ran. (A live node
     /// that was pruned is simply added again by its next read.)
-    pub(super) async fn prune_consumers(&self, conn: &mut ConnectionManager, stream: &str) {
+    pub(super) async fn prune_consumers(&self, conn: &mut Conn, stream: &str) {
         let Ok(v) = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(stream)
@@ -263,9 +304,7 @@ impl Inner {
     /// Whether this node still reads the queue `key` (a local consumer of it, or of
     /// a pattern matching it).
     pub(super) fn consumes(&self, key: &str) -> bool {
-        self.queues
-            .lock()
-            .contains_key(&self.keys.queue_stream(key))
+        self.queues.lock().contains_key(key)
             || self
                 .wild_queues
                 .lock()
@@ -291,7 +330,7 @@ impl ClusterQueues for RedisBus {
             return;
         }
         let mut q = inner.queues.lock();
-        *q.entry(inner.keys.queue_stream(key)).or_default() += 1;
+        *q.entry(key.to_owned()).or_default() += 1;
         inner.queues_changed.notify_one();
     }
 
@@ -307,12 +346,11 @@ impl ClusterQueues for RedisBus {
             }
             return;
         }
-        let stream = inner.keys.queue_stream(key);
         let mut q = inner.queues.lock();
-        if let Some(n) = q.get_mut(&stream) {
+        if let Some(n) = q.get_mut(key) {
             *n -= 1;
             if *n == 0 {
-                q.remove(&stream);
+                q.remove(key);
             }
         }
     }
@@ -364,11 +402,7 @@ impl ClusterQueues for RedisBus {
 /// (`XREADGROUP`, then one more per claim; this node's keep-alive `XCLAIM … JUSTID`
 /// does not count), so a chain of dead holders is counted whole. When Redis cannot
 /// say, one claim is assumed.
-pub(super) async fn count_claims(
-    conn: &mut ConnectionManager,
-    stream: &str,
-    entries: &mut [StreamEntry],
-) {
+pub(super) async fn count_claims(conn: &mut Conn, stream: &str, entries: &mut [StreamEntry]) {
     let mut pipe = redis::pipe();
     for e in entries.iter() {
         pipe.cmd("XPENDING")

@@ -22,6 +22,37 @@ redis.call('PUBLISH', ARGV[1], o .. ' ' .. e .. ' ' .. ARGV[2])
 return {o, e}
 "#;
 
+/// The topic script for a Redis Cluster: the same, published on the destination's
+/// sharded channel (`SPUBLISH`, in the keys' slot), and as a classic copy on ARGV[6]
+/// when it is not empty (a wildcard somewhere matches the destination).
+pub(super) const CLUSTER_TOPIC_SCRIPT: &str = r#"
+local o = redis.call('HINCRBY', KEYS[2], 'o', 1)
+local e = redis.call('HGET', KEYS[2], 'e')
+if not e then
+  e = ARGV[4]
+  redis.call('HSET', KEYS[2], 'e', e)
+  redis.call('DEL', KEYS[1])
+end
+local ttl = tonumber(ARGV[5])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], o .. '-0', 'p', ARGV[2])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+end
+if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+local msg = o .. ' ' .. e .. ' ' .. ARGV[2]
+redis.call('SPUBLISH', ARGV[1], msg)
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], msg) end
+return {o, e}
+"#;
+
+/// The queue script for a Redis Cluster: the registry set lives in another slot, so
+/// the writer adds to it with a command of its own. KEYS: queue stream. ARGV:
+/// payload, capacity. Returns the entry id.
+pub(super) const CLUSTER_QUEUE_SCRIPT: &str = r#"
+redis.pcall('XGROUP', 'CREATE', KEYS[1], 'herald', '0', 'MKSTREAM')
+return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'p', ARGV[1])
+"#;
+
 /// KEYS: queue stream, queue registry set. ARGV: payload, capacity, routing key.
 /// Returns the entry id.
 pub(super) const QUEUE_SCRIPT: &str = r#"
@@ -56,9 +87,11 @@ return 1
 "#;
 
 /// Every script, loaded again after a Redis restart emptied its script cache.
-pub(super) const SCRIPTS: [&str; 5] = [
+pub(super) const SCRIPTS: [&str; 7] = [
     TOPIC_SCRIPT,
     QUEUE_SCRIPT,
+    CLUSTER_TOPIC_SCRIPT,
+    CLUSTER_QUEUE_SCRIPT,
     HAND_BACK_SCRIPT,
     JOIN_SCRIPT,
     LIST_SCRIPT,
@@ -98,6 +131,8 @@ return redis.call('HGETALL', KEYS[1])
 pub(super) struct Scripts {
     pub(super) topic: String,
     pub(super) queue: String,
+    pub(super) cluster_topic: String,
+    pub(super) cluster_queue: String,
     pub(super) hand_back: String,
     pub(super) join: String,
     pub(super) list: String,
@@ -109,6 +144,8 @@ impl Scripts {
         Scripts {
             topic: sha(TOPIC_SCRIPT),
             queue: sha(QUEUE_SCRIPT),
+            cluster_topic: sha(CLUSTER_TOPIC_SCRIPT),
+            cluster_queue: sha(CLUSTER_QUEUE_SCRIPT),
             hand_back: sha(HAND_BACK_SCRIPT),
             join: sha(JOIN_SCRIPT),
             list: sha(LIST_SCRIPT),
@@ -117,8 +154,20 @@ impl Scripts {
 }
 
 impl Inner {
+    /// Loads every script; on a cluster, one `SCRIPT LOAD` at a time, which the
+    /// cluster connection sends to every master.
     pub(super) async fn load_scripts(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn();
+        if conn.is_cluster() {
+            for script in SCRIPTS {
+                let _: redis::Value = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            return Ok(());
+        }
         let mut load = redis::pipe();
         for script in SCRIPTS {
             load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();

@@ -7,8 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::Value;
+use redis::cluster_routing::Slot;
 use tokio::sync::{mpsc, oneshot};
 
+use super::conn::Wait;
+use super::health::RETRY_MIN;
 use super::keys::GROUP;
 use super::replies::{as_string, as_u64};
 use super::spool::{Spool, Spooled};
@@ -21,6 +24,12 @@ use crate::message::{Kind, Message, Position};
 pub(super) const BATCH: usize = 512;
 /// Longest one pipeline waits for Redis' answer.
 pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a pipeline with confirmed publishes waits for `cluster.replica_acks`
+/// replicas (`WAIT`); the connection waits with it, so it stays short.
+pub(super) const REPLICA_WAIT: Duration = Duration::from_millis(500);
+/// Longest a cluster shard that failed is skipped before it is tried again (sooner
+/// once the health task sees every shard answer).
+pub(super) const SHARD_PAUSE: Duration = Duration::from_secs(1);
 
 /// What a caller of `Inner::call` gets back.
 pub(super) type Reply = oneshot::Sender<Result<Value, String>>;
@@ -52,6 +61,9 @@ pub(super) enum Answer {
     Rejected(String),
     /// Not run: Redis is away, loading or out of memory; retried once it answers.
     NotRun(String),
+    /// Run on the master, but fewer replicas than `cluster.replica_acks` confirmed
+    /// it: it may not survive a failover, so it is not confirmed (nor run again).
+    Unreplicated(Value),
 }
 
 impl From<Value> for Answer {
@@ -97,14 +109,21 @@ impl Inner {
 
     /// Sends commands to Redis in order, a batch per round trip. While Redis is away
     /// (or the spool still holds anything) publishes go to the spool instead, and the
-    /// spool is written first once Redis answers.
+    /// spool is written first once Redis answers. On a cluster where some shards
+    /// answer and others do not, the spool is tried again every `RETRY_MIN` (what
+    /// the answering shards own is written then, the rest waits).
     pub(super) async fn writer(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut spool = Spool::new(self.config.spool_max_bytes);
         let mut carry: Option<Cmd> = None;
+        let mut pause: Option<tokio::time::Instant> = None;
         loop {
             self.expire(&mut spool);
-            if !spool.is_empty() && self.is_up() {
-                self.replay(&mut spool).await;
+            let paused = pause.is_some_and(|t| t > tokio::time::Instant::now());
+            if !spool.is_empty() && self.is_up() && !paused {
+                pause = self
+                    .replay(&mut spool)
+                    .await
+                    .then(|| tokio::time::Instant::now() + RETRY_MIN);
                 self.report(&spool);
                 continue;
             }
@@ -116,6 +135,7 @@ impl Inner {
                     c = rx.recv() => match c { Some(c) => c, None => return self.abandon(&mut spool) },
                     _ = self.redis_back.notified(), if !spool.is_empty() => continue,
                     _ = sleep_until_some(deadline), if deadline.is_some() => continue,
+                    _ = sleep_until_some(pause), if paused && !spool.is_empty() => continue,
                 },
             };
             match cmd {
@@ -139,8 +159,12 @@ impl Inner {
                             Err(_) => break,
                         }
                     }
-                    if self.is_up() && !spool.is_empty() {
-                        self.replay(&mut spool).await;
+                    let paused = pause.is_some_and(|t| t > tokio::time::Instant::now());
+                    if self.is_up() && !spool.is_empty() && !paused {
+                        pause = self
+                            .replay(&mut spool)
+                            .await
+                            .then(|| tokio::time::Instant::now() + RETRY_MIN);
                     }
                     if self.is_up() && spool.is_empty() {
                         self.flush(batch, &mut spool).await;
@@ -192,7 +216,26 @@ impl Inner {
         key: &str,
         payload: &[u8],
     ) {
-        if kind == Kind::Topic {
+        if kind == Kind::Topic && self.keys.tagged {
+            // Sharded Pub/Sub, and a classic copy while a wildcard somewhere matches.
+            let (hist, meta) = self.keys.history_keys(key);
+            let copy = if self.wildcard_listens(key) {
+                self.keys.pattern_channel(key)
+            } else {
+                String::new()
+            };
+            pipe.cmd("EVALSHA")
+                .arg(&self.scripts.cluster_topic)
+                .arg(2)
+                .arg(hist)
+                .arg(meta)
+                .arg(self.keys.publish_channel(key))
+                .arg(payload)
+                .arg(self.history_size)
+                .arg(crate::cluster::new_epoch())
+                .arg(self.config.history_ttl.as_secs())
+                .arg(copy);
+        } else if kind == Kind::Topic {
             let (hist, meta) = self.keys.history_keys(key);
             pipe.cmd("EVALSHA")
                 .arg(&self.scripts.topic)
@@ -204,6 +247,20 @@ impl Inner {
                 .arg(self.history_size)
                 .arg(crate::cluster::new_epoch())
                 .arg(self.config.history_ttl.as_secs());
+        } else if self.keys.tagged {
+            // The registry lives in a slot of its own: a command of its own (after
+            // this one), once per queue and node.
+            if self.is_up() && self.registered.lock().insert(key.to_owned()) {
+                let mut add = redis::cmd("SADD");
+                add.arg(self.keys.queue_registry()).arg(key);
+                self.send_call(add);
+            }
+            pipe.cmd("EVALSHA")
+                .arg(&self.scripts.cluster_queue)
+                .arg(1)
+                .arg(self.keys.queue_stream(key))
+                .arg(payload)
+                .arg(self.queue_capacity);
         } else {
             pipe.cmd("EVALSHA")
                 .arg(&self.scripts.queue)
@@ -250,26 +307,51 @@ impl Inner {
     }
 
     /// Runs `pipe`: every command's answer, or why Redis could not be asked (then
-    /// none of it is known to have run). Scripts a restarted Redis lost are loaded
-    /// and those commands run again.
-    pub(super) async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Answer>, String> {
+    /// none of it is known to have run; on a cluster, a shard that failed answers
+    /// `NotRun` for its commands only). Scripts a restarted Redis (or a promoted
+    /// replica) lacks are loaded and those commands run again. With `wait`, what the
+    /// replicas did not confirm is `Unreplicated`.
+    pub(super) async fn run(
+        &self,
+        pipe: &redis::Pipeline,
+        wait: Option<Wait>,
+    ) -> Result<Vec<Answer>, String> {
         if pipe.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn();
-        let values: Vec<Value> =
-            match tokio::time::timeout(ANSWER_TIMEOUT, pipe.query_async(&mut conn)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err(format!("Redis did not answer within {ANSWER_TIMEOUT:?}")),
+        let timeout = ANSWER_TIMEOUT
+            + if wait.is_some() {
+                REPLICA_WAIT
+            } else {
+                Duration::ZERO
             };
-        let noscript: Vec<usize> = values
+        let skip = |s: &Slot| self.slot_down(s);
+        let answers = match tokio::time::timeout(timeout, conn.pipeline(pipe, wait, &skip)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(format!("Redis did not answer within {timeout:?}")),
+        };
+        self.slots_failed(&answers.failed);
+        let to_answer = |(r, replicated): (Result<Value, String>, bool)| match r {
+            Ok(v) => match Answer::from(v) {
+                Answer::Done(v) if !replicated => Answer::Unreplicated(v),
+                a => a,
+            },
+            Err(e) => Answer::NotRun(e),
+        };
+        let noscript: Vec<usize> = answers
+            .replies
             .iter()
             .enumerate()
-            .filter(|(_, v)| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+            .filter(|(_, r)| matches!(r, Ok(Value::ServerError(e)) if e.code() == "NOSCRIPT"))
             .map(|(i, _)| i)
             .collect();
-        let mut answers: Vec<Answer> = values.into_iter().map(Answer::from).collect();
+        let mut answers: Vec<Answer> = answers
+            .replies
+            .into_iter()
+            .zip(answers.replicated)
+            .map(to_answer)
+            .collect();
         if !noscript.is_empty() && self.load_scripts().await.is_ok() {
             let cmds: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
             let mut again = redis::pipe();
@@ -277,25 +359,81 @@ impl Inner {
             for &i in &noscript {
                 again.add_command(cmds[i].clone());
             }
-            let retried: Result<Vec<Value>, String> =
-                match tokio::time::timeout(ANSWER_TIMEOUT, again.query_async(&mut conn)).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("Redis did not answer within {ANSWER_TIMEOUT:?}")),
-                };
-            match retried {
-                Ok(vs) => {
-                    for (&i, v) in noscript.iter().zip(vs) {
-                        answers[i] = Answer::from(v);
+            match tokio::time::timeout(timeout, conn.pipeline(&again, wait, &skip)).await {
+                Ok(Ok(retried)) => {
+                    for (&i, a) in noscript
+                        .iter()
+                        .zip(retried.replies.into_iter().zip(retried.replicated))
+                    {
+                        answers[i] = to_answer(a);
                     }
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     for &i in &noscript {
                         answers[i] = Answer::NotRun(e.clone());
+                    }
+                }
+                Err(_) => {
+                    for &i in &noscript {
+                        answers[i] =
+                            Answer::NotRun(format!("Redis did not answer within {timeout:?}"));
                     }
                 }
             }
         }
         Ok(answers)
+    }
+
+    /// Whether `slot`'s shard failed less than `SHARD_PAUSE` ago and the health task
+    /// has not seen every shard answer since: its commands fail at once meanwhile,
+    /// so that the writer does not wait out the cluster connection's retries for
+    /// each batch while the other shards' destinations queue behind it.
+    fn slot_down(&self, slot: &Slot) -> bool {
+        self.slots_down
+            .lock()
+            .get(slot)
+            .is_some_and(|t| t.elapsed() < SHARD_PAUSE)
+    }
+
+    fn slots_failed(&self, slots: &[Slot]) {
+        if slots.is_empty() {
+            return;
+        }
+        let mut down = self.slots_down.lock();
+        let now = std::time::Instant::now();
+        for s in slots {
+            // A slot skipped as down keeps its time; one tried again restarts it.
+            match down.get_mut(s) {
+                Some(t) if t.elapsed() < SHARD_PAUSE => {}
+                Some(t) => *t = now,
+                None => {
+                    down.insert(*s, now);
+                }
+            }
+        }
+    }
+
+    /// The replicas a pipeline waits for: `cluster.replica_acks`, when a caller
+    /// waits for a confirmation.
+    pub(super) fn wait_for(&self, someone_waits: bool) -> Option<Wait> {
+        (someone_waits && self.config.replica_acks > 0).then(|| Wait {
+            replicas: self.config.replica_acks,
+            timeout_ms: REPLICA_WAIT.as_millis() as u64,
+        })
+    }
+
+    /// After a write Redis did not run: one server is down (an outage until a PING
+    /// gets through). On a cluster only the shards that failed are: what they own
+    /// waits in the spool, tried again every `RETRY_MIN` (true), and the health task
+    /// alone decides whether the whole cluster is unreachable.
+    fn partly_failed(&self, why: &str) -> bool {
+        if self.keys.tagged {
+            tracing::debug!(error = %why, "a Redis Cluster shard did not run a write; what it owns waits");
+            true
+        } else {
+            self.set_connected(false, why);
+            false
+        }
     }
 
     pub(super) async fn flush(&self, batch: Vec<Cmd>, spool: &mut Spool) {
@@ -309,7 +447,8 @@ impl Inner {
             return;
         }
         let started = std::time::Instant::now();
-        let result = self.run(&self.pipeline(&batch)).await;
+        let waits = batch.iter().any(|c| matches!(c, Cmd::Publish(_, Some(_))));
+        let result = self.run(&self.pipeline(&batch), self.wait_for(waits)).await;
         crate::ops::metrics::bus_publish_time(started.elapsed());
         let mut answers = match result {
             Ok(a) => a.into_iter(),
@@ -318,15 +457,30 @@ impl Inner {
                 return self.hold(batch, spool, &why);
             }
         };
-        self.set_connected(true, "");
+        let any_done = answers
+            .as_slice()
+            .iter()
+            .any(|a| !matches!(a, Answer::NotRun(_)));
+        if any_done {
+            self.set_connected(true, "");
+        }
         let sink = self.sink();
         let mut barriers = Vec::new();
         let mut not_run: Option<String> = None;
         for cmd in batch {
             match cmd {
                 Cmd::Publish(mut m, waiter) => match answers.next() {
-                    Some(Answer::Done(reply)) => {
+                    Some(a @ (Answer::Done(_) | Answer::Unreplicated(_))) => {
+                        let (reply, unreplicated) = match a {
+                            Answer::Unreplicated(v) => (v, true),
+                            Answer::Done(v) => (v, false),
+                            _ => unreachable!(),
+                        };
                         let mut outcome = Outcome::default();
+                        if unreplicated {
+                            crate::ops::metrics::bus_refused("unreplicated", 1);
+                            outcome.error = Outcome::refused(self.unreplicated()).error;
+                        }
                         if m.kind == Kind::Topic {
                             // {offset, epoch}: this node's sessions get it now, stamped.
                             m.position = stamped(reply);
@@ -352,7 +506,10 @@ impl Inner {
                 },
                 Cmd::Ack(stream, id) => {
                     let (a, b) = (answers.next(), answers.next());
-                    if matches!((a, b), (Some(Answer::Done(_)), Some(Answer::Done(_)))) {
+                    let done = |a: &Option<Answer>| {
+                        matches!(a, Some(Answer::Done(_) | Answer::Unreplicated(_)))
+                    };
+                    if done(&a) && done(&b) {
                         if let Some(ids) = self.inflight.lock().get_mut(&stream) {
                             ids.remove(&id);
                         }
@@ -361,7 +518,7 @@ impl Inner {
                     }
                 }
                 Cmd::HandBack(stream, id, given_back) => match answers.next() {
-                    Some(Answer::Done(v)) => {
+                    Some(Answer::Done(v) | Answer::Unreplicated(v)) => {
                         if as_u64(&v) == Some(1) {
                             crate::ops::metrics::bus_handed_back(1);
                         }
@@ -375,7 +532,7 @@ impl Inner {
                 },
                 Cmd::Call(_, reply) => {
                     let v = match answers.next() {
-                        Some(Answer::Done(v)) => Ok(v),
+                        Some(Answer::Done(v) | Answer::Unreplicated(v)) => Ok(v),
                         Some(Answer::Rejected(e) | Answer::NotRun(e)) => Err(e),
                         None => Err("no answer from Redis".to_owned()),
                     };
@@ -388,8 +545,9 @@ impl Inner {
             }
         }
         if let Some(why) = not_run {
-            // Loading, out of memory: an outage until a PING gets through.
-            self.set_connected(false, &why);
+            // Loading, out of memory, a shard away: an outage until a PING gets
+            // through (on a cluster, of that shard's destinations only).
+            self.partly_failed(&why);
         }
         for b in barriers {
             let _ = b.send(());
@@ -505,9 +663,11 @@ impl Inner {
 
     /// Writes the spool to Redis, oldest first, until it is empty or Redis fails
     /// again. Topic messages were delivered here when they were spooled: their echo
-    /// is ignored as always, and they are not delivered again.
-    pub(super) async fn replay(&self, spool: &mut Spool) {
+    /// is ignored as always, and they are not delivered again. True when a cluster
+    /// took part of it and the rest waits for its shard.
+    pub(super) async fn replay(&self, spool: &mut Spool) -> bool {
         let mut written = 0;
+        let mut stalled = false;
         while !spool.is_empty() && self.is_up() {
             self.expire(spool);
             let chunk = spool.take(BATCH);
@@ -519,7 +679,8 @@ impl Inner {
             for (_, e) in &chunk {
                 self.add_publish(&mut pipe, e.kind, &e.key, &e.payload);
             }
-            let answers = match self.run(&pipe).await {
+            let waits = chunk.iter().any(|(_, e)| e.waiter.is_some());
+            let answers = match self.run(&pipe, self.wait_for(waits)).await {
                 Ok(a) => a,
                 Err(why) => {
                     // Not known to have run: written again later (at least once).
@@ -533,8 +694,16 @@ impl Inner {
             let mut not_run = None;
             for (seq, e) in chunk {
                 match answers.next() {
-                    Some(Answer::Done(reply)) => {
+                    Some(a @ (Answer::Done(_) | Answer::Unreplicated(_))) => {
                         written += 1;
+                        let (reply, error) = match a {
+                            Answer::Unreplicated(v) => {
+                                crate::ops::metrics::bus_refused("unreplicated", 1);
+                                (v, Outcome::refused(self.unreplicated()).error)
+                            }
+                            Answer::Done(v) => (v, None),
+                            _ => unreachable!(),
+                        };
                         if let Some((c, _)) = e.waiter {
                             let position = match e.kind {
                                 Kind::Topic => stamped(reply),
@@ -543,7 +712,7 @@ impl Inner {
                             let _ = c.send(Outcome {
                                 delivered: e.delivered,
                                 position,
-                                error: None,
+                                error,
                             });
                         }
                     }
@@ -557,7 +726,8 @@ impl Inner {
             }
             if !back.is_empty() {
                 spool.restore(back);
-                self.set_connected(false, not_run.as_deref().unwrap_or("no answer from Redis"));
+                let why = not_run.as_deref().unwrap_or("no answer from Redis");
+                stalled = self.partly_failed(why);
                 break;
             }
             self.report(spool);
@@ -567,6 +737,15 @@ impl Inner {
             tracing::info!(node = %self.node_id, written, left = spool.len(),
                 "outage spool written to Redis");
         }
+        stalled
+    }
+
+    /// Why a publish the replicas did not confirm is not confirmed.
+    fn unreplicated(&self) -> String {
+        format!(
+            "written, but fewer than cluster.replica_acks = {} replicas had it within {REPLICA_WAIT:?}; it may not survive a failover",
+            self.config.replica_acks
+        )
     }
 }
 

@@ -109,6 +109,9 @@ pub(super) struct ClusterStatus {
     spooled: u64,
     /// Channels and patterns this node listens to.
     channels: u64,
+    /// Redis Cluster shards that do not answer (address, slots, why); absent while
+    /// every shard answers. Any of them makes `status` `degraded`.
+    shards_down: Option<Vec<String>>,
 }
 
 /// The ways to authenticate. Which one a route takes is in its `security`; `{}`
