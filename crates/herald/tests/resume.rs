@@ -74,13 +74,7 @@ async fn a_dropped_session_resumes_with_what_it_missed_once_and_in_order() {
     let (mut alice, connected) = connect_resuming(&server, "alice", None).await;
     assert_eq!(connected.get("resumed"), Some("false"));
     let token = token_of(&connected);
-    alice
-        .request(
-            Frame::new(Command::Subscribe)
-                .header("id", "sub-0")
-                .header("destination", "/topic/resume"),
-        )
-        .await;
+    alice.subscribe("sub-0", "/topic/resume").await;
     let mut publisher = server.tcp().await;
     publish_numbered(&mut publisher, "/topic/resume", 1..=5).await;
     let got: Vec<String> = bodies(&mut alice, 5)
@@ -99,13 +93,7 @@ async fn a_dropped_session_resumes_with_what_it_missed_once_and_in_order() {
     assert_eq!(connected.get("resumed"), Some("true"), "{connected:?}");
     assert_ne!(token_of(&connected), token, "a fresh token each time");
     // What a stompjs app does in onConnect: the same SUBSCRIBE again.
-    again
-        .request(
-            Frame::new(Command::Subscribe)
-                .header("id", "sub-0")
-                .header("destination", "/topic/resume"),
-        )
-        .await;
+    again.subscribe("sub-0", "/topic/resume").await;
     publish_numbered(&mut publisher, "/topic/resume", 11..=12).await;
     let got = bodies(&mut again, 7).await;
     let names: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
@@ -259,13 +247,7 @@ async fn a_session_resumes_on_the_other_node_of_a_cluster() {
     let b = redis_server::node_with(&redis, |_| {}).await;
     let (mut alice, connected) = connect_resuming(&a, "alice", None).await;
     let token = token_of(&connected);
-    alice
-        .request(
-            Frame::new(Command::Subscribe)
-                .header("id", "sub-0")
-                .header("destination", "/topic/moving"),
-        )
-        .await;
+    alice.subscribe("sub-0", "/topic/moving").await;
     let mut publisher = b.tcp().await;
     publish_numbered(&mut publisher, "/topic/moving", 1..=3).await;
     let got: Vec<String> = bodies(&mut alice, 3)
@@ -280,13 +262,7 @@ async fn a_session_resumes_on_the_other_node_of_a_cluster() {
 
     let (mut again, c) = connect_resuming(&b, "alice", Some(&token)).await;
     assert_eq!(c.get("resumed"), Some("true"), "{c:?}");
-    again
-        .request(
-            Frame::new(Command::Subscribe)
-                .header("id", "sub-0")
-                .header("destination", "/topic/moving"),
-        )
-        .await;
+    again.subscribe("sub-0", "/topic/moving").await;
     redis_server::listening(&b, Kind::Topic, "/topic/moving").await;
     publish_numbered(&mut publisher, "/topic/moving", 7..=8).await;
     let got = bodies(&mut again, 5).await;
@@ -300,12 +276,7 @@ async fn resuming_a_session_whose_old_connection_lingers_ends_that_one_first() {
     let server = TestServer::start().await;
     let (mut old, connected) = connect_resuming(&server, "alice", None).await;
     let token = token_of(&connected);
-    old.request(
-        Frame::new(Command::Subscribe)
-            .header("id", "sub-0")
-            .header("destination", "/topic/linger"),
-    )
-    .await;
+    old.subscribe("sub-0", "/topic/linger").await;
     let mut publisher = server.tcp().await;
     publish_numbered(&mut publisher, "/topic/linger", 1..=2).await;
     let got: Vec<String> = bodies(&mut old, 2)
@@ -391,13 +362,7 @@ async fn what_the_old_connection_never_took_is_replayed_on_resume() {
 
     let (mut again, c) = connect_resuming(&server, "alice", Some(&token)).await;
     assert_eq!(c.get("resumed"), Some("true"), "{c:?}");
-    again
-        .request(
-            Frame::new(Command::Subscribe)
-                .header("id", "sub-0")
-                .header("destination", "/topic/stuck"),
-        )
-        .await;
+    again.subscribe("sub-0", "/topic/stuck").await;
     // The new connection gets an unbroken run of messages up to the last one...
     let mut replayed = Vec::new();
     loop {

@@ -281,6 +281,19 @@ impl std::fmt::Debug for Handlers {
     }
 }
 
+/// The future of the first of `routes` whose pattern matches `call.path`.
+fn first_match(
+    routes: &[(Pattern, Arc<RouteFn>)],
+    call: Call,
+) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
+    for (pattern, route) in routes {
+        if let Some(params) = pattern.params(&call.path) {
+            return Ok(route(call, params));
+        }
+    }
+    Err(call)
+}
+
 /// A handler's future with its panic caught (the sender is told the route failed)
 /// and its output made replies.
 fn caught<R, Fut>(
@@ -413,30 +426,20 @@ impl Handlers {
         self.routes.is_empty() && self.subscriptions.is_empty()
     }
 
-    /// The future of the first route matching `call.path`, or `None`.
+    /// The future of the first route matching `call.path`, or the call back.
     pub fn dispatch(
         &self,
         call: Call,
     ) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
-        for (pattern, route) in &self.routes {
-            if let Some(params) = pattern.params(&call.path) {
-                return Ok(route(call, params));
-            }
-        }
-        Err(call)
+        first_match(&self.routes, call)
     }
 
-    /// The future of the first subscribe handler matching `call.path`, or `None`.
+    /// The future of the first subscribe handler matching `call.path`, or the call back.
     pub fn dispatch_subscribe(
         &self,
         call: Call,
     ) -> Result<BoxFuture<Result<Vec<Reply>, HandlerError>>, Call> {
-        for (pattern, route) in &self.subscriptions {
-            if let Some(params) = pattern.params(&call.path) {
-                return Ok(route(call, params));
-            }
-        }
-        Err(call)
+        first_match(&self.subscriptions, call)
     }
 
     pub(crate) fn disconnected(&self, session: &SessionInfo, messaging: &Messaging) {

@@ -335,6 +335,7 @@ fn register_at_zero() {
         BUS_SPOOL_MESSAGES,
         SOCKJS_SESSIONS,
         RUNTIME_TASKS,
+        ROOMS,
     ] {
         gauge!(g).increment(0.0);
     }
