@@ -2,9 +2,12 @@
 
 use super::Inner;
 
-/// KEYS: history stream, meta hash. ARGV: channel, payload, history size, a fresh
-/// epoch, ttl seconds. Returns {offset, epoch}.
-pub(super) const TOPIC_SCRIPT: &str = r#"
+/// The start both topic scripts share: the next offset, the epoch (a new one, and an
+/// empty history, when Redis lost the meta hash), the history entry and the expiries;
+/// `o` and `e` are then the message's position. A macro: `concat!` takes literals.
+macro_rules! stamp_topic {
+    () => {
+        r#"
 local o = redis.call('HINCRBY', KEYS[2], 'o', 1)
 local e = redis.call('HGET', KEYS[2], 'e')
 if not e then
@@ -18,32 +21,30 @@ if tonumber(ARGV[3]) > 0 then
   if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 end
 if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
-redis.call('PUBLISH', ARGV[1], o .. ' ' .. e .. ' ' .. ARGV[2])
+"#
+    };
+}
+
+/// KEYS: history stream, meta hash. ARGV: channel, payload, history size, a fresh
+/// epoch, ttl seconds. Returns {offset, epoch}.
+pub(super) const TOPIC_SCRIPT: &str = concat!(
+    stamp_topic!(),
+    r#"redis.call('PUBLISH', ARGV[1], o .. ' ' .. e .. ' ' .. ARGV[2])
 return {o, e}
-"#;
+"#
+);
 
 /// The topic script for a Redis Cluster: the same, published on the destination's
 /// sharded channel (`SPUBLISH`, in the keys' slot), and as a classic copy on ARGV[6]
 /// when it is not empty (a wildcard somewhere matches the destination).
-pub(super) const CLUSTER_TOPIC_SCRIPT: &str = r#"
-local o = redis.call('HINCRBY', KEYS[2], 'o', 1)
-local e = redis.call('HGET', KEYS[2], 'e')
-if not e then
-  e = ARGV[4]
-  redis.call('HSET', KEYS[2], 'e', e)
-  redis.call('DEL', KEYS[1])
-end
-local ttl = tonumber(ARGV[5])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], o .. '-0', 'p', ARGV[2])
-  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-end
-if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
-local msg = o .. ' ' .. e .. ' ' .. ARGV[2]
+pub(super) const CLUSTER_TOPIC_SCRIPT: &str = concat!(
+    stamp_topic!(),
+    r#"local msg = o .. ' ' .. e .. ' ' .. ARGV[2]
 redis.call('SPUBLISH', ARGV[1], msg)
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], msg) end
 return {o, e}
-"#;
+"#
+);
 
 /// The queue script for a Redis Cluster: the registry set lives in another slot, so
 /// the writer adds to it with a command of its own. KEYS: queue stream. ARGV:
